@@ -1,0 +1,94 @@
+package taskpool
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+)
+
+// Sentinel errors returned by the package. Compare with [errors.Is]: most of
+// them are wrapped with the offending value.
+var (
+	// ErrInvalidType reports a task type that is empty, at registration or
+	// at submission.
+	ErrInvalidType = errors.New("taskpool: invalid task type")
+
+	// ErrNilHandler reports a nil handler given to a registry or to [New].
+	ErrNilHandler = errors.New("taskpool: nil handler")
+
+	// ErrDuplicateType reports a second registration of the same task type.
+	ErrDuplicateType = errors.New("taskpool: duplicate task type")
+
+	// ErrNoHandler reports a task whose type has no registered handler.
+	ErrNoHandler = errors.New("taskpool: no handler for task type")
+
+	// ErrInvalidOption reports an option value that is out of range.
+	ErrInvalidOption = errors.New("taskpool: invalid option")
+
+	// ErrNotStarted is returned by Submit and its variants before
+	// [Scheduler.Start] has been called.
+	ErrNotStarted = errors.New("taskpool: scheduler not started")
+
+	// ErrAlreadyStarted is returned by a second call to [Scheduler.Start].
+	ErrAlreadyStarted = errors.New("taskpool: scheduler already started")
+
+	// ErrSchedulerClosed is returned by Submit and its variants once
+	// [Scheduler.Stop] has been called, and by Start after Stop. It is also
+	// the error reported for an accepted task that never ran because Stop's
+	// deadline passed, and the cause of the handler contexts cancelled then.
+	ErrSchedulerClosed = errors.New("taskpool: scheduler closed")
+
+	// ErrQueueFull is returned by [Scheduler.TrySubmit] when the task queue
+	// has no room.
+	ErrQueueFull = errors.New("taskpool: queue full")
+
+	// ErrHandlerExited reports a handler that called [runtime.Goexit]
+	// instead of returning. The worker that ran it is replaced.
+	ErrHandlerExited = errors.New("taskpool: handler called runtime.Goexit")
+)
+
+// PanicError is the error of a task whose handler panicked. The worker that
+// ran the handler survives and goes on with the next task.
+type PanicError struct {
+	// Value is the value passed to panic.
+	Value any
+	// Stack is the goroutine's stack trace at the time of the panic.
+	Stack []byte
+}
+
+func newPanicError(v any) *PanicError {
+	return &PanicError{Value: v, Stack: debug.Stack()}
+}
+
+// Error returns the panic value; the stack is left out to keep log lines
+// short. Read Stack for it.
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("taskpool: handler panic: %v", e.Value)
+}
+
+// Unwrap returns Value when it is an error, so that errors.Is sees through
+// a panic(err).
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
+// StopError is returned by [Scheduler.Stop] when its context ended before
+// every accepted task had run. Each task that did not run was reported to
+// the completion hook with [ErrSchedulerClosed].
+type StopError struct {
+	// NotRun is the number of accepted tasks that never started.
+	NotRun int
+	// Err is the error of the context given to Stop.
+	Err error
+}
+
+// Error describes how many tasks did not run.
+func (e *StopError) Error() string {
+	return fmt.Sprintf("taskpool: stop: %d accepted tasks not run: %v", e.NotRun, e.Err)
+}
+
+// Unwrap returns both ErrSchedulerClosed and the context's error.
+func (e *StopError) Unwrap() []error {
+	return []error{ErrSchedulerClosed, e.Err}
+}

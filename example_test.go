@@ -1,0 +1,147 @@
+package taskpool_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/taskpool/taskpool"
+)
+
+// The article's scenario: two task types, several workers, a clean stop.
+func Example() {
+	reg := taskpool.NewRegistry()
+	_ = reg.HandleFunc("email", func(ctx context.Context, t taskpool.Task) error {
+		fmt.Println("email to", t.Params)
+		return nil
+	})
+	_ = reg.HandleFunc("resize", func(ctx context.Context, t taskpool.Task) error {
+		fmt.Println("resize", t.Params)
+		return nil
+	})
+
+	s, err := taskpool.New(reg, taskpool.WithWorkers(4))
+	if err != nil {
+		panic(err)
+	}
+	if err := s.Start(); err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+	_ = s.Submit(ctx, taskpool.Task{Type: "email", Params: "ada@example.com"})
+	_ = s.Submit(ctx, taskpool.Task{Type: "resize", Params: "cat.png"})
+
+	// Stop runs every accepted task before it returns.
+	if err := s.Stop(ctx); err != nil {
+		panic(err)
+	}
+	// Unordered output:
+	// email to ada@example.com
+	// resize cat.png
+}
+
+func ExampleScheduler_Submit() {
+	reg := taskpool.NewRegistry()
+	_ = reg.HandleFunc("greet", func(ctx context.Context, t taskpool.Task) error {
+		fmt.Println("hello,", t.Params)
+		return nil
+	})
+	s, _ := taskpool.New(reg, taskpool.WithWorkers(1))
+	_ = s.Start()
+	defer s.Stop(context.Background())
+
+	// Submit blocks while the queue is full; its context bounds the wait.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := s.Submit(ctx, taskpool.Task{Type: "greet", Params: "gopher"}); err != nil {
+		fmt.Println(err)
+	}
+	// Unknown types are rejected at once.
+	err := s.Submit(ctx, taskpool.Task{Type: "shout"})
+	fmt.Println(errors.Is(err, taskpool.ErrNoHandler))
+	// Unordered output:
+	// true
+	// hello, gopher
+}
+
+func ExampleScheduler_SubmitFuture() {
+	reg := taskpool.NewRegistry()
+	_ = reg.HandleFunc("square", func(ctx context.Context, t taskpool.Task) error {
+		n := t.Params.(int)
+		t.SetResult(n * n)
+		return nil
+	})
+	s, _ := taskpool.New(reg)
+	_ = s.Start()
+	defer s.Stop(context.Background())
+
+	f, err := s.SubmitFuture(context.Background(), taskpool.Task{Type: "square", Params: 7})
+	if err != nil {
+		panic(err)
+	}
+	res, err := f.Wait(context.Background())
+	fmt.Println(res, err)
+	// Output: 49 <nil>
+}
+
+func ExampleScheduler_Stop() {
+	reg := taskpool.NewRegistry()
+	_ = reg.HandleFunc("slow", func(ctx context.Context, t taskpool.Task) error {
+		<-ctx.Done() // a handler that only ends when cancelled
+		return ctx.Err()
+	})
+	s, _ := taskpool.New(reg, taskpool.WithWorkers(1),
+		taskpool.WithCompletionHook(func(o taskpool.Outcome) {
+			if errors.Is(o.Err, taskpool.ErrSchedulerClosed) {
+				fmt.Println("not run:", o.Task.ID)
+			}
+		}))
+	_ = s.Start()
+	for _, id := range []string{"a", "b", "c"} {
+		_ = s.Submit(context.Background(), taskpool.Task{ID: id, Type: "slow"})
+	}
+
+	// Give the tasks 10ms; then Stop cancels the running handler and
+	// reports the tasks that never started.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	err := s.Stop(ctx)
+	var stopErr *taskpool.StopError
+	if errors.As(err, &stopErr) {
+		fmt.Println(stopErr.NotRun, "tasks did not run")
+	}
+	// Output:
+	// not run: b
+	// not run: c
+	// 2 tasks did not run
+}
+
+func ExampleRegistry_HandleFunc() {
+	reg := taskpool.NewRegistry()
+	err := reg.HandleFunc("report", func(ctx context.Context, t taskpool.Task) error { return nil })
+	fmt.Println(err)
+	err = reg.HandleFunc("report", func(ctx context.Context, t taskpool.Task) error { return nil })
+	fmt.Println(errors.Is(err, taskpool.ErrDuplicateType))
+	fmt.Println(reg.Types())
+	// Output:
+	// <nil>
+	// true
+	// [report]
+}
+
+func ExampleParamsAs() {
+	type resize struct {
+		Path  string `json:"path"`
+		Width int    `json:"width"`
+	}
+	// In process, Params holds the value itself...
+	p, _ := taskpool.ParamsAs[resize](taskpool.Task{Type: "resize", Params: resize{"cat.png", 64}})
+	fmt.Println(p)
+	// ...and through a broker, its JSON encoding.
+	p, _ = taskpool.ParamsAs[resize](taskpool.Task{Type: "resize", Params: []byte(`{"path":"dog.png","width":32}`)})
+	fmt.Println(p)
+	// Output:
+	// {cat.png 64}
+	// {dog.png 32}
+}

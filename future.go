@@ -1,0 +1,90 @@
+package taskpool
+
+import (
+	"context"
+	"sync"
+)
+
+// Outcome is the final result of one accepted task, as the completion hook
+// ([WithCompletionHook]) and a [Future] see it.
+type Outcome struct {
+	// Task is the task as submitted, with its ID filled in.
+	Task Task
+	// Result is the value the handler passed to [Task.SetResult], if any.
+	Result any
+	// Err is nil on success, the handler's error, a [*PanicError], or
+	// [ErrSchedulerClosed] for a task that never ran.
+	Err error
+	// Attempts is the number of times the handler ran: 0 for a task that
+	// never ran.
+	Attempts int
+}
+
+// Future is the pending outcome of a task submitted with
+// [Scheduler.SubmitFuture]. Its methods are safe for concurrent use, and
+// any number of goroutines may wait on one Future.
+type Future struct {
+	wg sync.WaitGroup // done once the outcome is set
+
+	mu   sync.Mutex
+	ch   chan struct{} // made on demand by Done, closed by complete
+	done bool
+
+	// Written once, before wg.Done and under mu; read after either.
+	out Outcome
+}
+
+func newFuture() *Future {
+	f := new(Future)
+	f.wg.Add(1)
+	return f
+}
+
+// Wait blocks until the task has finished or ctx is done, and returns the
+// handler's result and error. When ctx ends first it returns ctx's error;
+// the task itself goes on.
+func (f *Future) Wait(ctx context.Context) (any, error) {
+	if ctx.Done() == nil {
+		// No cancellation possible: wait without making a channel.
+		f.wg.Wait()
+		return f.out.Result, f.out.Err
+	}
+	select {
+	case <-f.Done():
+		return f.out.Result, f.out.Err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Done returns a channel that is closed when the task has finished.
+func (f *Future) Done() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ch == nil {
+		f.ch = make(chan struct{})
+		if f.done {
+			close(f.ch)
+		}
+	}
+	return f.ch
+}
+
+// Outcome returns the task's outcome and true once it has finished, or a
+// zero Outcome and false before.
+func (f *Future) Outcome() (Outcome, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.out, f.done
+}
+
+func (f *Future) complete(out Outcome) {
+	f.mu.Lock()
+	f.out = out
+	f.done = true
+	if f.ch != nil {
+		close(f.ch)
+	}
+	f.mu.Unlock()
+	f.wg.Done()
+}

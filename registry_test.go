@@ -1,0 +1,82 @@
+package taskpool_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskpool/taskpool"
+)
+
+func TestRegistryErrors(t *testing.T) {
+	t.Parallel()
+	var reg taskpool.Registry // the zero value is ready to use
+	require.NoError(t, reg.HandleFunc("a", nop))
+
+	tests := []struct {
+		name string
+		typ  string
+		h    taskpool.Handler
+		want error
+	}{
+		{"empty type", "", taskpool.HandlerFunc(nop), taskpool.ErrInvalidType},
+		{"nil handler", "b", nil, taskpool.ErrNilHandler},
+		{"nil func", "b", taskpool.HandlerFunc(nil), taskpool.ErrNilHandler},
+		{"duplicate", "a", taskpool.HandlerFunc(nop), taskpool.ErrDuplicateType},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.ErrorIs(t, reg.Handle(tt.typ, tt.h), tt.want)
+		})
+	}
+	assert.ErrorIs(t, reg.HandleFunc("c", nil), taskpool.ErrNilHandler)
+	assert.Equal(t, []string{"a"}, reg.Types(), "failed registrations leave no trace")
+}
+
+func TestRegistryDispatchesByType(t *testing.T) {
+	t.Parallel()
+	reg := taskpool.NewRegistry()
+	for _, typ := range []string{"c", "a", "b"} {
+		require.NoError(t, reg.HandleFunc(typ, func(_ context.Context, tk taskpool.Task) error {
+			tk.SetResult(typ)
+			return nil
+		}))
+	}
+	assert.Equal(t, []string{"a", "b", "c"}, reg.Types())
+	h, ok := reg.Lookup("b")
+	require.True(t, ok)
+	assert.NotNil(t, h)
+	_, ok = reg.Lookup("z")
+	assert.False(t, ok)
+	assert.ErrorIs(t, reg.HandleTask(context.Background(), taskpool.Task{Type: "z"}), taskpool.ErrNoHandler)
+	assert.NoError(t, reg.HandleTask(context.Background(), taskpool.Task{Type: "a"}))
+}
+
+func TestRegistryConcurrentUse(t *testing.T) {
+	t.Parallel()
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("base", nop))
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for j := range 50 {
+				assert.NoError(t, reg.HandleFunc(fmt.Sprintf("t%d-%d", i, j), nop))
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				assert.NoError(t, reg.HandleTask(context.Background(), taskpool.Task{Type: "base"}))
+				_ = reg.Types()
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Len(t, reg.Types(), 201)
+}

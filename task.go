@@ -1,0 +1,117 @@
+package taskpool
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+	"unsafe"
+)
+
+// Task is a unit of work: a type that selects the handler, and the
+// parameters the handler needs. Tasks are passed by value; the zero value is
+// not a valid task because its Type is empty.
+type Task struct {
+	// ID identifies the task in outcomes, logs and inspection. When it is
+	// empty, the scheduler assigns a unique one before the task runs.
+	ID string
+
+	// Type selects the handler in the [Registry]. It must not be empty.
+	Type string
+
+	// Params are the task's arguments. In process they reach the handler
+	// untouched. Through a distributed broker they are encoded by the
+	// broker's codec and arrive as raw bytes: use [ParamsAs] to read them
+	// the same way in both cases.
+	Params any
+
+	// Timeout bounds one run of the handler: its context is cancelled when
+	// it passes. Zero means the scheduler's default ([WithTaskTimeout]);
+	// a negative value means no timeout even when a default is set.
+	Timeout time.Duration
+
+	// attempt is the 1-based run number, set by the worker.
+	attempt int
+	// result points at the running worker's result slot.
+	result *resultSlot
+}
+
+// Attempt returns the number of the current run, starting at 1. It is 0
+// outside a handler.
+func (t Task) Attempt() int { return t.attempt }
+
+// SetResult records v as the task's result. The result reaches the task's
+// [Future] and the completion hook's [Outcome]. SetResult must be called
+// from the handler, before it returns; outside a handler it does nothing.
+func (t Task) SetResult(v any) {
+	if t.result != nil {
+		t.result.v = v
+	}
+}
+
+// resultSlot holds the result of the task a worker is running. Each worker
+// owns one, so recording a result costs no allocation.
+type resultSlot struct{ v any }
+
+// ParamsAs returns t.Params as a T. When Params already holds a T, it is
+// returned as is; when it holds encoded bytes ([]byte, [json.RawMessage]
+// or string, as a broker delivers them), they are decoded as JSON into a T.
+// Any other mismatch is an error, never a panic.
+func ParamsAs[T any](t Task) (T, error) {
+	var v T
+	switch p := t.Params.(type) {
+	case T:
+		return p, nil
+	case json.RawMessage:
+		return v, decodeParams(t, p, &v)
+	case []byte:
+		return v, decodeParams(t, p, &v)
+	case string:
+		return v, decodeParams(t, []byte(p), &v)
+	case nil:
+		return v, fmt.Errorf("taskpool: task %s: no params", t.Type)
+	default:
+		return v, fmt.Errorf("taskpool: task %s: params are %T, want %T", t.Type, t.Params, v)
+	}
+}
+
+func decodeParams(t Task, b []byte, v any) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("taskpool: task %s: decode params: %w", t.Type, err)
+	}
+	return nil
+}
+
+// envelope is what travels through the task channel: the task and, for
+// SubmitFuture, where its outcome goes.
+type envelope struct {
+	task   Task
+	future *Future
+}
+
+// idGen makes task IDs for the dispatcher, the only goroutine that calls
+// it. IDs are the scheduler's random prefix and a sequence number. They are
+// carved out of a shared byte slab so that an ID costs no allocation of its
+// own; a slab is written once per ID and never changed, which makes the
+// unsafe.String conversion sound. An ID kept alive keeps its slab (4 KiB)
+// alive, a deliberate trade for a zero-allocation hot path.
+type idGen struct {
+	prefix string
+	seq    uint64
+	slab   []byte
+}
+
+const idSlabSize = 4096
+
+func (g *idGen) next() string {
+	const maxLen = 32 // prefix (8) + '-' + uint64 (20), rounded up
+	if cap(g.slab) < maxLen {
+		g.slab = make([]byte, 0, idSlabSize)
+	}
+	g.seq++
+	id := append(g.slab, g.prefix...)
+	id = append(id, '-')
+	id = strconv.AppendUint(id, g.seq, 10)
+	g.slab = id[len(id):]
+	return unsafe.String(&id[0], len(id))
+}
