@@ -92,3 +92,22 @@ func (e *StopError) Error() string {
 func (e *StopError) Unwrap() []error {
 	return []error{ErrSchedulerClosed, e.Err}
 }
+
+// ErrSkipRetry marks a handler error as final: the task is not retried,
+// whatever attempts it has left. Wrap an error with [SkipRetry], or return
+// ErrSkipRetry itself.
+var ErrSkipRetry = errors.New("taskpool: skip retry")
+
+// SkipRetry wraps err so that the task is not retried. errors.Is(result,
+// err) and errors.Is(result, ErrSkipRetry) both hold. SkipRetry(nil) is nil.
+func SkipRetry(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &skipRetryError{err}
+}
+
+type skipRetryError struct{ err error }
+
+func (e *skipRetryError) Error() string   { return e.err.Error() }
+func (e *skipRetryError) Unwrap() []error { return []error{e.err, ErrSkipRetry} }

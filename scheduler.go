@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -470,17 +471,18 @@ func (s *Scheduler) complete(f *Future, out Outcome) {
 	}
 }
 
-func (s *Scheduler) logFailure(out Outcome) {
+func (s *Scheduler) logFailure(t Task, err error) {
 	l := s.opts.logger
 	if !l.Enabled(s.baseCtx, slog.LevelWarn) {
 		return
 	}
 	attrs := []slog.Attr{
-		slog.String("id", out.Task.ID),
-		slog.String("type", out.Task.Type),
-		slog.Any("error", out.Err),
+		slog.String("id", t.ID),
+		slog.String("type", t.Type),
+		slog.Any("error", err),
 	}
-	if pe, ok := out.Err.(*PanicError); ok {
+	var pe *PanicError
+	if errors.As(err, &pe) {
 		attrs = append(attrs, slog.String("stack", string(pe.Stack)))
 		l.LogAttrs(s.baseCtx, slog.LevelError, "taskpool: handler panic", attrs...)
 		return

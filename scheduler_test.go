@@ -638,7 +638,7 @@ func TestIDsAndResults(t *testing.T) {
 	t.Parallel()
 	reg := registry(t, map[string]taskpool.HandlerFunc{
 		"echo": func(_ context.Context, tk taskpool.Task) error {
-			assert.Equal(t, 1, tk.Attempt())
+			assert.Equal(t, 1, tk.Attempt)
 			tk.SetResult(tk.Params)
 			return nil
 		},

@@ -30,15 +30,27 @@ type Task struct {
 	// a negative value means no timeout even when a default is set.
 	Timeout time.Duration
 
-	// attempt is the 1-based run number, set by the worker.
-	attempt int
+	// Priority orders tasks waiting in the queue. The zero value is
+	// [PriorityDefault].
+	Priority Priority
+
+	// UniqueKey, when not empty, makes the task unique: it is rejected
+	// while another task with the same key is queued, delayed or running.
+	UniqueKey string
+
+	// MaxAttempts is how many times the task may run when its handler
+	// fails with a retryable error. Zero means the type's or the
+	// scheduler's default; 1 means no retry.
+	MaxAttempts int
+
+	// Attempt is the 1-based number of the current run, as the handler
+	// sees it. The scheduler sets it; a broker that redelivers a task sets
+	// it from the delivery count before submitting it.
+	Attempt int
+
 	// result points at the running worker's result slot.
 	result *resultSlot
 }
-
-// Attempt returns the number of the current run, starting at 1. It is 0
-// outside a handler.
-func (t Task) Attempt() int { return t.attempt }
 
 // SetResult records v as the task's result. The result reaches the task's
 // [Future] and the completion hook's [Outcome]. SetResult must be called
@@ -47,6 +59,27 @@ func (t Task) SetResult(v any) {
 	if t.result != nil {
 		t.result.v = v
 	}
+}
+
+// Priority is a task's place in the queue relative to other tasks.
+type Priority int8
+
+// Priorities, from lowest to highest.
+const (
+	PriorityLow     Priority = -1
+	PriorityDefault Priority = 0
+	PriorityHigh    Priority = 1
+)
+
+// String returns "low", "default" or "high".
+func (p Priority) String() string {
+	switch {
+	case p < 0:
+		return "low"
+	case p > 0:
+		return "high"
+	}
+	return "default"
 }
 
 // resultSlot holds the result of the task a worker is running. Each worker

@@ -100,7 +100,9 @@ func (w *worker) exec(e envelope) {
 		return
 	}
 	t := e.task
-	t.attempt = 1
+	if t.Attempt == 0 {
+		t.Attempt = 1
+	}
 	t.result = &w.slot
 	ctx, cancel := s.baseCtx, context.CancelFunc(nil)
 	d := t.Timeout
@@ -124,18 +126,25 @@ func (w *worker) finish(t Task, f *Future, err error, cancel context.CancelFunc)
 	w.counters.ticks.Add(1)
 	res := w.slot.v
 	w.slot.v = nil
-	t.result = nil
-	out := Outcome{Task: t, Result: res, Err: err, Attempts: t.attempt}
 	if err != nil {
-		var pe *PanicError
-		if errors.As(err, &pe) {
-			w.counters.panicked.Add(1)
-		} else {
-			w.counters.failed.Add(1)
-		}
-		s.logFailure(out)
+		w.fail(t, err)
 	}
-	s.complete(f, out)
+	if f == nil && s.opts.onComplete == nil {
+		return // nobody to tell: keep the fast path free of the Outcome copy
+	}
+	t.result = nil
+	s.complete(f, Outcome{Task: t, Result: res, Err: err, Attempts: t.Attempt})
+}
+
+// fail counts and logs a failed run.
+func (w *worker) fail(t Task, err error) {
+	var pe *PanicError
+	if errors.As(err, &pe) {
+		w.counters.panicked.Add(1)
+	} else {
+		w.counters.failed.Add(1)
+	}
+	w.s.logFailure(t, err)
 }
 
 // call runs the handler, turning a panic into a *PanicError. Recovery is

@@ -1,0 +1,253 @@
+package taskpool_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/taskpool/taskpool"
+)
+
+// The workloads of the performance report. Each benchmark op is one task;
+// the ns/task metric is wall time per task from the first submit to the
+// last completion (Stop waits for it). The peers run the same workloads in
+// the bench module.
+
+var sink atomic.Int64
+
+func trivial(context.Context, taskpool.Task) error {
+	sink.Add(1)
+	return nil
+}
+
+// spin burns about d of CPU without touching memory others use.
+func spin(d time.Duration) {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+	}
+}
+
+func benchRegistry(b *testing.B, typ string, h taskpool.HandlerFunc) *taskpool.Registry {
+	b.Helper()
+	reg := taskpool.NewRegistry()
+	if err := reg.Handle(typ, h); err != nil {
+		b.Fatal(err)
+	}
+	return reg
+}
+
+// runScheduler submits b.N tasks from one goroutine and waits for them all.
+func runScheduler(b *testing.B, h taskpool.HandlerFunc, opts ...taskpool.Option) {
+	b.Helper()
+	b.ReportAllocs()
+	s, err := taskpool.New(benchRegistry(b, "t", h), opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	task := taskpool.Task{ID: "bench", Type: "t"}
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if err := s.Submit(ctx, task); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.Stop(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N), "ns/task")
+}
+
+// runGoroutinePerTask is the baseline: one goroutine per task, a WaitGroup
+// to wait, no bound.
+func runGoroutinePerTask(b *testing.B, f func()) {
+	b.Helper()
+	b.ReportAllocs()
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range b.N {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f()
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N), "ns/task")
+}
+
+func BenchmarkTrivial(b *testing.B) {
+	for _, workers := range []int{runtime.GOMAXPROCS(0), 64} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			runScheduler(b, trivial, taskpool.WithWorkers(workers))
+		})
+	}
+	b.Run("baseline=goroutine-per-task", func(b *testing.B) {
+		runGoroutinePerTask(b, func() { sink.Add(1) })
+	})
+	b.Run("baseline=buffered-channel", func(b *testing.B) {
+		// The floor of any channel-based pool: one send and one receive
+		// per task on a buffered channel, with one consumer.
+		b.ReportAllocs()
+		ch := make(chan func(), taskpool.DefaultQueueSize)
+		done := make(chan struct{})
+		go func() {
+			for f := range ch {
+				f()
+			}
+			close(done)
+		}()
+		f := func() { sink.Add(1) }
+		start := time.Now()
+		for range b.N {
+			ch <- f
+		}
+		close(ch)
+		<-done
+		b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N), "ns/task")
+	})
+}
+
+func BenchmarkCPU1us(b *testing.B) {
+	work := func(context.Context, taskpool.Task) error { spin(time.Microsecond); return nil }
+	b.Run(fmt.Sprintf("workers=%d", runtime.GOMAXPROCS(0)), func(b *testing.B) {
+		runScheduler(b, work)
+	})
+	b.Run("baseline=ideal", func(b *testing.B) {
+		// The work alone, on every core, with no pool: the ideal.
+		b.ReportAllocs()
+		procs := runtime.GOMAXPROCS(0)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for p := range procs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := p; i < b.N; i += procs {
+					spin(time.Microsecond)
+				}
+			}()
+		}
+		wg.Wait()
+		b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N), "ns/task")
+	})
+}
+
+func BenchmarkSleep1ms(b *testing.B) {
+	work := func(context.Context, taskpool.Task) error { time.Sleep(time.Millisecond); return nil }
+	b.Run("workers=1000", func(b *testing.B) {
+		runScheduler(b, work, taskpool.WithWorkers(1000), taskpool.WithBatchSize(1))
+	})
+}
+
+func BenchmarkFuture(b *testing.B) {
+	b.ReportAllocs()
+	reg := benchRegistry(b, "t", func(_ context.Context, t taskpool.Task) error {
+		t.SetResult(nil)
+		return nil
+	})
+	s, err := taskpool.New(reg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer s.Stop(context.Background())
+	ctx := context.Background()
+	task := taskpool.Task{ID: "bench", Type: "t"}
+	futures := make([]*taskpool.Future, 0, 1024)
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		f, err := s.SubmitFuture(ctx, task)
+		if err != nil {
+			b.Fatal(err)
+		}
+		futures = append(futures, f)
+		if len(futures) == cap(futures) || i == b.N-1 {
+			for _, f := range futures {
+				if _, err := f.Wait(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			futures = futures[:0]
+		}
+	}
+	b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N), "ns/task")
+}
+
+func BenchmarkParallelSubmit(b *testing.B) {
+	for _, producers := range []int{2, 4, 8, 16} {
+		b.Run(fmt.Sprintf("producers=%d", producers), func(b *testing.B) {
+			b.ReportAllocs()
+			s, err := taskpool.New(benchRegistry(b, "t", trivial))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Start(); err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			task := taskpool.Task{ID: "bench", Type: "t"}
+			// RunParallel starts parallelism × GOMAXPROCS goroutines.
+			b.SetParallelism((producers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := s.Submit(ctx, task); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			if err := s.Stop(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N), "ns/task")
+		})
+	}
+}
+
+// BenchmarkQueuedMemory reports the heap bytes per queued task with 1M
+// tasks waiting behind a blocked worker.
+func BenchmarkQueuedMemory(b *testing.B) {
+	const queued = 1 << 20
+	for range b.N {
+		release := make(chan struct{})
+		reg := benchRegistry(b, "t", func(context.Context, taskpool.Task) error {
+			<-release
+			return nil
+		})
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		s, err := taskpool.New(reg, taskpool.WithWorkers(1), taskpool.WithQueueSize(queued))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Start(); err != nil {
+			b.Fatal(err)
+		}
+		for range queued {
+			if err := s.Submit(context.Background(), taskpool.Task{ID: "q", Type: "t"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/queued, "B/queued-task")
+		close(release)
+		if err := s.Stop(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
