@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -68,9 +69,17 @@ type Scheduler struct {
 	// number of Submit calls between admission and their send. Stop waits
 	// for the count to reach zero before the final drain, so no accepted
 	// task can arrive after the dispatcher has looked for the last time.
-	gate     atomic.Uint64
+	// Every Submit writes it: it has a cache line of its own.
+	_    [64]byte
+	gate atomic.Uint64
+	_    [56]byte
+
 	quiesced chan struct{} // closed when the gate is closed and empty
 	quiesce  sync.Once
+
+	roomMu  sync.Mutex
+	room    chan struct{} // closed and replaced when the queue drains to half
+	waiting atomic.Int32  // Submit calls waiting for room
 
 	quit      chan struct{} // closed by Stop: no more submissions
 	done      chan struct{} // closed when the dispatcher and every worker have exited
@@ -79,6 +88,7 @@ type Scheduler struct {
 	cancel    context.CancelCauseFunc
 	workersWG sync.WaitGroup
 
+	_        [64]byte      // the dispatcher's fields below are written per batch
 	received atomic.Uint64 // tasks taken from the task channel (dispatcher only)
 	notRun   atomic.Uint64 // accepted tasks dropped by an expired Stop
 	nworkers int           // workers alive; dispatcher only once started
@@ -120,6 +130,7 @@ func New(h Handler, opts ...Option) (*Scheduler, error) {
 		idle:     make(chan registration, o.workers),
 		workers:  make(map[*worker]struct{}, o.workers),
 		quiesced: make(chan struct{}),
+		room:     make(chan struct{}),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -213,14 +224,68 @@ func (s *Scheduler) submit(ctx context.Context, e envelope, block bool) error {
 	if !block {
 		return ErrQueueFull
 	}
-	select {
-	case s.tasks <- e:
-		return nil
-	case <-done:
-		return ctx.Err()
-	case <-s.quit:
-		return ErrSchedulerClosed
+	// Yield a few times before parking. A parked submitter is woken onto
+	// the dispatcher's processor, where it competes with the dispatcher
+	// while another processor may sit idle; a yielding one stays runnable
+	// on the global queue, where any idle processor picks it up.
+	for range spinYields {
+		runtime.Gosched()
+		select {
+		case s.tasks <- e:
+			return nil
+		default:
+		}
 	}
+	return s.waitForRoom(done, ctx, e)
+}
+
+// waitForRoom is Submit's slow path, taken when the queue is full. Rather
+// than parking on the channel send, which the dispatcher would wake for
+// every single slot it frees (one park and wake-up per task while the
+// queue stays full), a submitter waits for the queue to drain to half
+// before trying again. The dispatcher closes the room channel then.
+func (s *Scheduler) waitForRoom(done <-chan struct{}, ctx context.Context, e envelope) error {
+	for {
+		s.roomMu.Lock()
+		room := s.room
+		s.waiting.Add(1)
+		s.roomMu.Unlock()
+		// Try again now that the dispatcher knows we wait: room freed
+		// before it looked at waiting would otherwise go unannounced.
+		select {
+		case s.tasks <- e:
+			s.waiting.Add(-1)
+			return nil
+		default:
+		}
+		select {
+		case <-room:
+			s.waiting.Add(-1)
+		case <-done:
+			s.waiting.Add(-1)
+			return ctx.Err()
+		case <-s.quit:
+			s.waiting.Add(-1)
+			return ErrSchedulerClosed
+		}
+		select {
+		case s.tasks <- e:
+			return nil
+		default:
+		}
+	}
+}
+
+// announceRoom wakes the submitters waiting for room once the queue has
+// drained to half. Only the dispatcher calls it.
+func (s *Scheduler) announceRoom() {
+	if s.waiting.Load() == 0 || len(s.tasks) > cap(s.tasks)/2 {
+		return
+	}
+	s.roomMu.Lock()
+	close(s.room)
+	s.room = make(chan struct{})
+	s.roomMu.Unlock()
 }
 
 func (s *Scheduler) check(t Task) error {
@@ -367,18 +432,36 @@ func sub(a, b uint64) uint64 {
 func (s *Scheduler) dispatch() {
 	buf := make([]envelope, 0, s.opts.batchSize)
 	for {
-		select {
-		case e := <-s.tasks:
-			buf = append(buf, e)
-		case <-s.quit:
-			s.drain(buf)
-			return
+		e, ok := s.poll()
+		if !ok {
+			select {
+			case e = <-s.tasks:
+			case <-s.quit:
+				s.drain(buf)
+				return
+			}
 		}
+		buf = append(buf, e)
 		// Wait for a worker with room, then top the batch up with whatever
 		// queued meanwhile: the deeper the queue, the bigger the batch.
 		reg := <-s.idle
 		buf = s.handoff(reg, s.fill(buf))
+		s.announceRoom()
 	}
+}
+
+// poll tries to receive a task, yielding between tries, before the
+// dispatcher parks on an empty queue (see Submit for why yielding first).
+func (s *Scheduler) poll() (envelope, bool) {
+	for range spinYields {
+		select {
+		case e := <-s.tasks:
+			return e, true
+		default:
+			runtime.Gosched()
+		}
+	}
+	return envelope{}, false
 }
 
 // fill tops buf up from the task channel without blocking, to at most the

@@ -3,6 +3,7 @@ package taskpool
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync/atomic"
 )
 
@@ -74,7 +75,7 @@ func (w *worker) run(spare []envelope) {
 			spare, w.batch = w.batch[:0], nil
 		}
 		w.s.idle <- registration{ch: w.ch, spare: spare}
-		b, ok := <-w.ch
+		b, ok := w.receive()
 		if !ok {
 			w.retire()
 			return
@@ -82,6 +83,26 @@ func (w *worker) run(spare []envelope) {
 		w.batch, w.next = b, 0
 	}
 }
+
+// receive waits for the next batch. It yields a few times before parking:
+// a parked worker must be woken by the dispatcher's send, and the runtime
+// then queues it behind the dispatcher on the dispatcher's processor, where
+// it waits until the dispatcher blocks. Yielding instead lets the
+// dispatcher run now and leave the batch in the buffered channel.
+func (w *worker) receive() ([]envelope, bool) {
+	for range spinYields {
+		select {
+		case b, ok := <-w.ch:
+			return b, ok
+		default:
+			runtime.Gosched()
+		}
+	}
+	b, ok := <-w.ch
+	return b, ok
+}
+
+var spinYields = 4
 
 // retire folds the worker's counters into the scheduler's.
 func (w *worker) retire() {
