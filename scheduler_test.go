@@ -456,15 +456,17 @@ func fullScheduler(t *testing.T) (*taskpool.Scheduler, func()) {
 	s := start(t, reg, taskpool.WithWorkers(1), taskpool.WithQueueSize(2), taskpool.WithBatchSize(1))
 	require.NoError(t, s.Submit(context.Background(), taskpool.Task{Type: "block"}))
 	<-running
-	// The dispatcher may hold one more task while it waits for the worker;
-	// the rest fill the queue. A handful of tries must hit ErrQueueFull.
-	var err error
-	for range 10 {
-		if err = s.TrySubmit(taskpool.Task{Type: "block"}); err != nil {
-			break
+	// Full means: one task running, one held by the dispatcher while it
+	// waits for the worker, and two in the queue. The dispatcher may not
+	// have taken its task yet, so retry until four are in.
+	accepted := 1
+	require.Eventually(t, func() bool {
+		if s.TrySubmit(taskpool.Task{Type: "block"}) == nil {
+			accepted++
 		}
-	}
-	require.ErrorIs(t, err, taskpool.ErrQueueFull)
+		return accepted == 4
+	}, 5*time.Second, time.Millisecond)
+	require.ErrorIs(t, s.TrySubmit(taskpool.Task{Type: "block"}), taskpool.ErrQueueFull)
 	var once sync.Once
 	return s, func() { once.Do(func() { close(release) }) }
 }
