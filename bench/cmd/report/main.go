@@ -1,0 +1,115 @@
+// Command report turns the raw output of bench/run.sh into
+// results/results.md and the charts results/throughput.{svg,png} and
+// results/latency.{svg,png}.
+//
+// Usage:
+//
+//	go run ./cmd/report -raw results/raw.txt -out results [-core DESC] [-duration D] [-rounds N]
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"gonum.org/v1/plot/vg"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	raw := flag.String("raw", "results/raw.txt", "raw go test -bench output")
+	out := flag.String("out", "results", "directory for results.md and the charts")
+	core := flag.String("core", "unknown", "the core module's commit and state")
+	duration := flag.String("duration", "", "how long run.sh took")
+	rounds := flag.String("rounds", "?", "how many interleaved rounds ran")
+	flag.Parse()
+
+	f, err := os.Open(*raw)
+	if err != nil {
+		return err
+	}
+	res, err := parse(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("%s: %w", *raw, err)
+	}
+	if len(res.workloads) == 0 {
+		return fmt.Errorf("%s: no benchmark results", *raw)
+	}
+
+	var charts []string
+	if p, err := throughputChart(res); err == nil {
+		if err := save(p, 16*vg.Inch, 6*vg.Inch, filepath.Join(*out, "throughput.svg"), filepath.Join(*out, "throughput.png")); err != nil {
+			return err
+		}
+		charts = append(charts, "throughput.svg")
+	}
+	if p, err := latencyChart(res); err == nil {
+		if err := save(p, 10*vg.Inch, 5*vg.Inch, filepath.Join(*out, "latency.svg"), filepath.Join(*out, "latency.png")); err != nil {
+			return err
+		}
+		charts = append(charts, "latency.svg")
+	}
+
+	m := machine{
+		goVersion: goVersion(),
+		goosArch:  or(res.goos, runtime.GOOS) + "/" + or(res.goarch, runtime.GOARCH),
+		cpuModel:  cpuModel(),
+		cpuGo:     res.cpu,
+		nproc:     runtime.NumCPU(),
+		date:      time.Now().UTC().Format("2006-01-02 15:04 MST"),
+		core:      *core,
+		duration:  *duration,
+		rounds:    *rounds,
+		charts:    charts,
+	}
+	var md bytes.Buffer
+	if err := writeMarkdown(&md, res, m); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(*out, "results.md"), md.Bytes(), 0o644)
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func goVersion() string {
+	out, err := exec.Command("go", "version").Output()
+	if err != nil {
+		return runtime.Version()
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// cpuModel returns the first "model name" of /proc/cpuinfo.
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
