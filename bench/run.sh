@@ -13,8 +13,10 @@
 #
 # Environment:
 #   ROUNDS=10   number of rounds
-#   QUICK=1     one round at -benchtime=1x, into a temporary directory
-#               (a smoke test of the script; results/ is left alone)
+#   OUT=dir     where to write instead of results/
+#   QUICK=1     one round at -benchtime=1x, into OUT or a temporary
+#               directory (a smoke test of the script; results/ is left
+#               alone)
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -23,7 +25,7 @@ cd "$(dirname "$0")"
 BENCHSTAT=golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 
 rounds=${ROUNDS:-10}
-out=results
+out=${OUT:-results}
 # name  benchtime: one benchmark op is one task, except QueuedMemory,
 # whose op queues a million.
 workloads=(
@@ -40,7 +42,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 if [[ ${QUICK:-} == 1 ]]; then
 	rounds=1
-	out=$tmp/results
+	out=${OUT:-$tmp/results}
 fi
 mkdir -p "$out"
 

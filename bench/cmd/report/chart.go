@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"math"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -35,7 +36,10 @@ type group struct {
 // bars are drawn as log10(value) above a baseline, one decade below the
 // smallest value, and the axis is labelled in time units, because a
 // gonum bar chart starts every bar at zero, which a log scale cannot show.
-func barChart(title, ylabel string, libs []string, groups []group) (*plot.Plot, error) {
+//
+// width is the width the chart will be saved at: the bars are sized to
+// fill it.
+func barChart(title, ylabel string, width vg.Length, libs []string, groups []group) (*plot.Plot, error) {
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, g := range groups {
 		for _, v := range g.values {
@@ -60,8 +64,10 @@ func barChart(title, ylabel string, libs []string, groups []group) (*plot.Plot, 
 	p.Legend.ThumbnailWidth = vg.Points(10)
 	p.Add(plotter.NewGrid())
 
-	groupWidth := vg.Points(float64(18 * len(libs)))
-	w := groupWidth / vg.Length(len(libs)+1)
+	// Leave about an inch for the Y axis, and a fifth of each group's
+	// room as a gap between groups.
+	groupWidth := (width - vg.Inch) / vg.Length(len(groups)) * 0.8
+	w := groupWidth / vg.Length(len(libs))
 	for i, l := range libs {
 		vals := make(plotter.Values, len(groups))
 		for j, g := range groups {
@@ -84,8 +90,6 @@ func barChart(title, ylabel string, libs []string, groups []group) (*plot.Plot, 
 		labels[i] = g.label
 	}
 	p.NominalX(labels...)
-	p.X.Tick.Label.Rotation = 0
-	p.X.Padding = groupWidth / 2
 	return p, nil
 }
 
@@ -122,14 +126,14 @@ func throughputChart(res *results) (*plot.Plot, error) {
 	}
 	groups := make([]group, len(ws))
 	for i, w := range ws {
-		groups[i] = group{label: w, values: map[string]float64{}}
+		groups[i] = group{label: shortLabel(w), values: map[string]float64{}}
 		for _, l := range libs {
 			if s := res.get(w, l, unitNsTask); s.ok() {
 				groups[i].values[l] = s.median
 			}
 		}
 	}
-	return barChart("ns per task, median of the rounds (lower is better; log scale)", "ns/task", libs, groups)
+	return barChart("ns per task, median of the rounds (lower is better; log scale)", "ns/task", throughputWidth, libs, groups)
 }
 
 // latencyChart draws p50 and p99 submit-to-start latency per library.
@@ -147,7 +151,7 @@ func latencyChart(res *results) (*plot.Plot, error) {
 	var groups []group
 	for _, w := range ws {
 		for _, unit := range []string{unitP50, unitP99} {
-			g := group{label: w + " " + unit[:3], values: map[string]float64{}}
+			g := group{label: strings.TrimPrefix(shortLabel(w), "Latency ") + " " + unit[:3], values: map[string]float64{}}
 			for _, l := range libs {
 				if s := res.get(w, l, unit); s.ok() {
 					g.values[l] = s.median
@@ -156,7 +160,25 @@ func latencyChart(res *results) (*plot.Plot, error) {
 			groups = append(groups, g)
 		}
 	}
-	return barChart("submit-to-start latency, median of the rounds (lower is better; log scale)", "latency", libs, groups)
+	return barChart("submit-to-start latency, median of the rounds (lower is better; log scale)", "latency", latencyWidth, libs, groups)
+}
+
+// Chart sizes.
+const (
+	throughputWidth  = 16 * vg.Inch
+	throughputHeight = 6 * vg.Inch
+	latencyWidth     = 10 * vg.Inch
+	latencyHeight    = 5 * vg.Inch
+)
+
+// shortLabel shortens a workload's name to fit under its bars.
+func shortLabel(w string) string {
+	return strings.NewReplacer(
+		"ParallelSubmit", "Parallel",
+		"workers=", "w=",
+		"producers=", "p=",
+		"/", " ",
+	).Replace(w)
 }
 
 // save writes p to each of files; the extension picks the format.

@@ -18,8 +18,6 @@ import (
 	"runtime"
 	"strings"
 	"time"
-
-	"gonum.org/v1/plot/vg"
 )
 
 func main() {
@@ -52,13 +50,13 @@ func run() error {
 
 	var charts []string
 	if p, err := throughputChart(res); err == nil {
-		if err := save(p, 16*vg.Inch, 6*vg.Inch, filepath.Join(*out, "throughput.svg"), filepath.Join(*out, "throughput.png")); err != nil {
+		if err := save(p, throughputWidth, throughputHeight, filepath.Join(*out, "throughput.svg"), filepath.Join(*out, "throughput.png")); err != nil {
 			return err
 		}
 		charts = append(charts, "throughput.svg")
 	}
 	if p, err := latencyChart(res); err == nil {
-		if err := save(p, 10*vg.Inch, 5*vg.Inch, filepath.Join(*out, "latency.svg"), filepath.Join(*out, "latency.png")); err != nil {
+		if err := save(p, latencyWidth, latencyHeight, filepath.Join(*out, "latency.svg"), filepath.Join(*out, "latency.png")); err != nil {
 			return err
 		}
 		charts = append(charts, "latency.svg")
