@@ -1,0 +1,36 @@
+package natsbroker
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Connect dials url (a comma-separated list of servers for a cluster) with
+// settings fit for task workers and producers: reconnect forever, every
+// 250ms, and keep the connection's name "taskpool". opts are applied after
+// these and may override them. Close the returned connection (or Drain it)
+// after stopping every Consumer that uses it.
+//
+// While the connection is down, Enqueue returns an [*EnqueueError] once its
+// ctx ends (the publish is never confirmed, so nothing is lost silently),
+// and consumers retry their fetches until it is back.
+func Connect(url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
+	base := []nats.Option{
+		nats.Name("taskpool"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+	}
+	nc, err := nats.Connect(url, append(base, opts...)...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("natsbroker: connect %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("natsbroker: jetstream: %w", err)
+	}
+	return nc, js, nil
+}

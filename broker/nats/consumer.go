@@ -1,0 +1,631 @@
+package natsbroker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/taskpool/taskpool"
+)
+
+// Consumer runs the tasks of a queue on a local [taskpool.Scheduler].
+//
+// Every process that runs a Consumer of the same queue shares one durable
+// pull consumer per priority: the server hands each task to one of them
+// at a time. A Consumer fetches only as many tasks as it has room for
+// (workers plus [WithPrefetch]), submits each to its local scheduler, and
+// settles the message when the task's outcome is known:
+//
+//   - success: Ack.
+//   - a retryable error: NakWithDelay with the backoff for that attempt.
+//   - an error wrapping [taskpool.ErrSkipRetry], or the last attempt
+//     failed: the message is copied to the dead-letter stream and
+//     terminated.
+//
+// Handlers see Task.Attempt set to the delivery count, so a task redelivered
+// after a crash counts the crashed run. While a task waits or runs, one
+// goroutine per Consumer extends the lease of every message held, every
+// AckWait/2, so long tasks are not redelivered; a process that dies stops
+// extending, and its tasks go to other workers after AckWait.
+//
+// A Consumer is safe for concurrent use. Create it with [NewConsumer],
+// start it with [Consumer.Start] and stop it with [Consumer.Stop]. It does
+// not own the NATS connection: close that after Stop.
+type Consumer struct {
+	cfg      config
+	q        *queue
+	cons     [numPriorities]jetstream.Consumer
+	sched    *taskpool.Scheduler
+	capacity int
+
+	mu      sync.Mutex
+	flights map[string]*flight // by task ID: tasks submitted and not settled
+	held    atomic.Int64       // len(flights), read by the fetch loop
+	freed   chan struct{}      // capacity freed; buffered 1
+
+	stateMu  sync.Mutex
+	state    consumerState
+	quit     chan struct{} // closed by Stop: fetch no more
+	loopDone chan struct{}
+	tickQuit chan struct{}
+	tickDone chan struct{}
+	stopOnce sync.Once
+	stopped  chan struct{}
+	stopErr  error
+}
+
+type consumerState int
+
+const (
+	consumerNew consumerState = iota
+	consumerRunning
+	consumerStopping
+)
+
+// flight is a delivered message whose task is with the local scheduler.
+type flight struct {
+	msg         jetstream.Msg
+	seq         uint64
+	attempt     int
+	maxAttempts int
+	uniqueKey   string
+}
+
+// NewConsumer returns a Consumer that runs the queue's tasks with h,
+// usually the same [*taskpool.Registry] an in-process scheduler would
+// use. It creates the queue's streams and its durable consumers if they do
+// not exist; ctx bounds that. It returns an error wrapping
+// [ErrInvalidOption] or [ErrInvalidQueue] for bad options,
+// [taskpool.ErrNilHandler] for a nil h, or the server's error.
+func NewConsumer(ctx context.Context, js jetstream.JetStream, h taskpool.Handler, opts ...Option) (*Consumer, error) {
+	if js == nil {
+		return nil, invalid("jetstream", "nil")
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	c := &Consumer{
+		cfg:      cfg,
+		capacity: cfg.workers + cfg.prefetch,
+		flights:  make(map[string]*flight),
+		freed:    make(chan struct{}, 1),
+		quit:     make(chan struct{}),
+		loopDone: make(chan struct{}),
+		tickQuit: make(chan struct{}),
+		tickDone: make(chan struct{}),
+		stopped:  make(chan struct{}),
+	}
+	sopts := append(append([]taskpool.Option(nil), cfg.schedOpts...),
+		taskpool.WithWorkers(cfg.workers),
+		taskpool.WithQueueSize(c.capacity),
+		taskpool.WithCompletionHook(c.complete),
+	)
+	if c.sched, err = taskpool.New(h, sopts...); err != nil {
+		return nil, err
+	}
+	if c.q, err = provision(ctx, js, &cfg); err != nil {
+		return nil, err
+	}
+	for p := range numPriorities {
+		c.cons[p], err = js.CreateOrUpdateConsumer(ctx, c.q.stream, jetstream.ConsumerConfig{
+			Durable:       c.q.consumer[p],
+			Description:   "taskpool workers, " + prioNames[p] + " priority",
+			FilterSubject: c.q.task[p],
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       cfg.ackWait,
+			// The consumer counts attempts against each task's
+			// MaxAttempts itself, and dead-letters instead of letting the
+			// server drop the message silently.
+			MaxDeliver:    -1,
+			MaxAckPending: -1,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("natsbroker: consumer %s: %w", c.q.consumer[p], err)
+		}
+	}
+	return c, nil
+}
+
+// Start starts the local scheduler, the fetch loop and the lease keeper.
+// It returns [ErrConsumerClosed] when called twice or after Stop.
+func (c *Consumer) Start() error {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	if c.state != consumerNew {
+		return ErrConsumerClosed
+	}
+	if err := c.sched.Start(); err != nil {
+		return err
+	}
+	c.state = consumerRunning
+	go c.fetchLoop()
+	go c.keepAlive()
+	return nil
+}
+
+// Stop stops the Consumer gracefully: it stops fetching at once, lets the
+// tasks it holds run to completion and settles them, and returns nil once
+// every goroutine has exited and the acks are flushed to the server.
+//
+// If ctx ends first, the local scheduler cancels the running handlers'
+// contexts; every task that did not finish is released (Nak, no delay) so
+// that another worker runs it at once, and Stop returns a
+// [*taskpool.StopError]. Nothing is left unacknowledged and unreleased,
+// except where the connection is down: then the server redelivers the
+// tasks after AckWait.
+//
+// Stop is idempotent; a later call waits for the first one and returns
+// nil. Stop before Start marks the Consumer closed.
+func (c *Consumer) Stop(ctx context.Context) error {
+	first := false
+	c.stopOnce.Do(func() {
+		first = true
+		c.stateMu.Lock()
+		started := c.state == consumerRunning
+		c.state = consumerStopping
+		c.stateMu.Unlock()
+		close(c.quit)
+		if started {
+			<-c.loopDone // the loop never blocks for long after quit
+		} else {
+			close(c.loopDone)
+			close(c.tickDone)
+		}
+		c.stopErr = c.sched.Stop(ctx)
+		close(c.tickQuit)
+		<-c.tickDone
+		if nc := c.q.js.Conn(); started && nc.IsConnected() {
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			_ = nc.FlushWithContext(fctx)
+			cancel()
+		}
+		close(c.stopped)
+	})
+	<-c.stopped
+	if !first {
+		return nil
+	}
+	return c.stopErr
+}
+
+// Stats returns the local scheduler's counters.
+func (c *Consumer) Stats() taskpool.Stats { return c.sched.Stats() }
+
+func (c *Consumer) stopping() bool {
+	select {
+	case <-c.quit:
+		return true
+	default:
+		return false
+	}
+}
+
+// idlePoll is a long poll for one message, sent when every priority was
+// empty. Its one message of capacity is reserved until it ends.
+type idlePoll struct {
+	batch  jetstream.MessageBatch
+	ch     <-chan jetstream.Msg
+	cancel context.CancelFunc
+	got    bool
+}
+
+// fetchLoop is the only goroutine that fetches. While there is work it
+// sends no-wait fetch requests sized to the free capacity, priority by
+// priority in a weighted random order. When a whole round finds nothing
+// it sends a long poll of one message per priority and waits for the
+// first message (or the polls' expiry) before polling again.
+func (c *Consumer) fetchLoop() {
+	defer close(c.loopDone)
+	var idle [numPriorities]idlePoll
+	reserved, waiting := 0, false
+	errors := 0
+	defer func() {
+		// Release what the long polls still deliver: the consumer is
+		// stopping and will run nothing more.
+		for p := range idle {
+			if idle[p].batch != nil {
+				idle[p].cancel()
+				for m := range idle[p].ch {
+					_ = m.Nak()
+				}
+			}
+		}
+	}()
+	for {
+		if c.stopping() {
+			return
+		}
+		free := c.capacity - int(c.held.Load()) - reserved
+		if free > 0 && !waiting {
+			n, err := c.pollRound(free)
+			if err != nil {
+				errors++
+				c.cfg.logger.Warn("natsbroker: fetch", "queue", c.cfg.queue, "error", err)
+				if !c.pause(errors) {
+					return
+				}
+				continue
+			}
+			errors = 0
+			if n > 0 {
+				continue
+			}
+			for p := range idle {
+				if idle[p].batch != nil || c.cfg.weights[p] == 0 && c.othersWeighted(p) {
+					continue
+				}
+				if c.capacity-int(c.held.Load())-reserved <= 0 {
+					break
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), c.cfg.pollWait)
+				b, err := c.cons[p].Fetch(1, jetstream.FetchContext(ctx))
+				if err != nil {
+					cancel()
+					continue
+				}
+				idle[p] = idlePoll{batch: b, ch: b.Messages(), cancel: cancel}
+				reserved++
+			}
+			waiting = reserved > 0 || anyPoll(&idle)
+			if !waiting {
+				// Could not even send a poll: wait a little, then retry.
+				errors++
+				if !c.pause(errors) {
+					return
+				}
+				continue
+			}
+		}
+		var (
+			p  int
+			m  jetstream.Msg
+			ok bool
+		)
+		select {
+		case m, ok = <-idle[prioHigh].ch:
+			p = prioHigh
+		case m, ok = <-idle[prioDefault].ch:
+			p = prioDefault
+		case m, ok = <-idle[prioLow].ch:
+			p = prioLow
+		case <-c.freed:
+			continue
+		case <-c.quit:
+			return
+		}
+		if ok {
+			reserved--
+			idle[p].got = true
+			c.dispatch(m)
+			waiting = false
+			continue
+		}
+		if !idle[p].got {
+			reserved--
+		}
+		err := idle[p].batch.Error()
+		idle[p].cancel()
+		idle[p] = idlePoll{}
+		if err != nil && !isTimeout(err) {
+			c.cfg.logger.Warn("natsbroker: long poll", "queue", c.cfg.queue, "error", err)
+			errors++
+			if !c.pause(errors) {
+				return
+			}
+		}
+		if !anyPoll(&idle) {
+			waiting = false
+		}
+	}
+}
+
+func anyPoll(idle *[numPriorities]idlePoll) bool {
+	for p := range idle {
+		if idle[p].batch != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func isTimeout(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, jetstream.ErrNoMessages)
+}
+
+// othersWeighted reports whether a priority other than p has a weight, so
+// that a zero-weight p need not be long-polled... it still is polled in
+// rounds, last.
+func (c *Consumer) othersWeighted(p int) bool {
+	for i, w := range c.cfg.weights {
+		if i != p && w > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// pause waits before the next fetch after n consecutive errors (the
+// connection is down, or the server restarting). It returns false when
+// the consumer is stopping.
+func (c *Consumer) pause(n int) bool {
+	d := min(10*time.Millisecond<<min(n, 8), 2*time.Second)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.quit:
+		return false
+	}
+}
+
+// pollRound fetches without waiting from each priority in weighted random
+// order until free capacity is used up, and returns how many messages it
+// dispatched.
+func (c *Consumer) pollRound(free int) (int, error) {
+	total := 0
+	for _, p := range c.order() {
+		if free <= 0 {
+			break
+		}
+		b, err := c.cons[p].FetchNoWait(min(free, c.cfg.maxBatch))
+		if err != nil {
+			return total, err
+		}
+		for m := range b.Messages() {
+			c.dispatch(m)
+			free--
+			total++
+		}
+		if err := b.Error(); err != nil && !isTimeout(err) {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// order returns the priorities in a random order drawn by weight: each
+// position goes to one of the remaining priorities with probability
+// proportional to its weight. Zero weights come last, high first.
+func (c *Consumer) order() [numPriorities]int {
+	var out [numPriorities]int
+	rest := []int{prioHigh, prioDefault, prioLow}
+	for i := range out {
+		sum := 0
+		for _, p := range rest {
+			sum += c.cfg.weights[p]
+		}
+		pick := 0
+		if sum > 0 {
+			r := rand.IntN(sum)
+			for j, p := range rest {
+				if r < c.cfg.weights[p] {
+					pick = j
+					break
+				}
+				r -= c.cfg.weights[p]
+			}
+		}
+		out[i] = rest[pick]
+		rest = append(rest[:pick], rest[pick+1:]...)
+	}
+	return out
+}
+
+// dispatch decodes a delivered message and submits its task to the local
+// scheduler, or settles it at once when it cannot run.
+func (c *Consumer) dispatch(m jetstream.Msg) {
+	meta, err := m.Metadata()
+	if err != nil {
+		_ = m.Term() // not a JetStream delivery: nothing to redeliver
+		return
+	}
+	attempt := int(meta.NumDelivered)
+	t, err := c.cfg.codec.Decode(m.Data())
+	if err != nil {
+		if !errors.Is(err, ErrBadPayload) {
+			err = fmt.Errorf("%w: %w", ErrBadPayload, err)
+		}
+		a := c.deadLetter(m, meta.Sequence.Stream, "", attempt, err)
+		c.settled(taskpool.Outcome{Err: err, Attempts: attempt}, a)
+		return
+	}
+	hdr := m.Headers()
+	if next := hdr.Get(hdrScheduleNext); next != "" && next != "purge" {
+		// A tick of a periodic schedule: every tick carries the same
+		// envelope, so give each its own ID.
+		t.ID += "@" + strconv.FormatUint(meta.Sequence.Stream, 10)
+	}
+	if nb := hdr.Get(HeaderNotBefore); nb != "" {
+		if at, err := time.Parse(time.RFC3339Nano, nb); err == nil {
+			if d := time.Until(at); d > 0 {
+				_ = m.NakWithDelay(d)
+				c.settled(taskpool.Outcome{Task: t, Attempts: attempt}, ActionDefer)
+				return
+			}
+			if meta.Timestamp.Before(at) && attempt > 1 {
+				attempt-- // the first delivery was a deferral, not a run
+			}
+		}
+	}
+	maxAttempts := t.MaxAttempts
+	if maxAttempts <= 0 {
+		maxAttempts = c.cfg.maxAttempts
+	}
+	if attempt > maxAttempts {
+		// Every earlier delivery ended without an outcome: the worker
+		// died or lost the lease.
+		err := fmt.Errorf("%w: delivered %d times, max %d", ErrAttemptsExhausted, attempt, maxAttempts)
+		a := c.deadLetter(m, meta.Sequence.Stream, t.ID, attempt, err)
+		if a == ActionDeadLetter && t.UniqueKey != "" {
+			c.release(t.UniqueKey, t.ID)
+		}
+		c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: attempt}, a)
+		return
+	}
+	f := &flight{msg: m, seq: meta.Sequence.Stream, attempt: attempt, maxAttempts: maxAttempts, uniqueKey: t.UniqueKey}
+	c.mu.Lock()
+	if _, dup := c.flights[t.ID]; dup {
+		c.mu.Unlock()
+		// The same task ID is running here already (a redelivery that
+		// raced a slow ack, or a re-enqueue after the duplicate window).
+		// Completion is keyed by ID, so put this one back for later.
+		_ = m.NakWithDelay(c.cfg.ackWait)
+		return
+	}
+	c.flights[t.ID] = f
+	c.held.Add(1)
+	c.mu.Unlock()
+
+	t.Attempt = attempt
+	t.MaxAttempts = 1 // the broker owns retries: the local scheduler must not retry
+	if err := c.sched.TrySubmit(t); err != nil {
+		c.mu.Lock()
+		delete(c.flights, t.ID)
+		c.held.Add(-1)
+		c.mu.Unlock()
+		if errors.Is(err, taskpool.ErrSchedulerClosed) || errors.Is(err, taskpool.ErrQueueFull) {
+			_ = m.Nak()
+			c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: attempt}, ActionRelease)
+			return
+		}
+		// Unknown type or invalid task: a failure like any other, so a
+		// worker that knows the type may still run it.
+		c.finish(f, taskpool.Outcome{Task: t, Err: err, Attempts: attempt})
+	}
+}
+
+// complete is the local scheduler's completion hook.
+func (c *Consumer) complete(out taskpool.Outcome) {
+	c.mu.Lock()
+	f := c.flights[out.Task.ID]
+	delete(c.flights, out.Task.ID)
+	c.mu.Unlock()
+	if f == nil {
+		return
+	}
+	c.finish(f, out)
+	c.held.Add(-1)
+	select {
+	case c.freed <- struct{}{}:
+	default:
+	}
+}
+
+// finish settles a delivery from its task's outcome.
+func (c *Consumer) finish(f *flight, out taskpool.Outcome) {
+	out.Attempts = f.attempt
+	var a Action
+	switch {
+	case out.Err == nil:
+		_ = f.msg.Ack()
+		a = ActionAck
+	case c.stopping() && (errors.Is(out.Err, taskpool.ErrSchedulerClosed) || errors.Is(out.Err, context.Canceled)):
+		_ = f.msg.Nak()
+		a = ActionRelease
+	case errors.Is(out.Err, taskpool.ErrSkipRetry) || f.attempt >= f.maxAttempts:
+		a = c.deadLetter(f.msg, f.seq, out.Task.ID, f.attempt, out.Err)
+	default:
+		_ = f.msg.NakWithDelay(c.cfg.backoff(f.attempt))
+		a = ActionRetry
+	}
+	if f.uniqueKey != "" && (a == ActionAck || a == ActionDeadLetter) {
+		c.release(f.uniqueKey, out.Task.ID)
+	}
+	c.settled(out, a)
+}
+
+func (c *Consumer) settled(out taskpool.Outcome, a Action) {
+	if c.cfg.settle != nil {
+		c.cfg.settle(out, a)
+	}
+}
+
+func (c *Consumer) release(key, id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ackWait)
+	defer cancel()
+	if err := c.q.releaseUnique(ctx, key, id); err != nil {
+		c.cfg.logger.Warn("natsbroker: unique key not released; it expires with the bucket TTL",
+			"queue", c.cfg.queue, "id", id, "error", err)
+	}
+}
+
+// deadLetter copies m to the dead-letter stream with the error and the
+// delivery count, then terminates it. If the copy is not confirmed the
+// message is put back instead, to be dead-lettered on its next delivery:
+// a task is never dropped without a trace.
+func (c *Consumer) deadLetter(m jetstream.Msg, seq uint64, id string, attempts int, cause error) Action {
+	dm := &nats.Msg{Subject: c.q.dead, Data: m.Data(), Header: make(nats.Header)}
+	for k, v := range m.Headers() {
+		if strings.HasPrefix(k, "Nats-") {
+			continue // server headers: ID, schedule, rollup
+		}
+		dm.Header[k] = v
+	}
+	seqStr := strconv.FormatUint(seq, 10)
+	dm.Header.Set(jetstream.MsgIDHeader, "dead-"+seqStr)
+	dm.Header.Set(HeaderError, headerValue(cause.Error()))
+	dm.Header.Set(HeaderAttempts, strconv.Itoa(attempts))
+	dm.Header.Set(HeaderFailedAt, formatTime(time.Now()))
+	dm.Header.Set(HeaderSubject, m.Subject())
+	dm.Header.Set(HeaderSequence, seqStr)
+	if id != "" {
+		dm.Header.Set(HeaderTaskID, id)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ackWait)
+	defer cancel()
+	if _, err := c.q.js.PublishMsg(ctx, dm); err != nil {
+		c.cfg.logger.Warn("natsbroker: dead letter not stored; task put back",
+			"queue", c.cfg.queue, "seq", seq, "error", err)
+		_ = m.NakWithDelay(c.cfg.backoff(attempts))
+		return ActionRetry
+	}
+	_ = m.TermWithReason(headerValue(cause.Error()))
+	c.cfg.logger.Warn("natsbroker: dead-lettered", "queue", c.cfg.queue, "id", id, "attempts", attempts, "error", cause)
+	return ActionDeadLetter
+}
+
+// keepAlive extends the lease of every held message every AckWait/2: one
+// goroutine per consumer, not one per task.
+func (c *Consumer) keepAlive() {
+	defer close(c.tickDone)
+	tick := time.NewTicker(c.cfg.ackWait / 2)
+	defer tick.Stop()
+	var msgs []jetstream.Msg
+	for {
+		select {
+		case <-tick.C:
+		case <-c.tickQuit:
+			return
+		}
+		c.mu.Lock()
+		for _, f := range c.flights {
+			msgs = append(msgs, f.msg)
+		}
+		c.mu.Unlock()
+		for i, m := range msgs {
+			_ = m.InProgress() // fails only for a message settled meanwhile
+			msgs[i] = nil
+		}
+		msgs = msgs[:0]
+	}
+}
+
+// headerValue makes s safe as a header value: one line, bounded length.
+func headerValue(s string) string {
+	s = strings.NewReplacer("\r", " ", "\n", " ").Replace(s)
+	if len(s) > 1024 {
+		s = s[:1024]
+	}
+	return s
+}

@@ -1,0 +1,69 @@
+// Package natsbroker runs taskpool tasks across processes on NATS
+// JetStream. Its import path is github.com/taskpool/taskpool/broker/nats;
+// the package name is natsbroker.
+//
+// The same handlers, [taskpool.Registry], [taskpool.Task] and middleware
+// run in process and distributed. Going distributed is two changes: enqueue
+// with a [Producer] instead of [taskpool.Scheduler.Submit], and run a
+// [Consumer] (which owns a local taskpool.Scheduler) in every worker
+// process:
+//
+//	p, _ := natsbroker.NewProducer(ctx, js)
+//	p.Enqueue(ctx, taskpool.Task{Type: "email.send", Params: msg})
+//
+//	c, _ := natsbroker.NewConsumer(ctx, js, registry, natsbroker.WithWorkers(16))
+//	c.Start()
+//	defer c.Stop(ctx)
+//
+// # Queues
+//
+// A queue (see [WithQueue]) is a work-queue stream TASKPOOL_<queue> with
+// one subject per priority, taskpool.<queue>.task.{high,default,low}, one
+// durable pull consumer per priority shared by all worker processes, a
+// dead-letter stream TASKPOOLDEAD_<queue> on taskpool.<queue>.dead, and a
+// key-value bucket taskpool_unique_<queue> for unique keys. Producers,
+// consumers and inspectors create them when missing.
+//
+// # Guarantees
+//
+// Delivery is at least once. Enqueue returns only once the server has
+// stored the task. A task is removed only when its consumer acknowledges
+// it after the handler succeeded, or terminates it after copying it to the
+// dead-letter stream. A worker killed mid-task stops extending its lease,
+// and the server redelivers the task to another worker after the ack wait
+// ([WithAckWait]). So a handler may run more than once for one task
+// (after a crash, a lost ack, or a lease lost during a network partition):
+// make handlers idempotent, keyed by Task.ID.
+//
+// # Retries
+//
+// The broker owns retries: the local scheduler runs each delivery once,
+// and a retryable failure is put back with NakWithDelay for the backoff
+// of that attempt ([WithBackoff]). Task.Attempt is the delivery count.
+// An error wrapping [taskpool.ErrSkipRetry], or a failure on the last of
+// Task.MaxAttempts (default [WithMaxAttempts]), dead-letters the task; so
+// does a delivery count past MaxAttempts, which happens when every attempt
+// crashed its worker. See [Inspector] for listing, resubmitting and
+// purging dead letters.
+//
+// # Delays and periodic tasks
+//
+// On nats-server 2.12 and later, [Delay] and [At] use per-message
+// schedules: the server stores the task under a schedule subject and
+// moves it to its task subject when due. [Producer.Schedule] registers a
+// periodic task that the server emits once per tick, however many
+// processes run. On older servers delays fall back to a
+// Taskpool-Not-Before header that consumers honour with NakWithDelay.
+//
+// # Wire format
+//
+// A task message is the [Codec]'s payload ([JSONCodec] by default, a
+// versioned JSON envelope) with the headers Nats-Msg-Id (the task ID, for
+// publish deduplication) and Taskpool-Type. See README.md for the full
+// specification.
+//
+// # Development
+//
+// Package devserver starts an embedded nats-server in process, for
+// examples and tests.
+package natsbroker

@@ -1,0 +1,251 @@
+package natsbroker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/taskpool/taskpool"
+)
+
+// Inspector reads a queue's state and manages its dead letters. It is safe
+// for concurrent use and holds no goroutines.
+type Inspector struct {
+	cfg config
+	q   *queue
+}
+
+// QueueInfo is a snapshot of a queue, read from the server.
+type QueueInfo struct {
+	// Queue is the queue's name.
+	Queue string
+	// Priorities has one entry per priority: high, default, low.
+	Priorities []PriorityInfo
+	// Scheduled counts delayed tasks not yet due and periodic schedules.
+	Scheduled uint64
+	// DeadLetters counts messages in the dead-letter stream.
+	DeadLetters uint64
+}
+
+// PriorityInfo describes the tasks of one priority.
+type PriorityInfo struct {
+	Priority taskpool.Priority
+	// Pending counts tasks waiting for a worker: not delivered, or put
+	// back for a retry and waiting for their backoff.
+	Pending uint64
+	// InFlight counts tasks delivered to a worker and not yet settled.
+	InFlight int
+	// Redelivered counts in-flight tasks delivered more than once.
+	Redelivered int
+	// Waiting counts workers' fetch requests waiting for tasks.
+	Waiting int
+}
+
+// DeadLetter is a task that failed for good, or a message that could not
+// be decoded, as kept in the dead-letter stream.
+type DeadLetter struct {
+	// Sequence identifies the dead letter in the dead-letter stream.
+	Sequence uint64
+	// Task is the decoded task; zero when DecodeErr is set.
+	Task taskpool.Task
+	// DecodeErr is the codec's error for a payload that is not a task.
+	DecodeErr error
+	// Error is the task's last error.
+	Error string
+	// Attempts is the number of deliveries.
+	Attempts int
+	// FailedAt is when the task was dead-lettered.
+	FailedAt time.Time
+	// Subject is the subject the task was delivered on.
+	Subject string
+	// Header holds the original headers and the Taskpool-* dead-letter
+	// headers.
+	Header nats.Header
+	// Data is the original payload.
+	Data []byte
+}
+
+// NewInspector returns an Inspector for the queue chosen with [WithQueue],
+// creating the queue if it does not exist; ctx bounds that.
+func NewInspector(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Inspector, error) {
+	if js == nil {
+		return nil, invalid("jetstream", "nil")
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	q, err := provision(ctx, js, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Inspector{cfg: cfg, q: q}, nil
+}
+
+// Queue returns the queue's depths and counts.
+func (i *Inspector) Queue(ctx context.Context) (QueueInfo, error) {
+	info := QueueInfo{Queue: i.cfg.queue}
+	st, err := i.q.tasks.Info(ctx, jetstream.WithSubjectFilter("taskpool."+i.cfg.queue+".>"))
+	if err != nil {
+		return info, fmt.Errorf("natsbroker: queue %s: %w", i.cfg.queue, err)
+	}
+	for subj, n := range st.State.Subjects {
+		if strings.HasPrefix(subj, i.q.schedPrefix) {
+			info.Scheduled += n
+		}
+	}
+	for p, prio := range []taskpool.Priority{taskpool.PriorityHigh, taskpool.PriorityDefault, taskpool.PriorityLow} {
+		pi := PriorityInfo{Priority: prio}
+		ci, err := i.q.js.Consumer(ctx, i.q.stream, i.q.consumer[p])
+		switch {
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			// No worker has started yet: everything stored is pending.
+			pi.Pending = st.State.Subjects[i.q.task[p]]
+		case err != nil:
+			return info, fmt.Errorf("natsbroker: queue %s: %w", i.cfg.queue, err)
+		default:
+			c, err := ci.Info(ctx)
+			if err != nil {
+				return info, fmt.Errorf("natsbroker: queue %s: %w", i.cfg.queue, err)
+			}
+			pi.Pending = c.NumPending
+			pi.InFlight = c.NumAckPending
+			pi.Redelivered = c.NumRedelivered
+			pi.Waiting = c.NumWaiting
+			// Tasks put back with a delay are neither pending nor ack
+			// pending in the consumer's counts; the stream still holds
+			// them. Count them as pending.
+			if stored := st.State.Subjects[i.q.task[p]]; stored > c.NumPending+uint64(c.NumAckPending) {
+				pi.Pending = stored - uint64(c.NumAckPending)
+			}
+		}
+		info.Priorities = append(info.Priorities, pi)
+	}
+	dl, err := i.q.dlq.Info(ctx)
+	if err != nil {
+		return info, fmt.Errorf("natsbroker: dead letters %s: %w", i.cfg.queue, err)
+	}
+	info.DeadLetters = dl.State.Msgs
+	return info, nil
+}
+
+// DeadLetters returns up to limit dead letters with a sequence greater than
+// after, oldest first. Pass the last Sequence seen as after to page.
+func (i *Inspector) DeadLetters(ctx context.Context, after uint64, limit int) ([]DeadLetter, error) {
+	st, err := i.q.dlq.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("natsbroker: dead letters %s: %w", i.cfg.queue, err)
+	}
+	var out []DeadLetter
+	for seq := max(after+1, st.State.FirstSeq); seq <= st.State.LastSeq && len(out) < limit; seq++ {
+		dl, err := i.deadLetter(ctx, seq)
+		if errors.Is(err, ErrNotFound) {
+			continue // deleted
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, dl)
+	}
+	return out, nil
+}
+
+// Resubmit puts dead letter seq back on the queue, on the subject it was
+// delivered on, as a new delivery with a fresh attempt count, and deletes
+// the dead letter. Resubmitting the same dead letter twice within the
+// duplicate window stores it once. A unique key released when the task was
+// dead-lettered is not taken again. It returns [ErrNotFound] for an
+// unknown seq.
+func (i *Inspector) Resubmit(ctx context.Context, seq uint64) (Receipt, error) {
+	dl, err := i.deadLetter(ctx, seq)
+	if err != nil {
+		return Receipt{}, err
+	}
+	subj := dl.Subject
+	if !strings.HasPrefix(subj, "taskpool."+i.cfg.queue+".task.") {
+		subj = i.q.task[prioDefault]
+	}
+	msg := &nats.Msg{Subject: subj, Data: dl.Data, Header: make(nats.Header)}
+	for k, v := range dl.Header {
+		if strings.HasPrefix(k, "Nats-") || isDeadHeader(k) {
+			continue
+		}
+		msg.Header[k] = v
+	}
+	msg.Header.Set(jetstream.MsgIDHeader, "resubmit-"+i.cfg.queue+"-"+strconv.FormatUint(seq, 10))
+	ack, err := i.q.js.PublishMsg(ctx, msg)
+	if err != nil {
+		return Receipt{}, &EnqueueError{ID: dl.Task.ID, Err: err}
+	}
+	if err := i.q.dlq.DeleteMsg(ctx, seq); err != nil && !i.missing(ctx, seq) {
+		return Receipt{}, fmt.Errorf("natsbroker: resubmitted dead letter %d not deleted: %w", seq, err)
+	}
+	return Receipt{ID: dl.Task.ID, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
+
+// DeleteDeadLetter deletes dead letter seq. It returns [ErrNotFound] for
+// an unknown seq.
+func (i *Inspector) DeleteDeadLetter(ctx context.Context, seq uint64) error {
+	err := i.q.dlq.DeleteMsg(ctx, seq)
+	if err != nil && i.missing(ctx, seq) {
+		return fmt.Errorf("%w: dead letter %d", ErrNotFound, seq)
+	}
+	if err != nil {
+		return fmt.Errorf("natsbroker: delete dead letter %d: %w", seq, err)
+	}
+	return nil
+}
+
+// PurgeDeadLetters deletes every dead letter and returns how many there
+// were.
+func (i *Inspector) PurgeDeadLetters(ctx context.Context) (uint64, error) {
+	st, err := i.q.dlq.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("natsbroker: purge dead letters: %w", err)
+	}
+	if err := i.q.dlq.Purge(ctx); err != nil {
+		return 0, fmt.Errorf("natsbroker: purge dead letters: %w", err)
+	}
+	return st.State.Msgs, nil
+}
+
+func (i *Inspector) deadLetter(ctx context.Context, seq uint64) (DeadLetter, error) {
+	raw, err := i.q.dlq.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return DeadLetter{}, fmt.Errorf("%w: dead letter %d", ErrNotFound, seq)
+	}
+	if err != nil {
+		return DeadLetter{}, fmt.Errorf("natsbroker: dead letter %d: %w", seq, err)
+	}
+	dl := DeadLetter{
+		Sequence: raw.Sequence,
+		Error:    raw.Header.Get(HeaderError),
+		Subject:  raw.Header.Get(HeaderSubject),
+		Header:   raw.Header,
+		Data:     raw.Data,
+	}
+	dl.Attempts, _ = strconv.Atoi(raw.Header.Get(HeaderAttempts))
+	dl.FailedAt, _ = time.Parse(time.RFC3339Nano, raw.Header.Get(HeaderFailedAt))
+	dl.Task, dl.DecodeErr = i.cfg.codec.Decode(raw.Data)
+	return dl, nil
+}
+
+// missing reports whether dead letter seq is known not to exist; the
+// server answers a delete of a missing message with a generic error.
+func (i *Inspector) missing(ctx context.Context, seq uint64) bool {
+	_, err := i.q.dlq.GetMsg(ctx, seq)
+	return errors.Is(err, jetstream.ErrMsgNotFound)
+}
+
+func isDeadHeader(k string) bool {
+	switch k {
+	case HeaderError, HeaderAttempts, HeaderFailedAt, HeaderSubject, HeaderSequence, HeaderTaskID:
+		return true
+	}
+	return false
+}

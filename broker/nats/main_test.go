@@ -1,0 +1,117 @@
+package natsbroker_test
+
+import (
+	"context"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	natsbroker "github.com/taskpool/taskpool/broker/nats"
+	"github.com/taskpool/taskpool/broker/nats/devserver"
+	"github.com/taskpool/taskpool"
+)
+
+func TestMain(m *testing.M) {
+	// The multi-process test re-executes this binary as a worker process.
+	if os.Getenv(workerEnv) != "" {
+		os.Exit(runWorker())
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// startServer starts an embedded server on 127.0.0.1 with its store in a
+// test temp dir; it is shut down when the test ends.
+func startServer(t testing.TB) *devserver.Server {
+	t.Helper()
+	return startServerAt(t, 0, t.TempDir())
+}
+
+func startServerAt(t testing.TB, port int, dir string) *devserver.Server {
+	t.Helper()
+	s, err := devserver.Start(devserver.Options{Port: port, StoreDir: dir})
+	require.NoError(t, err)
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+func connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, js, err := natsbroker.Connect(url, nats.ReconnectWait(50*time.Millisecond))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	return nc, js
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// startConsumer creates and starts a consumer, stopped when the test ends.
+func startConsumer(t testing.TB, js jetstream.JetStream, h taskpool.Handler, opts ...natsbroker.Option) *natsbroker.Consumer {
+	t.Helper()
+	c, err := natsbroker.NewConsumer(ctxT(t), js, h, opts...)
+	require.NoError(t, err)
+	require.NoError(t, c.Start())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = c.Stop(ctx)
+	})
+	return c
+}
+
+// ledger records completions per task ID.
+type ledger struct {
+	mu   sync.Mutex
+	runs map[string]int
+	done chan struct{}
+	want int
+}
+
+func newLedger(want int) *ledger {
+	return &ledger{runs: make(map[string]int), done: make(chan struct{}), want: want}
+}
+
+// add records a completion and closes done once want distinct IDs ran.
+func (l *ledger) add(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.runs[id]++
+	if l.runs[id] == 1 && len(l.runs) == l.want {
+		close(l.done)
+	}
+}
+
+func (l *ledger) distinct() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.runs)
+}
+
+// duplicates is the number of runs beyond the first, over all IDs.
+func (l *ledger) duplicates() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, c := range l.runs {
+		n += c - 1
+	}
+	return n
+}
+
+func waitDone(t testing.TB, ch <-chan struct{}, d time.Duration, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(d):
+		t.Fatalf("timed out after %v waiting for %s", d, what)
+	}
+}

@@ -1,0 +1,220 @@
+package natsbroker_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	natsbroker "github.com/taskpool/taskpool/broker/nats"
+	"github.com/taskpool/taskpool"
+)
+
+// Worker mode: TestMain runs runWorker instead of the tests when workerEnv
+// is set, so the test binary doubles as a worker process.
+const (
+	workerEnv      = "TASKPOOL_NATS_TEST_WORKER"
+	workerURLEnv   = "TASKPOOL_NATS_TEST_URL"
+	workerQueueEnv = "TASKPOOL_NATS_TEST_QUEUE"
+	eventStart     = "taskpool_test.events.start"
+	eventDone      = "taskpool_test.events.done"
+)
+
+// runWorker connects to the test's server, runs a consumer whose handler
+// reports each start and each completion as "pid id attempt" on core NATS
+// subjects, and stops gracefully on SIGTERM.
+func runWorker() int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	nc, js, err := natsbroker.Connect(os.Getenv(workerURLEnv), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		return 2
+	}
+	defer nc.Close()
+	pid := os.Getpid()
+	report := func(subj string, task taskpool.Task) {
+		_ = nc.Publish(subj, fmt.Appendf(nil, "%d %s %d", pid, task.ID, task.Attempt))
+	}
+	reg := taskpool.NewRegistry()
+	_ = reg.HandleFunc("work", func(ctx context.Context, task taskpool.Task) error {
+		report(eventStart, task)
+		_ = nc.Flush()
+		select { // simulated work
+		case <-time.After(25 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		// Report before the ack: if the process dies in between, the task
+		// is redelivered and reported twice, never zero times.
+		report(eventDone, task)
+		return nil
+	})
+	c, err := natsbroker.NewConsumer(ctx, js, reg,
+		natsbroker.WithQueue(os.Getenv(workerQueueEnv)),
+		natsbroker.WithWorkers(4),
+		natsbroker.WithAckWait(time.Second),
+		natsbroker.WithPollWait(200*time.Millisecond))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		return 2
+	}
+	if err := c.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		return 2
+	}
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Stop(sctx); err != nil {
+		fmt.Fprintln(os.Stderr, "worker stop:", err)
+		return 1
+	}
+	return 0
+}
+
+type workerProc struct {
+	cmd    *exec.Cmd
+	out    bytes.Buffer
+	exited chan error
+}
+
+func spawnWorker(t *testing.T, url, queue string) *workerProc {
+	t.Helper()
+	w := &workerProc{exited: make(chan error, 1)}
+	w.cmd = exec.Command(os.Args[0], "-test.run=^$")
+	w.cmd.Env = append(os.Environ(), workerEnv+"=1", workerURLEnv+"="+url, workerQueueEnv+"="+queue)
+	w.cmd.Stdout, w.cmd.Stderr = &w.out, &w.out
+	require.NoError(t, w.cmd.Start())
+	go func() { w.exited <- w.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = w.cmd.Process.Kill()
+		<-w.exited
+	})
+	return w
+}
+
+type event struct {
+	pid     int
+	id      string
+	attempt int
+}
+
+func parseEvent(t *testing.T, m *nats.Msg) event {
+	f := strings.Fields(string(m.Data))
+	require.Len(t, f, 3)
+	pid, _ := strconv.Atoi(f[0])
+	attempt, _ := strconv.Atoi(f[2])
+	return event{pid, f[1], attempt}
+}
+
+func TestMultiProcessSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	srv := startServer(t)
+	nc, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	const queue, n = "multiproc", 300
+
+	starts := make(chan *nats.Msg, 4*n)
+	dones := make(chan *nats.Msg, 4*n)
+	s1, err := nc.ChanSubscribe(eventStart, starts)
+	require.NoError(t, err)
+	s2, err := nc.ChanSubscribe(eventDone, dones)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s1.Unsubscribe(); _ = s2.Unsubscribe() })
+	require.NoError(t, nc.Flush())
+
+	prod, err := natsbroker.NewProducer(ctx, js, natsbroker.WithQueue(queue))
+	require.NoError(t, err)
+	workers := make([]*workerProc, 3)
+	for i := range workers {
+		workers[i] = spawnWorker(t, srv.URL(), queue)
+	}
+	victim := workers[0]
+	tasks := make([]taskpool.Task, n)
+	for i := range tasks {
+		tasks[i] = taskpool.Task{ID: fmt.Sprint("t", i), Type: "work"}
+	}
+	_, err = prod.EnqueueBatch(ctx, tasks)
+	require.NoError(t, err)
+
+	var (
+		startedBy = map[int]map[string]bool{} // pid -> IDs started and not done there
+		doneRuns  = map[string]int{}
+		redeliv   = 0
+		killed    = false
+		heldAtKil = 0
+		donePIDs  = map[int]int{}
+	)
+	deadline := time.After(60 * time.Second)
+	for len(doneRuns) < n {
+		select {
+		case m := <-starts:
+			e := parseEvent(t, m)
+			if startedBy[e.pid] == nil {
+				startedBy[e.pid] = map[string]bool{}
+			}
+			startedBy[e.pid][e.id] = true
+			// Kill the victim once it holds a few tasks mid-run.
+			if !killed && e.pid == victim.cmd.Process.Pid && len(startedBy[e.pid]) >= 3 {
+				heldAtKil = len(startedBy[e.pid])
+				require.NoError(t, victim.cmd.Process.Signal(syscall.SIGKILL))
+				killed = true
+			}
+		case m := <-dones:
+			e := parseEvent(t, m)
+			doneRuns[e.id]++
+			donePIDs[e.pid]++
+			delete(startedBy[e.pid], e.id)
+			if e.attempt > 1 {
+				redeliv++
+			}
+		case <-deadline:
+			t.Fatalf("timed out: %d of %d tasks done; victim output:\n%s", len(doneRuns), n, victim.out.String())
+		}
+	}
+	require.True(t, killed, "victim never held tasks")
+	err = <-victim.exited
+	assert.Error(t, err, "victim was killed")
+
+	dups := 0
+	for _, c := range doneRuns {
+		dups += c - 1
+	}
+	t.Logf("%d tasks done by %d processes %v; victim held %d tasks when killed, left %d unfinished; %d completions were redeliveries (Attempt > 1); %d duplicate completions",
+		len(doneRuns), len(donePIDs), donePIDs, heldAtKil, len(startedBy[victim.cmd.Process.Pid]), redeliv, dups)
+	assert.Len(t, doneRuns, n)
+	assert.Positive(t, redeliv, "the victim's tasks were redelivered")
+
+	for _, w := range workers[1:] {
+		require.NoError(t, w.cmd.Process.Signal(syscall.SIGTERM))
+		select {
+		case err := <-w.exited:
+			assert.NoError(t, err, "worker output:\n%s", w.out.String())
+		case <-time.After(15 * time.Second):
+			t.Fatal("worker did not stop on SIGTERM")
+		}
+	}
+	insp, err := natsbroker.NewInspector(ctx, js, natsbroker.WithQueue(queue))
+	require.NoError(t, err)
+	info, err := insp.Queue(ctx)
+	require.NoError(t, err)
+	for _, p := range info.Priorities {
+		assert.Zero(t, p.Pending, p.Priority)
+		assert.Zero(t, p.InFlight, p.Priority)
+	}
+	assert.Zero(t, info.DeadLetters)
+}

@@ -1,0 +1,385 @@
+package natsbroker
+
+import (
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/taskpool/taskpool"
+)
+
+// Option configures a [Producer], a [Consumer] or an [Inspector]. Options
+// that concern only consumers say so and are ignored elsewhere. A zero
+// value passed to an option means "use the default".
+type Option interface {
+	apply(*config) error
+}
+
+type optionFunc func(*config) error
+
+func (f optionFunc) apply(c *config) error { return f(c) }
+
+// Defaults.
+const (
+	// DefaultQueue is the queue used when no [WithQueue] is given.
+	DefaultQueue = "default"
+	// DefaultAckWait is how long the server waits for an ack before it
+	// redelivers a message to another worker.
+	DefaultAckWait = 30 * time.Second
+	// DefaultMaxAttempts is how many times a task runs when it keeps
+	// failing and neither the task nor [WithMaxAttempts] says otherwise.
+	DefaultMaxAttempts = 10
+	// DefaultMaxBatch is the largest fetch request a consumer sends.
+	DefaultMaxBatch = 256
+	// DefaultPollWait is how long an idle consumer's long poll waits.
+	DefaultPollWait = time.Second
+	// DefaultDuplicateWindow is how long the server remembers task IDs to
+	// drop a re-sent enqueue.
+	DefaultDuplicateWindow = 2 * time.Minute
+	// DefaultUniqueTTL is the longest a unique key is held.
+	DefaultUniqueTTL = 24 * time.Hour
+	// DefaultPublishWindow is how many unconfirmed publishes
+	// [Producer.EnqueueBatch] keeps in flight.
+	DefaultPublishWindow = 4096
+)
+
+type config struct {
+	queue         string
+	codec         Codec
+	storage       jetstream.StorageType
+	replicas      int
+	dupWindow     time.Duration
+	uniqueTTL     time.Duration
+	publishWindow int
+	clientDelays  bool
+	logger        *slog.Logger
+
+	// Consumer only.
+	workers     int
+	prefetch    int
+	maxBatch    int
+	ackWait     time.Duration
+	pollWait    time.Duration
+	maxAttempts int
+	backoff     taskpool.Backoff
+	weights     [numPriorities]int
+	schedOpts   []taskpool.Option
+	settle      func(taskpool.Outcome, Action)
+}
+
+func defaultConfig() config {
+	return config{
+		queue:         DefaultQueue,
+		codec:         JSONCodec{},
+		storage:       jetstream.FileStorage,
+		replicas:      1,
+		dupWindow:     DefaultDuplicateWindow,
+		uniqueTTL:     DefaultUniqueTTL,
+		publishWindow: DefaultPublishWindow,
+		logger:        slog.New(slog.DiscardHandler),
+		workers:       runtime.GOMAXPROCS(0),
+		maxBatch:      DefaultMaxBatch,
+		ackWait:       DefaultAckWait,
+		pollWait:      DefaultPollWait,
+		maxAttempts:   DefaultMaxAttempts,
+		backoff:       taskpool.ExponentialBackoff(time.Second, 10*time.Minute),
+		weights:       [numPriorities]int{6, 3, 1},
+	}
+}
+
+func newConfig(opts []Option) (config, error) {
+	c := defaultConfig()
+	for _, o := range opts {
+		if o == nil {
+			return c, invalid("option", "nil")
+		}
+		if err := o.apply(&c); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+func invalid(name string, v any) error {
+	return fmt.Errorf("%w: %s = %v", ErrInvalidOption, name, v)
+}
+
+// WithQueue selects the queue: the streams, consumers and buckets that
+// producers and consumers of the same name share. The default is
+// [DefaultQueue]. A name must be made of letters, digits, '-' and '_';
+// anything else is [ErrInvalidQueue].
+func WithQueue(name string) Option {
+	return optionFunc(func(c *config) error {
+		if !validQueue(name) {
+			return fmt.Errorf("%w: %q", ErrInvalidQueue, name)
+		}
+		c.queue = name
+		return nil
+	})
+}
+
+// WithCodec sets the payload codec. The default is [JSONCodec]. Every
+// producer and consumer of a queue must use the same codec.
+func WithCodec(cd Codec) Option {
+	return optionFunc(func(c *config) error {
+		if cd == nil {
+			return invalid("codec", "nil")
+		}
+		c.codec = cd
+		return nil
+	})
+}
+
+// WithMemoryStorage keeps the queue's streams in memory instead of on disk:
+// faster, but a server restart loses every queued task. The default is
+// file storage. It applies when the streams are created.
+func WithMemoryStorage() Option {
+	return optionFunc(func(c *config) error {
+		c.storage = jetstream.MemoryStorage
+		return nil
+	})
+}
+
+// WithReplicas sets the number of stream replicas in a JetStream cluster.
+// The default is 1. It applies when the streams are created.
+func WithReplicas(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n < 0 || n > 5 {
+			return invalid("replicas", n)
+		}
+		if n > 0 {
+			c.replicas = n
+		}
+		return nil
+	})
+}
+
+// WithDuplicateWindow sets how long the server remembers task IDs, so that
+// enqueueing a task again with the same ID within the window stores it
+// only once. The default is [DefaultDuplicateWindow].
+func WithDuplicateWindow(d time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if d < 0 || (d > 0 && d < 100*time.Millisecond) {
+			return invalid("duplicate window", d)
+		}
+		if d > 0 {
+			c.dupWindow = d
+		}
+		return nil
+	})
+}
+
+// WithUniqueTTL sets the longest time a unique key is held: a key whose
+// task is lost for good (its dead letter purged by hand, say) is released
+// after it. The default is [DefaultUniqueTTL]. It applies when the bucket
+// is created.
+func WithUniqueTTL(d time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if d < 0 {
+			return invalid("unique TTL", d)
+		}
+		if d > 0 {
+			c.uniqueTTL = d
+		}
+		return nil
+	})
+}
+
+// WithPublishWindow sets how many publishes [Producer.EnqueueBatch] keeps
+// unconfirmed at once. The default is [DefaultPublishWindow].
+func WithPublishWindow(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n < 0 {
+			return invalid("publish window", n)
+		}
+		if n > 0 {
+			c.publishWindow = n
+		}
+		return nil
+	})
+}
+
+// WithClientSideDelays makes delayed tasks use the client-side fallback
+// even when the server supports message schedules: the task is stored at
+// once with a Taskpool-Not-Before header, and consumers put it back with
+// NakWithDelay until it is due. Use it when some servers of a cluster are
+// older than 2.12. The fallback is chosen by itself on such servers.
+func WithClientSideDelays() Option {
+	return optionFunc(func(c *config) error {
+		c.clientDelays = true
+		return nil
+	})
+}
+
+// WithLogger sets the logger for fetch errors, reconnects and dead
+// letters. The default discards everything.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) error {
+		if l != nil {
+			c.logger = l
+		}
+		return nil
+	})
+}
+
+// WithWorkers sets the number of tasks a consumer runs at once: the local
+// scheduler's worker count. The default is runtime.GOMAXPROCS(0).
+// Consumer only.
+func WithWorkers(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n < 0 {
+			return invalid("workers", n)
+		}
+		if n > 0 {
+			c.workers = n
+		}
+		return nil
+	})
+}
+
+// WithPrefetch lets a consumer hold n tasks beyond those it is running, so
+// that workers never wait for a fetch round trip. Held tasks keep their
+// lease alive like running ones. The default is 0: never more tasks in
+// flight than workers. Consumer only.
+func WithPrefetch(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n < 0 {
+			return invalid("prefetch", n)
+		}
+		c.prefetch = n
+		return nil
+	})
+}
+
+// WithMaxBatch caps the size of one fetch request. The default is
+// [DefaultMaxBatch]. Consumer only.
+func WithMaxBatch(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n < 0 {
+			return invalid("max batch", n)
+		}
+		if n > 0 {
+			c.maxBatch = n
+		}
+		return nil
+	})
+}
+
+// WithAckWait sets the lease of a delivered task: when its consumer has
+// neither acknowledged nor extended it for this long (its process died),
+// the server redelivers it. Running tasks are extended every AckWait/2, so
+// it bounds crash recovery, not task duration. The default is
+// [DefaultAckWait]; the minimum is 100ms. It is a property of the shared
+// durable consumer: the last consumer started sets it. Consumer only.
+func WithAckWait(d time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if d < 0 || (d > 0 && d < 100*time.Millisecond) {
+			return invalid("ack wait", d)
+		}
+		if d > 0 {
+			c.ackWait = d
+		}
+		return nil
+	})
+}
+
+// WithPollWait sets how long an idle consumer's long poll waits before it
+// polls again. Shorter means a faster Stop, longer means fewer requests
+// while idle. The default is [DefaultPollWait]. Consumer only.
+func WithPollWait(d time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if d < 0 || (d > 0 && d < 10*time.Millisecond) {
+			return invalid("poll wait", d)
+		}
+		if d > 0 {
+			c.pollWait = d
+		}
+		return nil
+	})
+}
+
+// WithMaxAttempts sets how many times a task runs when it keeps failing
+// and its own MaxAttempts is zero. The default is [DefaultMaxAttempts].
+// Consumer only.
+func WithMaxAttempts(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n < 0 {
+			return invalid("max attempts", n)
+		}
+		if n > 0 {
+			c.maxAttempts = n
+		}
+		return nil
+	})
+}
+
+// WithBackoff sets the wait before a failed task is delivered again. The
+// default is taskpool.ExponentialBackoff(time.Second, 10*time.Minute).
+// Consumer only.
+func WithBackoff(b taskpool.Backoff) Option {
+	return optionFunc(func(c *config) error {
+		if b == nil {
+			return invalid("backoff", "nil")
+		}
+		c.backoff = b
+		return nil
+	})
+}
+
+// WithPriorityWeights sets how a consumer shares its capacity between
+// priorities when all have tasks waiting. Each fetch round polls the
+// priorities in a random order drawn with these weights, and the first
+// one polled may take all the free capacity: with the default 6, 3, 1,
+// high-priority tasks are served first six times in ten, and low ones are
+// never starved. A zero weight is polled last, only when the others are
+// empty. Consumer only.
+func WithPriorityWeights(high, normal, low int) Option {
+	return optionFunc(func(c *config) error {
+		if high < 0 || normal < 0 || low < 0 || high+normal+low == 0 {
+			return invalid("priority weights", fmt.Sprint(high, normal, low))
+		}
+		c.weights = [numPriorities]int{high, normal, low}
+		return nil
+	})
+}
+
+// WithSchedulerOptions passes options to the consumer's local
+// [taskpool.Scheduler]: middleware, logger, task timeout and so on.
+// The consumer sets the workers, the queue size and the completion hook
+// itself, after these options: use [WithWorkers] and [WithSettleHook]
+// instead. Consumer only.
+func WithSchedulerOptions(opts ...taskpool.Option) Option {
+	return optionFunc(func(c *config) error {
+		c.schedOpts = append(c.schedOpts, opts...)
+		return nil
+	})
+}
+
+// WithSettleHook sets fn to be called after the consumer has settled a
+// delivery: acknowledged it, put it back for a retry, dead-lettered it or
+// released it to another worker. It gets the local outcome (for a message
+// that never ran, such as a bad payload, Attempts is the delivery count
+// and Task may be incomplete) and what was done. fn runs on a worker
+// goroutine and must be safe for concurrent use. Consumer only.
+func WithSettleHook(fn func(out taskpool.Outcome, a Action)) Option {
+	return optionFunc(func(c *config) error {
+		c.settle = fn
+		return nil
+	})
+}
+
+func validQueue(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}

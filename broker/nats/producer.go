@@ -1,0 +1,312 @@
+package natsbroker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/taskpool/taskpool"
+)
+
+// Producer enqueues tasks onto a queue's stream. It is the distributed
+// counterpart of [taskpool.Scheduler.Submit]: any process with a Producer
+// can enqueue, and any process running a [Consumer] of the same queue may
+// run the task.
+//
+// A Producer is safe for concurrent use and holds no goroutines: it needs
+// no Stop. It does not own the NATS connection.
+type Producer struct {
+	cfg config
+	q   *queue
+}
+
+// Receipt tells what the server stored for an enqueued task.
+type Receipt struct {
+	// ID is the task ID: the one given, or a generated one.
+	ID string
+	// Sequence is the message's sequence in the queue's stream.
+	Sequence uint64
+	// Duplicate is true when the server had already stored a task with
+	// this ID within the duplicate window, and dropped this one.
+	Duplicate bool
+	// RunAt is when a delayed task becomes due; zero for other tasks.
+	RunAt time.Time
+}
+
+// EnqueueOption changes how one task is enqueued.
+type EnqueueOption interface {
+	applyEnqueue(*enqueueOptions)
+}
+
+type enqueueOptions struct {
+	at time.Time
+}
+
+type enqueueFunc func(*enqueueOptions)
+
+func (f enqueueFunc) applyEnqueue(o *enqueueOptions) { f(o) }
+
+// Delay makes the task due d from now. Zero or negative means now.
+func Delay(d time.Duration) EnqueueOption {
+	return enqueueFunc(func(o *enqueueOptions) {
+		if d > 0 {
+			o.at = time.Now().Add(d)
+		}
+	})
+}
+
+// At makes the task due at t. A time in the past means now.
+func At(t time.Time) EnqueueOption {
+	return enqueueFunc(func(o *enqueueOptions) {
+		if time.Until(t) > 0 {
+			o.at = t
+		}
+	})
+}
+
+// NewProducer returns a Producer for the queue chosen with [WithQueue]. It
+// creates the queue's streams and bucket if they do not exist yet; ctx
+// bounds that. It returns an error wrapping [ErrInvalidOption] or
+// [ErrInvalidQueue] for bad options, or the server's error.
+func NewProducer(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Producer, error) {
+	if js == nil {
+		return nil, invalid("jetstream", "nil")
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	q, err := provision(ctx, js, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Producer{cfg: cfg, q: q}, nil
+}
+
+// Enqueue stores t on the queue and returns once the server has confirmed
+// it, so that a nil error means the task will run at least once. An empty
+// t.ID is replaced by a generated one. The ID is the message's Nats-Msg-Id:
+// enqueueing the same ID again within the duplicate window stores nothing
+// and returns a Receipt with Duplicate set.
+//
+// t.Priority picks the priority subject, t.UniqueKey makes the task unique
+// across all producers until it has completed or been dead-lettered, and
+// [Delay] or [At] make it due later (a server-side schedule on
+// nats-server 2.12+, see [WithClientSideDelays]).
+//
+// Enqueue returns an error wrapping [taskpool.ErrInvalidType] for an empty
+// type, [ErrBadParams] for params the codec cannot encode,
+// [ErrDuplicateTask] when another task holds t.UniqueKey, and an
+// [*EnqueueError] when the server did not confirm the task (connection
+// down, ctx ended): then enqueue it again with the same ID.
+func (p *Producer) Enqueue(ctx context.Context, t taskpool.Task, opts ...EnqueueOption) (Receipt, error) {
+	var eo enqueueOptions
+	for _, o := range opts {
+		o.applyEnqueue(&eo)
+	}
+	msg, err := p.message(t, eo.at)
+	if err != nil {
+		return Receipt{}, err
+	}
+	t.ID = msg.Header.Get(jetstream.MsgIDHeader)
+	if t.UniqueKey != "" {
+		if err := p.lock(ctx, t); err != nil {
+			return Receipt{}, err
+		}
+	}
+	ack, err := p.q.js.PublishMsg(ctx, msg)
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if t.UniqueKey != "" && errors.As(err, &apiErr) {
+			// The server said no: nothing was stored, so the key is free
+			// again. On a timeout the task may have been stored, and the
+			// key stays taken until it completes or the TTL passes.
+			_ = p.q.releaseUnique(context.WithoutCancel(ctx), t.UniqueKey, t.ID)
+		}
+		return Receipt{}, &EnqueueError{ID: t.ID, Err: err}
+	}
+	return Receipt{ID: t.ID, Sequence: ack.Sequence, Duplicate: ack.Duplicate, RunAt: eo.at}, nil
+}
+
+// EnqueueBatch stores many tasks with asynchronous publishes, keeping at
+// most the publish window ([WithPublishWindow]) unconfirmed at once, and
+// returns once every task is confirmed or has failed. It is much faster
+// than calling Enqueue in a loop. Receipts are index-aligned with tasks.
+//
+// Tasks are enqueued as by Enqueue with no options; a task with a
+// UniqueKey takes its key with one round trip of its own. When some tasks
+// failed, EnqueueBatch returns a [*BatchError] holding each task's error;
+// the receipts of the others are valid.
+func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]Receipt, error) {
+	receipts := make([]Receipt, len(tasks))
+	errs := make([]error, len(tasks))
+	failed := false
+	type pending struct {
+		i   int
+		fut jetstream.PubAckFuture
+	}
+	window := make([]pending, 0, min(len(tasks), p.cfg.publishWindow))
+	head := 0
+	wait := func(pd pending) {
+		select {
+		case ack := <-pd.fut.Ok():
+			receipts[pd.i].Sequence, receipts[pd.i].Duplicate = ack.Sequence, ack.Duplicate
+			return
+		case err := <-pd.fut.Err():
+			errs[pd.i] = &EnqueueError{ID: receipts[pd.i].ID, Err: err}
+		case <-ctx.Done():
+			errs[pd.i] = &EnqueueError{ID: receipts[pd.i].ID, Err: ctx.Err()}
+		}
+		failed = true
+	}
+	for i, t := range tasks {
+		msg, err := p.message(t, time.Time{})
+		if err != nil {
+			errs[i], failed = err, true
+			continue
+		}
+		t.ID = msg.Header.Get(jetstream.MsgIDHeader)
+		receipts[i].ID = t.ID
+		if t.UniqueKey != "" {
+			if err := p.lock(ctx, t); err != nil {
+				errs[i], failed = err, true
+				continue
+			}
+		}
+		if len(window)-head >= p.cfg.publishWindow {
+			wait(window[head])
+			head++
+		}
+		if head > 0 && head == len(window) {
+			window, head = window[:0], 0
+		}
+		fut, err := p.q.js.PublishMsgAsync(msg)
+		if err != nil {
+			errs[i], failed = &EnqueueError{ID: t.ID, Err: err}, true
+			continue
+		}
+		window = append(window, pending{i, fut})
+	}
+	for _, pd := range window[head:] {
+		wait(pd)
+	}
+	if failed {
+		return receipts, &BatchError{Errs: errs}
+	}
+	return receipts, nil
+}
+
+// Schedule registers a periodic task under id: the server emits t on the
+// schedule spec, once per tick whatever the number of producers and
+// consumers, and keeps doing so across restarts until [Producer.Cancel].
+// spec is "@every <duration>" (at least 1s), a six-field cron expression
+// (seconds first) or one of "@hourly", "@daily", "@weekly", "@monthly",
+// "@yearly"; cron times are UTC. Registering the same id again replaces
+// the schedule, so every instance of a service may register its schedules
+// at start-up.
+//
+// Each emitted task gets the ID "<t.ID or id>@<sequence>", unique per
+// tick. t.UniqueKey is not supported on periodic tasks. Schedule returns
+// [ErrSchedulesUnsupported] when the server cannot run schedules.
+func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Task) error {
+	if !p.q.schedules {
+		return ErrSchedulesUnsupported
+	}
+	if id == "" || spec == "" {
+		return invalid("schedule", fmt.Sprintf("id %q, spec %q", id, spec))
+	}
+	if t.UniqueKey != "" {
+		return invalid("schedule", "UniqueKey on a periodic task")
+	}
+	if t.ID == "" {
+		t.ID = id
+	}
+	msg, err := p.message(t, time.Time{})
+	if err != nil {
+		return err
+	}
+	msg.Header.Del(jetstream.MsgIDHeader)
+	msg.Header.Set(hdrSchedule, spec)
+	msg.Header.Set(hdrScheduleTarget, msg.Subject)
+	msg.Subject = p.q.schedSubject(id)
+	if _, err := p.q.js.PublishMsg(ctx, msg); err != nil {
+		return &EnqueueError{ID: id, Err: err}
+	}
+	return nil
+}
+
+// Cancel removes a delayed task that is not yet due, or a periodic
+// schedule, by its ID. It returns [ErrNotFound] when nothing is scheduled
+// under id (a delayed task that has become due is an ordinary queued task
+// and can no longer be cancelled).
+func (p *Producer) Cancel(ctx context.Context, id string) error {
+	subj := p.q.schedSubject(id)
+	info, err := p.q.tasks.Info(ctx, jetstream.WithSubjectFilter(subj))
+	if err != nil {
+		return fmt.Errorf("natsbroker: cancel %s: %w", id, err)
+	}
+	if info.State.Subjects[subj] == 0 {
+		return fmt.Errorf("%w: nothing scheduled as %q", ErrNotFound, id)
+	}
+	if err := p.q.tasks.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+		return fmt.Errorf("natsbroker: cancel %s: %w", id, err)
+	}
+	return nil
+}
+
+// message builds the message for t, due at at (zero for now).
+func (p *Producer) message(t taskpool.Task, at time.Time) (*nats.Msg, error) {
+	if t.Type == "" {
+		return nil, fmt.Errorf("%w: empty", taskpool.ErrInvalidType)
+	}
+	if t.ID == "" {
+		t.ID = nuid.Next()
+	}
+	data, err := p.cfg.codec.Encode(t)
+	if err != nil {
+		return nil, err
+	}
+	msg := &nats.Msg{
+		Subject: p.q.task[prioIndex(t.Priority)],
+		Data:    data,
+		Header:  make(nats.Header, 4),
+	}
+	msg.Header.Set(jetstream.MsgIDHeader, t.ID)
+	msg.Header.Set(HeaderType, t.Type)
+	if !at.IsZero() {
+		if p.q.schedules {
+			// A one-shot server-side schedule: the server publishes the
+			// message to the task subject at the given time and purges the
+			// schedule. The schedule subject is per task ID, so a re-sent
+			// enqueue replaces rather than doubles it.
+			msg.Header.Set(hdrSchedule, "@at "+formatTime(at))
+			msg.Header.Set(hdrScheduleTarget, msg.Subject)
+			msg.Subject = p.q.schedSubject(t.ID)
+		} else {
+			msg.Header.Set(HeaderNotBefore, formatTime(at))
+		}
+	}
+	return msg, nil
+}
+
+// lock takes t's unique key for t.ID. Taking a key that t.ID already holds
+// succeeds, so that a re-sent enqueue is not refused.
+func (p *Producer) lock(ctx context.Context, t taskpool.Task) error {
+	key := uniqueKey(t.UniqueKey)
+	_, err := p.q.unique.Create(ctx, key, []byte(t.ID))
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return &EnqueueError{ID: t.ID, Err: fmt.Errorf("unique key %q: %w", t.UniqueKey, err)}
+	}
+	e, gerr := p.q.unique.Get(ctx, key)
+	if gerr == nil && string(e.Value()) == t.ID {
+		return nil
+	}
+	return fmt.Errorf("%w: %q", ErrDuplicateTask, t.UniqueKey)
+}

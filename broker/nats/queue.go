@@ -1,0 +1,222 @@
+package natsbroker
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/taskpool/taskpool"
+)
+
+// Message headers written by the package. Nats-Msg-Id carries the task ID.
+const (
+	// HeaderType is the task type, for tools that route or inspect
+	// messages without decoding them.
+	HeaderType = "Taskpool-Type"
+	// HeaderNotBefore holds the earliest run time (RFC 3339, nanoseconds)
+	// of a task delayed by the client-side fallback.
+	HeaderNotBefore = "Taskpool-Not-Before"
+	// HeaderError is a dead letter's error message.
+	HeaderError = "Taskpool-Error"
+	// HeaderAttempts is a dead letter's delivery count.
+	HeaderAttempts = "Taskpool-Attempts"
+	// HeaderFailedAt is when a task was dead-lettered (RFC 3339).
+	HeaderFailedAt = "Taskpool-Failed-At"
+	// HeaderSubject is the subject a dead letter was delivered on.
+	HeaderSubject = "Taskpool-Subject"
+	// HeaderSequence is a dead letter's sequence in the task stream.
+	HeaderSequence = "Taskpool-Sequence"
+	// HeaderTaskID is a dead letter's task ID, when it could be decoded.
+	HeaderTaskID = "Taskpool-Task-Id"
+
+	hdrSchedule       = "Nats-Schedule"
+	hdrScheduleTarget = "Nats-Schedule-Target"
+	hdrScheduler      = "Nats-Scheduler"
+	hdrScheduleNext   = "Nats-Schedule-Next"
+)
+
+// Action is what a consumer did with a delivery once its outcome was known.
+type Action int
+
+// Actions.
+const (
+	// ActionAck acknowledged a task that succeeded: it is gone.
+	ActionAck Action = iota + 1
+	// ActionRetry put back a task that failed with a retryable error, to
+	// be delivered again after its backoff.
+	ActionRetry
+	// ActionDeadLetter copied the message to the dead-letter stream and
+	// terminated it: the task failed for good, or could not be decoded.
+	ActionDeadLetter
+	// ActionRelease put back a task that did not finish because its
+	// consumer was stopping, for immediate redelivery. It is not counted
+	// as a failure by the handler's logic, but the delivery count grows.
+	ActionRelease
+	// ActionDefer put back a task delayed by the client-side fallback that
+	// is not due yet.
+	ActionDefer
+)
+
+// String returns the action's name.
+func (a Action) String() string {
+	switch a {
+	case ActionAck:
+		return "ack"
+	case ActionRetry:
+		return "retry"
+	case ActionDeadLetter:
+		return "dead-letter"
+	case ActionRelease:
+		return "release"
+	case ActionDefer:
+		return "defer"
+	}
+	return fmt.Sprintf("action(%d)", int(a))
+}
+
+// Priority levels map to separate subjects and consumers.
+const (
+	prioHigh = iota
+	prioDefault
+	prioLow
+	numPriorities
+)
+
+var prioNames = [numPriorities]string{"high", "default", "low"}
+
+func prioIndex(p taskpool.Priority) int {
+	switch {
+	case p > 0:
+		return prioHigh
+	case p < 0:
+		return prioLow
+	}
+	return prioDefault
+}
+
+// names are the server-side resources of one queue.
+type names struct {
+	stream      string
+	deadStream  string
+	bucket      string
+	task        [numPriorities]string // subjects
+	consumer    [numPriorities]string
+	schedPrefix string // + token
+	dead        string
+}
+
+func newNames(queue string) names {
+	n := names{
+		stream:      "TASKPOOL_" + queue,
+		deadStream:  "TASKPOOLDEAD_" + queue,
+		bucket:      "taskpool_unique_" + queue,
+		schedPrefix: "taskpool." + queue + ".sched.",
+		dead:        "taskpool." + queue + ".dead",
+	}
+	for i, p := range prioNames {
+		n.task[i] = "taskpool." + queue + ".task." + p
+		n.consumer[i] = "taskpool_" + p
+	}
+	return n
+}
+
+// schedSubject is the subject holding the schedule of a delayed or periodic
+// task. IDs may hold characters that are not valid in a subject token, so
+// the token is the ID in unpadded base64url.
+func (n names) schedSubject(id string) string {
+	return n.schedPrefix + base64.RawURLEncoding.EncodeToString([]byte(id))
+}
+
+// uniqueKey is the KV key for a task's UniqueKey; like subjects, KV keys
+// allow only some characters.
+func uniqueKey(k string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(k))
+}
+
+// queue is a provisioned queue: its streams and buckets exist.
+type queue struct {
+	names
+	js        jetstream.JetStream
+	tasks     jetstream.Stream // the work-queue stream
+	dlq       jetstream.Stream // the dead-letter stream
+	unique    jetstream.KeyValue
+	schedules bool // the server runs per-message schedules
+}
+
+// provision creates or updates the queue's streams and unique-key bucket.
+// Every producer, consumer and inspector calls it: the calls are
+// idempotent, and whichever process starts first creates the queue.
+func provision(ctx context.Context, js jetstream.JetStream, c *config) (*queue, error) {
+	n := newNames(c.queue)
+	q := &queue{names: n, js: js}
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        n.stream,
+		Description: "taskpool tasks of queue " + c.queue,
+		Subjects:    []string{"taskpool." + c.queue + ".task.*", n.schedPrefix + ">"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     c.storage,
+		Replicas:    c.replicas,
+		Duplicates:  c.dupWindow,
+		// Per-message schedules (nats-server 2.12+) run delayed and
+		// periodic tasks. Older servers ignore the field; the config they
+		// return says so, and delays fall back to the client side.
+		AllowMsgSchedules: !c.clientDelays,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natsbroker: stream %s: %w", n.stream, err)
+	}
+	q.tasks = st
+	q.schedules = st.CachedInfo().Config.AllowMsgSchedules
+	q.dlq, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        n.deadStream,
+		Description: "taskpool dead letters of queue " + c.queue,
+		Subjects:    []string{n.dead},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     c.storage,
+		Replicas:    c.replicas,
+		Duplicates:  c.dupWindow,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natsbroker: stream %s: %w", n.deadStream, err)
+	}
+	q.unique, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      n.bucket,
+		Description: "taskpool unique keys of queue " + c.queue,
+		TTL:         c.uniqueTTL,
+		Storage:     c.storage,
+		Replicas:    c.replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natsbroker: bucket %s: %w", n.bucket, err)
+	}
+	return q, nil
+}
+
+// releaseUnique deletes the unique key k if the task id still holds it.
+func (q *queue) releaseUnique(ctx context.Context, k, id string) error {
+	key := uniqueKey(k)
+	e, err := q.unique.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("natsbroker: release unique key %q: %w", k, err)
+	}
+	if string(e.Value()) != id {
+		return nil // taken over by another task after a TTL expiry
+	}
+	err = q.unique.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+			return nil // changed under us: not ours any more
+		}
+		return fmt.Errorf("natsbroker: release unique key %q: %w", k, err)
+	}
+	return nil
+}
+
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
