@@ -42,6 +42,18 @@ var (
 	// has no room.
 	ErrQueueFull = errors.New("taskpool: queue full")
 
+	// ErrDuplicateTask is returned when a task's UniqueKey is taken by a
+	// task that is queued, delayed or running, or finished within the
+	// unique TTL.
+	ErrDuplicateTask = errors.New("taskpool: duplicate task")
+
+	// ErrCanceled is the outcome of a task removed by [Scheduler.Cancel].
+	ErrCanceled = errors.New("taskpool: task canceled")
+
+	// ErrTaskNotFound is returned by Cancel, Requeue and Unschedule for an
+	// ID they do not know.
+	ErrTaskNotFound = errors.New("taskpool: task not found")
+
 	// ErrHandlerExited reports a handler that called [runtime.Goexit]
 	// instead of returning. The worker that ran it is replaced.
 	ErrHandlerExited = errors.New("taskpool: handler called runtime.Goexit")

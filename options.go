@@ -28,6 +28,15 @@ type options struct {
 	logger      *slog.Logger
 	baseContext context.Context
 	noRecover   bool
+
+	clock         Clock
+	retry         typeConfig // maxAttempts and backoff defaults
+	weights       [numPriorities]int
+	strict        bool
+	delayedOnStop DelayedPolicy
+	uniqueTTL     time.Duration
+	deadCap       int
+	onDead        func(Outcome)
 }
 
 // Defaults.
@@ -44,6 +53,9 @@ func defaultOptions() options {
 		queueSize: DefaultQueueSize,
 		batchSize: DefaultBatchSize,
 		logger:    slog.New(slog.DiscardHandler),
+		clock:     SystemClock{},
+		retry:     typeConfig{maxAttempts: 1, backoff: defaultBackoff},
+		weights:   [numPriorities]int{6, 3, 1},
 	}
 }
 
@@ -168,6 +180,141 @@ func WithBaseContext(ctx context.Context) Option {
 func WithoutPanicRecovery() Option {
 	return optionFunc(func(o *options) error {
 		o.noRecover = true
+		return nil
+	})
+}
+
+// SharedOption configures either a [Scheduler], as the default for every
+// task type, or one type in [Registry.Handle].
+type SharedOption interface {
+	Option
+	HandleOption
+}
+
+type retryOption struct {
+	maxAttempts int
+	backoff     Backoff
+}
+
+func (r retryOption) applyType(c *typeConfig) error {
+	if r.maxAttempts < 0 {
+		return invalid("max attempts", r.maxAttempts)
+	}
+	if r.maxAttempts > 0 {
+		c.maxAttempts = r.maxAttempts
+	}
+	if r.backoff != nil {
+		c.backoff = r.backoff
+	}
+	return nil
+}
+
+func (r retryOption) apply(o *options) error { return r.applyType(&o.retry) }
+
+// WithRetry sets how many times a task may run (maxAttempts, counting the
+// first run) when its handler fails, and the wait between runs. Given to
+// [New] it is the default for every type; given to [Registry.Handle] it
+// applies to one type; a task's own MaxAttempts overrides both. A zero
+// maxAttempts or a nil backoff keeps the current value. The scheduler's
+// default is 1 attempt (no retry) and [ExponentialBackoff] from 100ms to
+// 1m. A negative maxAttempts is invalid.
+//
+// Errors wrapped with [SkipRetry], [ErrNoHandler] and a task cancelled
+// with [Scheduler.Cancel] are never retried; panics and timeouts are.
+func WithRetry(maxAttempts int, backoff Backoff) SharedOption {
+	return retryOption{maxAttempts: maxAttempts, backoff: backoff}
+}
+
+// WithClock sets the clock for delayed, retried and periodic tasks and
+// uniqueness TTLs. The default is [SystemClock]; tests pass a fake one.
+func WithClock(c Clock) Option {
+	return optionFunc(func(o *options) error {
+		if c == nil {
+			return invalid("clock", "nil")
+		}
+		o.clock = c
+		return nil
+	})
+}
+
+// WithPriorityWeights sets how the dispatcher shares workers between the
+// priorities when all have tasks waiting: out of high+normal+low tasks
+// handed out, high go to high-priority tasks, and so on, so low priority
+// always progresses. The default is 6, 3, 1. Each weight must be at least
+// 1.
+func WithPriorityWeights(high, normal, low int) Option {
+	return optionFunc(func(o *options) error {
+		if high < 1 || normal < 1 || low < 1 {
+			return invalid("priority weights", fmt.Sprint(high, normal, low))
+		}
+		o.weights = [numPriorities]int{high, normal, low}
+		o.strict = false
+		return nil
+	})
+}
+
+// WithStrictPriority makes the dispatcher always take a higher-priority
+// task first. Under a steady flood of high-priority tasks, lower ones then
+// wait indefinitely: prefer the weighted default unless that is wanted.
+func WithStrictPriority() Option {
+	return optionFunc(func(o *options) error {
+		o.strict = true
+		return nil
+	})
+}
+
+// DelayedPolicy says what a graceful [Scheduler.Stop] does with delayed
+// tasks and retries that are not due yet.
+type DelayedPolicy int
+
+const (
+	// DelayedReport reports pending delayed tasks to the completion hook
+	// and their Futures with [ErrSchedulerClosed], without running them.
+	// It is the default.
+	DelayedReport DelayedPolicy = iota
+	// DelayedRunEarly runs pending delayed tasks at once, before Stop
+	// returns.
+	DelayedRunEarly
+)
+
+// WithDelayedOnStop sets what Stop does with delayed tasks that are not due
+// yet. Periodic schedules are always removed. The default is
+// [DelayedReport].
+func WithDelayedOnStop(p DelayedPolicy) Option {
+	return optionFunc(func(o *options) error {
+		if p != DelayedReport && p != DelayedRunEarly {
+			return invalid("delayed policy", int(p))
+		}
+		o.delayedOnStop = p
+		return nil
+	})
+}
+
+// WithUniqueTTL keeps a finished task's UniqueKey taken for d after the
+// task's final outcome, so that a duplicate submitted within d is still
+// rejected. The default, and 0, releases the key at once. A negative d is
+// invalid.
+func WithUniqueTTL(d time.Duration) Option {
+	return optionFunc(func(o *options) error {
+		if d < 0 {
+			return invalid("unique TTL", d)
+		}
+		o.uniqueTTL = d
+		return nil
+	})
+}
+
+// WithDeadLetters keeps the last capacity tasks whose final outcome is a
+// failure (retries exhausted, [SkipRetry], panic) in an in-memory list, read
+// with [Scheduler.DeadLetters] and re-submitted with
+// [Scheduler.Requeue]; fn, if not nil, is called with each such outcome as
+// well. The default keeps none. A negative capacity is invalid.
+func WithDeadLetters(capacity int, fn func(Outcome)) Option {
+	return optionFunc(func(o *options) error {
+		if capacity < 0 {
+			return invalid("dead letter capacity", capacity)
+		}
+		o.deadCap, o.onDead = capacity, fn
 		return nil
 	})
 }

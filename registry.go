@@ -39,7 +39,58 @@ type Middleware func(next Handler) Handler
 // value is an empty registry ready to use.
 type Registry struct {
 	mu       sync.Mutex // serialises writers
-	handlers atomic.Pointer[map[string]Handler]
+	handlers atomic.Pointer[map[string]*handlerEntry]
+}
+
+// handlerEntry is a registered type: its handler and its settings.
+type handlerEntry struct {
+	typ string
+	h   Handler
+	typeConfig
+}
+
+// typeConfig holds the per-type settings of [HandleOption]s.
+type typeConfig struct {
+	maxAttempts int
+	backoff     Backoff
+	concurrency int
+	rate        RateLimiter
+}
+
+// HandleOption configures one task type in [Registry.Handle].
+type HandleOption interface {
+	applyType(*typeConfig) error
+}
+
+type handleOptionFunc func(*typeConfig) error
+
+func (f handleOptionFunc) applyType(c *typeConfig) error { return f(c) }
+
+// WithConcurrencyLimit allows at most n tasks of the type to run at once,
+// across all workers. Tasks over the limit wait without holding a worker,
+// which goes on with tasks of other types. The default, and 0, is no
+// limit; a negative n is invalid.
+func WithConcurrencyLimit(n int) HandleOption {
+	return handleOptionFunc(func(c *typeConfig) error {
+		if n < 0 {
+			return invalid("concurrency limit", n)
+		}
+		c.concurrency = n
+		return nil
+	})
+}
+
+// WithRateLimit paces the starts of the type's tasks with l (see the
+// ratelimit sub-module). A task held back by l waits in the timer queue,
+// not in a worker. The default is no rate limit.
+func WithRateLimit(l RateLimiter) HandleOption {
+	return handleOptionFunc(func(c *typeConfig) error {
+		if l == nil {
+			return invalid("rate limiter", "nil")
+		}
+		c.rate = l
+		return nil
+	})
 }
 
 var _ Handler = (*Registry)(nil)
@@ -47,15 +98,26 @@ var _ Handler = (*Registry)(nil)
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry { return new(Registry) }
 
-// Handle registers h for tasks of type typ. It returns an error wrapping
-// [ErrInvalidType] for an empty typ, [ErrNilHandler] for a nil h, and
-// [ErrDuplicateType] when typ already has a handler.
-func (r *Registry) Handle(typ string, h Handler) error {
+// Handle registers h for tasks of type typ, with the type's own settings
+// ([WithRetry], [WithConcurrencyLimit], [WithRateLimit]). It returns an
+// error wrapping [ErrInvalidType] for an empty typ, [ErrNilHandler] for a
+// nil h, [ErrDuplicateType] when typ already has a handler, and
+// [ErrInvalidOption] for a bad option.
+func (r *Registry) Handle(typ string, h Handler, opts ...HandleOption) error {
 	if typ == "" {
 		return fmt.Errorf("%w: empty", ErrInvalidType)
 	}
 	if isNil(h) {
 		return fmt.Errorf("%w: type %q", ErrNilHandler, typ)
+	}
+	e := &handlerEntry{typ: typ, h: h}
+	for _, opt := range opts {
+		if opt == nil {
+			return invalid("handle option", "nil")
+		}
+		if err := opt.applyType(&e.typeConfig); err != nil {
+			return err
+		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -63,28 +125,30 @@ func (r *Registry) Handle(typ string, h Handler) error {
 	if _, ok := old[typ]; ok {
 		return fmt.Errorf("%w: %q", ErrDuplicateType, typ)
 	}
-	m := make(map[string]Handler, len(old)+1)
+	m := make(map[string]*handlerEntry, len(old)+1)
 	for k, v := range old {
 		m[k] = v
 	}
-	m[typ] = h
+	m[typ] = e
 	r.handlers.Store(&m)
 	return nil
 }
 
 // HandleFunc registers f for tasks of type typ. It returns the same errors
 // as [Registry.Handle].
-func (r *Registry) HandleFunc(typ string, f func(ctx context.Context, t Task) error) error {
+func (r *Registry) HandleFunc(typ string, f func(ctx context.Context, t Task) error, opts ...HandleOption) error {
 	if f == nil {
 		return fmt.Errorf("%w: type %q", ErrNilHandler, typ)
 	}
-	return r.Handle(typ, HandlerFunc(f))
+	return r.Handle(typ, HandlerFunc(f), opts...)
 }
 
 // Lookup returns the handler registered for typ, if any.
 func (r *Registry) Lookup(typ string) (Handler, bool) {
-	h, ok := r.load()[typ]
-	return h, ok
+	if e := r.load()[typ]; e != nil {
+		return e.h, true
+	}
+	return nil, false
 }
 
 // Types returns the registered task types, sorted.
@@ -101,14 +165,16 @@ func (r *Registry) Types() []string {
 // HandleTask runs the handler registered for t.Type. It returns an error
 // wrapping [ErrNoHandler] when there is none.
 func (r *Registry) HandleTask(ctx context.Context, t Task) error {
-	h, ok := r.load()[t.Type]
-	if !ok {
+	e := r.load()[t.Type]
+	if e == nil {
 		return fmt.Errorf("%w: %q", ErrNoHandler, t.Type)
 	}
-	return h.HandleTask(ctx, t)
+	return e.h.HandleTask(ctx, t)
 }
 
-func (r *Registry) load() map[string]Handler {
+func (r *Registry) entry(typ string) *handlerEntry { return r.load()[typ] }
+
+func (r *Registry) load() map[string]*handlerEntry {
 	if p := r.handlers.Load(); p != nil {
 		return *p
 	}

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // state is the lifecycle of a Scheduler.
@@ -40,14 +41,19 @@ func (s state) String() string {
 // Submit calls in flight.
 const closedBit = uint64(1) << 63
 
-// Scheduler runs tasks on a fixed set of worker goroutines.
+// numPriorities is the number of task channels, one per [Priority].
+const numPriorities = 3
+
+// Scheduler runs tasks on a set of worker goroutines.
 //
-// Submitted tasks go into a bounded task channel. A single dispatcher
-// goroutine takes them from it and hands them, in small batches, to idle
-// workers: each worker registers its private task channel on the
-// scheduler's channel of worker channels whenever it has room for work. A
-// worker runs each task through the [Handler] (usually a [Registry], which
-// picks the handler by task type). No goroutine is started per task.
+// Submitted tasks go into a bounded task channel, one per priority. A
+// single dispatcher goroutine takes them from there and hands them, in
+// small batches, to idle workers: each worker registers its private task
+// channel on the scheduler's channel of worker channels whenever it has
+// room for work. A worker runs each task through the [Handler] (usually a
+// [Registry], which picks the handler by task type). No goroutine is
+// started per task. Delayed tasks and retries wait in one timer heap,
+// driven by one timer goroutine, until they are due.
 //
 // A Scheduler is safe for concurrent use. Create one with [New], start it
 // with [Scheduler.Start] and stop it with [Scheduler.Stop]; it cannot be
@@ -55,12 +61,13 @@ const closedBit = uint64(1) << 63
 type Scheduler struct {
 	opts    options
 	handler Handler                      // root handler, middleware applied at Start
+	reg     *Registry                    // h as a Registry, for per-type settings; may be nil
 	lookup  func(string) (Handler, bool) // submit-time type check; nil if the handler has none
 
-	tasks chan envelope     // the task channel: accepted tasks waiting for a worker
-	idle  chan registration // the channel of worker channels: workers with room for work
+	queues [numPriorities]chan envelope // the task channels, high first
+	idle   chan registration            // the channel of worker channels: workers with room for work
 
-	mu      sync.Mutex // serialises Start and Stop, guards workers
+	mu      sync.Mutex // serialises Start, Stop and Resize; guards workers
 	state   atomic.Int32
 	workers map[*worker]struct{}
 	retired counts // folded in from workers that exited
@@ -69,30 +76,45 @@ type Scheduler struct {
 	// number of Submit calls between admission and their send. Stop waits
 	// for the count to reach zero before the final drain, so no accepted
 	// task can arrive after the dispatcher has looked for the last time.
-	// Every Submit writes it: it has a cache line of its own.
-	_    [64]byte
-	gate atomic.Uint64
-	_    [56]byte
+	// The timer goroutine holds one admission while it runs. Every Submit
+	// writes the gate and submitted: they have a cache line of their own.
+	_         [64]byte
+	gate      atomic.Uint64
+	submitted atomic.Uint64
+	_         [48]byte
 
 	quiesced chan struct{} // closed when the gate is closed and empty
 	quiesce  sync.Once
 
 	roomMu  sync.Mutex
-	room    chan struct{} // closed and replaced when the queue drains to half
-	waiting atomic.Int32  // Submit calls waiting for room
+	room    [numPriorities]chan struct{} // closed and replaced when a queue drains to half
+	waiting [numPriorities]atomic.Int32  // Submit calls waiting for room
 
 	quit      chan struct{} // closed by Stop: no more submissions
-	done      chan struct{} // closed when the dispatcher and every worker have exited
+	done      chan struct{} // closed when every goroutine of the scheduler has exited
 	abandon   atomic.Bool   // set when Stop's deadline passes: run nothing more
 	baseCtx   context.Context
 	cancel    context.CancelCauseFunc
 	workersWG sync.WaitGroup
+	timerDone chan struct{}
 
-	_        [64]byte      // the dispatcher's fields below are written per batch
-	received atomic.Uint64 // tasks taken from the task channel (dispatcher only)
-	notRun   atomic.Uint64 // accepted tasks dropped by an expired Stop
-	nworkers int           // workers alive; dispatcher only once started
-	ids      idGen         // dispatcher only
+	timers  timerQueue
+	uniq    uniqueKeys
+	pending pendingIDs
+	dead    deadLetters
+	limits  sync.Map // *handlerEntry -> *typeLimit
+
+	notRun   atomic.Uint64 // accepted tasks dropped by Stop
+	canceled atomic.Uint64 // tasks removed by Cancel
+
+	target  atomic.Int32 // worker count asked for by Resize
+	live    atomic.Int32 // workers started and not yet retired
+	resized chan struct{}
+
+	_     [64]byte // the dispatcher's fields below are written per batch
+	ids   idGen    // dispatcher only
+	cycle []int    // dispatcher only: weighted order of the queues
+	next  int      // dispatcher only: position in cycle
 }
 
 // registration is a worker's offer of work: its private task channel, and
@@ -106,7 +128,7 @@ type registration struct {
 // New returns a Scheduler that runs tasks with h, usually a [*Registry].
 // When h can look up task types (it has a method
 // Lookup(string) (Handler, bool), as Registry does), Submit rejects tasks of
-// an unknown type at once.
+// an unknown type at once. Per-type settings apply when h is a *Registry.
 //
 // New returns an error wrapping [ErrNilHandler] for a nil h, or
 // [ErrInvalidOption] for an out-of-range option.
@@ -124,15 +146,25 @@ func New(h Handler, opts ...Option) (*Scheduler, error) {
 		}
 	}
 	s := &Scheduler{
-		opts:     o,
-		handler:  h,
-		tasks:    make(chan envelope, o.queueSize),
-		idle:     make(chan registration, o.workers),
-		workers:  make(map[*worker]struct{}, o.workers),
-		quiesced: make(chan struct{}),
-		room:     make(chan struct{}),
-		quit:     make(chan struct{}),
-		done:     make(chan struct{}),
+		opts:      o,
+		handler:   h,
+		idle:      make(chan registration, o.workers),
+		workers:   make(map[*worker]struct{}, o.workers),
+		quiesced:  make(chan struct{}),
+		quit:      make(chan struct{}),
+		done:      make(chan struct{}),
+		timerDone: make(chan struct{}),
+		resized:   make(chan struct{}, 1),
+		cycle:     weightedCycle(o.weights),
+	}
+	for i := range s.queues {
+		s.queues[i] = make(chan envelope, o.queueSize)
+		s.room[i] = make(chan struct{})
+	}
+	s.timers.init()
+	s.dead.capacity = o.deadCap
+	if r, ok := h.(*Registry); ok {
+		s.reg = r
 	}
 	if l, ok := h.(interface{ Lookup(string) (Handler, bool) }); ok {
 		s.lookup = l.Lookup
@@ -140,8 +172,9 @@ func New(h Handler, opts ...Option) (*Scheduler, error) {
 	return s, nil
 }
 
-// Start starts the dispatcher and the workers. It returns
-// [ErrAlreadyStarted] when called twice and [ErrSchedulerClosed] after Stop.
+// Start starts the dispatcher, the timer goroutine and the workers. It
+// returns [ErrAlreadyStarted] when called twice and [ErrSchedulerClosed]
+// after Stop.
 func (s *Scheduler) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -161,29 +194,33 @@ func (s *Scheduler) Start() error {
 	}
 	s.baseCtx, s.cancel = context.WithCancelCause(parent)
 	s.ids.prefix = randomPrefix()
+	s.target.Store(int32(s.opts.workers))
 	for range s.opts.workers {
 		s.startWorker()
 	}
-	s.nworkers = s.opts.workers
+	s.gate.Add(1) // the timer goroutine's admission, given back when it exits
 	s.state.Store(int32(stateRunning))
+	go s.runTimers()
 	go s.dispatch()
 	s.opts.logger.Debug("taskpool: started", "workers", s.opts.workers, "queue", s.opts.queueSize)
 	return nil
 }
 
-// Submit enqueues t. When the queue is full it blocks until there is room
-// or ctx is done; ctx bounds only that wait, not the task's run.
+// Submit enqueues t. When the queue of t's priority is full it blocks until
+// there is room or ctx is done; ctx bounds only that wait, not the task's
+// run.
 //
 // Submit returns an error wrapping [ErrInvalidType] for an empty type,
-// [ErrNoHandler] for a type the registry does not know, [ErrNotStarted]
-// before Start, [ErrSchedulerClosed] once Stop has begun, or ctx's error.
-// A nil error means the task was accepted: it will run, or be reported to
-// the completion hook as not run.
+// [ErrNoHandler] for a type the registry does not know, [ErrDuplicateTask]
+// when t.UniqueKey is taken, [ErrNotStarted] before Start,
+// [ErrSchedulerClosed] once Stop has begun, or ctx's error. A nil error
+// means the task was accepted: it will run, or be reported to the
+// completion hook as not run.
 func (s *Scheduler) Submit(ctx context.Context, t Task) error {
 	return s.submit(ctx, envelope{task: t}, true)
 }
 
-// TrySubmit enqueues t if the queue has room, without blocking. It returns
+// TrySubmit enqueues t if its queue has room, without blocking. It returns
 // [ErrQueueFull] when it has none, and otherwise the same errors as
 // [Scheduler.Submit].
 func (s *Scheduler) TrySubmit(t Task) error {
@@ -201,7 +238,7 @@ func (s *Scheduler) SubmitFuture(ctx context.Context, t Task) (*Future, error) {
 }
 
 func (s *Scheduler) submit(ctx context.Context, e envelope, block bool) error {
-	if err := s.check(e.task); err != nil {
+	if err := s.check(&e); err != nil {
 		return err
 	}
 	done := ctx.Done()
@@ -216,81 +253,116 @@ func (s *Scheduler) submit(ctx context.Context, e envelope, block bool) error {
 		return s.closedErr()
 	}
 	defer s.leave()
+	if err := s.admit(&e); err != nil {
+		return err
+	}
+	q := prioIndex(e.task.Priority)
 	select {
-	case s.tasks <- e:
+	case s.queues[q] <- e:
+		s.submitted.Add(1)
 		return nil
 	default:
 	}
-	if !block {
-		return ErrQueueFull
+	err := ErrQueueFull
+	if block {
+		err = s.waitForRoom(ctx, q, e)
 	}
-	// Yield a few times before parking. A parked submitter is woken onto
-	// the dispatcher's processor, where it competes with the dispatcher
-	// while another processor may sit idle; a yielding one stays runnable
-	// on the global queue, where any idle processor picks it up.
+	if err != nil {
+		s.unadmit(e)
+		return err
+	}
+	s.submitted.Add(1)
+	return nil
+}
+
+// admit takes the task's unique key and tracks its ID for Cancel: the
+// slow-path bookkeeping of tasks that ask for it.
+func (s *Scheduler) admit(e *envelope) error {
+	if e.task.UniqueKey != "" {
+		if err := s.uniq.acquire(e.task.UniqueKey, s.opts.clock.Now()); err != nil {
+			return err
+		}
+	}
+	if e.task.ID != "" {
+		s.pending.add(e.task.ID)
+		e.tracked = true
+	}
+	return nil
+}
+
+// unadmit undoes admit for a task that was not accepted after all.
+func (s *Scheduler) unadmit(e envelope) {
+	if e.tracked {
+		s.pending.remove(e.task.ID)
+	}
+	if e.task.UniqueKey != "" {
+		s.uniq.release(e.task.UniqueKey, time.Time{})
+	}
+}
+
+// waitForRoom is Submit's slow path, taken when the queue is full.
+//
+// It first yields a few times: a parked submitter is woken onto the
+// dispatcher's processor, where it competes with the dispatcher while
+// another processor may sit idle; a yielding one stays runnable on the
+// global queue, where any idle processor picks it up. Then, rather than
+// parking on the channel send, which the dispatcher would wake for every
+// single slot it frees (one park and wake-up per task while the queue stays
+// full), it waits for the queue to drain to half before trying again.
+func (s *Scheduler) waitForRoom(ctx context.Context, q int, e envelope) error {
 	for range spinYields {
 		runtime.Gosched()
 		select {
-		case s.tasks <- e:
+		case s.queues[q] <- e:
 			return nil
 		default:
 		}
 	}
-	return s.waitForRoom(done, ctx, e)
-}
-
-// waitForRoom is Submit's slow path, taken when the queue is full. Rather
-// than parking on the channel send, which the dispatcher would wake for
-// every single slot it frees (one park and wake-up per task while the
-// queue stays full), a submitter waits for the queue to drain to half
-// before trying again. The dispatcher closes the room channel then.
-func (s *Scheduler) waitForRoom(done <-chan struct{}, ctx context.Context, e envelope) error {
 	for {
 		s.roomMu.Lock()
-		room := s.room
-		s.waiting.Add(1)
+		room := s.room[q]
+		s.waiting[q].Add(1)
 		s.roomMu.Unlock()
 		// Try again now that the dispatcher knows we wait: room freed
 		// before it looked at waiting would otherwise go unannounced.
 		select {
-		case s.tasks <- e:
-			s.waiting.Add(-1)
+		case s.queues[q] <- e:
+			s.waiting[q].Add(-1)
 			return nil
 		default:
 		}
 		select {
 		case <-room:
-			s.waiting.Add(-1)
-		case <-done:
-			s.waiting.Add(-1)
+			s.waiting[q].Add(-1)
+		case <-ctx.Done():
+			s.waiting[q].Add(-1)
 			return ctx.Err()
 		case <-s.quit:
-			s.waiting.Add(-1)
+			s.waiting[q].Add(-1)
 			return ErrSchedulerClosed
 		}
 		select {
-		case s.tasks <- e:
+		case s.queues[q] <- e:
 			return nil
 		default:
 		}
 	}
 }
 
-// announceRoom wakes the submitters waiting for room once the queue has
-// drained to half. Only the dispatcher calls it.
-func (s *Scheduler) announceRoom() {
-	if s.waiting.Load() == 0 || len(s.tasks) > cap(s.tasks)/2 {
-		return
-	}
-	s.roomMu.Lock()
-	close(s.room)
-	s.room = make(chan struct{})
-	s.roomMu.Unlock()
-}
+// spinYields is how many times a goroutine yields before it parks.
+const spinYields = 4
 
-func (s *Scheduler) check(t Task) error {
+// check validates t and resolves its type's registry entry.
+func (s *Scheduler) check(e *envelope) error {
+	t := &e.task
 	if t.Type == "" {
 		return fmt.Errorf("%w: empty", ErrInvalidType)
+	}
+	if s.reg != nil {
+		if e.entry = s.reg.entry(t.Type); e.entry == nil {
+			return fmt.Errorf("%w: %q", ErrNoHandler, t.Type)
+		}
+		return nil
 	}
 	if s.lookup != nil {
 		if _, ok := s.lookup(t.Type); !ok {
@@ -326,8 +398,10 @@ func (s *Scheduler) closedErr() error {
 }
 
 // Stop stops the scheduler gracefully. It stops accepting tasks at once,
-// runs every task already accepted, waits for the running handlers and
-// returns nil once every goroutine of the scheduler has exited.
+// removes the periodic schedules, runs every task already accepted
+// (delayed tasks that are not due are run early or reported, as
+// [WithDelayedOnStop] says), waits for the running handlers and returns nil
+// once every goroutine of the scheduler has exited.
 //
 // If ctx ends first, Stop cancels the contexts of the running handlers
 // (with cause [ErrSchedulerClosed]), reports every accepted task that has
@@ -372,24 +446,56 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 	return &StopError{NotRun: int(n), Err: ctx.Err()}
 }
 
+// Resize sets the number of workers to n while the scheduler runs. Growing
+// starts workers at once. Shrinking retires workers as they become idle:
+// a running task is never interrupted and no task is lost. It returns an
+// error wrapping [ErrInvalidOption] for n < 1, and [ErrNotStarted] or
+// [ErrSchedulerClosed] when the scheduler is not running.
+func (s *Scheduler) Resize(n int) error {
+	if n < 1 {
+		return invalid("workers", n)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := state(s.state.Load()); st != stateRunning {
+		return s.closedErr()
+	}
+	s.target.Store(int32(n))
+	for int(s.live.Load()) < n {
+		s.startWorker()
+	}
+	select {
+	case s.resized <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
 // Stats is a snapshot of a Scheduler's counters. The counters are read one
 // by one while tasks run, so they are each exact but not taken at a single
 // instant.
 type Stats struct {
-	// Submitted counts accepted tasks.
+	// Submitted counts accepted tasks, periodic activations included.
 	Submitted uint64
-	// Queued counts accepted tasks that have not started.
+	// Queued counts accepted tasks that are due and have not started.
 	Queued uint64
+	// Delayed counts tasks waiting in the timer heap: delayed tasks,
+	// retries and rate-limited tasks.
+	Delayed int
 	// Running counts handlers running now; never more than Workers.
 	Running int
-	// Succeeded counts tasks whose handler returned nil.
+	// Succeeded counts tasks whose final run returned nil.
 	Succeeded uint64
-	// Failed counts tasks whose handler returned an error.
+	// Failed counts tasks whose final run failed (panics included).
 	Failed uint64
-	// Panicked counts tasks whose handler panicked.
+	// Retried counts failed runs that were followed by another attempt.
+	Retried uint64
+	// Panicked counts runs that panicked, retried or not.
 	Panicked uint64
-	// NotRun counts accepted tasks dropped by a Stop whose deadline passed.
+	// NotRun counts accepted tasks that Stop reported without running.
 	NotRun uint64
+	// Canceled counts tasks removed by [Scheduler.Cancel].
+	Canceled uint64
 	// Workers is the number of worker goroutines.
 	Workers int
 }
@@ -408,15 +514,14 @@ func (s *Scheduler) Stats() Stats {
 		}
 	}
 	s.mu.Unlock()
-	// Read the queue before the received count: a task moving from one to
-	// the other between the reads is then counted at most once.
-	queued := uint64(len(s.tasks))
-	st.Submitted = s.received.Load() + queued
-	st.Failed, st.Panicked = c.failed, c.panicked
-	st.NotRun = s.notRun.Load()
+	st.Submitted = s.submitted.Load()
+	st.Delayed = s.timers.pendingTasks()
+	st.Failed, st.Panicked, st.Retried = c.fails, c.panics, c.retries
+	st.NotRun, st.Canceled = s.notRun.Load(), s.canceled.Load()
 	finished := c.ticks / 2
-	st.Succeeded = sub(finished, c.failed+c.panicked)
-	st.Queued = sub(st.Submitted, finished+uint64(st.Running)+st.NotRun)
+	st.Succeeded = sub(finished, c.fails+c.retries)
+	final := st.Succeeded + st.Failed + st.NotRun + st.Canceled
+	st.Queued = sub(st.Submitted, final+uint64(st.Running)+uint64(st.Delayed))
 	return st
 }
 
@@ -427,134 +532,43 @@ func sub(a, b uint64) uint64 {
 	return a - b
 }
 
-// dispatch is the dispatcher: the only goroutine that receives from the
-// task channel and the only one that sends to workers.
-func (s *Scheduler) dispatch() {
-	buf := make([]envelope, 0, s.opts.batchSize)
-	for {
-		e, ok := s.poll()
-		if !ok {
-			select {
-			case e = <-s.tasks:
-			case <-s.quit:
-				s.drain(buf)
-				return
-			}
-		}
-		buf = append(buf, e)
-		// Wait for a worker with room, then top the batch up with whatever
-		// queued meanwhile: the deeper the queue, the bigger the batch.
-		reg := <-s.idle
-		buf = s.handoff(reg, s.fill(buf))
-		s.announceRoom()
-	}
-}
-
-// poll tries to receive a task, yielding between tries, before the
-// dispatcher parks on an empty queue (see Submit for why yielding first).
-func (s *Scheduler) poll() (envelope, bool) {
-	for range spinYields {
-		select {
-		case e := <-s.tasks:
-			return e, true
-		default:
-			runtime.Gosched()
-		}
-	}
-	return envelope{}, false
-}
-
-// fill tops buf up from the task channel without blocking, to at most the
-// batch size and at most a fair share of the queue per worker.
-func (s *Scheduler) fill(buf []envelope) []envelope {
-	limit := s.opts.batchSize
-	if share := 1 + len(s.tasks)/s.nworkers; share < limit {
-		limit = share
-	}
-	return s.take(buf, limit)
-}
-
-// take receives from the task channel without blocking until buf holds
-// limit tasks or the channel is empty.
-func (s *Scheduler) take(buf []envelope, limit int) []envelope {
-	for len(buf) < limit {
-		select {
-		case e := <-s.tasks:
-			buf = append(buf, e)
-		default:
-			return buf
-		}
-	}
-	return buf
-}
-
-// handoff gives the batch to the registered worker and returns the
-// worker's spare buffer, empty, for the next batch.
-func (s *Scheduler) handoff(reg registration, batch []envelope) []envelope {
-	for i := range batch {
-		if batch[i].task.ID == "" {
-			batch[i].task.ID = s.ids.next()
-		}
-	}
-	s.received.Add(uint64(len(batch)))
-	reg.ch <- batch // buffered, and the worker is waiting: never blocks
-	return reg.spare
-}
-
-// drain runs once Stop has begun: it waits until no Submit is in flight,
-// hands every task left in the channel to the workers (or, once Stop's
-// deadline has passed, reports them not run), then closes the worker
-// channels and waits for the workers to exit.
-func (s *Scheduler) drain(buf []envelope) {
-	<-s.quiesced
-	for {
-		buf = s.take(buf, s.opts.batchSize)
-		if len(buf) == 0 {
-			break
-		}
-		if s.abandon.Load() {
-			for i := range buf {
-				if buf[i].task.ID == "" {
-					buf[i].task.ID = s.ids.next()
-				}
-				s.received.Add(1)
-				s.dropped(buf[i])
-				buf[i] = envelope{}
-			}
-			buf = buf[:0]
-			continue
-		}
-		buf = s.handoff(<-s.idle, buf)
-	}
-	for ; s.nworkers > 0; s.nworkers-- {
-		close((<-s.idle).ch)
-	}
-	s.workersWG.Wait()
-	s.mu.Lock()
-	s.state.Store(int32(stateStopped))
-	s.mu.Unlock()
-	s.cancel(ErrSchedulerClosed)
-	close(s.done)
-	s.opts.logger.Debug("taskpool: stopped")
-}
-
 // dropped reports an accepted task that will never run.
 func (s *Scheduler) dropped(e envelope) {
 	s.notRun.Add(1)
-	s.complete(e.future, Outcome{Task: e.task, Err: ErrSchedulerClosed})
+	s.complete(e, Outcome{Task: e.task, Err: ErrSchedulerClosed, Attempts: max(e.task.Attempt-1, 0)})
 }
 
-// complete delivers a task's final outcome to the hook and its Future.
-func (s *Scheduler) complete(f *Future, out Outcome) {
+// complete delivers a task's final outcome: to the dead letters when it
+// failed, to the hook, and to its Future; then it frees the unique key.
+func (s *Scheduler) complete(e envelope, out Outcome) {
+	out.Task.result = nil
+	if out.Err != nil && isFailure(out.Err) {
+		s.dead.add(out)
+		if s.opts.onDead != nil {
+			s.opts.onDead(out)
+		}
+	}
 	if s.opts.onComplete != nil {
 		s.opts.onComplete(out)
 	}
-	if f != nil {
-		f.complete(out)
+	if e.future != nil {
+		e.future.complete(out)
+	}
+	if e.task.UniqueKey != "" {
+		var until time.Time
+		if s.opts.uniqueTTL > 0 {
+			until = s.opts.clock.Now().Add(s.opts.uniqueTTL)
+		}
+		s.uniq.release(e.task.UniqueKey, until)
 	}
 }
 
-func (s *Scheduler) logFailure(t Task, err error) {
+// isFailure tells a handler's failure from a task that was not run.
+func isFailure(err error) bool {
+	return !errors.Is(err, ErrSchedulerClosed) && !errors.Is(err, ErrCanceled)
+}
+
+func (s *Scheduler) logFailure(t Task, err error, retry time.Duration) {
 	l := s.opts.logger
 	if !l.Enabled(s.baseCtx, slog.LevelWarn) {
 		return
@@ -562,7 +576,11 @@ func (s *Scheduler) logFailure(t Task, err error) {
 	attrs := []slog.Attr{
 		slog.String("id", t.ID),
 		slog.String("type", t.Type),
+		slog.Int("attempt", t.Attempt),
 		slog.Any("error", err),
+	}
+	if retry >= 0 {
+		attrs = append(attrs, slog.Duration("retry_in", retry))
 	}
 	var pe *PanicError
 	if errors.As(err, &pe) {

@@ -115,11 +115,17 @@ func decodeParams(t Task, b []byte, v any) error {
 	return nil
 }
 
-// envelope is what travels through the task channel: the task and, for
-// SubmitFuture, where its outcome goes.
+// envelope is what travels through the task channels: the task and, for
+// SubmitFuture, where its outcome goes, with the bookkeeping of the slow
+// paths.
 type envelope struct {
 	task   Task
 	future *Future
+	entry  *handlerEntry // the task type's registration; nil without a Registry
+	slot   *typeLimit    // the concurrency limit whose slot the task holds
+	// tracked: the ID is counted in pending, for Cancel.
+	// rated: the rate limiter has already admitted this run.
+	tracked, rated bool
 }
 
 // idGen makes task IDs for the dispatcher, the only goroutine that calls

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"sync"
 	"sync/atomic"
 )
 
@@ -26,27 +27,29 @@ type worker struct {
 // counters are a worker's task counts. Only the worker writes them; Stats
 // sums them across workers, so the task path touches no shared cache line.
 // ticks counts starts and ends: it is odd while a handler runs, and
-// ticks/2 tasks have finished. failed and panicked are written after the
-// end tick, so a reader that loads them before ticks never sees a failure
-// that is not yet counted as finished.
+// ticks/2 runs have finished. The others are written after the end tick,
+// so a reader that loads them before ticks never sees a failure that is not
+// yet counted as finished.
 type counters struct {
-	ticks    atomic.Uint64
-	failed   atomic.Uint64
-	panicked atomic.Uint64
+	ticks   atomic.Uint64
+	fails   atomic.Uint64 // final failures
+	panics  atomic.Uint64
+	retries atomic.Uint64
 }
 
 // counts is a plain copy of counters.
-type counts struct{ ticks, failed, panicked uint64 }
+type counts struct{ ticks, fails, panics, retries uint64 }
 
 func (c *counters) snapshot() counts {
-	failed, panicked := c.failed.Load(), c.panicked.Load()
-	return counts{ticks: c.ticks.Load(), failed: failed, panicked: panicked}
+	fails, panics, retries := c.fails.Load(), c.panics.Load(), c.retries.Load()
+	return counts{ticks: c.ticks.Load(), fails: fails, panics: panics, retries: retries}
 }
 
 func (c *counts) add(o counts) {
 	c.ticks += o.ticks
-	c.failed += o.failed
-	c.panicked += o.panicked
+	c.fails += o.fails
+	c.panics += o.panics
+	c.retries += o.retries
 }
 
 // startWorker adds a worker. The caller holds s.mu.
@@ -56,6 +59,7 @@ func (s *Scheduler) startWorker() {
 		ch: make(chan []envelope, 1),
 	}
 	s.workers[w] = struct{}{}
+	s.live.Add(1)
 	s.workersWG.Add(1)
 	go w.run(make([]envelope, 0, s.opts.batchSize))
 }
@@ -86,9 +90,9 @@ func (w *worker) run(spare []envelope) {
 
 // receive waits for the next batch. It yields a few times before parking:
 // a parked worker must be woken by the dispatcher's send, and the runtime
-// then queues it behind the dispatcher on the dispatcher's processor, where
-// it waits until the dispatcher blocks. Yielding instead lets the
-// dispatcher run now and leave the batch in the buffered channel.
+// then queues it behind the dispatcher on the dispatcher's processor.
+// Yielding instead lets the dispatcher run now and leave the batch in the
+// buffered channel.
 func (w *worker) receive() ([]envelope, bool) {
 	for range spinYields {
 		select {
@@ -102,8 +106,6 @@ func (w *worker) receive() ([]envelope, bool) {
 	return b, ok
 }
 
-var spinYields = 4
-
 // retire folds the worker's counters into the scheduler's.
 func (w *worker) retire() {
 	s := w.s
@@ -113,13 +115,62 @@ func (w *worker) retire() {
 	s.mu.Unlock()
 }
 
-// exec runs one task and reports its outcome.
+// exec runs one task, then any task of the same type that waited for the
+// concurrency slot this one frees.
 func (w *worker) exec(e envelope) {
 	s := w.s
-	if s.abandon.Load() {
-		s.dropped(e)
-		return
+	for {
+		if s.abandon.Load() {
+			s.dropped(e)
+			if e.slot != nil {
+				e.slot.dropAll(s)
+			}
+			return
+		}
+		if e.tracked && s.pending.take(e.task.ID) {
+			s.canceled.Add(1)
+			s.complete(e, Outcome{Task: e.task, Err: ErrCanceled, Attempts: max(e.task.Attempt-1, 0)})
+			return
+		}
+		if ent := e.entry; ent != nil && (ent.rate != nil || ent.concurrency > 0) && !w.hold(&e) {
+			return // waits in the timer heap or the type's queue
+		}
+		w.run1(e)
+		if e.slot == nil {
+			return
+		}
+		next, ok := e.slot.release()
+		if !ok {
+			return
+		}
+		e = next
 	}
+}
+
+// hold applies the type's rate and concurrency limits. It returns false
+// when the task must wait, having put it where it waits.
+func (w *worker) hold(e *envelope) bool {
+	s, ent := w.s, e.entry
+	if ent.rate != nil && !e.rated {
+		e.rated = true
+		now := s.opts.clock.Now()
+		if d := ent.rate.Reserve(now); d > 0 && s.timers.push(*e, now.Add(d), kindHeld) {
+			return false
+		}
+	}
+	if ent.concurrency > 0 && e.slot == nil {
+		lim := s.limitFor(ent)
+		if !lim.acquire(*e) {
+			return false
+		}
+		e.slot = lim
+	}
+	return true
+}
+
+// run1 runs the handler once and settles the outcome: done, or retried.
+func (w *worker) run1(e envelope) {
+	s := w.s
 	t := e.task
 	if t.Attempt == 0 {
 		t.Attempt = 1
@@ -135,11 +186,12 @@ func (w *worker) exec(e envelope) {
 	}
 	w.counters.ticks.Add(1)
 	err := w.call(ctx, t, e, cancel)
-	w.finish(t, e.future, err, cancel)
+	w.finish(t, e, err, cancel)
 }
 
-// finish records the end of a run and delivers the outcome.
-func (w *worker) finish(t Task, f *Future, err error, cancel context.CancelFunc) {
+// finish records the end of a run and delivers the outcome, or schedules
+// the next attempt.
+func (w *worker) finish(t Task, e envelope, err error, cancel context.CancelFunc) {
 	s := w.s
 	if cancel != nil {
 		cancel()
@@ -148,24 +200,55 @@ func (w *worker) finish(t Task, f *Future, err error, cancel context.CancelFunc)
 	res := w.slot.v
 	w.slot.v = nil
 	if err != nil {
-		w.fail(t, err)
+		var pe *PanicError
+		if errors.As(err, &pe) {
+			w.counters.panics.Add(1)
+		}
+		if w.retry(t, e, err) {
+			return
+		}
+		w.counters.fails.Add(1)
+		s.logFailure(t, err, -1)
 	}
-	if f == nil && s.opts.onComplete == nil {
+	if e.future == nil && s.opts.onComplete == nil && e.task.UniqueKey == "" && err == nil {
 		return // nobody to tell: keep the fast path free of the Outcome copy
 	}
-	t.result = nil
-	s.complete(f, Outcome{Task: t, Result: res, Err: err, Attempts: t.Attempt})
+	s.complete(e, Outcome{Task: t, Result: res, Err: err, Attempts: t.Attempt})
 }
 
-// fail counts and logs a failed run.
-func (w *worker) fail(t Task, err error) {
-	var pe *PanicError
-	if errors.As(err, &pe) {
-		w.counters.panicked.Add(1)
-	} else {
-		w.counters.failed.Add(1)
+// retry schedules the next attempt of a failed run if the task has one
+// left and the error allows it.
+func (w *worker) retry(t Task, e envelope, err error) bool {
+	s := w.s
+	maxAttempts, backoff := t.MaxAttempts, s.opts.retry.backoff
+	if ent := e.entry; ent != nil {
+		if maxAttempts == 0 {
+			maxAttempts = ent.maxAttempts
+		}
+		if ent.backoff != nil {
+			backoff = ent.backoff
+		}
 	}
-	w.s.logFailure(t, err)
+	if maxAttempts == 0 {
+		maxAttempts = s.opts.retry.maxAttempts
+	}
+	if t.Attempt >= maxAttempts || !retryable(err) || s.abandon.Load() {
+		return false
+	}
+	delay := backoff(t.Attempt)
+	e.task.Attempt = t.Attempt + 1
+	e.rated, e.slot = false, nil
+	if !s.timers.push(e, s.opts.clock.Now().Add(delay), kindRetry) {
+		return false // stopping: the last error is final
+	}
+	w.counters.retries.Add(1)
+	s.logFailure(t, err, delay)
+	return true
+}
+
+// retryable reports whether a failed run may be tried again.
+func retryable(err error) bool {
+	return !errors.Is(err, ErrSkipRetry) && !errors.Is(err, ErrNoHandler) && !errors.Is(err, ErrCanceled)
 }
 
 // call runs the handler, turning a panic into a *PanicError. Recovery is
@@ -188,11 +271,85 @@ func (w *worker) call(ctx context.Context, t Task, e envelope, cancel context.Ca
 			err = newPanicError(r)
 			return
 		}
-		w.finish(t, e.future, ErrHandlerExited, cancel)
+		e.task.MaxAttempts = 1 // a handler that exits its goroutine is not retried
+		w.finish(t, e, ErrHandlerExited, cancel)
+		if e.slot != nil {
+			// Pass the concurrency slot on; the replacement goroutine does
+			// not know it holds one.
+			if next, ok := e.slot.release(); ok && !w.s.timers.push(next, w.s.opts.clock.Now(), kindHeld) {
+				w.s.dropped(next)
+			}
+		}
 		w.s.workersWG.Add(1) // before this goroutine's Done, so Wait cannot slip through
 		go w.run(nil)
 	}()
 	err = w.s.handler.HandleTask(ctx, t)
 	returned = true
 	return err
+}
+
+// typeLimit is a per-type concurrency limit: a count of running tasks and
+// the tasks waiting for a slot, which a finishing task hands its slot to.
+type typeLimit struct {
+	max int
+
+	mu      sync.Mutex
+	running int
+	waiting []envelope
+}
+
+// limitFor returns the scheduler's limit state for a registry entry.
+func (s *Scheduler) limitFor(ent *handlerEntry) *typeLimit {
+	if l, ok := s.limits.Load(ent); ok {
+		return l.(*typeLimit)
+	}
+	l, _ := s.limits.LoadOrStore(ent, &typeLimit{max: ent.concurrency})
+	return l.(*typeLimit)
+}
+
+// acquire takes a slot, or queues e to be run by the task that frees one.
+func (l *typeLimit) acquire(e envelope) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.running < l.max {
+		l.running++
+		return true
+	}
+	e.slot = l
+	l.waiting = append(l.waiting, e)
+	return false
+}
+
+// release frees a slot, or hands it to the first waiting task, which the
+// caller runs next.
+func (l *typeLimit) release() (envelope, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.waiting) == 0 {
+		l.running--
+		return envelope{}, false
+	}
+	e := l.waiting[0]
+	l.waiting[0] = envelope{}
+	l.waiting = l.waiting[1:]
+	return e, true
+}
+
+// waitingCount is the number of tasks waiting for a slot.
+func (l *typeLimit) waitingCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.waiting)
+}
+
+// dropAll reports every waiting task not run, for a Stop past its deadline.
+func (l *typeLimit) dropAll(s *Scheduler) {
+	l.mu.Lock()
+	waiting := l.waiting
+	l.waiting = nil
+	l.running = 0
+	l.mu.Unlock()
+	for _, e := range waiting {
+		s.dropped(e)
+	}
 }

@@ -1,0 +1,241 @@
+package taskpool
+
+import "runtime"
+
+// prioIndex maps a Priority to its queue: high first.
+func prioIndex(p Priority) int {
+	switch {
+	case p > 0:
+		return 0
+	case p < 0:
+		return 2
+	}
+	return 1
+}
+
+// weightedCycle spreads the queue indexes over a cycle in proportion to
+// their weights (smooth weighted round robin), so that with weights 6, 3, 1
+// a low-priority task is taken at least once in every ten.
+func weightedCycle(w [numPriorities]int) []int {
+	total := 0
+	for _, x := range w {
+		total += x
+	}
+	cycle := make([]int, 0, total)
+	var cur [numPriorities]int
+	for range total {
+		best := 0
+		for i := range cur {
+			cur[i] += w[i]
+			if cur[i] > cur[best] {
+				best = i
+			}
+		}
+		cur[best] -= total
+		cycle = append(cycle, best)
+	}
+	return cycle
+}
+
+// dispatch is the dispatcher: the only goroutine that receives from the
+// task channels and the only one that sends to workers.
+func (s *Scheduler) dispatch() {
+	buf := make([]envelope, 0, s.opts.batchSize)
+	for {
+		e, ok := s.poll()
+		for !ok {
+			select {
+			case e = <-s.queues[0]:
+				ok = true
+			case e = <-s.queues[1]:
+				ok = true
+			case e = <-s.queues[2]:
+				ok = true
+			case <-s.resized:
+				s.shrinkIdle()
+			case <-s.quit:
+				s.drain(buf)
+				return
+			}
+		}
+		buf = append(buf, e)
+		// Wait for a worker with room, then top the batch up with whatever
+		// queued meanwhile: the deeper the queue, the bigger the batch.
+		reg := s.nextIdle()
+		buf = s.handoff(reg, s.fill(buf))
+		s.announceRoom()
+	}
+}
+
+// poll tries to take a task, yielding between tries, before the dispatcher
+// parks on empty queues (see waitForRoom for why yielding first).
+func (s *Scheduler) poll() (envelope, bool) {
+	for range spinYields {
+		if e, ok := s.takeOne(); ok {
+			return e, true
+		}
+		runtime.Gosched()
+	}
+	return envelope{}, false
+}
+
+// takeOne receives one task without blocking, choosing the queue by
+// priority: strictly, or by the weighted cycle and then any non-empty one.
+func (s *Scheduler) takeOne() (envelope, bool) {
+	if !s.opts.strict {
+		q := s.cycle[s.next]
+		if s.next++; s.next == len(s.cycle) {
+			s.next = 0
+		}
+		select {
+		case e := <-s.queues[q]:
+			return e, true
+		default:
+		}
+	}
+	for _, ch := range s.queues {
+		select {
+		case e := <-ch:
+			return e, true
+		default:
+		}
+	}
+	return envelope{}, false
+}
+
+// queued is the number of tasks in the task channels.
+func (s *Scheduler) queued() int {
+	return len(s.queues[0]) + len(s.queues[1]) + len(s.queues[2])
+}
+
+// fill tops buf up without blocking, to at most the batch size and at most
+// a fair share of the queue per worker.
+func (s *Scheduler) fill(buf []envelope) []envelope {
+	limit := s.opts.batchSize
+	if share := 1 + s.queued()/max(int(s.live.Load()), 1); share < limit {
+		limit = share
+	}
+	return s.take(buf, limit)
+}
+
+// take receives without blocking until buf holds limit tasks or the
+// queues are empty.
+func (s *Scheduler) take(buf []envelope, limit int) []envelope {
+	for len(buf) < limit {
+		e, ok := s.takeOne()
+		if !ok {
+			break
+		}
+		buf = append(buf, e)
+	}
+	return buf
+}
+
+// nextIdle returns the registration of an idle worker, retiring idle
+// workers beyond the count asked for by Resize on the way.
+func (s *Scheduler) nextIdle() registration {
+	for {
+		reg := <-s.idle
+		if s.live.Load() <= s.target.Load() {
+			return reg
+		}
+		close(reg.ch)
+		s.live.Add(-1)
+	}
+}
+
+// shrinkIdle retires idle workers until the count asked for is reached or
+// no worker is idle; busy ones are retired by nextIdle when they register.
+func (s *Scheduler) shrinkIdle() {
+	for s.live.Load() > s.target.Load() {
+		select {
+		case reg := <-s.idle:
+			close(reg.ch)
+			s.live.Add(-1)
+		default:
+			return
+		}
+	}
+}
+
+// handoff gives the batch to the registered worker and returns the
+// worker's spare buffer, empty, for the next batch.
+func (s *Scheduler) handoff(reg registration, batch []envelope) []envelope {
+	for i := range batch {
+		if batch[i].task.ID == "" {
+			batch[i].task.ID = s.ids.next()
+		}
+	}
+	reg.ch <- batch // buffered, and the worker is waiting: never blocks
+	return reg.spare
+}
+
+// announceRoom wakes the submitters waiting for room in a queue once it
+// has drained to half.
+func (s *Scheduler) announceRoom() {
+	for q := range s.queues {
+		if s.waiting[q].Load() == 0 || len(s.queues[q]) > cap(s.queues[q])/2 {
+			continue
+		}
+		s.roomMu.Lock()
+		close(s.room[q])
+		s.room[q] = make(chan struct{})
+		s.roomMu.Unlock()
+	}
+}
+
+// drain runs once Stop has begun. It goes on handing tasks to the workers
+// until no Submit call is in flight and the timer goroutine has flushed
+// the delayed tasks, then hands out what is left in the channels (or, once
+// Stop's deadline has passed, reports it not run), closes the worker
+// channels and waits for the workers to exit.
+func (s *Scheduler) drain(buf []envelope) {
+	quiesced := false
+	for {
+		if !quiesced {
+			select {
+			case <-s.quiesced:
+				quiesced = true
+			default:
+			}
+		}
+		buf = s.take(buf, s.opts.batchSize)
+		if len(buf) == 0 {
+			if quiesced {
+				break
+			}
+			select {
+			case e := <-s.queues[0]:
+				buf = append(buf, e)
+			case e := <-s.queues[1]:
+				buf = append(buf, e)
+			case e := <-s.queues[2]:
+				buf = append(buf, e)
+			case <-s.quiesced:
+				quiesced = true
+				continue
+			}
+		}
+		if s.abandon.Load() {
+			for i := range buf {
+				s.dropped(buf[i])
+				buf[i] = envelope{}
+			}
+			buf = buf[:0]
+			continue
+		}
+		buf = s.handoff(s.nextIdle(), buf)
+		s.announceRoom()
+	}
+	for ; s.live.Load() > 0; s.live.Add(-1) {
+		close((<-s.idle).ch)
+	}
+	s.workersWG.Wait()
+	<-s.timerDone
+	s.mu.Lock()
+	s.state.Store(int32(stateStopped))
+	s.mu.Unlock()
+	s.cancel(ErrSchedulerClosed)
+	close(s.done)
+	s.opts.logger.Debug("taskpool: stopped")
+}
