@@ -78,6 +78,10 @@ func (w *worker) run(spare []envelope) {
 		if w.batch != nil {
 			spare, w.batch = w.batch[:0], nil
 		}
+		if w.s.shouldRetire() {
+			w.retire()
+			return
+		}
 		w.s.idle <- registration{ch: w.ch, spare: spare}
 		b, ok := w.receive()
 		if !ok {
@@ -104,6 +108,20 @@ func (w *worker) receive() ([]envelope, bool) {
 	}
 	b, ok := <-w.ch
 	return b, ok
+}
+
+// shouldRetire takes one worker off the live count if Resize asked for
+// fewer; the worker that gets true exits instead of registering.
+func (s *Scheduler) shouldRetire() bool {
+	for {
+		live := s.live.Load()
+		if live <= s.target.Load() {
+			return false
+		}
+		if s.live.CompareAndSwap(live, live-1) {
+			return true
+		}
+	}
 }
 
 // retire folds the worker's counters into the scheduler's.

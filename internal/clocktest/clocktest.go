@@ -1,0 +1,114 @@
+// Package clocktest provides a fake taskpool.Clock for tests: time moves
+// only when the test says so.
+package clocktest
+
+import (
+	"sync"
+	"time"
+
+	"github.com/taskpool/taskpool"
+)
+
+// Clock is a fake clock. Its zero value is not usable; call New.
+type Clock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*timer
+	armed  chan struct{} // signalled whenever a timer is (re)armed
+}
+
+var _ taskpool.Clock = (*Clock)(nil)
+
+// New returns a fake clock set to now.
+func New(now time.Time) *Clock {
+	return &Clock{now: now, armed: make(chan struct{}, 1)}
+}
+
+// Now returns the fake time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// NewTimer returns a timer that fires when the fake time reaches now+d.
+func (c *Clock) NewTimer(d time.Duration) taskpool.Timer {
+	t := &timer{c: c, ch: make(chan time.Time, 1)}
+	t.Reset(d)
+	return t
+}
+
+// Advance moves the fake time forward by d and fires the timers due.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	now := c.now
+	var due []*timer
+	for _, t := range c.timers {
+		if t.active && !t.at.After(now) {
+			t.active = false
+			due = append(due, t)
+		}
+	}
+	c.mu.Unlock()
+	for _, t := range due {
+		select {
+		case t.ch <- now:
+		default:
+		}
+	}
+}
+
+// Armed returns a channel that receives whenever a timer is set: a test can
+// wait on it to know the scheduler has seen a new deadline.
+func (c *Clock) Armed() <-chan struct{} { return c.armed }
+
+type timer struct {
+	c      *Clock
+	ch     chan time.Time
+	at     time.Time
+	active bool
+}
+
+func (t *timer) C() <-chan time.Time { return t.ch }
+
+func (t *timer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	was := t.active
+	t.active = false
+	return was
+}
+
+func (t *timer) Reset(d time.Duration) bool {
+	c := t.c
+	c.mu.Lock()
+	was := t.active
+	// Like Go 1.23 timers: a reset discards a value not yet received.
+	select {
+	case <-t.ch:
+	default:
+	}
+	t.at, t.active = c.now.Add(d), true
+	registered := false
+	for _, x := range c.timers {
+		registered = registered || x == t
+	}
+	if !registered {
+		c.timers = append(c.timers, t)
+	}
+	fire := !t.at.After(c.now)
+	if fire {
+		t.active = false
+	}
+	now := c.now
+	c.mu.Unlock()
+	if fire {
+		t.ch <- now
+	}
+	select {
+	case c.armed <- struct{}{}:
+	default:
+	}
+	return was
+}
