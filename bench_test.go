@@ -52,7 +52,7 @@ func runScheduler(b *testing.B, h taskpool.HandlerFunc, opts ...taskpool.Option)
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	task := taskpool.Task{ID: "bench", Type: "t"}
+	task := taskpool.Task{Type: "t"}
 	b.ResetTimer()
 	start := time.Now()
 	for range b.N {
@@ -163,7 +163,7 @@ func BenchmarkFuture(b *testing.B) {
 	}
 	defer s.Stop(context.Background())
 	ctx := context.Background()
-	task := taskpool.Task{ID: "bench", Type: "t"}
+	task := taskpool.Task{Type: "t"}
 	futures := make([]*taskpool.Future, 0, 1024)
 	b.ResetTimer()
 	start := time.Now()
@@ -197,7 +197,7 @@ func BenchmarkParallelSubmit(b *testing.B) {
 				b.Fatal(err)
 			}
 			ctx := context.Background()
-			task := taskpool.Task{ID: "bench", Type: "t"}
+			task := taskpool.Task{Type: "t"}
 			// RunParallel starts parallelism × GOMAXPROCS goroutines.
 			b.SetParallelism((producers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 			start := time.Now()
@@ -238,7 +238,7 @@ func BenchmarkQueuedMemory(b *testing.B) {
 			b.Fatal(err)
 		}
 		for range queued {
-			if err := s.Submit(context.Background(), taskpool.Task{ID: "q", Type: "t"}); err != nil {
+			if err := s.Submit(context.Background(), taskpool.Task{Type: "t"}); err != nil {
 				b.Fatal(err)
 			}
 		}
