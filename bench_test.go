@@ -2,8 +2,10 @@ package taskpool_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -250,4 +252,137 @@ func BenchmarkQueuedMemory(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkDelayed schedules 1M tasks (or b.N, whichever is smaller) due
+// at 100,000 a second, and reports the heap bytes per waiting task and how
+// late they start: p50 and p99 of start time minus due time.
+func BenchmarkDelayed(b *testing.B) {
+	n := min(b.N, 1_000_000)
+	b.ReportAllocs()
+	spread := max(time.Second, time.Duration(n)*10*time.Microsecond)
+	lateness := make([]time.Duration, n)
+	var idx atomic.Int64
+	var done sync.WaitGroup
+	done.Add(n)
+	reg := benchRegistry(b, "t", func(_ context.Context, t taskpool.Task) error {
+		due := t.Params.(time.Time)
+		lateness[idx.Add(1)-1] = time.Since(due)
+		done.Done()
+		return nil
+	})
+	s, err := taskpool.New(reg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		b.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	// Leave time to submit them all before the first is due.
+	base := time.Now().Add(time.Second + time.Duration(n)*5*time.Microsecond)
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := range n {
+		due := base.Add(spread * time.Duration(i) / time.Duration(n))
+		if err := s.SubmitAt(ctx, taskpool.Task{Type: "t", Params: due}, due); err != nil {
+			b.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if time.Now().After(base) {
+		b.Logf("submitting took longer than the lead time: lateness includes it")
+	}
+	done.Wait()
+	b.StopTimer()
+	if err := s.Stop(ctx); err != nil {
+		b.Fatal(err)
+	}
+	slices.Sort(lateness)
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "B/delayed-task")
+	b.ReportMetric(float64(lateness[n/2].Microseconds()), "p50-late-µs")
+	b.ReportMetric(float64(lateness[n*99/100].Microseconds()), "p99-late-µs")
+}
+
+// BenchmarkRetryStorm runs tasks of which half fail twice before they
+// succeed, with retries due at once: it measures the retry path (timer
+// heap and back into the queue) per task.
+func BenchmarkRetryStorm(b *testing.B) {
+	b.ReportAllocs()
+	reg := benchRegistry(b, "t", func(_ context.Context, t taskpool.Task) error {
+		if t.Params.(bool) && t.Attempt < 3 {
+			return errRetry
+		}
+		return nil
+	})
+	// Wait for the final outcomes, not for Stop: Stop would report the
+	// retries still waiting instead of running them.
+	var finished atomic.Int64
+	allDone := make(chan struct{})
+	s, err := taskpool.New(reg, taskpool.WithRetry(3, taskpool.ConstantBackoff(0)),
+		taskpool.WithCompletionHook(func(taskpool.Outcome) {
+			if finished.Add(1) == int64(b.N) {
+				close(allDone)
+			}
+		}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	fail, ok := taskpool.Task{Type: "t", Params: true}, taskpool.Task{Type: "t", Params: false}
+	start := time.Now()
+	for i := range b.N {
+		t := ok
+		if i%2 == 0 {
+			t = fail
+		}
+		if err := s.Submit(ctx, t); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-allDone
+	b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N), "ns/task")
+	if err := s.Stop(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if st := s.Stats(); st.Succeeded != uint64(b.N) {
+		b.Fatalf("%d of %d tasks succeeded", st.Succeeded, b.N)
+	}
+}
+
+var errRetry = errors.New("retry me")
+
+// BenchmarkPriorityMix submits a mix of 10% high, 80% default and 10% low
+// priority trivial tasks.
+func BenchmarkPriorityMix(b *testing.B) {
+	b.ReportAllocs()
+	s, err := taskpool.New(benchRegistry(b, "t", trivial))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	tasks := []taskpool.Task{{Type: "t", Priority: taskpool.PriorityHigh}}
+	for range 8 {
+		tasks = append(tasks, taskpool.Task{Type: "t"})
+	}
+	tasks = append(tasks, taskpool.Task{Type: "t", Priority: taskpool.PriorityLow})
+	start := time.Now()
+	for i := range b.N {
+		if err := s.Submit(ctx, tasks[i%len(tasks)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.Stop(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N), "ns/task")
 }

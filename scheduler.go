@@ -194,6 +194,7 @@ func (s *Scheduler) Start() error {
 	}
 	s.baseCtx, s.cancel = context.WithCancelCause(parent)
 	s.ids.prefix = randomPrefix()
+	s.timers.prefix = s.ids.prefix
 	s.target.Store(int32(s.opts.workers))
 	for range s.opts.workers {
 		s.startWorker()

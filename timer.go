@@ -67,6 +67,7 @@ type timerQueue struct {
 	byID     map[string]*timerEntry // tasks by ID, for Cancel
 	periodic map[string]*timerEntry // schedules by ID
 	seq      uint64
+	prefix   string // the scheduler's ID prefix
 	closed   bool
 	wake     chan struct{} // told when the earliest entry changes
 }
@@ -94,6 +95,12 @@ func (q *timerQueue) add(te *timerEntry) bool {
 	}
 	q.seq++
 	te.seq = q.seq
+	if te.kind == kindDelayed && te.env.task.ID == "" {
+		// Name the task so that it can be cancelled and inspected.
+		var b [32]byte
+		id := append(append(b[:0], q.prefix...), "-d"...)
+		te.env.task.ID = string(strconv.AppendUint(id, te.seq, 10))
+	}
 	heap.Push(&q.h, te)
 	if te.kind == kindPeriodic {
 		q.periodic[te.id] = te
@@ -313,22 +320,12 @@ func (s *Scheduler) submitAt(ctx context.Context, e envelope, at time.Time) erro
 			return err
 		}
 	}
-	if e.task.ID == "" {
-		e.task.ID = s.ids.prefix + "-d" + strconv.FormatUint(s.timers.nextSeq(), 10)
-	}
 	if !s.timers.push(e, at, kindDelayed) {
 		s.unadmit(e)
 		return ErrSchedulerClosed
 	}
 	s.submitted.Add(1)
 	return nil
-}
-
-func (q *timerQueue) nextSeq() uint64 {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.seq++
-	return q.seq
 }
 
 // Cancel removes the pending task with the given ID: a delayed task, a
