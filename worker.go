@@ -145,10 +145,15 @@ func (w *worker) exec(e envelope) {
 			}
 			return
 		}
-		if e.tracked && s.pending.take(e.task.ID) {
-			s.canceled.Add(1)
-			s.complete(e, Outcome{Task: e.task, Err: ErrCanceled, Attempts: max(e.task.Attempt-1, 0)})
-			return
+		if e.tracked {
+			// Out of the queue: from here on Cancel cannot reach the task,
+			// unless it waits in the timer heap again.
+			e.tracked = false
+			if s.pending.take(e.task.ID) {
+				s.canceled.Add(1)
+				s.complete(e, Outcome{Task: e.task, Err: ErrCanceled, Attempts: max(e.task.Attempt-1, 0)})
+				return
+			}
 		}
 		if ent := e.entry; ent != nil && (ent.rate != nil || ent.concurrency > 0) && !w.hold(&e) {
 			return // waits in the timer heap or the type's queue
