@@ -44,7 +44,8 @@ func TestParse(t *testing.T) {
 	s := res.get("Trivial/workers=2", "taskpool", unitNsTask)
 	assert.Equal(t, 3, s.n)
 	assert.InDelta(t, 120.0, s.median, 1e-9)
-	assert.InDelta(t, 1.5, s.spread, 1e-9) // (300-120)/120
+	assert.InDelta(t, 100.0, s.min, 1e-9)
+	assert.InDelta(t, 300.0, s.max, 1e-9)
 	assert.False(t, res.get("Trivial/workers=2", "conc", unitNsTask).ok())
 
 	assert.Equal(t, kindThroughput, res.kind("Trivial/workers=2"))
@@ -78,6 +79,7 @@ func TestReport(t *testing.T) {
 	assert.Contains(t, out, "| Trivial/workers=2 | ns/task | 120 | 200 | 400 | 0.60 | 0.30 |")
 	assert.Contains(t, out, "| Latency/load=50 | p99-ns | 20000 | – | 30000 | – | 0.67 |")
 	assert.Contains(t, out, "![throughput.svg](throughput.svg)")
+	assert.Contains(t, out, "| taskpool | 120 | 100–300 | 0 | 15.0 | 1.00 |")
 
 	dir := t.TempDir()
 	p, err := throughputChart(res)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -138,9 +137,9 @@ func (res *results) add(r result) {
 
 // stat is the summary of one metric's samples.
 type stat struct {
-	median float64
-	spread float64 // largest distance from the median, as a fraction of it
-	n      int
+	median   float64
+	min, max float64
+	n        int
 }
 
 func (s stat) ok() bool { return s.n > 0 }
@@ -161,11 +160,7 @@ func summarise(xs []float64) stat {
 	if n%2 == 0 {
 		med = (s[n/2-1] + s[n/2]) / 2
 	}
-	var spread float64
-	if med != 0 {
-		spread = math.Max(med-s[0], s[n-1]-med) / math.Abs(med)
-	}
-	return stat{median: med, spread: spread, n: n}
+	return stat{median: med, min: s[0], max: s[n-1], n: n}
 }
 
 // has reports whether any library reported unit for workload.
