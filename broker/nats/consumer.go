@@ -489,6 +489,7 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 
 	t.Attempt = attempt
 	t.MaxAttempts = 1 // the broker owns retries: the local scheduler must not retry
+	t.UniqueKey = ""  // and uniqueness, across processes: no local check
 	if err := c.sched.TrySubmit(t); err != nil {
 		c.mu.Lock()
 		delete(c.flights, t.ID)

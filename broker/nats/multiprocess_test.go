@@ -87,17 +87,21 @@ func runWorker() int {
 type workerProc struct {
 	cmd    *exec.Cmd
 	out    bytes.Buffer
-	exited chan error
+	exited chan struct{} // closed when the process has exited
+	err    error         // cmd.Wait's result, set before exited is closed
 }
 
 func spawnWorker(t *testing.T, url, queue string) *workerProc {
 	t.Helper()
-	w := &workerProc{exited: make(chan error, 1)}
+	w := &workerProc{exited: make(chan struct{})}
 	w.cmd = exec.Command(os.Args[0], "-test.run=^$")
 	w.cmd.Env = append(os.Environ(), workerEnv+"=1", workerURLEnv+"="+url, workerQueueEnv+"="+queue)
 	w.cmd.Stdout, w.cmd.Stderr = &w.out, &w.out
 	require.NoError(t, w.cmd.Start())
-	go func() { w.exited <- w.cmd.Wait() }()
+	go func() {
+		w.err = w.cmd.Wait()
+		close(w.exited)
+	}()
 	t.Cleanup(func() {
 		_ = w.cmd.Process.Kill()
 		<-w.exited
@@ -169,7 +173,7 @@ func TestMultiProcessSIGKILL(t *testing.T) {
 			}
 			startedBy[e.pid][e.id] = true
 			// Kill the victim once it holds a few tasks mid-run.
-			if !killed && e.pid == victim.cmd.Process.Pid && len(startedBy[e.pid]) >= 3 {
+			if !killed && e.pid == victim.cmd.Process.Pid && donePIDs[e.pid] >= 10 && len(startedBy[e.pid]) >= 3 {
 				heldAtKil = len(startedBy[e.pid])
 				require.NoError(t, victim.cmd.Process.Signal(syscall.SIGKILL))
 				killed = true
@@ -187,8 +191,8 @@ func TestMultiProcessSIGKILL(t *testing.T) {
 		}
 	}
 	require.True(t, killed, "victim never held tasks")
-	err = <-victim.exited
-	assert.Error(t, err, "victim was killed")
+	<-victim.exited
+	assert.Error(t, victim.err, "victim was killed")
 
 	dups := 0
 	for _, c := range doneRuns {
@@ -202,8 +206,8 @@ func TestMultiProcessSIGKILL(t *testing.T) {
 	for _, w := range workers[1:] {
 		require.NoError(t, w.cmd.Process.Signal(syscall.SIGTERM))
 		select {
-		case err := <-w.exited:
-			assert.NoError(t, err, "worker output:\n%s", w.out.String())
+		case <-w.exited:
+			assert.NoError(t, w.err, "worker output:\n%s", w.out.String())
 		case <-time.After(15 * time.Second):
 			t.Fatal("worker did not stop on SIGTERM")
 		}
