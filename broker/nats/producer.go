@@ -242,8 +242,13 @@ func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Tas
 // Cancel removes a delayed task that is not yet due, or a periodic
 // schedule, by its ID. It returns [ErrNotFound] when nothing is scheduled
 // under id (a delayed task that has become due is an ordinary queued task
-// and can no longer be cancelled).
+// and can no longer be cancelled), and [ErrSchedulesUnsupported] when
+// delays use the client-side fallback, whose delayed tasks cannot be
+// cancelled.
 func (p *Producer) Cancel(ctx context.Context, id string) error {
+	if !p.q.schedules {
+		return ErrSchedulesUnsupported
+	}
 	subj := p.q.schedSubject(id)
 	info, err := p.q.tasks.Info(ctx, jetstream.WithSubjectFilter(subj))
 	if err != nil {
