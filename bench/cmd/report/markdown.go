@@ -36,7 +36,8 @@ func writeMarkdown(w io.Writer, res *results, m machine) error {
 	p.f("with the range (the fastest and the slowest round) beside them. `results/benchstat.txt` has benchstat's view of the same data.\n\n")
 	p.f("Each benchmark op is one task. **ns/task** is the wall time from the first submit until the last task has finished ")
 	p.f("and the pool is released, divided by the number of tasks (pools are built before the clock starts). ")
-	p.f("allocs/op and B/op are per task. Ratios are taskpool's value divided by the peer's: **below 1 means taskpool is faster (or smaller)**.\n\n")
+	p.f("allocs/op and B/op are per task. Ratios are taskpool's value divided by the peer's in the same round, ")
+	p.f("median over the rounds: **below 1 means taskpool is faster (or smaller)**.\n\n")
 
 	p.f("## Machine\n\n")
 	p.f("| | |\n|---|---|\n")
@@ -87,7 +88,7 @@ func (p *printer) summary(res *results) {
 			}
 			pd, an := res.get(w, pondLib, unit), res.get(w, antsLib, unit)
 			p.f("| %s | %s | %s | %s | %s | %s | %s |\n", w, unit,
-				num(t), num(pd), num(an), ratio(t, pd), ratio(t, an))
+				num(t), num(pd), num(an), res.ratio(w, base, pondLib, unit), res.ratio(w, base, antsLib, unit))
 		}
 	}
 	p.f("\n")
@@ -111,11 +112,10 @@ func (p *printer) throughput(res *results) {
 	for _, w := range res.workloadsOf(kindThroughput) {
 		p.f("### %s\n\n", w)
 		p.f("| lib | ns/task | range | allocs/op | B/op | vs taskpool |\n|---|--:|--:|--:|--:|--:|\n")
-		t := res.get(w, base, unitNsTask)
 		for _, l := range res.libsOf(w) {
 			s := res.get(w, l, unitNsTask)
 			p.f("| %s | %s | %s | %s | %s | %s |\n", l, num(s), span(s, fmtNum),
-				num(res.get(w, l, unitAllocs)), num(res.get(w, l, unitBytes)), ratio(s, t))
+				num(res.get(w, l, unitAllocs)), num(res.get(w, l, unitBytes)), res.ratio(w, l, base, unitNsTask))
 		}
 		p.f("\n")
 	}
@@ -151,12 +151,19 @@ func (p *printer) latency(res *results) {
 	p.f("their capacity (submit times are computed from the start, and the producer spins with `runtime.Gosched` until ")
 	p.f("each). Latency is the time from the Submit call to the task's first instruction. The producer shares the ")
 	p.f("cores with the workers.\n\n")
-	p.f("| workload | lib | p50 | range | p99 | range | achieved ns/task |\n|---|---|--:|--:|--:|--:|--:|\n")
+	p.f("On a shared 2-core machine another process taking a core for a while turns a 50%% load into 100%%, and the queue ")
+	p.f("then grows for the rest of the round. The benchmark detects that: overrun-%% is the share of tasks whose 100µs of ")
+	p.f("spinning took over 150µs of wall time, which the Go runtime never causes by itself (it does not preempt a goroutine ")
+	p.f("that soon), so an overrun means the operating system ran something else on the worker's core. ")
+	p.f("The first columns use every round; the last ones only the quiet rounds, with at most %.0f%% of the tasks overrun.\n\n", quietThreshold)
+	p.f("| workload | lib | p50 | p50 range | p99 | p99 range | quiet rounds | p50 quiet | p99 quiet |\n")
+	p.f("|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, w := range ws {
 		for _, l := range res.libsOf(w) {
 			p50, p99 := res.get(w, l, unitP50), res.get(w, l, unitP99)
-			p.f("| %s | %s | %s | %s | %s | %s | %s |\n", w, l, dur(p50), span(p50, fmtNs), dur(p99), span(p99, fmtNs),
-				num(res.get(w, l, unitNsTask)))
+			ok50, ok99 := summarise(res.quiet(w, l, unitP50)), summarise(res.quiet(w, l, unitP99))
+			p.f("| %s | %s | %s | %s | %s | %s | %d/%d | %s | %s |\n", w, l,
+				dur(p50), span(p50, fmtNs), dur(p99), span(p99, fmtNs), ok50.n, p50.n, dur(ok50), dur(ok99))
 		}
 	}
 	p.f("\n")
@@ -201,11 +208,13 @@ func span(s stat, format func(float64) string) string {
 	return format(s.min) + "–" + format(s.max)
 }
 
-func ratio(a, b stat) string {
-	if !a.ok() || !b.ok() || b.median == 0 {
+// ratio formats the paired ratio of a's value to b's.
+func (res *results) ratio(workload, a, b, unit string) string {
+	r, ok := res.pairedRatio(workload, a, b, unit)
+	if !ok {
 		return notRunMd
 	}
-	return fmt.Sprintf("%.2f", a.median/b.median)
+	return fmt.Sprintf("%.2f", r)
 }
 
 // dur formats nanoseconds for the latency table.

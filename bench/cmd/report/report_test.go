@@ -54,6 +54,40 @@ func TestParse(t *testing.T) {
 	assert.Equal(t, []string{"taskpool", "ants"}, res.libsOf("Latency/load=50"))
 }
 
+func TestPairedRatio(t *testing.T) {
+	res, err := parse(strings.NewReader(`
+BenchmarkX/lib=a-2  1  0 ns/op  100 ns/task
+BenchmarkX/lib=b-2  1  0 ns/op  200 ns/task
+BenchmarkX/lib=a-2  1  0 ns/op  400 ns/task
+BenchmarkX/lib=b-2  1  0 ns/op  400 ns/task
+BenchmarkX/lib=a-2  1  0 ns/op  150 ns/task
+BenchmarkX/lib=b-2  1  0 ns/op  200 ns/task
+BenchmarkX/lib=c-2  1  0 ns/op  100 ns/task
+`))
+	require.NoError(t, err)
+	r, ok := res.pairedRatio("X", "a", "b", unitNsTask)
+	require.True(t, ok)
+	assert.InDelta(t, 0.75, r, 1e-9) // median of 0.5, 1, 0.75
+
+	r, ok = res.pairedRatio("X", "c", "a", unitNsTask) // counts differ: ratio of medians
+	require.True(t, ok)
+	assert.InDelta(t, 100.0/150, r, 1e-9)
+
+	_, ok = res.pairedRatio("X", "a", "missing", unitNsTask)
+	assert.False(t, ok)
+}
+
+func TestQuiet(t *testing.T) {
+	res, err := parse(strings.NewReader(`
+BenchmarkLatency/lib=a/load=50-2  1  0 ns/op  1000 ns/task  0.5 overrun-%  10 p50-ns
+BenchmarkLatency/lib=a/load=50-2  1  0 ns/op  1500 ns/task  3.5 overrun-%  99 p50-ns
+BenchmarkLatency/lib=b/load=50-2  1  0 ns/op  1010 ns/task  20 p50-ns
+`))
+	require.NoError(t, err)
+	assert.Equal(t, []float64{10}, res.quiet("Latency/load=50", "a", unitP50))
+	assert.Equal(t, []float64{20}, res.quiet("Latency/load=50", "b", unitP50), "no overrun metric: every round")
+}
+
 func TestSummarise(t *testing.T) {
 	tests := []struct {
 		give       []float64
@@ -78,6 +112,7 @@ func TestReport(t *testing.T) {
 	out := md.String()
 	assert.Contains(t, out, "| Trivial/workers=2 | ns/task | 120 | 200 | 400 | 0.60 | 0.30 |")
 	assert.Contains(t, out, "| Latency/load=50 | p99-ns | 20000 | – | 30000 | – | 0.67 |")
+	assert.Contains(t, out, "| Latency/load=50 | taskpool | 10 µs | 10 µs–10 µs | 20 µs | 20 µs–20 µs | 1/1 | 10 µs | 20 µs |")
 	assert.Contains(t, out, "![throughput.svg](throughput.svg)")
 	assert.Contains(t, out, "| taskpool | 120 | 100–300 | 0 | 15.0 | 1.00 |")
 

@@ -18,6 +18,7 @@ const (
 	unitQueued   = "B/queued-task"
 	unitP50      = "p50-ns"
 	unitP99      = "p99-ns"
+	unitOverrun  = "overrun-%"
 	unitNsPerOp  = "ns/op"
 	libKey       = "lib"
 	benchPrefix  = "Benchmark"
@@ -147,6 +148,61 @@ func (s stat) ok() bool { return s.n > 0 }
 // get summarises a workload's samples for one library and unit.
 func (res *results) get(workload, lib, unit string) stat {
 	return summarise(res.samples[workload][lib][unit])
+}
+
+// pairedRatio is the median over the rounds of a's value divided by b's
+// in the same round, for a workload and unit. Pairing by round cancels
+// the slow drifts of a shared machine that a ratio of medians keeps. The
+// samples of a workload are in round order, one per round; when the two
+// libraries have different sample counts it falls back to the ratio of
+// the medians.
+func (res *results) pairedRatio(workload, a, b, unit string) (float64, bool) {
+	xs, ys := res.samples[workload][a][unit], res.samples[workload][b][unit]
+	if len(xs) == 0 || len(ys) == 0 {
+		return 0, false
+	}
+	if len(xs) != len(ys) {
+		sa, sb := summarise(xs), summarise(ys)
+		if sb.median == 0 {
+			return 0, false
+		}
+		return sa.median / sb.median, true
+	}
+	rs := make([]float64, 0, len(xs))
+	for i := range xs {
+		if ys[i] != 0 {
+			rs = append(rs, xs[i]/ys[i])
+		}
+	}
+	if len(rs) == 0 {
+		return 0, false
+	}
+	return summarise(rs).median, true
+}
+
+// quietThreshold is the largest overrun-% of a quiet round.
+const quietThreshold = 1.0
+
+// quiet returns the samples of lib for unit from the quiet rounds: those
+// in which at most quietThreshold percent of the latency tasks overran
+// (took half as long again as they should, because the operating system
+// gave their core to another process). Rounds without an overrun metric
+// count as quiet.
+func (res *results) quiet(workload, lib, unit string) []float64 {
+	over, xs := res.samples[workload][lib][unitOverrun], res.samples[workload][lib][unit]
+	if len(over) == 0 {
+		return xs
+	}
+	if len(over) != len(xs) {
+		return nil
+	}
+	var kept []float64
+	for i, o := range over {
+		if o <= quietThreshold {
+			kept = append(kept, xs[i])
+		}
+	}
+	return kept
 }
 
 func summarise(xs []float64) stat {
