@@ -45,18 +45,22 @@ func (s *Scheduler) dispatch() {
 		e, ok := s.poll()
 		for !ok {
 			select {
-			case e = <-s.queues[0]:
-				ok = true
-			case e = <-s.queues[1]:
-				ok = true
-			case e = <-s.queues[2]:
-				ok = true
+			case e := <-s.loaded(0):
+				s.hold(0, e)
+			case e := <-s.loaded(1):
+				s.hold(1, e)
+			case e := <-s.loaded(2):
+				s.hold(2, e)
+			case <-s.queueAdded:
 			case <-s.resized:
 				s.shrinkIdle()
 			case <-s.quit:
 				s.drain(buf)
 				return
 			}
+			// Several queues may have become ready at once, and select
+			// picks among them at random: choose again by priority.
+			e, ok = s.takeOne()
 		}
 		buf = append(buf, e)
 		// Wait for a worker with room, then top the batch up with whatever
@@ -87,25 +91,42 @@ func (s *Scheduler) takeOne() (envelope, bool) {
 		if s.next++; s.next == len(s.cycle) {
 			s.next = 0
 		}
-		select {
-		case e := <-s.queues[q]:
+		if e, ok := s.takeFrom(q); ok {
 			return e, true
-		default:
 		}
 	}
-	for _, ch := range s.queues {
-		select {
-		case e := <-ch:
+	for q := range s.queues {
+		if e, ok := s.takeFrom(q); ok {
 			return e, true
-		default:
 		}
 	}
 	return envelope{}, false
 }
 
+// takeFrom receives from queue q without blocking, the held task first.
+func (s *Scheduler) takeFrom(q int) (envelope, bool) {
+	if s.holding[q] {
+		e := s.held[q]
+		s.held[q], s.holding[q] = envelope{}, false
+		return e, true
+	}
+	select {
+	case e := <-s.loaded(q):
+		return e, true
+	default:
+		return envelope{}, false
+	}
+}
+
+// hold keeps a task received by a blocking select until takeOne chooses
+// its queue.
+func (s *Scheduler) hold(q int, e envelope) {
+	s.held[q], s.holding[q] = e, true
+}
+
 // queued is the number of tasks in the task channels.
 func (s *Scheduler) queued() int {
-	return len(s.queues[0]) + len(s.queues[1]) + len(s.queues[2])
+	return len(s.loaded(0)) + len(s.loaded(1)) + len(s.loaded(2))
 }
 
 // fill tops buf up without blocking, to at most the batch size and at most
@@ -174,7 +195,7 @@ func (s *Scheduler) handoff(reg registration, batch []envelope) []envelope {
 // has drained to half.
 func (s *Scheduler) announceRoom() {
 	for q := range s.queues {
-		if s.waiting[q].Load() == 0 || len(s.queues[q]) > cap(s.queues[q])/2 {
+		if ch := s.loaded(q); s.waiting[q].Load() == 0 || len(ch) > cap(ch)/2 {
 			continue
 		}
 		s.roomMu.Lock()
@@ -205,16 +226,17 @@ func (s *Scheduler) drain(buf []envelope) {
 				break
 			}
 			select {
-			case e := <-s.queues[0]:
-				buf = append(buf, e)
-			case e := <-s.queues[1]:
-				buf = append(buf, e)
-			case e := <-s.queues[2]:
-				buf = append(buf, e)
+			case e := <-s.loaded(0):
+				s.hold(0, e)
+			case e := <-s.loaded(1):
+				s.hold(1, e)
+			case e := <-s.loaded(2):
+				s.hold(2, e)
+			case <-s.queueAdded:
 			case <-s.quiesced:
 				quiesced = true
-				continue
 			}
+			continue
 		}
 		if s.abandon.Load() {
 			for i := range buf {

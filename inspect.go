@@ -105,8 +105,8 @@ type Inspection struct {
 // heap of millions of tasks is not free.
 func (s *Scheduler) Inspect() Inspection {
 	var in Inspection
-	for i, q := range s.queues {
-		in.Queued[i] = len(q)
+	for q := range s.queues {
+		in.Queued[q] = len(s.loaded(q))
 	}
 	s.limits.Range(func(k, v any) bool {
 		if n := v.(*typeLimit).waitingCount(); n > 0 {

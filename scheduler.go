@@ -64,7 +64,12 @@ type Scheduler struct {
 	reg     *Registry                    // h as a Registry, for per-type settings; may be nil
 	lookup  func(string) (Handler, bool) // submit-time type check; nil if the handler has none
 
-	queues [numPriorities]chan envelope // the task channels, high first
+	// queues are the task channels, high priority first. The default one
+	// is made by New; the others when first used, so that a large
+	// WithQueueSize costs memory only for the priorities in use.
+	queues     [numPriorities]atomic.Pointer[chan envelope]
+	queueMu    sync.Mutex
+	queueAdded chan struct{} // tells the dispatcher a queue was made
 	idle   chan registration            // the channel of worker channels: workers with room for work
 
 	mu      sync.Mutex // serialises Start, Stop and Resize; guards workers
@@ -115,6 +120,10 @@ type Scheduler struct {
 	ids   idGen    // dispatcher only
 	cycle []int    // dispatcher only: weighted order of the queues
 	next  int      // dispatcher only: position in cycle
+	// held is a task per queue that a blocking select received before the
+	// dispatcher chose by priority (dispatcher only).
+	held    [numPriorities]envelope
+	holding [numPriorities]bool
 }
 
 // registration is a worker's offer of work: its private task channel, and
@@ -157,10 +166,11 @@ func New(h Handler, opts ...Option) (*Scheduler, error) {
 		resized:   make(chan struct{}, 1),
 		cycle:     weightedCycle(o.weights),
 	}
-	for i := range s.queues {
-		s.queues[i] = make(chan envelope, o.queueSize)
+	for i := range s.room {
 		s.room[i] = make(chan struct{})
 	}
+	s.queueAdded = make(chan struct{}, 1)
+	s.queue(prioIndex(PriorityDefault))
 	s.timers.init()
 	s.dead.capacity = o.deadCap
 	if r, ok := h.(*Registry); ok {
@@ -259,7 +269,7 @@ func (s *Scheduler) submit(ctx context.Context, e envelope, block bool) error {
 	}
 	q := prioIndex(e.task.Priority)
 	select {
-	case s.queues[q] <- e:
+	case s.queue(q) <- e:
 		s.submitted.Add(1)
 		return nil
 	default:
@@ -314,7 +324,7 @@ func (s *Scheduler) waitForRoom(ctx context.Context, q int, e envelope) error {
 	for range spinYields {
 		runtime.Gosched()
 		select {
-		case s.queues[q] <- e:
+		case s.queue(q) <- e:
 			return nil
 		default:
 		}
@@ -327,7 +337,7 @@ func (s *Scheduler) waitForRoom(ctx context.Context, q int, e envelope) error {
 		// Try again now that the dispatcher knows we wait: room freed
 		// before it looked at waiting would otherwise go unannounced.
 		select {
-		case s.queues[q] <- e:
+		case s.queue(q) <- e:
 			s.waiting[q].Add(-1)
 			return nil
 		default:
@@ -343,11 +353,39 @@ func (s *Scheduler) waitForRoom(ctx context.Context, q int, e envelope) error {
 			return ErrSchedulerClosed
 		}
 		select {
-		case s.queues[q] <- e:
+		case s.queue(q) <- e:
 			return nil
 		default:
 		}
 	}
+}
+
+// queue returns the task channel of queue index q, making it on first use.
+func (s *Scheduler) queue(q int) chan envelope {
+	if ch := s.queues[q].Load(); ch != nil {
+		return *ch
+	}
+	s.queueMu.Lock()
+	defer s.queueMu.Unlock()
+	if ch := s.queues[q].Load(); ch != nil {
+		return *ch
+	}
+	ch := make(chan envelope, s.opts.queueSize)
+	s.queues[q].Store(&ch)
+	select {
+	case s.queueAdded <- struct{}{}:
+	default:
+	}
+	return ch
+}
+
+// loaded returns the task channel of queue index q, or nil if it has not
+// been made: a nil channel is never ready in a select.
+func (s *Scheduler) loaded(q int) chan envelope {
+	if ch := s.queues[q].Load(); ch != nil {
+		return *ch
+	}
+	return nil
 }
 
 // spinYields is how many times a goroutine yields before it parks.

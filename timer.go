@@ -256,7 +256,7 @@ func (s *Scheduler) inject(te *timerEntry) bool {
 		e.tracked = true
 	}
 	select {
-	case s.queues[prioIndex(e.task.Priority)] <- e:
+	case s.queue(prioIndex(e.task.Priority)) <- e:
 		return true
 	case <-s.quit:
 		if te.kind == kindPeriodic {
@@ -280,7 +280,7 @@ func (s *Scheduler) flushTimers() {
 				e.tracked = true
 			}
 			// The dispatcher goes on draining until this goroutine exits.
-			s.queues[prioIndex(e.task.Priority)] <- e
+			s.queue(prioIndex(e.task.Priority)) <- e
 			continue
 		}
 		if e.tracked {
