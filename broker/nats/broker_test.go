@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	natsbroker "github.com/taskpool/taskpool/broker/nats"
 	"github.com/taskpool/taskpool"
+	natsbroker "github.com/taskpool/taskpool/broker/nats"
 )
 
 type emailParams struct {
@@ -191,7 +191,7 @@ func TestRetryBackoffDeadLetter(t *testing.T) {
 	assert.Equal(t, "bad input", byID["fatal"].Error)
 	assert.Contains(t, byID["panics"].Error, "boom")
 	assert.Contains(t, byID["unknown"].Error, "no handler")
-	assert.Equal(t, "fatal", byID["fatal"].Header.Get(natsbroker.HeaderType))
+	assert.Equal(t, "fatal", byID["fatal"].Header.Get(natsbroker.HeaderTaskID))
 	assert.False(t, byID["fatal"].FailedAt.IsZero())
 
 	info, err := insp.Queue(ctx)

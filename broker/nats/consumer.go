@@ -40,11 +40,12 @@ import (
 // start it with [Consumer.Start] and stop it with [Consumer.Stop]. It does
 // not own the NATS connection: close that after Stop.
 type Consumer struct {
-	cfg      config
-	q        *queue
-	cons     [numPriorities]jetstream.Consumer
-	sched    *taskpool.Scheduler
-	capacity int
+	cfg       config
+	q         *queue
+	cons      [numPriorities]jetstream.Consumer
+	sched     *taskpool.Scheduler
+	capacity  int // workers + prefetch: the most messages held at once
+	threshold int // free capacity that starts a fetch round
 
 	mu      sync.Mutex
 	flights map[string]*flight // by task ID: tasks submitted and not settled
@@ -96,13 +97,16 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, h taskpool.Handler
 	c := &Consumer{
 		cfg:      cfg,
 		capacity: cfg.workers + cfg.prefetch,
-		flights:  make(map[string]*flight),
-		freed:    make(chan struct{}, 1),
-		quit:     make(chan struct{}),
-		loopDone: make(chan struct{}),
-		tickQuit: make(chan struct{}),
-		tickDone: make(chan struct{}),
-		stopped:  make(chan struct{}),
+		// Without prefetch, fetch as soon as a worker is free; with it,
+		// once half the prefetch is used, so that fetches are large.
+		threshold: max(1, min(cfg.prefetch, cfg.maxBatch)/2),
+		flights:   make(map[string]*flight),
+		freed:     make(chan struct{}, 1),
+		quit:      make(chan struct{}),
+		loopDone:  make(chan struct{}),
+		tickQuit:  make(chan struct{}),
+		tickDone:  make(chan struct{}),
+		stopped:   make(chan struct{}),
 	}
 	sopts := append(append([]taskpool.Option(nil), cfg.schedOpts...),
 		taskpool.WithWorkers(cfg.workers),
@@ -209,34 +213,51 @@ func (c *Consumer) stopping() bool {
 	}
 }
 
-// idlePoll is a long poll for one message, sent when every priority was
-// empty. Its one message of capacity is reserved until it ends.
-type idlePoll struct {
+// longPoll is an outstanding fetch of one message from a priority that was
+// found empty. Its one message of capacity is reserved until it ends.
+type longPoll struct {
 	batch  jetstream.MessageBatch
 	ch     <-chan jetstream.Msg
 	cancel context.CancelFunc
 	got    bool
 }
 
-// fetchLoop is the only goroutine that fetches. While there is work it
-// sends no-wait fetch requests sized to the free capacity, priority by
-// priority in a weighted random order. When a whole round finds nothing
-// it sends a long poll of one message per priority and waits for the
-// first message (or the polls' expiry) before polling again.
+// fetchLoop is the only goroutine that fetches. A priority is hot while it
+// has tasks: each round sends a no-wait fetch, sized to the free capacity,
+// to every hot priority in a weighted random order, and a priority that
+// returns nothing turns cold. A cold priority costs no request per round:
+// it has a long poll for one message outstanding instead, which turns it
+// hot again as soon as a task arrives. Rounds start only when at least
+// the refill threshold of capacity is free, so that under load the
+// requests are few and large.
 func (c *Consumer) fetchLoop() {
 	defer close(c.loopDone)
-	var idle [numPriorities]idlePoll
-	reserved, waiting := 0, false
-	errors := 0
+	var (
+		polls    [numPriorities]longPoll
+		hot      = [numPriorities]bool{true, true, true}
+		reserved int // capacity held by outstanding long polls
+		fails    int // consecutive fetch errors
+	)
+	// withdraw cancels the long poll of p and hands what it had already
+	// received to use (dispatch, or Nak when stopping). A message the
+	// server sent just as the poll was cancelled is dropped by the client
+	// and redelivered after AckWait: rare, and never a loss.
+	withdraw := func(p int, use func(jetstream.Msg)) {
+		polls[p].cancel()
+		for m := range polls[p].ch {
+			polls[p].got = true
+			reserved--
+			use(m)
+		}
+		if !polls[p].got {
+			reserved--
+		}
+		polls[p] = longPoll{}
+	}
 	defer func() {
-		// Release what the long polls still deliver: the consumer is
-		// stopping and will run nothing more.
-		for p := range idle {
-			if idle[p].batch != nil {
-				idle[p].cancel()
-				for m := range idle[p].ch {
-					_ = m.Nak()
-				}
+		for p := range polls {
+			if polls[p].batch != nil {
+				withdraw(p, func(m jetstream.Msg) { _ = m.Nak() })
 			}
 		}
 	}()
@@ -245,45 +266,56 @@ func (c *Consumer) fetchLoop() {
 			return
 		}
 		free := c.capacity - int(c.held.Load()) - reserved
-		if free > 0 && !waiting {
-			n, err := c.pollRound(free)
+		if free >= c.threshold && (hot[0] || hot[1] || hot[2]) {
+			n, err := c.pollRound(free, &hot)
 			if err != nil {
-				errors++
+				fails++
 				c.cfg.logger.Warn("natsbroker: fetch", "queue", c.cfg.queue, "error", err)
-				if !c.pause(errors) {
+				if !c.pause(fails) {
 					return
 				}
 				continue
 			}
-			errors = 0
+			fails = 0
 			if n > 0 {
 				continue
 			}
-			for p := range idle {
-				if idle[p].batch != nil || c.cfg.weights[p] == 0 && c.othersWeighted(p) {
-					continue
+		}
+		if free < c.threshold && reserved > 0 && (hot[0] || hot[1] || hot[2]) &&
+			c.capacity-int(c.held.Load()) >= c.threshold {
+			// The long polls of cold priorities hold the capacity a hot
+			// priority needs (a consumer with few workers): withdraw them
+			// rather than leave workers idle until the polls expire.
+			for p := range polls {
+				if polls[p].batch != nil {
+					withdraw(p, func(m jetstream.Msg) {
+						hot[p] = true
+						c.dispatch(m)
+					})
 				}
-				if c.capacity-int(c.held.Load())-reserved <= 0 {
-					break
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), c.cfg.pollWait)
-				b, err := c.cons[p].Fetch(1, jetstream.FetchContext(ctx))
-				if err != nil {
-					cancel()
-					continue
-				}
-				idle[p] = idlePoll{batch: b, ch: b.Messages(), cancel: cancel}
-				reserved++
 			}
-			waiting = reserved > 0 || anyPoll(&idle)
-			if !waiting {
-				// Could not even send a poll: wait a little, then retry.
-				errors++
-				if !c.pause(errors) {
-					return
-				}
+			continue
+		}
+		for p := range polls {
+			if hot[p] || polls[p].batch != nil {
 				continue
 			}
+			if c.capacity-int(c.held.Load())-reserved <= 0 {
+				break
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.pollWait)
+			b, err := c.cons[p].Fetch(1, jetstream.FetchContext(ctx))
+			if err != nil {
+				cancel()
+				fails++
+				c.cfg.logger.Warn("natsbroker: long poll", "queue", c.cfg.queue, "error", err)
+				if !c.pause(fails) {
+					return
+				}
+				break
+			}
+			polls[p] = longPoll{batch: b, ch: b.Messages(), cancel: cancel}
+			reserved++
 		}
 		var (
 			p  int
@@ -291,11 +323,11 @@ func (c *Consumer) fetchLoop() {
 			ok bool
 		)
 		select {
-		case m, ok = <-idle[prioHigh].ch:
+		case m, ok = <-polls[prioHigh].ch:
 			p = prioHigh
-		case m, ok = <-idle[prioDefault].ch:
+		case m, ok = <-polls[prioDefault].ch:
 			p = prioDefault
-		case m, ok = <-idle[prioLow].ch:
+		case m, ok = <-polls[prioLow].ch:
 			p = prioLow
 		case <-c.freed:
 			continue
@@ -304,54 +336,30 @@ func (c *Consumer) fetchLoop() {
 		}
 		if ok {
 			reserved--
-			idle[p].got = true
+			polls[p].got = true
+			hot[p] = true
 			c.dispatch(m)
-			waiting = false
 			continue
 		}
-		if !idle[p].got {
+		if !polls[p].got {
 			reserved--
 		}
-		err := idle[p].batch.Error()
-		idle[p].cancel()
-		idle[p] = idlePoll{}
+		err := polls[p].batch.Error()
+		polls[p].cancel()
+		polls[p] = longPoll{}
 		if err != nil && !isTimeout(err) {
+			fails++
 			c.cfg.logger.Warn("natsbroker: long poll", "queue", c.cfg.queue, "error", err)
-			errors++
-			if !c.pause(errors) {
+			if !c.pause(fails) {
 				return
 			}
 		}
-		if !anyPoll(&idle) {
-			waiting = false
-		}
 	}
-}
-
-func anyPoll(idle *[numPriorities]idlePoll) bool {
-	for p := range idle {
-		if idle[p].batch != nil {
-			return true
-		}
-	}
-	return false
 }
 
 func isTimeout(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, jetstream.ErrNoMessages)
-}
-
-// othersWeighted reports whether a priority other than p has a weight, so
-// that a zero-weight p need not be long-polled... it still is polled in
-// rounds, last.
-func (c *Consumer) othersWeighted(p int) bool {
-	for i, w := range c.cfg.weights {
-		if i != p && w > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // pause waits before the next fetch after n consecutive errors (the
@@ -369,23 +377,31 @@ func (c *Consumer) pause(n int) bool {
 	}
 }
 
-// pollRound fetches without waiting from each priority in weighted random
-// order until free capacity is used up, and returns how many messages it
-// dispatched.
-func (c *Consumer) pollRound(free int) (int, error) {
+// pollRound sends a no-wait fetch to each hot priority, in weighted random
+// order, until the free capacity is used up; a priority that returns
+// nothing turns cold. It returns how many messages it dispatched.
+func (c *Consumer) pollRound(free int, hot *[numPriorities]bool) (int, error) {
 	total := 0
 	for _, p := range c.order() {
 		if free <= 0 {
 			break
 		}
+		if !hot[p] {
+			continue
+		}
 		b, err := c.cons[p].FetchNoWait(min(free, c.cfg.maxBatch))
 		if err != nil {
 			return total, err
 		}
+		got := 0
 		for m := range b.Messages() {
 			c.dispatch(m)
-			free--
-			total++
+			got++
+		}
+		free -= got
+		total += got
+		if got == 0 {
+			hot[p] = false
 		}
 		if err := b.Error(); err != nil && !isTimeout(err) {
 			return total, err
@@ -396,19 +412,20 @@ func (c *Consumer) pollRound(free int) (int, error) {
 
 // order returns the priorities in a random order drawn by weight: each
 // position goes to one of the remaining priorities with probability
-// proportional to its weight. Zero weights come last, high first.
+// proportional to its weight. Zero weights come last.
 func (c *Consumer) order() [numPriorities]int {
 	var out [numPriorities]int
-	rest := []int{prioHigh, prioDefault, prioLow}
+	rest := [numPriorities]int{prioHigh, prioDefault, prioLow}
+	n := numPriorities
 	for i := range out {
 		sum := 0
-		for _, p := range rest {
+		for _, p := range rest[:n] {
 			sum += c.cfg.weights[p]
 		}
 		pick := 0
 		if sum > 0 {
 			r := rand.IntN(sum)
-			for j, p := range rest {
+			for j, p := range rest[:n] {
 				if r < c.cfg.weights[p] {
 					pick = j
 					break
@@ -417,7 +434,8 @@ func (c *Consumer) order() [numPriorities]int {
 			}
 		}
 		out[i] = rest[pick]
-		rest = append(rest[:pick], rest[pick+1:]...)
+		copy(rest[pick:], rest[pick+1:n])
+		n--
 	}
 	return out
 }
@@ -516,10 +534,11 @@ func (c *Consumer) complete(out taskpool.Outcome) {
 		return
 	}
 	c.finish(f, out)
-	c.held.Add(-1)
-	select {
-	case c.freed <- struct{}{}:
-	default:
+	if held := c.held.Add(-1); int(held) <= c.capacity-c.threshold {
+		select {
+		case c.freed <- struct{}{}:
+		default:
+		}
 	}
 }
 

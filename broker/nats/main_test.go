@@ -12,9 +12,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/taskpool/taskpool"
 	natsbroker "github.com/taskpool/taskpool/broker/nats"
 	"github.com/taskpool/taskpool/broker/nats/devserver"
-	"github.com/taskpool/taskpool"
 )
 
 func TestMain(m *testing.M) {

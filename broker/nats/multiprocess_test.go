@@ -17,8 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	natsbroker "github.com/taskpool/taskpool/broker/nats"
 	"github.com/taskpool/taskpool"
+	natsbroker "github.com/taskpool/taskpool/broker/nats"
 )
 
 // Worker mode: TestMain runs runWorker instead of the tests when workerEnv

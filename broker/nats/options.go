@@ -54,6 +54,7 @@ type config struct {
 	uniqueTTL     time.Duration
 	publishWindow int
 	clientDelays  bool
+	asyncPersist  bool
 	logger        *slog.Logger
 
 	// Consumer only.
@@ -138,6 +139,19 @@ func WithCodec(cd Codec) Option {
 func WithMemoryStorage() Option {
 	return optionFunc(func(c *config) error {
 		c.storage = jetstream.MemoryStorage
+		return nil
+	})
+}
+
+// WithAsyncPersist makes the file-stored task stream write to disk in the
+// background instead of on every message (nats-server 2.12+ async persist
+// mode): much cheaper per task, but tasks stored in the last moments
+// before the server process crashes may be lost (a clean shutdown loses
+// nothing). It needs file storage and one replica. The default is off. It
+// applies when the task stream is created; older servers ignore it.
+func WithAsyncPersist() Option {
+	return optionFunc(func(c *config) error {
+		c.asyncPersist = true
 		return nil
 	})
 }

@@ -278,10 +278,9 @@ func (p *Producer) message(t taskpool.Task, at time.Time) (*nats.Msg, error) {
 	msg := &nats.Msg{
 		Subject: p.q.task[prioIndex(t.Priority)],
 		Data:    data,
-		Header:  make(nats.Header, 4),
+		Header:  make(nats.Header, 1),
 	}
 	msg.Header.Set(jetstream.MsgIDHeader, t.ID)
-	msg.Header.Set(HeaderType, t.Type)
 	if !at.IsZero() {
 		if p.q.schedules {
 			// A one-shot server-side schedule: the server publishes the

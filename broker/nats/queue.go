@@ -13,9 +13,6 @@ import (
 
 // Message headers written by the package. Nats-Msg-Id carries the task ID.
 const (
-	// HeaderType is the task type, for tools that route or inspect
-	// messages without decoding them.
-	HeaderType = "Taskpool-Type"
 	// HeaderNotBefore holds the earliest run time (RFC 3339, nanoseconds)
 	// of a task delayed by the client-side fallback.
 	HeaderNotBefore = "Taskpool-Not-Before"
@@ -164,6 +161,7 @@ func provision(ctx context.Context, js jetstream.JetStream, c *config) (*queue, 
 		// periodic tasks. Older servers ignore the field; the config they
 		// return says so, and delays fall back to the client side.
 		AllowMsgSchedules: !c.clientDelays,
+		PersistMode:       persistMode(c),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("natsbroker: stream %s: %w", n.stream, err)
@@ -217,6 +215,13 @@ func (q *queue) releaseUnique(ctx context.Context, k, id string) error {
 		return fmt.Errorf("natsbroker: release unique key %q: %w", k, err)
 	}
 	return nil
+}
+
+func persistMode(c *config) jetstream.PersistModeType {
+	if c.asyncPersist && c.storage == jetstream.FileStorage {
+		return jetstream.AsyncPersistMode
+	}
+	return jetstream.DefaultPersistMode
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }

@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	natsbroker "github.com/taskpool/taskpool/broker/nats"
 	"github.com/taskpool/taskpool"
+	natsbroker "github.com/taskpool/taskpool/broker/nats"
 )
 
 func TestServerRestartMidRun(t *testing.T) {

@@ -1,0 +1,87 @@
+package natsbroker_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskpool/taskpool"
+	natsbroker "github.com/taskpool/taskpool/broker/nats"
+)
+
+// BenchmarkEndToEnd measures enqueue → handled → acked throughput through
+// an embedded server on loopback, with 1, 2 and 4 consumers (each on its
+// own connection, as separate processes would be) sharing the queue, and
+// one producer enqueueing with EnqueueBatch. The handler does nothing, so
+// this is the broker's own cost. The tasks/s metric counts acked tasks
+// over the wall time from the first enqueue to the last ack.
+func BenchmarkEndToEnd(b *testing.B) {
+	for _, storage := range []string{"file", "file-async", "memory"} {
+		for _, consumers := range []int{1, 2, 4} {
+			b.Run(fmt.Sprintf("storage=%s/consumers=%d", storage, consumers), func(b *testing.B) {
+				benchEndToEnd(b, storage, consumers)
+			})
+		}
+	}
+}
+
+func benchEndToEnd(b *testing.B, storage string, consumers int) {
+	b.ReportAllocs()
+	srv := startServer(b)
+	opts := []natsbroker.Option{natsbroker.WithQueue("bench")}
+	switch storage {
+	case "memory":
+		opts = append(opts, natsbroker.WithMemoryStorage())
+	case "file-async":
+		opts = append(opts, natsbroker.WithAsyncPersist())
+	}
+	var acked atomic.Int64
+	done := make(chan struct{})
+	want := int64(b.N)
+	reg := taskpool.NewRegistry()
+	require.NoError(b, reg.HandleFunc("noop", func(context.Context, taskpool.Task) error { return nil }))
+	copts := append(opts,
+		natsbroker.WithWorkers(8),
+		natsbroker.WithPrefetch(512),
+		natsbroker.WithMaxBatch(256),
+		natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) {
+			if a == natsbroker.ActionAck && acked.Add(1) == want {
+				close(done)
+			}
+		}))
+	for range consumers {
+		_, js := connect(b, srv.URL())
+		startConsumer(b, js, reg, copts...)
+	}
+	_, pjs := connect(b, srv.URL())
+	ctx := ctxT(b)
+	prod, err := natsbroker.NewProducer(ctx, pjs, opts...)
+	require.NoError(b, err)
+	batch := make([]taskpool.Task, 10000)
+
+	b.ResetTimer()
+	start := time.Now()
+	for sent := 0; sent < b.N; sent += len(batch) {
+		k := min(len(batch), b.N-sent)
+		for i := range k {
+			batch[i] = taskpool.Task{ID: fmt.Sprint("t", sent+i), Type: "noop"}
+		}
+		if _, err := prod.EnqueueBatch(ctx, batch[:k]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	enq := time.Since(start)
+	select {
+	case <-done:
+	case <-ctx.Done():
+		b.Fatalf("only %d of %d tasks acked", acked.Load(), b.N)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tasks/s")
+	b.ReportMetric(float64(b.N)/enq.Seconds(), "enqueued/s")
+}
