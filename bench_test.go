@@ -42,17 +42,24 @@ func benchRegistry(b *testing.B, typ string, h taskpool.HandlerFunc) *taskpool.R
 	return reg
 }
 
-// runScheduler submits b.N tasks from one goroutine and waits for them all.
-func runScheduler(b *testing.B, h taskpool.HandlerFunc, opts ...taskpool.Option) {
+// startBench returns a started scheduler over reg.
+func startBench(b *testing.B, reg *taskpool.Registry, opts ...taskpool.Option) *taskpool.Scheduler {
 	b.Helper()
-	b.ReportAllocs()
-	s, err := taskpool.New(benchRegistry(b, "t", h), opts...)
+	s, err := taskpool.New(reg, opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
 	if err := s.Start(); err != nil {
 		b.Fatal(err)
 	}
+	return s
+}
+
+// runScheduler submits b.N tasks from one goroutine and waits for them all.
+func runScheduler(b *testing.B, h taskpool.HandlerFunc, opts ...taskpool.Option) {
+	b.Helper()
+	b.ReportAllocs()
+	s := startBench(b, benchRegistry(b, "t", h), opts...)
 	ctx := context.Background()
 	task := taskpool.Task{Type: "t"}
 	b.ResetTimer()
@@ -156,13 +163,7 @@ func BenchmarkFuture(b *testing.B) {
 		t.SetResult(nil)
 		return nil
 	})
-	s, err := taskpool.New(reg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		b.Fatal(err)
-	}
+	s := startBench(b, reg)
 	defer s.Stop(context.Background())
 	ctx := context.Background()
 	task := taskpool.Task{Type: "t"}
@@ -191,13 +192,7 @@ func BenchmarkParallelSubmit(b *testing.B) {
 	for _, producers := range []int{2, 4, 8, 16} {
 		b.Run(fmt.Sprintf("producers=%d", producers), func(b *testing.B) {
 			b.ReportAllocs()
-			s, err := taskpool.New(benchRegistry(b, "t", trivial))
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := s.Start(); err != nil {
-				b.Fatal(err)
-			}
+			s := startBench(b, benchRegistry(b, "t", trivial))
 			ctx := context.Background()
 			task := taskpool.Task{Type: "t"}
 			// RunParallel starts parallelism × GOMAXPROCS goroutines.
@@ -232,13 +227,7 @@ func BenchmarkQueuedMemory(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		s, err := taskpool.New(reg, taskpool.WithWorkers(1), taskpool.WithQueueSize(queued))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := s.Start(); err != nil {
-			b.Fatal(err)
-		}
+		s := startBench(b, reg, taskpool.WithWorkers(1), taskpool.WithQueueSize(queued))
 		for range queued {
 			if err := s.Submit(context.Background(), taskpool.Task{Type: "t"}); err != nil {
 				b.Fatal(err)
@@ -271,13 +260,7 @@ func BenchmarkDelayed(b *testing.B) {
 		done.Done()
 		return nil
 	})
-	s, err := taskpool.New(reg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		b.Fatal(err)
-	}
+	s := startBench(b, reg)
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
@@ -322,18 +305,12 @@ func BenchmarkRetryStorm(b *testing.B) {
 	// retries still waiting instead of running them.
 	var finished atomic.Int64
 	allDone := make(chan struct{})
-	s, err := taskpool.New(reg, taskpool.WithRetry(3, taskpool.ConstantBackoff(0)),
+	s := startBench(b, reg, taskpool.WithRetry(3, taskpool.ConstantBackoff(0)),
 		taskpool.WithCompletionHook(func(taskpool.Outcome) {
 			if finished.Add(1) == int64(b.N) {
 				close(allDone)
 			}
 		}))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		b.Fatal(err)
-	}
 	ctx := context.Background()
 	fail, ok := taskpool.Task{Type: "t", Params: true}, taskpool.Task{Type: "t", Params: false}
 	start := time.Now()
@@ -362,13 +339,7 @@ var errRetry = errors.New("retry me")
 // priority trivial tasks.
 func BenchmarkPriorityMix(b *testing.B) {
 	b.ReportAllocs()
-	s, err := taskpool.New(benchRegistry(b, "t", trivial))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		b.Fatal(err)
-	}
+	s := startBench(b, benchRegistry(b, "t", trivial))
 	ctx := context.Background()
 	tasks := []taskpool.Task{{Type: "t", Priority: taskpool.PriorityHigh}}
 	for range 8 {

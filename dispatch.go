@@ -44,22 +44,10 @@ func (s *Scheduler) dispatch() {
 	for {
 		e, ok := s.poll()
 		for !ok {
-			select {
-			case e := <-s.loaded(0):
-				s.hold(0, e)
-			case e := <-s.loaded(1):
-				s.hold(1, e)
-			case e := <-s.loaded(2):
-				s.hold(2, e)
-			case <-s.queueAdded:
-			case <-s.resized:
-				s.shrinkIdle()
-			case <-s.quit:
+			if s.await(s.quit) {
 				s.drain(buf)
 				return
 			}
-			// Several queues may have become ready at once, and select
-			// picks among them at random: choose again by priority.
 			e, ok = s.takeOne()
 		}
 		buf = append(buf, e)
@@ -69,6 +57,28 @@ func (s *Scheduler) dispatch() {
 		buf = s.handoff(reg, s.fill(buf))
 		s.announceRoom()
 	}
+}
+
+// await parks the dispatcher until a task arrives, a queue is made, Resize
+// asks for fewer workers, or stop is closed, and reports whether stop was.
+// A task it receives is held for takeOne: several queues may become ready
+// at once, and select picks among them at random, so the caller chooses
+// again by priority.
+func (s *Scheduler) await(stop <-chan struct{}) bool {
+	select {
+	case e := <-s.loaded(0):
+		s.hold(0, e)
+	case e := <-s.loaded(1):
+		s.hold(1, e)
+	case e := <-s.loaded(2):
+		s.hold(2, e)
+	case <-s.queueAdded:
+	case <-s.resized:
+		s.shrinkIdle()
+	case <-stop:
+		return true
+	}
+	return false
 }
 
 // poll tries to take a task, yielding between tries, before the dispatcher
@@ -225,17 +235,7 @@ func (s *Scheduler) drain(buf []envelope) {
 			if quiesced {
 				break
 			}
-			select {
-			case e := <-s.loaded(0):
-				s.hold(0, e)
-			case e := <-s.loaded(1):
-				s.hold(1, e)
-			case e := <-s.loaded(2):
-				s.hold(2, e)
-			case <-s.queueAdded:
-			case <-s.quiesced:
-				quiesced = true
-			}
+			quiesced = s.await(s.quiesced)
 			continue
 		}
 		if s.abandon.Load() {
