@@ -7,8 +7,10 @@
 // the task: [Limiter.Reserve] takes a token at that moment, borrowing
 // against the future when the bucket is empty, and returns how long the
 // task must wait. The reservation is consumed when the scheduler asks, so
-// a task delayed by the limiter starts at its reserved time without asking
-// again, and tasks held back one after another get successive slots.
+// a task delayed by the limiter becomes ready at its reserved time without
+// asking again, and tasks held back one after another get successive
+// slots. A task dropped while it waits (cancelled, or the scheduler
+// stopped) does not give its slot back.
 //
 // All of its time comes from the now passed to Reserve, which the
 // scheduler reads from its [taskpool.Clock], so a fake clock drives it.
