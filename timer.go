@@ -242,7 +242,7 @@ func (s *Scheduler) runTimers() {
 func (s *Scheduler) inject(te *timerEntry) bool {
 	e := te.env
 	if te.kind == kindPeriodic {
-		e.task.ID = te.id + "@" + strconv.FormatInt(te.at.Unix(), 10)
+		e.task.ID = te.id + "@" + te.at.UTC().Format(time.RFC3339Nano)
 		if e.task.UniqueKey != "" {
 			if err := s.uniq.acquire(e.task.UniqueKey, s.opts.clock.Now()); err != nil {
 				s.opts.logger.Warn("taskpool: periodic task skipped", "id", e.task.ID, "error", err)
@@ -359,7 +359,8 @@ func (s *Scheduler) Cancel(id string) error {
 
 // SchedulePeriodic submits a copy of t at every activation of sched (see
 // [Every] and the cron sub-module) until [Scheduler.Unschedule] or Stop.
-// Each copy gets the ID "<id>@<unix time of the activation>". An activation
+// Each copy gets the ID "<id>@<activation time>", the time in UTC as
+// RFC 3339 with nanoseconds. An activation
 // missed while the queue was full is not replayed. It returns an error
 // wrapping [ErrInvalidOption] for an empty id, a nil or empty schedule, or
 // [ErrDuplicateTask] for an id already scheduled, and the errors of
