@@ -69,8 +69,8 @@ type Scheduler struct {
 	// WithQueueSize costs memory only for the priorities in use.
 	queues     [numPriorities]atomic.Pointer[chan envelope]
 	queueMu    sync.Mutex
-	queueAdded chan struct{} // tells the dispatcher a queue was made
-	idle   chan registration            // the channel of worker channels: workers with room for work
+	queueAdded chan struct{}     // tells the dispatcher a queue was made
+	idle       chan registration // the channel of worker channels: workers with room for work
 
 	mu      sync.Mutex // serialises Start, Stop and Resize; guards workers
 	state   atomic.Int32
