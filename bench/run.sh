@@ -5,6 +5,8 @@
 #   benchstat.txt   benchstat's summary of raw.txt
 #   results.md      medians, allocations, ratios and the machine
 #   throughput.svg/.png, latency.svg/.png   charts drawn by cmd/report
+#   contention.txt  per round and workload, the share of the machine's CPU
+#                   that other processes used meanwhile
 #
 # It builds the test binary once and runs it in interleaved rounds: each
 # round runs every workload once, so a slow phase of the machine hits all
@@ -59,8 +61,17 @@ else
 	core="commit $commit, clean"
 fi
 
+# busy prints the CPU time, in clock ticks, that the machine has spent
+# on anything but idling since boot.
+busy() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
+ticks=$(getconf CLK_TCK)
+ncpu=$(nproc)
+
 raw=$out/raw.txt.tmp
+contention=$out/contention.txt.tmp
 : >"$raw"
+echo "# round workload wall_s own_cpu_s others_cpu_pct (the share of all $ncpu cores used by other processes)" >"$contention"
+TIMEFORMAT='%R %U %S'
 for ((r = 1; r <= rounds; r++)); do
 	for w in "${workloads[@]}"; do
 		read -r name benchtime <<<"$w"
@@ -68,11 +79,21 @@ for ((r = 1; r <= rounds; r++)); do
 			benchtime=1x
 		fi
 		echo "round $r/$rounds: $name ($benchtime)"
-		"$tmp/bench.test" -test.run '^$' -test.bench "^Benchmark$name\$" \
-			-test.benchtime "$benchtime" -test.timeout 10m >>"$raw"
+		before=$(busy)
+		# time reports to the group's stderr, the file; the benchmark's
+		# own stderr still goes to ours (fd 3).
+		{ time "$tmp/bench.test" -test.run '^$' -test.bench "^Benchmark$name\$" \
+			-test.benchtime "$benchtime" -test.timeout 10m >>"$raw" 2>&3; } 3>&2 2>"$tmp/time"
+		after=$(busy)
+		read -r wall user sys <"$tmp/time"
+		awk -v r="$r" -v n="$name" -v w="$wall" -v u="$user" -v s="$sys" \
+			-v d="$((after - before))" -v t="$ticks" -v c="$ncpu" \
+			'BEGIN { own = u + s; others = d / t - own; if (others < 0) others = 0
+			         printf "%d %s %.2f %.2f %.1f\n", r, n, w, own, 100 * others / (w * c) }' >>"$contention"
 	done
 done
 mv "$raw" "$out/raw.txt"
+mv "$contention" "$out/contention.txt"
 elapsed=$(($(date +%s) - start))
 
 echo "summarising"
@@ -85,7 +106,8 @@ go run "$BENCHSTAT" "$out/raw.txt" >"$out/benchstat.txt"
 } >>"$out/benchstat.txt"
 
 duration="$((elapsed / 60))m$((elapsed % 60))s for $rounds rounds (the benchmarks; building and reporting add well under a minute)"
-go run ./cmd/report -raw "$out/raw.txt" -out "$out" -core "$core" -duration "$duration" -rounds "$rounds"
+go run ./cmd/report -raw "$out/raw.txt" -contention "$out/contention.txt" -out "$out" \
+	-core "$core" -duration "$duration" -rounds "$rounds"
 
 echo "done in $(($(date +%s) - start))s: $out/results.md"
 if [[ ${QUICK:-} == 1 ]]; then

@@ -12,10 +12,12 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -33,6 +35,7 @@ func run() error {
 	core := flag.String("core", "unknown", "the core module's commit and state")
 	duration := flag.String("duration", "", "how long run.sh took")
 	rounds := flag.String("rounds", "?", "how many interleaved rounds ran")
+	contention := flag.String("contention", "", "run.sh's record of the CPU other processes used, if any")
 	flag.Parse()
 
 	f, err := os.Open(*raw)
@@ -74,11 +77,53 @@ func run() error {
 		rounds:    *rounds,
 		charts:    charts,
 	}
+	if *contention != "" {
+		f, err := os.Open(*contention)
+		if err != nil {
+			return err
+		}
+		m.others, err = parseContention(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", *contention, err)
+		}
+	}
 	var md bytes.Buffer
 	if err := writeMarkdown(&md, res, m); err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(*out, "results.md"), md.Bytes(), 0o644)
+}
+
+// parseContention reads run.sh's contention.txt: per line a round, a
+// workload, the wall and own CPU seconds and the percentage of the
+// machine's CPU that other processes used. It returns the percentages by
+// workload, in order of first appearance.
+func parseContention(r io.Reader) ([]contention, error) {
+	var out []contention
+	index := map[string]int{}
+	sc := bufio.NewScanner(r)
+	for line := 1; sc.Scan(); line++ {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		if len(f) != 5 {
+			return nil, fmt.Errorf("line %d: want 5 fields, have %d", line, len(f))
+		}
+		pct, err := strconv.ParseFloat(f[4], 64)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", line, err)
+		}
+		i, ok := index[f[1]]
+		if !ok {
+			i = len(out)
+			index[f[1]] = i
+			out = append(out, contention{workload: f[1]})
+		}
+		out[i].pct = append(out[i].pct, pct)
+	}
+	return out, sc.Err()
 }
 
 func or(a, b string) string {

@@ -18,6 +18,14 @@ type machine struct {
 	duration  string // how long run.sh took
 	rounds    string
 	charts    []string
+	others    []contention // CPU other processes used, by workload
+}
+
+// contention is the share of the machine's CPU that other processes used
+// while a workload ran, one value per round.
+type contention struct {
+	workload string
+	pct      []float64
 }
 
 const (
@@ -54,7 +62,17 @@ func writeMarkdown(w io.Writer, res *results, m machine) error {
 	if m.duration != "" {
 		p.f("| run.sh wall time | %s |\n", m.duration)
 	}
-	p.f("\nThe machine is shared: other work ran beside the benchmarks, which is why they run in interleaved rounds.\n\n")
+	p.f("\nThe machine is shared: other work ran beside the benchmarks, which is why they run in interleaved rounds.")
+	if len(m.others) > 0 {
+		p.f(" The share of the machine's CPU (all %d cores) that other processes used while each workload ran, ", m.nproc)
+		p.f("from `/proc/stat` less the benchmark's own CPU time (`results/contention.txt` has every round):\n\n")
+		p.f("| workload | median | max |\n|---|--:|--:|\n")
+		for _, c := range m.others {
+			s := summarise(c.pct)
+			p.f("| %s | %.0f%% | %.0f%% |\n", c.workload, s.median, s.max)
+		}
+	}
+	p.f("\n\n")
 
 	p.summary(res)
 	for _, c := range m.charts {

@@ -130,6 +130,25 @@ func TestReport(t *testing.T) {
 	require.NoError(t, err)
 }
 
+func TestParseContention(t *testing.T) {
+	cs, err := parseContention(strings.NewReader(`# round workload wall_s own_cpu_s others_cpu_pct
+1 Trivial 9.50 13.00 3.2
+1 Latency 10.00 12.00 40.0
+2 Trivial 9.40 13.10 5.0
+`))
+	require.NoError(t, err)
+	require.Len(t, cs, 2)
+	assert.Equal(t, "Trivial", cs[0].workload)
+	assert.Equal(t, []float64{3.2, 5.0}, cs[0].pct)
+
+	_, err = parseContention(strings.NewReader("1 Trivial 9.5\n"))
+	assert.Error(t, err)
+
+	var md bytes.Buffer
+	require.NoError(t, writeMarkdown(&md, &results{}, machine{nproc: 2, others: cs}))
+	assert.Contains(t, md.String(), "| Trivial | 4% | 5% |")
+}
+
 func TestFmtNs(t *testing.T) {
 	tests := []struct {
 		give float64
