@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -65,4 +66,70 @@ func TestJSONCodecRejectsBadPayloads(t *testing.T) {
 			assert.Equal(t, tt.wantVers, err != nil && errors.Is(err, natsbroker.ErrUnsupportedVersion))
 		})
 	}
+}
+
+// FuzzJSONCodecDecode checks that Decode never panics and that its fast
+// path agrees with the encoding/json reference on every input.
+func FuzzJSONCodecDecode(f *testing.F) {
+	var c natsbroker.JSONCodec
+	for _, task := range []taskpool.Task{
+		{ID: "a", Type: "t"},
+		{ID: "id-1", Type: "email.send", Params: emailParams{To: "a@b"}, Priority: -1, UniqueKey: "k", MaxAttempts: 3, Timeout: time.Second},
+		{ID: "ünï\"code\\", Type: "t\n", Params: json.RawMessage(`{"a":[1,"}",{"b":null}]}`), Timeout: -1},
+	} {
+		data, err := c.Encode(task)
+		require.NoError(f, err)
+		f.Add(data)
+	}
+	for _, s := range []string{
+		`{"v":1,"id":"a","type":"t","ID":"b"}`,
+		`{"v":1,"id":"a","type":"t","priority":300}`,
+		`{"v":1.0,"id":"a","type":"t"}`,
+		`{"v":1,"id":null,"type":"t"}`,
+		`{"v":1,"id":"a","type":"t","params":null}`,
+		`{"v":1,"id":"a","id":"b","type":"t"}`,
+		` { "v" : 1 , "id" : "a\u0041" , "type" : "t" , "x" : [ {"y":"\"}"} ] } `,
+		"{\"v\":1,\"id\":\"\xff\",\"type\":\"t\"}",
+		`{"v":1,"id":"a","type":"t"} trailing`,
+		`[]`, `""`, `{}`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := c.Decode(data)
+		want, wantErr := natsbroker.ReferenceDecode(data)
+		if wantErr != nil {
+			require.Error(t, err)
+			require.ErrorIs(t, err, natsbroker.ErrBadPayload)
+			return
+		}
+		require.NoError(t, err)
+		require.Equal(t, want, got)
+	})
+}
+
+// FuzzJSONCodecRoundTrip checks that every task Encode accepts decodes to
+// itself (strings as encoding/json would carry them).
+func FuzzJSONCodecRoundTrip(f *testing.F) {
+	f.Add("id", "type", "", int8(0), 0, int64(0))
+	f.Add("ü\"\\<>&\x01", "t\u2028", "key\xff", int8(-1), 7, int64(-5))
+	var c natsbroker.JSONCodec
+	f.Fuzz(func(t *testing.T, id, typ, key string, prio int8, maxAttempts int, timeoutMS int64) {
+		in := taskpool.Task{ID: id, Type: typ, UniqueKey: key, Priority: taskpool.Priority(prio),
+			MaxAttempts: maxAttempts, Timeout: time.Duration(timeoutMS) * time.Millisecond}
+		data, err := c.Encode(in)
+		require.NoError(t, err)
+		require.True(t, json.Valid(data))
+		want, wantErr := natsbroker.ReferenceDecode(data)
+		got, err := c.Decode(data)
+		require.Equal(t, wantErr != nil, err != nil)
+		require.Equal(t, want, got)
+		if err == nil && utf8.ValidString(id+typ+key) {
+			require.Equal(t, in.ID, got.ID)
+			require.Equal(t, in.Type, got.Type)
+			require.Equal(t, in.UniqueKey, got.UniqueKey)
+			require.Equal(t, in.Priority, got.Priority)
+			require.Equal(t, in.MaxAttempts, got.MaxAttempts)
+		}
+	})
 }
