@@ -181,7 +181,7 @@ func (res *results) pairedRatio(workload, a, b, unit string) (float64, bool) {
 }
 
 // quietThreshold is the largest overrun-% of a quiet round.
-const quietThreshold = 1.0
+const quietThreshold = 2.5
 
 // quiet returns the samples of lib for unit from the quiet rounds: those
 // in which at most quietThreshold percent of the latency tasks overran
