@@ -129,7 +129,7 @@ func (p *printer) throughput(res *results) {
 	p.f("submitted in chunks of 1024, then each waited for. ParallelSubmit: trivial tasks submitted by N goroutines at once.\n\n")
 	for _, w := range res.workloadsOf(kindThroughput) {
 		p.f("### %s\n\n", w)
-		p.f("| lib | ns/task | range | allocs/op | B/op | vs taskpool |\n|---|--:|--:|--:|--:|--:|\n")
+		p.f("| lib | ns/task | range | allocs/op | B/op | lib ÷ taskpool |\n|---|--:|--:|--:|--:|--:|\n")
 		for _, l := range res.libsOf(w) {
 			s := res.get(w, l, unitNsTask)
 			p.f("| %s | %s | %s | %s | %s | %s |\n", l, num(s), span(s, fmtNum),
