@@ -17,16 +17,22 @@ fi
 
 # Every module, the root first.
 mapfile -t modules < <(find . -name go.mod -not -path '*/vendor/*' -printf '%h\n' | sort)
+# Each step on its own: a failure marks the run failed, and the other
+# steps and modules still run so that one report shows every problem.
+step() {
+	echo "--- $m: $*"
+	if ! (cd "$m" && "$@"); then
+		echo "FAIL: $m: $*"
+		fail=1
+	fi
+}
 for m in "${modules[@]}"; do
 	echo "=== module $m"
-	(
-		cd "$m"
-		go vet ./...
-		go build ./...
-		go test -race -count=1 -timeout 10m ./...
-		# Benchmarks once each, no tests, to keep them compiling and running.
-		go test -count=1 -run "^$" -bench . -benchtime 1x -timeout 10m ./...
-	) || fail=1
+	step go vet ./...
+	step go build ./...
+	step go test -race -count=1 -timeout 10m ./...
+	# Benchmarks once each, no tests, to keep them compiling and running.
+	step go test -count=1 -run '^$' -bench . -benchtime 1x -timeout 10m ./...
 done
 
 if [ "$fail" -ne 0 ]; then
