@@ -145,3 +145,75 @@ func ExampleParamsAs() {
 	// {cat.png 64}
 	// {dog.png 32}
 }
+
+func ExampleWithRetry() {
+	reg := taskpool.NewRegistry()
+	_ = reg.HandleFunc("flaky", func(ctx context.Context, t taskpool.Task) error {
+		if t.Attempt < 3 {
+			fmt.Println("attempt", t.Attempt, "fails")
+			return errors.New("busy")
+		}
+		fmt.Println("attempt", t.Attempt, "succeeds")
+		return nil
+	}, taskpool.WithRetry(5, taskpool.ConstantBackoff(time.Millisecond)))
+	s, _ := taskpool.New(reg)
+	_ = s.Start()
+	defer s.Stop(context.Background())
+
+	f, _ := s.SubmitFuture(context.Background(), taskpool.Task{Type: "flaky"})
+	_, err := f.Wait(context.Background())
+	out, _ := f.Outcome()
+	fmt.Println(err, "after", out.Attempts, "attempts")
+	// Output:
+	// attempt 1 fails
+	// attempt 2 fails
+	// attempt 3 succeeds
+	// <nil> after 3 attempts
+}
+
+func ExampleScheduler_SubmitAfter() {
+	reg := taskpool.NewRegistry()
+	done := make(chan struct{})
+	_ = reg.HandleFunc("remind", func(ctx context.Context, t taskpool.Task) error {
+		fmt.Println("reminder", t.ID)
+		close(done)
+		return nil
+	})
+	s, _ := taskpool.New(reg, taskpool.WithCompletionHook(func(o taskpool.Outcome) {
+		if errors.Is(o.Err, taskpool.ErrCanceled) {
+			fmt.Println("cancelled", o.Task.ID)
+		}
+	}))
+	_ = s.Start()
+	ctx := context.Background()
+	_ = s.SubmitAfter(ctx, taskpool.Task{ID: "soon", Type: "remind"}, 10*time.Millisecond)
+	_ = s.SubmitAfter(ctx, taskpool.Task{ID: "later", Type: "remind"}, time.Hour)
+	_ = s.Cancel("later")
+
+	<-done
+	_ = s.Stop(ctx)
+	// Output:
+	// cancelled later
+	// reminder soon
+}
+
+func ExampleScheduler_SchedulePeriodic() {
+	reg := taskpool.NewRegistry()
+	ticks := make(chan string, 10)
+	_ = reg.HandleFunc("tick", func(ctx context.Context, t taskpool.Task) error {
+		ticks <- t.Type
+		return nil
+	})
+	s, _ := taskpool.New(reg)
+	_ = s.Start()
+	_ = s.SchedulePeriodic("heartbeat", taskpool.Every(5*time.Millisecond), taskpool.Task{Type: "tick"})
+	for range 3 {
+		fmt.Println(<-ticks)
+	}
+	_ = s.Unschedule("heartbeat")
+	_ = s.Stop(context.Background())
+	// Output:
+	// tick
+	// tick
+	// tick
+}
