@@ -237,6 +237,7 @@ func (c *Consumer) fetchLoop() {
 		hot      = [numPriorities]bool{true, true, true}
 		reserved int // capacity held by outstanding long polls
 		fails    int // consecutive fetch errors
+		rot      int // priority whose long poll starts first
 	)
 	// withdraw cancels the long poll of p and hands what it had already
 	// received to use (dispatch, or Nak when stopping). A message the
@@ -296,14 +297,30 @@ func (c *Consumer) fetchLoop() {
 			}
 			continue
 		}
+		// Long-poll the cold priorities. When there is not capacity for
+		// all of them (a consumer with few workers), the polls are short
+		// and start from a rotating priority, so that none waits long.
+		need, avail := 0, c.capacity-int(c.held.Load())-reserved
 		for p := range polls {
+			if !hot[p] && polls[p].batch == nil {
+				need++
+			}
+		}
+		wait := c.cfg.pollWait
+		if need > avail {
+			wait = min(wait, shortPollWait)
+		}
+		first := rot
+		rot = (rot + 1) % numPriorities
+		for k := range numPriorities {
+			p := (first + k) % numPriorities
 			if hot[p] || polls[p].batch != nil {
 				continue
 			}
 			if c.capacity-int(c.held.Load())-reserved <= 0 {
 				break
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.pollWait)
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
 			b, err := c.cons[p].Fetch(1, jetstream.FetchContext(ctx))
 			if err != nil {
 				cancel()
@@ -356,6 +373,10 @@ func (c *Consumer) fetchLoop() {
 		}
 	}
 }
+
+// shortPollWait bounds the long polls of a consumer that cannot poll every
+// empty priority at once.
+const shortPollWait = 100 * time.Millisecond
 
 func isTimeout(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||

@@ -414,3 +414,43 @@ func TestLongTaskKeepsLease(t *testing.T) {
 	assert.Equal(t, 1, <-done)
 	assert.EqualValues(t, 1, runs.Load(), "no redelivery while running")
 }
+
+// A consumer with fewer free workers than priorities cannot long-poll every
+// empty priority at once; no priority may starve for it.
+func TestFewWorkersEveryPriorityServed(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	release := make(chan struct{})
+	ran := make(chan string, 4)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("block", func(ctx context.Context, _ taskpool.Task) error {
+		ran <- "block"
+		<-release
+		return nil
+	}))
+	require.NoError(t, reg.HandleFunc("quick", func(_ context.Context, task taskpool.Task) error {
+		ran <- task.ID
+		return nil
+	}))
+	startConsumer(t, js, reg, natsbroker.WithWorkers(2))
+	prod, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	_, err = prod.Enqueue(ctx, taskpool.Task{Type: "block"})
+	require.NoError(t, err)
+	require.Equal(t, "block", <-ran)
+	// One worker left, three priorities to watch.
+	for _, prio := range []taskpool.Priority{taskpool.PriorityLow, taskpool.PriorityDefault, taskpool.PriorityHigh} {
+		id := "quick-" + prio.String()
+		_, err = prod.Enqueue(ctx, taskpool.Task{ID: id, Type: "quick", Priority: prio})
+		require.NoError(t, err)
+		select {
+		case got := <-ran:
+			assert.Equal(t, id, got)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s never ran", id)
+		}
+	}
+	close(release)
+}
