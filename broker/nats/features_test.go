@@ -103,6 +103,17 @@ func delayTest(t *testing.T, opts ...natsbroker.Option) {
 	r, err := prod.Enqueue(ctx, taskpool.Task{ID: "delayed", Type: "later"}, natsbroker.Delay(d))
 	require.NoError(t, err)
 	assert.WithinDuration(t, start.Add(d), r.RunAt, 100*time.Millisecond)
+	insp, err := natsbroker.NewInspector(ctx, js, opts...)
+	require.NoError(t, err)
+	info, err := insp.Queue(ctx)
+	require.NoError(t, err)
+	if fallback {
+		// The fallback stores delayed tasks as queued ones, which the
+		// consumer receives and defers.
+		assert.EqualValues(t, 2, info.Priorities[1].Pending+uint64(info.Priorities[1].InFlight))
+	} else {
+		assert.EqualValues(t, 1, info.Scheduled)
+	}
 	// Re-sending the same delayed task does not double it.
 	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "delayed", Type: "later"}, natsbroker.Delay(d))
 	require.NoError(t, err)
@@ -453,4 +464,43 @@ func TestFewWorkersEveryPriorityServed(t *testing.T) {
 		}
 	}
 	close(release)
+}
+
+// A delivery count past MaxAttempts (every earlier delivery ended without
+// an outcome: the worker died, or was stopped mid-task) dead-letters the
+// task without running it again.
+func TestAttemptsExhaustedByInterruptions(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	started := make(chan struct{}, 1)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("hang", func(ctx context.Context, _ taskpool.Task) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}))
+	c, err := natsbroker.NewConsumer(ctx, js, reg)
+	require.NoError(t, err)
+	require.NoError(t, c.Start())
+	prod, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "fragile", Type: "hang", MaxAttempts: 1})
+	require.NoError(t, err)
+	<-started
+	sctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	require.Error(t, c.Stop(sctx))
+
+	dead := make(chan taskpool.Outcome, 1)
+	startConsumer(t, js, reg, natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+		if a == natsbroker.ActionDeadLetter {
+			dead <- out
+		}
+	}))
+	out := <-dead
+	assert.ErrorIs(t, out.Err, natsbroker.ErrAttemptsExhausted)
+	assert.Equal(t, 2, out.Attempts)
+	assert.Len(t, started, 0, "not run again")
 }

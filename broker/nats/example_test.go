@@ -1,0 +1,105 @@
+package natsbroker_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/taskpool/taskpool"
+	natsbroker "github.com/taskpool/taskpool/broker/nats"
+	"github.com/taskpool/taskpool/broker/nats/devserver"
+)
+
+type Email struct {
+	To      string `json:"to"`
+	Subject string `json:"subject"`
+}
+
+// The same registry an in-process Scheduler uses runs distributed: a
+// Consumer in each worker process instead of Scheduler.Start, and
+// Producer.Enqueue instead of Scheduler.Submit.
+func Example() {
+	srv, err := devserver.Start(devserver.Options{}) // dev mode; production connects to a cluster
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, js, err := natsbroker.Connect(srv.URL())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nc.Close()
+	ctx := context.Background()
+
+	done := make(chan struct{})
+	reg := taskpool.NewRegistry()
+	_ = reg.HandleFunc("email.send", func(ctx context.Context, t taskpool.Task) error {
+		e, err := taskpool.ParamsAs[Email](t)
+		if err != nil {
+			return taskpool.SkipRetry(err)
+		}
+		fmt.Printf("sending %q to %s, attempt %d\n", e.Subject, e.To, t.Attempt)
+		close(done)
+		return nil
+	})
+
+	// Worker process.
+	c, err := natsbroker.NewConsumer(ctx, js, reg, natsbroker.WithWorkers(8))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		_ = c.Stop(sctx)
+	}()
+
+	// Any process.
+	p, err := natsbroker.NewProducer(ctx, js)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := p.Enqueue(ctx, taskpool.Task{Type: "email.send", Params: Email{To: "ada@example.com", Subject: "welcome"}}); err != nil {
+		log.Fatal(err)
+	}
+	<-done
+	// Output: sending "welcome" to ada@example.com, attempt 1
+}
+
+// Delayed and periodic tasks run on the server's schedules: a periodic
+// task registered by every replica of a service still runs once per tick.
+func ExampleProducer_Schedule() {
+	srv, err := devserver.Start(devserver.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, js, err := natsbroker.Connect(srv.URL())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nc.Close()
+	ctx := context.Background()
+	p, err := natsbroker.NewProducer(ctx, js)
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Due in an hour; cancellable until then.
+	r, err := p.Enqueue(ctx, taskpool.Task{ID: "reminder-42", Type: "email.send"}, natsbroker.Delay(time.Hour))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("scheduled", r.ID)
+	// Every day at 03:00 UTC (six-field cron, seconds first).
+	if err := p.Schedule(ctx, "nightly-cleanup", "0 0 3 * * *", taskpool.Task{Type: "cleanup"}); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(p.Cancel(ctx, "reminder-42"))
+	// Output:
+	// scheduled reminder-42
+	// <nil>
+}
