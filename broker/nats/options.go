@@ -41,8 +41,10 @@ const (
 	// DefaultUniqueTTL is the longest a unique key is held.
 	DefaultUniqueTTL = 24 * time.Hour
 	// DefaultPublishWindow is how many unconfirmed publishes
-	// [Producer.EnqueueBatch] keeps in flight.
-	DefaultPublishWindow = 4096
+	// [Producer.EnqueueBatch] keeps in flight. It stays below the
+	// JetStream context's own limit (jetstream.WithPublishAsyncMaxPending,
+	// 4000 by default), past which its async publishes stall.
+	DefaultPublishWindow = 2048
 )
 
 type config struct {
@@ -202,7 +204,8 @@ func WithUniqueTTL(d time.Duration) Option {
 }
 
 // WithPublishWindow sets how many publishes [Producer.EnqueueBatch] keeps
-// unconfirmed at once. The default is [DefaultPublishWindow].
+// unconfirmed at once. The default is [DefaultPublishWindow]. Keep it
+// below the JetStream context's jetstream.WithPublishAsyncMaxPending.
 func WithPublishWindow(n int) Option {
 	return optionFunc(func(c *config) error {
 		if n < 0 {
