@@ -90,14 +90,21 @@ func NewInspector(ctx context.Context, js jetstream.JetStream, opts ...Option) (
 // Queue returns the queue's depths and counts.
 func (i *Inspector) Queue(ctx context.Context) (QueueInfo, error) {
 	info := QueueInfo{Queue: i.cfg.queue}
-	st, err := i.q.tasks.Info(ctx, jetstream.WithSubjectFilter("taskpool."+i.cfg.queue+".>"))
+	// Count per literal subject: a wildcard filter would list every
+	// schedule subject (one per delayed task) in the reply.
+	st, err := i.q.tasks.Info(ctx)
 	if err != nil {
 		return info, fmt.Errorf("natsbroker: queue %s: %w", i.cfg.queue, err)
 	}
-	for subj, n := range st.State.Subjects {
-		if strings.HasPrefix(subj, i.q.schedPrefix) {
-			info.Scheduled += n
+	var stored [numPriorities]uint64
+	info.Scheduled = st.State.Msgs
+	for p := range stored {
+		ps, err := i.q.tasks.Info(ctx, jetstream.WithSubjectFilter(i.q.task[p]))
+		if err != nil {
+			return info, fmt.Errorf("natsbroker: queue %s: %w", i.cfg.queue, err)
 		}
+		stored[p] = ps.State.Subjects[i.q.task[p]]
+		info.Scheduled -= min(info.Scheduled, stored[p])
 	}
 	for p, prio := range []taskpool.Priority{taskpool.PriorityHigh, taskpool.PriorityDefault, taskpool.PriorityLow} {
 		pi := PriorityInfo{Priority: prio}
@@ -105,7 +112,7 @@ func (i *Inspector) Queue(ctx context.Context) (QueueInfo, error) {
 		switch {
 		case errors.Is(err, jetstream.ErrConsumerNotFound):
 			// No worker has started yet: everything stored is pending.
-			pi.Pending = st.State.Subjects[i.q.task[p]]
+			pi.Pending = stored[p]
 		case err != nil:
 			return info, fmt.Errorf("natsbroker: queue %s: %w", i.cfg.queue, err)
 		default:
@@ -120,8 +127,8 @@ func (i *Inspector) Queue(ctx context.Context) (QueueInfo, error) {
 			// Tasks put back with a delay are neither pending nor ack
 			// pending in the consumer's counts; the stream still holds
 			// them. Count them as pending.
-			if stored := st.State.Subjects[i.q.task[p]]; stored > c.NumPending+uint64(c.NumAckPending) {
-				pi.Pending = stored - uint64(c.NumAckPending)
+			if stored[p] > c.NumPending+uint64(c.NumAckPending) {
+				pi.Pending = stored[p] - uint64(c.NumAckPending)
 			}
 		}
 		info.Priorities = append(info.Priorities, pi)
