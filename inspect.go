@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -70,7 +71,8 @@ type TaskInfo struct {
 	Attempt int
 	// NextRun is when the task is due.
 	NextRun time.Time
-	// Reason is why it waits: "delayed", "retry" or "rate limited".
+	// Reason is why it waits: "delayed", "retry" or "rate limited"; or
+	// "running".
 	Reason string
 }
 
@@ -94,14 +96,15 @@ type Inspection struct {
 	Delayed []TaskInfo
 	// Periodic lists the periodic schedules, soonest first.
 	Periodic []PeriodicInfo
-	// Running counts the handlers running now.
-	Running int
+	// Running lists the tasks whose handler runs now. A worker moves on
+	// while the list is made, so it is a close view, not an instant's.
+	Running []TaskInfo
 	// Dead lists the dead letters, oldest first.
 	Dead []Outcome
 }
 
-// Inspect returns a snapshot of the queued, delayed, periodic, running and
-// dead tasks. It locks the timer heap while it copies it: inspection of a
+// Inspect returns a snapshot of the queued (counted), delayed, periodic,
+// running and dead tasks. It locks the timer heap while it copies it: inspection of a
 // heap of millions of tasks is not free.
 func (s *Scheduler) Inspect() Inspection {
 	var in Inspection
@@ -140,7 +143,14 @@ func (s *Scheduler) Inspect() Inspection {
 	q.mu.Unlock()
 	slices.SortFunc(in.Delayed, func(a, b TaskInfo) int { return a.NextRun.Compare(b.NextRun) })
 	slices.SortFunc(in.Periodic, func(a, b PeriodicInfo) int { return a.NextRun.Compare(b.NextRun) })
-	in.Running = s.Stats().Running
+	s.mu.Lock()
+	for w := range s.workers {
+		if ti, ok := w.running(); ok {
+			in.Running = append(in.Running, ti)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(in.Running, func(a, b TaskInfo) int { return strings.Compare(a.ID, b.ID) })
 	in.Dead = s.DeadLetters()
 	return in
 }

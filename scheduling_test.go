@@ -409,6 +409,11 @@ func TestConcurrencyLimitDoesNotHoldWorkers(t *testing.T) {
 	// Every free task runs while one limited task blocks and four wait.
 	require.Eventually(t, func() bool { return free.Load() == 20 }, waitFor, time.Millisecond)
 	require.Eventually(t, func() bool { return s.Inspect().WaitingForSlot["limited"] == 4 }, waitFor, time.Millisecond)
+	running := s.Inspect().Running
+	require.Len(t, running, 1)
+	assert.Equal(t, "limited", running[0].Type)
+	assert.Equal(t, "running", running[0].Reason)
+	assert.NotEmpty(t, running[0].ID)
 	close(release)
 	require.NoError(t, s.Stop(context.Background()))
 	assert.EqualValues(t, 1, peak.Load())

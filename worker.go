@@ -19,6 +19,15 @@ type worker struct {
 	next  int
 	slot  resultSlot
 
+	// For Inspect: cur is the index in batch of the task being run. The
+	// slots of a batch are not written until the batch is done, when mu
+	// is held, so a reader holding mu may copy batch[cur]. A task handed
+	// over by a concurrency limit, outside the batch, is in other.
+	mu       sync.Mutex
+	cur      atomic.Int32
+	other    envelope
+	hasOther bool
+
 	_        [64]byte // keep counters off the cache lines of other fields
 	counters counters
 	_        [64]byte
@@ -70,13 +79,21 @@ func (w *worker) run(spare []envelope) {
 	defer w.s.workersWG.Done()
 	for {
 		for w.next < len(w.batch) {
-			e := w.batch[w.next]
-			w.batch[w.next] = envelope{} // let the task be collected
+			i := w.next
 			w.next++
-			w.exec(e)
+			w.cur.Store(int32(i))
+			w.exec(w.batch[i])
+			if w.hasOther {
+				w.mu.Lock()
+				w.other, w.hasOther = envelope{}, false
+				w.mu.Unlock()
+			}
 		}
 		if w.batch != nil {
+			w.mu.Lock()
+			clear(w.batch) // let the tasks be collected
 			spare, w.batch = w.batch[:0], nil
+			w.mu.Unlock()
 		}
 		if w.s.shouldRetire() {
 			w.retire()
@@ -88,8 +105,29 @@ func (w *worker) run(spare []envelope) {
 			w.retire()
 			return
 		}
+		w.mu.Lock()
 		w.batch, w.next = b, 0
+		w.mu.Unlock()
 	}
+}
+
+// running describes the task the worker is running, if any.
+func (w *worker) running() (TaskInfo, bool) {
+	if w.counters.ticks.Load()&1 == 0 {
+		return TaskInfo{}, false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var t Task
+	switch i := int(w.cur.Load()); {
+	case w.hasOther:
+		t = w.other.task
+	case i < len(w.batch):
+		t = w.batch[i].task
+	default:
+		return TaskInfo{}, false
+	}
+	return TaskInfo{ID: t.ID, Type: t.Type, Priority: t.Priority, Attempt: max(t.Attempt, 1), Reason: "running"}, true
 }
 
 // receive waits for the next batch. It yields a few times before parking:
@@ -163,6 +201,9 @@ func (w *worker) exec(e envelope) {
 			return
 		}
 		next, ok := e.slot.release()
+		w.mu.Lock()
+		w.other, w.hasOther = next, ok
+		w.mu.Unlock()
 		if !ok {
 			return
 		}
