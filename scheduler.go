@@ -71,6 +71,7 @@ type Scheduler struct {
 	queueMu    sync.Mutex
 	queueAdded chan struct{}     // tells the dispatcher a queue was made
 	idle       chan registration // the channel of worker channels: workers with room for work
+	procs      int32             // GOMAXPROCS at Start: workers spin before parking only up to this many
 
 	mu      sync.Mutex // serialises Start, Stop and Resize; guards workers
 	state   atomic.Int32
@@ -206,6 +207,7 @@ func (s *Scheduler) Start() error {
 	s.ids.prefix = randomPrefix()
 	s.timers.prefix = s.ids.prefix
 	s.target.Store(int32(s.opts.workers))
+	s.procs = int32(runtime.GOMAXPROCS(0))
 	for range s.opts.workers {
 		s.startWorker()
 	}
