@@ -42,6 +42,10 @@ func weightedCycle(w [numPriorities]int) []int {
 func (s *Scheduler) dispatch() {
 	buf := make([]envelope, 0, s.opts.batchSize)
 	for {
+		if s.paused.Load() && s.pause.wait(s.quit) {
+			s.drain(buf)
+			return
+		}
 		e, ok := s.poll()
 		for !ok {
 			if s.await(s.quit) {

@@ -117,6 +117,26 @@ func ExampleScheduler_Stop() {
 	// 2 tasks did not run
 }
 
+// Pause holds tasks back, for a maintenance window or while a dependency
+// is down; the queue fills and Submit applies backpressure as usual.
+func ExampleScheduler_Pause() {
+	reg := taskpool.NewRegistry()
+	_ = reg.HandleFunc("report", func(_ context.Context, t taskpool.Task) error {
+		fmt.Println("report", t.Params)
+		return nil
+	})
+	s, _ := taskpool.New(reg, taskpool.WithWorkers(1))
+	_ = s.Start()
+	_ = s.Pause()
+	_ = s.Submit(context.Background(), taskpool.Task{Type: "report", Params: 1})
+	fmt.Println("paused, queued:", s.Stats().Queued)
+	_ = s.Resume()
+	_ = s.Stop(context.Background())
+	// Output:
+	// paused, queued: 1
+	// report 1
+}
+
 func ExampleRegistry_HandleFunc() {
 	reg := taskpool.NewRegistry()
 	err := reg.HandleFunc("report", func(ctx context.Context, t taskpool.Task) error { return nil })

@@ -113,6 +113,9 @@ type Scheduler struct {
 	notRun   atomic.Uint64 // accepted tasks dropped by Stop
 	canceled atomic.Uint64 // tasks removed by Cancel
 
+	pause  pauseGate
+	paused atomic.Bool // pause.on, read without a lock on the task path
+
 	target  atomic.Int32 // worker count asked for by Resize
 	live    atomic.Int32 // workers started and not yet retired
 	resized chan struct{}
@@ -467,6 +470,7 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 			s.quiesce.Do(func() { close(s.quiesced) })
 		}
 		close(s.quit)
+		s.resumeLocked()
 		s.opts.logger.Debug("taskpool: stopping")
 	}
 	s.mu.Unlock()
@@ -539,6 +543,8 @@ type Stats struct {
 	Canceled uint64
 	// Workers is the number of worker goroutines.
 	Workers int
+	// Paused reports whether [Scheduler.Pause] holds tasks back.
+	Paused bool
 }
 
 // Stats returns a snapshot of the scheduler's counters. It is cheap: it
@@ -556,6 +562,7 @@ func (s *Scheduler) Stats() Stats {
 	}
 	s.mu.Unlock()
 	st.Submitted = s.submitted.Load()
+	st.Paused = s.paused.Load()
 	st.Delayed = s.timers.pendingTasks()
 	st.Failed, st.Panicked, st.Retried = c.fails, c.panics, c.retries
 	st.NotRun, st.Canceled = s.notRun.Load(), s.canceled.Load()

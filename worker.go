@@ -183,6 +183,9 @@ func (w *worker) retire() {
 func (w *worker) exec(e envelope) {
 	s := w.s
 	for {
+		if s.paused.Load() {
+			s.pause.wait(s.quit)
+		}
 		if s.abandon.Load() {
 			s.dropped(e)
 			if e.slot != nil {
