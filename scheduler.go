@@ -232,6 +232,14 @@ func (s *Scheduler) Start() error {
 // [ErrSchedulerClosed] once Stop has begun, or ctx's error. A nil error
 // means the task was accepted: it will run, or be reported to the
 // completion hook as not run.
+//
+// A handler may submit to its own scheduler, but a handler blocked in
+// Submit holds its worker: if every worker does that on a full queue,
+// nothing drains the queue until Stop, which releases them with
+// [ErrSchedulerClosed]. Handlers that fan out should use
+// [Scheduler.TrySubmit] or pass their own ctx with a deadline, and should
+// not wait on the [Future] of a task queued behind them unless there are
+// more workers than such waits.
 func (s *Scheduler) Submit(ctx context.Context, t Task) error {
 	return s.submit(ctx, envelope{task: t}, true)
 }

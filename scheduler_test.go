@@ -759,3 +759,36 @@ func TestParamsAs(t *testing.T) {
 		})
 	}
 }
+
+// A handler that submits to its own full scheduler holds its worker, but
+// Stop releases it: self-submission cannot hang a graceful stop.
+func TestStopReleasesHandlerBlockedInSelfSubmit(t *testing.T) {
+	t.Parallel()
+	var s *taskpool.Scheduler
+	var ran atomic.Int64
+	blocked := make(chan error, 1)
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"child": func(context.Context, taskpool.Task) error { ran.Add(1); return nil },
+		"parent": func(ctx context.Context, _ taskpool.Task) error {
+			for {
+				// The only worker is here, so the queue fills up and a
+				// Submit blocks.
+				if err := s.Submit(ctx, taskpool.Task{Type: "child"}); err != nil {
+					blocked <- err
+					return nil
+				}
+			}
+		},
+	})
+	var err error
+	s, err = taskpool.New(reg, taskpool.WithWorkers(1), taskpool.WithQueueSize(2), taskpool.WithBatchSize(1))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	require.NoError(t, s.Submit(context.Background(), taskpool.Task{Type: "parent"}))
+	require.Eventually(t, func() bool { return s.Stats().Queued >= 2 }, 5*time.Second, time.Millisecond)
+	require.NoError(t, s.Stop(context.Background()))
+	require.ErrorIs(t, <-blocked, taskpool.ErrSchedulerClosed)
+	st := s.Stats()
+	assert.EqualValues(t, st.Submitted-1, ran.Load(), "every accepted child ran")
+	assert.EqualValues(t, st.Submitted, st.Succeeded)
+}
