@@ -456,15 +456,17 @@ func fullScheduler(t *testing.T) (*taskpool.Scheduler, func()) {
 	s := start(t, reg, taskpool.WithWorkers(1), taskpool.WithQueueSize(2), taskpool.WithBatchSize(1))
 	require.NoError(t, s.Submit(context.Background(), taskpool.Task{Type: "block"}))
 	<-running
-	// Full means: one task running, one held by the dispatcher while it
-	// waits for the worker, and two in the queue. The dispatcher may not
-	// have taken its task yet, so retry until four are in.
+	// Full means: one task running, one handed to the worker (which
+	// registered for its next batch as it started the first), one held by
+	// the dispatcher while it waits for the worker, and two in the queue.
+	// The dispatcher may not have taken its tasks yet, so retry until five
+	// are in.
 	accepted := 1
 	require.Eventually(t, func() bool {
 		if s.TrySubmit(taskpool.Task{Type: "block"}) == nil {
 			accepted++
 		}
-		return accepted == 4
+		return accepted == 5
 	}, 5*time.Second, time.Millisecond)
 	require.ErrorIs(t, s.TrySubmit(taskpool.Task{Type: "block"}), taskpool.ErrQueueFull)
 	var once sync.Once
@@ -791,4 +793,51 @@ func TestStopReleasesHandlerBlockedInSelfSubmit(t *testing.T) {
 	st := s.Stats()
 	assert.EqualValues(t, st.Submitted-1, ran.Load(), "every accepted child ran")
 	assert.EqualValues(t, st.Submitted, st.Succeeded)
+}
+
+// A worker registers for its next batch as it starts the last task of the
+// current one, so a task may be handed to a worker that is still busy. If
+// that task is slow, what was handed to it must move to a worker that is
+// idle: nothing waits behind a blocked handler while another worker could
+// run it.
+func TestNoTaskWaitsBehindABlockedWorker(t *testing.T) {
+	t.Parallel()
+	for _, blocked := range []int{1, 2} {
+		t.Run(fmt.Sprintf("blocked=%d", blocked), func(t *testing.T) {
+			t.Parallel()
+			release := make(chan struct{})
+			started := make(chan struct{}, blocked)
+			var quick atomic.Int64
+			reg := registry(t, map[string]taskpool.HandlerFunc{
+				"slow": func(context.Context, taskpool.Task) error {
+					started <- struct{}{}
+					<-release
+					return nil
+				},
+				"quick": func(context.Context, taskpool.Task) error {
+					quick.Add(1)
+					return nil
+				},
+			})
+			s := start(t, reg, taskpool.WithWorkers(blocked+1), taskpool.WithBatchSize(1))
+			defer close(release)
+			for range blocked {
+				require.NoError(t, s.Submit(context.Background(), taskpool.Task{Type: "slow"}))
+			}
+			for range blocked {
+				<-started
+			}
+			// The blocked workers have registered for more: some of these
+			// tasks are handed to them and must move to the free worker.
+			const n = 200
+			for i := range n {
+				require.NoError(t, s.Submit(context.Background(), taskpool.Task{Type: "quick"}))
+				if i%10 == 0 {
+					runtime.Gosched()
+				}
+			}
+			require.Eventually(t, func() bool { return quick.Load() == n }, 5*time.Second, time.Millisecond,
+				"quick tasks done: %d of %d", quick.Load(), n)
+		})
+	}
 }

@@ -31,6 +31,9 @@ type worker struct {
 	_        [64]byte // keep counters off the cache lines of other fields
 	counters counters
 	_        [64]byte
+
+	prefetched bool // dispatcher only: in s.prefetched
+	closed     bool // dispatcher only: ch is closed
 }
 
 // counters are a worker's task counts. Only the worker writes them; Stats
@@ -65,7 +68,7 @@ func (c *counts) add(o counts) {
 func (s *Scheduler) startWorker() {
 	w := &worker{
 		s:  s,
-		ch: make(chan []envelope, 1),
+		ch: make(chan []envelope, 2), // room for the answers to an early and an idle registration
 	}
 	s.workers[w] = struct{}{}
 	s.live.Add(1)
@@ -75,12 +78,31 @@ func (s *Scheduler) startWorker() {
 
 // run is the worker loop: register, receive a batch, run it, repeat until
 // the dispatcher closes the private channel.
+//
+// A worker registers as it starts the last task of its batch, not after
+// it: the dispatcher can then hand it the next batch while it runs, so that
+// a busy worker neither parks between batches nor waits for the dispatcher
+// (1000 workers sleeping 1ms per task ran about 35% faster). If nothing has
+// come when the batch is done, it registers again, as idle: the dispatcher
+// prefers idle workers, and moves to them batches that wait behind a slow
+// task (see steal). pending counts the registrations not yet answered with
+// a batch, at most two, the capacity of the private channel.
 func (w *worker) run(spare []envelope) {
 	defer w.s.workersWG.Done()
+	s := w.s
+	pending := 0
 	for {
+		retiring := false
 		for w.next < len(w.batch) {
 			i := w.next
 			w.next++
+			if w.next == len(w.batch) && pending == 0 {
+				if s.shouldRetire() {
+					retiring = true
+				} else if w.register(&spare, true) {
+					pending++
+				}
+			}
 			w.cur.Store(int32(i))
 			w.exec(w.batch[i])
 			if w.hasOther {
@@ -92,22 +114,54 @@ func (w *worker) run(spare []envelope) {
 		if w.batch != nil {
 			w.mu.Lock()
 			clear(w.batch) // let the tasks be collected
-			spare, w.batch = w.batch[:0], nil
+			if spare == nil {
+				spare = w.batch[:0]
+			}
+			w.batch = nil
 			w.mu.Unlock()
 		}
-		if w.s.shouldRetire() {
+		switch {
+		case retiring:
 			w.retire()
 			return
+		case pending == 0:
+			if s.shouldRetire() {
+				w.retire()
+				return
+			}
+			s.idle <- registration{w: w, spare: spare}
+			spare = nil
+			pending++
+		case pending == 1 && len(w.ch) == 0 && w.register(&spare, false):
+			pending++
 		}
-		w.s.idle <- registration{ch: w.ch, spare: spare}
 		b, ok := w.receive()
 		if !ok {
 			w.retire()
 			return
 		}
+		pending--
 		w.mu.Lock()
 		w.batch, w.next = b, 0
 		w.mu.Unlock()
+	}
+}
+
+// register offers room for a batch without waiting: early while the
+// worker still has a task to run, or idle after an early registration
+// brought nothing. It reports whether the channel of worker channels had
+// room; a worker that registered early and cannot say it is idle just
+// waits for its batch.
+func (w *worker) register(spare *[]envelope, early bool) bool {
+	if *spare == nil {
+		*spare = make([]envelope, 0, w.s.opts.batchSize)
+	}
+	select {
+	case w.s.idle <- registration{w: w, spare: *spare, early: early}:
+		*spare = nil
+		return true
+	default:
+		return false
 	}
 }
 
