@@ -213,7 +213,9 @@ elapsed=$(($(date +%s) - start))
 
 echo "summarising"
 grep -E '^(goos|goarch|pkg|cpu):|^Benchmark' "$out/raw.txt" | awk '!/^(goos|goarch|pkg|cpu):/ || !seen[$0]++' >"$tmp/bench.txt"
-go run "$BENCHSTAT" "$tmp/bench.txt" >"$out/benchstat.txt"
+# From $tmp, so that benchstat labels the column "bench.txt", not a path.
+abs_out=$(cd "$out" && pwd)
+(cd "$tmp" && go run "$BENCHSTAT" bench.txt) >"$abs_out/benchstat.txt"
 
 mod() { go list -m -f '{{.Path}} {{.Version}}' "$1"; }
 cpu_model=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
