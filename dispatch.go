@@ -79,6 +79,7 @@ func (s *Scheduler) await(stop <-chan struct{}) bool {
 	select {
 	case reg := <-idle:
 		switch {
+		case reg.w.closed: // retired through another registration
 		case reg.early:
 			s.earlyHeld = append(s.earlyHeld, reg)
 		case !s.steal(reg):
@@ -274,8 +275,15 @@ func (s *Scheduler) handoff(reg registration, batch []envelope) []envelope {
 		w.prefetched = true
 		s.prefetched = append(s.prefetched, w)
 	}
-	reg.w.ch <- batch // a worker's channel has room for each of its registrations: never blocks
+	reg.w.ch <- handout{batch: batch, early: reg.early} // a worker's channel has room for each of its registrations: never blocks
 	return reg.spare
+}
+
+// handout is a batch sent to a worker, with the kind of registration it
+// answers.
+type handout struct {
+	batch []envelope
+	early bool
 }
 
 // steal moves a batch that waits in a busy worker's channel, not yet
@@ -291,16 +299,30 @@ func (s *Scheduler) steal(reg registration) bool {
 		s.prefetched = s.prefetched[:n-1]
 		w.prefetched = false
 		select {
-		case b, ok := <-w.ch:
+		case h, ok := <-w.ch:
 			if !ok {
 				continue // retired
+			}
+			if !h.early && !w.closed {
+				// The answer to an idle registration: the worker is idle
+				// and about to take it. Put it back.
+				w.ch <- h
+				continue
 			}
 			if !reg.w.prefetched {
 				reg.w.prefetched = true
 				s.prefetched = append(s.prefetched, reg.w)
 			}
-			reg.w.ch <- b
-			s.earlyHeld = append(s.earlyHeld, registration{w: w, spare: reg.spare, early: true})
+			reg.w.ch <- handout{batch: h.batch, early: reg.early}
+			// Give the robbed worker back the registration the batch
+			// answered, of the same kind: a worker robbed of the answer to
+			// its idle registration is idle, and must be seen as such.
+			robbed := registration{w: w, spare: reg.spare, early: h.early}
+			if h.early {
+				s.earlyHeld = append(s.earlyHeld, robbed)
+			} else {
+				s.idleHeld = append(s.idleHeld, robbed)
+			}
 			return true
 		default:
 		}

@@ -13,7 +13,7 @@ import (
 // whenever it has room for work.
 type worker struct {
 	s  *Scheduler
-	ch chan []envelope // private task channel; only the dispatcher sends and closes
+	ch chan handout // private task channel; only the dispatcher sends and closes
 
 	batch []envelope // batch being run; batch[next:] has not started
 	next  int
@@ -31,6 +31,12 @@ type worker struct {
 	_        [64]byte // keep counters off the cache lines of other fields
 	counters counters
 	_        [64]byte
+
+	// The worker loop's own state, kept here rather than in run's locals so
+	// that the goroutine that replaces one ended by runtime.Goexit (see
+	// call) carries on with it (worker goroutine only).
+	pending  int  // registrations not yet answered with a batch
+	retiring bool // taken off the live count: exit after this batch
 
 	prefetched bool // dispatcher only: in s.prefetched
 	closed     bool // dispatcher only: ch is closed
@@ -68,7 +74,7 @@ func (c *counts) add(o counts) {
 func (s *Scheduler) startWorker() {
 	w := &worker{
 		s:  s,
-		ch: make(chan []envelope, 2), // room for the answers to an early and an idle registration
+		ch: make(chan handout, 2), // room for the answers to an early and an idle registration
 	}
 	s.workers[w] = struct{}{}
 	s.live.Add(1)
@@ -90,17 +96,15 @@ func (s *Scheduler) startWorker() {
 func (w *worker) run(spare []envelope) {
 	defer w.s.workersWG.Done()
 	s := w.s
-	pending := 0
 	for {
-		retiring := false
 		for w.next < len(w.batch) {
 			i := w.next
 			w.next++
-			if w.next == len(w.batch) && pending == 0 {
+			if w.next == len(w.batch) && w.pending == 0 && !w.retiring {
 				if s.shouldRetire() {
-					retiring = true
-				} else if w.register(&spare, true) {
-					pending++
+					w.retiring = true
+				} else if w.registerEarly(&spare) {
+					w.pending++
 				}
 			}
 			w.cur.Store(int32(i))
@@ -121,43 +125,69 @@ func (w *worker) run(spare []envelope) {
 			w.mu.Unlock()
 		}
 		switch {
-		case retiring:
+		case w.retiring:
 			w.retire()
 			return
-		case pending == 0:
+		case w.pending == 0:
 			if s.shouldRetire() {
 				w.retire()
 				return
 			}
 			s.idle <- registration{w: w, spare: spare}
 			spare = nil
-			pending++
-		case pending == 1 && len(w.ch) == 0 && w.register(&spare, false):
-			pending++
+			w.pending++
+		case w.pending == 1:
+			// Take the answer to the early registration if it has come;
+			// otherwise say that this worker is idle now, so that the
+			// dispatcher may move to it a batch waiting behind a busy
+			// worker (a batch robbed from this one included).
+			select {
+			case h, ok := <-w.ch:
+				if !ok {
+					w.retire()
+					return
+				}
+				w.pending--
+				w.mu.Lock()
+				w.batch, w.next = h.batch, 0
+				w.mu.Unlock()
+				continue
+			default:
+			}
+			// Blocking: a worker known only by its early registration
+			// would look busy, and a batch could wait behind a slow task
+			// while it sits idle. The dispatcher reads the channel of
+			// worker channels whenever it has a task, and while it waits
+			// for one if any batch could be moved.
+			if spare == nil {
+				spare = make([]envelope, 0, s.opts.batchSize)
+			}
+			s.idle <- registration{w: w, spare: spare}
+			spare = nil
+			w.pending++
 		}
 		b, ok := w.receive()
 		if !ok {
 			w.retire()
 			return
 		}
-		pending--
+		w.pending--
 		w.mu.Lock()
 		w.batch, w.next = b, 0
 		w.mu.Unlock()
 	}
 }
 
-// register offers room for a batch without waiting: early while the
-// worker still has a task to run, or idle after an early registration
-// brought nothing. It reports whether the channel of worker channels had
-// room; a worker that registered early and cannot say it is idle just
-// waits for its batch.
-func (w *worker) register(spare *[]envelope, early bool) bool {
+// registerEarly offers room for the next batch while the worker still has
+// a task to run. It does not wait: when the channel of worker channels is
+// full (after Resize added workers), the worker registers once its batch
+// is done.
+func (w *worker) registerEarly(spare *[]envelope) bool {
 	if *spare == nil {
 		*spare = make([]envelope, 0, w.s.opts.batchSize)
 	}
 	select {
-	case w.s.idle <- registration{w: w, spare: *spare, early: early}:
+	case w.s.idle <- registration{w: w, spare: *spare, early: true}:
 		*spare = nil
 		return true
 	default:
@@ -199,14 +229,14 @@ func (w *worker) receive() ([]envelope, bool) {
 	}
 	for range spins {
 		select {
-		case b, ok := <-w.ch:
-			return b, ok
+		case h, ok := <-w.ch:
+			return h.batch, ok
 		default:
 			runtime.Gosched()
 		}
 	}
-	b, ok := <-w.ch
-	return b, ok
+	h, ok := <-w.ch
+	return h.batch, ok
 }
 
 // shouldRetire takes one worker off the live count if Resize asked for
