@@ -58,9 +58,6 @@ func (s *Scheduler) dispatch() {
 		// Wait for a worker with room, then top the batch up with whatever
 		// queued meanwhile: the deeper the queue, the bigger the batch.
 		reg := s.nextIdle()
-		for !reg.early && len(s.prefetched) > 0 && s.steal(reg) {
-			reg = s.nextIdle()
-		}
 		buf = s.handoff(reg, s.fill(buf))
 		s.announceRoom()
 	}
@@ -72,19 +69,7 @@ func (s *Scheduler) dispatch() {
 // at once, and select picks among them at random, so the caller chooses
 // again by priority.
 func (s *Scheduler) await(stop <-chan struct{}) bool {
-	var idle chan registration
-	if len(s.prefetched) > 0 {
-		idle = s.idle // an idle worker may take a batch waiting behind a busy one
-	}
 	select {
-	case reg := <-idle:
-		switch {
-		case reg.w.closed: // retired through another registration
-		case reg.early:
-			s.earlyHeld = append(s.earlyHeld, reg)
-		case !s.steal(reg):
-			s.idleHeld = append(s.idleHeld, reg)
-		}
 	case e := <-s.loaded(0):
 		s.hold(0, e)
 	case e := <-s.loaded(1):
@@ -181,82 +166,30 @@ func (s *Scheduler) take(buf []envelope, limit int) []envelope {
 	return buf
 }
 
-// nextIdle returns the registration of a worker with room for a batch,
-// retiring workers beyond the count asked for by Resize on the way.
+// nextIdle returns the registration of an idle worker, retiring idle
+// workers beyond the count asked for by Resize on the way.
 func (s *Scheduler) nextIdle() registration {
 	for {
-		reg, ok := s.tryIdle()
-		if !ok {
-			if reg = <-s.idle; reg.w.closed {
-				continue
-			}
-		}
+		reg := <-s.idle
 		if s.live.Load() <= s.target.Load() {
 			return reg
 		}
-		s.closeWorker(reg.w)
+		close(reg.ch)
+		s.live.Add(-1)
 	}
 }
 
-// tryIdle returns a registration without blocking, preferring idle
-// workers to busy ones that registered early, and among those the one
-// that registered first (likely the first to finish). Registrations of
-// workers already retired are dropped.
-func (s *Scheduler) tryIdle() (registration, bool) {
-	for n := len(s.idleHeld); n > 0; n = len(s.idleHeld) {
-		reg := s.idleHeld[n-1]
-		s.idleHeld[n-1] = registration{}
-		s.idleHeld = s.idleHeld[:n-1]
-		if !reg.w.closed {
-			return reg, true
-		}
-	}
-	for {
-		select {
-		case reg := <-s.idle:
-			switch {
-			case reg.w.closed:
-			case !reg.early:
-				return reg, true
-			default:
-				s.earlyHeld = append(s.earlyHeld, reg)
-			}
-			continue
-		default:
-		}
-		break
-	}
-	for len(s.earlyHeld) > 0 {
-		reg := s.earlyHeld[0]
-		s.earlyHeld[0] = registration{}
-		if s.earlyHeld = s.earlyHeld[1:]; len(s.earlyHeld) == 0 {
-			s.earlyHeld = s.earlyHeld[:0:0] // let the backing array go
-		}
-		if !reg.w.closed {
-			return reg, true
-		}
-	}
-	return registration{}, false
-}
-
-// closeWorker retires a worker the dispatcher holds a registration of:
-// it runs what its channel holds and exits.
-func (s *Scheduler) closeWorker(w *worker) {
-	close(w.ch)
-	w.closed = true
-	s.live.Add(-1)
-}
-
-// shrinkIdle retires workers with room for work until the count asked
-// for is reached or none has room; busy ones are retired by nextIdle when
-// they register.
+// shrinkIdle retires idle workers until the count asked for is reached or
+// no worker is idle; busy ones are retired by nextIdle when they register.
 func (s *Scheduler) shrinkIdle() {
 	for s.live.Load() > s.target.Load() {
-		reg, ok := s.tryIdle()
-		if !ok {
+		select {
+		case reg := <-s.idle:
+			close(reg.ch)
+			s.live.Add(-1)
+		default:
 			return
 		}
-		s.closeWorker(reg.w)
 	}
 }
 
@@ -268,66 +201,8 @@ func (s *Scheduler) handoff(reg registration, batch []envelope) []envelope {
 			batch[i].task.ID = s.ids.next()
 		}
 	}
-	// The worker may be busy, whatever its registration said when it was
-	// sent: until it takes the batch, steal may move the batch to a worker
-	// that is idle.
-	if w := reg.w; !w.prefetched {
-		w.prefetched = true
-		s.prefetched = append(s.prefetched, w)
-	}
-	reg.w.ch <- handout{batch: batch, early: reg.early} // a worker's channel has room for each of its registrations: never blocks
+	reg.ch <- batch // buffered, and the worker is waiting: never blocks
 	return reg.spare
-}
-
-// handout is a batch sent to a worker, with the kind of registration it
-// answers.
-type handout struct {
-	batch []envelope
-	early bool
-}
-
-// steal moves a batch that waits in a busy worker's channel, not yet
-// taken, to the idle worker of reg, and reports whether it found one. The
-// busy worker, which still expects a batch when it is done, is registered
-// again in the dispatcher's hands. Workers take their batches without the
-// dispatcher knowing, so most entries of prefetched are stale by the time
-// they are looked at; each is looked at once.
-func (s *Scheduler) steal(reg registration) bool {
-	for n := len(s.prefetched); n > 0; n = len(s.prefetched) {
-		w := s.prefetched[n-1]
-		s.prefetched[n-1] = nil
-		s.prefetched = s.prefetched[:n-1]
-		w.prefetched = false
-		select {
-		case h, ok := <-w.ch:
-			if !ok {
-				continue // retired
-			}
-			if !h.early && !w.closed {
-				// The answer to an idle registration: the worker is idle
-				// and about to take it. Put it back.
-				w.ch <- h
-				continue
-			}
-			if !reg.w.prefetched {
-				reg.w.prefetched = true
-				s.prefetched = append(s.prefetched, reg.w)
-			}
-			reg.w.ch <- handout{batch: h.batch, early: reg.early}
-			// Give the robbed worker back the registration the batch
-			// answered, of the same kind: a worker robbed of the answer to
-			// its idle registration is idle, and must be seen as such.
-			robbed := registration{w: w, spare: reg.spare, early: h.early}
-			if h.early {
-				s.earlyHeld = append(s.earlyHeld, robbed)
-			} else {
-				s.idleHeld = append(s.idleHeld, robbed)
-			}
-			return true
-		default:
-		}
-	}
-	return false
 }
 
 // announceRoom wakes the submitters waiting for room in a queue once it
@@ -378,14 +253,8 @@ func (s *Scheduler) drain(buf []envelope) {
 		buf = s.handoff(s.nextIdle(), buf)
 		s.announceRoom()
 	}
-	for s.live.Load() > 0 {
-		reg, ok := s.tryIdle()
-		if !ok {
-			if reg = <-s.idle; reg.w.closed {
-				continue
-			}
-		}
-		s.closeWorker(reg.w)
+	for ; s.live.Load() > 0; s.live.Add(-1) {
+		close((<-s.idle).ch)
 	}
 	s.workersWG.Wait()
 	<-s.timerDone

@@ -79,9 +79,8 @@ func WithWorkers(n int) Option {
 
 // WithQueueSize sets the capacity of the task channel: how many accepted
 // tasks may wait for a worker before Submit blocks and TrySubmit returns
-// [ErrQueueFull]. Beyond the queue, the dispatcher holds one batch while it
-// waits for a worker, and a busy worker may hold its next batch. The
-// default is [DefaultQueueSize]. A negative n is invalid.
+// [ErrQueueFull]. The default is [DefaultQueueSize]. A negative n is
+// invalid.
 func WithQueueSize(n int) Option {
 	return optionFunc(func(o *options) error {
 		if n < 0 {
@@ -98,8 +97,7 @@ func WithQueueSize(n int) Option {
 // once. Larger batches cost less per task under load; a batch runs on one
 // worker in order, so 1 gives the lowest latency to tasks queued behind a
 // slow one. The dispatcher never hands a worker more than its fair share
-// of the queue, and a batch not yet started moves to a worker that goes
-// idle. The default is [DefaultBatchSize]; a negative n is invalid.
+// of the queue. The default is [DefaultBatchSize]; a negative n is invalid.
 func WithBatchSize(n int) Option {
 	return optionFunc(func(o *options) error {
 		if n < 0 {

@@ -128,26 +128,14 @@ type Scheduler struct {
 	// dispatcher chose by priority (dispatcher only).
 	held    [numPriorities]envelope
 	holding [numPriorities]bool
-	// Registrations received while the dispatcher had no task for them
-	// (dispatcher only): from idle workers, and from busy ones that
-	// registered early.
-	idleHeld  []registration
-	earlyHeld []registration
-	// prefetched are the workers that were sent a batch while still busy:
-	// a batch that such a worker has not taken yet may be moved to an idle
-	// worker (dispatcher only).
-	prefetched []*worker
 }
 
 // registration is a worker's offer of work: its private task channel, and
 // an empty batch buffer for the dispatcher to fill next. Buffers circulate
 // between the dispatcher and the workers, so a hand-off allocates nothing.
 type registration struct {
-	w     *worker
-	spare []envelope // an empty buffer for the dispatcher's next batch; may be nil
-	// early is set when the worker registered as it started the last task
-	// of its batch: it has room for the next batch but is still busy.
-	early bool
+	ch    chan<- []envelope
+	spare []envelope
 }
 
 // New returns a Scheduler that runs tasks with h, usually a [*Registry].
@@ -173,7 +161,7 @@ func New(h Handler, opts ...Option) (*Scheduler, error) {
 	s := &Scheduler{
 		opts:      o,
 		handler:   h,
-		idle:      make(chan registration, 2*o.workers), // each worker has up to two registrations out
+		idle:      make(chan registration, o.workers),
 		workers:   make(map[*worker]struct{}, o.workers),
 		quiesced:  make(chan struct{}),
 		quit:      make(chan struct{}),

@@ -456,17 +456,15 @@ func fullScheduler(t *testing.T) (*taskpool.Scheduler, func()) {
 	s := start(t, reg, taskpool.WithWorkers(1), taskpool.WithQueueSize(2), taskpool.WithBatchSize(1))
 	require.NoError(t, s.Submit(context.Background(), taskpool.Task{Type: "block"}))
 	<-running
-	// Full means: one task running, one handed to the worker (which
-	// registered for its next batch as it started the first), one held by
-	// the dispatcher while it waits for the worker, and two in the queue.
-	// The dispatcher may not have taken its tasks yet, so retry until five
-	// are in.
+	// Full means: one task running, one held by the dispatcher while it
+	// waits for the worker, and two in the queue. The dispatcher may not
+	// have taken its task yet, so retry until four are in.
 	accepted := 1
 	require.Eventually(t, func() bool {
 		if s.TrySubmit(taskpool.Task{Type: "block"}) == nil {
 			accepted++
 		}
-		return accepted == 5
+		return accepted == 4
 	}, 5*time.Second, time.Millisecond)
 	require.ErrorIs(t, s.TrySubmit(taskpool.Task{Type: "block"}), taskpool.ErrQueueFull)
 	var once sync.Once
@@ -795,11 +793,8 @@ func TestStopReleasesHandlerBlockedInSelfSubmit(t *testing.T) {
 	assert.EqualValues(t, st.Submitted, st.Succeeded)
 }
 
-// A worker registers for its next batch as it starts the last task of the
-// current one, so a task may be handed to a worker that is still busy. If
-// that task is slow, what was handed to it must move to a worker that is
-// idle: nothing waits behind a blocked handler while another worker could
-// run it.
+// Nothing waits behind a blocked handler while another worker could run
+// it: tasks are handed only to workers with room for them.
 func TestNoTaskWaitsBehindABlockedWorker(t *testing.T) {
 	t.Parallel()
 	for _, blocked := range []int{1, 2} {
@@ -827,8 +822,6 @@ func TestNoTaskWaitsBehindABlockedWorker(t *testing.T) {
 			for range blocked {
 				<-started
 			}
-			// The blocked workers have registered for more: some of these
-			// tasks are handed to them and must move to the free worker.
 			const n = 200
 			for i := range n {
 				require.NoError(t, s.Submit(context.Background(), taskpool.Task{Type: "quick"}))

@@ -231,8 +231,8 @@ func stressOnce(t *testing.T, it int, useExit, useResize, usePause, useDeadline 
 }
 
 // A handler that calls runtime.Goexit ends its worker goroutine; the
-// replacement must carry on with the worker's registrations, or Resize and
-// Stop lose track of it.
+// replacement must carry on as the same worker, or Resize and Stop lose
+// track of it.
 func TestGoexitDuringResizeDoesNotHangStop(t *testing.T) {
 	t.Parallel()
 	reg := registry(t, map[string]taskpool.HandlerFunc{
@@ -273,8 +273,7 @@ func TestGoexitDuringResizeDoesNotHangStop(t *testing.T) {
 }
 
 // n blocking tasks on n workers must all run at once: no worker may look
-// busy to the dispatcher while it is idle (for instance after a batch
-// answering its idle registration was moved away).
+// busy to the dispatcher while it is idle.
 func TestEveryWorkerTakesABlockingTask(t *testing.T) {
 	t.Parallel()
 	const n = 4

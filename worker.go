@@ -13,7 +13,7 @@ import (
 // whenever it has room for work.
 type worker struct {
 	s  *Scheduler
-	ch chan handout // private task channel; only the dispatcher sends and closes
+	ch chan []envelope // private task channel; only the dispatcher sends and closes
 
 	batch []envelope // batch being run; batch[next:] has not started
 	next  int
@@ -31,15 +31,6 @@ type worker struct {
 	_        [64]byte // keep counters off the cache lines of other fields
 	counters counters
 	_        [64]byte
-
-	// The worker loop's own state, kept here rather than in run's locals so
-	// that the goroutine that replaces one ended by runtime.Goexit (see
-	// call) carries on with it (worker goroutine only).
-	pending  int  // registrations not yet answered with a batch
-	retiring bool // taken off the live count: exit after this batch
-
-	prefetched bool // dispatcher only: in s.prefetched
-	closed     bool // dispatcher only: ch is closed
 }
 
 // counters are a worker's task counts. Only the worker writes them; Stats
@@ -74,7 +65,7 @@ func (c *counts) add(o counts) {
 func (s *Scheduler) startWorker() {
 	w := &worker{
 		s:  s,
-		ch: make(chan handout, 2), // room for the answers to an early and an idle registration
+		ch: make(chan []envelope, 1),
 	}
 	s.workers[w] = struct{}{}
 	s.live.Add(1)
@@ -84,29 +75,12 @@ func (s *Scheduler) startWorker() {
 
 // run is the worker loop: register, receive a batch, run it, repeat until
 // the dispatcher closes the private channel.
-//
-// A worker registers as it starts the last task of its batch, not after
-// it: the dispatcher can then hand it the next batch while it runs, so that
-// a busy worker neither parks between batches nor waits for the dispatcher
-// (1000 workers sleeping 1ms per task ran about 35% faster). If nothing has
-// come when the batch is done, it registers again, as idle: the dispatcher
-// prefers idle workers, and moves to them batches that wait behind a slow
-// task (see steal). pending counts the registrations not yet answered with
-// a batch, at most two, the capacity of the private channel.
 func (w *worker) run(spare []envelope) {
 	defer w.s.workersWG.Done()
-	s := w.s
 	for {
 		for w.next < len(w.batch) {
 			i := w.next
 			w.next++
-			if w.next == len(w.batch) && w.pending == 0 && !w.retiring {
-				if s.shouldRetire() {
-					w.retiring = true
-				} else if w.registerEarly(&spare) {
-					w.pending++
-				}
-			}
 			w.cur.Store(int32(i))
 			w.exec(w.batch[i])
 			if w.hasOther {
@@ -118,80 +92,22 @@ func (w *worker) run(spare []envelope) {
 		if w.batch != nil {
 			w.mu.Lock()
 			clear(w.batch) // let the tasks be collected
-			if spare == nil {
-				spare = w.batch[:0]
-			}
-			w.batch = nil
+			spare, w.batch = w.batch[:0], nil
 			w.mu.Unlock()
 		}
-		switch {
-		case w.retiring:
+		if w.s.shouldRetire() {
 			w.retire()
 			return
-		case w.pending == 0:
-			if s.shouldRetire() {
-				w.retire()
-				return
-			}
-			s.idle <- registration{w: w, spare: spare}
-			spare = nil
-			w.pending++
-		case w.pending == 1:
-			// Take the answer to the early registration if it has come;
-			// otherwise say that this worker is idle now, so that the
-			// dispatcher may move to it a batch waiting behind a busy
-			// worker (a batch robbed from this one included).
-			select {
-			case h, ok := <-w.ch:
-				if !ok {
-					w.retire()
-					return
-				}
-				w.pending--
-				w.mu.Lock()
-				w.batch, w.next = h.batch, 0
-				w.mu.Unlock()
-				continue
-			default:
-			}
-			// Blocking: a worker known only by its early registration
-			// would look busy, and a batch could wait behind a slow task
-			// while it sits idle. The dispatcher reads the channel of
-			// worker channels whenever it has a task, and while it waits
-			// for one if any batch could be moved.
-			if spare == nil {
-				spare = make([]envelope, 0, s.opts.batchSize)
-			}
-			s.idle <- registration{w: w, spare: spare}
-			spare = nil
-			w.pending++
 		}
+		w.s.idle <- registration{ch: w.ch, spare: spare}
 		b, ok := w.receive()
 		if !ok {
 			w.retire()
 			return
 		}
-		w.pending--
 		w.mu.Lock()
 		w.batch, w.next = b, 0
 		w.mu.Unlock()
-	}
-}
-
-// registerEarly offers room for the next batch while the worker still has
-// a task to run. It does not wait: when the channel of worker channels is
-// full (after Resize added workers), the worker registers once its batch
-// is done.
-func (w *worker) registerEarly(spare *[]envelope) bool {
-	if *spare == nil {
-		*spare = make([]envelope, 0, w.s.opts.batchSize)
-	}
-	select {
-	case w.s.idle <- registration{w: w, spare: *spare, early: true}:
-		*spare = nil
-		return true
-	default:
-		return false
 	}
 }
 
@@ -229,14 +145,14 @@ func (w *worker) receive() ([]envelope, bool) {
 	}
 	for range spins {
 		select {
-		case h, ok := <-w.ch:
-			return h.batch, ok
+		case b, ok := <-w.ch:
+			return b, ok
 		default:
 			runtime.Gosched()
 		}
 	}
-	h, ok := <-w.ch
-	return h.batch, ok
+	b, ok := <-w.ch
+	return b, ok
 }
 
 // shouldRetire takes one worker off the live count if Resize asked for
