@@ -137,8 +137,9 @@ func stressOnce(t *testing.T, it int, useExit, useResize, usePause, useDeadline 
 			}
 		}()
 	}
+	// Each disturbance repeats until stop is closed.
 	var aux sync.WaitGroup
-	if useResize {
+	repeat := func(f func()) {
 		aux.Add(1)
 		go func() {
 			defer aux.Done()
@@ -148,42 +149,29 @@ func stressOnce(t *testing.T, it int, useExit, useResize, usePause, useDeadline 
 					return
 				default:
 				}
-				_ = s.Resize(1 + rand.IntN(12))
-				yield(rand.IntN(300))
+				f()
 			}
 		}()
+	}
+	if useResize {
+		repeat(func() {
+			_ = s.Resize(1 + rand.IntN(12))
+			yield(rand.IntN(300))
+		})
 	}
 	if usePause {
-		aux.Add(1)
-		go func() {
-			defer aux.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				_ = s.Pause()
-				yield(rand.IntN(200))
-				_ = s.Resume()
-				yield(rand.IntN(500))
-			}
-		}()
+		repeat(func() {
+			_ = s.Pause()
+			yield(rand.IntN(200))
+			_ = s.Resume()
+			yield(rand.IntN(500))
+		})
 	}
-	aux.Add(1)
-	go func() {
-		defer aux.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			_ = s.Stats()
-			_ = s.Inspect()
-			yield(100)
-		}
-	}()
+	repeat(func() {
+		_ = s.Stats()
+		_ = s.Inspect()
+		yield(100)
+	})
 	if rand.IntN(2) == 0 {
 		wg.Wait()
 	} else {
