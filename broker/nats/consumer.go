@@ -120,7 +120,7 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, h taskpool.Handler
 		return nil, err
 	}
 	for p := range numPriorities {
-		c.cons[p], err = js.CreateOrUpdateConsumer(ctx, c.q.stream, jetstream.ConsumerConfig{
+		c.cons[p], err = ensureConsumer(ctx, js, c.q.stream, jetstream.ConsumerConfig{
 			Durable:       c.q.consumer[p],
 			Description:   "taskpool workers, " + prioNames[p] + " priority",
 			FilterSubject: c.q.task[p],
@@ -137,6 +137,24 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, h taskpool.Handler
 		}
 	}
 	return c, nil
+}
+
+// ensureConsumer opens the durable consumer when it exists with cfg's
+// settings and creates or updates it otherwise: an update that changes
+// nothing is not sent (see ensureStream).
+func ensureConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	cons, err := js.Consumer(ctx, stream, cfg.Durable)
+	if err == nil {
+		have := cons.CachedInfo().Config
+		if have.Description == cfg.Description && have.FilterSubject == cfg.FilterSubject &&
+			have.AckPolicy == cfg.AckPolicy && have.AckWait == cfg.AckWait &&
+			have.MaxDeliver == cfg.MaxDeliver && have.MaxAckPending == cfg.MaxAckPending {
+			return cons, nil
+		}
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, err
+	}
+	return js.CreateOrUpdateConsumer(ctx, stream, cfg)
 }
 
 // Start starts the local scheduler, the fetch loop and the lease keeper.

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -149,7 +150,7 @@ type queue struct {
 func provision(ctx context.Context, js jetstream.JetStream, c *config) (*queue, error) {
 	n := newNames(c.queue)
 	q := &queue{names: n, js: js}
-	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	st, err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        n.stream,
 		Description: "taskpool tasks of queue " + c.queue,
 		Subjects:    []string{"taskpool." + c.queue + ".task.*", n.schedPrefix + ">"},
@@ -168,7 +169,7 @@ func provision(ctx context.Context, js jetstream.JetStream, c *config) (*queue, 
 	}
 	q.tasks = st
 	q.schedules = st.CachedInfo().Config.AllowMsgSchedules
-	q.dlq, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	q.dlq, err = ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        n.deadStream,
 		Description: "taskpool dead letters of queue " + c.queue,
 		Subjects:    []string{n.dead},
@@ -180,7 +181,7 @@ func provision(ctx context.Context, js jetstream.JetStream, c *config) (*queue, 
 	if err != nil {
 		return nil, fmt.Errorf("natsbroker: stream %s: %w", n.deadStream, err)
 	}
-	q.unique, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	q.unique, err = ensureBucket(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      n.bucket,
 		Description: "taskpool unique keys of queue " + c.queue,
 		TTL:         c.uniqueTTL,
@@ -191,6 +192,58 @@ func provision(ctx context.Context, js jetstream.JetStream, c *config) (*queue, 
 		return nil, fmt.Errorf("natsbroker: bucket %s: %w", n.bucket, err)
 	}
 	return q, nil
+}
+
+// ensureStream creates the stream, or updates it only when its settings
+// differ from cfg. Every process of a queue provisions it at start, and an
+// update that changes nothing still rewrites the stream's configuration on
+// the server (nats-server 2.15 races doing that against a consumer being
+// created by another process), so the common case sends no update.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	st, err := js.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		st, err = js.CreateStream(ctx, cfg)
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return st, err
+		}
+		st, err = js.Stream(ctx, cfg.Name) // created meanwhile by another process
+	}
+	if err != nil {
+		return nil, err
+	}
+	if sameStream(st.CachedInfo().Config, cfg) {
+		return st, nil
+	}
+	return js.UpdateStream(ctx, cfg)
+}
+
+// sameStream compares the settings provision sets. A server that does not
+// know a setting (per-message schedules before 2.12) reports it unset, so
+// the update is sent and the server's answer tells what it kept.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	return have.Description == want.Description &&
+		slices.Equal(have.Subjects, want.Subjects) &&
+		have.Retention == want.Retention &&
+		have.Storage == want.Storage &&
+		max(have.Replicas, 1) == max(want.Replicas, 1) &&
+		have.Duplicates == want.Duplicates &&
+		have.AllowMsgSchedules == want.AllowMsgSchedules &&
+		have.PersistMode == want.PersistMode
+}
+
+// ensureBucket opens the key-value bucket when it exists with cfg's TTL and
+// creates or updates it otherwise, for the reason given at ensureStream.
+func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if err == nil {
+		st, err := kv.Status(ctx)
+		if err == nil && st.TTL() == cfg.TTL {
+			return kv, nil
+		}
+	} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, err
+	}
+	return js.CreateOrUpdateKeyValue(ctx, cfg)
 }
 
 // releaseUnique deletes the unique key k if the task id still holds it.
