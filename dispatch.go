@@ -42,7 +42,7 @@ func weightedCycle(w [numPriorities]int) []int {
 func (s *Scheduler) dispatch() {
 	buf := make([]envelope, 0, s.opts.batchSize)
 	for {
-		if s.paused.Load() && s.pause.wait(s.quit) {
+		if s.pause.paused() && s.pause.wait(s.quit) {
 			s.drain(buf)
 			return
 		}

@@ -1,22 +1,28 @@
 package taskpool
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // pauseGate holds tasks back while the scheduler is paused. The dispatcher
 // stops handing batches out, and a worker waits before starting the next
 // task of a batch it already holds, so that no task starts after Pause has
 // returned.
 type pauseGate struct {
-	mu     sync.Mutex
-	on     bool
+	mu     sync.Mutex    // serialises set, and pairs on with resume for wait
+	on     atomic.Bool   // read without the lock on the task path
 	resume chan struct{} // closed by the Resume that ends this pause
 }
+
+// paused reports whether tasks are held back.
+func (g *pauseGate) paused() bool { return g.on.Load() }
 
 // wait returns at once when the scheduler is not paused, and otherwise
 // when it is resumed or stop is closed; it reports whether stop was.
 func (g *pauseGate) wait(stop <-chan struct{}) bool {
 	g.mu.Lock()
-	on, resume := g.on, g.resume
+	on, resume := g.on.Load(), g.resume
 	g.mu.Unlock()
 	if !on {
 		return false
@@ -33,10 +39,10 @@ func (g *pauseGate) wait(stop <-chan struct{}) bool {
 func (g *pauseGate) set(on bool) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.on == on {
+	if g.on.Load() == on {
 		return false
 	}
-	g.on = on
+	g.on.Store(on)
 	if on {
 		g.resume = make(chan struct{})
 	} else {
@@ -59,7 +65,6 @@ func (s *Scheduler) Pause() error {
 		return s.closedErr()
 	}
 	if s.pause.set(true) {
-		s.paused.Store(true)
 		s.opts.logger.Debug("taskpool: paused")
 	}
 	return nil
@@ -82,7 +87,6 @@ func (s *Scheduler) Resume() error {
 // resumeLocked ends a pause. The caller holds s.mu.
 func (s *Scheduler) resumeLocked() {
 	if s.pause.set(false) {
-		s.paused.Store(false)
 		s.opts.logger.Debug("taskpool: resumed")
 	}
 }

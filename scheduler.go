@@ -113,8 +113,7 @@ type Scheduler struct {
 	notRun   atomic.Uint64 // accepted tasks dropped by Stop
 	canceled atomic.Uint64 // tasks removed by Cancel
 
-	pause  pauseGate
-	paused atomic.Bool // pause.on, read without a lock on the task path
+	pause pauseGate
 
 	target  atomic.Int32 // worker count asked for by Resize
 	live    atomic.Int32 // workers started and not yet retired
@@ -570,7 +569,7 @@ func (s *Scheduler) Stats() Stats {
 	}
 	s.mu.Unlock()
 	st.Submitted = s.submitted.Load()
-	st.Paused = s.paused.Load()
+	st.Paused = s.pause.paused()
 	st.Delayed = s.timers.pendingTasks()
 	st.Failed, st.Panicked, st.Retried = c.fails, c.panics, c.retries
 	st.NotRun, st.Canceled = s.notRun.Load(), s.canceled.Load()

@@ -183,7 +183,7 @@ func (w *worker) retire() {
 func (w *worker) exec(e envelope) {
 	s := w.s
 	for {
-		if s.paused.Load() {
+		if s.pause.paused() {
 			s.pause.wait(s.quit)
 		}
 		if s.abandon.Load() {
