@@ -73,14 +73,7 @@ type DeadLetter struct {
 // NewInspector returns an Inspector for the queue chosen with [WithQueue],
 // creating the queue if it does not exist; ctx bounds that.
 func NewInspector(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Inspector, error) {
-	if js == nil {
-		return nil, invalid("jetstream", "nil")
-	}
-	cfg, err := newConfig(opts)
-	if err != nil {
-		return nil, err
-	}
-	q, err := provision(ctx, js, &cfg)
+	cfg, q, err := openQueue(ctx, js, opts)
 	if err != nil {
 		return nil, err
 	}

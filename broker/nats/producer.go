@@ -73,14 +73,7 @@ func At(t time.Time) EnqueueOption {
 // bounds that. It returns an error wrapping [ErrInvalidOption] or
 // [ErrInvalidQueue] for bad options, or the server's error.
 func NewProducer(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Producer, error) {
-	if js == nil {
-		return nil, invalid("jetstream", "nil")
-	}
-	cfg, err := newConfig(opts)
-	if err != nil {
-		return nil, err
-	}
-	q, err := provision(ctx, js, &cfg)
+	cfg, q, err := openQueue(ctx, js, opts)
 	if err != nil {
 		return nil, err
 	}

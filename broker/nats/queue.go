@@ -144,6 +144,23 @@ type queue struct {
 	schedules bool // the server runs per-message schedules
 }
 
+// openQueue validates js and the options and provisions the queue: what
+// NewProducer and NewInspector do first.
+func openQueue(ctx context.Context, js jetstream.JetStream, opts []Option) (config, *queue, error) {
+	if js == nil {
+		return config{}, nil, invalid("jetstream", "nil")
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return config{}, nil, err
+	}
+	q, err := provision(ctx, js, &cfg)
+	if err != nil {
+		return config{}, nil, err
+	}
+	return cfg, q, nil
+}
+
 // provision creates or updates the queue's streams and unique-key bucket.
 // Every producer, consumer and inspector calls it: the calls are
 // idempotent, and whichever process starts first creates the queue.
