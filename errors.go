@@ -22,6 +22,10 @@ var (
 	// ErrNoHandler reports a task whose type has no registered handler.
 	ErrNoHandler = errors.New("taskpool: no handler for task type")
 
+	// ErrInvalidTask reports a task whose fields are out of range at
+	// submission: a negative Attempt or MaxAttempts.
+	ErrInvalidTask = errors.New("taskpool: invalid task")
+
 	// ErrInvalidOption reports an option value that is out of range.
 	ErrInvalidOption = errors.New("taskpool: invalid option")
 

@@ -34,11 +34,7 @@ type Future struct {
 	out Outcome
 }
 
-func newFuture() *Future {
-	f := new(Future)
-	f.wg.Add(1)
-	return f
-}
+func (f *Future) init() { f.wg.Add(1) }
 
 // Wait blocks until the task has finished or ctx is done, and returns the
 // handler's result and error. When ctx ends first it returns ctx's error;

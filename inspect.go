@@ -1,66 +1,10 @@
 package taskpool
 
 import (
-	"context"
-	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 )
-
-// deadLetters is a bounded list of the last failed outcomes.
-type deadLetters struct {
-	capacity int
-
-	mu   sync.Mutex
-	list []Outcome // oldest first
-}
-
-func (d *deadLetters) add(out Outcome) {
-	if d.capacity == 0 {
-		return
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(d.list) == d.capacity {
-		copy(d.list, d.list[1:])
-		d.list = d.list[:len(d.list)-1]
-	}
-	d.list = append(d.list, out)
-}
-
-// DeadLetters returns the failed outcomes kept by [WithDeadLetters],
-// oldest first.
-func (s *Scheduler) DeadLetters() []Outcome {
-	s.dead.mu.Lock()
-	defer s.dead.mu.Unlock()
-	return slices.Clone(s.dead.list)
-}
-
-// Requeue removes the dead letter of the task with the given ID and
-// submits the task again, with its attempts counted from 1. It returns an
-// error wrapping [ErrTaskNotFound] when there is no such dead letter, and
-// otherwise the errors of [Scheduler.Submit] (the dead letter is kept when
-// Submit fails).
-func (s *Scheduler) Requeue(ctx context.Context, id string) error {
-	s.dead.mu.Lock()
-	i := slices.IndexFunc(s.dead.list, func(o Outcome) bool { return o.Task.ID == id })
-	if i < 0 {
-		s.dead.mu.Unlock()
-		return fmt.Errorf("%w: dead letter %q", ErrTaskNotFound, id)
-	}
-	out := s.dead.list[i]
-	s.dead.list = slices.Delete(s.dead.list, i, i+1)
-	s.dead.mu.Unlock()
-	t := out.Task
-	t.Attempt = 0
-	if err := s.Submit(ctx, t); err != nil {
-		s.dead.add(out)
-		return err
-	}
-	return nil
-}
 
 // TaskInfo describes a task waiting in the scheduler.
 type TaskInfo struct {
@@ -104,32 +48,30 @@ type Inspection struct {
 }
 
 // Inspect returns a snapshot of the queued (counted), delayed, periodic,
-// running and dead tasks. It locks the timer heap while it copies it: inspection of a
-// heap of millions of tasks is not free.
+// running and dead tasks. It locks the timer heap while it copies it:
+// inspection of a heap of millions of tasks is not free.
 func (s *Scheduler) Inspect() Inspection {
-	var in Inspection
-	for q := range s.queues {
-		in.Queued[q] = len(s.loaded(q))
-	}
-	s.limits.Range(func(k, v any) bool {
-		if n := v.(*typeLimit).waitingCount(); n > 0 {
+	in := Inspection{Queued: s.queued()}
+	s.bindsMu.Lock()
+	for _, lim := range s.limits {
+		if n := lim.waitingCount(); n > 0 {
 			if in.WaitingForSlot == nil {
 				in.WaitingForSlot = make(map[string]int)
 			}
-			in.WaitingForSlot[k.(*handlerEntry).typ] = n
+			in.WaitingForSlot[lim.typ] = n
 		}
-		return true
-	})
+	}
+	s.bindsMu.Unlock()
 	q := &s.timers
 	q.mu.Lock()
-	for _, te := range q.h {
-		t := te.env.task
-		if te.kind == kindPeriodic {
-			in.Periodic = append(in.Periodic, PeriodicInfo{ID: te.id, Type: t.Type, NextRun: te.at})
+	for _, r := range q.h {
+		t := &r.task
+		if r.reason == kindPeriodic {
+			in.Periodic = append(in.Periodic, PeriodicInfo{ID: t.ID, Type: t.Type, NextRun: r.at})
 			continue
 		}
 		reason := "delayed"
-		switch te.kind {
+		switch r.reason {
 		case kindRetry:
 			reason = "retry"
 		case kindHeld:
@@ -137,19 +79,30 @@ func (s *Scheduler) Inspect() Inspection {
 		}
 		in.Delayed = append(in.Delayed, TaskInfo{
 			ID: t.ID, Type: t.Type, Priority: t.Priority,
-			Attempt: max(t.Attempt, 1), NextRun: te.at, Reason: reason,
+			Attempt: max(t.Attempt, 1), NextRun: r.at, Reason: reason,
 		})
 	}
 	q.mu.Unlock()
 	slices.SortFunc(in.Delayed, func(a, b TaskInfo) int { return a.NextRun.Compare(b.NextRun) })
 	slices.SortFunc(in.Periodic, func(a, b PeriodicInfo) int { return a.NextRun.Compare(b.NextRun) })
-	s.mu.Lock()
-	for w := range s.workers {
-		if ti, ok := w.running(); ok {
-			in.Running = append(in.Running, ti)
+	s.e.Inspect(func(l *local, j *job, _ []job) {
+		if j == nil {
+			return
 		}
-	}
-	s.mu.Unlock()
+		ti := TaskInfo{Type: j.b.typ, Priority: j.b.prio, Attempt: 1, Reason: "running"}
+		if r := j.rec; r != nil {
+			q.mu.Lock() // a retry changes Attempt under it
+			ti.ID, ti.Priority, ti.Attempt = r.task.ID, r.task.Priority, r.task.Attempt
+			st := r.state.Load()
+			q.mu.Unlock()
+			if st != stRunning {
+				return
+			}
+		} else {
+			ti.ID = formatID(s.prefix, l.idn.Load()-1)
+		}
+		in.Running = append(in.Running, ti)
+	})
 	slices.SortFunc(in.Running, func(a, b TaskInfo) int { return strings.Compare(a.ID, b.ID) })
 	in.Dead = s.DeadLetters()
 	return in

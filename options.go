@@ -29,6 +29,7 @@ type options struct {
 	baseContext context.Context
 	noRecover   bool
 
+	hooks         bool // onComplete is set: the fast path must build an Outcome
 	clock         Clock
 	retry         typeConfig // maxAttempts and backoff defaults
 	weights       [numPriorities]int
@@ -39,8 +40,18 @@ type options struct {
 	onDead        func(Outcome)
 }
 
-// Defaults.
+// Defaults and bounds.
 const (
+	// MaxWorkers is the most workers a scheduler may have.
+	MaxWorkers = 1 << 20
+	// MaxQueueSize is the largest queue a priority may have. Queue memory
+	// is allocated as tasks arrive, not up front.
+	MaxQueueSize = 1 << 40
+	// MaxBatchSize is the largest batch size.
+	MaxBatchSize = 1 << 12
+	// MaxPriorityWeight is the largest weight of a priority.
+	MaxPriorityWeight = 1000
+
 	// DefaultQueueSize is the capacity of the task channel.
 	DefaultQueueSize = 1024
 	// DefaultBatchSize is the most tasks handed to a worker at once.
@@ -67,7 +78,7 @@ func invalid(name string, v any) error {
 // meaning of 0, is runtime.GOMAXPROCS(0). A negative n is invalid.
 func WithWorkers(n int) Option {
 	return optionFunc(func(o *options) error {
-		if n < 0 {
+		if n < 0 || n > MaxWorkers {
 			return invalid("workers", n)
 		}
 		if n > 0 {
@@ -83,7 +94,7 @@ func WithWorkers(n int) Option {
 // invalid.
 func WithQueueSize(n int) Option {
 	return optionFunc(func(o *options) error {
-		if n < 0 {
+		if n < 0 || n > MaxQueueSize {
 			return invalid("queue size", n)
 		}
 		if n > 0 {
@@ -100,7 +111,7 @@ func WithQueueSize(n int) Option {
 // of the queue. The default is [DefaultBatchSize]; a negative n is invalid.
 func WithBatchSize(n int) Option {
 	return optionFunc(func(o *options) error {
-		if n < 0 {
+		if n < 0 || n > MaxBatchSize {
 			return invalid("batch size", n)
 		}
 		if n > 0 {
@@ -131,6 +142,7 @@ func WithTaskTimeout(d time.Duration) Option {
 func WithCompletionHook(fn func(Outcome)) Option {
 	return optionFunc(func(o *options) error {
 		o.onComplete = fn
+		o.hooks = fn != nil
 		return nil
 	})
 }
@@ -244,7 +256,8 @@ func WithClock(c Clock) Option {
 // 1.
 func WithPriorityWeights(high, normal, low int) Option {
 	return optionFunc(func(o *options) error {
-		if high < 1 || normal < 1 || low < 1 {
+		if high < 1 || normal < 1 || low < 1 ||
+			high > MaxPriorityWeight || normal > MaxPriorityWeight || low > MaxPriorityWeight {
 			return invalid("priority weights", fmt.Sprint(high, normal, low))
 		}
 		o.weights = [numPriorities]int{high, normal, low}

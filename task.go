@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -115,42 +116,56 @@ func decodeParams(t Task, b []byte, v any) error {
 	return nil
 }
 
-// envelope is what travels through the task channels: the task and, for
-// SubmitFuture, where its outcome goes, with the bookkeeping of the slow
-// paths.
-type envelope struct {
-	task   Task
-	future *Future
-	entry  *handlerEntry // the task type's registration; nil without a Registry
-	slot   *typeLimit    // the concurrency limit whose slot the task holds
-	// tracked: the ID is counted in pending, for Cancel.
-	// rated: the rate limiter has already admitted this run.
-	tracked, rated bool
+// job is what travels through the engine: only what every task needs.
+// Everything else (an ID given by the caller, a timeout, a unique key,
+// attempts, a Future) lives in a record, allocated only for the tasks that
+// have one of them; a job without a record is owned by exactly one
+// goroutine at a time (the submitter, the engine, a worker), so its state
+// needs no synchronisation.
+type job struct {
+	params any
+	b      *binding // type and priority, resolved at submit
+	rec    *record  // nil for a plain task
 }
 
-// idGen makes task IDs for the dispatcher, the only goroutine that calls
-// it. IDs are the scheduler's random prefix and a sequence number. They are
-// carved out of a shared byte slab so that an ID costs no allocation of its
-// own; a slab is written once per ID and never changed, which makes the
-// unsafe.String conversion sound. An ID kept alive keeps its slab (4 KiB)
-// alive, a deliberate trade for a zero-allocation hot path.
+// idGen makes task IDs for one worker: the scheduler's random prefix and a
+// sequence number from a block the worker reserved. IDs are carved out of
+// a byte slab so that an ID costs no allocation of its own; a slab is
+// written once per ID and never changed, which makes the unsafe.String
+// conversion sound. Whatever keeps an ID for long (the dead letters)
+// clones it, so that it does not pin the slab.
 type idGen struct {
 	prefix string
-	seq    uint64
+	seq    uint64 // next number
+	end    uint64 // end of the reserved block
 	slab   []byte
 }
 
-const idSlabSize = 4096
+const (
+	idSlabSize = 4096
+	idBlock    = 1 << 12
+)
 
-func (g *idGen) next() string {
-	const maxLen = 32 // prefix (8) + '-' + uint64 (20), rounded up
+// next returns a new ID, reserving a block of numbers from ctr when the
+// current one is used up.
+func (g *idGen) next(ctr *atomic.Uint64) string {
+	if g.seq == g.end {
+		g.end = ctr.Add(idBlock)
+		g.seq = g.end - idBlock
+	}
+	const maxLen = 32 // prefix (8) + '-' + hex uint64 (16), rounded up
 	if cap(g.slab) < maxLen {
 		g.slab = make([]byte, 0, idSlabSize)
 	}
-	g.seq++
 	id := append(g.slab, g.prefix...)
 	id = append(id, '-')
-	id = strconv.AppendUint(id, g.seq, 10)
+	id = strconv.AppendUint(id, g.seq, 16)
+	g.seq++
 	g.slab = id[len(id):]
 	return unsafe.String(&id[0], len(id))
+}
+
+// formatID formats the ID of number n, as next does.
+func formatID(prefix string, n uint64) string {
+	return prefix + "-" + strconv.FormatUint(n, 16)
 }

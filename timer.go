@@ -4,34 +4,23 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
-	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// timerKind says why an entry waits in the timer heap.
+// timerKind says why a record waits in the timer heap.
 type timerKind uint8
 
 const (
 	kindDelayed  timerKind = iota // submitted with SubmitAt or SubmitAfter
 	kindRetry                     // a failed run's next attempt
-	kindHeld                      // held back by a rate limiter, or handed back after a Goexit
+	kindHeld                      // held back by a rate limiter
 	kindPeriodic                  // a periodic schedule: fires a copy of its task
 )
 
-// timerEntry is one entry of the timer heap.
-type timerEntry struct {
-	at    time.Time
-	seq   uint64 // ties broken by arrival, so equal times keep their order
-	index int    // position in the heap, for removal
-	kind  timerKind
-	env   envelope
-	sched Schedule // kindPeriodic only
-	id    string   // kindPeriodic: the schedule's ID
-}
-
-// timerHeap orders entries by time. It implements heap.Interface.
-type timerHeap []*timerEntry
+// timerHeap orders records by due time, then by arrival.
+type timerHeap []*record
 
 func (h timerHeap) Len() int { return len(h) }
 func (h timerHeap) Less(i, j int) bool {
@@ -42,187 +31,232 @@ func (h timerHeap) Less(i, j int) bool {
 }
 func (h timerHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
+	h[i].heapIndex, h[j].heapIndex = i, j
 }
 func (h *timerHeap) Push(x any) {
-	e := x.(*timerEntry)
-	e.index = len(*h)
-	*h = append(*h, e)
+	r := x.(*record)
+	r.heapIndex = len(*h)
+	*h = append(*h, r)
 }
 func (h *timerHeap) Pop() any {
 	old := *h
-	e := old[len(old)-1]
+	r := old[len(old)-1]
 	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
-	e.index = -1
-	return e
+	r.heapIndex = -1
+	return r
 }
 
-// timerQueue holds delayed tasks, retries and periodic schedules in one
-// heap, driven by one timer in one goroutine: waiting tasks cost memory
-// only, never a goroutine or a runtime timer each.
+// timerQueue holds delayed tasks, retries, rate-held tasks and periodic
+// schedules in one heap, driven by one timer in one goroutine: waiting
+// tasks cost memory only, never a goroutine or a runtime timer each. A
+// record leaves the heap only under the queue's lock, moving from
+// stDelayed to stQueued as it is handed to its lane, so that Cancel finds
+// it in one place or the other, never in between.
 type timerQueue struct {
 	mu       sync.Mutex
 	h        timerHeap
-	byID     map[string]*timerEntry // tasks by ID, for Cancel
-	periodic map[string]*timerEntry // schedules by ID
+	periodic map[string]*record // schedules by ID
 	seq      uint64
-	prefix   string // the scheduler's ID prefix
-	closed   bool
-	wake     chan struct{} // told when the earliest entry changes
+	tasks    int       // task records in the heap (not schedules)
+	closed   bool      // admission closed: SubmitAt and SchedulePeriodic refused
+	flushed  bool      // Stop's flush is done: retries follow WithDelayedOnStop
+	dropping bool      // Stop's deadline passed: nothing waits any more
+	stopped  bool      // the timer goroutine exits
+	work     []*record // settled not run, to be reported by the timer goroutine
+	wake     chan struct{}
+	accepted atomic.Uint64 // tasks accepted by SubmitAt
 }
 
 func (q *timerQueue) init() {
-	q.byID = make(map[string]*timerEntry)
-	q.periodic = make(map[string]*timerEntry)
+	q.periodic = make(map[string]*record)
 	q.wake = make(chan struct{}, 1)
 }
 
-// push adds a task due at at. It returns false once the queue is closed.
-func (q *timerQueue) push(e envelope, at time.Time, kind timerKind) bool {
-	return q.add(&timerEntry{at: at, kind: kind, env: e})
+func (q *timerQueue) wakeUp() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
 }
 
-func (q *timerQueue) add(te *timerEntry) bool {
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
-		return false
-	}
-	if te.kind == kindPeriodic && q.periodic[te.id] != nil && q.periodic[te.id] != te {
-		q.mu.Unlock()
-		return false
-	}
+// pushLocked adds r due at at. The caller holds q.mu.
+func (q *timerQueue) pushLocked(r *record, at time.Time, kind timerKind) {
 	q.seq++
-	te.seq = q.seq
-	if te.kind == kindDelayed && te.env.task.ID == "" {
-		// Name the task so that it can be cancelled and inspected.
-		var b [32]byte
-		id := append(append(b[:0], q.prefix...), "-d"...)
-		te.env.task.ID = string(strconv.AppendUint(id, te.seq, 10))
+	r.at, r.seq, r.reason = at, q.seq, kind
+	heap.Push(&q.h, r)
+	if kind != kindPeriodic {
+		q.tasks++
 	}
-	heap.Push(&q.h, te)
-	if te.kind == kindPeriodic {
-		q.periodic[te.id] = te
-	} else if id := te.env.task.ID; id != "" {
-		q.byID[id] = te
-	}
-	first := te.index == 0
-	q.mu.Unlock()
-	if first {
-		select {
-		case q.wake <- struct{}{}:
-		default:
-		}
-	}
-	return true
-}
-
-// remove takes te out of the heap. The caller holds q.mu.
-func (q *timerQueue) remove(te *timerEntry) {
-	heap.Remove(&q.h, te.index)
-	if te.kind == kindPeriodic {
-		delete(q.periodic, te.id)
-	} else if q.byID[te.env.task.ID] == te {
-		delete(q.byID, te.env.task.ID)
+	if r.heapIndex == 0 {
+		q.wakeUp()
 	}
 }
 
-// due pops the entries due at now, re-arming periodic schedules, and
-// returns when the next one is due (zero if none).
-func (q *timerQueue) due(now time.Time, out []*timerEntry) ([]*timerEntry, time.Time) {
+// removeLocked takes r out of the heap. The caller holds q.mu.
+func (q *timerQueue) removeLocked(r *record) {
+	heap.Remove(&q.h, r.heapIndex)
+	if r.reason == kindPeriodic {
+		delete(q.periodic, r.task.ID)
+	} else {
+		q.tasks--
+	}
+}
+
+func (q *timerQueue) closeAdmission() {
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	for len(q.h) > 0 && !q.h[0].at.After(now) {
-		te := q.h[0]
-		if te.kind != kindPeriodic {
-			q.remove(te)
-			out = append(out, te)
-			continue
-		}
-		// Fire a copy and move the schedule on. Ticks missed while the
-		// queue was full are not replayed: the next one is after now.
-		out = append(out, &timerEntry{at: te.at, kind: kindPeriodic, env: te.env, id: te.id})
-		next := te.sched.Next(te.at)
-		if !next.After(now) {
-			next = te.sched.Next(now)
-		}
-		if next.IsZero() {
-			q.remove(te)
-			continue
-		}
-		te.at = next
-		heap.Fix(&q.h, te.index)
-	}
-	var next time.Time
-	if len(q.h) > 0 {
-		next = q.h[0].at
-	}
-	return out, next
-}
-
-// close empties the queue and refuses further entries. It returns the
-// waiting tasks; periodic schedules are dropped.
-func (q *timerQueue) close() []*timerEntry {
-	q.mu.Lock()
-	defer q.mu.Unlock()
 	q.closed = true
-	var tasks []*timerEntry
-	for _, te := range q.h {
-		if te.kind != kindPeriodic {
-			tasks = append(tasks, te)
-		}
-	}
-	q.h, q.byID, q.periodic = nil, nil, nil
-	// Run early in the order they were due.
-	sortEntries(tasks)
-	return tasks
+	q.mu.Unlock()
 }
 
-func sortEntries(es []*timerEntry) {
-	h := timerHeap(es)
-	heap.Init(&h)
-	sorted := make([]*timerEntry, 0, len(es))
-	for h.Len() > 0 {
-		sorted = append(sorted, heap.Pop(&h).(*timerEntry))
-	}
-	copy(es, sorted)
+func (q *timerQueue) stop() {
+	q.mu.Lock()
+	q.stopped = true
+	q.mu.Unlock()
+	q.wakeUp()
 }
 
 // pendingTasks counts the tasks waiting in the heap.
 func (q *timerQueue) pendingTasks() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.h) - len(q.periodic)
+	return q.tasks
 }
 
-// runTimers is the timer goroutine: it moves due entries into the task
-// channels, and on Stop flushes the waiting ones as WithDelayedOnStop says.
-// It holds an admission of the gate from Start until it exits, so the
-// dispatcher's final drain comes after its last send.
-func (s *Scheduler) runTimers() {
-	defer close(s.timerDone)
-	defer s.leave()
+// SubmitAt enqueues t to run at time at (by the scheduler's [Clock]): it
+// waits in the timer heap until then, holding no worker and no goroutine.
+// A time in the past runs it at once. If t.ID is empty one is assigned, so
+// name the task to [Scheduler.Cancel] it later. SubmitAt returns the same
+// errors as [Scheduler.Submit], but never blocks on a full queue: a due
+// task goes to its queue past the bound.
+func (s *Scheduler) SubmitAt(ctx context.Context, t Task, at time.Time) error {
+	return s.submitAt(ctx, &t, at)
+}
+
+// SubmitAfter is [Scheduler.SubmitAt] with a delay from now.
+func (s *Scheduler) SubmitAfter(ctx context.Context, t Task, d time.Duration) error {
+	return s.submitAt(ctx, &t, s.now().Add(d))
+}
+
+func (s *Scheduler) submitAt(ctx context.Context, t *Task, at time.Time) error {
+	b, err := s.check(t)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !s.running() {
+		return s.closedErr()
+	}
+	r := new(record)
+	if err := s.admit(r, t, b); err != nil {
+		return err
+	}
+	if !r.indexed {
+		// Named or not, a delayed task can be cancelled by the ID that
+		// Inspect shows.
+		s.index.add(r)
+	}
+	q := &s.timers
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		s.unadmit(r)
+		return ErrSchedulerClosed
+	}
+	r.state.Store(stDelayed)
+	q.pushLocked(r, at, kindDelayed)
+	q.accepted.Add(1)
+	q.mu.Unlock()
+	return nil
+}
+
+// hold files r, which the caller owns and which is running, to wait in the
+// heap until at: a task held back by its rate limiter. A graceful Stop
+// lets it wait for its turn; a Stop past its deadline reports it not run.
+func (q *timerQueue) hold(r *record, at time.Time) { q.file(r, at, kindHeld) }
+
+// file moves a running record into the heap.
+func (q *timerQueue) file(r *record, at time.Time, kind timerKind) {
+	q.mu.Lock()
+	if q.dropping {
+		r.state.Store(stDone)
+		q.work = append(q.work, r)
+		q.mu.Unlock()
+		q.wakeUp() // the timer goroutine reports it not run
+		return
+	}
+	r.state.Store(stDelayed)
+	q.pushLocked(r, at, kind)
+	q.mu.Unlock()
+}
+
+// retryAt files the next attempt of r, which the caller owns and which is
+// running, due at at, or decides what a Stop in progress does with it:
+// with DelayedRunEarly it runs at once; otherwise, like any delayed task
+// that is not due, it is reported not run. It returns false in the
+// latter case, for the caller to settle r.
+func (s *Scheduler) retryAt(r *record, attempt int, at time.Time) bool {
+	q := &s.timers
+	q.mu.Lock()
+	r.task.Attempt = attempt
+	if !q.flushed && !q.dropping {
+		r.state.Store(stDelayed)
+		q.pushLocked(r, at, kindRetry)
+		q.mu.Unlock()
+		return true
+	}
+	runEarly := s.opts.delayedOnStop == DelayedRunEarly && !q.dropping
+	q.mu.Unlock()
+	if !runEarly {
+		return false
+	}
+	r.state.Store(stQueued)
+	s.inject(r)
+	return true
+}
+
+// runTimers is the timer goroutine: it hands due records to their lanes,
+// fires periodic schedules, and carries out Stop: when Stop begins it
+// flushes the heap as WithDelayedOnStop says; when Stop's deadline passes
+// it reports everything waiting not run. It exits after the last task has
+// its outcome. A hook that calls runtime.Goexit on this goroutine (while a
+// task is reported not run) cannot stop it: a new one carries on.
+func (s *Scheduler) runTimers(restarted bool) {
+	returned := false
+	defer func() {
+		if !returned {
+			go s.runTimers(true)
+			return
+		}
+		close(s.timerDone)
+	}()
 	q := &s.timers
 	clock := s.opts.clock
 	timer := clock.NewTimer(time.Hour)
 	defer timer.Stop()
-	var due []*timerEntry
+	quit := s.quit
 	for {
-		var next time.Time
-		due, next = q.due(clock.Now(), due[:0])
-		for i, te := range due {
-			if !s.inject(te) {
-				// Stop began while the queues were full: put the rest back
-				// for the flush below.
-				for _, te := range due[i:] {
-					if te.kind != kindPeriodic {
-						q.add(te)
-					}
-				}
-				break
-			}
-			due[i] = nil
+		select {
+		case <-quit:
+			quit = nil
+		default:
+		}
+		if quit == nil {
+			s.flushTimers()
+		}
+		if s.gaveUp.Load() {
+			s.dropTimers()
+		}
+		s.settleWork()
+		next := s.fireDue(clock.Now())
+		q.mu.Lock()
+		stopped := q.stopped
+		q.mu.Unlock()
+		if stopped {
+			returned = true
+			return
 		}
 		if !next.IsZero() {
 			timer.Reset(max(next.Sub(clock.Now()), 0))
@@ -230,139 +264,212 @@ func (s *Scheduler) runTimers() {
 		select {
 		case <-timer.C():
 		case <-q.wake:
-		case <-s.quit:
-			s.flushTimers()
+		case <-quit:
+		}
+	}
+}
+
+// fireDue hands the records due at now to their lanes and fires the
+// periodic schedules due, and returns when the next entry is due (zero if
+// none). Schedule.Next is called without the lock held.
+func (s *Scheduler) fireDue(now time.Time) time.Time {
+	q := &s.timers
+	var due, fires []*record
+	q.mu.Lock()
+	for len(q.h) > 0 && !q.h[0].at.After(now) {
+		r := q.h[0]
+		if r.reason == kindPeriodic {
+			// Out of the heap while it fires; still in periodic, so that
+			// Unschedule meanwhile is seen below.
+			heap.Remove(&q.h, r.heapIndex)
+			fires = append(fires, r)
+			continue
+		}
+		q.removeLocked(r)
+		if r.cas(stDelayed, stQueued) {
+			due = append(due, r)
+		}
+	}
+	q.mu.Unlock()
+	for _, r := range due {
+		s.inject(r)
+	}
+	for _, p := range fires {
+		s.fire(s.activation(p))
+		next, ok := s.nextRun(p.sched, p.at, now)
+		q.mu.Lock()
+		switch {
+		case q.periodic[p.task.ID] != p:
+			// Unscheduled, or the queue flushed, meanwhile.
+		case ok:
+			q.pushLocked(p, next, kindPeriodic)
+		default:
+			delete(q.periodic, p.task.ID)
+		}
+		q.mu.Unlock()
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.h) > 0 {
+		return q.h[0].at
+	}
+	return time.Time{}
+}
+
+// nextRun asks a schedule for its activation after the one at at. Missed
+// activations are not replayed: the next one is after now. A schedule that
+// does not move forward, or that panics, is removed, with an error logged.
+func (s *Scheduler) nextRun(sched Schedule, at, now time.Time) (next time.Time, ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.logPanic("Schedule.Next", v)
+			ok = false
+		}
+	}()
+	next = sched.Next(at)
+	if !next.IsZero() && !next.After(now) {
+		next = sched.Next(now)
+	}
+	if next.IsZero() {
+		return next, false
+	}
+	if !next.After(now) {
+		s.opts.logger.Error("taskpool: periodic schedule removed: Next does not move forward", "at", now, "next", next)
+		return next, false
+	}
+	return next, true
+}
+
+// activation makes the record of one activation of schedule p.
+func (s *Scheduler) activation(p *record) *record {
+	r := &record{b: p.b, heapIndex: -1}
+	r.task = p.task
+	r.task.ID = p.task.ID + "@" + p.at.UTC().Format(time.RFC3339Nano)
+	r.task.Attempt = 1
+	return r
+}
+
+// fire submits one activation of a periodic schedule. An activation that
+// finds its queue full, or its unique key taken, is skipped and logged.
+func (s *Scheduler) fire(r *record) {
+	if k := r.task.UniqueKey; k != "" {
+		if err := s.uniq.acquire(k, s.now()); err != nil {
+			s.opts.logger.Warn("taskpool: periodic task skipped", "id", r.task.ID, "error", err)
 			return
 		}
 	}
-}
-
-// inject sends a due entry's task into its task channel. It returns false
-// if Stop began first.
-func (s *Scheduler) inject(te *timerEntry) bool {
-	e := te.env
-	if te.kind == kindPeriodic {
-		e.task.ID = te.id + "@" + te.at.UTC().Format(time.RFC3339Nano)
-		if e.task.UniqueKey != "" {
-			if err := s.uniq.acquire(e.task.UniqueKey, s.opts.clock.Now()); err != nil {
-				s.opts.logger.Warn("taskpool: periodic task skipped", "id", e.task.ID, "error", err)
-				return true
-			}
-		}
-		s.submitted.Add(1)
-	}
-	if e.task.ID != "" && !e.tracked {
-		s.pending.add(e.task.ID)
-		e.tracked = true
-	}
-	select {
-	case s.queue(prioIndex(e.task.Priority)) <- e:
-		return true
-	case <-s.quit:
-		if te.kind == kindPeriodic {
-			s.unadmit(e)
-			s.submitted.Add(^uint64(0))
-		} else {
-			te.env = e
-		}
-		return false
+	r.state.Store(stQueued)
+	if err := s.e.Put(context.Background(), r.b.lane, job{params: r.task.Params, b: r.b, rec: r}, false, false); err != nil {
+		s.unadmit(r)
+		s.opts.logger.Warn("taskpool: periodic task skipped", "id", r.task.ID, "error", err)
 	}
 }
 
-// flushTimers empties the heap when Stop begins: waiting tasks run early
-// or are reported not run.
+// flushTimers carries out a Stop that has begun, once: the schedules are
+// removed; tasks that are due go to their lanes (they are accepted work
+// that is due); tasks held by a rate limiter wait for their turn; delayed
+// tasks and retries that are not due run early or are reported not run,
+// as WithDelayedOnStop says.
 func (s *Scheduler) flushTimers() {
-	for _, te := range s.timers.close() {
-		e := te.env
-		if s.opts.delayedOnStop == DelayedRunEarly && !s.abandon.Load() {
-			if e.task.ID != "" && !e.tracked {
-				s.pending.add(e.task.ID)
-				e.tracked = true
-			}
-			// The dispatcher goes on draining until this goroutine exits.
-			s.queue(prioIndex(e.task.Priority)) <- e
-			continue
-		}
-		if e.tracked {
-			s.pending.remove(e.task.ID)
-		}
-		s.dropped(e)
-	}
-}
-
-// SubmitAt enqueues t to run at time at (by the scheduler's [Clock]): it
-// waits in the timer heap until then, holding no worker and no goroutine.
-// A time in the past runs it at once. If t.ID is empty one is assigned, so
-// name the task to [Scheduler.Cancel] it later. SubmitAt returns the same
-// errors as [Scheduler.Submit], but never blocks on a full queue.
-func (s *Scheduler) SubmitAt(ctx context.Context, t Task, at time.Time) error {
-	return s.submitAt(ctx, envelope{task: t}, at)
-}
-
-// SubmitAfter is [Scheduler.SubmitAt] with a delay from now.
-func (s *Scheduler) SubmitAfter(ctx context.Context, t Task, d time.Duration) error {
-	return s.submitAt(ctx, envelope{task: t}, s.opts.clock.Now().Add(d))
-}
-
-func (s *Scheduler) submitAt(ctx context.Context, e envelope, at time.Time) error {
-	if err := s.check(&e); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if !s.enter() {
-		return s.closedErr()
-	}
-	defer s.leave()
-	if e.task.UniqueKey != "" {
-		if err := s.uniq.acquire(e.task.UniqueKey, s.opts.clock.Now()); err != nil {
-			return err
-		}
-	}
-	if !s.timers.push(e, at, kindDelayed) {
-		s.unadmit(e)
-		return ErrSchedulerClosed
-	}
-	s.submitted.Add(1)
-	return nil
-}
-
-// Cancel removes the pending task with the given ID: a delayed task, a
-// retry waiting for its next attempt, or a queued task submitted with that
-// ID that no worker has picked up yet. The task is reported to the
-// completion hook and its Future with [ErrCanceled]. A task that is
-// running cannot be cancelled this way (cancel its context instead).
-// Cancel returns an error wrapping [ErrTaskNotFound] when no such task is
-// pending.
-func (s *Scheduler) Cancel(id string) error {
 	q := &s.timers
 	q.mu.Lock()
-	te := q.byID[id]
-	if te != nil {
-		q.remove(te)
+	if q.flushed {
+		q.mu.Unlock()
+		return
+	}
+	q.flushed = true
+	now := s.now()
+	runEarly := s.opts.delayedOnStop == DelayedRunEarly
+	var run, keep []*record
+	for _, r := range q.h {
+		r.heapIndex = -1
+		switch {
+		case r.reason == kindPeriodic:
+		case r.reason == kindHeld && r.at.After(now):
+			keep = append(keep, r)
+		case !r.at.After(now) || runEarly:
+			if r.cas(stDelayed, stQueued) {
+				run = append(run, r)
+			}
+		default:
+			if r.cas(stDelayed, stDone) {
+				q.work = append(q.work, r)
+			}
+		}
+	}
+	q.h, q.tasks = nil, 0
+	clear(q.periodic)
+	for _, r := range keep {
+		q.pushLocked(r, r.at, kindHeld)
 	}
 	q.mu.Unlock()
-	if te != nil {
-		if te.env.tracked {
-			s.pending.remove(id)
+	sortByDue(run)
+	for _, r := range run {
+		s.inject(r)
+	}
+}
+
+// dropTimers reports every task waiting in the heap or for a concurrency
+// slot not run: Stop's deadline has passed.
+func (s *Scheduler) dropTimers() {
+	q := &s.timers
+	q.mu.Lock()
+	if q.dropping {
+		q.mu.Unlock()
+		return
+	}
+	q.dropping = true
+	for _, r := range q.h {
+		r.heapIndex = -1
+		if r.reason != kindPeriodic && r.cas(stDelayed, stDone) {
+			q.work = append(q.work, r)
 		}
-		s.canceled.Add(1)
-		s.complete(te.env, Outcome{Task: te.env.task, Err: ErrCanceled, Attempts: max(te.env.task.Attempt-1, 0)})
-		return nil
 	}
-	if s.pending.cancel(id) {
-		return nil
+	q.h, q.tasks = nil, 0
+	clear(q.periodic)
+	q.mu.Unlock()
+	s.dropWaiting()
+}
+
+// settleWork reports the records in the work list not run, one at a
+// time: a hook that ends this goroutine leaves the rest to the goroutine
+// that replaces it.
+func (s *Scheduler) settleWork() {
+	q := &s.timers
+	for {
+		q.mu.Lock()
+		if len(q.work) == 0 {
+			q.mu.Unlock()
+			return
+		}
+		r := q.work[0]
+		q.work[0] = nil
+		q.work = q.work[1:]
+		q.mu.Unlock()
+		t := r.task
+		s.finalize(nil, r, &t, nil, notRunErr(r), max(t.Attempt-1, 0), settledNotRun)
 	}
-	return fmt.Errorf("%w: %q", ErrTaskNotFound, id)
+}
+
+// sortByDue sorts records by due time, then arrival.
+func sortByDue(rs []*record) {
+	h := timerHeap(rs)
+	heap.Init(&h)
+	sorted := make([]*record, 0, len(rs))
+	for h.Len() > 0 {
+		sorted = append(sorted, heap.Pop(&h).(*record))
+	}
+	copy(rs, sorted)
 }
 
 // SchedulePeriodic submits a copy of t at every activation of sched (see
 // [Every] and the cron sub-module) until [Scheduler.Unschedule] or Stop.
 // Each copy gets the ID "<id>@<activation time>", the time in UTC as
-// RFC 3339 with nanoseconds. An activation
-// missed while the queue was full is not replayed. It returns an error
-// wrapping [ErrInvalidOption] for an empty id, a nil or empty schedule, or
+// RFC 3339 with nanoseconds. An activation missed while the queue was full
+// is not replayed. sched.Next is called on the timer goroutine and must
+// return quickly; a schedule whose Next does not move forward, or panics,
+// is removed and an error logged. It returns an error wrapping
+// [ErrInvalidOption] for an empty id, a nil or empty schedule, or
 // [ErrDuplicateTask] for an id already scheduled, and the errors of
 // [Scheduler.Submit] for t.
 func (s *Scheduler) SchedulePeriodic(id string, sched Schedule, t Task) error {
@@ -372,26 +479,32 @@ func (s *Scheduler) SchedulePeriodic(id string, sched Schedule, t Task) error {
 	if sched == nil {
 		return invalid("schedule", "nil")
 	}
-	e := envelope{task: t}
-	if err := s.check(&e); err != nil {
+	b, err := s.check(&t)
+	if err != nil {
 		return err
 	}
-	if !s.enter() {
+	if !s.running() {
 		return s.closedErr()
 	}
-	defer s.leave()
-	now := s.opts.clock.Now()
-	first := sched.Next(now)
-	if first.IsZero() {
-		return invalid("schedule", "no activation")
+	now := s.now()
+	first, ok := s.nextRun(sched, now, now)
+	if !ok {
+		return invalid("schedule", "no activation after now")
 	}
-	e.task.ID = ""
-	if !s.timers.add(&timerEntry{at: first, kind: kindPeriodic, env: e, sched: sched, id: id}) {
-		if state(s.state.Load()) != stateRunning {
-			return ErrSchedulerClosed
-		}
+	p := &record{b: b, heapIndex: -1, sched: sched}
+	p.task = t
+	p.task.ID = id
+	q := &s.timers
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return ErrSchedulerClosed
+	}
+	if q.periodic[id] != nil {
 		return fmt.Errorf("%w: schedule %q", ErrDuplicateTask, id)
 	}
+	q.periodic[id] = p
+	q.pushLocked(p, first, kindPeriodic)
 	return nil
 }
 
@@ -402,10 +515,13 @@ func (s *Scheduler) Unschedule(id string) error {
 	q := &s.timers
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	te := q.periodic[id]
-	if te == nil {
+	p := q.periodic[id]
+	if p == nil {
 		return fmt.Errorf("%w: schedule %q", ErrTaskNotFound, id)
 	}
-	q.remove(te)
+	delete(q.periodic, id)
+	if p.heapIndex >= 0 {
+		heap.Remove(&q.h, p.heapIndex)
+	}
 	return nil
 }

@@ -1,0 +1,290 @@
+package engine
+
+// dispatch is the dispatcher: the only goroutine that takes batches out of
+// the task channels, the only one that sends to workers, and the only one
+// that retires them.
+func (e *Engine[T, L]) dispatch() {
+	defer e.wg.Done()
+	for {
+		if e.ctl.Load()&ctlHold != 0 {
+			e.holdDispatch()
+			continue
+		}
+		if !e.haveWork() {
+			if e.closingNow() {
+				// Nothing left and no more coming: retire every worker.
+				e.shutdown()
+				return
+			}
+			e.park()
+			continue
+		}
+		w := e.nextWorker()
+		if w == nil {
+			continue // control changed while waiting: look again
+		}
+		b := e.fill(w.spare)
+		w.spare = nil
+		w.ch <- b // buffered, and the worker waits for it: never blocks
+	}
+}
+
+// holdDispatch waits while a hold is on, retiring surplus workers.
+func (e *Engine[T, L]) holdDispatch() {
+	e.mu.Lock()
+	resume, held := e.resume, e.ctl.Load()&ctlHold != 0
+	e.mu.Unlock()
+	if !held {
+		return
+	}
+	select {
+	case <-resume:
+	case <-e.wake:
+		e.shrink()
+	}
+}
+
+// closingNow reports whether Close was called.
+func (e *Engine[T, L]) closingNow() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closing
+}
+
+// shutdown closes every worker's channel as the worker registers, and
+// waits for the workers to exit.
+func (e *Engine[T, L]) shutdown() {
+	e.mu.Lock()
+	n := e.live
+	e.live, e.target = 0, 0
+	e.nlive.Store(0)
+	e.mu.Unlock()
+	for _, w := range e.ready {
+		close(w.ch)
+		n--
+	}
+	e.ready = nil
+	for range n {
+		w := <-e.idle
+		close(w.ch)
+	}
+	go func() {
+		e.wg.Wait()
+		close(e.done)
+	}()
+}
+
+// pending reports whether lane p has units the dispatcher has not taken.
+func (e *Engine[T, L]) pending(p int) bool {
+	return e.pos[p] < len(e.cur[p]) || e.lanes[p].in.Load() > e.taken[p]
+}
+
+// haveWork reports whether any lane has a unit to hand out.
+func (e *Engine[T, L]) haveWork() bool {
+	return e.avail(0) || e.avail(1) || e.avail(2)
+}
+
+// avail reports whether lane p has a unit ready in cur, taking the next
+// batch from the lane if it must.
+func (e *Engine[T, L]) avail(p int) bool {
+	if e.pos[p] < len(e.cur[p]) {
+		return true
+	}
+	l := &e.lanes[p]
+	if l.in.Load() == e.taken[p] {
+		return false
+	}
+	var b []T
+	select {
+	case b = <-l.ch:
+	default:
+		// Nothing on the channel: take the accumulator itself, under the
+		// lock that orders it after every batch already on the channel.
+		l.mu.Lock()
+		select {
+		case b = <-l.ch:
+		default:
+			b, l.buf = l.buf, nil
+		}
+		l.mu.Unlock()
+	}
+	if len(b) == 0 {
+		return false
+	}
+	e.setCur(p, b)
+	return true
+}
+
+func (e *Engine[T, L]) setCur(p int, b []T) {
+	if e.cur[p] != nil {
+		e.putBuf(e.cur[p])
+	}
+	e.cur[p], e.pos[p] = b, 0
+	e.taken[p] += int64(len(b))
+}
+
+// park waits for a batch on any task channel or a control change. It
+// sets parked first, so that a submitter that appends afterwards puts its
+// accumulator on the channel at once instead of waiting for a full batch;
+// and it looks at the lanes once more after setting it, so that a unit
+// appended before is not left behind.
+func (e *Engine[T, L]) park() {
+	e.parked.Store(true)
+	if e.pending(0) || e.pending(1) || e.pending(2) {
+		e.parked.Store(false)
+		return
+	}
+	// With surplus workers, take registrations too, to retire them.
+	var idle chan *Worker[T, L]
+	if e.surplus.Load() {
+		idle = e.idle
+	}
+	select {
+	case b := <-e.lanes[0].ch:
+		e.setCur(0, b)
+	case b := <-e.lanes[1].ch:
+		e.setCur(1, b)
+	case b := <-e.lanes[2].ch:
+		e.setCur(2, b)
+	case w := <-idle:
+		if !e.retire(w) {
+			e.ready = append(e.ready, w)
+		}
+	case <-e.wake:
+		e.shrink()
+	}
+	e.parked.Store(false)
+}
+
+// nextWorker waits for a worker with room, retiring surplus ones on the
+// way. It returns nil when a control change needs a look first.
+func (e *Engine[T, L]) nextWorker() *Worker[T, L] {
+	for {
+		if n := len(e.ready); n > 0 {
+			w := e.ready[n-1]
+			e.ready = e.ready[:n-1]
+			return w
+		}
+		select {
+		case w := <-e.idle:
+			if e.surplus.Load() && e.retire(w) {
+				continue
+			}
+			return w
+		case <-e.wake:
+			e.shrink()
+			if e.ctl.Load()&ctlHold != 0 {
+				return nil
+			}
+		}
+	}
+}
+
+// retire closes w's channel if there are more workers than asked for.
+func (e *Engine[T, L]) retire(w *Worker[T, L]) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.live <= e.target || e.closing {
+		e.surplus.Store(false)
+		return false
+	}
+	e.live--
+	e.nlive.Store(int32(e.live))
+	e.surplus.Store(e.live > e.target)
+	close(w.ch)
+	return true
+}
+
+// shrink retires idle workers while there are more than asked for.
+func (e *Engine[T, L]) shrink() {
+	for e.surplus.Load() {
+		select {
+		case w := <-e.idle:
+			if !e.retire(w) {
+				// Not surplus after all: keep it for the next batch.
+				e.ready = append(e.ready, w)
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+// fill copies units into buf, up to the batch size and to a fair share of
+// what is queued per worker, taking the lanes in weighted turn.
+func (e *Engine[T, L]) fill(buf []T) []T {
+	if buf == nil {
+		buf = make([]T, 0, e.cfg.BatchSize)
+	}
+	queued := int64(0)
+	for p := range e.lanes {
+		queued += e.lanes[p].in.Load() - e.lanes[p].out.Load()
+	}
+	limit := min(int64(e.cfg.BatchSize), 1+queued/int64(max(e.nlive.Load(), 1)))
+	var outs [Lanes]int64
+	var zero T
+	for int64(len(buf)) < limit {
+		p := e.pick()
+		if p < 0 {
+			break
+		}
+		// Alone with work, a lane gives a run at once.
+		n := 1
+		if !e.others(p) {
+			n = min(int(limit)-len(buf), len(e.cur[p])-e.pos[p])
+		}
+		src := e.cur[p][e.pos[p] : e.pos[p]+n]
+		buf = append(buf, src...)
+		for i := range src {
+			src[i] = zero
+		}
+		e.pos[p] += n
+		outs[p] += int64(n)
+		if e.pos[p] == len(e.cur[p]) {
+			e.putBuf(e.cur[p])
+			e.cur[p], e.pos[p] = nil, 0
+		}
+	}
+	for p := range outs {
+		if outs[p] == 0 {
+			continue
+		}
+		l := &e.lanes[p]
+		l.out.Add(outs[p])
+		if l.nwait.Load() > 0 {
+			e.admitWaiters(l)
+		}
+	}
+	return buf
+}
+
+// others reports whether a lane other than p has units pending.
+func (e *Engine[T, L]) others(p int) bool {
+	for q := range e.lanes {
+		if q != p && e.pending(q) {
+			return true
+		}
+	}
+	return false
+}
+
+// pick chooses the lane of the next unit: strictly by priority, or by the
+// weighted cycle and then any lane with work. It returns -1 when none has.
+func (e *Engine[T, L]) pick() int {
+	if !e.cfg.Strict {
+		p := e.cycle[e.next]
+		if e.next++; e.next == len(e.cycle) {
+			e.next = 0
+		}
+		if e.avail(p) {
+			return p
+		}
+	}
+	for p := range e.lanes {
+		if e.avail(p) {
+			return p
+		}
+	}
+	return -1
+}

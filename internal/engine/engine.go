@@ -1,0 +1,486 @@
+// Package engine is the ground floor of taskpool: the shape and nothing
+// else. Submitters put units of work into a task channel per priority (in
+// batches), one dispatcher goroutine takes them out and hands them, again
+// in batches, to workers that register their private channels on a
+// channel of worker channels whenever they have room for work. A worker
+// runs each unit through a [Runner].
+//
+// The engine knows nothing of task types, retries, timers, limits, unique
+// keys, pause or statistics: those are layers above it, in the root
+// package. It offers them four things: bounded admission with blocked
+// callers admitted in order, a hold (no unit starts while it is on), an
+// abandon (no unit starts again; the rest are handed to [Runner.Drop]),
+// and a worker that survives runtime.Goexit.
+package engine
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// Errors of Put.
+var (
+	// ErrClosed: admission is closed.
+	ErrClosed = errors.New("engine: closed")
+	// ErrFull: the lane is at its bound and the caller would not wait.
+	ErrFull = errors.New("engine: full")
+)
+
+// Lanes is the number of priority lanes, highest first.
+const Lanes = 3
+
+// laneBatch is how many units a lane accumulates before it puts them on
+// its task channel as one batch.
+const laneBatch = 64
+
+// spinYields is how many times a worker yields before it parks on its
+// channel, when workers do not outnumber the processors.
+const spinYields = 4
+
+// Runner runs the units of an engine. Every method is called on the worker
+// goroutine that owns l, one call at a time per worker.
+type Runner[T, L any] interface {
+	// Run runs t. It must not keep t: the slot is reused.
+	Run(l *L, t *T)
+	// Drop is called instead of Run for a unit that will never run
+	// because the engine was abandoned.
+	Drop(l *L, t *T)
+	// Exited is called, on a new goroutine that carries on as the same
+	// worker, when the goroutine in Run(l, t) or in Exited(l, t) ended
+	// without returning (runtime.Goexit, or a panic that will crash the
+	// process). again reports that it died in Exited.
+	Exited(l *L, t *T, again bool)
+	// Retired folds the state of a worker that exits for good into acc,
+	// under the lock Each holds.
+	Retired(acc, l *L)
+}
+
+// Config sizes an engine.
+type Config struct {
+	Workers   int        // workers at Start
+	BatchSize int        // most units in one hand-off to a worker
+	QueueSize int        // bound of each lane, in units
+	Weights   [Lanes]int // share of hand-offs per lane when all have work
+	Strict    bool       // always take the highest lane first
+}
+
+// control bits of Engine.ctl, read by workers before every unit.
+const (
+	ctlHold    = 1 << iota // no unit starts
+	ctlAbandon             // no unit starts, ever: Drop instead
+)
+
+// Engine is a batch-passing worker pool. The zero value is not usable;
+// call New.
+type Engine[T, L any] struct {
+	cfg Config
+	r   Runner[T, L]
+
+	lanes  [Lanes]lane[T]
+	parked atomic.Bool // the dispatcher waits for work: submitters flush at once
+
+	_   [64]byte
+	ctl atomic.Uint32 // ctlHold | ctlAbandon
+	_   [60]byte
+
+	mu       sync.Mutex // guards workers, live, target, resume, closing, retired
+	workers  map[*Worker[T, L]]struct{}
+	live     int           // workers not retired
+	target   int           // workers asked for
+	resume   chan struct{} // closed when a hold ends
+	closing  bool
+	retired  L           // the folded state of retired workers
+	surplus  atomic.Bool // live > target: the dispatcher retires the next idle worker
+	nlive    atomic.Int32
+	idle     chan *Worker[T, L] // the channel of worker channels
+	wake     chan struct{}      // tells the dispatcher to look at control state
+	done     chan struct{}      // closed when the dispatcher and workers have exited
+	wg       sync.WaitGroup
+	procs    int32
+	draining atomic.Bool
+	progress chan struct{}
+	free     chan []T // recycled batch buffers
+
+	// dispatcher only
+	cur   [Lanes][]T // the batch being handed out, per lane
+	pos   [Lanes]int
+	taken [Lanes]int64    // units taken out of each lane
+	ready []*Worker[T, L] // registered workers set aside by shrink
+	cycle []int
+	next  int
+}
+
+// lane is one priority's admission and task channel. Submitters append to
+// buf under mu; a full buf goes onto ch as one batch, or at once when the
+// dispatcher is parked. The dispatcher takes batches from ch, and takes buf
+// itself when ch is empty, so order within a lane is kept.
+type lane[T any] struct {
+	mu       sync.Mutex
+	buf      []T
+	closed   bool
+	waiters  []*waiter[T] // blocked Put calls, oldest first
+	accepted atomic.Uint64
+	in       atomic.Int64 // units put, forced ones included
+	nwait    atomic.Int32
+	_        [64]byte
+	out      atomic.Int64 // units handed to workers (dispatcher)
+	_        [56]byte
+	ch       chan []T
+}
+
+type waiter[T any] struct {
+	t    T
+	done chan error // buffered: nil (admitted) or ErrClosed
+	gone bool       // under lane.mu: answered
+}
+
+// New returns an engine that runs units with r. Call Start to run it.
+func New[T, L any](cfg Config, r Runner[T, L]) *Engine[T, L] {
+	e := &Engine[T, L]{
+		cfg:      cfg,
+		r:        r,
+		workers:  make(map[*Worker[T, L]]struct{}),
+		idle:     make(chan *Worker[T, L], min(cfg.Workers, 1<<16)),
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		progress: make(chan struct{}, 1),
+		free:     make(chan []T, 256),
+		cycle:    weightedCycle(cfg.Weights),
+	}
+	// Enough batches in a task channel for a full lane of full batches,
+	// and a few partial ones; more than that waits in the accumulator.
+	n := min(max(cfg.QueueSize/laneBatch, 1)+4, 1024)
+	for i := range e.lanes {
+		e.lanes[i].ch = make(chan []T, n)
+	}
+	return e
+}
+
+// Start starts the dispatcher and the workers.
+func (e *Engine[T, L]) Start() {
+	e.mu.Lock()
+	e.procs = int32(runtime.GOMAXPROCS(0))
+	e.resizeLocked(e.cfg.Workers)
+	e.mu.Unlock()
+	e.wg.Add(1)
+	go e.dispatch()
+}
+
+// Put adds t to lane p. With force it ignores the bound and the closed
+// admission (for units already accepted once, such as retries); otherwise
+// it returns ErrClosed once admission is closed, and at the bound either
+// ErrFull (block false) or waits, behind earlier waiters, until there is
+// room, admission closes or ctx ends.
+func (e *Engine[T, L]) Put(ctx context.Context, p int, t T, block, force bool) error {
+	l := &e.lanes[p]
+	l.mu.Lock()
+	if !force {
+		if l.closed {
+			l.mu.Unlock()
+			return ErrClosed
+		}
+		if len(l.waiters) > 0 || l.in.Load()-l.out.Load() >= int64(e.cfg.QueueSize) {
+			if !block {
+				l.mu.Unlock()
+				return ErrFull
+			}
+			return e.wait(ctx, l, t)
+		}
+		l.accepted.Add(1)
+	}
+	e.push(l, t)
+	l.mu.Unlock()
+	return nil
+}
+
+// wait is Put's slow path. The caller holds l.mu.
+func (e *Engine[T, L]) wait(ctx context.Context, l *lane[T], t T) error {
+	w := &waiter[T]{t: t, done: make(chan error, 1)}
+	l.waiters = append(l.waiters, w)
+	l.nwait.Add(1)
+	l.mu.Unlock()
+	select {
+	case err := <-w.done:
+		return err
+	case <-ctx.Done():
+	}
+	l.mu.Lock()
+	if w.gone {
+		l.mu.Unlock()
+		return <-w.done
+	}
+	for i, x := range l.waiters {
+		if x == w {
+			l.waiters = append(l.waiters[:i], l.waiters[i+1:]...)
+			break
+		}
+	}
+	l.nwait.Add(-1)
+	w.gone = true
+	l.mu.Unlock()
+	return ctx.Err()
+}
+
+// push appends t to the lane. The caller holds l.mu.
+func (e *Engine[T, L]) push(l *lane[T], t T) {
+	if l.buf == nil {
+		l.buf = e.getBuf()
+	}
+	l.buf = append(l.buf, t)
+	l.in.Add(1)
+	if len(l.buf) >= laneBatch || e.parked.Load() {
+		select {
+		case l.ch <- l.buf:
+			l.buf = nil
+		default: // the channel is full: keep accumulating
+		}
+	}
+}
+
+// admitWaiters moves blocked Put calls into the lane while it has room.
+func (e *Engine[T, L]) admitWaiters(l *lane[T]) {
+	l.mu.Lock()
+	for len(l.waiters) > 0 && l.in.Load()-l.out.Load() < int64(e.cfg.QueueSize) {
+		w := l.waiters[0]
+		l.waiters[0] = nil
+		l.waiters = l.waiters[1:]
+		l.nwait.Add(-1)
+		w.gone = true
+		l.accepted.Add(1)
+		e.push(l, w.t)
+		w.done <- nil
+	}
+	l.mu.Unlock()
+}
+
+// CloseAdmission makes every later Put without force fail with ErrClosed
+// and answers the blocked ones with it.
+func (e *Engine[T, L]) CloseAdmission() {
+	for i := range e.lanes {
+		l := &e.lanes[i]
+		l.mu.Lock()
+		l.closed = true
+		for _, w := range l.waiters {
+			w.gone = true
+			w.done <- ErrClosed
+		}
+		l.waiters = nil
+		l.nwait.Store(0)
+		l.mu.Unlock()
+	}
+}
+
+// Accepted is the number of units admitted by Put without force.
+func (e *Engine[T, L]) Accepted() uint64 {
+	var n uint64
+	for i := range e.lanes {
+		n += e.lanes[i].accepted.Load()
+	}
+	return n
+}
+
+// Queued returns, per lane, the units put and not yet handed to a worker.
+func (e *Engine[T, L]) Queued() [Lanes]int {
+	var q [Lanes]int
+	for i := range e.lanes {
+		l := &e.lanes[i]
+		q[i] = int(max(l.in.Load()-l.out.Load(), 0))
+	}
+	return q
+}
+
+// Hold stops units from starting until Unhold: after Hold returns, a
+// worker that has not yet decided to start its next unit waits.
+func (e *Engine[T, L]) Hold() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ctl.Load()&ctlHold != 0 {
+		return
+	}
+	e.resume = make(chan struct{})
+	e.ctl.Or(ctlHold)
+}
+
+// Unhold ends a Hold.
+func (e *Engine[T, L]) Unhold() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ctl.Load()&ctlHold == 0 {
+		return
+	}
+	e.ctl.And(^uint32(ctlHold))
+	close(e.resume)
+	e.poke()
+}
+
+// Held reports whether a Hold is on.
+func (e *Engine[T, L]) Held() bool { return e.ctl.Load()&ctlHold != 0 }
+
+// Abandon makes workers Drop every unit they have not started, from now
+// on. It also ends a Hold.
+func (e *Engine[T, L]) Abandon() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.ctl.Or(ctlAbandon)
+	if old&ctlHold != 0 {
+		e.ctl.And(^uint32(ctlHold))
+		close(e.resume)
+	}
+	e.poke()
+}
+
+// Abandoned reports whether Abandon was called.
+func (e *Engine[T, L]) Abandoned() bool { return e.ctl.Load()&ctlAbandon != 0 }
+
+// Drain makes every worker signal Progress after each batch, for an owner
+// that waits for the last units to settle.
+func (e *Engine[T, L]) Drain() { e.draining.Store(true) }
+
+// Progress returns the channel signalled after each batch once Drain was
+// called, and by Notify.
+func (e *Engine[T, L]) Progress() <-chan struct{} { return e.progress }
+
+// Notify signals Progress.
+func (e *Engine[T, L]) Notify() {
+	select {
+	case e.progress <- struct{}{}:
+	default:
+	}
+}
+
+// Resize sets the number of workers. New workers start at once; surplus
+// ones are retired by the dispatcher, the only goroutine that retires, as
+// they register idle.
+func (e *Engine[T, L]) Resize(n int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closing {
+		return
+	}
+	e.resizeLocked(n)
+	e.poke()
+}
+
+// resizeLocked starts workers up to n and marks any surplus. The caller
+// holds e.mu.
+func (e *Engine[T, L]) resizeLocked(n int) {
+	e.target = n
+	for ; e.live < n; e.live++ {
+		e.startWorker()
+	}
+	e.nlive.Store(int32(e.live))
+	e.surplus.Store(e.live > e.target)
+}
+
+// Workers is the number of workers not retired.
+func (e *Engine[T, L]) Workers() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.workers)
+}
+
+// Close stops the engine once the lanes are empty: the dispatcher hands
+// out what is left, then closes every worker's channel; Close returns when
+// the dispatcher and the workers have exited. Admission must be closed.
+func (e *Engine[T, L]) Close() {
+	e.mu.Lock()
+	e.closing = true
+	e.poke()
+	e.mu.Unlock()
+	<-e.done
+}
+
+// Each calls f with each live worker's local state and then with the
+// folded state of the retired ones, under the lock Retired is called
+// under, so that no worker is seen twice or missed. f must not keep l.
+func (e *Engine[T, L]) Each(f func(l *L)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for w := range e.workers {
+		f(&w.Local)
+	}
+	f(&e.retired)
+}
+
+// Inspect calls f for each worker with its local state, the unit it runs
+// (nil if none) and the units of its batch it has not started. f must not
+// keep them.
+func (e *Engine[T, L]) Inspect(f func(l *L, running *T, unstarted []T)) {
+	e.mu.Lock()
+	ws := make([]*Worker[T, L], 0, len(e.workers))
+	for w := range e.workers {
+		ws = append(ws, w)
+	}
+	e.mu.Unlock()
+	for _, w := range ws {
+		w.mu.Lock()
+		b := w.batch
+		i := int(w.cur.Load())
+		switch {
+		case i > 0 && i <= len(b):
+			f(&w.Local, &b[i-1], b[i:])
+		case i < 0 && -i-1 <= len(b):
+			f(&w.Local, nil, b[-i-1:]) // held before unit -i-1
+		case i == 0 && len(b) > 0:
+			f(&w.Local, nil, b)
+		}
+		w.mu.Unlock()
+	}
+}
+
+// poke wakes the dispatcher to look at the control state.
+func (e *Engine[T, L]) poke() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (e *Engine[T, L]) getBuf() []T {
+	select {
+	case b := <-e.free:
+		return b
+	default:
+		return make([]T, 0, laneBatch)
+	}
+}
+
+func (e *Engine[T, L]) putBuf(b []T) {
+	if cap(b) > 4*laneBatch {
+		return // a grown accumulator: let it go
+	}
+	clear(b)
+	select {
+	case e.free <- b[:0]:
+	default:
+	}
+}
+
+// weightedCycle spreads the lane indexes over a cycle in proportion to
+// their weights (smooth weighted round robin).
+func weightedCycle(w [Lanes]int) []int {
+	total := 0
+	for _, x := range w {
+		total += max(x, 0)
+	}
+	if total == 0 {
+		return []int{0, 1, 2}
+	}
+	cycle := make([]int, 0, total)
+	var cur [Lanes]int
+	for range total {
+		best := 0
+		for i := range cur {
+			cur[i] += w[i]
+			if cur[i] > cur[best] {
+				best = i
+			}
+		}
+		cur[best] -= total
+		cycle = append(cycle, best)
+	}
+	return cycle
+}

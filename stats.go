@@ -1,0 +1,79 @@
+package taskpool
+
+// Stats is a snapshot of a Scheduler's counters. Each counter is exact,
+// and the outcome counters only ever grow, but they are read one by one
+// while tasks run, so together they are not taken at a single instant.
+// Once Stop has returned, Submitted equals
+// Succeeded + Failed + NotRun + Canceled.
+type Stats struct {
+	// Submitted counts accepted tasks, periodic activations included.
+	Submitted uint64
+	// Queued counts accepted tasks that are due and have not started:
+	// in a queue, or handed to a worker that has not started them.
+	Queued uint64
+	// Delayed counts tasks waiting in the timer heap: delayed tasks,
+	// retries and rate-limited tasks.
+	Delayed int
+	// Running counts handlers running now; never more than Workers.
+	Running int
+	// Succeeded counts tasks whose final run returned nil.
+	Succeeded uint64
+	// Failed counts tasks whose final run failed (panics included).
+	Failed uint64
+	// Retried counts failed runs that were followed by another attempt.
+	Retried uint64
+	// Panicked counts runs that panicked, retried or not.
+	Panicked uint64
+	// NotRun counts accepted tasks that Stop reported without running
+	// them (again).
+	NotRun uint64
+	// Canceled counts tasks removed by [Scheduler.Cancel].
+	Canceled uint64
+	// Workers is the number of worker goroutines.
+	Workers int
+	// Paused reports whether [Scheduler.Pause] holds tasks back.
+	Paused bool
+}
+
+// Stats returns a snapshot of the scheduler's counters. Outcomes are
+// counted where they are delivered, each by the goroutine that settles
+// the task; Stats sums them, and takes no lock on the task path.
+func (s *Scheduler) Stats() Stats {
+	var c counts
+	s.e.Each(func(l *local) { c.add(l.c.snapshot()) })
+	c.add(s.shared.snapshot())
+	st := Stats{
+		Submitted: s.accepted(),
+		Succeeded: c.succeeded, Failed: c.failed, NotRun: c.notRun, Canceled: c.canceled,
+		Retried: c.retried, Panicked: c.panicked,
+		Workers: s.e.Workers(),
+		Paused:  s.e.Held(),
+		Delayed: s.timers.pendingTasks(),
+	}
+	queued := s.queued()
+	for _, n := range queued {
+		st.Queued += uint64(n)
+	}
+	s.e.Inspect(func(_ *local, running *job, _ []job) {
+		if running != nil {
+			st.Running++
+		}
+	})
+	return st
+}
+
+// queued counts, per priority, the tasks that are due and not started:
+// those in the lanes and those in workers' batches, less the cancelled
+// ones still there.
+func (s *Scheduler) queued() [numPriorities]int {
+	q := s.e.Queued()
+	s.e.Inspect(func(_ *local, _ *job, unstarted []job) {
+		for i := range unstarted {
+			q[unstarted[i].b.lane]++
+		}
+	})
+	for i := range q {
+		q[i] = max(q[i]-int(s.tombs[i].Load()), 0)
+	}
+	return q
+}

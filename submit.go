@@ -1,0 +1,249 @@
+package taskpool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/taskpool/taskpool/internal/engine"
+)
+
+// binding is a task type as one scheduler runs it at one priority: the
+// registry entry, the handler with the scheduler's middleware around it,
+// and the type's limits. Jobs point at their binding, so a worker finds
+// everything it needs without a lookup.
+type binding struct {
+	typ   string
+	prio  Priority
+	lane  int
+	h     Handler       // middleware(handler of the type)
+	ent   *handlerEntry // nil without a Registry
+	limit *typeLimit    // nil without a concurrency limit
+	rate  RateLimiter   // nil without a rate limit
+	slow  bool          // limit or rate: the worker takes the slow path
+}
+
+// Submit enqueues t. When the queue of t's priority is full it blocks until
+// there is room or ctx is done; blocked calls are admitted in the order
+// they arrived. ctx bounds only that wait, not the task's run.
+//
+// Submit returns an error wrapping [ErrInvalidType] for an empty type,
+// [ErrNoHandler] for a type the registry does not know, [ErrInvalidTask]
+// for a negative Attempt or MaxAttempts, [ErrDuplicateTask] when t.UniqueKey is taken,
+// [ErrNotStarted] before Start, [ErrSchedulerClosed] once Stop has begun,
+// or ctx's error. A nil error means the task was accepted: it gets exactly
+// one outcome, delivered to the completion hook and to its Future.
+//
+// A handler may submit to its own scheduler, but a handler blocked in
+// Submit holds its worker: if every worker does that on a full queue,
+// nothing drains the queue until Stop, which releases them with
+// [ErrSchedulerClosed]. Handlers that fan out should use
+// [Scheduler.TrySubmit] or pass their own ctx with a deadline, and should
+// not wait on the [Future] of a task queued behind them unless there are
+// more workers than such waits.
+func (s *Scheduler) Submit(ctx context.Context, t Task) error {
+	return s.submit(ctx, &t, nil, true)
+}
+
+// TrySubmit enqueues t if its queue has room, without blocking. It returns
+// [ErrQueueFull] when it has none, and otherwise the same errors as
+// [Scheduler.Submit].
+func (s *Scheduler) TrySubmit(t Task) error {
+	return s.submit(context.Background(), &t, nil, false)
+}
+
+// SubmitFuture enqueues t like [Scheduler.Submit] and returns a [Future]
+// for its outcome. It returns the same errors as Submit.
+func (s *Scheduler) SubmitFuture(ctx context.Context, t Task) (*Future, error) {
+	r := new(record)
+	r.hasFuture = true
+	r.future.init()
+	if err := s.submit(ctx, &t, r, true); err != nil {
+		return nil, err
+	}
+	return &r.future, nil
+}
+
+// submit admits t into the engine. r is the task's record when the caller
+// already needs one (SubmitFuture), or nil.
+func (s *Scheduler) submit(ctx context.Context, t *Task, r *record, block bool) error {
+	b, err := s.check(t)
+	if err != nil {
+		return err
+	}
+	if done := ctx.Done(); done != nil {
+		select {
+		case <-done:
+			return ctx.Err()
+		default:
+		}
+	}
+	if !s.running() {
+		return s.closedErr()
+	}
+	j := job{params: t.Params, b: b}
+	if r != nil || needsRecord(t) {
+		if r == nil {
+			r = new(record)
+		}
+		if err := s.admit(r, t, b); err != nil {
+			return err
+		}
+		r.state.Store(stQueued)
+		j.rec = r
+	}
+	err = s.e.Put(ctx, b.lane, j, block, false)
+	if err == nil {
+		return nil
+	}
+	if r != nil {
+		s.unadmit(r)
+	}
+	switch {
+	case errors.Is(err, engine.ErrFull):
+		return ErrQueueFull
+	case errors.Is(err, engine.ErrClosed):
+		return s.closedErr()
+	}
+	return err
+}
+
+// needsRecord reports whether t carries anything beyond type, params and
+// priority.
+func needsRecord(t *Task) bool {
+	return t.ID != "" || t.UniqueKey != "" || t.Timeout != 0 || t.MaxAttempts != 0 || t.Attempt != 0
+}
+
+// admit fills in r for t and takes what the task holds while it is
+// pending: its unique key and its entry in the Cancel index.
+func (s *Scheduler) admit(r *record, t *Task, b *binding) error {
+	r.task = *t
+	r.b = b
+	r.heapIndex = -1
+	named := r.task.ID != ""
+	if !named {
+		r.task.ID = s.newID()
+	}
+	r.task.Attempt = max(r.task.Attempt, 1)
+	if k := t.UniqueKey; k != "" {
+		if err := s.uniq.acquire(k, s.now()); err != nil {
+			return err
+		}
+	}
+	if named {
+		s.index.add(r)
+	}
+	return nil
+}
+
+// unadmit undoes admit for a task that was not accepted after all.
+func (s *Scheduler) unadmit(r *record) {
+	if r.indexed {
+		s.index.remove(r)
+	}
+	if k := r.task.UniqueKey; k != "" {
+		s.uniq.release(k, time.Time{})
+	}
+}
+
+// check validates t and resolves its binding.
+func (s *Scheduler) check(t *Task) (*binding, error) {
+	if t.Type == "" {
+		return nil, fmt.Errorf("%w: empty", ErrInvalidType)
+	}
+	if t.Attempt < 0 {
+		return nil, fmt.Errorf("%w: attempt %d", ErrInvalidTask, t.Attempt)
+	}
+	if t.MaxAttempts < 0 {
+		return nil, fmt.Errorf("%w: max attempts %d", ErrInvalidTask, t.MaxAttempts)
+	}
+	bs := s.binds.Load()
+	if bs != nil {
+		if a := (*bs)[t.Type]; a != nil {
+			return &a[prioIndex(t.Priority)], nil
+		}
+	}
+	a, err := s.bind(t.Type)
+	if err != nil {
+		return nil, err
+	}
+	return &a[prioIndex(t.Priority)], nil
+}
+
+// bind makes the bindings of a type on its first use. The map is copied
+// on write, so that the task path reads it without a lock.
+func (s *Scheduler) bind(typ string) (*[numPriorities]binding, error) {
+	var ent *handlerEntry
+	h := s.handler
+	if s.reg != nil {
+		if ent = s.reg.entry(typ); ent == nil {
+			return nil, fmt.Errorf("%w: %q", ErrNoHandler, typ)
+		}
+		h = ent.h
+	} else if s.lookup != nil {
+		if _, ok := s.lookup(typ); !ok {
+			return nil, fmt.Errorf("%w: %q", ErrNoHandler, typ)
+		}
+	}
+	s.bindsMu.Lock()
+	defer s.bindsMu.Unlock()
+	old := s.binds.Load()
+	if old != nil {
+		if a := (*old)[typ]; a != nil {
+			return a, nil
+		}
+	}
+	a := new([numPriorities]binding)
+	h = s.chain(h)
+	var lim *typeLimit
+	var rate RateLimiter
+	if ent != nil {
+		if ent.concurrency > 0 {
+			lim = s.limits[ent]
+			if lim == nil {
+				lim = &typeLimit{max: ent.concurrency, typ: typ}
+				s.limits[ent] = lim
+			}
+		}
+		rate = ent.rate
+	}
+	for i := range a {
+		a[i] = binding{
+			typ: typ, prio: lanePriority(i), lane: i, h: h, ent: ent,
+			limit: lim, rate: rate, slow: lim != nil || rate != nil,
+		}
+	}
+	m := make(map[string]*[numPriorities]binding, 1)
+	if old != nil {
+		m = make(map[string]*[numPriorities]binding, len(*old)+1)
+		for k, v := range *old {
+			m[k] = v
+		}
+	}
+	m[typ] = a
+	s.binds.Store(&m)
+	return a, nil
+}
+
+// prioIndex maps a Priority to its lane: high first.
+func prioIndex(p Priority) int {
+	switch {
+	case p > 0:
+		return 0
+	case p < 0:
+		return 2
+	}
+	return 1
+}
+
+// lanePriority is the Priority a lane stands for.
+func lanePriority(lane int) Priority {
+	switch lane {
+	case 0:
+		return PriorityHigh
+	case 2:
+		return PriorityLow
+	}
+	return PriorityDefault
+}
