@@ -221,7 +221,8 @@ func (e *Engine[T, L]) fill(buf []T) []T {
 	for p := range e.lanes {
 		queued += e.lanes[p].in.Load() - e.lanes[p].out.Load()
 	}
-	limit := min(int64(e.cfg.BatchSize), 1+queued/int64(max(e.nlive.Load(), 1)))
+	live := int64(max(e.nlive.Load(), 1))
+	limit := min(int64(e.cfg.BatchSize), max((queued+live-1)/live, 1))
 	var outs [Lanes]int64
 	var zero T
 	for int64(len(buf)) < limit {

@@ -273,6 +273,9 @@ func (e *Engine[T, L]) CloseAdmission() {
 	}
 }
 
+// Waiting is the number of Put calls blocked on lane p.
+func (e *Engine[T, L]) Waiting(p int) int { return int(e.lanes[p].nwait.Load()) }
+
 // Accepted is the number of units admitted by Put without force.
 func (e *Engine[T, L]) Accepted() uint64 {
 	var n uint64

@@ -1,0 +1,219 @@
+package engine_test
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/taskpool/taskpool/internal/engine"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// unit is a test unit of work: what to do when run.
+type unit struct {
+	id   int
+	exit bool // runtime.Goexit
+	wait chan struct{}
+}
+
+type local struct{ ran int }
+
+// rec records what the engine did with each unit.
+type rec struct {
+	mu      sync.Mutex
+	ran     map[int]int
+	dropped map[int]int
+	exited  map[int]int
+	retired int
+	running atomic.Int32
+	peak    atomic.Int32
+	started chan int
+}
+
+func newRec() *rec {
+	return &rec{ran: map[int]int{}, dropped: map[int]int{}, exited: map[int]int{}}
+}
+
+func (r *rec) Run(l *local, u *unit) {
+	n := r.running.Add(1)
+	for p := r.peak.Load(); n > p && !r.peak.CompareAndSwap(p, n); p = r.peak.Load() {
+	}
+	defer r.running.Add(-1)
+	if r.started != nil {
+		r.started <- u.id
+	}
+	if u.wait != nil {
+		<-u.wait
+	}
+	if u.exit {
+		runtime.Goexit()
+	}
+	l.ran++
+	r.mu.Lock()
+	r.ran[u.id]++
+	r.mu.Unlock()
+}
+
+func (r *rec) Drop(_ *local, u *unit) {
+	r.mu.Lock()
+	r.dropped[u.id]++
+	r.mu.Unlock()
+}
+
+func (r *rec) Exited(_ *local, u *unit, again bool) {
+	r.mu.Lock()
+	r.exited[u.id]++
+	r.mu.Unlock()
+}
+
+func (r *rec) Retired(acc, l *local) {
+	acc.ran += l.ran
+	r.mu.Lock()
+	r.retired++
+	r.mu.Unlock()
+}
+
+func cfg(workers, queue int) engine.Config {
+	return engine.Config{Workers: workers, BatchSize: 4, QueueSize: queue, Weights: [engine.Lanes]int{6, 3, 1}}
+}
+
+func TestEveryUnitRunsOnceAndCloseRetiresEveryWorker(t *testing.T) {
+	r := newRec()
+	e := engine.New[unit, local](cfg(4, 64), r)
+	e.Start()
+	const n = 5000
+	var wg sync.WaitGroup
+	for p := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := p; i < n; i += 4 {
+				require.NoError(t, e.Put(context.Background(), i%engine.Lanes, unit{id: i}, true, false))
+			}
+		}()
+	}
+	wg.Wait()
+	e.CloseAdmission()
+	assert.ErrorIs(t, e.Put(context.Background(), 0, unit{}, true, false), engine.ErrClosed)
+	require.Eventually(t, func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.ran) == n }, 10*time.Second, time.Millisecond)
+	e.Close()
+	for i := range n {
+		assert.Equal(t, 1, r.ran[i], "unit %d", i)
+	}
+	assert.Equal(t, uint64(n), e.Accepted())
+	assert.Equal(t, 4, r.retired)
+	total := 0
+	e.Each(func(l *local) { total += l.ran })
+	assert.Equal(t, n, total, "retired workers' state is folded, not lost")
+}
+
+func TestBoundIsExactAndWaitersAreAdmittedInOrder(t *testing.T) {
+	r := newRec()
+	e := engine.New[unit, local](cfg(1, 3), r)
+	e.Start()
+	e.Hold()
+	for i := range 3 {
+		require.NoError(t, e.Put(context.Background(), 1, unit{id: i}, false, false))
+	}
+	assert.ErrorIs(t, e.Put(context.Background(), 1, unit{id: 99}, false, false), engine.ErrFull)
+	assert.Equal(t, [engine.Lanes]int{0, 3, 0}, e.Queued())
+	// Blocked Puts queue up in order.
+	var wg sync.WaitGroup
+	for i := 3; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			require.NoError(t, e.Put(context.Background(), 1, unit{id: i}, true, false))
+		}()
+		// Wait until this one is blocked before starting the next.
+		require.Eventually(t, func() bool { return e.Waiting(1) == i-2 }, 5*time.Second, time.Millisecond)
+	}
+	r.started = make(chan int, 8)
+	e.Unhold()
+	wg.Wait()
+	got := make([]int, 0, 8)
+	for range 8 {
+		got = append(got, <-r.started)
+	}
+	assert.Equal(t, []int{0, 1, 2, 3, 4, 5, 6, 7}, got, "one worker runs them in the order admitted")
+	e.CloseAdmission()
+	e.Close()
+}
+
+func TestHoldStopsStartsAndAbandonDropsTheRest(t *testing.T) {
+	r := newRec()
+	r.started = make(chan int, 100)
+	e := engine.New[unit, local](cfg(2, 100), r)
+	e.Start()
+	e.Hold()
+	for i := range 20 {
+		require.NoError(t, e.Put(context.Background(), 1, unit{id: i}, false, false))
+	}
+	select {
+	case id := <-r.started:
+		t.Fatalf("unit %d started while held", id)
+	case <-time.After(20 * time.Millisecond):
+	}
+	e.Abandon()
+	e.CloseAdmission()
+	require.Eventually(t, func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.dropped) == 20 }, 5*time.Second, time.Millisecond)
+	e.Close()
+	assert.Empty(t, r.ran)
+}
+
+func TestGoexitInRunKeepsTheWorkerAndTheBatch(t *testing.T) {
+	r := newRec()
+	e := engine.New[unit, local](engine.Config{Workers: 1, BatchSize: 8, QueueSize: 100, Weights: [engine.Lanes]int{1, 1, 1}}, r)
+	e.Start()
+	e.Hold() // let the batch build up
+	for i := range 10 {
+		require.NoError(t, e.Put(context.Background(), 1, unit{id: i, exit: i%3 == 0}, false, false))
+	}
+	e.Unhold()
+	require.Eventually(t, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.ran)+len(r.exited) == 10
+	}, 5*time.Second, time.Millisecond)
+	e.CloseAdmission()
+	e.Close()
+	assert.Len(t, r.exited, 4)
+	assert.Len(t, r.ran, 6)
+	assert.Equal(t, 1, r.retired, "the worker carried on as one")
+}
+
+func TestResizeNeverRetiresBelowTheTarget(t *testing.T) {
+	r := newRec()
+	r.started = make(chan int, 300)
+	e := engine.New[unit, local](cfg(2, 1000), r)
+	e.Start()
+	for i := range 200 {
+		e.Resize(1 + i%3)
+		require.NoError(t, e.Put(context.Background(), 1, unit{id: i}, true, false))
+	}
+	e.Resize(2)
+	require.Eventually(t, func() bool { return e.Workers() == 2 }, 5*time.Second, time.Millisecond)
+	// Both remaining workers take work at once.
+	require.Eventually(t, func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.ran) == 200 }, 5*time.Second, time.Millisecond)
+	for len(r.started) > 0 {
+		<-r.started
+	}
+	release := make(chan struct{})
+	for i := range 2 {
+		require.NoError(t, e.Put(context.Background(), 1, unit{id: 1000 + i, wait: release}, true, false))
+	}
+	<-r.started
+	<-r.started
+	close(release)
+	e.CloseAdmission()
+	require.Eventually(t, func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.ran) == 202 }, 5*time.Second, time.Millisecond)
+	e.Close()
+}
