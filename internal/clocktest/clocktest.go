@@ -69,6 +69,21 @@ func (c *Clock) Skip(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// Pending returns the deadlines of the timers that are set and have not
+// fired, in no particular order: a test can poll it to know the scheduler
+// waits for a given time.
+func (c *Clock) Pending() []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var at []time.Time
+	for _, t := range c.timers {
+		if t.active {
+			at = append(at, t.at)
+		}
+	}
+	return at
+}
+
 // Armed returns a channel that receives whenever a timer is set: a test can
 // wait on it to know the scheduler has seen a new deadline.
 func (c *Clock) Armed() <-chan struct{} { return c.armed }
