@@ -11,34 +11,46 @@ package taskpool_test
 // test instead of hanging; scenarios that crash the process on a broken
 // scheduler (item 22) run in a child process (inChild).
 //
-// Results on the core before the rewrite (go test -race -run TestGuarantee
-// -count=1 ., at commit d7a6927), see STATUS below each test name:
+// Results on the core before the rewrite (commit d7a6927), from
+// go test -race -run TestGuarantee -count=1 . on 4+ CPUs. "hangs" means the
+// watchdog failed the test after 10s:
 //
-//	01 ResizeNeverRetiresAll           passes in the default second (the race is about 1 in 10k iterations; run TASKPOOL_STRESS=5m)
-//	02 GoexitWithoutRecoveryStops      FAILS: Stop hangs (watchdog)
-//	03 GoexitInCompletionHookStops     FAILS: Stop hangs (watchdog)
-//	04 ScheduleNotAfterDoesNotHang     FAILS: Stats hangs (watchdog)
-//	05 DueDelayedTaskRunsOnStop        FAILS: due task reported ErrSchedulerClosed
-//	06 SlotHolderGoexitDuringStop      FAILS: waiting tasks not run / no outcome
-//	07 CancelNeverStrandsLimitedType   FAILS: the type stays at its limit
-//	08 RateLimitedTaskRunsOnStop       FAILS: held tasks reported ErrSchedulerClosed
-//	09 CancelOfDueTaskIsConsistent     FAILS: Cancel returned nil before the outcome was delivered
-//	10 CancelIsVisibleAtOnce           FAILS: hook, Future, Stats.Canceled, unique key wait for a worker
-//	11 RetryDuringStop                 FAILS: run early stops after one attempt; report gives the handler error only
-//	12 NotRunOutcomesHaveIDs           FAILS: empty Task.ID
-//	13 GoexitIsNotRetried              FAILS: the handler runs 3 times
-//	14 NothingStartsWhilePaused        FAILS: handlers start after Pause returned
-//	15 UniqueKeyFreeBeforeOutcome      FAILS: ErrDuplicateTask from the hook and after Future.Wait
-//	16 FreedSlotDoesNotHoldOtherTypes  FAILS: the quick task waits behind the limited backlog
-//	17 BlockedSubmitsAdmittedInOrder   FAILS: admission order shuffled
-//	18 StatsCountOutcomes              FAILS: Succeeded counts running handlers; queue holds size+1
-//	19 NegativeAttemptsRejected        FAILS: accepted, the handler runs 1,003 times
-//	20 DeadLetterIDsDoNotPinBuffers    FAILS: about 20x the memory of explicit IDs
-//	21 OptionBoundsAreErrors           FAILS: panics in New and ExponentialBackoff
-//	22 CallbackPanicsAreContained      FAILS: every child process crashes
+//	01 ResizeNeverRetiresAll          fails in 4 of 5 runs of the test alone (0 workers with 6 tasks
+//	                                  queued and Stop hangs, or Resize(1) then Resize(2) settles at 1);
+//	                                  passes more often amid the whole suite: run TASKPOOL_STRESS=1
+//	02 GoexitWithoutRecoveryStops     hangs: Stop never returns
+//	03 GoexitInCompletionHookStops    hangs: Stop never returns
+//	04 ScheduleNotAfterDoesNotHang    hangs: Stats never returns (the timer goroutine spins holding the
+//	                                  heap lock, and goes on burning a CPU for the rest of the run)
+//	05 DueDelayedTaskRunsOnStop       fails with DelayedReport (all three cases: ErrSchedulerClosed);
+//	                                  the DelayedRunEarly cases pass today
+//	06 SlotHolderGoexitDuringStop     fails: waiting tasks get no outcome, one ErrSchedulerClosed
+//	07 CancelNeverStrandsLimitedType  hangs: the type stays at its limit, a later task never runs
+//	08 RateLimitedTaskRunsOnStop      fails: the held tasks are reported ErrSchedulerClosed
+//	09 CancelOfDueTaskIsConsistent    fails: Cancel returns nil before the hook and Stats.Canceled
+//	                                  see the cancel; a due task reported not run
+//	10 CancelIsVisibleAtOnce          fails: the hook, the Future, Stats.Canceled and the key wait
+//	11 RetryDuringStop                fails, all five cases
+//	12 NotRunOutcomesHaveIDs          fails in most runs (the storm part: empty Task.ID); the
+//	                                  deterministic part passes today
+//	13 GoexitIsNotRetried             fails: the handler runs 2 or 3 times
+//	14 NothingStartsWhilePaused       fails: dozens of handlers start after Pause returned
+//	15 UniqueKeyFreeBeforeOutcome     fails: ErrDuplicateTask from the hook and after Future.Wait
+//	16 FreedSlotDoesNotHoldOtherTypes hangs: the quick task waits behind the limited backlog
+//	17 BlockedSubmitsAdmittedInOrder  fails: admission order shuffled
+//	18 StatsCountOutcomes             fails: Succeeded counts running handlers, Queued undercounted,
+//	                                  Canceled lost to NotRun, a paused queue of size N takes N+1;
+//	                                  the "never exceeds" subtest fails in some runs only
+//	19 NegativeAttemptsRejected       fails: accepted, and the handler runs 1,003 times
+//	20 DeadLetterIDsDoNotPinBuffers   fails: about 4400 B retained per dead letter, 420 B with
+//	                                  explicit IDs
+//	21 OptionBoundsAreErrors          fails: New panics (queue, workers, weights), New accepts
+//	                                  WithBatchSize(MaxInt), ExponentialBackoff panics
+//	22 CallbackPanicsAreContained     fails: every child process crashes with the panic
 //
-// (The table is filled in from an actual run; see the report of branch
-// tests-9.)
+// With the hanging tests, the goroutines they leave make TestMain's goleak
+// check fail as well, and the spinning goroutine of 04 can starve
+// ExampleScheduler_Stop, whose output depends on a 10ms deadline.
 
 import (
 	"context"
@@ -1007,7 +1019,7 @@ func TestGuarantee12NotRunOutcomesHaveIDs(t *testing.T) {
 
 	// Tasks in flight when a Stop runs out of time: submitted concurrently
 	// with it, so that some arrive after the scheduler gave up.
-	end := time.Now().Add(stressFor(300 * time.Millisecond))
+	end := time.Now().Add(stressFor(time.Second))
 	for round := 0; round == 0 || time.Now().Before(end); round++ {
 		got := newOutcomes()
 		s, err := taskpool.New(reg, taskpool.WithWorkers(2), taskpool.WithQueueSize(64), taskpool.WithCompletionHook(got.hook))
