@@ -255,6 +255,7 @@ type model struct {
 
 	mu         sync.Mutex
 	paused     bool // set after Pause returned, cleared before Resume
+	stopBegun  bool // Stop was called (or is about to be): it resumes
 	stopping   bool // graceful Stop began: blocked handlers are released
 	release    chan struct{}
 	runs       map[int]int // token -> handler runs
@@ -468,7 +469,7 @@ func (m *model) exec(s *taskpool.Scheduler, clock *clocktest.Clock, now func() t
 		pauseMu.Lock()
 		if s.Pause() == nil {
 			m.mu.Lock()
-			m.paused = !m.stopping
+			m.paused = !m.stopBegun
 			m.mu.Unlock()
 		}
 		pauseMu.Unlock()
@@ -562,6 +563,7 @@ func runProgram(t *testing.T, p program) {
 			pauseMu.Lock()
 			m.mu.Lock()
 			m.paused = false // Stop resumes
+			m.stopBegun = true
 			if p.deadline < 0 {
 				// A graceful Stop waits for the handlers: release them.
 				m.stopping = true
