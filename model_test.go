@@ -269,6 +269,7 @@ type model struct {
 	ids        []string                   // explicit IDs submitted, for Cancel
 	keyLive    map[string]int             // unique key -> accepted lives without outcome
 	keyTrying  map[string]int             // unique key -> submits in flight
+	keyStarts  map[string]int             // unique key -> submits started so far
 	violations []string
 }
 
@@ -285,6 +286,7 @@ func newModel(p program) *model {
 		canceledAt: map[string]int{},
 		keyLive:    map[string]int{},
 		keyTrying:  map[string]int{},
+		keyStarts:  map[string]int{},
 	}
 }
 
@@ -397,8 +399,12 @@ func (m *model) submit(tk taskpool.Task, fn func() (*taskpool.Future, error)) {
 	m.mu.Lock()
 	if key != "" {
 		m.keyTrying[key]++
+		m.keyStarts[key]++
 	}
+	// The key is free if no accepted task holds it and no other submit
+	// with it runs before or during this one.
 	freeBefore := key != "" && m.keyLive[key] == 0 && m.keyTrying[key] == 1
+	starts := m.keyStarts[key]
 	m.mu.Unlock()
 	f, err := fn()
 	m.mu.Lock()
@@ -407,7 +413,7 @@ func (m *model) submit(tk taskpool.Task, fn func() (*taskpool.Future, error)) {
 		m.keyTrying[key]--
 	}
 	if err != nil {
-		if errors.Is(err, taskpool.ErrDuplicateTask) && freeBefore {
+		if errors.Is(err, taskpool.ErrDuplicateTask) && freeBefore && m.keyStarts[key] == starts {
 			m.violate("task #%d: ErrDuplicateTask for key %s that no live task held", tk.Params.(modelParams).Token, key)
 		}
 		return
@@ -496,6 +502,7 @@ func (m *model) exec(s *taskpool.Scheduler, clock *clocktest.Clock, now func() t
 		if key != "" {
 			m.mu.Lock()
 			m.keyTrying[key]++
+			m.keyStarts[key]++
 			m.mu.Unlock()
 		}
 		err := s.Requeue(ctx, out.Task.ID)
