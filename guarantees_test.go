@@ -1373,8 +1373,9 @@ func TestGuarantee17BlockedSubmitsAdmittedInOrder(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	var subs []string
+	probe := regexp.MustCompile(`^s\d\d$`)
 	for _, id := range order {
-		if strings.HasPrefix(id, "s") {
+		if probe.MatchString(id) {
 			subs = append(subs, id)
 		}
 	}
