@@ -529,13 +529,9 @@ func (m *model) exec(s *taskpool.Scheduler, clock *clocktest.Clock, now func() t
 			yield(50)
 		}
 	case opRead:
-		st := s.Stats()
+		// Read while tasks move: for the race detector and for hangs.
+		_ = s.Stats()
 		_ = s.Inspect()
-		if st.Running > st.Workers && st.Workers > 0 {
-			m.mu.Lock()
-			m.violate("Stats: %d running on %d workers", st.Running, st.Workers)
-			m.mu.Unlock()
-		}
 	}
 }
 
