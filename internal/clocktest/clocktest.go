@@ -59,6 +59,31 @@ func (c *Clock) Advance(d time.Duration) {
 	}
 }
 
+// Skip moves the fake time forward by d without firing any timer, as if
+// the goroutine that waits on them had not woken up yet: work that is due
+// by the clock has not been seen by the scheduler. The timers due fire at
+// the next Advance (Advance(0) fires them without moving time).
+func (c *Clock) Skip(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// Pending returns the deadlines of the timers that are set and have not
+// fired, in no particular order: a test can poll it to know the scheduler
+// waits for a given time.
+func (c *Clock) Pending() []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var at []time.Time
+	for _, t := range c.timers {
+		if t.active {
+			at = append(at, t.at)
+		}
+	}
+	return at
+}
+
 // Armed returns a channel that receives whenever a timer is set: a test can
 // wait on it to know the scheduler has seen a new deadline.
 func (c *Clock) Armed() <-chan struct{} { return c.armed }
