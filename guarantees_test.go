@@ -1089,25 +1089,35 @@ func TestGuarantee13GoexitIsNotRetried(t *testing.T) {
 // the handler's first, a window of a few instructions that no
 // implementation can close from its side; a few yields let such a handler
 // arrive, so that the flag catches only handlers started after Pause.
-func settlePause() { yield(4) }
+//
+// It waits until every handler the scheduler counts as running (begun
+// before Pause returned: Stats.Running) has reached its first line, as the
+// test's inside counter shows; handlers that started after Pause returned
+// are still caught, since Stats.Running does not count them.
+func settlePause(s *taskpool.Scheduler, inside *atomic.Int64) {
+	poll(5*time.Second, func() bool { return int64(s.Stats().Running) <= inside.Load() })
+}
 
 // After Pause returns, no handler starts until Resume, under a steady flow
 // of tasks and rapid pauses.
 func TestGuarantee14NothingStartsWhilePaused(t *testing.T) {
 	t.Parallel()
+	// paused is read first thing in the handler, without a lock: a
+	// handler blocked on a lock after it started would look as if it
+	// started later.
 	var (
-		mu         sync.Mutex
-		paused     bool
-		violations int
+		paused     atomic.Bool
+		violations atomic.Int64
 		started    atomic.Int64
+		inside     atomic.Int64
 	)
 	reg := registry(t, map[string]taskpool.HandlerFunc{
 		"tick": func(context.Context, taskpool.Task) error {
-			mu.Lock()
-			if paused {
-				violations++
+			if paused.Load() {
+				violations.Add(1)
 			}
-			mu.Unlock()
+			inside.Add(1)
+			defer inside.Add(-1)
 			started.Add(1)
 			yield(20)
 			return nil
@@ -1138,14 +1148,10 @@ func TestGuarantee14NothingStartsWhilePaused(t *testing.T) {
 	cycles := 0
 	for ; time.Now().Before(end); cycles++ {
 		require.NoError(t, s.Pause())
-		settlePause()
-		mu.Lock()
-		paused = true
-		mu.Unlock()
+		settlePause(s, &inside)
+		paused.Store(true)
 		yield(cycles % 50)
-		mu.Lock()
-		paused = false
-		mu.Unlock()
+		paused.Store(false)
 		require.NoError(t, s.Resume())
 		if cycles%2 == 0 {
 			// Let some tasks start before the next pause; otherwise pause
@@ -1157,9 +1163,7 @@ func TestGuarantee14NothingStartsWhilePaused(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	require.NoError(t, stopWithin(t, s, context.Background()))
-	mu.Lock()
-	defer mu.Unlock()
-	assert.Zero(t, violations, "handlers started after Pause returned (%d pause cycles, %d tasks)", cycles, started.Load())
+	assert.Zero(t, violations.Load(), "handlers started after Pause returned (%d pause cycles, %d tasks)", cycles, started.Load())
 }
 
 // ---- 15 ----

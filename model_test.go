@@ -40,6 +40,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -255,9 +256,11 @@ type model struct {
 	p program
 
 	mu         sync.Mutex
-	paused     bool // set after Pause returned, cleared before Resume
-	stopBegun  bool // Stop was called (or is about to be): it resumes
-	stopping   bool // graceful Stop began: blocked handlers are released
+	paused     bool         // set after Pause returned, cleared before Resume
+	pausedFlag atomic.Bool  // paused, for handlers to read before they lock
+	inside     atomic.Int64 // handlers between their first line and their return
+	stopBegun  bool         // Stop was called (or is about to be): it resumes
+	stopping   bool         // graceful Stop began: blocked handlers are released
 	release    chan struct{}
 	runs       map[int]int // token -> handler runs
 	cur        map[string]int
@@ -299,8 +302,13 @@ func (m *model) violate(format string, args ...any) {
 
 func (m *model) handle(ctx context.Context, tk taskpool.Task) error {
 	p := tk.Params.(modelParams)
+	// Read before taking m.mu: a handler blocked on the model's lock after
+	// it started would otherwise look as if it started later.
+	pausedAtEntry := m.pausedFlag.Load()
+	m.inside.Add(1)
+	defer m.inside.Add(-1)
 	m.mu.Lock()
-	if m.paused {
+	if pausedAtEntry && m.paused {
 		m.violate("task #%d (%s) started after Pause returned", p.Token, tk.ID)
 	}
 	m.runs[p.Token]++
@@ -475,9 +483,10 @@ func (m *model) exec(s *taskpool.Scheduler, clock *clocktest.Clock, now func() t
 	case opPause:
 		pauseMu.Lock()
 		if s.Pause() == nil {
-			settlePause() // see TestGuarantee14NothingStartsWhilePaused
+			settlePause(s, &m.inside) // see TestGuarantee14NothingStartsWhilePaused
 			m.mu.Lock()
 			m.paused = !m.stopBegun
+			m.pausedFlag.Store(m.paused)
 			m.mu.Unlock()
 		}
 		pauseMu.Unlock()
@@ -485,6 +494,7 @@ func (m *model) exec(s *taskpool.Scheduler, clock *clocktest.Clock, now func() t
 		pauseMu.Lock()
 		m.mu.Lock()
 		m.paused = false
+		m.pausedFlag.Store(false)
 		m.mu.Unlock()
 		_ = s.Resume()
 		pauseMu.Unlock()
@@ -568,6 +578,7 @@ func runProgram(t *testing.T, p program) {
 			pauseMu.Lock()
 			m.mu.Lock()
 			m.paused = false // Stop resumes
+			m.pausedFlag.Store(false)
 			m.stopBegun = true
 			if p.deadline < 0 {
 				// A graceful Stop waits for the handlers: release them.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"sync/atomic"
+
+	"github.com/taskpool/taskpool/internal/engine"
 )
 
 // runner is the scheduler's side of the engine: what a worker does with a
@@ -33,10 +35,10 @@ const (
 
 // Run runs one job. A plain job of a type without limits takes the fast
 // path: a Task built on the stack, the handler, a counter.
-func (r runner) Run(l *local, j *job) {
-	s := r.s
+func (r runner) Run(w *engine.Worker[job, local], j *job) {
+	s, l := r.s, &w.Local
 	if j.rec != nil || j.b.slow {
-		s.runSlow(l, j)
+		s.runSlow(w, j)
 		return
 	}
 	l.id = l.ids.next(&s.ids)
@@ -47,6 +49,7 @@ func (r runner) Run(l *local, j *job) {
 		ctx, cancel = context.WithTimeout(ctx, d)
 	}
 	l.stage = stageUser
+	w.Begin()
 	err := s.call(ctx, j.b.h, &t)
 	if cancel != nil {
 		cancel()
@@ -61,7 +64,8 @@ func (r runner) Run(l *local, j *job) {
 }
 
 // runSlow runs a job that has a record or a type with limits.
-func (s *Scheduler) runSlow(l *local, j *job) {
+func (s *Scheduler) runSlow(w *engine.Worker[job, local], j *job) {
+	l := &w.Local
 	b, r := j.b, j.rec
 	if r != nil && !r.cas(stQueued, stRunning) {
 		// Cancelled while queued: it has its outcome already.
@@ -92,6 +96,7 @@ func (s *Scheduler) runSlow(l *local, j *job) {
 		ctx, cancel = context.WithTimeout(ctx, d)
 	}
 	l.stage = stageUser
+	w.Begin()
 	err := s.call(ctx, b.h, &t)
 	if cancel != nil {
 		cancel()

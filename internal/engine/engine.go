@@ -43,8 +43,10 @@ const spinYields = 4
 // Runner runs the units of an engine. Every method is called on the worker
 // goroutine that owns l, one call at a time per worker.
 type Runner[T, L any] interface {
-	// Run runs t. It must not keep t: the slot is reused.
-	Run(l *L, t *T)
+	// Run runs t on worker w (whose state is w.Local), calling w.Begin
+	// right before it starts t's work, if it does. It must not keep t:
+	// the slot is reused.
+	Run(w *Worker[T, L], t *T)
 	// Drop is called instead of Run for a unit that will never run
 	// because the engine was abandoned.
 	Drop(l *L, t *T)
@@ -295,16 +297,28 @@ func (e *Engine[T, L]) Queued() [Lanes]int {
 	return q
 }
 
-// Hold stops units from starting until Unhold: after Hold returns, a
-// worker that has not yet decided to start its next unit waits.
+// Hold stops units from starting until Unhold: after Hold returns, no
+// unit begins. It waits for the workers that announced a unit before the
+// hold to begin it (or to see the hold).
 func (e *Engine[T, L]) Hold() {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.ctl.Load()&ctlHold != 0 {
+		e.mu.Unlock()
 		return
 	}
 	e.resume = make(chan struct{})
 	e.ctl.Or(ctlHold)
+	ws := make([]*Worker[T, L], 0, len(e.workers))
+	for w := range e.workers {
+		ws = append(ws, w)
+	}
+	e.mu.Unlock()
+	for _, w := range ws {
+		c := w.cur.Load()
+		for c&committing != 0 && c > 0 && w.cur.Load() == c {
+			runtime.Gosched()
+		}
+	}
 }
 
 // Unhold ends a Hold.
@@ -422,6 +436,9 @@ func (e *Engine[T, L]) Inspect(f func(l *L, running *T, unstarted []T)) {
 		w.mu.Lock()
 		b := w.batch
 		i := int(w.cur.Load())
+		if i > 0 && i&committing != 0 {
+			i = -(i &^ committing) // announced, not begun: not running yet
+		}
 		switch {
 		case i > 0 && i <= len(b):
 			f(&w.Local, &b[i-1], b[i:])

@@ -42,7 +42,9 @@ func newRec() *rec {
 	return &rec{ran: map[int]int{}, dropped: map[int]int{}, exited: map[int]int{}}
 }
 
-func (r *rec) Run(l *local, u *unit) {
+func (r *rec) Run(w *engine.Worker[unit, local], u *unit) {
+	l := &w.Local
+	w.Begin()
 	n := r.running.Add(1)
 	for p := r.peak.Load(); n > p && !r.peak.CompareAndSwap(p, n); p = r.peak.Load() {
 	}

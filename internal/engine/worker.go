@@ -18,11 +18,15 @@ type Worker[T, L any] struct {
 
 	mu    sync.Mutex   // held by Inspect, and by the worker when it swaps batch
 	batch []T          // batch being run
-	cur   atomic.Int32 // 1 + index in batch of the unit running; -(1 + index) while held before it; 0 before the first
+	cur   atomic.Int32 // 1 + index in batch of the unit running (| committing until it begins); -(1 + index) while held before it; 0 before the first
 	i     int          // the unit being run or dropped
 	dying int8         // what the goroutine was doing, for its replacement
 	spare []T          // empty buffer offered with the registration
 }
+
+// committing marks cur while a worker has announced a unit that has not
+// begun.
+const committing = 1 << 30
 
 // What a worker goroutine is doing, for the goroutine that replaces it if
 // it dies.
@@ -91,42 +95,47 @@ func (w *Worker[T, L]) loop(replaced bool) {
 	}
 }
 
-// runBatch runs the batch from w.i on. Before each unit it reads the
-// control word once: the only check on the way from one unit to the next.
+// runBatch runs the batch from w.i on. Before each unit the worker
+// announces it (cur, with the committing bit) and then reads the control
+// word: the only check on the way from one unit to the next. Hold waits
+// for announced units to begin (Begin) or to see the hold, so that after
+// Hold returns no unit begins.
 func (w *Worker[T, L]) runBatch() {
 	e := w.e
 	for ; w.i < len(w.batch); w.i++ {
-		if e.ctl.Load() != 0 && !w.gate() {
-			for ; w.i < len(w.batch); w.i++ {
-				e.r.Drop(&w.Local, &w.batch[w.i])
+		for {
+			w.cur.Store(int32(w.i+1) | committing)
+			c := e.ctl.Load()
+			if c == 0 {
+				break
 			}
-			return
+			if c&ctlAbandon != 0 {
+				w.cur.Store(int32(-w.i - 1))
+				for ; w.i < len(w.batch); w.i++ {
+					e.r.Drop(&w.Local, &w.batch[w.i])
+				}
+				return
+			}
+			w.hold()
 		}
-		w.cur.Store(int32(w.i + 1))
-		e.r.Run(&w.Local, &w.batch[w.i])
+		e.r.Run(w, &w.batch[w.i])
 	}
 }
 
-// gate waits while a hold is on. It returns false once the engine is
-// abandoned. It looks again after every wake-up: a Resume followed at once
-// by another Pause holds the worker again.
-func (w *Worker[T, L]) gate() bool {
+// Begin marks the unit announced by the worker as begun: the Runner calls
+// it right before it starts the unit's work. A Hold that began earlier
+// waits for it.
+func (w *Worker[T, L]) Begin() { w.cur.Store(int32(w.i + 1)) }
+
+// hold waits while a hold is on.
+func (w *Worker[T, L]) hold() {
 	e := w.e
-	for {
-		c := e.ctl.Load()
-		if c&ctlAbandon != 0 {
-			return false
-		}
-		if c&ctlHold == 0 {
-			return true
-		}
-		w.cur.Store(int32(-w.i - 1))
-		e.mu.Lock()
-		resume, held := e.resume, e.ctl.Load()&ctlHold != 0
-		e.mu.Unlock()
-		if held {
-			<-resume
-		}
+	w.cur.Store(int32(-w.i - 1))
+	e.mu.Lock()
+	resume, held := e.resume, e.ctl.Load()&ctlHold != 0
+	e.mu.Unlock()
+	if held {
+		<-resume
 	}
 }
 
