@@ -119,8 +119,9 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, h taskpool.Handler
 	if c.q, err = provision(ctx, js, &cfg); err != nil {
 		return nil, err
 	}
+	ackWait := time.Duration(0)
 	for p := range numPriorities {
-		c.cons[p], err = ensureConsumer(ctx, js, c.q.stream, jetstream.ConsumerConfig{
+		c.cons[p], err = ensureConsumer(ctx, js, &cfg, c.q.stream, jetstream.ConsumerConfig{
 			Durable:       c.q.consumer[p],
 			Description:   "taskpool workers, " + prioNames[p] + " priority",
 			FilterSubject: c.q.task[p],
@@ -135,26 +136,65 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, h taskpool.Handler
 		if err != nil {
 			return nil, fmt.Errorf("natsbroker: consumer %s: %w", c.q.consumer[p], err)
 		}
+		if aw := c.cons[p].CachedInfo().Config.AckWait; aw > 0 && (ackWait == 0 || aw < ackWait) {
+			ackWait = aw
+		}
+	}
+	// The lease keeper must extend leases within the ack wait the shared
+	// consumers have, whatever this process asked for.
+	if ackWait > 0 {
+		c.cfg.ackWait = ackWait
 	}
 	return c, nil
 }
 
-// ensureConsumer opens the durable consumer when it exists with cfg's
-// settings and creates or updates it otherwise: an update that changes
-// nothing is not sent (see ensureStream).
-func ensureConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
-	cons, err := js.Consumer(ctx, stream, cfg.Durable)
-	if err == nil {
+// ensureConsumer opens the durable consumer, or creates it with want when
+// it does not exist. Like ensureStream, it never changes an existing
+// consumer unless WithReconfigure was given: an ack wait given as an
+// option that differs is ErrQueueMismatch, and package settings that
+// differ (a consumer created by another version) are logged at Warn.
+func ensureConsumer(ctx context.Context, js jetstream.JetStream, c *config, stream string, want jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	for {
+		cons, err := js.Consumer(ctx, stream, want.Durable)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			cons, err = js.CreateConsumer(ctx, stream, want)
+			if errors.Is(err, jetstream.ErrConsumerExists) {
+				continue // created meanwhile by another process, with other settings
+			}
+			return cons, err
+		}
+		if err != nil {
+			return nil, err
+		}
 		have := cons.CachedInfo().Config
-		if have.Description == cfg.Description && have.FilterSubject == cfg.FilterSubject &&
-			have.AckPolicy == cfg.AckPolicy && have.AckWait == cfg.AckWait &&
-			have.MaxDeliver == cfg.MaxDeliver && have.MaxAckPending == cfg.MaxAckPending {
+		var m mismatch
+		if c.has(setAckWait) {
+			m.check("ack wait", have.AckWait, want.AckWait)
+		}
+		own := have.Description == want.Description && have.FilterSubject == want.FilterSubject &&
+			have.AckPolicy == want.AckPolicy && have.MaxDeliver == want.MaxDeliver &&
+			have.MaxAckPending == want.MaxAckPending
+		if !c.reconfigure {
+			if len(m) > 0 {
+				return nil, m.err("consumer " + want.Durable)
+			}
+			if !own {
+				c.logger.Warn("natsbroker: consumer has other settings than this version sets; WithReconfigure updates it",
+					"queue", c.queue, "consumer", want.Durable, "max_deliver", have.MaxDeliver, "want_max_deliver", want.MaxDeliver)
+			}
 			return cons, nil
 		}
-	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, err
+		if len(m) == 0 && own {
+			return cons, nil
+		}
+		upd := have
+		upd.Description, upd.FilterSubject, upd.AckPolicy = want.Description, want.FilterSubject, want.AckPolicy
+		upd.MaxDeliver, upd.MaxAckPending = want.MaxDeliver, want.MaxAckPending
+		if c.has(setAckWait) {
+			upd.AckWait = want.AckWait
+		}
+		return js.UpdateConsumer(ctx, stream, upd)
 	}
-	return js.CreateOrUpdateConsumer(ctx, stream, cfg)
 }
 
 // Start starts the local scheduler, the fetch loop and the lease keeper.

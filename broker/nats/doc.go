@@ -22,7 +22,9 @@
 // durable pull consumer per priority shared by all worker processes, a
 // dead-letter stream TASKPOOLDEAD_<queue> on taskpool.<queue>.dead, and a
 // key-value bucket taskpool_unique_<queue> for unique keys. Producers,
-// consumers and inspectors create them when missing.
+// consumers and inspectors create them when missing, and never change an
+// existing queue unless opened with [WithReconfigure]: a setting given as an
+// option that differs from the queue's is [ErrQueueMismatch].
 //
 // # Guarantees
 //

@@ -45,6 +45,13 @@ var (
 	// not exist, and by [Producer.Cancel] for an ID with nothing scheduled.
 	ErrNotFound = errors.New("natsbroker: not found")
 
+	// ErrQueueMismatch is returned by NewProducer, NewConsumer and
+	// NewInspector when the queue exists with settings other than those
+	// given as options (replicas, storage, duplicate window, async persist,
+	// unique TTL, ack wait). Opening a queue never changes it; see
+	// [WithReconfigure].
+	ErrQueueMismatch = errors.New("natsbroker: queue exists with other settings")
+
 	// ErrConsumerClosed is returned by [Consumer.Start] after Stop, and by a
 	// second Start.
 	ErrConsumerClosed = errors.New("natsbroker: consumer closed or already started")
