@@ -155,9 +155,13 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, h taskpool.Handler
 // differ (a consumer created by another version) are logged at Warn.
 func ensureConsumer(ctx context.Context, js jetstream.JetStream, c *config, stream string, want jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	for {
-		cons, err := js.Consumer(ctx, stream, want.Durable)
+		cons, err := request(ctx, c.logger, "consumer info", func(ctx context.Context) (jetstream.Consumer, error) {
+			return js.Consumer(ctx, stream, want.Durable)
+		})
 		if errors.Is(err, jetstream.ErrConsumerNotFound) {
-			cons, err = js.CreateConsumer(ctx, stream, want)
+			cons, err = request(ctx, c.logger, "consumer create", func(ctx context.Context) (jetstream.Consumer, error) {
+				return js.CreateConsumer(ctx, stream, want)
+			})
 			if errors.Is(err, jetstream.ErrConsumerExists) {
 				continue // created meanwhile by another process, with other settings
 			}
@@ -193,7 +197,9 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, c *config, stre
 		if c.has(setAckWait) {
 			upd.AckWait = want.AckWait
 		}
-		return js.UpdateConsumer(ctx, stream, upd)
+		return request(ctx, c.logger, "consumer update", func(ctx context.Context) (jetstream.Consumer, error) {
+			return js.UpdateConsumer(ctx, stream, upd)
+		})
 	}
 }
 

@@ -1,9 +1,12 @@
 package natsbroker_test
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -115,4 +118,38 @@ func TestClusterReplicasKept(t *testing.T) {
 	_, err = natsbroker.NewProducer(ctx, js2, q, natsbroker.WithReplicas(1))
 	require.ErrorIs(t, err, natsbroker.ErrQueueMismatch)
 	assert.Contains(t, err.Error(), "replicas 3, requested 1")
+}
+
+// Several processes starting consumers at once on a new replicated queue:
+// every NewConsumer returns, none waits until its context ends.
+func TestClusterConcurrentConsumerStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster")
+	}
+	t.Parallel()
+	cl := startCluster(t)
+	var jss []jetstream.JetStream
+	for i := range 6 {
+		_, js := connect(t, cl.url(i%3))
+		jss = append(jss, js)
+	}
+	reg := taskpool.NewRegistry()
+	const rounds = 8
+	for r := range rounds {
+		queue := natsbroker.WithQueue(fmt.Sprint("start", r))
+		errs := make(chan error, len(jss))
+		start := time.Now()
+		for _, js := range jss {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				_, err := natsbroker.NewConsumer(ctx, js, reg, queue, natsbroker.WithReplicas(3))
+				errs <- err
+			}()
+		}
+		for range jss {
+			require.NoError(t, <-errs, "round %d", r)
+		}
+		t.Logf("round %d: %d consumers started in %v", r, len(jss), time.Since(start))
+	}
 }

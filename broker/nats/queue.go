@@ -263,9 +263,13 @@ func streamMismatch(c *config, have, want jetstream.StreamConfig) mismatch {
 // setting given as an option that differs is ErrQueueMismatch.
 func ensureStream(ctx context.Context, js jetstream.JetStream, c *config, want jetstream.StreamConfig, own func(*jetstream.StreamConfig)) (jetstream.Stream, error) {
 	for {
-		st, err := js.Stream(ctx, want.Name)
+		st, err := request(ctx, c.logger, "stream info", func(ctx context.Context) (jetstream.Stream, error) {
+			return js.Stream(ctx, want.Name)
+		})
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			st, err = js.CreateStream(ctx, want)
+			st, err = request(ctx, c.logger, "stream create", func(ctx context.Context) (jetstream.Stream, error) {
+				return js.CreateStream(ctx, want)
+			})
 			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 				continue // created meanwhile by another process, with other settings
 			}
@@ -296,7 +300,9 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, c *config, want j
 		if sameStream(have, upd) {
 			return st, nil
 		}
-		return js.UpdateStream(ctx, upd)
+		return request(ctx, c.logger, "stream update", func(ctx context.Context) (jetstream.Stream, error) {
+			return js.UpdateStream(ctx, upd)
+		})
 	}
 }
 
@@ -318,9 +324,13 @@ func sameStream(have, want jetstream.StreamConfig) bool {
 // and Replicas).
 func ensureBucket(ctx context.Context, js jetstream.JetStream, c *config, want jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	for {
-		kv, err := js.KeyValue(ctx, want.Bucket)
+		kv, err := request(ctx, c.logger, "bucket info", func(ctx context.Context) (jetstream.KeyValue, error) {
+			return js.KeyValue(ctx, want.Bucket)
+		})
 		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			kv, err = js.CreateKeyValue(ctx, want)
+			kv, err = request(ctx, c.logger, "bucket create", func(ctx context.Context) (jetstream.KeyValue, error) {
+				return js.CreateKeyValue(ctx, want)
+			})
 			if errors.Is(err, jetstream.ErrBucketExists) {
 				continue
 			}
@@ -329,7 +339,9 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, c *config, want j
 		if err != nil {
 			return nil, err
 		}
-		st, err := js.Stream(ctx, "KV_"+want.Bucket)
+		st, err := request(ctx, c.logger, "bucket stream info", func(ctx context.Context) (jetstream.Stream, error) {
+			return js.Stream(ctx, "KV_"+want.Bucket)
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -363,7 +375,9 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, c *config, want j
 		if c.has(setUniqueTTL) {
 			upd.TTL = want.TTL
 		}
-		return js.UpdateKeyValue(ctx, upd)
+		return request(ctx, c.logger, "bucket update", func(ctx context.Context) (jetstream.KeyValue, error) {
+			return js.UpdateKeyValue(ctx, upd)
+		})
 	}
 }
 
