@@ -1,9 +1,12 @@
 package natsbroker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -198,9 +201,11 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 // consumers, and keeps doing so across restarts until [Producer.Cancel].
 // spec is "@every <duration>" (at least 1s), a six-field cron expression
 // (seconds first) or one of "@hourly", "@daily", "@weekly", "@monthly",
-// "@yearly"; cron times are UTC. Registering the same id again replaces
-// the schedule, so every instance of a service may register its schedules
-// at start-up.
+// "@yearly"; cron times are UTC. Registering the same id with the same
+// spec and task again changes nothing (an @every interval keeps running
+// from the first registration), so every instance of a service may
+// register its schedules at start-up; registering it with another spec or
+// task replaces the schedule.
 //
 // Each emitted task gets the ID "<t.ID or id>@<sequence>", unique per
 // tick. t.UniqueKey is not supported on periodic tasks. Schedule returns
@@ -226,10 +231,54 @@ func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Tas
 	msg.Header.Set(hdrSchedule, spec)
 	msg.Header.Set(hdrScheduleTarget, msg.Subject)
 	msg.Subject = p.q.schedSubject(id)
-	if _, err := p.q.js.PublishMsg(ctx, msg); err != nil {
-		return &EnqueueError{ID: id, Err: err}
+	// Registering an unchanged schedule must change nothing: a new
+	// schedule message would restart an @every interval, and instances
+	// that restart more often than the interval would keep it from ever
+	// running. The publish expects the subject's last sequence read here,
+	// so that two processes registering at once cannot both rewrite it.
+	for {
+		var last uint64
+		have, err := p.q.tasks.GetLastMsgForSubject(ctx, msg.Subject)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return &EnqueueError{ID: id, Err: err}
+		case sameSchedule(have, msg):
+			return nil
+		default:
+			last = have.Sequence
+		}
+		_, err = p.q.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(last))
+		if err == nil {
+			return nil
+		}
+		var apiErr *jetstream.APIError
+		if !errors.As(err, &apiErr) || (apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence &&
+			apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+			return &EnqueueError{ID: id, Err: err}
+		}
+		// Registered meanwhile by another process: compare again.
 	}
-	return nil
+}
+
+// sameSchedule reports whether the stored schedule message have is msg:
+// same payload and same headers, except Nats-* headers that the publish
+// or the server add (Nats-Expected-*, Nats-Rollup).
+func sameSchedule(have *jetstream.RawStreamMsg, msg *nats.Msg) bool {
+	if !bytes.Equal(have.Data, msg.Data) {
+		return false
+	}
+	for k, v := range msg.Header {
+		if !slices.Equal(v, have.Header.Values(k)) {
+			return false
+		}
+	}
+	for k := range have.Header {
+		if _, ok := msg.Header[k]; !ok && !strings.HasPrefix(k, "Nats-") {
+			return false
+		}
+	}
+	return true
 }
 
 // Cancel removes a delayed task that is not yet due, or a periodic
