@@ -178,7 +178,7 @@ func (i *Inspector) Resubmit(ctx context.Context, seq uint64) (Receipt, error) {
 		msg.Header[k] = v
 	}
 	msg.Header.Set(jetstream.MsgIDHeader, "resubmit-"+i.cfg.queue+"-"+strconv.FormatUint(seq, 10))
-	ack, err := i.q.js.PublishMsg(ctx, msg)
+	ack, _, err := publish(ctx, i.q.js, i.cfg.logger, msg)
 	if err != nil {
 		return Receipt{}, &EnqueueError{ID: dl.Task.ID, Err: err}
 	}

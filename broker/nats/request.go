@@ -3,6 +3,7 @@ package natsbroker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"time"
@@ -98,3 +99,57 @@ const (
 	jsErrCodeClusterNoLeader jetstream.ErrorCode = 10009
 	jsErrCodeStreamOffline   jetstream.ErrorCode = 10118
 )
+
+// publishTimeout is the first per-attempt timeout of a publish; it doubles
+// on each retry up to maxStartupTimeout.
+const publishTimeout = 2 * time.Second
+
+// publish stores msg and waits for the stream's ack, retrying transient
+// errors (no answer, no stream leader, connection down) with the same
+// message, so the same Nats-Msg-Id, until ctx ends. It returns the ack and
+// the number of attempts, or an error wrapping ErrNotConfirmed
+// (retryable: ctx ended first), ErrMaxPayload or ErrRejected (permanent,
+// returned at once), or another permanent error (connection closed).
+func publish(ctx context.Context, js jetstream.JetStream, log *slog.Logger, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, int, error) {
+	timeout := publishTimeout
+	for n := 1; ; n++ {
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		ack, err := js.PublishMsg(rctx, msg, opts...)
+		cancel()
+		if err == nil {
+			return ack, n, nil
+		}
+		if perm := permanentPublishError(err); perm != nil {
+			return nil, n, perm
+		}
+		if ctx.Err() != nil {
+			return nil, n, fmt.Errorf("%w: %w", ErrNotConfirmed, err)
+		}
+		if !transient(err) {
+			return nil, n, err
+		}
+		log.Debug("natsbroker: publish not confirmed; retrying with the same message ID",
+			"subject", msg.Subject, "id", msg.Header.Get(jetstream.MsgIDHeader), "attempt", n, "error", err)
+		if !sleepCtx(ctx, retryDelay(n-1)) {
+			return nil, n, fmt.Errorf("%w: %w", ErrNotConfirmed, err)
+		}
+		timeout = min(2*timeout, maxStartupTimeout)
+	}
+}
+
+// permanentPublishError classifies a publish error that retrying cannot
+// cure: ErrMaxPayload for a message too large, ErrRejected for another
+// refusal by the server. It returns nil for other errors.
+func permanentPublishError(err error) error {
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return fmt.Errorf("%w: %w", ErrMaxPayload, err)
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && !transient(err) {
+		if apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum {
+			return fmt.Errorf("%w: %w", ErrMaxPayload, err)
+		}
+		return fmt.Errorf("%w: %w", ErrRejected, err)
+	}
+	return nil
+}
