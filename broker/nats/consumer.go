@@ -73,12 +73,21 @@ const (
 
 // flight is a delivered message whose task is with the local scheduler.
 type flight struct {
-	msg         jetstream.Msg
-	seq         uint64
-	attempt     int
-	maxAttempts int
-	uniqueKey   string
+	msg       jetstream.Msg
+	seq       uint64
+	attempt   int
+	last      bool // a failure of this attempt is final
+	uniqueKey string
 }
+
+// MaxDeliveries is the durable consumers' delivery cap (MaxDeliver): a
+// message is delivered at most this many times, whatever the task's
+// MaxAttempts, and a failure at the last allowed delivery dead-letters it.
+// It ends any redelivery loop that the consumer's own attempt counting
+// would not (a message whose every delivery crashes its worker stops
+// being delivered after it, and stays in the stream: the server then
+// publishes a max-deliveries advisory).
+const MaxDeliveries = 100
 
 // NewConsumer returns a Consumer that runs the queue's tasks with h,
 // usually the same [*taskpool.Registry] an in-process scheduler would
@@ -128,9 +137,10 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, h taskpool.Handler
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       cfg.ackWait,
 			// The consumer counts attempts against each task's
-			// MaxAttempts itself, and dead-letters instead of letting the
-			// server drop the message silently.
-			MaxDeliver:    -1,
+			// MaxAttempts itself and dead-letters the task; the server's
+			// cap is the backstop that ends any redelivery loop (the
+			// consumer dead-letters at the last allowed delivery).
+			MaxDeliver:    MaxDeliveries,
 			MaxAckPending: -1,
 		})
 		if err != nil {
@@ -576,7 +586,8 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: attempt}, a)
 		return
 	}
-	f := &flight{msg: m, seq: meta.Sequence.Stream, attempt: attempt, maxAttempts: maxAttempts, uniqueKey: t.UniqueKey}
+	f := &flight{msg: m, seq: meta.Sequence.Stream, attempt: attempt, uniqueKey: t.UniqueKey,
+		last: attempt >= maxAttempts || meta.NumDelivered >= MaxDeliveries}
 	c.mu.Lock()
 	if _, dup := c.flights[t.ID]; dup {
 		c.mu.Unlock()
@@ -638,7 +649,7 @@ func (c *Consumer) finish(f *flight, out taskpool.Outcome) {
 	case c.stopping() && (errors.Is(out.Err, taskpool.ErrSchedulerClosed) || errors.Is(out.Err, context.Canceled)):
 		_ = f.msg.Nak()
 		a = ActionRelease
-	case errors.Is(out.Err, taskpool.ErrSkipRetry) || f.attempt >= f.maxAttempts:
+	case errors.Is(out.Err, taskpool.ErrSkipRetry) || f.last:
 		a = c.deadLetter(f.msg, f.seq, out.Task.ID, f.attempt, out.Err)
 	default:
 		_ = f.msg.NakWithDelay(c.cfg.backoff(f.attempt))
@@ -689,7 +700,31 @@ func (c *Consumer) deadLetter(m jetstream.Msg, seq uint64, id string, attempts i
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ackWait)
 	defer cancel()
-	if _, err := c.q.js.PublishMsg(ctx, dm); err != nil {
+	_, _, err := publish(ctx, c.q.js, c.cfg.logger, dm)
+	if errors.Is(err, ErrMaxPayload) {
+		// The task fitted, its copy with the dead-letter headers does
+		// not: store the dead letter without the payload and the
+		// original headers. HeaderSequence and HeaderTaskID refer to the
+		// original, HeaderDropped says what was left out. Without this
+		// the task would be put back and redelivered for ever.
+		small := &nats.Msg{Subject: c.q.dead, Header: make(nats.Header)}
+		for _, k := range []string{jetstream.MsgIDHeader, HeaderError, HeaderAttempts, HeaderFailedAt, HeaderSubject, HeaderSequence, HeaderTaskID} {
+			if v := dm.Header.Get(k); v != "" {
+				small.Header.Set(k, v)
+			}
+		}
+		hdrSize := 0
+		for k, vs := range m.Headers() {
+			for _, v := range vs {
+				hdrSize += len(k) + len(v) + 4
+			}
+		}
+		small.Header.Set(HeaderDropped, fmt.Sprintf("payload %d bytes, headers %d bytes: larger than the server's max payload with the dead-letter headers", len(m.Data()), hdrSize))
+		c.cfg.logger.Warn("natsbroker: dead letter too large; storing it without its payload and original headers",
+			"queue", c.cfg.queue, "id", id, "seq", seq, "payload_bytes", len(m.Data()), "error", err)
+		_, _, err = publish(ctx, c.q.js, c.cfg.logger, small)
+	}
+	if err != nil {
 		c.cfg.logger.Warn("natsbroker: dead letter not stored; task put back",
 			"queue", c.cfg.queue, "seq", seq, "error", err)
 		_ = m.NakWithDelay(c.cfg.backoff(attempts))

@@ -68,6 +68,10 @@ var (
 	// with the server's error.
 	ErrRejected = errors.New("natsbroker: task rejected by the server")
 
+	// ErrPayloadDropped is returned by [Inspector.Resubmit] for a dead
+	// letter stored without its payload (see [HeaderDropped]).
+	ErrPayloadDropped = errors.New("natsbroker: dead letter stored without its payload")
+
 	// ErrQueueMismatch is returned by NewProducer, NewConsumer and
 	// NewInspector when the queue exists with settings other than those
 	// given as options (replicas, storage, duplicate window, async persist,

@@ -30,6 +30,11 @@ const (
 	HeaderSequence = "Taskpool-Sequence"
 	// HeaderTaskID is a dead letter's task ID, when it could be decoded.
 	HeaderTaskID = "Taskpool-Task-Id"
+	// HeaderDropped is set on a dead letter stored without the original
+	// payload and headers, because the copy with the dead-letter headers
+	// was larger than the server's max payload; it gives their sizes.
+	// HeaderSequence and HeaderTaskID still identify the task.
+	HeaderDropped = "Taskpool-Dropped"
 
 	hdrSchedule       = "Nats-Schedule"
 	hdrScheduleTarget = "Nats-Schedule-Target"
