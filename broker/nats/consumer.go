@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -44,8 +45,11 @@ type Consumer struct {
 	q         *queue
 	cons      [numPriorities]jetstream.Consumer
 	sched     *taskpool.Scheduler
-	capacity  int // workers + prefetch: the most messages held at once
-	threshold int // free capacity that starts a fetch round
+	adaptive  bool         // prefetch follows the measured task and fetch times
+	refillAt  atomic.Int64 // held count at or below which a freed worker wakes the fetch loop
+	runTime   ewma         // handler run time
+	fetchRTT  ewma         // no-wait fetch round trip, messages dispatched
+	prefetchN atomic.Int64 // current prefetch, for Health and tests
 
 	mu      sync.Mutex
 	flights map[string]*flight // by task ID: tasks submitted and not settled
@@ -105,22 +109,20 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, h taskpool.Handler
 	}
 	c := &Consumer{
 		cfg:      cfg,
-		capacity: cfg.workers + cfg.prefetch,
-		// Without prefetch, fetch as soon as a worker is free; with it,
-		// once half the prefetch is used, so that fetches are large.
-		threshold: max(1, min(cfg.prefetch, cfg.maxBatch)/2),
-		flights:   make(map[string]*flight),
-		freed:     make(chan struct{}, 1),
-		quit:      make(chan struct{}),
-		loopDone:  make(chan struct{}),
-		tickQuit:  make(chan struct{}),
-		tickDone:  make(chan struct{}),
-		stopped:   make(chan struct{}),
+		adaptive: cfg.prefetch == 0,
+		flights:  make(map[string]*flight),
+		freed:    make(chan struct{}, 1),
+		quit:     make(chan struct{}),
+		loopDone: make(chan struct{}),
+		tickQuit: make(chan struct{}),
+		tickDone: make(chan struct{}),
+		stopped:  make(chan struct{}),
 	}
 	sopts := append(append([]taskpool.Option(nil), cfg.schedOpts...),
 		taskpool.WithWorkers(cfg.workers),
-		taskpool.WithQueueSize(c.capacity),
+		taskpool.WithQueueSize(cfg.workers+max(cfg.prefetch, DefaultMaxPrefetch)),
 		taskpool.WithCompletionHook(c.complete),
+		taskpool.WithMiddleware(c.measure), // innermost: the handler's own run time
 	)
 	if c.sched, err = taskpool.New(h, sopts...); err != nil {
 		return nil, err
@@ -340,8 +342,9 @@ func (c *Consumer) fetchLoop() {
 		if c.stopping() {
 			return
 		}
-		free := c.capacity - int(c.held.Load()) - reserved
-		if free >= c.threshold && (hot[0] || hot[1] || hot[2]) {
+		capacity, threshold := c.limits()
+		free := capacity - int(c.held.Load()) - reserved
+		if free >= threshold && (hot[0] || hot[1] || hot[2]) {
 			n, err := c.pollRound(free, &hot)
 			if err != nil {
 				fails++
@@ -356,8 +359,8 @@ func (c *Consumer) fetchLoop() {
 				continue
 			}
 		}
-		if free < c.threshold && reserved > 0 && (hot[0] || hot[1] || hot[2]) &&
-			c.capacity-int(c.held.Load()) >= c.threshold {
+		if free < threshold && reserved > 0 && (hot[0] || hot[1] || hot[2]) &&
+			capacity-int(c.held.Load()) >= threshold {
 			// The long polls of cold priorities hold the capacity a hot
 			// priority needs (a consumer with few workers): withdraw them
 			// rather than leave workers idle until the polls expire.
@@ -374,7 +377,7 @@ func (c *Consumer) fetchLoop() {
 		// Long-poll the cold priorities. When there is not capacity for
 		// all of them (a consumer with few workers), the polls are short
 		// and start from a rotating priority, so that none waits long.
-		need, avail := 0, c.capacity-int(c.held.Load())-reserved
+		need, avail := 0, capacity-int(c.held.Load())-reserved
 		for p := range polls {
 			if !hot[p] && polls[p].batch == nil {
 				need++
@@ -391,7 +394,7 @@ func (c *Consumer) fetchLoop() {
 			if hot[p] || polls[p].batch != nil {
 				continue
 			}
-			if c.capacity-int(c.held.Load())-reserved <= 0 {
+			if capacity-int(c.held.Load())-reserved <= 0 {
 				break
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), wait)
@@ -448,6 +451,65 @@ func (c *Consumer) fetchLoop() {
 	}
 }
 
+// limits returns the most messages the consumer may hold now (workers
+// plus prefetch) and the free capacity that starts a fetch round: as soon
+// as a worker is free without prefetch, once half the prefetch is free
+// with it, so that fetches are large.
+func (c *Consumer) limits() (capacity, threshold int) {
+	p := max(c.cfg.prefetch, 0) // NoPrefetch is -1
+	if c.adaptive {
+		p = c.adaptivePrefetch()
+	}
+	c.prefetchN.Store(int64(p))
+	capacity, threshold = c.cfg.workers+p, max(1, min(p, c.cfg.maxBatch)/2)
+	c.refillAt.Store(int64(capacity - threshold))
+	return capacity, threshold
+}
+
+// adaptivePrefetch is the default prefetch: enough tasks to keep the
+// workers busy for four fetch round trips, by the measured handler run
+// time and fetch time, and at most DefaultMaxPrefetch. Tasks that take
+// long compared to a fetch get almost no prefetch, so a consumer never
+// hoards slow tasks that idle workers elsewhere could run; tasks that take
+// microseconds get the full prefetch, so workers never wait for a fetch.
+// Before anything is measured it is 0.
+func (c *Consumer) adaptivePrefetch() int {
+	run, rtt := c.runTime.get(), c.fetchRTT.get()
+	if run <= 0 || rtt <= 0 {
+		return 0
+	}
+	want := 4 * float64(c.cfg.workers) * float64(rtt) / float64(run)
+	return int(math.Ceil(min(want, DefaultMaxPrefetch)))
+}
+
+// measure is the innermost middleware of the local scheduler: it times
+// the handler's runs.
+func (c *Consumer) measure(next taskpool.Handler) taskpool.Handler {
+	return taskpool.HandlerFunc(func(ctx context.Context, t taskpool.Task) error {
+		start := time.Now()
+		err := next.HandleTask(ctx, t)
+		c.runTime.observe(time.Since(start))
+		return err
+	})
+}
+
+// ewma is an exponentially weighted moving average of durations, weight
+// 1/8 for each new sample. Concurrent observations may lose one another's
+// update, which only makes the average a little slower to follow.
+type ewma struct{ v atomic.Int64 }
+
+func (e *ewma) observe(d time.Duration) {
+	n := max(int64(d), 1)
+	old := e.v.Load()
+	if old == 0 {
+		e.v.Store(n)
+		return
+	}
+	e.v.Store(max(old+(n-old)/8, 1))
+}
+
+func (e *ewma) get() time.Duration { return time.Duration(e.v.Load()) }
+
 // shortPollWait bounds the long polls of a consumer that cannot poll every
 // empty priority at once.
 const shortPollWait = 100 * time.Millisecond
@@ -484,6 +546,7 @@ func (c *Consumer) pollRound(free int, hot *[numPriorities]bool) (int, error) {
 		if !hot[p] {
 			continue
 		}
+		start := time.Now()
 		b, err := c.cons[p].FetchNoWait(min(free, c.cfg.maxBatch))
 		if err != nil {
 			return total, err
@@ -492,6 +555,9 @@ func (c *Consumer) pollRound(free int, hot *[numPriorities]bool) (int, error) {
 		for m := range b.Messages() {
 			c.dispatch(m)
 			got++
+		}
+		if got > 0 {
+			c.fetchRTT.observe(time.Since(start))
 		}
 		free -= got
 		total += got
@@ -630,7 +696,7 @@ func (c *Consumer) complete(out taskpool.Outcome) {
 		return
 	}
 	c.finish(f, out)
-	if held := c.held.Add(-1); int(held) <= c.capacity-c.threshold {
+	if held := c.held.Add(-1); held <= c.refillAt.Load() {
 		select {
 		case c.freed <- struct{}{}:
 		default:

@@ -31,6 +31,9 @@ const (
 	// DefaultMaxAttempts is how many times a task runs when it keeps
 	// failing and neither the task nor [WithMaxAttempts] says otherwise.
 	DefaultMaxAttempts = 10
+	// DefaultMaxPrefetch is the most tasks a consumer holds beyond those
+	// it runs with the default, adaptive prefetch (see [WithPrefetch]).
+	DefaultMaxPrefetch = 256
 	// DefaultMaxBatch is the largest fetch request a consumer sends.
 	DefaultMaxBatch = 256
 	// DefaultPollWait is how long an idle consumer's long poll waits.
@@ -303,17 +306,25 @@ func WithWorkers(n int) Option {
 
 // WithPrefetch lets a consumer hold n tasks beyond those it is running, so
 // that workers never wait for a fetch round trip. Held tasks keep their
-// lease alive like running ones. The default is 0: never more tasks in
-// flight than workers. Consumer only.
+// lease alive like running ones. n = [NoPrefetch] holds none: never more
+// tasks in flight than workers. The default (n = 0) adapts: enough tasks
+// to keep the workers busy for four fetch round trips, by the measured
+// handler and fetch times, at most [DefaultMaxPrefetch]: short tasks get
+// the full prefetch and slow tasks almost none, so that one consumer does
+// not hold tasks that idle workers elsewhere could run. Consumer only.
 func WithPrefetch(n int) Option {
 	return optionFunc(func(c *config) error {
-		if n < 0 {
+		if n < NoPrefetch {
 			return invalid("prefetch", n)
 		}
 		c.prefetch = n
 		return nil
 	})
 }
+
+// NoPrefetch, given to [WithPrefetch], makes a consumer hold no task beyond
+// those its workers run.
+const NoPrefetch = -1
 
 // WithMaxBatch caps the size of one fetch request. The default is
 // [DefaultMaxBatch]. Consumer only.
