@@ -9,4 +9,6 @@ func (c *Consumer) CurrentPrefetch() int { return int(c.prefetchN.Load()) }
 
 // Measured returns the consumer's handler run time and fetch round trip
 // averages.
-func (c *Consumer) Measured() (run, rtt int64) { return int64(c.runTime.get()), int64(c.fetchRTT.get()) }
+func (c *Consumer) Measured() (run, rtt int64) {
+	return int64(c.runTime.get()), int64(c.fetchRTT.get())
+}
