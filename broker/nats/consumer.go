@@ -120,7 +120,9 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, h taskpool.Handler
 	}
 	sopts := append(append([]taskpool.Option(nil), cfg.schedOpts...),
 		taskpool.WithWorkers(cfg.workers),
-		taskpool.WithQueueSize(cfg.workers+max(cfg.prefetch, DefaultMaxPrefetch)),
+		// Room for the largest capacity, and one message per priority
+		// beyond it (see fetchLoop).
+		taskpool.WithQueueSize(cfg.workers+max(cfg.prefetch, DefaultMaxPrefetch)+numPriorities),
 		taskpool.WithCompletionHook(c.complete),
 		taskpool.WithMiddleware(c.measure), // innermost: the handler's own run time
 	)
@@ -290,12 +292,16 @@ func (c *Consumer) stopping() bool {
 }
 
 // longPoll is an outstanding fetch of one message from a priority that was
-// found empty. Its one message of capacity is reserved until it ends.
+// found empty. Its one message of capacity is reserved until it ends. It
+// is never cancelled: it ends when its message arrives or the server
+// expires the request. A fetch cancelled on the client while the server
+// sends it a message loses that delivery, which the server still counts:
+// the task would wait an ack wait and come back with a delivery count
+// that no handler run accounts for (a phantom attempt).
 type longPoll struct {
-	batch  jetstream.MessageBatch
-	ch     <-chan jetstream.Msg
-	cancel context.CancelFunc
-	got    bool
+	batch jetstream.MessageBatch
+	ch    <-chan jetstream.Msg
+	got   bool
 }
 
 // fetchLoop is the only goroutine that fetches. A priority is hot while it
@@ -315,26 +321,15 @@ func (c *Consumer) fetchLoop() {
 		fails    int // consecutive fetch errors
 		rot      int // priority whose long poll starts first
 	)
-	// withdraw cancels the long poll of p and hands what it had already
-	// received to use (dispatch, or Nak when stopping). A message the
-	// server sent just as the poll was cancelled is dropped by the client
-	// and redelivered after AckWait: rare, and never a loss.
-	withdraw := func(p int, use func(jetstream.Msg)) {
-		polls[p].cancel()
-		for m := range polls[p].ch {
-			polls[p].got = true
-			reserved--
-			use(m)
-		}
-		if !polls[p].got {
-			reserved--
-		}
-		polls[p] = longPoll{}
-	}
+	// When stopping, wait for the outstanding long polls to end (within
+	// the poll wait) and run what they deliver with the tasks held: the
+	// local scheduler stops after this loop, and lets them finish.
 	defer func() {
 		for p := range polls {
 			if polls[p].batch != nil {
-				withdraw(p, func(m jetstream.Msg) { _ = m.Nak() })
+				for m := range polls[p].ch {
+					c.dispatch(m)
+				}
 			}
 		}
 	}()
@@ -343,8 +338,19 @@ func (c *Consumer) fetchLoop() {
 			return
 		}
 		capacity, threshold := c.limits()
-		free := capacity - int(c.held.Load()) - reserved
-		if free >= threshold && (hot[0] || hot[1] || hot[2]) {
+		held := int(c.held.Load())
+		free := capacity - held - reserved
+		anyHot := hot[0] || hot[1] || hot[2]
+		if anyHot && free < threshold && capacity-held >= threshold {
+			// The long polls of cold priorities hold capacity that a hot
+			// priority needs (a consumer with few workers): lend it to
+			// the hot priorities rather than leave workers idle until the
+			// polls end. The polls are not cancelled, so if they deliver,
+			// the consumer holds up to one message per priority more
+			// than its capacity for a moment.
+			free = capacity - held
+		}
+		if free >= threshold && anyHot {
 			n, err := c.pollRound(free, &hot)
 			if err != nil {
 				fails++
@@ -358,21 +364,6 @@ func (c *Consumer) fetchLoop() {
 			if n > 0 {
 				continue
 			}
-		}
-		if free < threshold && reserved > 0 && (hot[0] || hot[1] || hot[2]) &&
-			capacity-int(c.held.Load()) >= threshold {
-			// The long polls of cold priorities hold the capacity a hot
-			// priority needs (a consumer with few workers): withdraw them
-			// rather than leave workers idle until the polls expire.
-			for p := range polls {
-				if polls[p].batch != nil {
-					withdraw(p, func(m jetstream.Msg) {
-						hot[p] = true
-						c.dispatch(m)
-					})
-				}
-			}
-			continue
 		}
 		// Long-poll the cold priorities. When there is not capacity for
 		// all of them (a consumer with few workers), the polls are short
@@ -397,10 +388,8 @@ func (c *Consumer) fetchLoop() {
 			if capacity-int(c.held.Load())-reserved <= 0 {
 				break
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), wait)
-			b, err := c.cons[p].Fetch(1, jetstream.FetchContext(ctx))
+			b, err := c.cons[p].Fetch(1, jetstream.FetchMaxWait(wait))
 			if err != nil {
-				cancel()
 				fails++
 				c.cfg.logger.Warn("natsbroker: long poll", "queue", c.cfg.queue, "error", err)
 				if !c.pause(fails) {
@@ -408,7 +397,7 @@ func (c *Consumer) fetchLoop() {
 				}
 				break
 			}
-			polls[p] = longPoll{batch: b, ch: b.Messages(), cancel: cancel}
+			polls[p] = longPoll{batch: b, ch: b.Messages()}
 			reserved++
 		}
 		var (
@@ -439,7 +428,6 @@ func (c *Consumer) fetchLoop() {
 			reserved--
 		}
 		err := polls[p].batch.Error()
-		polls[p].cancel()
 		polls[p] = longPoll{}
 		if err != nil && !isTimeout(err) {
 			fails++
