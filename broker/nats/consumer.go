@@ -41,15 +41,17 @@ import (
 // start it with [Consumer.Start] and stop it with [Consumer.Stop]. It does
 // not own the NATS connection: close that after Stop.
 type Consumer struct {
-	cfg       config
-	q         *queue
-	cons      [numPriorities]jetstream.Consumer
-	sched     *taskpool.Scheduler
-	adaptive  bool         // prefetch follows the measured task and fetch times
-	refillAt  atomic.Int64 // held count at or below which a freed worker wakes the fetch loop
-	runTime   ewma         // handler run time
-	fetchRTT  ewma         // no-wait fetch round trip, messages dispatched
-	prefetchN atomic.Int64 // current prefetch, for Health and tests
+	cfg        config
+	q          *queue
+	cons       [numPriorities]jetstream.Consumer
+	sched      *taskpool.Scheduler
+	adaptive   bool         // prefetch follows the measured task and fetch times
+	refillAt   atomic.Int64 // held count at or below which a freed worker wakes the fetch loop
+	runTime    ewma         // handler run time
+	fetchRTT   ewma         // no-wait fetch round trip, messages dispatched
+	prefetchN  atomic.Int64 // current prefetch, for Health and tests
+	fetchFails atomic.Int64 // consecutive failed fetches
+	leaseBeat  atomic.Int64 // unix nanoseconds of the lease keeper's last round
 
 	mu      sync.Mutex
 	flights map[string]*flight // by task ID: tasks submitted and not settled
@@ -229,12 +231,15 @@ func (c *Consumer) Start() error {
 		return err
 	}
 	c.state = consumerRunning
+	c.leaseBeat.Store(time.Now().UnixNano())
 	go c.fetchLoop()
 	go c.keepAlive()
 	return nil
 }
 
-// Stop stops the Consumer gracefully: it stops fetching at once, lets the
+// Stop stops the Consumer gracefully: it stops fetching (it waits for its
+// outstanding long polls to end, at most the poll wait, and keeps what
+// they deliver with the held tasks), lets the
 // tasks it holds run to completion and settles them, and returns nil once
 // every goroutine has exited and the acks are flushed to the server.
 //
@@ -281,6 +286,65 @@ func (c *Consumer) Stop(ctx context.Context) error {
 
 // Stats returns the local scheduler's counters.
 func (c *Consumer) Stats() taskpool.Stats { return c.sched.Stats() }
+
+// Health is a Consumer's state for an orchestrator's liveness and
+// readiness probes; see [Consumer.Health].
+type Health struct {
+	// Connected is true while the NATS connection is up.
+	Connected bool
+	// Consuming is true between Start and Stop while the fetch loop runs.
+	Consuming bool
+	// LeaseLoop is true while the lease keeper runs and has extended the
+	// held tasks' leases within the last ack wait.
+	LeaseLoop bool
+	// FetchErrors counts consecutive failed fetches: 0 once a fetch
+	// succeeds.
+	FetchErrors int
+	// Held is the number of tasks held: running, or waiting for a worker.
+	Held int
+	// Prefetch is the current prefetch (see [WithPrefetch]).
+	Prefetch int
+	// AckWait is the shared consumers' ack wait, which the lease loop
+	// keeps within.
+	AckWait time.Duration
+}
+
+// Live reports whether the consumer's goroutines are working: it is
+// consuming and its lease loop is alive. A consumer whose connection is
+// down is live (it resumes when the connection is back); one that is not
+// live needs a restart (or was stopped).
+func (h Health) Live() bool { return h.Consuming && h.LeaseLoop }
+
+// Ready reports whether the consumer takes work now: live, connected, and
+// its last fetch succeeded.
+func (h Health) Ready() bool { return h.Live() && h.Connected && h.FetchErrors == 0 }
+
+// Health returns the consumer's liveness and readiness: use Live for a
+// liveness probe and Ready for a readiness probe. It is cheap (no request
+// to the server) and safe to call at any time.
+func (c *Consumer) Health() Health {
+	h := Health{
+		Connected:   c.q.js.Conn().IsConnected(),
+		FetchErrors: int(c.fetchFails.Load()),
+		Held:        int(c.held.Load()),
+		Prefetch:    int(c.prefetchN.Load()),
+		AckWait:     c.cfg.ackWait,
+	}
+	c.stateMu.Lock()
+	running := c.state == consumerRunning
+	c.stateMu.Unlock()
+	select {
+	case <-c.loopDone:
+	default:
+		h.Consuming = running
+	}
+	select {
+	case <-c.tickDone:
+	default:
+		h.LeaseLoop = running && time.Since(time.Unix(0, c.leaseBeat.Load())) <= c.cfg.ackWait
+	}
+	return h
+}
 
 func (c *Consumer) stopping() bool {
 	select {
@@ -354,6 +418,8 @@ func (c *Consumer) fetchLoop() {
 			n, err := c.pollRound(free, &hot)
 			if err != nil {
 				fails++
+				c.fetchFails.Store(int64(fails))
+				c.fetchFails.Store(int64(fails))
 				c.cfg.logger.Warn("natsbroker: fetch", "queue", c.cfg.queue, "error", err)
 				if !c.pause(fails) {
 					return
@@ -361,6 +427,7 @@ func (c *Consumer) fetchLoop() {
 				continue
 			}
 			fails = 0
+			c.fetchFails.Store(0)
 			if n > 0 {
 				continue
 			}
@@ -391,6 +458,8 @@ func (c *Consumer) fetchLoop() {
 			b, err := c.cons[p].Fetch(1, jetstream.FetchMaxWait(wait))
 			if err != nil {
 				fails++
+				c.fetchFails.Store(int64(fails))
+				c.fetchFails.Store(int64(fails))
 				c.cfg.logger.Warn("natsbroker: long poll", "queue", c.cfg.queue, "error", err)
 				if !c.pause(fails) {
 					return
@@ -421,6 +490,8 @@ func (c *Consumer) fetchLoop() {
 			reserved--
 			polls[p].got = true
 			hot[p] = true
+			fails = 0
+			c.fetchFails.Store(0)
 			c.dispatch(m)
 			continue
 		}
@@ -431,10 +502,14 @@ func (c *Consumer) fetchLoop() {
 		polls[p] = longPoll{}
 		if err != nil && !isTimeout(err) {
 			fails++
+			c.fetchFails.Store(int64(fails))
 			c.cfg.logger.Warn("natsbroker: long poll", "queue", c.cfg.queue, "error", err)
 			if !c.pause(fails) {
 				return
 			}
+		} else if c.q.js.Conn().IsConnected() {
+			fails = 0 // the server answered, or expired the poll
+			c.fetchFails.Store(0)
 		}
 	}
 }
@@ -802,6 +877,7 @@ func (c *Consumer) keepAlive() {
 		case <-c.tickQuit:
 			return
 		}
+		c.leaseBeat.Store(time.Now().UnixNano())
 		c.mu.Lock()
 		for _, f := range c.flights {
 			msgs = append(msgs, f.msg)
