@@ -419,7 +419,6 @@ func (c *Consumer) fetchLoop() {
 			if err != nil {
 				fails++
 				c.fetchFails.Store(int64(fails))
-				c.fetchFails.Store(int64(fails))
 				c.cfg.logger.Warn("natsbroker: fetch", "queue", c.cfg.queue, "error", err)
 				if !c.pause(fails) {
 					return
@@ -458,7 +457,6 @@ func (c *Consumer) fetchLoop() {
 			b, err := c.cons[p].Fetch(1, jetstream.FetchMaxWait(wait))
 			if err != nil {
 				fails++
-				c.fetchFails.Store(int64(fails))
 				c.fetchFails.Store(int64(fails))
 				c.cfg.logger.Warn("natsbroker: long poll", "queue", c.cfg.queue, "error", err)
 				if !c.pause(fails) {

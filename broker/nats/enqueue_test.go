@@ -153,3 +153,53 @@ func TestEnqueueRetriesUntilServerBack(t *testing.T) {
 	assert.EqualValues(t, 1, info.State.Msgs, "stored once")
 	t.Logf("log: %v", logs.messages())
 }
+
+// EnqueueBatch re-sends the tasks whose publish failed with a transient
+// error, as Enqueue does: a batch sent while the server is down is stored
+// once the server is back.
+func TestEnqueueBatchRetriesUntilServerBack(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv := startServerAt(t, 0, dir)
+	port := srv.Port()
+	nc, js, err := natsbroker.Connect(srv.URL(), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	ctx := ctxT(t)
+	logs := newLogSignal("retrying")
+	prod, err := natsbroker.NewProducer(ctx, js, natsbroker.WithLogger(slog.New(logs)))
+	require.NoError(t, err)
+
+	srv.Shutdown()
+	require.Eventually(t, func() bool { return !nc.IsConnected() }, 5*time.Second, 5*time.Millisecond)
+	errc := make(chan error, 1)
+	go func() {
+		tasks := make([]taskpool.Task, 10)
+		for i := range tasks {
+			tasks[i] = taskpool.Task{ID: "b" + string(rune('0'+i)), Type: "x"}
+		}
+		bctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		_, err := prod.EnqueueBatch(bctx, tasks)
+		errc <- err
+	}()
+	select {
+	case <-logs.ch:
+	case err := <-errc:
+		t.Fatalf("EnqueueBatch returned while the server was down: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("EnqueueBatch did not retry")
+	}
+	startServerAt(t, port, dir)
+	select {
+	case err := <-errc:
+		require.NoError(t, err)
+	case <-time.After(25 * time.Second):
+		t.Fatal("EnqueueBatch did not return after the server came back")
+	}
+	st, err := js.Stream(ctx, "TASKPOOL_default")
+	require.NoError(t, err)
+	info, err := st.Info(ctx)
+	require.NoError(t, err)
+	assert.EqualValues(t, 10, info.State.Msgs, "each stored once")
+}

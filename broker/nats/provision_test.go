@@ -3,6 +3,7 @@ package natsbroker_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -31,8 +32,9 @@ func TestOpenKeepsQueueSettings(t *testing.T) {
 	require.NoError(t, err)
 	_, err = natsbroker.NewProducer(ctx, js, q)
 	require.NoError(t, err)
-	_, err = natsbroker.NewConsumer(ctx, js, taskpool.NewRegistry(), q)
+	c, err := natsbroker.NewConsumer(ctx, js, taskpool.NewRegistry(), q)
 	require.NoError(t, err)
+	assert.Equal(t, 7*time.Second, c.Health().AckWait, "leases kept within the consumers' ack wait")
 
 	for _, name := range []string{"TASKPOOL_keep", "TASKPOOLDEAD_keep"} {
 		st, err := js.Stream(ctx, name)
@@ -152,4 +154,38 @@ func TestClusterConcurrentConsumerStart(t *testing.T) {
 		}
 		t.Logf("round %d: %d consumers started in %v", r, len(jss), time.Since(start))
 	}
+}
+
+// Durable consumers created by an earlier version (no delivery cap) are
+// not changed by opening them: a Warn says so, and WithReconfigure
+// updates them.
+func TestOldConsumerKeptUntilReconfigured(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("old")
+	_, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	for _, p := range []string{"high", "default", "low"} {
+		_, err := js.CreateConsumer(ctx, "TASKPOOL_old", jetstream.ConsumerConfig{
+			Durable: "taskpool_" + p, Description: "taskpool workers, " + p + " priority",
+			FilterSubject: "taskpool.old.task." + p, AckPolicy: jetstream.AckExplicitPolicy,
+			AckWait: natsbroker.DefaultAckWait, MaxDeliver: -1, MaxAckPending: -1,
+		})
+		require.NoError(t, err)
+	}
+	logs := newLogSignal("other settings than this version")
+	_, err = natsbroker.NewConsumer(ctx, js, taskpool.NewRegistry(), q, natsbroker.WithLogger(slog.New(logs)))
+	require.NoError(t, err)
+	waitDone(t, logs.ch, time.Second, "a Warn about the old consumer")
+	cons, err := js.Consumer(ctx, "TASKPOOL_old", "taskpool_low")
+	require.NoError(t, err)
+	assert.Equal(t, -1, cons.CachedInfo().Config.MaxDeliver, "not changed by opening")
+
+	_, err = natsbroker.NewConsumer(ctx, js, taskpool.NewRegistry(), q, natsbroker.WithReconfigure())
+	require.NoError(t, err)
+	cons, err = js.Consumer(ctx, "TASKPOOL_old", "taskpool_low")
+	require.NoError(t, err)
+	assert.Equal(t, natsbroker.MaxDeliveries, cons.CachedInfo().Config.MaxDeliver)
 }
