@@ -48,6 +48,12 @@
 // crashed its worker. See [Inspector] for listing, resubmitting and
 // purging dead letters.
 //
+// # Health
+//
+// [Consumer.Health] reports liveness (fetch loop and lease keeper running)
+// and readiness (also connected, last fetch succeeded) for an
+// orchestrator's probes.
+//
 // # Delays and periodic tasks
 //
 // On nats-server 2.12 and later, [Delay] and [At] use per-message

@@ -285,14 +285,18 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, c *config, want j
 		}
 		have := st.CachedInfo().Config
 		m := streamMismatch(c, have, want)
+		upd := have
+		own(&upd)
 		if !c.reconfigure {
 			if len(m) > 0 {
 				return nil, m.err("stream " + want.Name)
 			}
+			if !sameStream(have, upd) {
+				c.logger.Warn("natsbroker: stream has other settings than this version sets; WithReconfigure updates it",
+					"queue", c.queue, "stream", want.Name, "subjects", have.Subjects)
+			}
 			return st, nil
 		}
-		upd := have
-		own(&upd)
 		if c.has(setReplicas) {
 			upd.Replicas = want.Replicas
 		}
