@@ -25,7 +25,7 @@ func TestNoPhantomAttempts(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
 	ctx := ctxT(t)
-	const n = 4000
+	const n = 8000
 	led := newLedger(n)
 	var (
 		mu       sync.Mutex
