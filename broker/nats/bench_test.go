@@ -29,7 +29,22 @@ func BenchmarkEndToEnd(b *testing.B) {
 	}
 }
 
+// BenchmarkEndToEndDefaults is BenchmarkEndToEnd on file storage with the
+// consumers' default options (workers, prefetch, fetch size): what a
+// deployment that tunes nothing gets.
+func BenchmarkEndToEndDefaults(b *testing.B) {
+	for _, consumers := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("consumers=%d", consumers), func(b *testing.B) {
+			benchRun(b, "file", consumers, true)
+		})
+	}
+}
+
 func benchEndToEnd(b *testing.B, storage string, consumers int) {
+	benchRun(b, storage, consumers, false)
+}
+
+func benchRun(b *testing.B, storage string, consumers int, defaults bool) {
 	b.ReportAllocs()
 	srv := startServer(b)
 	opts := []natsbroker.Option{natsbroker.WithQueue("bench")}
@@ -45,18 +60,28 @@ func benchEndToEnd(b *testing.B, storage string, consumers int) {
 	reg := taskpool.NewRegistry()
 	require.NoError(b, reg.HandleFunc("noop", func(context.Context, taskpool.Task) error { return nil }))
 	copts := append(opts,
-		natsbroker.WithWorkers(8),
-		natsbroker.WithPrefetch(512),
-		natsbroker.WithMaxBatch(256),
 		natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) {
 			if a == natsbroker.ActionAck && acked.Add(1) == want {
 				close(done)
 			}
 		}))
+	if !defaults {
+		copts = append(copts,
+			natsbroker.WithWorkers(8),
+			natsbroker.WithPrefetch(512),
+			natsbroker.WithMaxBatch(256))
+	}
+	var cs []*natsbroker.Consumer
 	for range consumers {
 		_, js := connect(b, srv.URL())
-		startConsumer(b, js, reg, copts...)
+		cs = append(cs, startConsumer(b, js, reg, copts...))
 	}
+	defer func() {
+		for _, c := range cs {
+			run, rtt := c.Measured()
+			b.Logf("prefetch %d run %v rtt %v", c.CurrentPrefetch(), time.Duration(run), time.Duration(rtt))
+		}
+	}()
 	_, pjs := connect(b, srv.URL())
 	ctx := ctxT(b)
 	prod, err := natsbroker.NewProducer(ctx, pjs, opts...)

@@ -14,9 +14,10 @@ import (
 // these and may override them. Close the returned connection (or Drain it)
 // after stopping every Consumer that uses it.
 //
-// While the connection is down, Enqueue returns an [*EnqueueError] once its
-// ctx ends (the publish is never confirmed, so nothing is lost silently),
-// and consumers retry their fetches until it is back.
+// While the connection is down, Enqueue retries until it is back or its
+// ctx ends, then returns an [*EnqueueError] wrapping [ErrNotConfirmed]
+// (the publish is never confirmed, so nothing is lost silently), and
+// consumers retry their fetches until it is back.
 func Connect(url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
 	base := []nats.Option{
 		nats.Name("taskpool"),

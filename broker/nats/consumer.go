@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -40,12 +41,17 @@ import (
 // start it with [Consumer.Start] and stop it with [Consumer.Stop]. It does
 // not own the NATS connection: close that after Stop.
 type Consumer struct {
-	cfg       config
-	q         *queue
-	cons      [numPriorities]jetstream.Consumer
-	sched     *taskpool.Scheduler
-	capacity  int // workers + prefetch: the most messages held at once
-	threshold int // free capacity that starts a fetch round
+	cfg        config
+	q          *queue
+	cons       [numPriorities]jetstream.Consumer
+	sched      *taskpool.Scheduler
+	adaptive   bool         // prefetch follows the measured task and fetch times
+	refillAt   atomic.Int64 // held count at or below which a freed worker wakes the fetch loop
+	runTime    ewma         // handler run time
+	fetchRTT   ewma         // no-wait fetch round trip, messages dispatched
+	prefetchN  atomic.Int64 // current prefetch, for Health and tests
+	fetchFails atomic.Int64 // consecutive failed fetches
+	leaseBeat  atomic.Int64 // unix nanoseconds of the lease keeper's last round
 
 	mu      sync.Mutex
 	flights map[string]*flight // by task ID: tasks submitted and not settled
@@ -73,12 +79,21 @@ const (
 
 // flight is a delivered message whose task is with the local scheduler.
 type flight struct {
-	msg         jetstream.Msg
-	seq         uint64
-	attempt     int
-	maxAttempts int
-	uniqueKey   string
+	msg       jetstream.Msg
+	seq       uint64
+	attempt   int
+	last      bool // a failure of this attempt is final
+	uniqueKey string
 }
+
+// MaxDeliveries is the durable consumers' delivery cap (MaxDeliver): a
+// message is delivered at most this many times, whatever the task's
+// MaxAttempts, and a failure at the last allowed delivery dead-letters it.
+// It ends any redelivery loop that the consumer's own attempt counting
+// would not (a message whose every delivery crashes its worker stops
+// being delivered after it, and stays in the stream: the server then
+// publishes a max-deliveries advisory).
+const MaxDeliveries = 100
 
 // NewConsumer returns a Consumer that runs the queue's tasks with h,
 // usually the same [*taskpool.Registry] an in-process scheduler would
@@ -96,22 +111,22 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, h taskpool.Handler
 	}
 	c := &Consumer{
 		cfg:      cfg,
-		capacity: cfg.workers + cfg.prefetch,
-		// Without prefetch, fetch as soon as a worker is free; with it,
-		// once half the prefetch is used, so that fetches are large.
-		threshold: max(1, min(cfg.prefetch, cfg.maxBatch)/2),
-		flights:   make(map[string]*flight),
-		freed:     make(chan struct{}, 1),
-		quit:      make(chan struct{}),
-		loopDone:  make(chan struct{}),
-		tickQuit:  make(chan struct{}),
-		tickDone:  make(chan struct{}),
-		stopped:   make(chan struct{}),
+		adaptive: cfg.prefetch == 0,
+		flights:  make(map[string]*flight),
+		freed:    make(chan struct{}, 1),
+		quit:     make(chan struct{}),
+		loopDone: make(chan struct{}),
+		tickQuit: make(chan struct{}),
+		tickDone: make(chan struct{}),
+		stopped:  make(chan struct{}),
 	}
 	sopts := append(append([]taskpool.Option(nil), cfg.schedOpts...),
 		taskpool.WithWorkers(cfg.workers),
-		taskpool.WithQueueSize(c.capacity),
+		// Room for the largest capacity, and one message per priority
+		// beyond it (see fetchLoop).
+		taskpool.WithQueueSize(cfg.workers+max(cfg.prefetch, DefaultMaxPrefetch)+numPriorities),
 		taskpool.WithCompletionHook(c.complete),
+		taskpool.WithMiddleware(c.measure), // innermost: the handler's own run time
 	)
 	if c.sched, err = taskpool.New(h, sopts...); err != nil {
 		return nil, err
@@ -119,42 +134,89 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, h taskpool.Handler
 	if c.q, err = provision(ctx, js, &cfg); err != nil {
 		return nil, err
 	}
+	ackWait := time.Duration(0)
 	for p := range numPriorities {
-		c.cons[p], err = ensureConsumer(ctx, js, c.q.stream, jetstream.ConsumerConfig{
+		c.cons[p], err = ensureConsumer(ctx, js, &cfg, c.q.stream, jetstream.ConsumerConfig{
 			Durable:       c.q.consumer[p],
 			Description:   "taskpool workers, " + prioNames[p] + " priority",
 			FilterSubject: c.q.task[p],
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       cfg.ackWait,
 			// The consumer counts attempts against each task's
-			// MaxAttempts itself, and dead-letters instead of letting the
-			// server drop the message silently.
-			MaxDeliver:    -1,
+			// MaxAttempts itself and dead-letters the task; the server's
+			// cap is the backstop that ends any redelivery loop (the
+			// consumer dead-letters at the last allowed delivery).
+			MaxDeliver:    MaxDeliveries,
 			MaxAckPending: -1,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("natsbroker: consumer %s: %w", c.q.consumer[p], err)
 		}
+		if aw := c.cons[p].CachedInfo().Config.AckWait; aw > 0 && (ackWait == 0 || aw < ackWait) {
+			ackWait = aw
+		}
+	}
+	// The lease keeper must extend leases within the ack wait the shared
+	// consumers have, whatever this process asked for.
+	if ackWait > 0 {
+		c.cfg.ackWait = ackWait
 	}
 	return c, nil
 }
 
-// ensureConsumer opens the durable consumer when it exists with cfg's
-// settings and creates or updates it otherwise: an update that changes
-// nothing is not sent (see ensureStream).
-func ensureConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
-	cons, err := js.Consumer(ctx, stream, cfg.Durable)
-	if err == nil {
+// ensureConsumer opens the durable consumer, or creates it with want when
+// it does not exist. Like ensureStream, it never changes an existing
+// consumer unless WithReconfigure was given: an ack wait given as an
+// option that differs is ErrQueueMismatch, and package settings that
+// differ (a consumer created by another version) are logged at Warn.
+func ensureConsumer(ctx context.Context, js jetstream.JetStream, c *config, stream string, want jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	for {
+		cons, err := request(ctx, c.logger, "consumer info", func(ctx context.Context) (jetstream.Consumer, error) {
+			return js.Consumer(ctx, stream, want.Durable)
+		})
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			cons, err = request(ctx, c.logger, "consumer create", func(ctx context.Context) (jetstream.Consumer, error) {
+				return js.CreateConsumer(ctx, stream, want)
+			})
+			if errors.Is(err, jetstream.ErrConsumerExists) {
+				continue // created meanwhile by another process, with other settings
+			}
+			return cons, err
+		}
+		if err != nil {
+			return nil, err
+		}
 		have := cons.CachedInfo().Config
-		if have.Description == cfg.Description && have.FilterSubject == cfg.FilterSubject &&
-			have.AckPolicy == cfg.AckPolicy && have.AckWait == cfg.AckWait &&
-			have.MaxDeliver == cfg.MaxDeliver && have.MaxAckPending == cfg.MaxAckPending {
+		var m mismatch
+		if c.has(setAckWait) {
+			m.check("ack wait", have.AckWait, want.AckWait)
+		}
+		own := have.Description == want.Description && have.FilterSubject == want.FilterSubject &&
+			have.AckPolicy == want.AckPolicy && have.MaxDeliver == want.MaxDeliver &&
+			have.MaxAckPending == want.MaxAckPending
+		if !c.reconfigure {
+			if len(m) > 0 {
+				return nil, m.err("consumer " + want.Durable)
+			}
+			if !own {
+				c.logger.Warn("natsbroker: consumer has other settings than this version sets; WithReconfigure updates it",
+					"queue", c.queue, "consumer", want.Durable, "max_deliver", have.MaxDeliver, "want_max_deliver", want.MaxDeliver)
+			}
 			return cons, nil
 		}
-	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, err
+		if len(m) == 0 && own {
+			return cons, nil
+		}
+		upd := have
+		upd.Description, upd.FilterSubject, upd.AckPolicy = want.Description, want.FilterSubject, want.AckPolicy
+		upd.MaxDeliver, upd.MaxAckPending = want.MaxDeliver, want.MaxAckPending
+		if c.has(setAckWait) {
+			upd.AckWait = want.AckWait
+		}
+		return request(ctx, c.logger, "consumer update", func(ctx context.Context) (jetstream.Consumer, error) {
+			return js.UpdateConsumer(ctx, stream, upd)
+		})
 	}
-	return js.CreateOrUpdateConsumer(ctx, stream, cfg)
 }
 
 // Start starts the local scheduler, the fetch loop and the lease keeper.
@@ -169,12 +231,15 @@ func (c *Consumer) Start() error {
 		return err
 	}
 	c.state = consumerRunning
+	c.leaseBeat.Store(time.Now().UnixNano())
 	go c.fetchLoop()
 	go c.keepAlive()
 	return nil
 }
 
-// Stop stops the Consumer gracefully: it stops fetching at once, lets the
+// Stop stops the Consumer gracefully: it stops fetching (it waits for its
+// outstanding long polls to end, at most the poll wait, and keeps what
+// they deliver with the held tasks), lets the
 // tasks it holds run to completion and settles them, and returns nil once
 // every goroutine has exited and the acks are flushed to the server.
 //
@@ -222,6 +287,65 @@ func (c *Consumer) Stop(ctx context.Context) error {
 // Stats returns the local scheduler's counters.
 func (c *Consumer) Stats() taskpool.Stats { return c.sched.Stats() }
 
+// Health is a Consumer's state for an orchestrator's liveness and
+// readiness probes; see [Consumer.Health].
+type Health struct {
+	// Connected is true while the NATS connection is up.
+	Connected bool
+	// Consuming is true between Start and Stop while the fetch loop runs.
+	Consuming bool
+	// LeaseLoop is true while the lease keeper runs and has extended the
+	// held tasks' leases within the last ack wait.
+	LeaseLoop bool
+	// FetchErrors counts consecutive failed fetches: 0 once a fetch
+	// succeeds.
+	FetchErrors int
+	// Held is the number of tasks held: running, or waiting for a worker.
+	Held int
+	// Prefetch is the current prefetch (see [WithPrefetch]).
+	Prefetch int
+	// AckWait is the shared consumers' ack wait, which the lease loop
+	// keeps within.
+	AckWait time.Duration
+}
+
+// Live reports whether the consumer's goroutines are working: it is
+// consuming and its lease loop is alive. A consumer whose connection is
+// down is live (it resumes when the connection is back); one that is not
+// live needs a restart (or was stopped).
+func (h Health) Live() bool { return h.Consuming && h.LeaseLoop }
+
+// Ready reports whether the consumer takes work now: live, connected, and
+// its last fetch succeeded.
+func (h Health) Ready() bool { return h.Live() && h.Connected && h.FetchErrors == 0 }
+
+// Health returns the consumer's liveness and readiness: use Live for a
+// liveness probe and Ready for a readiness probe. It is cheap (no request
+// to the server) and safe to call at any time.
+func (c *Consumer) Health() Health {
+	h := Health{
+		Connected:   c.q.js.Conn().IsConnected(),
+		FetchErrors: int(c.fetchFails.Load()),
+		Held:        int(c.held.Load()),
+		Prefetch:    int(c.prefetchN.Load()),
+		AckWait:     c.cfg.ackWait,
+	}
+	c.stateMu.Lock()
+	running := c.state == consumerRunning
+	c.stateMu.Unlock()
+	select {
+	case <-c.loopDone:
+	default:
+		h.Consuming = running
+	}
+	select {
+	case <-c.tickDone:
+	default:
+		h.LeaseLoop = running && time.Since(time.Unix(0, c.leaseBeat.Load())) <= c.cfg.ackWait
+	}
+	return h
+}
+
 func (c *Consumer) stopping() bool {
 	select {
 	case <-c.quit:
@@ -232,12 +356,16 @@ func (c *Consumer) stopping() bool {
 }
 
 // longPoll is an outstanding fetch of one message from a priority that was
-// found empty. Its one message of capacity is reserved until it ends.
+// found empty. Its one message of capacity is reserved until it ends. It
+// is never cancelled: it ends when its message arrives or the server
+// expires the request. A fetch cancelled on the client while the server
+// sends it a message loses that delivery, which the server still counts:
+// the task would wait an ack wait and come back with a delivery count
+// that no handler run accounts for (a phantom attempt).
 type longPoll struct {
-	batch  jetstream.MessageBatch
-	ch     <-chan jetstream.Msg
-	cancel context.CancelFunc
-	got    bool
+	batch jetstream.MessageBatch
+	ch    <-chan jetstream.Msg
+	got   bool
 }
 
 // fetchLoop is the only goroutine that fetches. A priority is hot while it
@@ -257,26 +385,15 @@ func (c *Consumer) fetchLoop() {
 		fails    int // consecutive fetch errors
 		rot      int // priority whose long poll starts first
 	)
-	// withdraw cancels the long poll of p and hands what it had already
-	// received to use (dispatch, or Nak when stopping). A message the
-	// server sent just as the poll was cancelled is dropped by the client
-	// and redelivered after AckWait: rare, and never a loss.
-	withdraw := func(p int, use func(jetstream.Msg)) {
-		polls[p].cancel()
-		for m := range polls[p].ch {
-			polls[p].got = true
-			reserved--
-			use(m)
-		}
-		if !polls[p].got {
-			reserved--
-		}
-		polls[p] = longPoll{}
-	}
+	// When stopping, wait for the outstanding long polls to end (within
+	// the poll wait) and run what they deliver with the tasks held: the
+	// local scheduler stops after this loop, and lets them finish.
 	defer func() {
 		for p := range polls {
 			if polls[p].batch != nil {
-				withdraw(p, func(m jetstream.Msg) { _ = m.Nak() })
+				for m := range polls[p].ch {
+					c.dispatch(m)
+				}
 			}
 		}
 	}()
@@ -284,11 +401,24 @@ func (c *Consumer) fetchLoop() {
 		if c.stopping() {
 			return
 		}
-		free := c.capacity - int(c.held.Load()) - reserved
-		if free >= c.threshold && (hot[0] || hot[1] || hot[2]) {
+		capacity, threshold := c.limits()
+		held := int(c.held.Load())
+		free := capacity - held - reserved
+		anyHot := hot[0] || hot[1] || hot[2]
+		if anyHot && free < threshold && capacity-held >= threshold {
+			// The long polls of cold priorities hold capacity that a hot
+			// priority needs (a consumer with few workers): lend it to
+			// the hot priorities rather than leave workers idle until the
+			// polls end. The polls are not cancelled, so if they deliver,
+			// the consumer holds up to one message per priority more
+			// than its capacity for a moment.
+			free = capacity - held
+		}
+		if free >= threshold && anyHot {
 			n, err := c.pollRound(free, &hot)
 			if err != nil {
 				fails++
+				c.fetchFails.Store(int64(fails))
 				c.cfg.logger.Warn("natsbroker: fetch", "queue", c.cfg.queue, "error", err)
 				if !c.pause(fails) {
 					return
@@ -296,29 +426,15 @@ func (c *Consumer) fetchLoop() {
 				continue
 			}
 			fails = 0
+			c.fetchFails.Store(0)
 			if n > 0 {
 				continue
 			}
 		}
-		if free < c.threshold && reserved > 0 && (hot[0] || hot[1] || hot[2]) &&
-			c.capacity-int(c.held.Load()) >= c.threshold {
-			// The long polls of cold priorities hold the capacity a hot
-			// priority needs (a consumer with few workers): withdraw them
-			// rather than leave workers idle until the polls expire.
-			for p := range polls {
-				if polls[p].batch != nil {
-					withdraw(p, func(m jetstream.Msg) {
-						hot[p] = true
-						c.dispatch(m)
-					})
-				}
-			}
-			continue
-		}
 		// Long-poll the cold priorities. When there is not capacity for
 		// all of them (a consumer with few workers), the polls are short
 		// and start from a rotating priority, so that none waits long.
-		need, avail := 0, c.capacity-int(c.held.Load())-reserved
+		need, avail := 0, capacity-int(c.held.Load())-reserved
 		for p := range polls {
 			if !hot[p] && polls[p].batch == nil {
 				need++
@@ -335,21 +451,20 @@ func (c *Consumer) fetchLoop() {
 			if hot[p] || polls[p].batch != nil {
 				continue
 			}
-			if c.capacity-int(c.held.Load())-reserved <= 0 {
+			if capacity-int(c.held.Load())-reserved <= 0 {
 				break
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), wait)
-			b, err := c.cons[p].Fetch(1, jetstream.FetchContext(ctx))
+			b, err := c.cons[p].Fetch(1, jetstream.FetchMaxWait(wait))
 			if err != nil {
-				cancel()
 				fails++
+				c.fetchFails.Store(int64(fails))
 				c.cfg.logger.Warn("natsbroker: long poll", "queue", c.cfg.queue, "error", err)
 				if !c.pause(fails) {
 					return
 				}
 				break
 			}
-			polls[p] = longPoll{batch: b, ch: b.Messages(), cancel: cancel}
+			polls[p] = longPoll{batch: b, ch: b.Messages()}
 			reserved++
 		}
 		var (
@@ -373,6 +488,8 @@ func (c *Consumer) fetchLoop() {
 			reserved--
 			polls[p].got = true
 			hot[p] = true
+			fails = 0
+			c.fetchFails.Store(0)
 			c.dispatch(m)
 			continue
 		}
@@ -380,17 +497,79 @@ func (c *Consumer) fetchLoop() {
 			reserved--
 		}
 		err := polls[p].batch.Error()
-		polls[p].cancel()
 		polls[p] = longPoll{}
 		if err != nil && !isTimeout(err) {
 			fails++
+			c.fetchFails.Store(int64(fails))
 			c.cfg.logger.Warn("natsbroker: long poll", "queue", c.cfg.queue, "error", err)
 			if !c.pause(fails) {
 				return
 			}
+		} else if c.q.js.Conn().IsConnected() {
+			fails = 0 // the server answered, or expired the poll
+			c.fetchFails.Store(0)
 		}
 	}
 }
+
+// limits returns the most messages the consumer may hold now (workers
+// plus prefetch) and the free capacity that starts a fetch round: as soon
+// as a worker is free without prefetch, once half the prefetch is free
+// with it, so that fetches are large.
+func (c *Consumer) limits() (capacity, threshold int) {
+	p := max(c.cfg.prefetch, 0) // NoPrefetch is -1
+	if c.adaptive {
+		p = c.adaptivePrefetch()
+	}
+	c.prefetchN.Store(int64(p))
+	capacity, threshold = c.cfg.workers+p, max(1, min(p, c.cfg.maxBatch)/2)
+	c.refillAt.Store(int64(capacity - threshold))
+	return capacity, threshold
+}
+
+// adaptivePrefetch is the default prefetch: enough tasks to keep the
+// workers busy for four fetch round trips, by the measured handler run
+// time and fetch time, and at most DefaultMaxPrefetch. Tasks that take
+// long compared to a fetch get almost no prefetch, so a consumer never
+// hoards slow tasks that idle workers elsewhere could run; tasks that take
+// microseconds get the full prefetch, so workers never wait for a fetch.
+// Before anything is measured it is 0.
+func (c *Consumer) adaptivePrefetch() int {
+	run, rtt := c.runTime.get(), c.fetchRTT.get()
+	if run <= 0 || rtt <= 0 {
+		return 0
+	}
+	want := 4 * float64(c.cfg.workers) * float64(rtt) / float64(run)
+	return int(math.Ceil(min(want, DefaultMaxPrefetch)))
+}
+
+// measure is the innermost middleware of the local scheduler: it times
+// the handler's runs.
+func (c *Consumer) measure(next taskpool.Handler) taskpool.Handler {
+	return taskpool.HandlerFunc(func(ctx context.Context, t taskpool.Task) error {
+		start := time.Now()
+		err := next.HandleTask(ctx, t)
+		c.runTime.observe(time.Since(start))
+		return err
+	})
+}
+
+// ewma is an exponentially weighted moving average of durations, weight
+// 1/8 for each new sample. Concurrent observations may lose one another's
+// update, which only makes the average a little slower to follow.
+type ewma struct{ v atomic.Int64 }
+
+func (e *ewma) observe(d time.Duration) {
+	n := max(int64(d), 1)
+	old := e.v.Load()
+	if old == 0 {
+		e.v.Store(n)
+		return
+	}
+	e.v.Store(max(old+(n-old)/8, 1))
+}
+
+func (e *ewma) get() time.Duration { return time.Duration(e.v.Load()) }
 
 // shortPollWait bounds the long polls of a consumer that cannot poll every
 // empty priority at once.
@@ -428,6 +607,7 @@ func (c *Consumer) pollRound(free int, hot *[numPriorities]bool) (int, error) {
 		if !hot[p] {
 			continue
 		}
+		start := time.Now()
 		b, err := c.cons[p].FetchNoWait(min(free, c.cfg.maxBatch))
 		if err != nil {
 			return total, err
@@ -436,6 +616,9 @@ func (c *Consumer) pollRound(free int, hot *[numPriorities]bool) (int, error) {
 		for m := range b.Messages() {
 			c.dispatch(m)
 			got++
+		}
+		if got > 0 {
+			c.fetchRTT.observe(time.Since(start))
 		}
 		free -= got
 		total += got
@@ -530,7 +713,8 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: attempt}, a)
 		return
 	}
-	f := &flight{msg: m, seq: meta.Sequence.Stream, attempt: attempt, maxAttempts: maxAttempts, uniqueKey: t.UniqueKey}
+	f := &flight{msg: m, seq: meta.Sequence.Stream, attempt: attempt, uniqueKey: t.UniqueKey,
+		last: attempt >= maxAttempts || meta.NumDelivered >= MaxDeliveries}
 	c.mu.Lock()
 	if _, dup := c.flights[t.ID]; dup {
 		c.mu.Unlock()
@@ -573,7 +757,7 @@ func (c *Consumer) complete(out taskpool.Outcome) {
 		return
 	}
 	c.finish(f, out)
-	if held := c.held.Add(-1); int(held) <= c.capacity-c.threshold {
+	if held := c.held.Add(-1); held <= c.refillAt.Load() {
 		select {
 		case c.freed <- struct{}{}:
 		default:
@@ -592,7 +776,7 @@ func (c *Consumer) finish(f *flight, out taskpool.Outcome) {
 	case c.stopping() && (errors.Is(out.Err, taskpool.ErrSchedulerClosed) || errors.Is(out.Err, context.Canceled)):
 		_ = f.msg.Nak()
 		a = ActionRelease
-	case errors.Is(out.Err, taskpool.ErrSkipRetry) || f.attempt >= f.maxAttempts:
+	case errors.Is(out.Err, taskpool.ErrSkipRetry) || f.last:
 		a = c.deadLetter(f.msg, f.seq, out.Task.ID, f.attempt, out.Err)
 	default:
 		_ = f.msg.NakWithDelay(c.cfg.backoff(f.attempt))
@@ -643,7 +827,31 @@ func (c *Consumer) deadLetter(m jetstream.Msg, seq uint64, id string, attempts i
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ackWait)
 	defer cancel()
-	if _, err := c.q.js.PublishMsg(ctx, dm); err != nil {
+	_, _, err := publish(ctx, c.q.js, c.cfg.logger, dm)
+	if errors.Is(err, ErrMaxPayload) {
+		// The task fitted, its copy with the dead-letter headers does
+		// not: store the dead letter without the payload and the
+		// original headers. HeaderSequence and HeaderTaskID refer to the
+		// original, HeaderDropped says what was left out. Without this
+		// the task would be put back and redelivered for ever.
+		small := &nats.Msg{Subject: c.q.dead, Header: make(nats.Header)}
+		for _, k := range []string{jetstream.MsgIDHeader, HeaderError, HeaderAttempts, HeaderFailedAt, HeaderSubject, HeaderSequence, HeaderTaskID} {
+			if v := dm.Header.Get(k); v != "" {
+				small.Header.Set(k, v)
+			}
+		}
+		hdrSize := 0
+		for k, vs := range m.Headers() {
+			for _, v := range vs {
+				hdrSize += len(k) + len(v) + 4
+			}
+		}
+		small.Header.Set(HeaderDropped, fmt.Sprintf("payload %d bytes, headers %d bytes: larger than the server's max payload with the dead-letter headers", len(m.Data()), hdrSize))
+		c.cfg.logger.Warn("natsbroker: dead letter too large; storing it without its payload and original headers",
+			"queue", c.cfg.queue, "id", id, "seq", seq, "payload_bytes", len(m.Data()), "error", err)
+		_, _, err = publish(ctx, c.q.js, c.cfg.logger, small)
+	}
+	if err != nil {
 		c.cfg.logger.Warn("natsbroker: dead letter not stored; task put back",
 			"queue", c.cfg.queue, "seq", seq, "error", err)
 		_ = m.NakWithDelay(c.cfg.backoff(attempts))
@@ -667,6 +875,7 @@ func (c *Consumer) keepAlive() {
 		case <-c.tickQuit:
 			return
 		}
+		c.leaseBeat.Store(time.Now().UnixNano())
 		c.mu.Lock()
 		for _, f := range c.flights {
 			msgs = append(msgs, f.msg)

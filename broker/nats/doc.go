@@ -22,7 +22,9 @@
 // durable pull consumer per priority shared by all worker processes, a
 // dead-letter stream TASKPOOLDEAD_<queue> on taskpool.<queue>.dead, and a
 // key-value bucket taskpool_unique_<queue> for unique keys. Producers,
-// consumers and inspectors create them when missing.
+// consumers and inspectors create them when missing, and never change an
+// existing queue unless opened with [WithReconfigure]: a setting given as an
+// option that differs from the queue's is [ErrQueueMismatch].
 //
 // # Guarantees
 //
@@ -45,6 +47,12 @@
 // does a delivery count past MaxAttempts, which happens when every attempt
 // crashed its worker. See [Inspector] for listing, resubmitting and
 // purging dead letters.
+//
+// # Health
+//
+// [Consumer.Health] reports liveness (fetch loop and lease keeper running)
+// and readiness (also connected, last fetch succeeded) for an
+// orchestrator's probes.
 //
 // # Delays and periodic tasks
 //

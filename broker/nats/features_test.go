@@ -232,7 +232,7 @@ func TestPrioritiesWeighted(t *testing.T) {
 		return nil
 	}))
 	// One worker, no prefetch: every fetch round picks one task.
-	startConsumer(t, js, reg, natsbroker.WithWorkers(1))
+	startConsumer(t, js, reg, natsbroker.WithWorkers(1), natsbroker.WithPrefetch(natsbroker.NoPrefetch))
 	waitDone(t, done, 30*time.Second, "all tasks")
 	mu.Lock()
 	defer mu.Unlock()
@@ -445,7 +445,7 @@ func TestFewWorkersEveryPriorityServed(t *testing.T) {
 		ran <- task.ID
 		return nil
 	}))
-	startConsumer(t, js, reg, natsbroker.WithWorkers(2))
+	startConsumer(t, js, reg, natsbroker.WithWorkers(2), natsbroker.WithPrefetch(natsbroker.NoPrefetch))
 	prod, err := natsbroker.NewProducer(ctx, js)
 	require.NoError(t, err)
 	_, err = prod.Enqueue(ctx, taskpool.Task{Type: "block"})

@@ -160,11 +160,15 @@ func (i *Inspector) DeadLetters(ctx context.Context, after uint64, limit int) ([
 // the dead letter. Resubmitting the same dead letter twice within the
 // duplicate window stores it once. A unique key released when the task was
 // dead-lettered is not taken again. It returns [ErrNotFound] for an
-// unknown seq.
+// unknown seq, and [ErrPayloadDropped] for a dead letter stored without
+// its payload (see [HeaderDropped]).
 func (i *Inspector) Resubmit(ctx context.Context, seq uint64) (Receipt, error) {
 	dl, err := i.deadLetter(ctx, seq)
 	if err != nil {
 		return Receipt{}, err
+	}
+	if dl.Header.Get(HeaderDropped) != "" {
+		return Receipt{}, fmt.Errorf("%w: dead letter %d has no payload (%s)", ErrPayloadDropped, seq, dl.Header.Get(HeaderDropped))
 	}
 	subj := dl.Subject
 	if !strings.HasPrefix(subj, "taskpool."+i.cfg.queue+".task.") {
@@ -178,7 +182,7 @@ func (i *Inspector) Resubmit(ctx context.Context, seq uint64) (Receipt, error) {
 		msg.Header[k] = v
 	}
 	msg.Header.Set(jetstream.MsgIDHeader, "resubmit-"+i.cfg.queue+"-"+strconv.FormatUint(seq, 10))
-	ack, err := i.q.js.PublishMsg(ctx, msg)
+	ack, _, err := publish(ctx, i.q.js, i.cfg.logger, msg)
 	if err != nil {
 		return Receipt{}, &EnqueueError{ID: dl.Task.ID, Err: err}
 	}
@@ -244,7 +248,7 @@ func (i *Inspector) missing(ctx context.Context, seq uint64) bool {
 
 func isDeadHeader(k string) bool {
 	switch k {
-	case HeaderError, HeaderAttempts, HeaderFailedAt, HeaderSubject, HeaderSequence, HeaderTaskID:
+	case HeaderError, HeaderAttempts, HeaderFailedAt, HeaderSubject, HeaderSequence, HeaderTaskID, HeaderDropped:
 		return true
 	}
 	return false

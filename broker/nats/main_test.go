@@ -22,6 +22,10 @@ func TestMain(m *testing.M) {
 	if os.Getenv(workerEnv) != "" {
 		os.Exit(runWorker())
 	}
+	// The cluster failover test re-executes it as a cluster node.
+	if spec := os.Getenv(nodeEnv); spec != "" {
+		os.Exit(runNode(spec))
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -31,6 +31,9 @@ const (
 	// DefaultMaxAttempts is how many times a task runs when it keeps
 	// failing and neither the task nor [WithMaxAttempts] says otherwise.
 	DefaultMaxAttempts = 10
+	// DefaultMaxPrefetch is the most tasks a consumer holds beyond those
+	// it runs with the default, adaptive prefetch (see [WithPrefetch]).
+	DefaultMaxPrefetch = 256
 	// DefaultMaxBatch is the largest fetch request a consumer sends.
 	DefaultMaxBatch = 256
 	// DefaultPollWait is how long an idle consumer's long poll waits.
@@ -58,6 +61,8 @@ type config struct {
 	clientDelays  bool
 	asyncPersist  bool
 	logger        *slog.Logger
+	explicit      setting // queue settings given as options
+	reconfigure   bool
 
 	// Consumer only.
 	workers     int
@@ -91,6 +96,22 @@ func defaultConfig() config {
 		weights:       [numPriorities]int{6, 3, 1},
 	}
 }
+
+// setting is a bit set of the queue settings an option was given for:
+// only those are compared with (and, with [WithReconfigure], applied to)
+// an existing queue.
+type setting uint
+
+const (
+	setReplicas setting = 1 << iota
+	setStorage
+	setDupWindow
+	setUniqueTTL
+	setAsyncPersist
+	setAckWait
+)
+
+func (c *config) has(s setting) bool { return c.explicit&s != 0 }
 
 func newConfig(opts []Option) (config, error) {
 	c := defaultConfig()
@@ -137,10 +158,12 @@ func WithCodec(cd Codec) Option {
 
 // WithMemoryStorage keeps the queue's streams in memory instead of on disk:
 // faster, but a server restart loses every queued task. The default is
-// file storage. It applies when the streams are created.
+// file storage. It applies when the streams are created (see
+// [WithReplicas] for an existing queue).
 func WithMemoryStorage() Option {
 	return optionFunc(func(c *config) error {
 		c.storage = jetstream.MemoryStorage
+		c.explicit |= setStorage
 		return nil
 	})
 }
@@ -150,16 +173,21 @@ func WithMemoryStorage() Option {
 // mode): much cheaper per task, but tasks stored in the last moments
 // before the server process crashes may be lost (a clean shutdown loses
 // nothing). It needs file storage and one replica. The default is off. It
-// applies when the task stream is created; older servers ignore it.
+// applies when the task stream is created (see [WithReplicas] for an
+// existing queue); older servers ignore it.
 func WithAsyncPersist() Option {
 	return optionFunc(func(c *config) error {
 		c.asyncPersist = true
+		c.explicit |= setAsyncPersist
 		return nil
 	})
 }
 
-// WithReplicas sets the number of stream replicas in a JetStream cluster.
-// The default is 1. It applies when the streams are created.
+// WithReplicas sets the number of replicas of the queue's streams and
+// bucket in a JetStream cluster. The default is 1. It applies when they
+// are created; opening an existing queue with a different count is
+// [ErrQueueMismatch] unless [WithReconfigure] is given. Opening without
+// this option keeps whatever the queue has.
 func WithReplicas(n int) Option {
 	return optionFunc(func(c *config) error {
 		if n < 0 || n > 5 {
@@ -167,6 +195,7 @@ func WithReplicas(n int) Option {
 		}
 		if n > 0 {
 			c.replicas = n
+			c.explicit |= setReplicas
 		}
 		return nil
 	})
@@ -174,7 +203,8 @@ func WithReplicas(n int) Option {
 
 // WithDuplicateWindow sets how long the server remembers task IDs, so that
 // enqueueing a task again with the same ID within the window stores it
-// only once. The default is [DefaultDuplicateWindow].
+// only once. The default is [DefaultDuplicateWindow]. It applies when the
+// streams are created (see [WithReplicas] for an existing queue).
 func WithDuplicateWindow(d time.Duration) Option {
 	return optionFunc(func(c *config) error {
 		if d < 0 || (d > 0 && d < 100*time.Millisecond) {
@@ -182,6 +212,7 @@ func WithDuplicateWindow(d time.Duration) Option {
 		}
 		if d > 0 {
 			c.dupWindow = d
+			c.explicit |= setDupWindow
 		}
 		return nil
 	})
@@ -190,7 +221,7 @@ func WithDuplicateWindow(d time.Duration) Option {
 // WithUniqueTTL sets the longest time a unique key is held: a key whose
 // task is lost for good (its dead letter purged by hand, say) is released
 // after it. The default is [DefaultUniqueTTL]. It applies when the bucket
-// is created.
+// is created (see [WithReplicas] for an existing queue).
 func WithUniqueTTL(d time.Duration) Option {
 	return optionFunc(func(c *config) error {
 		if d < 0 {
@@ -198,6 +229,7 @@ func WithUniqueTTL(d time.Duration) Option {
 		}
 		if d > 0 {
 			c.uniqueTTL = d
+			c.explicit |= setUniqueTTL
 		}
 		return nil
 	})
@@ -214,6 +246,22 @@ func WithPublishWindow(n int) Option {
 		if n > 0 {
 			c.publishWindow = n
 		}
+		return nil
+	})
+}
+
+// WithReconfigure makes opening the queue (NewProducer, NewConsumer,
+// NewInspector) apply the settings given as options (replicas, storage,
+// duplicate window, async persist, unique TTL, ack wait) and the
+// package's own settings (subjects, delivery cap) to a queue that exists
+// with other ones, instead of returning [ErrQueueMismatch]. Settings not
+// given as options are left as they are. Use it in the one process (or
+// deployment step) that is meant to change a queue; the server refuses
+// some changes (storage type), which then fail. Without it, opening a
+// queue never changes it.
+func WithReconfigure() Option {
+	return optionFunc(func(c *config) error {
+		c.reconfigure = true
 		return nil
 	})
 }
@@ -258,17 +306,25 @@ func WithWorkers(n int) Option {
 
 // WithPrefetch lets a consumer hold n tasks beyond those it is running, so
 // that workers never wait for a fetch round trip. Held tasks keep their
-// lease alive like running ones. The default is 0: never more tasks in
-// flight than workers. Consumer only.
+// lease alive like running ones. n = [NoPrefetch] holds none: never more
+// tasks in flight than workers. The default (n = 0) adapts: enough tasks
+// to keep the workers busy for four fetch round trips, by the measured
+// handler and fetch times, at most [DefaultMaxPrefetch]: short tasks get
+// the full prefetch and slow tasks almost none, so that one consumer does
+// not hold tasks that idle workers elsewhere could run. Consumer only.
 func WithPrefetch(n int) Option {
 	return optionFunc(func(c *config) error {
-		if n < 0 {
+		if n < NoPrefetch {
 			return invalid("prefetch", n)
 		}
 		c.prefetch = n
 		return nil
 	})
 }
+
+// NoPrefetch, given to [WithPrefetch], makes a consumer hold no task beyond
+// those its workers run.
+const NoPrefetch = -1
 
 // WithMaxBatch caps the size of one fetch request. The default is
 // [DefaultMaxBatch]. Consumer only.
@@ -289,7 +345,10 @@ func WithMaxBatch(n int) Option {
 // the server redelivers it. Running tasks are extended every AckWait/2, so
 // it bounds crash recovery, not task duration. The default is
 // [DefaultAckWait]; the minimum is 100ms. It is a property of the shared
-// durable consumer: the last consumer started sets it. Consumer only.
+// durable consumers, set when they are created: a consumer started with a
+// different ack wait gets [ErrQueueMismatch] unless [WithReconfigure] is
+// given, and one started without this option uses the consumers' ack wait
+// as it is. Consumer only.
 func WithAckWait(d time.Duration) Option {
 	return optionFunc(func(c *config) error {
 		if d < 0 || (d > 0 && d < 100*time.Millisecond) {
@@ -297,6 +356,7 @@ func WithAckWait(d time.Duration) Option {
 		}
 		if d > 0 {
 			c.ackWait = d
+			c.explicit |= setAckWait
 		}
 		return nil
 	})

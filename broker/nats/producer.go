@@ -1,9 +1,12 @@
 package natsbroker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -94,8 +97,19 @@ func NewProducer(ctx context.Context, js jetstream.JetStream, opts ...Option) (*
 // Enqueue returns an error wrapping [taskpool.ErrInvalidType] for an empty
 // type, [ErrBadParams] for params the codec cannot encode,
 // [ErrDuplicateTask] when another task holds t.UniqueKey, and an
-// [*EnqueueError] when the server did not confirm the task (connection
-// down, ctx ended): then enqueue it again with the same ID.
+// [*EnqueueError] when the task was not stored or not confirmed.
+//
+// Enqueue retries what may go away by itself (no answer in time, no
+// stream leader during an election, the connection down) with the same
+// message ID, so the server stores the task once, until ctx ends: give it
+// a context with the deadline the caller can wait. If ctx ends first, the
+// error wraps [ErrNotConfirmed]: the task may have been stored, and
+// enqueueing it again with the same ID later is safe. A task too large
+// for the server ([ErrMaxPayload]) or refused by it ([ErrRejected]) is
+// returned at once: it was not stored, and sending it again would fail the
+// same way. Receipt.Duplicate reports a task the server already had before
+// this call; a retry that the server dropped as a duplicate of this call's
+// own unconfirmed attempt is reported as stored.
 func (p *Producer) Enqueue(ctx context.Context, t taskpool.Task, opts ...EnqueueOption) (Receipt, error) {
 	var eo enqueueOptions
 	for _, o := range opts {
@@ -111,18 +125,21 @@ func (p *Producer) Enqueue(ctx context.Context, t taskpool.Task, opts ...Enqueue
 			return Receipt{}, err
 		}
 	}
-	ack, err := p.q.js.PublishMsg(ctx, msg)
+	ack, attempts, err := publish(ctx, p.q.js, p.cfg.logger, msg)
 	if err != nil {
-		var apiErr *jetstream.APIError
-		if t.UniqueKey != "" && errors.As(err, &apiErr) {
-			// The server said no: nothing was stored, so the key is free
-			// again. On a timeout the task may have been stored, and the
-			// key stays taken until it completes or the TTL passes.
-			_ = p.q.releaseUnique(context.WithoutCancel(ctx), t.UniqueKey, t.ID)
+		if t.UniqueKey != "" && !errors.Is(err, ErrNotConfirmed) {
+			// Not stored: the key is free again. When not confirmed, the
+			// task may have been stored, and the key stays taken until
+			// it completes or the TTL passes.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startupTimeout)
+			_ = p.q.releaseUnique(rctx, t.UniqueKey, t.ID)
+			cancel()
 		}
 		return Receipt{}, &EnqueueError{ID: t.ID, Err: err}
 	}
-	return Receipt{ID: t.ID, Sequence: ack.Sequence, Duplicate: ack.Duplicate, RunAt: eo.at}, nil
+	// A retry that the server drops as a duplicate most likely found the
+	// unconfirmed first attempt: report it as stored by this call.
+	return Receipt{ID: t.ID, Sequence: ack.Sequence, Duplicate: ack.Duplicate && attempts == 1, RunAt: eo.at}, nil
 }
 
 // EnqueueBatch stores many tasks with asynchronous publishes, keeping at
@@ -133,7 +150,10 @@ func (p *Producer) Enqueue(ctx context.Context, t taskpool.Task, opts ...Enqueue
 // Tasks are enqueued as by Enqueue with no options; a task with a
 // UniqueKey takes its key with one round trip of its own. When some tasks
 // failed, EnqueueBatch returns a [*BatchError] holding each task's error;
-// the receipts of the others are valid.
+// the receipts of the others are valid. Tasks whose publish failed with a
+// transient error are re-sent one by one, as Enqueue does, until ctx ends;
+// each task's error is classified as Enqueue's ([ErrNotConfirmed],
+// [ErrMaxPayload], [ErrRejected]).
 func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]Receipt, error) {
 	receipts := make([]Receipt, len(tasks))
 	errs := make([]error, len(tasks))
@@ -141,7 +161,9 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 	type pending struct {
 		i   int
 		fut jetstream.PubAckFuture
+		msg *nats.Msg
 	}
+	var retry []pending // transient failures, re-sent one by one
 	window := make([]pending, 0, min(len(tasks), p.cfg.publishWindow))
 	head := 0
 	wait := func(pd pending) {
@@ -150,9 +172,13 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 			receipts[pd.i].Sequence, receipts[pd.i].Duplicate = ack.Sequence, ack.Duplicate
 			return
 		case err := <-pd.fut.Err():
-			errs[pd.i] = &EnqueueError{ID: receipts[pd.i].ID, Err: err}
+			if permanentPublishError(err) == nil && transient(err) {
+				retry = append(retry, pd)
+				return
+			}
+			errs[pd.i] = &EnqueueError{ID: receipts[pd.i].ID, Err: publishError(err)}
 		case <-ctx.Done():
-			errs[pd.i] = &EnqueueError{ID: receipts[pd.i].ID, Err: ctx.Err()}
+			errs[pd.i] = &EnqueueError{ID: receipts[pd.i].ID, Err: fmt.Errorf("%w: %w", ErrNotConfirmed, ctx.Err())}
 		}
 		failed = true
 	}
@@ -179,13 +205,27 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 		}
 		fut, err := p.q.js.PublishMsgAsync(msg)
 		if err != nil {
-			errs[i], failed = &EnqueueError{ID: t.ID, Err: err}, true
+			if permanentPublishError(err) == nil && transient(err) {
+				retry = append(retry, pending{i: i, msg: msg})
+				continue
+			}
+			errs[i], failed = &EnqueueError{ID: t.ID, Err: publishError(err)}, true
 			continue
 		}
-		window = append(window, pending{i, fut})
+		window = append(window, pending{i, fut, msg})
 	}
 	for _, pd := range window[head:] {
 		wait(pd)
+	}
+	for _, pd := range retry {
+		// The failed attempt may have been stored: a duplicate here is
+		// most likely that attempt, reported as stored by this call.
+		ack, _, err := publish(ctx, p.q.js, p.cfg.logger, pd.msg)
+		if err != nil {
+			errs[pd.i], failed = &EnqueueError{ID: receipts[pd.i].ID, Err: err}, true
+			continue
+		}
+		receipts[pd.i].Sequence = ack.Sequence
 	}
 	if failed {
 		return receipts, &BatchError{Errs: errs}
@@ -198,9 +238,11 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 // consumers, and keeps doing so across restarts until [Producer.Cancel].
 // spec is "@every <duration>" (at least 1s), a six-field cron expression
 // (seconds first) or one of "@hourly", "@daily", "@weekly", "@monthly",
-// "@yearly"; cron times are UTC. Registering the same id again replaces
-// the schedule, so every instance of a service may register its schedules
-// at start-up.
+// "@yearly"; cron times are UTC. Registering the same id with the same
+// spec and task again changes nothing (an @every interval keeps running
+// from the first registration), so every instance of a service may
+// register its schedules at start-up; registering it with another spec or
+// task replaces the schedule.
 //
 // Each emitted task gets the ID "<t.ID or id>@<sequence>", unique per
 // tick. t.UniqueKey is not supported on periodic tasks. Schedule returns
@@ -226,10 +268,56 @@ func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Tas
 	msg.Header.Set(hdrSchedule, spec)
 	msg.Header.Set(hdrScheduleTarget, msg.Subject)
 	msg.Subject = p.q.schedSubject(id)
-	if _, err := p.q.js.PublishMsg(ctx, msg); err != nil {
-		return &EnqueueError{ID: id, Err: err}
+	// Registering an unchanged schedule must change nothing: a new
+	// schedule message would restart an @every interval, and instances
+	// that restart more often than the interval would keep it from ever
+	// running. The publish expects the subject's last sequence read here,
+	// so that two processes registering at once cannot both rewrite it.
+	for {
+		var last uint64
+		have, err := request(ctx, p.cfg.logger, "schedule lookup", func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+			return p.q.tasks.GetLastMsgForSubject(ctx, msg.Subject)
+		})
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return &EnqueueError{ID: id, Err: err}
+		case sameSchedule(have, msg):
+			return nil
+		default:
+			last = have.Sequence
+		}
+		_, _, err = publish(ctx, p.q.js, p.cfg.logger, msg, jetstream.WithExpectLastSequencePerSubject(last))
+		if err == nil {
+			return nil
+		}
+		var apiErr *jetstream.APIError
+		if !errors.As(err, &apiErr) || (apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence &&
+			apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+			return &EnqueueError{ID: id, Err: err}
+		}
+		// Registered meanwhile by another process: compare again.
 	}
-	return nil
+}
+
+// sameSchedule reports whether the stored schedule message have is msg:
+// same payload and same headers, except Nats-* headers that the publish
+// or the server add (Nats-Expected-*, Nats-Rollup).
+func sameSchedule(have *jetstream.RawStreamMsg, msg *nats.Msg) bool {
+	if !bytes.Equal(have.Data, msg.Data) {
+		return false
+	}
+	for k, v := range msg.Header {
+		if !slices.Equal(v, have.Header.Values(k)) {
+			return false
+		}
+	}
+	for k := range have.Header {
+		if _, ok := msg.Header[k]; !ok && !strings.HasPrefix(k, "Nats-") {
+			return false
+		}
+	}
+	return true
 }
 
 // Cancel removes a delayed task that is not yet due, or a periodic
@@ -294,16 +382,32 @@ func (p *Producer) message(t taskpool.Task, at time.Time) (*nats.Msg, error) {
 // succeeds, so that a re-sent enqueue is not refused.
 func (p *Producer) lock(ctx context.Context, t taskpool.Task) error {
 	key := uniqueKey(t.UniqueKey)
-	_, err := p.q.unique.Create(ctx, key, []byte(t.ID))
+	_, err := request(ctx, p.cfg.logger, "unique key create", func(ctx context.Context) (uint64, error) {
+		return p.q.unique.Create(ctx, key, []byte(t.ID))
+	})
 	if err == nil {
 		return nil
 	}
 	if !errors.Is(err, jetstream.ErrKeyExists) {
+		if transient(err) || ctx.Err() != nil {
+			err = fmt.Errorf("%w: %w", ErrNotConfirmed, err)
+		}
 		return &EnqueueError{ID: t.ID, Err: fmt.Errorf("unique key %q: %w", t.UniqueKey, err)}
 	}
-	e, gerr := p.q.unique.Get(ctx, key)
+	e, gerr := request(ctx, p.cfg.logger, "unique key get", func(ctx context.Context) (jetstream.KeyValueEntry, error) {
+		return p.q.unique.Get(ctx, key)
+	})
 	if gerr == nil && string(e.Value()) == t.ID {
 		return nil
 	}
 	return fmt.Errorf("%w: %q", ErrDuplicateTask, t.UniqueKey)
+}
+
+// publishError classifies an asynchronous publish's error that is not
+// retried.
+func publishError(err error) error {
+	if perm := permanentPublishError(err); perm != nil {
+		return perm
+	}
+	return err
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,6 +30,11 @@ const (
 	HeaderSequence = "Taskpool-Sequence"
 	// HeaderTaskID is a dead letter's task ID, when it could be decoded.
 	HeaderTaskID = "Taskpool-Task-Id"
+	// HeaderDropped is set on a dead letter stored without the original
+	// payload and headers, because the copy with the dead-letter headers
+	// was larger than the server's max payload; it gives their sizes.
+	// HeaderSequence and HeaderTaskID still identify the task.
+	HeaderDropped = "Taskpool-Dropped"
 
 	hdrSchedule       = "Nats-Schedule"
 	hdrScheduleTarget = "Nats-Schedule-Target"
@@ -161,13 +167,15 @@ func openQueue(ctx context.Context, js jetstream.JetStream, opts []Option) (conf
 	return cfg, q, nil
 }
 
-// provision creates or updates the queue's streams and unique-key bucket.
-// Every producer, consumer and inspector calls it: the calls are
-// idempotent, and whichever process starts first creates the queue.
+// provision opens the queue's streams and unique-key bucket, creating the
+// ones that are missing. Every producer, consumer and inspector calls it,
+// and whichever process starts first creates the queue. It never changes
+// an existing resource, except with WithReconfigure: a setting given as an
+// option that differs from the queue's is ErrQueueMismatch.
 func provision(ctx context.Context, js jetstream.JetStream, c *config) (*queue, error) {
 	n := newNames(c.queue)
 	q := &queue{names: n, js: js}
-	st, err := ensureStream(ctx, js, jetstream.StreamConfig{
+	want := jetstream.StreamConfig{
 		Name:        n.stream,
 		Description: "taskpool tasks of queue " + c.queue,
 		Subjects:    []string{"taskpool." + c.queue + ".task.*", n.schedPrefix + ">"},
@@ -180,13 +188,19 @@ func provision(ctx context.Context, js jetstream.JetStream, c *config) (*queue, 
 		// return says so, and delays fall back to the client side.
 		AllowMsgSchedules: !c.clientDelays,
 		PersistMode:       persistMode(c),
+	}
+	st, err := ensureStream(ctx, js, c, want, func(have *jetstream.StreamConfig) {
+		have.Description, have.Subjects = want.Description, want.Subjects
+		if c.has(setAsyncPersist) {
+			have.PersistMode = want.PersistMode
+		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("natsbroker: stream %s: %w", n.stream, err)
 	}
 	q.tasks = st
-	q.schedules = st.CachedInfo().Config.AllowMsgSchedules
-	q.dlq, err = ensureStream(ctx, js, jetstream.StreamConfig{
+	q.schedules = !c.clientDelays && st.CachedInfo().Config.AllowMsgSchedules
+	dwant := jetstream.StreamConfig{
 		Name:        n.deadStream,
 		Description: "taskpool dead letters of queue " + c.queue,
 		Subjects:    []string{n.dead},
@@ -194,11 +208,14 @@ func provision(ctx context.Context, js jetstream.JetStream, c *config) (*queue, 
 		Storage:     c.storage,
 		Replicas:    c.replicas,
 		Duplicates:  c.dupWindow,
+	}
+	q.dlq, err = ensureStream(ctx, js, c, dwant, func(have *jetstream.StreamConfig) {
+		have.Description, have.Subjects = dwant.Description, dwant.Subjects
 	})
 	if err != nil {
 		return nil, fmt.Errorf("natsbroker: stream %s: %w", n.deadStream, err)
 	}
-	q.unique, err = ensureBucket(ctx, js, jetstream.KeyValueConfig{
+	q.unique, err = ensureBucket(ctx, js, c, jetstream.KeyValueConfig{
 		Bucket:      n.bucket,
 		Description: "taskpool unique keys of queue " + c.queue,
 		TTL:         c.uniqueTTL,
@@ -211,32 +228,94 @@ func provision(ctx context.Context, js jetstream.JetStream, c *config) (*queue, 
 	return q, nil
 }
 
-// ensureStream creates the stream, or updates it only when its settings
-// differ from cfg. Every process of a queue provisions it at start, and an
-// update that changes nothing still rewrites the stream's configuration on
-// the server (nats-server 2.15 races doing that against a consumer being
-// created by another process), so the common case sends no update.
-func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
-	st, err := js.Stream(ctx, cfg.Name)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		st, err = js.CreateStream(ctx, cfg)
-		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return st, err
-		}
-		st, err = js.Stream(ctx, cfg.Name) // created meanwhile by another process
+// mismatch lists the settings given as options that differ from the
+// queue's, as "name have, requested want".
+type mismatch []string
+
+func (m *mismatch) check(name string, have, want any) {
+	if have != want {
+		*m = append(*m, fmt.Sprintf("%s %v, requested %v", name, have, want))
 	}
-	if err != nil {
-		return nil, err
-	}
-	if sameStream(st.CachedInfo().Config, cfg) {
-		return st, nil
-	}
-	return js.UpdateStream(ctx, cfg)
 }
 
-// sameStream compares the settings provision sets. A server that does not
-// know a setting (per-message schedules before 2.12) reports it unset, so
-// the update is sent and the server's answer tells what it kept.
+func (m mismatch) err(resource string) error {
+	return fmt.Errorf("%w: %s has %s (WithReconfigure applies the requested settings)",
+		ErrQueueMismatch, resource, strings.Join(m, "; "))
+}
+
+// streamMismatch compares the settings of a stream given as options.
+func streamMismatch(c *config, have, want jetstream.StreamConfig) mismatch {
+	var m mismatch
+	if c.has(setReplicas) {
+		m.check("replicas", max(have.Replicas, 1), max(want.Replicas, 1))
+	}
+	if c.has(setStorage) {
+		m.check("storage", have.Storage, want.Storage)
+	}
+	if c.has(setDupWindow) {
+		m.check("duplicate window", have.Duplicates, want.Duplicates)
+	}
+	if c.has(setAsyncPersist) && want.PersistMode == jetstream.AsyncPersistMode {
+		m.check("persist mode", have.PersistMode, want.PersistMode)
+	}
+	return m
+}
+
+// ensureStream opens the stream, or creates it with want when it does
+// not exist. An existing stream is never updated unless the process asked
+// for it (WithReconfigure): then the settings given as options and the
+// package's own ones (set by own) are applied to it. Without that, a
+// setting given as an option that differs is ErrQueueMismatch.
+func ensureStream(ctx context.Context, js jetstream.JetStream, c *config, want jetstream.StreamConfig, own func(*jetstream.StreamConfig)) (jetstream.Stream, error) {
+	for {
+		st, err := request(ctx, c.logger, "stream info", func(ctx context.Context) (jetstream.Stream, error) {
+			return js.Stream(ctx, want.Name)
+		})
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			st, err = request(ctx, c.logger, "stream create", func(ctx context.Context) (jetstream.Stream, error) {
+				return js.CreateStream(ctx, want)
+			})
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				continue // created meanwhile by another process, with other settings
+			}
+			return st, err
+		}
+		if err != nil {
+			return nil, err
+		}
+		have := st.CachedInfo().Config
+		m := streamMismatch(c, have, want)
+		upd := have
+		own(&upd)
+		if !c.reconfigure {
+			if len(m) > 0 {
+				return nil, m.err("stream " + want.Name)
+			}
+			if !sameStream(have, upd) {
+				c.logger.Warn("natsbroker: stream has other settings than this version sets; WithReconfigure updates it",
+					"queue", c.queue, "stream", want.Name, "subjects", have.Subjects)
+			}
+			return st, nil
+		}
+		if c.has(setReplicas) {
+			upd.Replicas = want.Replicas
+		}
+		if c.has(setStorage) {
+			upd.Storage = want.Storage
+		}
+		if c.has(setDupWindow) {
+			upd.Duplicates = want.Duplicates
+		}
+		if sameStream(have, upd) {
+			return st, nil
+		}
+		return request(ctx, c.logger, "stream update", func(ctx context.Context) (jetstream.Stream, error) {
+			return js.UpdateStream(ctx, upd)
+		})
+	}
+}
+
+// sameStream compares the settings provision sets.
 func sameStream(have, want jetstream.StreamConfig) bool {
 	return have.Description == want.Description &&
 		slices.Equal(have.Subjects, want.Subjects) &&
@@ -248,19 +327,67 @@ func sameStream(have, want jetstream.StreamConfig) bool {
 		have.PersistMode == want.PersistMode
 }
 
-// ensureBucket opens the key-value bucket when it exists with cfg's TTL and
-// creates or updates it otherwise, for the reason given at ensureStream.
-func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, cfg.Bucket)
-	if err == nil {
-		st, err := kv.Status(ctx)
-		if err == nil && st.TTL() == cfg.TTL {
+// ensureBucket opens the key-value bucket, or creates it with want when it
+// does not exist; an existing one is treated as ensureStream treats
+// streams (its TTL, storage and replicas are its stream's MaxAge, Storage
+// and Replicas).
+func ensureBucket(ctx context.Context, js jetstream.JetStream, c *config, want jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	for {
+		kv, err := request(ctx, c.logger, "bucket info", func(ctx context.Context) (jetstream.KeyValue, error) {
+			return js.KeyValue(ctx, want.Bucket)
+		})
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			kv, err = request(ctx, c.logger, "bucket create", func(ctx context.Context) (jetstream.KeyValue, error) {
+				return js.CreateKeyValue(ctx, want)
+			})
+			if errors.Is(err, jetstream.ErrBucketExists) {
+				continue
+			}
+			return kv, err
+		}
+		if err != nil {
+			return nil, err
+		}
+		st, err := request(ctx, c.logger, "bucket stream info", func(ctx context.Context) (jetstream.Stream, error) {
+			return js.Stream(ctx, "KV_"+want.Bucket)
+		})
+		if err != nil {
+			return nil, err
+		}
+		have := st.CachedInfo().Config
+		var m mismatch
+		if c.has(setReplicas) {
+			m.check("replicas", max(have.Replicas, 1), max(want.Replicas, 1))
+		}
+		if c.has(setStorage) {
+			m.check("storage", have.Storage, want.Storage)
+		}
+		if c.has(setUniqueTTL) {
+			m.check("unique TTL", have.MaxAge, want.TTL)
+		}
+		if len(m) == 0 {
 			return kv, nil
 		}
-	} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, err
+		if !c.reconfigure {
+			return nil, m.err("bucket " + want.Bucket)
+		}
+		upd := jetstream.KeyValueConfig{
+			Bucket: want.Bucket, Description: want.Description,
+			TTL: have.MaxAge, Storage: have.Storage, Replicas: have.Replicas,
+		}
+		if c.has(setReplicas) {
+			upd.Replicas = want.Replicas
+		}
+		if c.has(setStorage) {
+			upd.Storage = want.Storage
+		}
+		if c.has(setUniqueTTL) {
+			upd.TTL = want.TTL
+		}
+		return request(ctx, c.logger, "bucket update", func(ctx context.Context) (jetstream.KeyValue, error) {
+			return js.UpdateKeyValue(ctx, upd)
+		})
 	}
-	return js.CreateOrUpdateKeyValue(ctx, cfg)
 }
 
 // releaseUnique deletes the unique key k if the task id still holds it.

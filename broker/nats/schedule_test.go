@@ -1,0 +1,71 @@
+package natsbroker_test
+
+import (
+	"context"
+	"encoding/base64"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskpool/taskpool"
+	natsbroker "github.com/taskpool/taskpool/broker/nats"
+)
+
+// Registering an unchanged schedule again, as every instance does at
+// start-up, changes nothing: the stored schedule is not rewritten, so an
+// @every interval is not restarted and a schedule re-registered more often
+// than its interval still runs.
+func TestScheduleReregisterUnchanged(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("resched")
+	ticks := make(chan string, 16)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("report", func(_ context.Context, task taskpool.Task) error {
+		ticks <- task.ID
+		return nil
+	}))
+	startConsumer(t, js, reg, q, natsbroker.WithPollWait(100*time.Millisecond))
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	st, err := js.Stream(ctx, "TASKPOOL_resched")
+	require.NoError(t, err)
+	subj := "taskpool.resched.sched." + base64.RawURLEncoding.EncodeToString([]byte("report"))
+	stored := func() uint64 {
+		m, err := st.GetLastMsgForSubject(ctx, subj)
+		require.NoError(t, err)
+		return m.Sequence
+	}
+
+	task := taskpool.Task{Type: "report", Params: map[string]any{"b": 2, "a": 1}}
+	require.NoError(t, prod.Schedule(ctx, "report", "@every 1s", task))
+	first := stored()
+	start := time.Now()
+	// Re-register every 300ms, more often than the interval, as
+	// instances restarting in a loop would.
+	every := time.NewTicker(300 * time.Millisecond)
+	defer every.Stop()
+	deadline := time.After(6 * time.Second)
+	got := 0
+	for got < 2 {
+		select {
+		case <-every.C:
+			require.NoError(t, prod.Schedule(ctx, "report", "@every 1s", task))
+			assert.Equal(t, first, stored(), "unchanged schedule rewritten")
+		case <-ticks:
+			got++
+		case <-deadline:
+			t.Fatalf("%d ticks in 6s of an @every 1s schedule re-registered every 300ms", got)
+		}
+	}
+	t.Logf("2 ticks in %v while re-registering every 300ms", time.Since(start))
+
+	// A changed schedule replaces the stored one.
+	require.NoError(t, prod.Schedule(ctx, "report", "@every 2s", task))
+	assert.NotEqual(t, first, stored())
+	require.NoError(t, prod.Cancel(ctx, "report"))
+}
