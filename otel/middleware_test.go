@@ -133,7 +133,7 @@ func TestMiddlewareSpansAndMetrics(t *testing.T) {
 	queue := attribute.String("messaging.destination.name", "emails")
 	system := attribute.String("messaging.system", "taskpool")
 	for _, c := range []struct {
-		typ                       string
+		typ                        string
 		started, succeeded, failed int64
 	}{
 		{"ok", 1, 1, 0},
