@@ -107,8 +107,20 @@ type instrumented struct {
 type typeAttrs struct {
 	spanName string
 	set      attribute.Set // common attributes and the type
-	opt      metric.MeasurementOption
-	errOpts  sync.Map // error.type -> metric.MeasurementOption
+	measure
+	errOpts sync.Map // error.type -> *measure
+}
+
+// measure holds the options of a measurement in slices made once: a
+// variadic call through an interface would allocate a new one per call.
+type measure struct {
+	add    []metric.AddOption
+	record []metric.RecordOption
+}
+
+func newMeasure(set attribute.Set) *measure {
+	o := metric.WithAttributeSet(set)
+	return &measure{add: []metric.AddOption{o}, record: []metric.RecordOption{o}}
 }
 
 func (m *instrumented) forType(typ string) *typeAttrs {
@@ -117,21 +129,24 @@ func (m *instrumented) forType(typ string) *typeAttrs {
 	}
 	kv := append(append([]attribute.KeyValue(nil), m.common...), TaskTypeKey.String(typ))
 	set := attribute.NewSet(kv...)
-	ta := &typeAttrs{spanName: "process " + typ, set: set, opt: metric.WithAttributeSet(set)}
+	ta := &typeAttrs{spanName: "process " + typ, set: set, measure: *newMeasure(set)}
 	v, _ := m.types.LoadOrStore(typ, ta)
 	return v.(*typeAttrs)
 }
 
-// errOpt returns the measurement option of the type's attributes with
-// error.type; error types are few, so they are kept.
-func (ta *typeAttrs) errOpt(errType string) metric.MeasurementOption {
+// errMeasure returns the measurement options of the type's attributes
+// with error.type; error types are few, so they are kept.
+func (ta *typeAttrs) errMeasure(errType string) *measure {
 	if o, ok := ta.errOpts.Load(errType); ok {
-		return o.(metric.MeasurementOption)
+		return o.(*measure)
 	}
 	kv := append(ta.set.ToSlice(), semconv.ErrorTypeKey.String(errType))
-	o, _ := ta.errOpts.LoadOrStore(errType, metric.WithAttributeSet(attribute.NewSet(kv...)))
-	return o.(metric.MeasurementOption)
+	o, _ := ta.errOpts.LoadOrStore(errType, newMeasure(attribute.NewSet(kv...)))
+	return o.(*measure)
 }
+
+// spanStart are the options of every span: made once.
+var spanStart = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)}
 
 type handler struct {
 	m    *instrumented
@@ -141,22 +156,24 @@ type handler struct {
 func (h *handler) HandleTask(ctx context.Context, t taskpool.Task) error {
 	m := h.m
 	ta := m.forType(t.Type)
-	attempt := max(t.Attempt, 1)
-	kv := make([]attribute.KeyValue, 0, 7+len(m.extra))
-	kv = append(kv,
-		attrSystem,
-		attrOperationName,
-		attrOperationType,
-		semconv.MessagingMessageIDKey.String(t.ID),
-		TaskTypeKey.String(t.Type),
-		TaskAttemptKey.Int(attempt),
-		TaskPriorityKey.String(t.Priority.String()),
-	)
-	kv = append(kv, m.extra...)
-	ctx, span := m.tracer.Start(ctx, ta.spanName,
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(kv...))
-	m.started.Add(ctx, 1, ta.opt)
+	// Attributes are set after the start, and only on a span that
+	// records: a sampled-out or no-op span costs no attribute slice. A
+	// sampler therefore sees none of them.
+	ctx, span := m.tracer.Start(ctx, ta.spanName, spanStart...)
+	if span.IsRecording() {
+		kv := make([]attribute.KeyValue, 0, 7+len(m.extra))
+		kv = append(kv,
+			attrSystem,
+			attrOperationName,
+			attrOperationType,
+			semconv.MessagingMessageIDKey.String(t.ID),
+			TaskTypeKey.String(t.Type),
+			TaskAttemptKey.Int(max(t.Attempt, 1)),
+			TaskPriorityKey.String(t.Priority.String()),
+		)
+		span.SetAttributes(append(kv, m.extra...)...)
+	}
+	m.started.Add(ctx, 1, ta.add...)
 	start := time.Now()
 	returned := false
 	defer func() {
@@ -180,14 +197,14 @@ func (h *handler) end(ctx context.Context, span trace.Span, ta *typeAttrs, start
 	m := h.m
 	elapsed := time.Since(start).Seconds()
 	if err == nil {
-		m.succeeded.Add(ctx, 1, ta.opt)
-		m.duration.Record(ctx, elapsed, ta.opt)
+		m.succeeded.Add(ctx, 1, ta.add...)
+		m.duration.Record(ctx, elapsed, ta.record...)
 		span.End()
 		return
 	}
-	opt := ta.errOpt(errType)
-	m.failed.Add(ctx, 1, opt)
-	m.duration.Record(ctx, elapsed, opt)
+	em := ta.errMeasure(errType)
+	m.failed.Add(ctx, 1, em.add...)
+	m.duration.Record(ctx, elapsed, em.record...)
 	if span.IsRecording() {
 		span.SetAttributes(semconv.ErrorTypeKey.String(errType))
 		span.RecordError(err)
