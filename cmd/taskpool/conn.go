@@ -15,8 +15,8 @@ import (
 
 // The server-side names of a queue Q, as the broker's README gives them.
 const (
-	streamPrefix = "TASKPOOL_"         // tasks: TASKPOOL_Q
-	deadPrefix   = "TASKPOOLDEAD_"     // dead letters: TASKPOOLDEAD_Q
+	streamPrefix = "TASKPOOL_"        // tasks: TASKPOOL_Q
+	deadPrefix   = "TASKPOOLDEAD_"    // dead letters: TASKPOOLDEAD_Q
 	bucketPrefix = "taskpool_unique_" // unique keys: taskpool_unique_Q
 )
 
