@@ -76,6 +76,49 @@ func BenchmarkTrivial(b *testing.B) {
 	})
 }
 
+// BenchmarkMiddleware calls a handler wrapped by the middleware directly,
+// from one goroutine, with the same variants: the cost of the
+// instrumentation per run, without the scheduler around it.
+func BenchmarkMiddleware(b *testing.B) {
+	ctx := context.Background()
+	task := taskpool.Task{ID: "id-1", Type: "t", Attempt: 1}
+	bare := taskpool.HandlerFunc(func(context.Context, taskpool.Task) error {
+		benchSink.Add(1)
+		return nil
+	})
+	call := func(b *testing.B, h taskpool.Handler) {
+		b.ReportAllocs()
+		for range b.N {
+			_ = h.HandleTask(ctx, task)
+		}
+	}
+	mp := func(b *testing.B) *sdkmetric.MeterProvider {
+		p := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+		b.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+		return p
+	}
+	tp := func(b *testing.B, opts ...sdktrace.TracerProviderOption) *sdktrace.TracerProvider {
+		p := sdktrace.NewTracerProvider(opts...)
+		b.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+		return p
+	}
+	b.Run("bare", func(b *testing.B) { call(b, bare) })
+	b.Run("global-noop", func(b *testing.B) { call(b, taskpoolotel.Middleware()(bare)) })
+	b.Run("metrics", func(b *testing.B) {
+		call(b, taskpoolotel.Middleware(taskpoolotel.WithMeterProvider(mp(b)))(bare))
+	})
+	b.Run("traces-sampled-out", func(b *testing.B) {
+		call(b, taskpoolotel.Middleware(
+			taskpoolotel.WithTracerProvider(tp(b, sdktrace.WithSampler(sdktrace.NeverSample()))),
+			taskpoolotel.WithMeterProvider(mp(b)))(bare))
+	})
+	b.Run("traces+metrics", func(b *testing.B) {
+		call(b, taskpoolotel.Middleware(
+			taskpoolotel.WithTracerProvider(tp(b, sdktrace.WithBatcher(discard{}))),
+			taskpoolotel.WithMeterProvider(mp(b)))(bare))
+	})
+}
+
 func runTrivial(b *testing.B, opts ...taskpool.Option) {
 	b.ReportAllocs()
 	s, err := taskpool.New(taskpool.HandlerFunc(func(context.Context, taskpool.Task) error {

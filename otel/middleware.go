@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -99,12 +100,14 @@ type instrumented struct {
 	failed    metric.Int64Counter
 	duration  metric.Float64Histogram
 
-	types sync.Map // task type -> *typeAttrs
+	types sync.Map                  // task type -> *typeAttrs
+	last  atomic.Pointer[typeAttrs] // the type of the last run: most runs are of few types
 }
 
 // typeAttrs holds what is the same for every run of a task type, made
 // once so that a run allocates no attribute set of its own.
 type typeAttrs struct {
+	typ      string
 	spanName string
 	set      attribute.Set // common attributes and the type
 	measure
@@ -124,12 +127,16 @@ func newMeasure(set attribute.Set) *measure {
 }
 
 func (m *instrumented) forType(typ string) *typeAttrs {
+	if ta := m.last.Load(); ta != nil && ta.typ == typ {
+		return ta
+	}
 	if ta, ok := m.types.Load(typ); ok {
+		m.last.Store(ta.(*typeAttrs))
 		return ta.(*typeAttrs)
 	}
 	kv := append(append([]attribute.KeyValue(nil), m.common...), TaskTypeKey.String(typ))
 	set := attribute.NewSet(kv...)
-	ta := &typeAttrs{spanName: "process " + typ, set: set, measure: *newMeasure(set)}
+	ta := &typeAttrs{typ: typ, spanName: "process " + typ, set: set, measure: *newMeasure(set)}
 	v, _ := m.types.LoadOrStore(typ, ta)
 	return v.(*typeAttrs)
 }
