@@ -42,7 +42,7 @@ const (
 // submitted, succeeded, failed, retried, panicked, not run and canceled.
 // Every value carries messaging.system and, with [WithQueue] and
 // [WithAttributes], the queue and other attributes that tell schedulers
-// apart. Only the meter provider option is used.
+// apart. The tracer provider option is not used.
 //
 // Unregister the returned registration when s is gone: until then the
 // meter keeps s. It returns an error when an instrument or the callback

@@ -81,21 +81,21 @@ func params(dl natsbroker.DeadLetter) json.RawMessage {
 	return b
 }
 
-func cmdDead(ctx context.Context, e *env, args []string) error {
+func cmdDead(e *env, args []string) error {
 	if len(args) == 0 {
 		return usagef("want list, show, requeue, delete or purge")
 	}
 	switch sub, rest := args[0], args[1:]; sub {
 	case "list":
-		return deadList(ctx, e, rest)
+		return deadList(e, rest)
 	case "show":
-		return deadShow(ctx, e, rest)
+		return deadShow(e, rest)
 	case "requeue":
-		return deadEach(ctx, e, "requeue", rest)
+		return deadEach(e, "requeue", rest)
 	case "delete":
-		return deadEach(ctx, e, "delete", rest)
+		return deadEach(e, "delete", rest)
 	case "purge":
-		return deadPurge(ctx, e, rest)
+		return deadPurge(e, rest)
 	case "-h", "--help", "-help", "help":
 		fmt.Fprint(e.stdout, deadUsage)
 		return flag.ErrHelp
@@ -118,7 +118,7 @@ func (e *env) openDead(ctx context.Context) (*client, *natsbroker.Inspector, err
 	return c, in, nil
 }
 
-func deadList(ctx context.Context, e *env, args []string) error {
+func deadList(e *env, args []string) error {
 	fs := e.flags("dead list")
 	after := fs.Uint64("after", 0, "list dead letters after this `sequence`")
 	limit := fs.Int("limit", 100, "list at most `n` dead letters (0: all)")
@@ -126,6 +126,8 @@ func deadList(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := e.context()
+	defer cancel()
 	if err := noArgs(pos); err != nil {
 		return err
 	}
@@ -206,12 +208,14 @@ func notFound(err error) error {
 	return err
 }
 
-func deadShow(ctx context.Context, e *env, args []string) error {
+func deadShow(e *env, args []string) error {
 	fs := e.flags("dead show")
 	pos, err := e.parse(fs, "taskpool dead show ID", args)
 	if err != nil {
 		return err
 	}
+	ctx, cancel := e.context()
+	defer cancel()
 	if len(pos) != 1 {
 		return usagef("want one dead letter ID (sequence or task ID)")
 	}
@@ -285,12 +289,14 @@ func deadShow(ctx context.Context, e *env, args []string) error {
 
 // deadEach requeues or deletes each dead letter named; the ones not found
 // are reported and make the exit code 3, the others are still done.
-func deadEach(ctx context.Context, e *env, op string, args []string) error {
+func deadEach(e *env, op string, args []string) error {
 	fs := e.flags("dead " + op)
 	pos, err := e.parse(fs, "taskpool dead "+op+" ID...", args)
 	if err != nil {
 		return err
 	}
+	ctx, cancel := e.context()
+	defer cancel()
 	if len(pos) == 0 {
 		return usagef("want at least one dead letter ID (sequence or task ID)")
 	}
@@ -363,13 +369,15 @@ func deadEach(ctx context.Context, e *env, op string, args []string) error {
 	return nil
 }
 
-func deadPurge(ctx context.Context, e *env, args []string) error {
+func deadPurge(e *env, args []string) error {
 	fs := e.flags("dead purge")
 	yes := fs.Bool("yes", false, "confirm: delete every dead letter of the queue")
 	pos, err := e.parse(fs, "taskpool dead purge --yes", args)
 	if err != nil {
 		return err
 	}
+	ctx, cancel := e.context()
+	defer cancel()
 	if err := noArgs(pos); err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,7 +32,7 @@ func parsePriority(s string) (taskpool.Priority, error) {
 	return 0, usagef("--priority %q: want high, default or low", s)
 }
 
-func cmdEnqueue(ctx context.Context, e *env, args []string) error {
+func cmdEnqueue(e *env, args []string) error {
 	fs := e.flags("enqueue")
 	prio := fs.String("priority", "default", "`priority`: high, default or low")
 	delay := fs.Duration("delay", 0, "run the task this long from now")
@@ -46,6 +45,8 @@ func cmdEnqueue(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := e.context()
+	defer cancel()
 	if len(pos) != 2 {
 		return usagef("want TYPE and JSON params, got %d arguments", len(pos))
 	}

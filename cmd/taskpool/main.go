@@ -70,7 +70,7 @@ var errNotFound = errors.New("not found")
 
 type command struct {
 	name, args, summary string
-	run                 func(ctx context.Context, e *env, args []string) error
+	run                 func(e *env, args []string) error
 }
 
 var commands []command
@@ -171,9 +171,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		usage(stderr, &e.globals)
 		return exitUsage
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
-	defer cancel()
-	err := cmd.run(ctx, e, rest[1:])
+	err := cmd.run(e, rest[1:])
 	var ue *usageError
 	switch {
 	case err == nil:
@@ -216,6 +214,9 @@ func (e *env) parse(fs *flag.FlagSet, usageLine string, args []string) ([]string
 			}
 			return nil, usagef("%v (see --help)", err)
 		}
+		if e.timeout <= 0 {
+			return nil, usagef("--timeout must be positive")
+		}
 		rest := fs.Args()
 		consumed := len(args) - len(rest)
 		if consumed > 0 && args[consumed-1] == "--" {
@@ -234,6 +235,12 @@ func (e *env) commandUsage(w io.Writer, fs *flag.FlagSet, usageLine string) {
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 	fs.SetOutput(io.Discard)
+}
+
+// context returns the command's context, which ends after --timeout: call
+// it once the command's flags are parsed.
+func (e *env) context() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), e.timeout)
 }
 
 // noArgs is for commands that take no positional argument.

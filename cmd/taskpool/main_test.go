@@ -103,6 +103,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{"enqueue bad JSON", []string{"enqueue", "email", "{nope"}, "not valid JSON"},
 		{"enqueue bad priority", []string{"enqueue", "email", "{}", "--priority", "urgent"}, "want high, default or low"},
 		{"TLS cert without key", []string{"queues", "--tls-cert", "c.pem"}, "go together"},
+		{"zero timeout", []string{"queues", "--timeout", "0s"}, "--timeout must be positive"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			// No server: usage errors are found before connecting.
@@ -136,6 +137,11 @@ func TestQueueNotFound(t *testing.T) {
 	var qs []queueJSON
 	cliJSON(t, srv, &qs, "queues")
 	assert.Empty(t, qs, "no queue was created")
+
+	// --timeout after the command bounds it too.
+	r := cli(t, srv, "enqueue", "--create", "email", "{}", "--timeout", "1ns")
+	assert.Equal(t, exitError, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "deadline exceeded")
 	assert.Equal(t, "no queues\n", cli(t, srv, "queues").stdout)
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -38,12 +37,14 @@ func toQueueJSON(qi natsbroker.QueueInfo) queueJSON {
 	return out
 }
 
-func cmdQueues(ctx context.Context, e *env, args []string) error {
+func cmdQueues(e *env, args []string) error {
 	fs := e.flags("queues")
 	pos, err := e.parse(fs, "taskpool queues", args)
 	if err != nil {
 		return err
 	}
+	ctx, cancel := e.context()
+	defer cancel()
 	if err := noArgs(pos); err != nil {
 		return err
 	}

@@ -45,12 +45,14 @@ type accountJSON struct {
 	APIErrors uint64 `json:"api_errors"`
 }
 
-func cmdStats(ctx context.Context, e *env, args []string) error {
+func cmdStats(e *env, args []string) error {
 	fs := e.flags("stats")
 	pos, err := e.parse(fs, "taskpool stats", args)
 	if err != nil {
 		return err
 	}
+	ctx, cancel := e.context()
+	defer cancel()
 	if err := noArgs(pos); err != nil {
 		return err
 	}
