@@ -1,0 +1,88 @@
+package taskpoolotel
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+
+	"github.com/taskpool/taskpool"
+)
+
+// Names of the instruments [CompletionHook] records to.
+const (
+	// MetricCompleted counts tasks by their final outcome, with
+	// taskpool.task.type, taskpool.task.outcome and, for a failure,
+	// error.type.
+	MetricCompleted = "taskpool.task.completed"
+	// MetricAttempts is the histogram of the number of runs a task took
+	// to reach its final outcome (0 for a task that never ran).
+	MetricAttempts = "taskpool.task.attempts"
+)
+
+// Outcomes, the values of taskpool.task.outcome.
+const (
+	OutcomeSucceeded = "succeeded"
+	OutcomeFailed    = "failed"
+	OutcomeNotRun    = "not_run"
+	OutcomeCanceled  = "canceled"
+)
+
+// CompletionHook returns a function to pass to [taskpool.WithCompletionHook]
+// that counts each task's final outcome by type in taskpool.task.completed
+// and records the runs it took in taskpool.task.attempts. Where the
+// middleware counts runs, this counts tasks: a task retried twice before
+// it succeeded is three runs and one completion.
+//
+// The NATS consumer keeps the completion hook of its local scheduler for
+// itself; call the returned function from its settle hook instead, for the
+// deliveries that end a task (acknowledged or dead-lettered).
+func CompletionHook(opts ...Option) func(taskpool.Outcome) {
+	c := newConfig(opts)
+	meter := c.meter()
+	completed, err1 := meter.Int64Counter(MetricCompleted, metric.WithUnit("{task}"),
+		metric.WithDescription("Tasks by final outcome."))
+	attempts, err2 := meter.Int64Histogram(MetricAttempts, metric.WithUnit("{attempt}"),
+		metric.WithDescription("Runs a task took to reach its final outcome."),
+		metric.WithExplicitBucketBoundaries(0, 1, 2, 3, 5, 10, 25))
+	if err := errors.Join(err1, err2); err != nil {
+		otel.Handle(err)
+	}
+	common := append([]attribute.KeyValue{attrSystem}, c.extra()...)
+	var sets sync.Map // outcomeKey -> metric.MeasurementOption
+	return func(out taskpool.Outcome) {
+		k := outcomeKey{typ: out.Task.Type, outcome: OutcomeSucceeded}
+		if out.Err != nil {
+			k.errType = errorType(out.Err)
+			switch {
+			case errors.Is(out.Err, taskpool.ErrSchedulerClosed):
+				k.outcome = OutcomeNotRun
+			case errors.Is(out.Err, taskpool.ErrCanceled):
+				k.outcome = OutcomeCanceled
+			default:
+				k.outcome = OutcomeFailed
+			}
+		}
+		v, ok := sets.Load(k)
+		if !ok {
+			kv := append(append([]attribute.KeyValue(nil), common...),
+				TaskTypeKey.String(k.typ), TaskOutcomeKey.String(k.outcome))
+			if k.errType != "" {
+				kv = append(kv, semconv.ErrorTypeKey.String(k.errType))
+			}
+			v, _ = sets.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(kv...)))
+		}
+		opt := v.(metric.MeasurementOption)
+		ctx := context.Background()
+		completed.Add(ctx, 1, opt)
+		attempts.Record(ctx, int64(out.Attempts), opt)
+	}
+}
+
+type outcomeKey struct {
+	typ, outcome, errType string
+}
