@@ -203,6 +203,10 @@ func (e *Engine[T, L]) wait(ctx context.Context, l *lane[T], t T) error {
 	w := &waiter[T]{t: t, done: make(chan error, 1)}
 	l.waiters = append(l.waiters, w)
 	l.nwait.Add(1)
+	// fill adds to out and then reads nwait without the lock: look at the
+	// room again now that nwait is published, or a fill that made room
+	// between the check in Put and here leaves this waiter behind.
+	e.admitLocked(l)
 	l.mu.Unlock()
 	select {
 	case err := <-w.done:
@@ -245,6 +249,12 @@ func (e *Engine[T, L]) push(l *lane[T], t T) {
 // admitWaiters moves blocked Put calls into the lane while it has room.
 func (e *Engine[T, L]) admitWaiters(l *lane[T]) {
 	l.mu.Lock()
+	e.admitLocked(l)
+	l.mu.Unlock()
+}
+
+// admitLocked is admitWaiters with l.mu held.
+func (e *Engine[T, L]) admitLocked(l *lane[T]) {
 	for len(l.waiters) > 0 && l.in.Load()-l.out.Load() < int64(e.cfg.QueueSize) {
 		w := l.waiters[0]
 		l.waiters[0] = nil
@@ -255,7 +265,6 @@ func (e *Engine[T, L]) admitWaiters(l *lane[T]) {
 		e.push(l, w.t)
 		w.done <- nil
 	}
-	l.mu.Unlock()
 }
 
 // CloseAdmission makes every later Put without force fail with ErrClosed
