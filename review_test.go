@@ -275,3 +275,108 @@ func TestReviewScheduleNextGoexitKeepsOtherSchedules(t *testing.T) {
 		}
 	}
 }
+
+// ---- smaller findings ----
+
+// countLimiter counts Reserve calls and never holds a task back.
+type countLimiter struct{ calls atomic.Int32 }
+
+func (l *countLimiter) Reserve(time.Time) time.Duration { l.calls.Add(1); return 0 }
+
+// admitRun (limit.go) marks a plain job that the rate limiter admitted and
+// that must then wait for a concurrency slot as rated, so that it does
+// not take a second start from the limiter when it is woken; a task with
+// a record (an ID, a Future, ...) is not marked, and takes one start from
+// the limiter before it waits and another when it is woken: under a
+// concurrency limit its type runs at a fraction of its rate.
+func TestReviewSlotWaiterTakesOneRateStart(t *testing.T) {
+	release := make(chan struct{})
+	running := make(chan struct{}, 1)
+	rl := &countLimiter{}
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("lim", func(_ context.Context, tk taskpool.Task) error {
+		if tk.ID == "first" {
+			running <- struct{}{}
+			<-release
+		}
+		return nil
+	}, taskpool.WithConcurrencyLimit(1), taskpool.WithRateLimit(rl)))
+	s := newStarted(t, reg, taskpool.WithWorkers(2))
+	f1, err := s.SubmitFuture(context.Background(), taskpool.Task{ID: "first", Type: "lim"})
+	require.NoError(t, err)
+	<-running
+	f2, err := s.SubmitFuture(context.Background(), taskpool.Task{ID: "second", Type: "lim"})
+	require.NoError(t, err)
+	require.True(t, poll(hangAfter, func() bool { return s.Inspect().WaitingForSlot["lim"] == 1 }), "second waits for the slot")
+	close(release)
+	waitFuture(t, f1, "first")
+	waitFuture(t, f2, "second")
+	assert.Equal(t, int32(2), rl.calls.Load(), "two starts, two reservations")
+}
+
+// A retry of a task submitted without an ID waits in the timer heap with
+// the ID Inspect shows, but only named and delayed records are in the
+// Cancel index: Cancel of the retry Inspect lists returns ErrTaskNotFound,
+// although Cancel is documented to remove "a retry waiting for its next
+// attempt" (and SubmitAt indexes unnamed delayed tasks for this reason).
+// The same holds for an unnamed task held by a rate limiter.
+func TestReviewRetryShownByInspectCanBeCanceled(t *testing.T) {
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"fail": func(context.Context, taskpool.Task) error { return errors.New("boom") },
+	})
+	s := newStarted(t, reg, taskpool.WithWorkers(1), taskpool.WithRetry(2, taskpool.ConstantBackoff(time.Hour)))
+	require.NoError(t, s.Submit(context.Background(), taskpool.Task{Type: "fail"}))
+	var id string
+	require.True(t, poll(hangAfter, func() bool {
+		for _, d := range s.Inspect().Delayed {
+			if d.Reason == "retry" {
+				id = d.ID
+				return true
+			}
+		}
+		return false
+	}), "the retry is in the timer heap")
+	assert.NoError(t, s.Cancel(id), "Cancel of the retry Inspect lists as %q", id)
+}
+
+// Stats.Running is "handlers running now", but a worker's unit stays
+// begun (cur = index+1) until the next unit is announced, so a worker
+// that is running the completion hook after the handler returned counts
+// as running; Inspect.Running leaves the same task out (its record is
+// stDone), so the two disagree.
+func TestReviewRunningExcludesHooks(t *testing.T) {
+	inHook := make(chan struct{})
+	release := make(chan struct{})
+	reg := registry(t, map[string]taskpool.HandlerFunc{"job": nop})
+	s := newStarted(t, reg, taskpool.WithWorkers(1), taskpool.WithCompletionHook(func(taskpool.Outcome) {
+		inHook <- struct{}{}
+		<-release
+	}))
+	require.NoError(t, s.Submit(context.Background(), taskpool.Task{ID: "x", Type: "job"}))
+	<-inHook
+	st, in := s.Stats(), s.Inspect()
+	close(release)
+	assert.Equal(t, len(in.Running), st.Running, "Stats.Running and Inspect.Running agree (%v)", in.Running)
+	assert.Equal(t, 0, st.Running, "no handler runs while the completion hook does")
+}
+
+// IDs generated on a worker (a plain task's ID, in the handler, the hooks,
+// dead letters, logs) come from the worker's own idGen, whose prefix is
+// never set: they are "-<n>", without the scheduler's random prefix, so two
+// schedulers hand out the same IDs; and Inspect.Running formats the running
+// plain task's ID with the prefix, so it shows an ID the handler never saw.
+func TestReviewInspectShowsTheRunningTaskID(t *testing.T) {
+	ids := make(chan string, 1)
+	release := make(chan struct{})
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"job": func(_ context.Context, tk taskpool.Task) error { ids <- tk.ID; <-release; return nil },
+	})
+	s := newStarted(t, reg, taskpool.WithWorkers(1))
+	defer close(release)
+	require.NoError(t, s.Submit(context.Background(), taskpool.Task{Type: "job"}))
+	id := <-ids
+	in := s.Inspect()
+	require.Len(t, in.Running, 1)
+	assert.Equal(t, id, in.Running[0].ID, "Inspect shows the ID the handler sees")
+	assert.NotEqual(t, byte('-'), id[0], "a generated ID carries the scheduler's prefix: %q", id)
+}
