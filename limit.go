@@ -117,7 +117,7 @@ func (s *Scheduler) admitRun(l *local, j *job, rp **record) bool {
 	if b.rate != nil && (r == nil || !r.rated) {
 		if d := s.reserve(b.rate); d > 0 {
 			if r == nil {
-				r = s.recordFor(j, l.ids.next(&s.ids), 1)
+				r = s.recordFor(j, s.workerID(l), 1)
 			}
 			r.rated = true
 			s.timers.hold(r, s.now().Add(d))
@@ -126,7 +126,7 @@ func (s *Scheduler) admitRun(l *local, j *job, rp **record) bool {
 	}
 	if lim := b.limit; lim != nil {
 		if r == nil && !lim.tryAcquire() {
-			r = s.recordFor(j, l.ids.next(&s.ids), 1)
+			r = s.recordFor(j, s.workerID(l), 1)
 			r.rated = b.rate != nil
 		}
 		if r != nil && !lim.acquireOrWait(r) {

@@ -41,7 +41,7 @@ func (r runner) Run(w *engine.Worker[job, local], j *job) {
 		s.runSlow(w, j)
 		return
 	}
-	l.id = l.ids.next(&s.ids)
+	l.id = s.workerID(l)
 	l.idn.Store(l.ids.seq)
 	t := Task{ID: l.id, Type: j.b.typ, Params: j.params, Priority: j.b.prio, Attempt: 1, result: &l.slot}
 	ctx, cancel := s.baseCtx, context.CancelFunc(nil)
@@ -82,7 +82,7 @@ func (s *Scheduler) runSlow(w *engine.Worker[job, local], j *job) {
 	if r != nil {
 		t = r.task
 	} else {
-		l.id = l.ids.next(&s.ids)
+		l.id = s.workerID(l)
 		l.idn.Store(l.ids.seq)
 		t = Task{ID: l.id, Type: b.typ, Params: j.params, Priority: b.prio, Attempt: 1}
 	}
@@ -154,7 +154,7 @@ func (r runner) Drop(l *local, j *job) {
 		}
 		t = rec.task
 	} else {
-		t = Task{ID: l.ids.next(&s.ids), Type: j.b.typ, Params: j.params, Priority: j.b.prio}
+		t = Task{ID: s.workerID(l), Type: j.b.typ, Params: j.params, Priority: j.b.prio}
 	}
 	s.finalize(l, rec, &t, nil, notRunErr(rec), max(t.Attempt-1, 0), settledNotRun)
 }
@@ -189,4 +189,11 @@ func (r runner) Exited(l *local, j *job, again bool) {
 // Retired folds the counters of a worker that exits into acc.
 func (r runner) Retired(acc, l *local) {
 	acc.c.fold(&l.c)
+}
+
+// workerID returns a new ID from the worker's block of numbers, with the
+// scheduler's prefix, as newID makes them off the workers.
+func (s *Scheduler) workerID(l *local) string {
+	l.ids.prefix = s.prefix
+	return l.ids.next(&s.ids)
 }
