@@ -380,3 +380,26 @@ func TestReviewInspectShowsTheRunningTaskID(t *testing.T) {
 	assert.Equal(t, id, in.Running[0].ID, "Inspect shows the ID the handler sees")
 	assert.NotEqual(t, byte('-'), id[0], "a generated ID carries the scheduler's prefix: %q", id)
 }
+
+// A Stop after the scheduler has stopped picks at random between s.done
+// and its own ctx when that ctx has ended too; picking the ctx, it calls
+// giveUp (which Abandons an engine that has exited) and returns a
+// *StopError with the deadline's error, although the shutdown had
+// completed, gracefully, before the call.
+func TestReviewStopAfterStopReturnsNil(t *testing.T) {
+	reg := registry(t, map[string]taskpool.HandlerFunc{"job": nop})
+	expired, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 20 {
+		s, err := taskpool.New(reg, taskpool.WithWorkers(1))
+		require.NoError(t, err)
+		require.NoError(t, s.Start())
+		require.NoError(t, s.Submit(context.Background(), taskpool.Task{Type: "job"}))
+		require.NoError(t, stopBounded(t, s, hangAfter/2))
+		err = stopBounded(t, s, 0)
+		if err == nil {
+			err = s.Stop(expired)
+		}
+		require.NoError(t, err, "scheduler %d: Stop after a completed Stop", i)
+	}
+}
