@@ -222,6 +222,11 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 	case <-s.done:
 		return nil
 	case <-ctx.Done():
+		select {
+		case <-s.done:
+			return nil // the shutdown had completed: nothing to give up
+		default:
+		}
 	}
 	first := s.giveUp()
 	<-s.done
