@@ -127,11 +127,15 @@ func (s *Scheduler) admitRun(l *local, j *job, rp **record) bool {
 	if lim := b.limit; lim != nil {
 		if r == nil && !lim.tryAcquire() {
 			r = s.recordFor(j, s.workerID(l), 1)
-			r.rated = b.rate != nil
 		}
-		if r != nil && !lim.acquireOrWait(r) {
-			*rp = r
-			return false
+		if r != nil {
+			// The rate limiter, if any, has admitted this start: a
+			// task woken for a slot does not take another.
+			r.rated = b.rate != nil
+			if !lim.acquireOrWait(r) {
+				*rp = r
+				return false
+			}
 		}
 		l.lim = lim
 	}
