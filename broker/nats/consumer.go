@@ -681,6 +681,9 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		return
 	}
 	hdr := m.Headers()
+	if md := metadataOf(hdr); md != nil {
+		t.Metadata = md
+	}
 	if next := hdr.Get(hdrScheduleNext); next != "" && next != "purge" {
 		// A tick of a periodic schedule: every tick carries the same
 		// envelope, so give each its own ID.

@@ -1,6 +1,7 @@
 package natsbroker
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -75,6 +76,9 @@ type config struct {
 	weights     [numPriorities]int
 	schedOpts   []taskpool.Option
 	settle      func(taskpool.Outcome, Action)
+
+	// Producer only.
+	enqueueMW []func(context.Context, *taskpool.Task) error
 }
 
 func defaultConfig() config {
@@ -443,6 +447,27 @@ func WithSchedulerOptions(opts ...taskpool.Option) Option {
 func WithSettleHook(fn func(out taskpool.Outcome, a Action)) Option {
 	return optionFunc(func(c *config) error {
 		c.settle = fn
+		return nil
+	})
+}
+
+// WithEnqueueMiddleware adds fn to what a producer runs on every task
+// before encoding it, in Enqueue, EnqueueBatch and Schedule (once, at
+// registration: every tick of a periodic task carries what it set then).
+// fn may change the task, typically to put a trace context or a tenant ID
+// into Task.Metadata, which travels as headers (see
+// [MetadataHeaderPrefix]) to the consumer's handlers and middleware. A
+// non-nil error rejects the task: it is not stored, and Enqueue returns an
+// error wrapping it. Several middleware run in the order given. Producer
+// only.
+func WithEnqueueMiddleware(fn ...func(ctx context.Context, t *taskpool.Task) error) Option {
+	return optionFunc(func(c *config) error {
+		for i, f := range fn {
+			if f == nil {
+				return invalid(fmt.Sprintf("enqueue middleware[%d]", i), "nil")
+			}
+		}
+		c.enqueueMW = append(c.enqueueMW, fn...)
 		return nil
 	})
 }
