@@ -360,6 +360,9 @@ func (p *Producer) message(t taskpool.Task, at time.Time) (*nats.Msg, error) {
 	if t.Type == "" {
 		return nil, fmt.Errorf("%w: empty", taskpool.ErrInvalidType)
 	}
+	if p.cfg.known != nil && !p.cfg.known(t.Type) {
+		return nil, fmt.Errorf("%w: %q", taskpool.ErrNoHandler, t.Type)
+	}
 	if t.ID == "" {
 		t.ID = nuid.Next()
 	}
