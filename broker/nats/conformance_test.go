@@ -208,6 +208,13 @@ var scenarios = []struct {
 		err = w.client.SubmitAfter(context.Background(), taskpool.Task{ID: "unknown2", Type: "conf.nope"}, time.Hour)
 		assert.ErrorIs(t, err, taskpool.ErrNoHandler)
 	}},
+	{"duplicate unique key rejected", func(t *testing.T, w *world) {
+		ctx := context.Background()
+		require.NoError(t, w.client.SubmitAfter(ctx, taskpool.Task{ID: "uniq1", Type: "conf.ok", UniqueKey: "conf-key"}, time.Hour))
+		err := w.client.Submit(ctx, taskpool.Task{ID: "uniq2", Type: "conf.ok", UniqueKey: "conf-key"})
+		assert.ErrorIs(t, err, taskpool.ErrDuplicateTask)
+		require.NoError(t, w.client.Cancel("uniq1"))
+	}},
 	{"empty type rejected", func(t *testing.T, w *world) {
 		assert.ErrorIs(t, w.client.Submit(context.Background(), taskpool.Task{}), taskpool.ErrInvalidType)
 	}},
