@@ -58,6 +58,7 @@ func TestConsumerFollowsRegistryRetry(t *testing.T) {
 	require.NoError(t, reg.HandleFunc("skip", func(context.Context, taskpool.Task) error {
 		return taskpool.SkipRetry(errors.New("final"))
 	}, taskpool.WithRetry(5, nil)))
+	require.NoError(t, reg.HandleFunc("badbackoff", fail, taskpool.WithRetry(3, func(int) time.Duration { panic("bo") })))
 	log := newSettleLog()
 	startConsumer(t, js, reg, natsbroker.WithSettleHook(log.hook),
 		natsbroker.WithMaxAttempts(1), natsbroker.WithBackoff(taskpool.ConstantBackoff(time.Hour)))
@@ -68,11 +69,12 @@ func TestConsumerFollowsRegistryRetry(t *testing.T) {
 		{ID: "own", Type: "typed", MaxAttempts: 2},
 		{ID: "plain", Type: "plain"},
 		{ID: "skip", Type: "skip"},
+		{ID: "badbackoff", Type: "badbackoff"},
 	} {
 		_, err := prod.Enqueue(ctx, task)
 		require.NoError(t, err)
 	}
-	for range 4 {
+	for range 5 {
 		select {
 		case <-log.fin:
 		case <-ctx.Done():
@@ -85,6 +87,8 @@ func TestConsumerFollowsRegistryRetry(t *testing.T) {
 		"own":   {R, D},
 		"plain": {D},
 		"skip":  {D},
+		// A Backoff that panics: not retried, as in process.
+		"badbackoff": {D},
 	} {
 		got, _ := log.get(id)
 		assert.Equal(t, want, got, id)
