@@ -2,6 +2,7 @@ package taskpool
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 )
@@ -40,38 +41,108 @@ func ConstantBackoff(d time.Duration) Backoff {
 // defaultBackoff is used when no backoff is configured.
 var defaultBackoff = ExponentialBackoff(100*time.Millisecond, time.Minute)
 
-// retryable reports whether a failed run may be tried again.
-func retryable(err error) bool {
+// Retryable reports whether a task whose run failed with err may run
+// again, attempts permitting: false for an error wrapping [ErrSkipRetry],
+// [ErrNoHandler], [ErrCanceled] or [ErrHandlerExited], true for any other
+// (panics and timeouts included). It is the test the [Scheduler] applies,
+// and that a broker applies through [RetryPolicy].
+func Retryable(err error) bool {
 	return !errors.Is(err, ErrSkipRetry) && !errors.Is(err, ErrNoHandler) &&
 		!errors.Is(err, ErrCanceled) && !errors.Is(err, ErrHandlerExited)
 }
 
-// attemptsFor is how many runs a task of binding b may have: the task's
-// own MaxAttempts, else its type's, else the scheduler's.
-func (s *Scheduler) attemptsFor(b *binding, t *Task) int {
+// RetryPolicy is the retry decision a [Scheduler] makes for a failed task,
+// as a value that a broker's consumer applies too, so that a task type
+// registered with [WithRetry] gets the same attempts and backoff in
+// process and distributed. A task's own MaxAttempts comes first, then its
+// type's [WithRetry] in Registry, then MaxAttempts and Backoff here (the
+// scheduler's [WithRetry] given to [New] plays that part in process). The
+// zero value has the scheduler's defaults: 1 attempt and
+// [ExponentialBackoff] from 100ms to 1m.
+type RetryPolicy struct {
+	// Registry holds the per-type settings; nil means none.
+	Registry *Registry
+	// MaxAttempts is the default for types without their own; 0 means 1.
+	MaxAttempts int
+	// Backoff is the default for types without their own; nil means
+	// ExponentialBackoff(100ms, 1m).
+	Backoff Backoff
+}
+
+// Attempts is how many runs t may have: t.MaxAttempts, else its type's,
+// else p.MaxAttempts, else 1.
+func (p RetryPolicy) Attempts(t Task) int { return attemptsOf(p.entry(t.Type), &t, p.MaxAttempts) }
+
+// Wait is the wait before the next run after t's run number attempt
+// failed: its type's Backoff, else p.Backoff, else the default; never
+// negative. A Backoff that panics gives an error, a [*PanicError]: the
+// scheduler does not retry the task then.
+func (p RetryPolicy) Wait(t Task, attempt int) (time.Duration, error) {
+	return waitAfter(backoffOf(p.entry(t.Type), p.Backoff), attempt)
+}
+
+// Retry reports whether t, whose run number attempt failed with err, runs
+// again: attempt < p.Attempts(t) and [Retryable](err).
+func (p RetryPolicy) Retry(t Task, attempt int, err error) bool {
+	return attempt < p.Attempts(t) && Retryable(err)
+}
+
+func (p RetryPolicy) entry(typ string) *handlerEntry {
+	if p.Registry == nil {
+		return nil
+	}
+	return p.Registry.entry(typ)
+}
+
+// attemptsOf is how many runs t of the type ent may have: its own
+// MaxAttempts, else its type's, else def, else 1.
+func attemptsOf(ent *handlerEntry, t *Task, def int) int {
 	if t.MaxAttempts > 0 {
 		return t.MaxAttempts
 	}
-	if b.ent != nil && b.ent.maxAttempts > 0 {
-		return b.ent.maxAttempts
+	if ent != nil && ent.maxAttempts > 0 {
+		return ent.maxAttempts
 	}
-	return s.opts.retry.maxAttempts
+	return max(def, 1)
 }
 
-// backoffFor returns the wait after run number attempt failed. A Backoff
-// that panics is logged, and the task is not retried.
-func (s *Scheduler) backoffFor(b *binding, attempt int) (d time.Duration, ok bool) {
-	bo := s.opts.retry.backoff
-	if b.ent != nil && b.ent.backoff != nil {
-		bo = b.ent.backoff
+// backoffOf is the Backoff of the type ent, else def, else the default.
+func backoffOf(ent *handlerEntry, def Backoff) Backoff {
+	if ent != nil && ent.backoff != nil {
+		return ent.backoff
 	}
+	if def != nil {
+		return def
+	}
+	return defaultBackoff
+}
+
+// waitAfter calls bo, turning a panic into a *PanicError.
+func waitAfter(bo Backoff, attempt int) (d time.Duration, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			s.logPanic("Backoff", v)
-			d, ok = 0, false
+			d, err = 0, newPanicError(v)
 		}
 	}()
-	return max(bo(attempt), 0), true
+	return max(bo(attempt), 0), nil
+}
+
+// attemptsFor is how many runs a task of binding b may have (see
+// RetryPolicy.Attempts).
+func (s *Scheduler) attemptsFor(b *binding, t *Task) int {
+	return attemptsOf(b.ent, t, s.opts.retry.maxAttempts)
+}
+
+// backoffFor returns the wait after run number attempt failed (see
+// RetryPolicy.Wait). A Backoff that panics is logged, and the task is not
+// retried.
+func (s *Scheduler) backoffFor(b *binding, attempt int) (time.Duration, bool) {
+	d, err := waitAfter(backoffOf(b.ent, s.opts.retry.backoff), attempt)
+	if pe, ok := err.(*PanicError); ok {
+		s.opts.logger.Error("taskpool: panic in Backoff", "panic", fmt.Sprint(pe.Value), "stack", string(pe.Stack))
+		return 0, false
+	}
+	return d, true
 }
 
 // retry decides what follows a failed run: the next attempt, filed in the
@@ -80,7 +151,7 @@ func (s *Scheduler) backoffFor(b *binding, attempt int) (d time.Duration, ok boo
 // deadline has passed. It reports whether the task is taken care of; if
 // not, the caller delivers err as the final outcome.
 func (s *Scheduler) retry(l *local, j *job, r *record, t *Task, err error) bool {
-	if t.Attempt >= s.attemptsFor(j.b, t) || !retryable(err) || s.gaveUp.Load() {
+	if t.Attempt >= s.attemptsFor(j.b, t) || !Retryable(err) || s.gaveUp.Load() {
 		return false
 	}
 	delay, ok := s.backoffFor(j.b, t.Attempt)

@@ -112,7 +112,7 @@ func (s *Scheduler) submit(ctx context.Context, t *Task, r *record, block bool) 
 // needsRecord reports whether t carries anything beyond type, params and
 // priority.
 func needsRecord(t *Task) bool {
-	return t.ID != "" || t.UniqueKey != "" || t.Timeout != 0 || t.MaxAttempts != 0 || t.Attempt != 0
+	return t.ID != "" || t.UniqueKey != "" || t.Timeout != 0 || t.MaxAttempts != 0 || t.Attempt != 0 || len(t.Metadata) > 0
 }
 
 // admit fills in r for t and takes what the task holds while it is

@@ -49,6 +49,15 @@ type Task struct {
 	// it from the delivery count before submitting it.
 	Attempt int
 
+	// Metadata is data about the task rather than for it: a trace
+	// context, a tenant ID, a request ID. Handlers, middleware, the
+	// completion and dead-letter hooks ([Outcome].Task) and dead letters
+	// see it, on every attempt. In process the map is passed as it is,
+	// not copied: do not change it once the task is submitted. Through a
+	// broker each entry travels as a message header (the broker's
+	// documentation says which keys and values it accepts).
+	Metadata map[string]string
+
 	// result points at the running worker's result slot.
 	result *resultSlot
 }

@@ -45,13 +45,15 @@ type Consumer struct {
 	q          *queue
 	cons       [numPriorities]jetstream.Consumer
 	sched      *taskpool.Scheduler
-	adaptive   bool         // prefetch follows the measured task and fetch times
-	refillAt   atomic.Int64 // held count at or below which a freed worker wakes the fetch loop
-	runTime    ewma         // handler run time
-	fetchRTT   ewma         // no-wait fetch round trip, messages dispatched
-	prefetchN  atomic.Int64 // current prefetch, for Health and tests
-	fetchFails atomic.Int64 // consecutive failed fetches
-	leaseBeat  atomic.Int64 // unix nanoseconds of the lease keeper's last round
+	policy     taskpool.RetryPolicy                  // attempts and backoff, per type from the registry
+	lookup     func(string) (taskpool.Handler, bool) // nil when the handler cannot look types up
+	adaptive   bool                                  // prefetch follows the measured task and fetch times
+	refillAt   atomic.Int64                          // held count at or below which a freed worker wakes the fetch loop
+	runTime    ewma                                  // handler run time
+	fetchRTT   ewma                                  // no-wait fetch round trip, messages dispatched
+	prefetchN  atomic.Int64                          // current prefetch, for Health and tests
+	fetchFails atomic.Int64                          // consecutive failed fetches
+	leaseBeat  atomic.Int64                          // unix nanoseconds of the lease keeper's last round
 
 	mu      sync.Mutex
 	flights map[string]*flight // by task ID: tasks submitted and not settled
@@ -79,11 +81,12 @@ const (
 
 // flight is a delivered message whose task is with the local scheduler.
 type flight struct {
-	msg       jetstream.Msg
-	seq       uint64
-	attempt   int
-	last      bool // a failure of this attempt is final
-	uniqueKey string
+	msg         jetstream.Msg
+	seq         uint64
+	attempt     int
+	last        bool // a failure of this attempt is final
+	maxAttempts int  // the task's own, for the retry policy
+	uniqueKey   string
 }
 
 // MaxDeliveries is the durable consumers' delivery cap (MaxDeliver): a
@@ -130,6 +133,13 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, h taskpool.Handler
 	)
 	if c.sched, err = taskpool.New(h, sopts...); err != nil {
 		return nil, err
+	}
+	reg, _ := h.(*taskpool.Registry)
+	c.policy = taskpool.RetryPolicy{Registry: reg, MaxAttempts: cfg.maxAttempts, Backoff: cfg.backoff}
+	if l, ok := h.(interface {
+		Lookup(string) (taskpool.Handler, bool)
+	}); ok {
+		c.lookup = l.Lookup
 	}
 	if c.q, err = provision(ctx, js, &cfg); err != nil {
 		return nil, err
@@ -681,6 +691,9 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		return
 	}
 	hdr := m.Headers()
+	if md := metadataOf(hdr); md != nil {
+		t.Metadata = md
+	}
 	if next := hdr.Get(hdrScheduleNext); next != "" && next != "purge" {
 		// A tick of a periodic schedule: every tick carries the same
 		// envelope, so give each its own ID.
@@ -698,10 +711,13 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 			}
 		}
 	}
-	maxAttempts := t.MaxAttempts
-	if maxAttempts <= 0 {
-		maxAttempts = c.cfg.maxAttempts
+	if c.lookup != nil {
+		if _, ok := c.lookup(t.Type); !ok {
+			c.unknownType(m, meta, t, attempt)
+			return
+		}
 	}
+	maxAttempts := c.policy.Attempts(t)
 	if attempt > maxAttempts {
 		// Every earlier delivery ended without an outcome: the worker
 		// died or lost the lease.
@@ -713,7 +729,7 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: attempt}, a)
 		return
 	}
-	f := &flight{msg: m, seq: meta.Sequence.Stream, attempt: attempt, uniqueKey: t.UniqueKey,
+	f := &flight{msg: m, seq: meta.Sequence.Stream, attempt: attempt, uniqueKey: t.UniqueKey, maxAttempts: t.MaxAttempts,
 		last: attempt >= maxAttempts || meta.NumDelivered >= MaxDeliveries}
 	c.mu.Lock()
 	if _, dup := c.flights[t.ID]; dup {
@@ -741,10 +757,31 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 			c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: attempt}, ActionRelease)
 			return
 		}
-		// Unknown type or invalid task: a failure like any other, so a
-		// worker that knows the type may still run it.
+		// An invalid task (or a type a handler without Lookup rejects
+		// at submit): a failure like any other, through the retry
+		// policy.
 		c.finish(f, taskpool.Outcome{Task: t, Err: err, Attempts: attempt})
 	}
+}
+
+// unknownType settles a delivery of a type the consumer has no handler
+// for: it is put back until the grace, counted from when the task was
+// stored, has passed and it was delivered at least twice, then
+// dead-lettered with ErrNoHandler.
+func (c *Consumer) unknownType(m jetstream.Msg, meta *jetstream.MsgMetadata, t taskpool.Task, attempt int) {
+	grace := c.cfg.unknownGrace
+	age := time.Since(meta.Timestamp)
+	if (age < grace || meta.NumDelivered < 2) && meta.NumDelivered < MaxDeliveries {
+		_ = m.NakWithDelay(min(max(grace-age, grace/4), grace))
+		c.settled(taskpool.Outcome{Task: t, Err: fmt.Errorf("%w: %q", taskpool.ErrNoHandler, t.Type), Attempts: attempt}, ActionRetry)
+		return
+	}
+	err := fmt.Errorf("%w: %q (after %v)", taskpool.ErrNoHandler, t.Type, age.Round(time.Millisecond))
+	a := c.deadLetter(m, meta.Sequence.Stream, t.ID, attempt, err)
+	if a == ActionDeadLetter && t.UniqueKey != "" {
+		c.release(t.UniqueKey, t.ID)
+	}
+	c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: attempt}, a)
 }
 
 // complete is the local scheduler's completion hook.
@@ -776,10 +813,19 @@ func (c *Consumer) finish(f *flight, out taskpool.Outcome) {
 	case c.stopping() && (errors.Is(out.Err, taskpool.ErrSchedulerClosed) || errors.Is(out.Err, context.Canceled)):
 		_ = f.msg.Nak()
 		a = ActionRelease
-	case errors.Is(out.Err, taskpool.ErrSkipRetry) || f.last:
+	case !taskpool.Retryable(out.Err) || f.last:
 		a = c.deadLetter(f.msg, f.seq, out.Task.ID, f.attempt, out.Err)
 	default:
-		_ = f.msg.NakWithDelay(c.cfg.backoff(f.attempt))
+		t := out.Task
+		t.MaxAttempts = f.maxAttempts
+		d, err := c.policy.Wait(t, f.attempt)
+		if err != nil {
+			// A Backoff that panics: the task is not retried, as in process.
+			c.cfg.logger.Error("natsbroker: panic in Backoff", "queue", c.cfg.queue, "type", t.Type, "error", err)
+			a = c.deadLetter(f.msg, f.seq, out.Task.ID, f.attempt, errors.Join(out.Err, err))
+			break
+		}
+		_ = f.msg.NakWithDelay(d)
 		a = ActionRetry
 	}
 	if f.uniqueKey != "" && (a == ActionAck || a == ActionDeadLetter) {

@@ -3,7 +3,21 @@ package natsbroker
 import (
 	"errors"
 	"fmt"
+
+	"github.com/taskpool/taskpool"
 )
+
+// coreError is a sentinel of this package that means what a sentinel of
+// the core package means: errors.Is matches both.
+type coreError struct {
+	msg  string
+	core error
+}
+
+func (e *coreError) Error() string { return e.msg }
+func (e *coreError) Unwrap() error { return e.core }
+
+func wrapsCore(msg string, core error) error { return &coreError{msg: msg, core: core} }
 
 // Sentinel errors returned by the package. Compare with [errors.Is]: they
 // are wrapped with the offending value.
@@ -23,7 +37,8 @@ var (
 
 	// ErrDuplicateTask is returned by [Producer.Enqueue] for a task whose
 	// UniqueKey is held by another task that is queued, delayed or running.
-	ErrDuplicateTask = errors.New("natsbroker: unique key already held")
+	// It is also [taskpool.ErrDuplicateTask] for errors.Is.
+	ErrDuplicateTask = wrapsCore("natsbroker: unique key already held", taskpool.ErrDuplicateTask)
 
 	// ErrAttemptsExhausted is the dead-letter error of a task delivered more
 	// times than its MaxAttempts without a final outcome, as happens when
@@ -35,15 +50,18 @@ var (
 	ErrSchedulesUnsupported = errors.New("natsbroker: server does not support message schedules")
 
 	// ErrInvalidQueue reports a queue name that is empty or holds characters
-	// other than letters, digits, '-' and '_'.
-	ErrInvalidQueue = errors.New("natsbroker: invalid queue name")
+	// other than letters, digits, '-' and '_'. It is also
+	// [ErrInvalidOption] and [taskpool.ErrInvalidOption] for errors.Is.
+	ErrInvalidQueue = wrapsCore("natsbroker: invalid queue name", ErrInvalidOption)
 
-	// ErrInvalidOption reports an option value that is out of range.
-	ErrInvalidOption = errors.New("natsbroker: invalid option")
+	// ErrInvalidOption reports an option value that is out of range. It is
+	// also [taskpool.ErrInvalidOption] for errors.Is.
+	ErrInvalidOption = wrapsCore("natsbroker: invalid option", taskpool.ErrInvalidOption)
 
 	// ErrNotFound is returned by the [Inspector] for a dead letter that does
 	// not exist, and by [Producer.Cancel] for an ID with nothing scheduled.
-	ErrNotFound = errors.New("natsbroker: not found")
+	// It is also [taskpool.ErrTaskNotFound] for errors.Is.
+	ErrNotFound = wrapsCore("natsbroker: not found", taskpool.ErrTaskNotFound)
 
 	// ErrNotConfirmed reports a task the server did not confirm before the
 	// caller's context ended, although [Producer.Enqueue] retried: the

@@ -236,6 +236,9 @@ func (i *Inspector) deadLetter(ctx context.Context, seq uint64) (DeadLetter, err
 	dl.Attempts, _ = strconv.Atoi(raw.Header.Get(HeaderAttempts))
 	dl.FailedAt, _ = time.Parse(time.RFC3339Nano, raw.Header.Get(HeaderFailedAt))
 	dl.Task, dl.DecodeErr = i.cfg.codec.Decode(raw.Data)
+	if dl.DecodeErr == nil {
+		dl.Task.Metadata = metadataOf(raw.Header)
+	}
 	return dl, nil
 }
 

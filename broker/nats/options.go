@@ -1,6 +1,7 @@
 package natsbroker
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -48,6 +49,10 @@ const (
 	// JetStream context's own limit (jetstream.WithPublishAsyncMaxPending,
 	// 4000 by default), past which its async publishes stall.
 	DefaultPublishWindow = 2048
+	// DefaultUnknownTypeGrace is how long a consumer keeps a task of a
+	// type it has no handler for before dead-lettering it (see
+	// [WithUnknownTypeGrace]).
+	DefaultUnknownTypeGrace = time.Minute
 )
 
 type config struct {
@@ -75,6 +80,12 @@ type config struct {
 	weights     [numPriorities]int
 	schedOpts   []taskpool.Option
 	settle      func(taskpool.Outcome, Action)
+
+	unknownGrace time.Duration
+
+	// Producer only.
+	enqueueMW []func(context.Context, *taskpool.Task) error
+	known     func(typ string) bool
 }
 
 func defaultConfig() config {
@@ -94,6 +105,7 @@ func defaultConfig() config {
 		maxAttempts:   DefaultMaxAttempts,
 		backoff:       taskpool.ExponentialBackoff(time.Second, 10*time.Minute),
 		weights:       [numPriorities]int{6, 3, 1},
+		unknownGrace:  DefaultUnknownTypeGrace,
 	}
 }
 
@@ -378,8 +390,10 @@ func WithPollWait(d time.Duration) Option {
 }
 
 // WithMaxAttempts sets how many times a task runs when it keeps failing
-// and its own MaxAttempts is zero. The default is [DefaultMaxAttempts].
-// Consumer only.
+// and neither its own MaxAttempts nor its type's [taskpool.WithRetry] (in
+// the consumer's registry) says otherwise: the consumer's counterpart of
+// the scheduler-wide taskpool.WithRetry. The default is
+// [DefaultMaxAttempts]. Consumer only.
 func WithMaxAttempts(n int) Option {
 	return optionFunc(func(c *config) error {
 		if n < 0 {
@@ -392,9 +406,10 @@ func WithMaxAttempts(n int) Option {
 	})
 }
 
-// WithBackoff sets the wait before a failed task is delivered again. The
-// default is taskpool.ExponentialBackoff(time.Second, 10*time.Minute).
-// Consumer only.
+// WithBackoff sets the wait before a failed task is delivered again, for
+// types without their own backoff ([taskpool.WithRetry] in the consumer's
+// registry). The default is taskpool.ExponentialBackoff(time.Second,
+// 10*time.Minute). Consumer only.
 func WithBackoff(b taskpool.Backoff) Option {
 	return optionFunc(func(c *config) error {
 		if b == nil {
@@ -443,6 +458,65 @@ func WithSchedulerOptions(opts ...taskpool.Option) Option {
 func WithSettleHook(fn func(out taskpool.Outcome, a Action)) Option {
 	return optionFunc(func(c *config) error {
 		c.settle = fn
+		return nil
+	})
+}
+
+// WithEnqueueMiddleware adds fn to what a producer runs on every task
+// before encoding it, in Enqueue, EnqueueBatch and Schedule (once, at
+// registration: every tick of a periodic task carries what it set then).
+// fn may change the task, typically to put a trace context or a tenant ID
+// into Task.Metadata, which travels as headers (see
+// [MetadataHeaderPrefix]) to the consumer's handlers and middleware. A
+// non-nil error rejects the task: it is not stored, and Enqueue returns an
+// error wrapping it. Several middleware run in the order given. Producer
+// only.
+func WithEnqueueMiddleware(fn ...func(ctx context.Context, t *taskpool.Task) error) Option {
+	return optionFunc(func(c *config) error {
+		for i, f := range fn {
+			if f == nil {
+				return invalid(fmt.Sprintf("enqueue middleware[%d]", i), "nil")
+			}
+		}
+		c.enqueueMW = append(c.enqueueMW, fn...)
+		return nil
+	})
+}
+
+// WithKnownTypes makes a producer reject a task whose type reg has no
+// handler for, with an error wrapping [taskpool.ErrNoHandler], as
+// [taskpool.Scheduler.Submit] does, instead of storing a task no consumer
+// can run. Give it the registry the consumers use (a producer-only process
+// can register its types with any handler); it is read at each enqueue,
+// so types registered later are known from then on. The default accepts
+// every type. Producer only.
+func WithKnownTypes(reg *taskpool.Registry) Option {
+	return optionFunc(func(c *config) error {
+		if reg == nil {
+			return invalid("known types", "nil registry")
+		}
+		c.known = func(typ string) bool { _, ok := reg.Lookup(typ); return ok }
+		return nil
+	})
+}
+
+// WithUnknownTypeGrace sets how long a consumer whose handler has no
+// handler for a task's type (a [*taskpool.Registry], or any handler with
+// a Lookup method) keeps the task before dead-lettering it with an error
+// wrapping [taskpool.ErrNoHandler]: a rolling deploy may bring the
+// handler meanwhile. The task is put back (NakWithDelay) until the grace,
+// counted from when the task was stored, has passed and it was delivered
+// at least twice; other consumers that have the handler may take it
+// meanwhile. The default is [DefaultUnknownTypeGrace]; the minimum is
+// 10ms. Consumer only.
+func WithUnknownTypeGrace(d time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if d < 0 || (d > 0 && d < 10*time.Millisecond) {
+			return invalid("unknown type grace", d)
+		}
+		if d > 0 {
+			c.unknownGrace = d
+		}
 		return nil
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -115,6 +116,9 @@ func (p *Producer) Enqueue(ctx context.Context, t taskpool.Task, opts ...Enqueue
 	for _, o := range opts {
 		o.applyEnqueue(&eo)
 	}
+	if err := p.intercept(ctx, &t); err != nil {
+		return Receipt{}, err
+	}
 	msg, err := p.message(t, eo.at)
 	if err != nil {
 		return Receipt{}, err
@@ -183,6 +187,10 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 		failed = true
 	}
 	for i, t := range tasks {
+		if err := p.intercept(ctx, &t); err != nil {
+			errs[i], failed = err, true
+			continue
+		}
 		msg, err := p.message(t, time.Time{})
 		if err != nil {
 			errs[i], failed = err, true
@@ -259,6 +267,9 @@ func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Tas
 	}
 	if t.ID == "" {
 		t.ID = id
+	}
+	if err := p.intercept(ctx, &t); err != nil {
+		return err
 	}
 	msg, err := p.message(t, time.Time{})
 	if err != nil {
@@ -349,6 +360,9 @@ func (p *Producer) message(t taskpool.Task, at time.Time) (*nats.Msg, error) {
 	if t.Type == "" {
 		return nil, fmt.Errorf("%w: empty", taskpool.ErrInvalidType)
 	}
+	if p.cfg.known != nil && !p.cfg.known(t.Type) {
+		return nil, fmt.Errorf("%w: %q", taskpool.ErrNoHandler, t.Type)
+	}
 	if t.ID == "" {
 		t.ID = nuid.Next()
 	}
@@ -359,9 +373,12 @@ func (p *Producer) message(t taskpool.Task, at time.Time) (*nats.Msg, error) {
 	msg := &nats.Msg{
 		Subject: p.q.task[prioIndex(t.Priority)],
 		Data:    data,
-		Header:  make(nats.Header, 1),
+		Header:  make(nats.Header, 1+len(t.Metadata)),
 	}
 	msg.Header.Set(jetstream.MsgIDHeader, t.ID)
+	if err := setMetadata(msg.Header, t); err != nil {
+		return nil, err
+	}
 	if !at.IsZero() {
 		if p.q.schedules {
 			// A one-shot server-side schedule: the server publishes the
@@ -410,4 +427,19 @@ func publishError(err error) error {
 		return perm
 	}
 	return err
+}
+
+// intercept runs the enqueue middleware ([WithEnqueueMiddleware]) on t, in
+// the order given.
+func (p *Producer) intercept(ctx context.Context, t *taskpool.Task) error {
+	if len(p.cfg.enqueueMW) == 0 {
+		return nil
+	}
+	t.Metadata = maps.Clone(t.Metadata) // the caller's map is not written
+	for _, mw := range p.cfg.enqueueMW {
+		if err := mw(ctx, t); err != nil {
+			return fmt.Errorf("natsbroker: enqueue middleware: task %s: %w", t.Type, err)
+		}
+	}
+	return nil
 }

@@ -1,0 +1,59 @@
+package natsbroker
+
+import (
+	"context"
+	"time"
+
+	"github.com/taskpool/taskpool"
+)
+
+// Client is a [Producer] as a [taskpool.Client], so that application code
+// written against taskpool.Client runs on NATS with only its construction
+// changed. Submit, SubmitAt and SubmitAfter are [Producer.Enqueue] (with
+// [At] or [Delay]); Cancel is [Producer.Cancel], bounded by
+// CancelTimeout. Give the producer [WithKnownTypes] for Submit to reject
+// unknown types with [taskpool.ErrNoHandler] as the in-process scheduler
+// does.
+type Client struct {
+	// Producer is the producer submitted through.
+	Producer *Producer
+	// CancelTimeout bounds Cancel, which takes no context: 0 means 10s.
+	CancelTimeout time.Duration
+}
+
+var _ taskpool.Client = (*Client)(nil)
+
+// NewClient returns p as a [taskpool.Client].
+func NewClient(p *Producer) *Client { return &Client{Producer: p} }
+
+// Submit enqueues t; see [Producer.Enqueue].
+func (c *Client) Submit(ctx context.Context, t taskpool.Task) error {
+	_, err := c.Producer.Enqueue(ctx, t)
+	return err
+}
+
+// SubmitAt enqueues t to be due at at; see [At].
+func (c *Client) SubmitAt(ctx context.Context, t taskpool.Task, at time.Time) error {
+	_, err := c.Producer.Enqueue(ctx, t, At(at))
+	return err
+}
+
+// SubmitAfter enqueues t to be due d from now; see [Delay].
+func (c *Client) SubmitAfter(ctx context.Context, t taskpool.Task, d time.Duration) error {
+	_, err := c.Producer.Enqueue(ctx, t, Delay(d))
+	return err
+}
+
+// Cancel removes a delayed task that is not due yet (or a periodic
+// schedule) by its ID; see [Producer.Cancel]. A task already due, queued
+// or running cannot be cancelled: the error wraps [ErrNotFound], which is
+// also [taskpool.ErrTaskNotFound].
+func (c *Client) Cancel(id string) error {
+	d := c.CancelTimeout
+	if d <= 0 {
+		d = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return c.Producer.Cancel(ctx, id)
+}

@@ -1,0 +1,258 @@
+package natsbroker_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskpool/taskpool"
+	natsbroker "github.com/taskpool/taskpool/broker/nats"
+)
+
+// The conformance suite: one table of scenarios, written once against
+// taskpool.Client and one registry, run on both transports (the
+// in-process Scheduler; a NATS producer and consumer on the embedded
+// server). Every scenario must pass on both.
+
+// final is a task's final outcome as a transport reports it.
+type final struct {
+	err      error
+	attempts int
+}
+
+// world is what a scenario sees: the client, and what the handlers and
+// the final outcomes recorded, by task ID.
+type world struct {
+	client taskpool.Client
+	mu     sync.Mutex
+	runs   map[string][]taskpool.Task
+	finals map[string]chan final
+}
+
+func (w *world) ran(t taskpool.Task) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.runs[t.ID] = append(w.runs[t.ID], t)
+}
+
+func (w *world) runsOf(id string) []taskpool.Task {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]taskpool.Task(nil), w.runs[id]...)
+}
+
+func (w *world) finalCh(id string) chan final {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ch := w.finals[id]
+	if ch == nil {
+		ch = make(chan final, 1)
+		w.finals[id] = ch
+	}
+	return ch
+}
+
+func (w *world) settle(id string, err error, attempts int) {
+	w.finalCh(id) <- final{err, attempts}
+}
+
+// wait returns the final outcome of task id.
+func (w *world) wait(t *testing.T, id string) final {
+	t.Helper()
+	select {
+	case f := <-w.finalCh(id):
+		return f
+	case <-time.After(20 * time.Second):
+		t.Fatalf("task %s: no final outcome", id)
+		return final{}
+	}
+}
+
+// confParams are params that survive the wire: exported fields, ints as
+// typed fields, times in UTC.
+type confParams struct {
+	Name  string            `json:"name"`
+	N     int               `json:"n"`
+	Tags  []string          `json:"tags"`
+	Attrs map[string]string `json:"attrs"`
+	At    time.Time         `json:"at"`
+}
+
+// conformanceRegistry is the one registry both transports run.
+func conformanceRegistry(w *world) *taskpool.Registry {
+	reg := taskpool.NewRegistry()
+	record := func(ctx context.Context, t taskpool.Task) error { w.ran(t); return nil }
+	must := func(err error) {
+		if err != nil {
+			panic(err)
+		}
+	}
+	must(reg.HandleFunc("conf.ok", record, taskpool.WithRetry(1, nil)))
+	must(reg.HandleFunc("conf.flaky", func(ctx context.Context, t taskpool.Task) error {
+		w.ran(t)
+		return errors.New("always fails")
+	}, taskpool.WithRetry(3, taskpool.ConstantBackoff(10*time.Millisecond))))
+	must(reg.HandleFunc("conf.skip", func(ctx context.Context, t taskpool.Task) error {
+		w.ran(t)
+		return taskpool.SkipRetry(errors.New("final"))
+	}, taskpool.WithRetry(3, taskpool.ConstantBackoff(10*time.Millisecond))))
+	must(reg.HandleFunc("conf.panic", func(ctx context.Context, t taskpool.Task) error {
+		w.ran(t)
+		panic("handler bug")
+	}, taskpool.WithRetry(1, nil)))
+	must(reg.HandleFunc("conf.params", func(ctx context.Context, t taskpool.Task) error {
+		w.ran(t)
+		p, err := taskpool.ParamsAs[confParams](t)
+		if err != nil {
+			return taskpool.SkipRetry(err)
+		}
+		t.Params = p // recorded decoded, for the comparison
+		w.ran(t)
+		return nil
+	}, taskpool.WithRetry(1, nil)))
+	return reg
+}
+
+type transport struct {
+	name string
+	// start runs reg on the transport and returns the client; hooks
+	// report final outcomes to w.settle.
+	start func(t *testing.T, reg *taskpool.Registry, w *world) taskpool.Client
+}
+
+var transports = []transport{
+	{"inprocess", func(t *testing.T, reg *taskpool.Registry, w *world) taskpool.Client {
+		s, err := taskpool.New(reg, taskpool.WithCompletionHook(func(out taskpool.Outcome) {
+			w.settle(out.Task.ID, out.Err, out.Attempts)
+		}))
+		require.NoError(t, err)
+		require.NoError(t, s.Start())
+		t.Cleanup(func() { assert.NoError(t, s.Stop(context.Background())) })
+		return s
+	}},
+	{"nats", func(t *testing.T, reg *taskpool.Registry, w *world) taskpool.Client {
+		srv := startServer(t)
+		_, js := connect(t, srv.URL())
+		startConsumer(t, js, reg, natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+			if a == natsbroker.ActionAck || a == natsbroker.ActionDeadLetter {
+				w.settle(out.Task.ID, out.Err, out.Attempts)
+			}
+		}))
+		p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithKnownTypes(reg))
+		require.NoError(t, err)
+		return natsbroker.NewClient(p)
+	}},
+}
+
+var scenarios = []struct {
+	name string
+	run  func(t *testing.T, w *world)
+}{
+	{"plain task runs once", func(t *testing.T, w *world) {
+		require.NoError(t, w.client.Submit(context.Background(), taskpool.Task{ID: "plain", Type: "conf.ok"}))
+		f := w.wait(t, "plain")
+		assert.NoError(t, f.err)
+		assert.Equal(t, 1, f.attempts)
+		runs := w.runsOf("plain")
+		require.Len(t, runs, 1)
+		assert.Equal(t, 1, runs[0].Attempt)
+	}},
+	{"per-type retry attempts honoured", func(t *testing.T, w *world) {
+		require.NoError(t, w.client.Submit(context.Background(), taskpool.Task{ID: "flaky", Type: "conf.flaky"}))
+		f := w.wait(t, "flaky")
+		assert.Error(t, f.err)
+		assert.Equal(t, 3, f.attempts)
+		var attempts []int
+		for _, r := range w.runsOf("flaky") {
+			attempts = append(attempts, r.Attempt)
+		}
+		assert.Equal(t, []int{1, 2, 3}, attempts)
+	}},
+	{"task MaxAttempts overrides the type", func(t *testing.T, w *world) {
+		require.NoError(t, w.client.Submit(context.Background(), taskpool.Task{ID: "own", Type: "conf.flaky", MaxAttempts: 2}))
+		f := w.wait(t, "own")
+		assert.Equal(t, 2, f.attempts)
+		assert.Len(t, w.runsOf("own"), 2)
+	}},
+	{"SkipRetry is final", func(t *testing.T, w *world) {
+		require.NoError(t, w.client.Submit(context.Background(), taskpool.Task{ID: "skip", Type: "conf.skip"}))
+		f := w.wait(t, "skip")
+		assert.ErrorIs(t, f.err, taskpool.ErrSkipRetry)
+		assert.Equal(t, 1, f.attempts)
+		assert.Len(t, w.runsOf("skip"), 1)
+	}},
+	{"panic is a failure", func(t *testing.T, w *world) {
+		require.NoError(t, w.client.Submit(context.Background(), taskpool.Task{ID: "panic", Type: "conf.panic"}))
+		f := w.wait(t, "panic")
+		var pe *taskpool.PanicError
+		require.ErrorAs(t, f.err, &pe)
+		assert.Equal(t, "handler bug", pe.Value)
+		assert.Equal(t, 1, f.attempts)
+	}},
+	{"metadata round trip", func(t *testing.T, w *world) {
+		md := map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tenant": "acme"}
+		require.NoError(t, w.client.Submit(context.Background(), taskpool.Task{ID: "meta", Type: "conf.ok", Metadata: md}))
+		require.NoError(t, w.wait(t, "meta").err)
+		runs := w.runsOf("meta")
+		require.Len(t, runs, 1)
+		assert.Equal(t, md, runs[0].Metadata)
+	}},
+	{"unknown type rejected", func(t *testing.T, w *world) {
+		err := w.client.Submit(context.Background(), taskpool.Task{ID: "unknown", Type: "conf.nope"})
+		assert.ErrorIs(t, err, taskpool.ErrNoHandler)
+		err = w.client.SubmitAfter(context.Background(), taskpool.Task{ID: "unknown2", Type: "conf.nope"}, time.Hour)
+		assert.ErrorIs(t, err, taskpool.ErrNoHandler)
+	}},
+	{"duplicate unique key rejected", func(t *testing.T, w *world) {
+		ctx := context.Background()
+		require.NoError(t, w.client.SubmitAfter(ctx, taskpool.Task{ID: "uniq1", Type: "conf.ok", UniqueKey: "conf-key"}, time.Hour))
+		err := w.client.Submit(ctx, taskpool.Task{ID: "uniq2", Type: "conf.ok", UniqueKey: "conf-key"})
+		assert.ErrorIs(t, err, taskpool.ErrDuplicateTask)
+		require.NoError(t, w.client.Cancel("uniq1"))
+	}},
+	{"empty type rejected", func(t *testing.T, w *world) {
+		assert.ErrorIs(t, w.client.Submit(context.Background(), taskpool.Task{}), taskpool.ErrInvalidType)
+	}},
+	{"params round trip via ParamsAs", func(t *testing.T, w *world) {
+		p := confParams{Name: "ada", N: 1 << 40, Tags: []string{"a", "b"}, Attrs: map[string]string{"k": "v"},
+			At: time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.UTC)}
+		require.NoError(t, w.client.Submit(context.Background(), taskpool.Task{ID: "params", Type: "conf.params", Params: p}))
+		require.NoError(t, w.wait(t, "params").err)
+		runs := w.runsOf("params")
+		require.Len(t, runs, 2)
+		assert.Equal(t, p, runs[1].Params)
+	}},
+	{"delayed task runs after its delay", func(t *testing.T, w *world) {
+		start := time.Now()
+		const d = 300 * time.Millisecond
+		require.NoError(t, w.client.SubmitAfter(context.Background(), taskpool.Task{ID: "later", Type: "conf.ok"}, d))
+		require.NoError(t, w.wait(t, "later").err)
+		assert.GreaterOrEqual(t, time.Since(start), d-10*time.Millisecond) // the server's clock granularity
+	}},
+	{"cancel a delayed task", func(t *testing.T, w *world) {
+		require.NoError(t, w.client.SubmitAt(context.Background(), taskpool.Task{ID: "cancelme", Type: "conf.ok"}, time.Now().Add(time.Hour)))
+		require.NoError(t, w.client.Cancel("cancelme"))
+		assert.ErrorIs(t, w.client.Cancel("cancelme"), taskpool.ErrTaskNotFound)
+		assert.ErrorIs(t, w.client.Cancel("never-submitted"), taskpool.ErrTaskNotFound)
+		assert.Empty(t, w.runsOf("cancelme"))
+	}},
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			t.Parallel()
+			w := &world{runs: map[string][]taskpool.Task{}, finals: map[string]chan final{}}
+			w.client = tr.start(t, conformanceRegistry(w), w)
+			for _, sc := range scenarios {
+				t.Run(sc.name, func(t *testing.T) { sc.run(t, w) })
+			}
+		})
+	}
+}

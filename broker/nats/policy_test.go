@@ -1,0 +1,150 @@
+package natsbroker_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskpool/taskpool"
+	natsbroker "github.com/taskpool/taskpool/broker/nats"
+)
+
+// settleLog records what a consumer did with each delivery, by task ID.
+type settleLog struct {
+	mu   sync.Mutex
+	acts map[string][]natsbroker.Action
+	errs map[string]error
+	fin  chan string // task IDs settled for good (ack or dead letter)
+}
+
+func newSettleLog() *settleLog {
+	return &settleLog{acts: map[string][]natsbroker.Action{}, errs: map[string]error{}, fin: make(chan string, 64)}
+}
+
+func (l *settleLog) hook(out taskpool.Outcome, a natsbroker.Action) {
+	l.mu.Lock()
+	l.acts[out.Task.ID] = append(l.acts[out.Task.ID], a)
+	l.errs[out.Task.ID] = out.Err
+	l.mu.Unlock()
+	if a == natsbroker.ActionAck || a == natsbroker.ActionDeadLetter {
+		l.fin <- out.Task.ID
+	}
+}
+
+func (l *settleLog) get(id string) ([]natsbroker.Action, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]natsbroker.Action(nil), l.acts[id]...), l.errs[id]
+}
+
+// TestConsumerFollowsRegistryRetry: the consumer gives a type the attempts
+// and backoff of its WithRetry in the registry, and a task its own
+// MaxAttempts, through taskpool.RetryPolicy, not the consumer's defaults
+// (here one attempt and a backoff of an hour, which would stall the test).
+func TestConsumerFollowsRegistryRetry(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	fail := func(context.Context, taskpool.Task) error { return errors.New("boom") }
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("typed", fail, taskpool.WithRetry(3, taskpool.ConstantBackoff(10*time.Millisecond))))
+	require.NoError(t, reg.HandleFunc("plain", fail))
+	require.NoError(t, reg.HandleFunc("skip", func(context.Context, taskpool.Task) error {
+		return taskpool.SkipRetry(errors.New("final"))
+	}, taskpool.WithRetry(5, nil)))
+	require.NoError(t, reg.HandleFunc("badbackoff", fail, taskpool.WithRetry(3, func(int) time.Duration { panic("bo") })))
+	log := newSettleLog()
+	startConsumer(t, js, reg, natsbroker.WithSettleHook(log.hook),
+		natsbroker.WithMaxAttempts(1), natsbroker.WithBackoff(taskpool.ConstantBackoff(time.Hour)))
+	prod, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	for _, task := range []taskpool.Task{
+		{ID: "typed", Type: "typed"},
+		{ID: "own", Type: "typed", MaxAttempts: 2},
+		{ID: "plain", Type: "plain"},
+		{ID: "skip", Type: "skip"},
+		{ID: "badbackoff", Type: "badbackoff"},
+	} {
+		_, err := prod.Enqueue(ctx, task)
+		require.NoError(t, err)
+	}
+	for range 5 {
+		select {
+		case <-log.fin:
+		case <-ctx.Done():
+			t.Fatal("tasks not settled")
+		}
+	}
+	R, D := natsbroker.ActionRetry, natsbroker.ActionDeadLetter
+	for id, want := range map[string][]natsbroker.Action{
+		"typed": {R, R, D},
+		"own":   {R, D},
+		"plain": {D},
+		"skip":  {D},
+		// A Backoff that panics: not retried, as in process.
+		"badbackoff": {D},
+	} {
+		got, _ := log.get(id)
+		assert.Equal(t, want, got, id)
+	}
+}
+
+// TestUnknownTypes: a producer given the registry rejects an unknown type
+// with ErrNoHandler; a consumer dead-letters one with ErrNoHandler once
+// the grace has passed, not after its backoff ladder (an hour here).
+func TestUnknownTypes(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("known", nop))
+
+	strict, err := natsbroker.NewProducer(ctx, js, natsbroker.WithKnownTypes(reg))
+	require.NoError(t, err)
+	_, err = strict.Enqueue(ctx, taskpool.Task{Type: "nope"})
+	assert.ErrorIs(t, err, taskpool.ErrNoHandler)
+	_, err = strict.Enqueue(ctx, taskpool.Task{Type: "known"})
+	assert.NoError(t, err)
+	_, err = natsbroker.NewProducer(ctx, js, natsbroker.WithKnownTypes(nil))
+	assert.ErrorIs(t, err, taskpool.ErrInvalidOption)
+	_, err = natsbroker.NewConsumer(ctx, js, reg, natsbroker.WithUnknownTypeGrace(time.Millisecond))
+	assert.ErrorIs(t, err, taskpool.ErrInvalidOption)
+
+	log := newSettleLog()
+	const grace = 300 * time.Millisecond
+	startConsumer(t, js, reg, natsbroker.WithSettleHook(log.hook), natsbroker.WithUnknownTypeGrace(grace),
+		natsbroker.WithBackoff(taskpool.ConstantBackoff(time.Hour)))
+	lax, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	start := time.Now()
+	_, err = lax.Enqueue(ctx, taskpool.Task{ID: "u1", Type: "nope"})
+	require.NoError(t, err)
+	for id := range log.fin {
+		if id == "u1" {
+			break
+		}
+	}
+	elapsed := time.Since(start)
+	acts, lastErr := log.get("u1")
+	assert.ErrorIs(t, lastErr, taskpool.ErrNoHandler)
+	assert.GreaterOrEqual(t, elapsed, grace)
+	assert.Less(t, elapsed, 10*grace)
+	require.GreaterOrEqual(t, len(acts), 2)
+	assert.Equal(t, natsbroker.ActionDeadLetter, acts[len(acts)-1])
+
+	insp, err := natsbroker.NewInspector(ctx, js)
+	require.NoError(t, err)
+	dls, err := insp.DeadLetters(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	assert.Contains(t, dls[0].Error, "no handler")
+}
+
+func nop(context.Context, taskpool.Task) error { return nil }
