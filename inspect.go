@@ -40,8 +40,9 @@ type Inspection struct {
 	Delayed []TaskInfo
 	// Periodic lists the periodic schedules, soonest first.
 	Periodic []PeriodicInfo
-	// Running lists the tasks whose handler runs now. A worker moves on
-	// while the list is made, so it is a close view, not an instant's.
+	// Running lists the tasks workers are busy with: running the handler,
+	// or delivering the outcome to the hooks right after. A worker moves
+	// on while the list is made, so it is a close view, not an instant's.
 	Running []TaskInfo
 	// Dead lists the dead letters, oldest first.
 	Dead []Outcome
@@ -93,11 +94,7 @@ func (s *Scheduler) Inspect() Inspection {
 		if r := j.rec; r != nil {
 			q.mu.Lock() // a retry changes Attempt under it
 			ti.ID, ti.Priority, ti.Attempt = r.task.ID, r.task.Priority, r.task.Attempt
-			st := r.state.Load()
 			q.mu.Unlock()
-			if st != stRunning {
-				return
-			}
 		} else {
 			ti.ID = formatID(s.prefix, l.idn.Load()-1)
 		}

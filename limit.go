@@ -117,16 +117,19 @@ func (s *Scheduler) admitRun(l *local, j *job, rp **record) bool {
 	if b.rate != nil && (r == nil || !r.rated) {
 		if d := s.reserve(b.rate); d > 0 {
 			if r == nil {
-				r = s.recordFor(j, s.workerID(l), 1)
+				r = s.recordFor(j, l.id, 1)
 			}
 			r.rated = true
+			if !r.indexed {
+				s.index.add(r) // Cancel reaches what Inspect lists
+			}
 			s.timers.hold(r, s.now().Add(d))
 			return false
 		}
 	}
 	if lim := b.limit; lim != nil {
 		if r == nil && !lim.tryAcquire() {
-			r = s.recordFor(j, s.workerID(l), 1)
+			r = s.recordFor(j, l.id, 1)
 		}
 		if r != nil {
 			// The rate limiter, if any, has admitted this start: a

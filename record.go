@@ -9,11 +9,12 @@ import (
 // so that when two goroutines race to decide a task's fate (Cancel and a
 // worker, Cancel and the timer, Stop and a limit), exactly one wins.
 const (
-	stQueued  uint32 = iota // in a lane or a worker's batch
-	stDelayed               // in the timer heap: delayed, retry or rate-held
-	stWaiting               // waiting for a concurrency slot
-	stRunning               // a worker owns it
-	stDone                  // settled: its outcome is delivered or being delivered
+	stAdmitting uint32 = iota // being submitted: not accepted yet, so Cancel cannot take it
+	stQueued                  // in a lane or a worker's batch
+	stDelayed                 // in the timer heap: delayed, retry or rate-held
+	stWaiting                 // waiting for a concurrency slot
+	stRunning                 // a worker owns it
+	stDone                    // settled: its outcome is delivered or being delivered
 )
 
 // record is the one place where the state of a task that needs more than a
@@ -45,6 +46,13 @@ type record struct {
 
 // cas moves r from one state to another and reports whether it did.
 func (r *record) cas(from, to uint32) bool { return r.state.CompareAndSwap(from, to) }
+
+// claim moves r, which a worker met in its batch, from queued (or from
+// admitting: its Submit has not yet marked it queued) to state to, and
+// reports whether it did; it did not if Cancel settled r first.
+func (r *record) claim(to uint32) bool {
+	return r.cas(stQueued, to) || r.cas(stAdmitting, to)
+}
 
 // settle moves r to stDone from any state but stDone, and reports whether
 // this call did: the caller then owns the outcome.

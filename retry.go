@@ -162,6 +162,9 @@ func (s *Scheduler) retry(l *local, j *job, r *record, t *Task, err error) bool 
 		r = s.recordFor(j, t.ID, t.Attempt)
 	}
 	r.lastErr, r.rated, r.woken = err, false, false
+	if !r.indexed {
+		s.index.add(r) // Cancel reaches what Inspect lists
+	}
 	if !s.retryAt(r, t.Attempt+1, s.now().Add(delay)) {
 		// Stop has begun and the retry is not run early: the task ends
 		// unrun, with its last error.

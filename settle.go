@@ -75,6 +75,10 @@ func (s *Scheduler) finalize(l *local, r *record, t *Task, res any, err error, a
 	c := &s.shared
 	if l != nil {
 		c = &l.c
+		// Settled from here on: if a hook ends the goroutine, Exited must
+		// not settle the task again.
+		l.stage = stageDelivering
+		defer func() { l.stage = stageIdle }()
 	}
 	failure := false
 	switch {
@@ -122,27 +126,37 @@ func (s *Scheduler) finalize(l *local, r *record, t *Task, res any, err error, a
 // does not stop the others; a hook that calls runtime.Goexit ends the
 // goroutine, but the deferred part still completes the Future.
 func (s *Scheduler) deliver(l *local, out *Outcome, r *record, failure bool) {
-	if l != nil {
-		l.stage = stageDelivering
-	}
-	done := false
+	const (
+		inDeadHook = iota + 1
+		inCompletionHook
+		told
+	)
+	step := 0
 	defer func() {
-		if !done && r != nil && r.hasFuture {
+		if step == told {
+			return
+		}
+		// A hook ended the goroutine (runtime.Goexit): the rest is still
+		// told, as a panic would have left it.
+		if step == inDeadHook && s.opts.onComplete != nil {
+			step = inCompletionHook
+			s.hook("completion hook", s.opts.onComplete, *out)
+		}
+		if r != nil && r.hasFuture {
 			r.future.complete(*out)
 		}
 	}()
 	if failure && s.opts.onDead != nil {
+		step = inDeadHook
 		s.hook("dead-letter hook", s.opts.onDead, *out)
 	}
 	if s.opts.onComplete != nil {
+		step = inCompletionHook
 		s.hook("completion hook", s.opts.onComplete, *out)
 	}
-	done = true
+	step = told
 	if r != nil && r.hasFuture {
 		r.future.complete(*out)
-	}
-	if l != nil {
-		l.stage = stageIdle
 	}
 }
 

@@ -14,7 +14,9 @@ type Stats struct {
 	// Delayed counts tasks waiting in the timer heap: delayed tasks,
 	// retries and rate-limited tasks.
 	Delayed int
-	// Running counts handlers running now; never more than Workers.
+	// Running counts workers busy with a task: running its handler, or
+	// delivering its outcome to the hooks right after. Never more than
+	// Workers; the same tasks as Inspection.Running.
 	Running int
 	// Succeeded counts tasks whose final run returned nil.
 	Succeeded uint64

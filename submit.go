@@ -90,11 +90,13 @@ func (s *Scheduler) submit(ctx context.Context, t *Task, r *record, block bool) 
 		if err := s.admit(r, t, b); err != nil {
 			return err
 		}
-		r.state.Store(stQueued)
-		j.rec = r
+		j.rec = r // stAdmitting: out of Cancel's reach until accepted
 	}
 	err = s.e.Put(ctx, b.lane, j, block, false)
 	if err == nil {
+		if r != nil {
+			r.cas(stAdmitting, stQueued) // unless a worker has it already
+		}
 		return nil
 	}
 	if r != nil {

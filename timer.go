@@ -64,6 +64,8 @@ type timerQueue struct {
 	dropping bool      // Stop's deadline passed: nothing waits any more
 	stopped  bool      // the timer goroutine exits
 	work     []*record // settled not run, to be reported by the timer goroutine
+	firing   []*record // schedules due, out of the heap, not yet moved on
+	current  *record   // the schedule whose Next runs
 	wake     chan struct{}
 	accepted atomic.Uint64 // tasks accepted by SubmitAt
 }
@@ -274,15 +276,24 @@ func (s *Scheduler) runTimers(restarted bool) {
 // none). Schedule.Next is called without the lock held.
 func (s *Scheduler) fireDue(now time.Time) time.Time {
 	q := &s.timers
-	var due, fires []*record
+	var due []*record
 	q.mu.Lock()
+	if p := q.current; p != nil {
+		// The goroutine before this one ended in p's Schedule.Next
+		// (runtime.Goexit): p is removed, like a schedule that panics.
+		q.current = nil
+		if q.periodic[p.task.ID] == p {
+			delete(q.periodic, p.task.ID)
+		}
+		s.opts.logger.Error("taskpool: periodic schedule removed: Next called runtime.Goexit", "id", p.task.ID)
+	}
 	for len(q.h) > 0 && !q.h[0].at.After(now) {
 		r := q.h[0]
 		if r.reason == kindPeriodic {
 			// Out of the heap while it fires; still in periodic, so that
 			// Unschedule meanwhile is seen below.
 			heap.Remove(&q.h, r.heapIndex)
-			fires = append(fires, r)
+			q.firing = append(q.firing, r)
 			continue
 		}
 		q.removeLocked(r)
@@ -294,10 +305,23 @@ func (s *Scheduler) fireDue(now time.Time) time.Time {
 	for _, r := range due {
 		s.inject(r)
 	}
-	for _, p := range fires {
+	for {
+		// One schedule at a time off a list kept in the queue, so that a
+		// goroutine replacing this one finds the rest.
+		q.mu.Lock()
+		if len(q.firing) == 0 {
+			q.mu.Unlock()
+			break
+		}
+		p := q.firing[0]
+		q.firing[0] = nil
+		q.firing = q.firing[1:]
+		q.current = p
+		q.mu.Unlock()
 		s.fire(s.activation(p))
 		next, ok := s.nextRun(p.sched, p.at, now)
 		q.mu.Lock()
+		q.current = nil
 		switch {
 		case q.periodic[p.task.ID] != p:
 			// Unscheduled, or the queue flushed, meanwhile.

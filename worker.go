@@ -67,7 +67,7 @@ func (r runner) Run(w *engine.Worker[job, local], j *job) {
 func (s *Scheduler) runSlow(w *engine.Worker[job, local], j *job) {
 	l := &w.Local
 	b, r := j.b, j.rec
-	if r != nil && !r.cas(stQueued, stRunning) {
+	if r != nil && !r.claim(stRunning) {
 		// Cancelled while queued: it has its outcome already.
 		s.tombs[b.lane].Add(-1)
 		if b.limit != nil {
@@ -75,15 +75,21 @@ func (s *Scheduler) runSlow(w *engine.Worker[job, local], j *job) {
 		}
 		return
 	}
+	if r == nil {
+		l.id = s.workerID(l)
+		l.idn.Store(l.ids.seq)
+	}
+	// From here the job is the worker's to settle, even if a RateLimiter
+	// ends the goroutine: Exited sees stageUser.
+	l.stage = stageUser
 	if b.slow && !s.admitRun(l, j, &r) {
+		l.stage = stageIdle
 		return // waits in the timer heap or for a slot
 	}
 	var t Task
 	if r != nil {
 		t = r.task
 	} else {
-		l.id = s.workerID(l)
-		l.idn.Store(l.ids.seq)
 		t = Task{ID: l.id, Type: b.typ, Params: j.params, Priority: b.prio, Attempt: 1}
 	}
 	t.result = &l.slot
@@ -95,7 +101,6 @@ func (s *Scheduler) runSlow(w *engine.Worker[job, local], j *job) {
 	if d > 0 {
 		ctx, cancel = context.WithTimeout(ctx, d)
 	}
-	l.stage = stageUser
 	w.Begin()
 	err := s.call(ctx, b.h, &t)
 	if cancel != nil {
@@ -148,7 +153,7 @@ func (r runner) Drop(l *local, j *job) {
 	rec := j.rec
 	var t Task
 	if rec != nil {
-		if !rec.cas(stQueued, stDone) {
+		if !rec.claim(stDone) {
 			s.tombs[j.b.lane].Add(-1)
 			return // cancelled: settled already
 		}

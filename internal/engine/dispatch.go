@@ -197,6 +197,13 @@ func (e *Engine[T, L]) retire(w *Worker[T, L]) bool {
 
 // shrink retires idle workers while there are more than asked for.
 func (e *Engine[T, L]) shrink() {
+	for e.surplus.Load() && len(e.ready) > 0 {
+		w := e.ready[len(e.ready)-1]
+		if !e.retire(w) {
+			break
+		}
+		e.ready = e.ready[:len(e.ready)-1]
+	}
 	for e.surplus.Load() {
 		select {
 		case w := <-e.idle:
