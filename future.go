@@ -30,11 +30,19 @@ type Future struct {
 	ch   chan struct{} // made on demand by Done, closed by complete
 	done bool
 
-	// Written once, before wg.Done and under mu; read after either.
-	out Outcome
+	// Written once, before wg.Done and under mu; read after either. The
+	// task is the record's own, which does not change once settled: the
+	// Future keeps no copy of it.
+	task     *Task
+	result   any
+	err      error
+	attempts int
 }
 
-func (f *Future) init() { f.wg.Add(1) }
+func (f *Future) init(t *Task) {
+	f.task = t
+	f.wg.Add(1)
+}
 
 // Wait blocks until the task has finished or ctx is done, and returns the
 // handler's result and error. When ctx ends first it returns ctx's error;
@@ -43,11 +51,11 @@ func (f *Future) Wait(ctx context.Context) (any, error) {
 	if ctx.Done() == nil {
 		// No cancellation possible: wait without making a channel.
 		f.wg.Wait()
-		return f.out.Result, f.out.Err
+		return f.result, f.err
 	}
 	select {
 	case <-f.Done():
-		return f.out.Result, f.out.Err
+		return f.result, f.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -71,12 +79,15 @@ func (f *Future) Done() <-chan struct{} {
 func (f *Future) Outcome() (Outcome, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.out, f.done
+	if !f.done {
+		return Outcome{}, false
+	}
+	return Outcome{Task: *f.task, Result: f.result, Err: f.err, Attempts: f.attempts}, true
 }
 
 func (f *Future) complete(out Outcome) {
 	f.mu.Lock()
-	f.out = out
+	f.result, f.err, f.attempts = out.Result, out.Err, out.Attempts
 	f.done = true
 	if f.ch != nil {
 		close(f.ch)

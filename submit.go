@@ -58,7 +58,7 @@ func (s *Scheduler) TrySubmit(t Task) error {
 func (s *Scheduler) SubmitFuture(ctx context.Context, t Task) (*Future, error) {
 	r := new(record)
 	r.hasFuture = true
-	r.future.init()
+	r.future.init(&r.task)
 	if err := s.submit(ctx, &t, r, true); err != nil {
 		return nil, err
 	}

@@ -184,12 +184,24 @@ func (e *Engine[T, L]) Put(ctx context.Context, p int, t T, block, force bool) e
 			l.mu.Unlock()
 			return ErrClosed
 		}
-		if len(l.waiters) > 0 || l.in.Load()-l.out.Load() >= int64(e.cfg.QueueSize) {
+		for spins := 0; len(l.waiters) > 0 || l.in.Load()-l.out.Load() >= int64(e.cfg.QueueSize); spins++ {
 			if !block {
 				l.mu.Unlock()
 				return ErrFull
 			}
-			return e.wait(ctx, l, t)
+			if spins == spinYields || len(l.waiters) > 0 {
+				return e.wait(ctx, l, t)
+			}
+			// Yield a few times before parking: under a steady flood the
+			// dispatcher frees room within a yield, and a parked caller
+			// costs a waiter, a channel and a wake-up.
+			l.mu.Unlock()
+			runtime.Gosched()
+			l.mu.Lock()
+			if l.closed {
+				l.mu.Unlock()
+				return ErrClosed
+			}
 		}
 		l.accepted.Add(1)
 	}
