@@ -628,7 +628,15 @@ func runProgram(t *testing.T, p program) {
 	select {
 	case stopErr = <-stopResult:
 	case <-timer.C:
-		t.Fatalf("%v\nStop did not return within %v\n%s", p, limit, stacks())
+		m.mu.Lock()
+		var pending []string
+		for tok, lives := range m.lives {
+			if len(m.outcomes[tok]) < len(lives) {
+				pending = append(pending, fmt.Sprintf("#%d %s runs=%d lives=%d outs=%d", tok, m.params[tok].Type, m.runs[tok], len(lives), len(m.outcomes[tok])))
+			}
+		}
+		m.mu.Unlock()
+		t.Fatalf("%v\nStop did not return within %v\nstats %+v\ninspect %+v\naccepted tokens without an outcome: %v\n%s", p, limit, s.Stats(), s.Inspect(), pending, stacks())
 	}
 	m.mu.Lock()
 	close(m.release) // for a Stop with a deadline; blocked handlers have returned already

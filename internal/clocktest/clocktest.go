@@ -129,7 +129,12 @@ func (t *timer) Reset(d time.Duration) bool {
 	now := c.now
 	c.mu.Unlock()
 	if fire {
-		t.ch <- now
+		// Non-blocking: an Advance that collected this timer before the
+		// Reset may have filled the channel meanwhile; one value is enough.
+		select {
+		case t.ch <- now:
+		default:
+		}
 	}
 	select {
 	case c.armed <- struct{}{}:
