@@ -29,10 +29,11 @@
 //
 // # Backpressure
 //
-// The queue is a bounded channel per priority ([WithQueueSize]). A single
-// dispatcher hands tasks, in batches, to workers that register their own
-// channels when they have room, so there is never a goroutine per task and
-// memory stays bounded under load.
+// The queue is bounded per priority ([WithQueueSize]); submitters put
+// tasks on a task channel in batches, a single dispatcher hands them, in
+// batches, to workers that register their own channels when they have
+// room, so there is never a goroutine per task and memory stays bounded
+// under load. Blocked Submit calls are admitted in the order they came.
 //
 // # Shutdown
 //

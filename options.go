@@ -88,9 +88,14 @@ func WithWorkers(n int) Option {
 	})
 }
 
-// WithQueueSize sets the capacity of the task channel: how many accepted
-// tasks may wait for a worker before Submit blocks and TrySubmit returns
-// [ErrQueueFull]. The default is [DefaultQueueSize]. A negative n is
+// WithQueueSize sets the bound of each priority's queue: exactly how many
+// accepted tasks of that priority may wait (in the queue, or held by the
+// dispatcher) before Submit blocks and TrySubmit returns [ErrQueueFull].
+// Tasks handed to a worker in a batch no longer count. Memory is taken as
+// tasks arrive, in batches, not up front. Delayed tasks, retries and
+// tasks woken from a concurrency limit that become due go to their queue
+// past the bound: they were accepted already. The default is
+// [DefaultQueueSize]; a negative n or one above [MaxQueueSize] is
 // invalid.
 func WithQueueSize(n int) Option {
 	return optionFunc(func(o *options) error {
