@@ -146,8 +146,8 @@ func (p *printer) memory(res *results) {
 	}
 	p.f("## Memory per queued task\n\n")
 	p.f("Heap plus goroutine stacks in use after GC with the tasks queued behind one blocked worker, less what was in use ")
-	p.f("before the pool was made, per queued task. taskpool runs with `WithQueueSize(1<<20)`: its channel buffer is ")
-	p.f("allocated whole when the scheduler is made. pond and workerpool queue without a bound. naive and goroutine hold ")
+	p.f("before the pool was made, per queued task. taskpool runs with `WithQueueSize(1<<20)`: its queue takes ")
+	p.f("memory in batches as tasks arrive (32 B per queued task, plus the batch buffers). pond and workerpool queue without a bound. naive and goroutine hold ")
 	p.f("each waiting task in a parked goroutine (only 65536 of them, to keep the run short).\n\n")
 	p.f("| workload | lib | B/queued-task | range |\n|---|---|--:|--:|\n")
 	for _, w := range ws {
