@@ -29,9 +29,10 @@ type PeriodicInfo struct {
 
 // Inspection is a snapshot of what a scheduler holds.
 type Inspection struct {
-	// Queued counts due tasks waiting for a worker, by priority: high,
-	// default, low. Tasks in a channel cannot be listed without taking
-	// them out, so only their number is given.
+	// Queued counts due tasks that have not started, by priority: high,
+	// default, low; those in the queue and those handed to a worker in a
+	// batch it has not reached. They sit in batches on their way to a
+	// worker, so only their number is given.
 	Queued [3]int
 	// WaitingForSlot counts tasks waiting for their type's concurrency
 	// limit, by type.

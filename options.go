@@ -52,7 +52,7 @@ const (
 	// MaxPriorityWeight is the largest weight of a priority.
 	MaxPriorityWeight = 1000
 
-	// DefaultQueueSize is the capacity of the task channel.
+	// DefaultQueueSize is the bound of each priority's queue.
 	DefaultQueueSize = 1024
 	// DefaultBatchSize is the most tasks handed to a worker at once.
 	DefaultBatchSize = 16
@@ -113,7 +113,9 @@ func WithQueueSize(n int) Option {
 // once. Larger batches cost less per task under load; a batch runs on one
 // worker in order, so 1 gives the lowest latency to tasks queued behind a
 // slow one. The dispatcher never hands a worker more than its fair share
-// of the queue. The default is [DefaultBatchSize]; a negative n is invalid.
+// of the queue (the queue divided among the workers, rounded up). The
+// default is [DefaultBatchSize]; a negative n or one above [MaxBatchSize]
+// is invalid.
 func WithBatchSize(n int) Option {
 	return optionFunc(func(o *options) error {
 		if n < 0 || n > MaxBatchSize {
@@ -140,10 +142,14 @@ func WithTaskTimeout(d time.Duration) Option {
 }
 
 // WithCompletionHook sets fn to be called once for every accepted task,
-// with its final outcome: after it ran, or when it was dropped by a Stop
-// whose deadline passed (with [ErrSchedulerClosed]). fn runs on a worker
-// or dispatcher goroutine, must be safe for concurrent use and should
-// return quickly. The default is no hook.
+// with its final outcome: after its last run, when it was cancelled
+// ([ErrCanceled]), or when Stop left it unrun ([ErrSchedulerClosed]). By
+// the time fn runs, the outcome is counted in Stats and the task's unique
+// key is free; its Future is completed after fn returns. fn runs on a
+// worker goroutine, the timer goroutine, or the goroutine that called
+// Cancel; it must be safe for concurrent use and should return quickly. A
+// panic in fn is logged; a runtime.Goexit in fn ends only that call. The
+// default is no hook.
 func WithCompletionHook(fn func(Outcome)) Option {
 	return optionFunc(func(o *options) error {
 		o.onComplete = fn
