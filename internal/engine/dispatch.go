@@ -259,12 +259,21 @@ func (e *Engine[T, L]) fill(buf []T) []T {
 			continue
 		}
 		l := &e.lanes[p]
-		l.out.Add(outs[p])
-		if l.nwait.Load() > 0 {
+		out := l.out.Add(outs[p])
+		// Blocked Puts are admitted once a batch's worth of room is free,
+		// not one slot at a time: a submitter that blocks on a full queue
+		// then wakes once per batch, not once per task.
+		if l.nwait.Load() > 0 && int64(e.cfg.QueueSize)-(l.in.Load()-out) >= e.admitRoom() {
 			e.admitWaiters(l)
 		}
 	}
 	return buf
+}
+
+// admitRoom is how much room a lane must have before blocked Puts are
+// admitted: a batch, or a quarter of a small queue.
+func (e *Engine[T, L]) admitRoom() int64 {
+	return int64(max(min(laneBatch, e.cfg.QueueSize/4), 1))
 }
 
 // others reports whether a lane other than p has units pending.

@@ -104,7 +104,8 @@ type Engine[T, L any] struct {
 	procs    int32
 	draining atomic.Bool
 	progress chan struct{}
-	free     chan []T // recycled batch buffers
+	free     chan []T  // recycled batch buffers
+	waiters  sync.Pool // *waiter[T], for blocked Puts
 
 	// dispatcher only
 	cur   [Lanes][]T // the batch being handed out, per lane
@@ -212,7 +213,12 @@ func (e *Engine[T, L]) Put(ctx context.Context, p int, t T, block, force bool) e
 
 // wait is Put's slow path. The caller holds l.mu.
 func (e *Engine[T, L]) wait(ctx context.Context, l *lane[T], t T) error {
-	w := &waiter[T]{t: t, done: make(chan error, 1)}
+	w, _ := e.waiters.Get().(*waiter[T])
+	if w == nil {
+		w = &waiter[T]{done: make(chan error, 1)}
+	}
+	w.t, w.gone = t, false
+	defer e.recycle(w)
 	l.waiters = append(l.waiters, w)
 	l.nwait.Add(1)
 	// fill adds to out and then reads nwait without the lock: look at the
@@ -256,6 +262,14 @@ func (e *Engine[T, L]) push(l *lane[T], t T) {
 		default: // the channel is full: keep accumulating
 		}
 	}
+}
+
+// recycle keeps a waiter whose Put has returned for the next one: its
+// channel is empty and no list refers to it any more.
+func (e *Engine[T, L]) recycle(w *waiter[T]) {
+	var zero T
+	w.t = zero
+	e.waiters.Put(w)
 }
 
 // admitWaiters moves blocked Put calls into the lane while it has room.
