@@ -237,3 +237,24 @@ func ExampleScheduler_SchedulePeriodic() {
 	// tick
 	// tick
 }
+
+// WelcomeArgs are the typed params of a "welcome" task.
+type WelcomeArgs struct{ Name string }
+
+// Kind names the task type of WelcomeArgs.
+func (WelcomeArgs) Kind() string { return "welcome" }
+
+// Handle registers a handler that takes typed params, and TaskOf builds the
+// task from them: the type name is written once, in Kind.
+func ExampleHandle() {
+	reg := taskpool.NewRegistry()
+	_ = taskpool.Handle(reg, func(_ context.Context, a WelcomeArgs, _ taskpool.Task) error {
+		fmt.Println("welcome,", a.Name)
+		return nil
+	})
+	s, _ := taskpool.New(reg, taskpool.WithWorkers(1))
+	_ = s.Start()
+	_ = s.Submit(context.Background(), taskpool.TaskOf(WelcomeArgs{Name: "Ada"}))
+	_ = s.Stop(context.Background())
+	// Output: welcome, Ada
+}
