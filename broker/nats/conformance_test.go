@@ -115,8 +115,21 @@ func conformanceRegistry(w *world) *taskpool.Registry {
 		w.ran(t)
 		return nil
 	}, taskpool.WithRetry(1, nil)))
+	must(taskpool.Handle(reg, func(ctx context.Context, a confArgs, t taskpool.Task) error {
+		t.Params = a // recorded typed, for the comparison
+		w.ran(t)
+		return nil
+	}, taskpool.WithRetry(3, taskpool.ConstantBackoff(10*time.Millisecond))))
 	return reg
 }
+
+// confArgs are typed params (taskpool.Handle, taskpool.TaskOf).
+type confArgs struct {
+	Name string `json:"name"`
+	N    int    `json:"n"`
+}
+
+func (confArgs) Kind() string { return "conf.typed" }
 
 type transport struct {
 	name string
@@ -226,6 +239,21 @@ var scenarios = []struct {
 		runs := w.runsOf("params")
 		require.Len(t, runs, 2)
 		assert.Equal(t, p, runs[1].Params)
+	}},
+	{"typed task round trip; params that do not fit are final", func(t *testing.T, w *world) {
+		a := confArgs{Name: "ada", N: 7}
+		task := taskpool.TaskOf(a)
+		task.ID = "typed"
+		require.NoError(t, w.client.Submit(context.Background(), task))
+		require.NoError(t, w.wait(t, "typed").err)
+		runs := w.runsOf("typed")
+		require.Len(t, runs, 1)
+		assert.Equal(t, a, runs[0].Params)
+
+		require.NoError(t, w.client.Submit(context.Background(), taskpool.Task{ID: "typed-bad", Type: "conf.typed", Params: "not an object"}))
+		f := w.wait(t, "typed-bad")
+		assert.ErrorIs(t, f.err, taskpool.ErrSkipRetry)
+		assert.Empty(t, w.runsOf("typed-bad"), "the handler never sees params it cannot take")
 	}},
 	{"delayed task runs after its delay", func(t *testing.T, w *world) {
 		start := time.Now()
