@@ -72,7 +72,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskpool/taskpool"
-	"github.com/taskpool/taskpool/internal/clocktest"
+	"github.com/taskpool/taskpool/taskpooltest"
 )
 
 // hangAfter bounds a call that never returns on a broken scheduler.
@@ -388,7 +388,7 @@ func TestGuarantee04ScheduleNotAfterDoesNotHang(t *testing.T) {
 	for _, back := range []time.Duration{0, time.Hour} {
 		t.Run(fmt.Sprint("back=", back), func(t *testing.T) {
 			t.Parallel()
-			clock := clocktest.New(epoch)
+			clock := taskpooltest.NewClock(epoch)
 			reg := registry(t, map[string]taskpool.HandlerFunc{"tick": nop, "ok": nop})
 			s, err := taskpool.New(reg, taskpool.WithClock(clock))
 			require.NoError(t, err)
@@ -427,7 +427,7 @@ func TestGuarantee05DueDelayedTaskRunsOnStop(t *testing.T) {
 			t.Parallel()
 
 			t.Run("due by the clock, timer not yet fired", func(t *testing.T) {
-				clock := clocktest.New(epoch)
+				clock := taskpooltest.NewClock(epoch)
 				var ran atomic.Int32
 				reg := registry(t, map[string]taskpool.HandlerFunc{
 					"job": func(context.Context, taskpool.Task) error { ran.Add(1); return nil },
@@ -454,7 +454,7 @@ func TestGuarantee05DueDelayedTaskRunsOnStop(t *testing.T) {
 			})
 
 			t.Run("due and waiting for queue room", func(t *testing.T) {
-				clock := clocktest.New(epoch)
+				clock := taskpooltest.NewClock(epoch)
 				release := make(chan struct{})
 				running := make(chan struct{}, 1)
 				reg := registry(t, map[string]taskpool.HandlerFunc{
@@ -669,7 +669,7 @@ func TestGuarantee07CancelNeverStrandsLimitedType(t *testing.T) {
 // waits for its rate slot and runs it.
 func TestGuarantee08RateLimitedTaskRunsOnStop(t *testing.T) {
 	t.Parallel()
-	clock := clocktest.New(epoch)
+	clock := taskpooltest.NewClock(epoch)
 	var ran atomic.Int32
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("paced", func(context.Context, taskpool.Task) error {
@@ -1802,7 +1802,7 @@ func TestGuarantee22CallbackPanicsAreContained(t *testing.T) {
 	t.Run("schedule", func(t *testing.T) {
 		t.Parallel()
 		inChild(t, func(t *testing.T) {
-			clock := clocktest.New(epoch)
+			clock := taskpooltest.NewClock(epoch)
 			got := newOutcomes()
 			reg := newReg(t, "tick", nop)
 			s, err := taskpool.New(reg, taskpool.WithClock(clock), taskpool.WithCompletionHook(got.hook))

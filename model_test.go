@@ -48,7 +48,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/taskpool/taskpool"
-	"github.com/taskpool/taskpool/internal/clocktest"
+	"github.com/taskpool/taskpool/taskpooltest"
 )
 
 // stopGrace is how long Stop may take past its deadline: the model's
@@ -447,7 +447,7 @@ func (m *model) pick(n int) string {
 }
 
 // exec runs one operation.
-func (m *model) exec(s *taskpool.Scheduler, clock *clocktest.Clock, now func() time.Time, pauseMu *sync.Mutex, op modelOp) {
+func (m *model) exec(s *taskpool.Scheduler, clock *taskpooltest.Clock, now func() time.Time, pauseMu *sync.Mutex, op modelOp) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Millisecond)
 	defer cancel()
 	tk := op.task
@@ -550,7 +550,7 @@ func runProgram(t *testing.T, p program) {
 	t.Helper()
 	ignore := goleak.IgnoreCurrent()
 	m := newModel(p)
-	var clock *clocktest.Clock
+	var clock *taskpooltest.Clock
 	now := time.Now
 	opts := []taskpool.Option{
 		taskpool.WithWorkers(p.workers), taskpool.WithBatchSize(p.batch), taskpool.WithQueueSize(p.queue),
@@ -561,7 +561,7 @@ func runProgram(t *testing.T, p program) {
 		opts = append(opts, taskpool.WithDeadLetters(p.deadCap, nil))
 	}
 	if p.fake {
-		clock = clocktest.New(epoch)
+		clock = taskpooltest.NewClock(epoch)
 		now = clock.Now
 		opts = append(opts, taskpool.WithClock(clock))
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskpool/taskpool"
-	"github.com/taskpool/taskpool/internal/clocktest"
+	"github.com/taskpool/taskpool/taskpooltest"
 )
 
 // newStarted returns a started scheduler whose cleanup stops it with a
@@ -255,7 +255,7 @@ func (g *goexitSchedule) Next(after time.Time) time.Time {
 // nil, and SchedulePeriodic of their IDs returns ErrDuplicateTask. A
 // Next that panics is logged and removed, the others go on.
 func TestReviewScheduleNextGoexitKeepsOtherSchedules(t *testing.T) {
-	clock := clocktest.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	clock := taskpooltest.NewClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	var bRuns atomic.Int32
 	bRan := make(chan struct{}, 16)
 	reg := registry(t, map[string]taskpool.HandlerFunc{

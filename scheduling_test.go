@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskpool/taskpool"
-	"github.com/taskpool/taskpool/internal/clocktest"
+	"github.com/taskpool/taskpool/taskpooltest"
 )
 
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -28,7 +28,7 @@ func delayed(t *testing.T, s *taskpool.Scheduler, n int) {
 
 func TestRetryWithBackoff(t *testing.T) {
 	t.Parallel()
-	clock := clocktest.New(epoch)
+	clock := taskpooltest.NewClock(epoch)
 	var runs atomic.Int32
 	var attemptsSeen []int
 	var mu sync.Mutex
@@ -80,7 +80,7 @@ func TestRetryWithBackoff(t *testing.T) {
 
 func TestRetryLimitsAndDeadLetters(t *testing.T) {
 	t.Parallel()
-	clock := clocktest.New(epoch)
+	clock := taskpooltest.NewClock(epoch)
 	boom := errors.New("boom")
 	var deadHook atomic.Int32
 	reg := taskpool.NewRegistry()
@@ -152,7 +152,7 @@ func TestTimeoutsAreRetried(t *testing.T) {
 
 func TestDelayedTasks(t *testing.T) {
 	t.Parallel()
-	clock := clocktest.New(epoch)
+	clock := taskpooltest.NewClock(epoch)
 	ran := make(chan string, 10)
 	reg := registry(t, map[string]taskpool.HandlerFunc{
 		"job": func(_ context.Context, tk taskpool.Task) error { ran <- tk.ID; return nil },
@@ -223,7 +223,7 @@ func TestCancelQueuedTask(t *testing.T) {
 
 func TestPeriodic(t *testing.T) {
 	t.Parallel()
-	clock := clocktest.New(epoch)
+	clock := taskpooltest.NewClock(epoch)
 	ran := make(chan string, 100)
 	reg := registry(t, map[string]taskpool.HandlerFunc{
 		"tick": func(_ context.Context, tk taskpool.Task) error { ran <- tk.ID; return nil },
@@ -282,7 +282,7 @@ func TestStopWithDelayedTasks(t *testing.T) {
 				"job": func(context.Context, taskpool.Task) error { ran.Store(true); return nil },
 			})
 			got := newOutcomes()
-			s, err := taskpool.New(reg, taskpool.WithClock(clocktest.New(epoch)),
+			s, err := taskpool.New(reg, taskpool.WithClock(taskpooltest.NewClock(epoch)),
 				taskpool.WithDelayedOnStop(tt.give), taskpool.WithCompletionHook(got.hook))
 			require.NoError(t, err)
 			require.NoError(t, s.Start())
@@ -358,7 +358,7 @@ func TestStrictPriority(t *testing.T) {
 
 func TestUniqueTasks(t *testing.T) {
 	t.Parallel()
-	clock := clocktest.New(epoch)
+	clock := taskpooltest.NewClock(epoch)
 	release := make(chan struct{})
 	reg := registry(t, map[string]taskpool.HandlerFunc{
 		"job": func(context.Context, taskpool.Task) error { <-release; return nil },
@@ -439,7 +439,7 @@ func (l *stepLimiter) Reserve(now time.Time) time.Duration {
 
 func TestRateLimit(t *testing.T) {
 	t.Parallel()
-	clock := clocktest.New(epoch)
+	clock := taskpooltest.NewClock(epoch)
 	var ran atomic.Int32
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("paced", func(context.Context, taskpool.Task) error {

@@ -1,15 +1,18 @@
-// Package clocktest provides a fake taskpool.Clock for tests: time moves
-// only when the test says so.
-package clocktest
+// Package taskpooltest helps test code that uses taskpool: a fake
+// [taskpool.Clock] whose time moves only when the test says so, and [Run],
+// which runs a handler on one task the way a scheduler does.
+package taskpooltest
 
 import (
+	"context"
 	"sync"
 	"time"
 
 	"github.com/taskpool/taskpool"
 )
 
-// Clock is a fake clock. Its zero value is not usable; call New.
+// Clock is a fake clock. Its zero value is not usable; call NewClock. It
+// is safe for concurrent use.
 type Clock struct {
 	mu     sync.Mutex
 	now    time.Time
@@ -19,8 +22,8 @@ type Clock struct {
 
 var _ taskpool.Clock = (*Clock)(nil)
 
-// New returns a fake clock set to now.
-func New(now time.Time) *Clock {
+// NewClock returns a fake clock set to now.
+func NewClock(now time.Time) *Clock {
 	return &Clock{now: now, armed: make(chan struct{}, 1)}
 }
 
@@ -87,6 +90,25 @@ func (c *Clock) Pending() []time.Time {
 // Armed returns a channel that receives whenever a timer is set: a test can
 // wait on it to know the scheduler has seen a new deadline.
 func (c *Clock) Armed() <-chan struct{} { return c.armed }
+
+// WaitArmed waits until a timer is set to fire at or before by: the
+// scheduler has seen a task due then, so that Advance to by runs it. Call
+// it between SubmitAt (or SubmitAfter, a retry, a schedule) and Advance;
+// it returns ctx's error if ctx ends first.
+func (c *Clock) WaitArmed(ctx context.Context, by time.Time) error {
+	for {
+		for _, at := range c.Pending() {
+			if !at.After(by) {
+				return nil
+			}
+		}
+		select {
+		case <-c.armed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
 
 type timer struct {
 	c      *Clock
