@@ -59,7 +59,7 @@ func runTasks(b *testing.B, l lib, workers int, f func()) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu := time.Now(), processCPU()
 	for range b.N {
 		if err := r.Go(f); err != nil {
 			b.Fatal(err)
@@ -68,9 +68,14 @@ func runTasks(b *testing.B, l lib, workers int, f func()) {
 	if err := r.Wait(); err != nil {
 		b.Fatal(err)
 	}
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU()-cpu
 	b.StopTimer()
 	reportPerTask(b, elapsed, b.N)
+	if cpu > 0 {
+		// The CPU the whole process used per task, beside the wall time:
+		// a pool must not win by burning processors (spinning workers).
+		b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/task")
+	}
 }
 
 func libWorkers(l lib, workers int) string {

@@ -114,7 +114,7 @@ func TestReport(t *testing.T) {
 	assert.Contains(t, out, "| Latency/load=50 | p99-ns | 20000 | – | 30000 | – | 0.67 |")
 	assert.Contains(t, out, "| Latency/load=50 | taskpool | 10 µs | 10 µs–10 µs | 20 µs | 20 µs–20 µs | 1/1 | 10 µs | 20 µs |")
 	assert.Contains(t, out, "![throughput.svg](throughput.svg)")
-	assert.Contains(t, out, "| taskpool | 120 | 100–300 | 0 | 15.0 | 1.00 |")
+	assert.Contains(t, out, "| taskpool | 120 | 100–300 | – | 0 | 15.0 | 1.00 |")
 
 	dir := t.TempDir()
 	p, err := throughputChart(res)

@@ -13,6 +13,7 @@ import (
 // not shown.
 const (
 	unitNsTask   = "ns/task"
+	unitCPUTask  = "cpu-ns/task"
 	unitAllocs   = "allocs/op"
 	unitBytes    = "B/op"
 	unitQueued   = "B/queued-task"
