@@ -20,7 +20,14 @@ type Args interface {
 // JSON when they arrive encoded (through a broker), with the rules of
 // [ParamsAs]. Params that are not a T and do not decode into one fail the
 // task with an error wrapping [ErrSkipRetry]: they would fail every
-// attempt. Handle returns the errors of [Registry.Handle].
+// attempt, so the handler is not called and the task is not retried,
+// whatever [WithRetry] says.
+//
+// Handle returns the errors of [Registry.Handle] (an empty Kind wraps
+// [ErrInvalidType], a kind already registered [ErrDuplicateType], a nil h
+// or a nil reg [ErrNilHandler]), and an error wrapping [ErrInvalidType]
+// when Kind panics on the zero T (an interface T, or a value-receiver Kind
+// reached through a nil pointer T).
 func Handle[T Args](reg *Registry, h func(ctx context.Context, args T, t Task) error, opts ...HandleOption) error {
 	typ, err := kindOf[T]()
 	if err != nil {

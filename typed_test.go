@@ -64,15 +64,62 @@ func TestHandleTypedMismatchIsNotRetried(t *testing.T) {
 	}, taskpool.WithRetry(3, taskpool.ConstantBackoff(0))))
 	got := newOutcomes()
 	s := start(t, reg, taskpool.WithCompletionHook(got.hook))
-	f, err := s.SubmitFuture(context.Background(), taskpool.Task{ID: "m", Type: "email", Params: 42})
-	require.NoError(t, err)
-	_, err = f.Wait(context.Background())
-	assert.ErrorIs(t, err, taskpool.ErrSkipRetry)
+	// Params of another type in process, and JSON that does not decode
+	// into the args (as a broker would deliver it).
+	for id, params := range map[string]any{
+		"wrong-type": 42,
+		"bad-json":   json.RawMessage(`{"to": 1}`),
+	} {
+		f, err := s.SubmitFuture(context.Background(), taskpool.Task{ID: id, Type: "email", Params: params})
+		require.NoError(t, err)
+		_, err = f.Wait(context.Background())
+		assert.ErrorIs(t, err, taskpool.ErrSkipRetry, id)
+	}
 	require.NoError(t, s.Stop(context.Background()))
 	assert.Zero(t, runs.Load(), "the handler never sees params it cannot take")
 	outs := got.snapshot()
-	require.Len(t, outs, 1)
-	assert.Equal(t, 1, outs[0].Attempts, "a mismatch is not retried")
+	require.Len(t, outs, 2)
+	for _, out := range outs {
+		assert.Equal(t, 1, out.Attempts, "a mismatch is not retried: %s", out.Task.ID)
+		assert.ErrorIs(t, out.Err, taskpool.ErrSkipRetry, out.Task.ID)
+	}
+}
+
+type noKindArgs struct{}
+
+func (noKindArgs) Kind() string { return "" }
+
+func TestHandleTypedRegistrationErrors(t *testing.T) {
+	t.Parallel()
+	ok := func(context.Context, emailArgs, taskpool.Task) error { return nil }
+	assert.ErrorIs(t, taskpool.Handle(taskpool.NewRegistry(),
+		func(context.Context, noKindArgs, taskpool.Task) error { return nil }), taskpool.ErrInvalidType)
+	assert.ErrorIs(t, taskpool.Handle(nil, ok), taskpool.ErrNilHandler)
+	assert.ErrorIs(t, taskpool.Handle(taskpool.NewRegistry(), ok, nil), taskpool.ErrInvalidOption)
+
+	// Typed and untyped registrations share the registry's type names.
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.Handle("email", taskpool.HandlerFunc(func(context.Context, taskpool.Task) error { return nil })))
+	assert.ErrorIs(t, taskpool.Handle(reg, ok), taskpool.ErrDuplicateType)
+	reg = taskpool.NewRegistry()
+	require.NoError(t, taskpool.Handle(reg, ok))
+	assert.ErrorIs(t, reg.Handle("email", taskpool.HandlerFunc(func(context.Context, taskpool.Task) error { return nil })), taskpool.ErrDuplicateType)
+}
+
+func TestHandleTypedPointerArgs(t *testing.T) {
+	t.Parallel()
+	reg := taskpool.NewRegistry()
+	got := make(chan *ptrArgs, 2)
+	require.NoError(t, taskpool.Handle(reg, func(_ context.Context, a *ptrArgs, tk taskpool.Task) error {
+		assert.Equal(t, "ptr", tk.Type)
+		got <- a
+		return nil
+	}))
+	s := start(t, reg)
+	require.NoError(t, s.Submit(context.Background(), taskpool.TaskOf(&ptrArgs{N: 7})))
+	assert.Equal(t, &ptrArgs{N: 7}, <-got)
+	require.NoError(t, s.Submit(context.Background(), taskpool.Task{Type: "ptr", Params: []byte(`{"N": 8}`)}))
+	assert.Equal(t, &ptrArgs{N: 8}, <-got)
 }
 
 func TestHandleTypedPointerKinds(t *testing.T) {
