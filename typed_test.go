@@ -3,7 +3,6 @@ package taskpool_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -25,9 +24,10 @@ type ptrArgs struct{ N int }
 
 func (*ptrArgs) Kind() string { return "ptr" }
 
-type badArgs struct{ N int }
+// sizedArgs has a value-receiver Kind that reads its fields.
+type sizedArgs struct{ N int }
 
-func (b badArgs) Kind() string { return fmt.Sprint("bad", b.N) }
+func (a sizedArgs) Kind() string { return fmt.Sprint("sized", a.N) }
 
 func TestHandleTyped(t *testing.T) {
 	t.Parallel()
@@ -125,11 +125,45 @@ func TestHandleTypedPointerArgs(t *testing.T) {
 func TestHandleTypedPointerKinds(t *testing.T) {
 	t.Parallel()
 	reg := taskpool.NewRegistry()
-	// A pointer receiver is called on a nil *ptrArgs: fine.
+	// A pointer receiver: Kind is called on a pointer to the zero value.
 	require.NoError(t, taskpool.Handle(reg, func(context.Context, *ptrArgs, taskpool.Task) error { return nil }))
-	assert.Equal(t, []string{"ptr"}, reg.Types())
-	// A Kind that reads its fields through a nil pointer is an error.
-	err := taskpool.Handle(reg, func(context.Context, *badArgs, taskpool.Task) error { return nil })
+	// A value receiver, with a pointer T: the same, never a nil pointer, so
+	// even a Kind that reads its (zero) fields works.
+	require.NoError(t, taskpool.Handle(reg, func(context.Context, *sizedArgs, taskpool.Task) error { return nil }))
+	assert.ElementsMatch(t, []string{"ptr", "sized0"}, reg.Types())
+	// An interface T has no zero value to call Kind on.
+	err := taskpool.Handle(reg, func(context.Context, taskpool.Args, taskpool.Task) error { return nil })
 	assert.ErrorIs(t, err, taskpool.ErrInvalidType)
-	assert.True(t, errors.Is(err, taskpool.ErrInvalidType))
+}
+
+// A value and a pointer to it encode alike on the wire; in process a typed
+// handler takes either.
+func TestHandleTypedValueOrPointer(t *testing.T) {
+	t.Parallel()
+	want := emailArgs{To: "ada@example.com", Subject: "hi"}
+	byPtr := make(chan *emailArgs, 1)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, taskpool.Handle(reg, func(_ context.Context, a *emailArgs, _ taskpool.Task) error {
+		byPtr <- a
+		return nil
+	}))
+	s := start(t, reg)
+	require.NoError(t, s.Submit(context.Background(), taskpool.TaskOf(want)))
+	assert.Equal(t, &want, <-byPtr)
+
+	byVal := make(chan emailArgs, 1)
+	reg = taskpool.NewRegistry()
+	require.NoError(t, taskpool.Handle(reg, func(_ context.Context, a emailArgs, _ taskpool.Task) error {
+		byVal <- a
+		return nil
+	}))
+	s = start(t, reg)
+	require.NoError(t, s.Submit(context.Background(), taskpool.TaskOf(&want)))
+	assert.Equal(t, want, <-byVal)
+	// A nil *emailArgs has no value to give: a final failure.
+	f, err := s.SubmitFuture(context.Background(), taskpool.Task{Type: "email", Params: (*emailArgs)(nil)})
+	require.NoError(t, err)
+	_, err = f.Wait(context.Background())
+	assert.ErrorIs(t, err, taskpool.ErrSkipRetry)
+	assert.Empty(t, byVal)
 }
