@@ -10,7 +10,8 @@ import (
 // them are wrapped with the offending value.
 var (
 	// ErrInvalidType reports a task type that is empty, at registration or
-	// at submission.
+	// at submission, or an [Args] type whose Kind cannot be called on its
+	// zero value ([Handle]).
 	ErrInvalidType = errors.New("taskpool: invalid task type")
 
 	// ErrNilHandler reports a nil handler given to a registry or to [New].

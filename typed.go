@@ -3,6 +3,7 @@ package taskpool
 import (
 	"context"
 	"fmt"
+	"reflect"
 )
 
 // Args are a task's typed parameters. Kind is the task type they go with:
@@ -18,9 +19,22 @@ type Args interface {
 // Handle registers h for the tasks of kind T.Kind(). The handler gets the
 // task's params as a T: as they were submitted in process, or decoded from
 // JSON when they arrive encoded (through a broker), with the rules of
-// [ParamsAs]. Params that are not a T and do not decode into one fail the
-// task with an error wrapping [ErrSkipRetry]: they would fail every
-// attempt. Handle returns the errors of [Registry.Handle].
+// [ParamsAs]. As an A and a *A encode alike on the wire, they are taken
+// alike in process: a handler of *A given an A gets a pointer to a copy,
+// and a handler of A given a non-nil *A gets a copy of what it points to.
+// Params that are not a T and do not decode into one fail the task with an
+// error wrapping [ErrSkipRetry]: they would fail every attempt, so the
+// handler is not called and the task is not retried, whatever [WithRetry]
+// says.
+//
+// Kind is called once, at registration, on the zero T, or for a pointer T
+// on a pointer to the zero value (not on a nil pointer), so a Kind with a
+// value receiver serves A and *A alike.
+//
+// Handle returns the errors of [Registry.Handle] (an empty Kind wraps
+// [ErrInvalidType], a kind already registered [ErrDuplicateType], a nil h
+// or a nil reg [ErrNilHandler]), and an error wrapping [ErrInvalidType]
+// when Kind panics on the zero T (an interface T, say).
 func Handle[T Args](reg *Registry, h func(ctx context.Context, args T, t Task) error, opts ...HandleOption) error {
 	typ, err := kindOf[T]()
 	if err != nil {
@@ -30,7 +44,7 @@ func Handle[T Args](reg *Registry, h func(ctx context.Context, args T, t Task) e
 		return fmt.Errorf("%w: type %q", ErrNilHandler, typ)
 	}
 	return reg.Handle(typ, HandlerFunc(func(ctx context.Context, t Task) error {
-		args, err := ParamsAs[T](t)
+		args, err := argsOf[T](t)
 		if err != nil {
 			return SkipRetry(err)
 		}
@@ -45,15 +59,39 @@ func TaskOf[T Args](args T) Task {
 	return Task{Type: args.Kind(), Params: args}
 }
 
-// kindOf calls Kind on the zero T. A Kind that panics there (a value
-// method reached through a nil pointer T) is an error, not a crash.
+// kindOf calls Kind on the zero T, or for a pointer T on a pointer to the
+// zero value. A Kind that panics there (on an interface T) is an error,
+// not a crash.
 func kindOf[T Args]() (typ string, err error) {
+	rt := reflect.TypeFor[T]()
 	defer func() {
 		if v := recover(); v != nil {
-			var zero T
-			err = fmt.Errorf("%w: %T.Kind panics on the zero value: %v", ErrInvalidType, zero, v)
+			err = fmt.Errorf("%w: %v.Kind panics on the zero value: %v", ErrInvalidType, rt, v)
 		}
 	}()
 	var zero T
+	if rt.Kind() == reflect.Pointer {
+		zero = reflect.New(rt.Elem()).Interface().(T)
+	}
 	return zero.Kind(), nil
+}
+
+// argsOf is [ParamsAs] that also takes an A for a *A and a non-nil *A for
+// an A, as the wire does.
+func argsOf[T Args](t Task) (T, error) {
+	if v, ok := t.Params.(T); ok {
+		return v, nil
+	}
+	if pv := reflect.ValueOf(t.Params); pv.IsValid() {
+		rt := reflect.TypeFor[T]()
+		switch {
+		case rt.Kind() == reflect.Pointer && pv.Type() == rt.Elem():
+			p := reflect.New(rt.Elem())
+			p.Elem().Set(pv)
+			return p.Interface().(T), nil
+		case pv.Kind() == reflect.Pointer && pv.Type().Elem() == rt && !pv.IsNil():
+			return pv.Elem().Interface().(T), nil
+		}
+	}
+	return ParamsAs[T](t)
 }
