@@ -309,15 +309,12 @@ func (s *Scheduler) fireDue(now time.Time) time.Time {
 		// One schedule at a time off a list kept in the queue, so that a
 		// goroutine replacing this one finds the rest.
 		q.mu.Lock()
-		if len(q.firing) == 0 {
-			q.mu.Unlock()
-			break
-		}
-		p := q.firing[0]
-		q.firing[0] = nil
-		q.firing = q.firing[1:]
+		p := popLocked(&q.firing)
 		q.current = p
 		q.mu.Unlock()
+		if p == nil {
+			break
+		}
 		s.fire(s.activation(p))
 		next, ok := s.nextRun(p.sched, p.at, now)
 		q.mu.Lock()
@@ -462,17 +459,26 @@ func (s *Scheduler) settleWork() {
 	q := &s.timers
 	for {
 		q.mu.Lock()
-		if len(q.work) == 0 {
-			q.mu.Unlock()
+		r := popLocked(&q.work)
+		q.mu.Unlock()
+		if r == nil {
 			return
 		}
-		r := q.work[0]
-		q.work[0] = nil
-		q.work = q.work[1:]
-		q.mu.Unlock()
 		t := r.task
 		s.finalize(nil, r, &t, nil, notRunErr(r), max(t.Attempt-1, 0), settledNotRun)
 	}
+}
+
+// popLocked takes the first record off list, or returns nil when it is
+// empty. The caller holds the timer queue's lock.
+func popLocked(list *[]*record) *record {
+	if len(*list) == 0 {
+		return nil
+	}
+	r := (*list)[0]
+	(*list)[0] = nil
+	*list = (*list)[1:]
+	return r
 }
 
 // sortByDue sorts records by due time, then arrival.

@@ -41,19 +41,10 @@ func (r runner) Run(w *engine.Worker[job, local], j *job) {
 		s.runSlow(w, j)
 		return
 	}
-	l.id = s.workerID(l)
-	l.idn.Store(l.ids.seq)
-	t := Task{ID: l.id, Type: j.b.typ, Params: j.params, Priority: j.b.prio, Attempt: 1, result: &l.slot}
-	ctx, cancel := s.baseCtx, context.CancelFunc(nil)
-	if d := s.opts.timeout; d > 0 {
-		ctx, cancel = context.WithTimeout(ctx, d)
-	}
+	t := plainTask(j, s.plainID(l))
+	t.result = &l.slot
 	l.stage = stageUser
-	w.Begin()
-	err := s.call(ctx, j.b.h, &t)
-	if cancel != nil {
-		cancel()
-	}
+	err := s.invoke(w, j.b.h, &t)
 	if err == nil && !s.opts.hooks {
 		l.stage = stageIdle
 		l.slot.v = nil
@@ -76,8 +67,7 @@ func (s *Scheduler) runSlow(w *engine.Worker[job, local], j *job) {
 		return
 	}
 	if r == nil {
-		l.id = s.workerID(l)
-		l.idn.Store(l.ids.seq)
+		s.plainID(l)
 	}
 	// From here the job is the worker's to settle, even if a RateLimiter
 	// ends the goroutine: Exited sees stageUser.
@@ -90,9 +80,17 @@ func (s *Scheduler) runSlow(w *engine.Worker[job, local], j *job) {
 	if r != nil {
 		t = r.task
 	} else {
-		t = Task{ID: l.id, Type: b.typ, Params: j.params, Priority: b.prio, Attempt: 1}
+		t = plainTask(j, l.id)
 	}
 	t.result = &l.slot
+	err := s.invoke(w, b.h, &t)
+	s.ran(l, j, r, &t, err)
+}
+
+// invoke runs the handler on t under its timeout (the task's own, else
+// the scheduler's default; negative: none), marking the task begun right
+// before.
+func (s *Scheduler) invoke(w *engine.Worker[job, local], h Handler, t *Task) error {
 	ctx, cancel := s.baseCtx, context.CancelFunc(nil)
 	d := t.Timeout
 	if d == 0 {
@@ -102,11 +100,24 @@ func (s *Scheduler) runSlow(w *engine.Worker[job, local], j *job) {
 		ctx, cancel = context.WithTimeout(ctx, d)
 	}
 	w.Begin()
-	err := s.call(ctx, b.h, &t)
+	err := s.call(ctx, h, t)
 	if cancel != nil {
 		cancel()
 	}
-	s.ran(l, j, r, &t, err)
+	return err
+}
+
+// plainTask is the Task of a plain job for its first run.
+func plainTask(j *job, id string) Task {
+	return Task{ID: id, Type: j.b.typ, Params: j.params, Priority: j.b.prio, Attempt: 1}
+}
+
+// plainID gives the plain job the worker is about to run a new ID, and
+// publishes its number for Inspect.
+func (s *Scheduler) plainID(l *local) string {
+	l.id = s.workerID(l)
+	l.idn.Store(l.ids.seq)
+	return l.id
 }
 
 // call runs the handler, turning a panic into a *PanicError unless
@@ -185,7 +196,7 @@ func (r runner) Exited(l *local, j *job, again bool) {
 	if rec := j.rec; rec != nil {
 		t = rec.task
 	} else {
-		t = Task{ID: l.id, Type: j.b.typ, Params: j.params, Priority: j.b.prio, Attempt: 1}
+		t = plainTask(j, l.id)
 	}
 	s.logFailure(&t, ErrHandlerExited, -1)
 	s.finalize(l, j.rec, &t, nil, ErrHandlerExited, t.Attempt, settledRan)
