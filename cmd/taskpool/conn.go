@@ -63,6 +63,32 @@ func (e *env) queueName() string {
 	return e.queue
 }
 
+// overQueues is the start that the commands reporting on queues share: it
+// parses args (flags only), connects, lists the queues (--queue, or every
+// one on the server) and calls report with them.
+func (e *env) overQueues(name string, args []string, report func(ctx context.Context, c *client, names []string) error) error {
+	fs := e.flags(name)
+	pos, err := e.parse(fs, "taskpool "+name, args)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := e.context()
+	defer cancel()
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	c, err := e.connect()
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	names, err := e.queueNames(ctx, c)
+	if err != nil {
+		return err
+	}
+	return report(ctx, c, names)
+}
+
 // queueNames returns the queue given with --queue, or every queue on the
 // server, sorted.
 func (e *env) queueNames(ctx context.Context, c *client) ([]string, error) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -38,25 +39,12 @@ func toQueueJSON(qi natsbroker.QueueInfo) queueJSON {
 }
 
 func cmdQueues(e *env, args []string) error {
-	fs := e.flags("queues")
-	pos, err := e.parse(fs, "taskpool queues", args)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := e.context()
-	defer cancel()
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	c, err := e.connect()
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	names, err := e.queueNames(ctx, c)
-	if err != nil {
-		return err
-	}
+	return e.overQueues("queues", args, func(ctx context.Context, c *client, names []string) error {
+		return reportQueues(ctx, e, c, names)
+	})
+}
+
+func reportQueues(ctx context.Context, e *env, c *client, names []string) error {
 	out := []queueJSON{}
 	for _, q := range names {
 		in, err := e.inspector(ctx, c, q)

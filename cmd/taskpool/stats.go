@@ -46,25 +46,12 @@ type accountJSON struct {
 }
 
 func cmdStats(e *env, args []string) error {
-	fs := e.flags("stats")
-	pos, err := e.parse(fs, "taskpool stats", args)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := e.context()
-	defer cancel()
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	c, err := e.connect()
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	names, err := e.queueNames(ctx, c)
-	if err != nil {
-		return err
-	}
+	return e.overQueues("stats", args, func(ctx context.Context, c *client, names []string) error {
+		return reportStats(ctx, e, c, names)
+	})
+}
+
+func reportStats(ctx context.Context, e *env, c *client, names []string) error {
 	out := statsJSON{Queues: []queueStatsJSON{}}
 	for _, q := range names {
 		qs, err := queueStats(ctx, e, c, q)
