@@ -565,6 +565,61 @@ func TestGuarantee06SlotHolderGoexitDuringStop(t *testing.T) {
 	}
 }
 
+// A task that reaches its type's concurrency limit after Stop's deadline
+// has passed (here: held in a RateLimiter until then) is reported not run
+// at once; it is not filed as waiting for a slot that nobody will wake
+// (found by the stress test: Stop hung with tasks waiting for a slot).
+func TestGuarantee06bSlotWaitAfterDeadlineIsReported(t *testing.T) {
+	t.Parallel()
+	entered, gate := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	blocking := rateFunc(func(time.Time) time.Duration {
+		if calls.Add(1) == 2 { // "late", after "holder"
+			close(entered)
+			<-gate
+		}
+		return 0
+	})
+	holding, canceled, finish := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("lim", func(ctx context.Context, tk taskpool.Task) error {
+		if tk.ID == "holder" {
+			close(holding)
+			<-ctx.Done()
+			close(canceled)
+			<-finish
+		}
+		return nil
+	}, taskpool.WithConcurrencyLimit(1), taskpool.WithRateLimit(blocking)))
+	require.NoError(t, reg.HandleFunc("held", func(context.Context, taskpool.Task) error { return nil },
+		taskpool.WithRateLimit(rateFunc(func(time.Time) time.Duration { return time.Hour }))))
+	got := newOutcomes()
+	s, err := taskpool.New(reg, taskpool.WithWorkers(3), taskpool.WithBatchSize(1), taskpool.WithCompletionHook(got.hook))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	require.NoError(t, s.Submit(context.Background(), taskpool.Task{ID: "holder", Type: "lim"}))
+	<-holding
+	require.NoError(t, s.Submit(context.Background(), taskpool.Task{ID: "late", Type: "lim"}))
+	<-entered
+	require.NoError(t, s.Submit(context.Background(), taskpool.Task{ID: "held", Type: "held"}))
+	require.True(t, poll(time.Second, func() bool { return s.Stats().Delayed == 1 }), "held is in the timer heap")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	stopped := startStop(t, s, ctx)
+	<-canceled
+	// "held" is reported by the same pass that empties the slot's wait
+	// list: after it, "late" reaches the limit with the deadline passed.
+	require.True(t, poll(hangAfter, func() bool { return got.count("held") == 1 }))
+	close(gate)
+	require.True(t, poll(hangAfter, func() bool { return got.count("late") == 1 }), "late gets its outcome")
+	close(finish)
+	var se *taskpool.StopError
+	require.ErrorAs(t, awaitStop(t, stopped), &se)
+	assert.ErrorIs(t, got.first("late").Err, taskpool.ErrSchedulerClosed)
+	assert.ErrorIs(t, got.first("held").Err, taskpool.ErrSchedulerClosed)
+	assert.Equal(t, 1, got.count("holder"))
+}
+
 // ---- 7 ----
 
 // Cancel of a task of a concurrency-limited type, wherever the task is,
@@ -1825,3 +1880,8 @@ func TestGuarantee22CallbackPanicsAreContained(t *testing.T) {
 		})
 	})
 }
+
+// rateFunc is a RateLimiter made of a function.
+type rateFunc func(now time.Time) time.Duration
+
+func (f rateFunc) Reserve(now time.Time) time.Duration { return f(now) }

@@ -3,6 +3,7 @@ package taskpool
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,13 +35,20 @@ func (lim *typeLimit) tryAcquire() bool {
 }
 
 // acquireOrWait takes a slot, or files r, which the caller owns and
-// which is running, as waiting for one.
-func (lim *typeLimit) acquireOrWait(r *record) bool {
+// which is running, as waiting for one. Once Stop's deadline has passed
+// (gaveUp) it files nothing: it marks r done and reports filed false, for
+// the caller to have r reported not run. Reading gaveUp under lim.mu keeps
+// a task from being filed after dropWaiting emptied the list.
+func (lim *typeLimit) acquireOrWait(r *record, gaveUp *atomic.Bool) (acquired, filed bool) {
 	lim.mu.Lock()
 	defer lim.mu.Unlock()
 	if lim.running < lim.max {
 		lim.running++
-		return true
+		return true, false
+	}
+	if gaveUp.Load() {
+		r.state.Store(stDone)
+		return false, false
 	}
 	r.state.Store(stWaiting)
 	if r.woken {
@@ -50,7 +58,7 @@ func (lim *typeLimit) acquireOrWait(r *record) bool {
 	} else {
 		lim.waiting = append(lim.waiting, r)
 	}
-	return false
+	return false, true
 }
 
 // wake takes the oldest task still waiting and moves it back to queued.
@@ -135,7 +143,11 @@ func (s *Scheduler) admitRun(l *local, j *job, rp **record) bool {
 			// The rate limiter, if any, has admitted this start: a
 			// task woken for a slot does not take another.
 			r.rated = b.rate != nil
-			if !lim.acquireOrWait(r) {
+			acquired, filed := lim.acquireOrWait(r, &s.gaveUp)
+			if !acquired {
+				if !filed {
+					s.timers.notRun(r)
+				}
 				*rp = r
 				return false
 			}

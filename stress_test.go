@@ -189,7 +189,7 @@ func stressOnce(t *testing.T, it int, useExit, useResize, usePause, useDeadline 
 	case <-time.After(15 * time.Second):
 		buf := make([]byte, 1<<22)
 		n := runtime.Stack(buf, true)
-		t.Fatalf("iter %d (workers=%d batch=%d queue=%d): Stop hung\nstats %+v\ninspect %+v\n%s", it, workers, batch, queue, s.Stats(), s.Inspect(), buf[:n])
+		t.Fatalf("iter %d (workers=%d batch=%d queue=%d): Stop hung\nstats %+v\ninspect %+v\n%s\n%s", it, workers, batch, queue, s.Stats(), s.Inspect(), taskpool.DumpEngine(s), buf[:n])
 	}
 	cancel()
 	close(stop)

@@ -179,14 +179,22 @@ func (s *Scheduler) submitAt(ctx context.Context, t *Task, at time.Time) error {
 // lets it wait for its turn; a Stop past its deadline reports it not run.
 func (q *timerQueue) hold(r *record, at time.Time) { q.file(r, at, kindHeld) }
 
+// notRun hands r, which is done, to the timer goroutine to be reported
+// not run.
+func (q *timerQueue) notRun(r *record) {
+	q.mu.Lock()
+	q.work = append(q.work, r)
+	q.mu.Unlock()
+	q.wakeUp()
+}
+
 // file moves a running record into the heap.
 func (q *timerQueue) file(r *record, at time.Time, kind timerKind) {
 	q.mu.Lock()
 	if q.dropping {
 		r.state.Store(stDone)
-		q.work = append(q.work, r)
 		q.mu.Unlock()
-		q.wakeUp() // the timer goroutine reports it not run
+		q.notRun(r)
 		return
 	}
 	r.state.Store(stDelayed)

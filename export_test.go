@@ -1,0 +1,5 @@
+package taskpool
+
+// DumpEngine describes the engine's lanes, for a stress test that found
+// Stop hung.
+func DumpEngine(s *Scheduler) string { return s.e.Dump() }
