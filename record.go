@@ -49,9 +49,21 @@ func (r *record) cas(from, to uint32) bool { return r.state.CompareAndSwap(from,
 
 // claim moves r, which a worker met in its batch, from queued (or from
 // admitting: its Submit has not yet marked it queued) to state to, and
-// reports whether it did; it did not if Cancel settled r first.
+// reports whether it did; it did not if Cancel settled r first. It reads
+// the state and moves from what it read, again if the Submit moved r from
+// admitting to queued meanwhile: two CASes in a row (queued, then
+// admitting) both fail when that move falls between them, and the task
+// was lost as if cancelled.
 func (r *record) claim(to uint32) bool {
-	return r.cas(stQueued, to) || r.cas(stAdmitting, to)
+	for {
+		st := r.state.Load()
+		if st != stQueued && st != stAdmitting {
+			return false
+		}
+		if r.cas(st, to) {
+			return true
+		}
+	}
 }
 
 // settle moves r to stDone from any state but stDone, and reports whether
