@@ -144,7 +144,7 @@ func TestTraceAcrossNATS(t *testing.T) {
 	}
 	traceID := req.SpanContext().TraceID()
 	wantParent := map[string]trace.SpanID{
-		"mw-1": req.SpanContext().SpanID(),        // the enqueue middleware carries the request span
+		"mw-1": req.SpanContext().SpanID(),          // the enqueue middleware carries the request span
 		"cl-1": sent["cl-1"].SpanContext().SpanID(), // the Client carries its send span
 	}
 	for id, parent := range wantParent {
