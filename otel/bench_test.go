@@ -29,7 +29,10 @@ import (
 //     span processor with an exporter that discards, and the SDK meter
 //     provider.
 //   - traces+metrics+hook: as above, plus CompletionHook.
-//   - traces+metrics+hook+inject: as above, and each task carries the
+//   - inject-only: no middleware, but each task carries a trace context
+//     and its enqueue time (Inject before Submit): the producer's cost,
+//     and the core's path for a task with Metadata.
+//   - traces+metrics+hook+inject: as traces+metrics+hook, and each task carries the
 //     trace context of a sampled request span and its enqueue time
 //     (Inject before Submit): the middleware extracts it, parents and
 //     links the run's span and records the queue wait.
@@ -79,6 +82,17 @@ func BenchmarkTrivial(b *testing.B) {
 				taskpoolotel.WithTracerProvider(tp(b, sdktrace.WithBatcher(discard{}))),
 				taskpoolotel.WithMeterProvider(m))),
 			taskpool.WithCompletionHook(taskpoolotel.CompletionHook(taskpoolotel.WithMeterProvider(m))))
+	})
+	b.Run("inject-only", func(b *testing.B) {
+		p := tp(b, sdktrace.WithBatcher(discard{}))
+		ctx, span := p.Tracer("bench").Start(context.Background(), "request")
+		defer span.End()
+		runTrivialWith(b, func(s *taskpool.Scheduler) submitFunc {
+			return func(_ context.Context, t taskpool.Task) error {
+				taskpoolotel.Inject(ctx, &t)
+				return s.Submit(ctx, t)
+			}
+		})
 	})
 	b.Run("traces+metrics+hook+inject", func(b *testing.B) {
 		m, p := mp(b), tp(b, sdktrace.WithBatcher(discard{}))
