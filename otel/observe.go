@@ -18,8 +18,9 @@ type StatsReader interface {
 
 // Names of the instruments [Observe] registers. The first five are
 // observable up-down counters (gauges in Prometheus): current values that
-// add up across schedulers. The others are observable counters: totals
-// since the scheduler was made.
+// add up across schedulers. Utilization is an observable gauge: a ratio,
+// which does not add up. The others are observable counters: totals since
+// the scheduler was made.
 const (
 	MetricQueued  = "taskpool.scheduler.queued"
 	MetricRunning = "taskpool.scheduler.running"
