@@ -29,6 +29,15 @@ import (
 //     span processor with an exporter that discards, and the SDK meter
 //     provider.
 //   - traces+metrics+hook: as above, plus CompletionHook.
+//   - inject-only: no middleware, but each task carries a trace context
+//     and its enqueue time (Inject before Submit): the producer's cost,
+//     and the core's path for a task with Metadata.
+//   - traces+metrics+hook+inject: as traces+metrics+hook, and each task carries the
+//     trace context of a sampled request span and its enqueue time
+//     (Inject before Submit): the middleware extracts it, parents and
+//     links the run's span and records the queue wait.
+//   - traces+metrics+hook+client: as above, but submitted through
+//     NewClient, which also makes a producer span per task and counts it.
 
 var benchSink atomic.Int64
 
@@ -74,6 +83,57 @@ func BenchmarkTrivial(b *testing.B) {
 				taskpoolotel.WithMeterProvider(m))),
 			taskpool.WithCompletionHook(taskpoolotel.CompletionHook(taskpoolotel.WithMeterProvider(m))))
 	})
+	b.Run("inject-only", func(b *testing.B) {
+		p := tp(b, sdktrace.WithBatcher(discard{}))
+		ctx, span := p.Tracer("bench").Start(context.Background(), "request")
+		defer span.End()
+		runTrivialWith(b, func(s *taskpool.Scheduler) submitFunc {
+			return func(_ context.Context, t taskpool.Task) error {
+				taskpoolotel.Inject(ctx, &t)
+				return s.Submit(ctx, t)
+			}
+		})
+	})
+	b.Run("traces+metrics+hook+inject", func(b *testing.B) {
+		m, p := mp(b), tp(b, sdktrace.WithBatcher(discard{}))
+		ctx, span := p.Tracer("bench").Start(context.Background(), "request")
+		defer span.End()
+		runTrivialWith(b, func(s *taskpool.Scheduler) submitFunc {
+			return func(_ context.Context, t taskpool.Task) error {
+				taskpoolotel.Inject(ctx, &t)
+				return s.Submit(ctx, t)
+			}
+		},
+			taskpool.WithMiddleware(taskpoolotel.Middleware(
+				taskpoolotel.WithTracerProvider(p), taskpoolotel.WithMeterProvider(m))),
+			taskpool.WithCompletionHook(taskpoolotel.CompletionHook(taskpoolotel.WithMeterProvider(m))))
+	})
+	b.Run("traces+metrics+hook+client", func(b *testing.B) {
+		m, p := mp(b), tp(b, sdktrace.WithBatcher(discard{}))
+		ctx, span := p.Tracer("bench").Start(context.Background(), "request")
+		defer span.End()
+		runTrivialWith(b, func(s *taskpool.Scheduler) submitFunc {
+			c := taskpoolotel.NewClient(s, taskpoolotel.WithTracerProvider(p), taskpoolotel.WithMeterProvider(m))
+			return func(_ context.Context, t taskpool.Task) error { return c.Submit(ctx, t) }
+		},
+			taskpool.WithMiddleware(taskpoolotel.Middleware(
+				taskpoolotel.WithTracerProvider(p), taskpoolotel.WithMeterProvider(m))),
+			taskpool.WithCompletionHook(taskpoolotel.CompletionHook(taskpoolotel.WithMeterProvider(m))))
+	})
+}
+
+// BenchmarkInject is the producer's side of carrying the trace context:
+// Inject on a task, under a sampled span.
+func BenchmarkInject(b *testing.B) {
+	p := sdktrace.NewTracerProvider()
+	b.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	ctx, span := p.Tracer("bench").Start(context.Background(), "request")
+	defer span.End()
+	b.ReportAllocs()
+	for range b.N {
+		t := taskpool.Task{Type: "t"}
+		taskpoolotel.Inject(ctx, &t)
+	}
 }
 
 // BenchmarkMiddleware calls a handler wrapped by the middleware directly,
@@ -117,9 +177,29 @@ func BenchmarkMiddleware(b *testing.B) {
 			taskpoolotel.WithTracerProvider(tp(b, sdktrace.WithBatcher(discard{}))),
 			taskpoolotel.WithMeterProvider(mp(b)))(bare))
 	})
+	b.Run("traces+metrics+propagated", func(b *testing.B) {
+		p := tp(b, sdktrace.WithBatcher(discard{}))
+		pctx, span := p.Tracer("bench").Start(context.Background(), "request")
+		defer span.End()
+		h := taskpoolotel.Middleware(taskpoolotel.WithTracerProvider(p), taskpoolotel.WithMeterProvider(mp(b)))(bare)
+		t := task
+		taskpoolotel.Inject(pctx, &t)
+		b.ReportAllocs()
+		for range b.N {
+			_ = h.HandleTask(ctx, t)
+		}
+	})
 }
 
+type submitFunc func(context.Context, taskpool.Task) error
+
 func runTrivial(b *testing.B, opts ...taskpool.Option) {
+	runTrivialWith(b, func(s *taskpool.Scheduler) submitFunc { return s.Submit }, opts...)
+}
+
+// runTrivialWith runs the trivial workload, submitting each task with the
+// function made from the scheduler.
+func runTrivialWith(b *testing.B, submitter func(*taskpool.Scheduler) submitFunc, opts ...taskpool.Option) {
 	b.ReportAllocs()
 	s, err := taskpool.New(taskpool.HandlerFunc(func(context.Context, taskpool.Task) error {
 		benchSink.Add(1)
@@ -133,10 +213,11 @@ func runTrivial(b *testing.B, opts ...taskpool.Option) {
 	}
 	ctx := context.Background()
 	task := taskpool.Task{Type: "t"}
+	submit := submitter(s)
 	b.ResetTimer()
 	start := time.Now()
 	for range b.N {
-		if err := s.Submit(ctx, task); err != nil {
+		if err := submit(ctx, task); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -17,8 +17,17 @@
 // Without options everything goes to the global providers (otel.SetTracerProvider,
 // otel.SetMeterProvider), which do nothing until an SDK is installed.
 //
-// The span of a run is a root span (or a child of a span in the scheduler's
-// base context): linking it to the span that submitted the task needs the
-// trace context to travel with the task, which waits for task metadata in
-// the core (see the README).
+// # Trace propagation
+//
+// The trace context travels with the task in [taskpool.Task.Metadata]
+// (through the NATS broker, as message headers): [Inject] writes it, with
+// the time the task starts to wait, before a submit; [EnqueueMiddleware]
+// does the same in a NATS producer (natsbroker.WithEnqueueMiddleware); and
+// [NewClient] wraps any [taskpool.Client] so that each submit also gets a
+// span of kind producer ("send TYPE") whose context the task carries.
+// [Middleware] extracts it: the span of each run is a child of the
+// submitter's span and links to it, so one trace goes from the submit to
+// the handler, across processes. The propagator is the global one, or W3C
+// Trace Context while the global one is the default no-op; see
+// [WithPropagator].
 package taskpoolotel

@@ -86,3 +86,40 @@ func CompletionHook(opts ...Option) func(taskpool.Outcome) {
 type outcomeKey struct {
 	typ, outcome, errType string
 }
+
+// MetricDeadLettered counts tasks filed as dead letters, with
+// taskpool.task.type and error.type. It is recorded by [DeadLetterHook].
+const MetricDeadLettered = "taskpool.task.dead_lettered"
+
+// DeadLetterHook returns a function that counts each dead-lettered task
+// in taskpool.task.dead_lettered, by taskpool.task.type and error.type.
+// Pass it as the function of [taskpool.WithDeadLetters] for an in-process
+// scheduler; for a NATS consumer, call it from the settle hook when the
+// action is natsbroker.ActionDeadLetter. The function is safe for
+// concurrent use. An instrument that cannot be created is reported to
+// otel.Handle and replaced by a no-op.
+func DeadLetterHook(opts ...Option) func(taskpool.Outcome) {
+	c := newConfig(opts)
+	dead, err := c.meter().Int64Counter(MetricDeadLettered, metric.WithUnit("{task}"),
+		metric.WithDescription("Tasks filed as dead letters."))
+	if err != nil {
+		otel.Handle(err)
+	}
+	common := append([]attribute.KeyValue{attrSystem}, c.extra()...)
+	var sets sync.Map // outcomeKey -> metric.MeasurementOption
+	return func(out taskpool.Outcome) {
+		k := outcomeKey{typ: out.Task.Type}
+		if out.Err != nil {
+			k.errType = errorType(out.Err)
+		}
+		v, ok := sets.Load(k)
+		if !ok {
+			kv := append(append([]attribute.KeyValue(nil), common...), TaskTypeKey.String(k.typ))
+			if k.errType != "" {
+				kv = append(kv, semconv.ErrorTypeKey.String(k.errType))
+			}
+			v, _ = sets.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(kv...)))
+		}
+		dead.Add(context.Background(), 1, v.(metric.AddOption))
+	}
+}

@@ -29,7 +29,20 @@ const (
 	// MetricProcessDuration is the semantic-convention histogram of the
 	// run time of a handler, in seconds.
 	MetricProcessDuration = "messaging.process.duration"
+	// MetricQueueWait is the histogram of the time a task waited before
+	// its first run started, in seconds: from the time [Inject] (or
+	// [Client], [EnqueueMiddleware]) recorded in its Metadata. Tasks
+	// without it are not measured.
+	MetricQueueWait = "taskpool.task.queue_wait"
 )
+
+// TaskQueueWaitKey is the span attribute of the first run of a task that
+// carries [MetadataEnqueuedAt]: the seconds it waited.
+const TaskQueueWaitKey = attribute.Key("taskpool.task.queue_wait")
+
+// waitBuckets are the boundaries of taskpool.task.queue_wait, in seconds:
+// a queue wait spans more orders of magnitude than a run.
+var waitBuckets = []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}
 
 // durationBuckets are the boundaries the messaging semantic conventions
 // advise for messaging.process.duration, in seconds.
@@ -43,8 +56,14 @@ var errPanicked = errors.New("taskpool: handler panicked")
 // Middleware returns a [taskpool.Middleware] that traces and measures each
 // run of a handler (each attempt of a task).
 //
-// Each run gets a span of kind consumer named "process TYPE", a child of
-// the span in the handler's context if any, with the attributes
+// Each run gets a span of kind consumer named "process TYPE". When the
+// task's Metadata carries a trace context ([Inject], [Client],
+// [EnqueueMiddleware]; read with the propagator of [WithPropagator]), the
+// span is a child of the submitter's span and has a link to it: one trace
+// goes from the submit to the handler, across processes through a broker,
+// and every attempt of the task is a child of the same span. Otherwise it
+// is a child of the span in the handler's context if any. It has the
+// attributes
 // messaging.system, messaging.operation.name and .type, messaging.message.id
 // (the task ID), messaging.destination.name (see [WithQueue]),
 // taskpool.task.type, taskpool.task.attempt and taskpool.task.priority. A
@@ -56,7 +75,9 @@ var errPanicked = errors.New("taskpool: handler panicked")
 // Each run counts in taskpool.task.started and then in
 // taskpool.task.succeeded or taskpool.task.failed (with error.type), and
 // its run time is recorded in messaging.process.duration; all by
-// taskpool.task.type.
+// taskpool.task.type. The first run of a task that carries
+// [MetadataEnqueuedAt] records how long it waited in
+// taskpool.task.queue_wait and in the span's taskpool.task.queue_wait.
 //
 // Instruments that cannot be created are reported to otel.Handle and
 // replaced by no-ops.
@@ -64,6 +85,7 @@ func Middleware(opts ...Option) taskpool.Middleware {
 	c := newConfig(opts)
 	m := &instrumented{
 		tracer: c.tp.Tracer(ScopeName, trace.WithInstrumentationVersion(Version)),
+		prop:   propagator{c.prop},
 		common: c.common(),
 		extra:  c.extra(),
 	}
@@ -82,6 +104,10 @@ func Middleware(opts ...Option) taskpool.Middleware {
 		metric.WithDescription("Duration of processing operation."),
 		metric.WithExplicitBucketBoundaries(durationBuckets...))
 	err = errors.Join(err, e)
+	m.wait, e = meter.Float64Histogram(MetricQueueWait, metric.WithUnit("s"),
+		metric.WithDescription("Time a task waited, from its submit (or due time) to the start of its first run."),
+		metric.WithExplicitBucketBoundaries(waitBuckets...))
+	err = errors.Join(err, e)
 	if err != nil {
 		otel.Handle(err)
 	}
@@ -93,12 +119,14 @@ func Middleware(opts ...Option) taskpool.Middleware {
 // instrumented is what the handlers of one Middleware share.
 type instrumented struct {
 	tracer    trace.Tracer
+	prop      propagator
 	common    []attribute.KeyValue // on every measurement
 	extra     []attribute.KeyValue // on every span, beyond its own
 	started   metric.Int64Counter
 	succeeded metric.Int64Counter
 	failed    metric.Int64Counter
 	duration  metric.Float64Histogram
+	wait      metric.Float64Histogram
 
 	types sync.Map                  // task type -> *typeAttrs
 	last  atomic.Pointer[typeAttrs] // the type of the last run: most runs are of few types
@@ -166,9 +194,33 @@ func (h *handler) HandleTask(ctx context.Context, t taskpool.Task) error {
 	// Attributes are set after the start, and only on a span that
 	// records: a sampled-out or no-op span costs no attribute slice. A
 	// sampler therefore sees none of them.
-	ctx, span := m.tracer.Start(ctx, ta.spanName, spanStart...)
+	var span trace.Span
+	var wait float64
+	waited := false
+	if len(t.Metadata) == 0 {
+		ctx, span = m.tracer.Start(ctx, ta.spanName, spanStart...)
+	} else {
+		// The task carries the submitter's trace context: the run's span
+		// is its child, so that one trace goes from the submit to the
+		// handler, and links to it as the messaging conventions ask of a
+		// process span (a consumer that prefers a trace of its own per run
+		// still finds the submitter through the link).
+		var sc trace.SpanContext
+		ctx, sc = m.prop.extract(ctx, t.Metadata)
+		if sc.IsValid() {
+			ctx, span = m.tracer.Start(ctx, ta.spanName, spanStart[0], trace.WithLinks(trace.Link{SpanContext: sc}))
+		} else {
+			ctx, span = m.tracer.Start(ctx, ta.spanName, spanStart...)
+		}
+		// A retry's wait would include the earlier runs and their backoff:
+		// only the first run is measured.
+		if at, ok := enqueuedAt(t.Metadata); ok && t.Attempt <= 1 {
+			wait, waited = max(time.Since(at).Seconds(), 0), true
+			m.wait.Record(ctx, wait, ta.record...)
+		}
+	}
 	if span.IsRecording() {
-		kv := make([]attribute.KeyValue, 0, 7+len(m.extra))
+		kv := make([]attribute.KeyValue, 0, 8+len(m.extra))
 		kv = append(kv,
 			attrSystem,
 			attrOperationName,
@@ -178,6 +230,9 @@ func (h *handler) HandleTask(ctx context.Context, t taskpool.Task) error {
 			TaskAttemptKey.Int(max(t.Attempt, 1)),
 			TaskPriorityKey.String(t.Priority.String()),
 		)
+		if waited {
+			kv = append(kv, TaskQueueWaitKey.Float64(wait))
+		}
 		span.SetAttributes(append(kv, m.extra...)...)
 	}
 	m.started.Add(ctx, 1, ta.add...)

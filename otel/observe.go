@@ -18,14 +18,18 @@ type StatsReader interface {
 
 // Names of the instruments [Observe] registers. The first five are
 // observable up-down counters (gauges in Prometheus): current values that
-// add up across schedulers. The others are observable counters: totals
-// since the scheduler was made.
+// add up across schedulers. Utilization is an observable gauge: a ratio,
+// which does not add up. The others are observable counters: totals since
+// the scheduler was made.
 const (
 	MetricQueued  = "taskpool.scheduler.queued"
 	MetricRunning = "taskpool.scheduler.running"
 	MetricDelayed = "taskpool.scheduler.delayed"
 	MetricWorkers = "taskpool.scheduler.workers"
 	MetricPaused  = "taskpool.scheduler.paused"
+	// MetricUtilization is a gauge: the share of workers running a
+	// handler, running/workers, from 0 to 1 (0 without workers).
+	MetricUtilization = "taskpool.scheduler.utilization"
 
 	MetricSubmitted      = "taskpool.scheduler.submitted"
 	MetricTotalSucceeded = "taskpool.scheduler.succeeded"
@@ -38,7 +42,8 @@ const (
 
 // Observe registers instruments whose values are read from s.Stats() at
 // each collection: tasks queued, running and delayed, workers and whether
-// the scheduler is paused (1) or not (0); and the totals of tasks
+// the scheduler is paused (1) or not (0), the workers' utilization
+// (running/workers, a gauge); and the totals of tasks
 // submitted, succeeded, failed, retried, panicked, not run and canceled.
 // Every value carries messaging.system and, with [WithQueue] and
 // [WithAttributes], the queue and other attributes that tell schedulers
@@ -72,6 +77,9 @@ func Observe(s StatsReader, opts ...Option) (metric.Registration, error) {
 	delayed := gauge(MetricDelayed, "{task}", "Delayed tasks, retries waiting for their backoff and rate-limited tasks.")
 	workers := gauge(MetricWorkers, "{worker}", "Worker goroutines.")
 	paused := gauge(MetricPaused, "1", "1 while the scheduler is paused, else 0.")
+	utilization, err := meter.Float64ObservableGauge(MetricUtilization, metric.WithUnit("1"),
+		metric.WithDescription("Share of the workers running a handler."))
+	errs = append(errs, err)
 	submitted := counter(MetricSubmitted, "Tasks accepted, periodic activations included.")
 	succeeded := counter(MetricTotalSucceeded, "Tasks whose final run succeeded.")
 	failed := counter(MetricTotalFailed, "Tasks whose final run failed, panics included.")
@@ -93,6 +101,11 @@ func Observe(s StatsReader, opts ...Option) (metric.Registration, error) {
 			p = 1
 		}
 		o.ObserveInt64(paused, p, attrs)
+		u := 0.0
+		if st.Workers > 0 {
+			u = float64(st.Running) / float64(st.Workers)
+		}
+		o.ObserveFloat64(utilization, u, attrs)
 		o.ObserveInt64(submitted, int64(st.Submitted), attrs)
 		o.ObserveInt64(succeeded, int64(st.Succeeded), attrs)
 		o.ObserveInt64(failed, int64(st.Failed), attrs)
@@ -101,6 +114,6 @@ func Observe(s StatsReader, opts ...Option) (metric.Registration, error) {
 		o.ObserveInt64(notRun, int64(st.NotRun), attrs)
 		o.ObserveInt64(canceled, int64(st.Canceled), attrs)
 		return nil
-	}, queued, running, delayed, workers, paused,
+	}, queued, running, delayed, workers, paused, utilization,
 		submitted, succeeded, failed, retried, panicked, notRun, canceled)
 }

@@ -72,6 +72,7 @@ func TestObserve(t *testing.T) {
 	}
 	assert.Equal(t, int64(1), value(taskpoolotel.MetricRunning))
 	assert.Equal(t, int64(1), value(taskpoolotel.MetricWorkers))
+	assert.Equal(t, 1.0, gaugeValue(t, m, taskpoolotel.MetricUtilization, want...), "the one worker is busy")
 	assert.Equal(t, int64(4), value(taskpoolotel.MetricQueued))
 	assert.Equal(t, int64(1), value(taskpoolotel.MetricDelayed))
 	assert.Equal(t, int64(1), value(taskpoolotel.MetricPaused))
@@ -91,6 +92,7 @@ func TestObserve(t *testing.T) {
 	assert.Equal(t, int64(5), value(taskpoolotel.MetricTotalSucceeded))
 	assert.Equal(t, int64(1), value(taskpoolotel.MetricNotRun))
 	assert.Equal(t, int64(0), value(taskpoolotel.MetricRunning))
+	assert.Equal(t, 0.0, gaugeValue(t, m, taskpoolotel.MetricUtilization, want...))
 	assert.Equal(t, int64(0), value(taskpoolotel.MetricQueued))
 	assert.Equal(t, int64(0), value(taskpoolotel.MetricDelayed))
 	assert.Equal(t, int64(0), value(taskpoolotel.MetricPaused))
@@ -126,6 +128,7 @@ func TestObserveTwoSources(t *testing.T) {
 	qa, _ := sum(t, m[taskpoolotel.MetricQueued], attribute.String("messaging.destination.name", "a"))
 	qb, _ := sum(t, m[taskpoolotel.MetricQueued], attribute.String("messaging.destination.name", "b"))
 	all, _ := sum(t, m[taskpoolotel.MetricWorkers])
+	assert.Equal(t, 0.0, gaugeValue(t, m, taskpoolotel.MetricUtilization, attribute.String("messaging.destination.name", "a")))
 	assert.Equal(t, int64(4), qa)
 	assert.Equal(t, int64(9), qb)
 	assert.Equal(t, int64(9), all)
@@ -134,4 +137,33 @@ func TestObserveTwoSources(t *testing.T) {
 
 	_, err = taskpoolotel.Observe(nil)
 	assert.Error(t, err)
+
+	// Utilization is running/workers, and 0 without workers.
+	c, err := taskpoolotel.Observe(statsFunc(func() taskpool.Stats { return taskpool.Stats{Running: 3, Workers: 4} }),
+		tel.opts(taskpoolotel.WithQueue("c"))...)
+	require.NoError(t, err)
+	d, err := taskpoolotel.Observe(statsFunc(func() taskpool.Stats { return taskpool.Stats{} }),
+		tel.opts(taskpoolotel.WithQueue("d"))...)
+	require.NoError(t, err)
+	m = tel.collect(t)
+	assert.Equal(t, 0.75, gaugeValue(t, m, taskpoolotel.MetricUtilization, attribute.String("messaging.destination.name", "c")))
+	assert.Equal(t, 0.0, gaugeValue(t, m, taskpoolotel.MetricUtilization, attribute.String("messaging.destination.name", "d")))
+	require.NoError(t, c.Unregister())
+	require.NoError(t, d.Unregister())
+}
+
+// gaugeValue returns the value of the float64 gauge point whose attributes
+// hold want; it fails the test when there is none.
+func gaugeValue(t *testing.T, m map[string]metricdata.Metrics, name string, want ...attribute.KeyValue) float64 {
+	t.Helper()
+	require.Contains(t, m, name)
+	g, ok := m[name].Data.(metricdata.Gauge[float64])
+	require.Truef(t, ok, "%s is %T, not a float64 gauge", name, m[name].Data)
+	for _, dp := range g.DataPoints {
+		if matches(dp.Attributes, want) {
+			return dp.Value
+		}
+	}
+	t.Fatalf("%s has no point with %v", name, want)
+	return 0
 }

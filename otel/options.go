@@ -4,6 +4,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -14,7 +15,9 @@ const ScopeName = "github.com/taskpool/taskpool/otel"
 // System is the value of the messaging.system attribute.
 const System = "taskpool"
 
-// Option configures [Middleware], [Observe] and [CompletionHook].
+// Option configures [Middleware], [Observe], [CompletionHook],
+// [DeadLetterHook], [NewClient], [EnqueueMiddleware] and [Inject]; each
+// reads the options that concern it.
 type Option interface {
 	apply(*config)
 }
@@ -26,6 +29,7 @@ func (f optionFunc) apply(c *config) { f(c) }
 type config struct {
 	tp    trace.TracerProvider
 	mp    metric.MeterProvider
+	prop  propagation.TextMapPropagator // nil: the global one, falling back to W3C Trace Context
 	queue string
 	attrs []attribute.KeyValue
 }
@@ -56,6 +60,18 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // of nil, is the global one.
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return optionFunc(func(c *config) { c.mp = mp })
+}
+
+// WithPropagator sets the propagator that carries the trace context in
+// [taskpool.Task.Metadata]: [Inject], [EnqueueMiddleware] and [Client]
+// write with it, [Middleware] reads with it. Give the producer and the
+// consumer the same one. The default, and the meaning of nil, is the
+// global one (otel.SetTextMapPropagator), looked up at each use; while
+// that one writes nothing (until it is set it is a no-op), W3C Trace
+// Context (traceparent, tracestate) is used instead, so that traces are
+// linked without any set-up.
+func WithPropagator(p propagation.TextMapPropagator) Option {
+	return optionFunc(func(c *config) { c.prop = p })
 }
 
 // WithQueue names the queue the tasks come from, such as the NATS queue

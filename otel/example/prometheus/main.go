@@ -31,6 +31,7 @@ import (
 // app is a scheduler instrumented into its own Prometheus registry.
 type app struct {
 	sched    *taskpool.Scheduler
+	client   *taskpoolotel.Client // submits to sched, with the enqueue time for the queue wait
 	provider *sdkmetric.MeterProvider
 	observed metric.Registration
 	handler  http.Handler // serves /metrics
@@ -49,6 +50,7 @@ func newApp(reg *taskpool.Registry) (*app, error) {
 		taskpool.WithRetry(3, taskpool.ConstantBackoff(50*time.Millisecond)),
 		taskpool.WithMiddleware(taskpoolotel.Middleware(taskpoolotel.WithMeterProvider(mp))),
 		taskpool.WithCompletionHook(taskpoolotel.CompletionHook(taskpoolotel.WithMeterProvider(mp))),
+		taskpool.WithDeadLetters(100, taskpoolotel.DeadLetterHook(taskpoolotel.WithMeterProvider(mp))),
 	)
 	if err != nil {
 		return nil, err
@@ -59,6 +61,7 @@ func newApp(reg *taskpool.Registry) (*app, error) {
 	}
 	return &app{
 		sched: s, provider: mp, observed: observed,
+		client:  taskpoolotel.NewClient(s, taskpoolotel.WithMeterProvider(mp)),
 		handler: promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
 	}, nil
 }
@@ -112,7 +115,7 @@ func main() {
 			}
 			return
 		case <-tick.C:
-			_ = a.sched.Submit(ctx, taskpool.Task{Type: "email"})
+			_ = a.client.Submit(ctx, taskpool.Task{Type: "email"})
 		}
 	}
 }

@@ -36,7 +36,7 @@ func TestScrape(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for _, id := range []string{"a", "b", "bad"} {
-		require.NoError(t, a.sched.Submit(ctx, taskpool.Task{ID: id, Type: "email"}))
+		require.NoError(t, a.client.Submit(ctx, taskpool.Task{ID: id, Type: "email"}))
 	}
 	// Stop waits for the three tasks; the meter provider stays up until
 	// a.stop, so the scrape comes between the two.
@@ -63,6 +63,10 @@ func TestScrape(t *testing.T) {
 	assert.Regexp(t, `(?m)^taskpool_scheduler_failed_total\{.*\} 1$`, text)
 	assert.Regexp(t, `(?m)^taskpool_scheduler_queued\{.*\} 0$`, text)
 	assert.Regexp(t, `(?m)^# TYPE taskpool_scheduler_running gauge$`, text)
+	assert.Regexp(t, `(?m)^taskpool_task_queue_wait_seconds_count\{.*taskpool_task_type="email".*\} 3$`, text)
+	assert.Regexp(t, `(?m)^taskpool_task_dead_lettered_total\{.*taskpool_task_type="email".*\} 1$`, text)
+	assert.Regexp(t, `(?m)^messaging_client_sent_messages_total\{.*taskpool_task_type="email".*\} 3$`, text)
+	assert.Regexp(t, `(?m)^taskpool_scheduler_utilization(_ratio)?\{.*\} 0$`, text)
 
 	require.NoError(t, a.stop(ctx))
 }
