@@ -632,6 +632,22 @@ func TestStats(t *testing.T) {
 	assert.Equal(t, taskpool.Stats{Submitted: 30, Succeeded: 10, Failed: 20, Panicked: 10}, s.Stats())
 }
 
+func TestStatsQueuedByPriority(t *testing.T) {
+	t.Parallel()
+	s := newStarted(t, registry(t, map[string]taskpool.HandlerFunc{"ok": nop}), taskpool.WithWorkers(2))
+	require.NoError(t, s.Pause())
+	prios := []taskpool.Priority{taskpool.PriorityHigh, taskpool.PriorityHigh,
+		taskpool.PriorityDefault, taskpool.PriorityDefault, taskpool.PriorityDefault, taskpool.PriorityLow}
+	for _, p := range prios {
+		require.NoError(t, s.Submit(context.Background(), taskpool.Task{Type: "ok", Priority: p}))
+	}
+	st := s.Stats()
+	assert.Equal(t, [3]int{2, 3, 1}, st.QueuedByPriority, "high, default, low")
+	assert.Equal(t, uint64(6), st.Queued)
+	assert.Equal(t, s.Inspect().Queued, st.QueuedByPriority)
+	require.NoError(t, s.Resume())
+}
+
 func TestIDsAndResults(t *testing.T) {
 	t.Parallel()
 	reg := registry(t, map[string]taskpool.HandlerFunc{

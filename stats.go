@@ -11,6 +11,9 @@ type Stats struct {
 	// Queued counts accepted tasks that are due and have not started:
 	// in a queue, or handed to a worker that has not started them.
 	Queued uint64
+	// QueuedByPriority splits Queued by priority: high, default, low (the
+	// order of Inspection.Queued).
+	QueuedByPriority [3]int
 	// Delayed counts tasks waiting in the timer heap: delayed tasks,
 	// retries and rate-limited tasks.
 	Delayed int
@@ -52,8 +55,8 @@ func (s *Scheduler) Stats() Stats {
 		Paused:  s.e.Held(),
 		Delayed: s.timers.pendingTasks(),
 	}
-	queued := s.queued()
-	for _, n := range queued {
+	st.QueuedByPriority = s.queued()
+	for _, n := range st.QueuedByPriority {
 		st.Queued += uint64(n)
 	}
 	s.e.Inspect(func(_ *local, running *job, _ []job) {

@@ -41,7 +41,9 @@ const (
 )
 
 // Observe registers instruments whose values are read from s.Stats() at
-// each collection: tasks queued, running and delayed, workers and whether
+// each collection: tasks queued (one point per priority, with
+// taskpool.task.priority; a reader that leaves Stats.QueuedByPriority
+// empty reports its total without it), running and delayed, workers and whether
 // the scheduler is paused (1) or not (0), the workers' utilization
 // (running/workers, a gauge); and the totals of tasks
 // submitted, succeeded, failed, retried, panicked, not run and canceled.
@@ -58,8 +60,15 @@ func Observe(s StatsReader, opts ...Option) (metric.Registration, error) {
 	}
 	c := newConfig(opts)
 	meter := c.meter()
-	set := attribute.NewSet(append([]attribute.KeyValue{attrSystem}, c.extra()...)...)
-	attrs := metric.WithAttributeSet(set)
+	base := append([]attribute.KeyValue{attrSystem}, c.extra()...)
+	attrs := metric.WithAttributeSet(attribute.NewSet(base...))
+	// Queued is reported per priority, in the order of
+	// Stats.QueuedByPriority.
+	var byPrio [3]metric.ObserveOption
+	for i, p := range [3]taskpool.Priority{taskpool.PriorityHigh, taskpool.PriorityDefault, taskpool.PriorityLow} {
+		kv := append(append([]attribute.KeyValue(nil), base...), TaskPriorityKey.String(p.String()))
+		byPrio[i] = metric.WithAttributeSet(attribute.NewSet(kv...))
+	}
 
 	var errs []error
 	gauge := func(name, unit, desc string) metric.Int64ObservableUpDownCounter {
@@ -92,7 +101,15 @@ func Observe(s StatsReader, opts ...Option) (metric.Registration, error) {
 	}
 	return meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		st := s.Stats()
-		o.ObserveInt64(queued, int64(st.Queued), attrs)
+		var split uint64
+		for i, n := range st.QueuedByPriority {
+			o.ObserveInt64(queued, int64(n), byPrio[i])
+			split += uint64(n)
+		}
+		if st.Queued > split {
+			// A reader that does not split its queue by priority.
+			o.ObserveInt64(queued, int64(st.Queued-split), attrs)
+		}
 		o.ObserveInt64(running, int64(st.Running), attrs)
 		o.ObserveInt64(delayed, int64(st.Delayed), attrs)
 		o.ObserveInt64(workers, int64(st.Workers), attrs)

@@ -74,6 +74,15 @@ func TestObserve(t *testing.T) {
 	assert.Equal(t, int64(1), value(taskpoolotel.MetricWorkers))
 	assert.Equal(t, 1.0, gaugeValue(t, m, taskpoolotel.MetricUtilization, want...), "the one worker is busy")
 	assert.Equal(t, int64(4), value(taskpoolotel.MetricQueued))
+	byPrio := func(p string) int64 {
+		t.Helper()
+		v, found := sum(t, m[taskpoolotel.MetricQueued], append(want, taskpoolotel.TaskPriorityKey.String(p))...)
+		require.True(t, found, "a queued point for priority %s", p)
+		return v
+	}
+	assert.Equal(t, int64(4), byPrio("default"), "the four waiting tasks have the default priority")
+	assert.Equal(t, int64(0), byPrio("high"))
+	assert.Equal(t, int64(0), byPrio("low"))
 	assert.Equal(t, int64(1), value(taskpoolotel.MetricDelayed))
 	assert.Equal(t, int64(1), value(taskpoolotel.MetricPaused))
 	assert.Equal(t, int64(7), value(taskpoolotel.MetricSubmitted))
