@@ -39,19 +39,22 @@ type lib struct {
 }
 
 var (
-	libTaskpool   = lib{"taskpool", startTaskpool}
-	libAnts       = lib{"ants", startAnts}
-	libPond       = lib{"pond", startPond}
-	libWorkerpool = lib{"workerpool", startWorkerpool}
-	libConc       = lib{"conc", startConc}
-	libErrgroup   = lib{"errgroup", startErrgroup}
-	libGoroutine  = lib{"goroutine", startGoroutine}
-	libNaive      = lib{"naive", startNaive}
+	libTaskpool = lib{"taskpool", startTaskpool}
+	libAnts     = lib{"ants", startAnts}
+	libPond     = lib{"pond", startPond}
+	// libPondBounded is pond with taskpool's default queue bound, so that
+	// both block their submitters at the same depth.
+	libPondBounded = lib{"pond-q1024", startPondBounded}
+	libWorkerpool  = lib{"workerpool", startWorkerpool}
+	libConc        = lib{"conc", startConc}
+	libErrgroup    = lib{"errgroup", startErrgroup}
+	libGoroutine   = lib{"goroutine", startGoroutine}
+	libNaive       = lib{"naive", startNaive}
 )
 
 // allLibs is every library, taskpool first, baselines last.
 var allLibs = []lib{
-	libTaskpool, libAnts, libPond, libWorkerpool, libConc, libErrgroup,
+	libTaskpool, libAnts, libPond, libPondBounded, libWorkerpool, libConc, libErrgroup,
 	libGoroutine, libNaive,
 }
 
@@ -154,6 +157,10 @@ func (r *antsRunner) Wait() error {
 type pondRunner struct{ p pond.Pool }
 
 func startPond(workers int) (runner, error) { return pondRunner{pond.NewPool(workers)}, nil }
+
+func startPondBounded(workers int) (runner, error) {
+	return pondRunner{pond.NewPool(workers, pond.WithQueueSize(taskpool.DefaultQueueSize))}, nil
+}
 
 func (r pondRunner) Go(f func()) error { return r.p.Go(f) }
 

@@ -275,7 +275,7 @@ func BenchmarkParallelSubmit(b *testing.B) {
 			continue
 		}
 		seen[producers] = true
-		for _, l := range []lib{libTaskpool, libPond, libAnts} {
+		for _, l := range []lib{libTaskpool, libPond, libPondBounded, libAnts} {
 			name := fmt.Sprintf("lib=%s/producers=%d", l.name, producers)
 			b.Run(name, func(b *testing.B) {
 				b.ReportAllocs()
