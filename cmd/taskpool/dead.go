@@ -291,20 +291,34 @@ func deadShow(e *env, args []string) error {
 // are reported and make the exit code 3, the others are still done.
 func deadEach(e *env, op string, args []string) error {
 	fs := e.flags("dead " + op)
-	pos, err := e.parse(fs, "taskpool dead "+op+" ID...", args)
+	all := fs.Bool("all", false, "every dead letter of the queue, as listed when the command starts")
+	mode := progressMode("auto")
+	fs.Var(&mode, "progress", "draw progress on stderr: `auto` (when it is a terminal), always or never")
+	pos, err := e.parse(fs, "taskpool dead "+op+" ID... | --all", args)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := e.context()
 	defer cancel()
-	if len(pos) == 0 {
-		return usagef("want at least one dead letter ID (sequence or task ID)")
+	switch {
+	case *all && len(pos) > 0:
+		return usagef("give dead letter IDs or --all, not both")
+	case !*all && len(pos) == 0:
+		return usagef("want at least one dead letter ID (sequence or task ID), or --all")
 	}
 	c, in, err := e.openDead(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.close()
+	if *all {
+		// The list is taken first: a requeued task that fails again is
+		// dead-lettered anew, after it, and is not taken again.
+		if pos, err = allDead(ctx, in); err != nil {
+			return err
+		}
+	}
+	bar := e.newProgress(mode, op, len(pos))
 	type result struct {
 		Arg      string `json:"arg"`
 		Sequence uint64 `json:"sequence,omitempty"`
@@ -343,7 +357,9 @@ func deadEach(e *env, op string, args []string) error {
 			r.Error = err.Error()
 		}
 		results = append(results, r)
+		bar.step()
 	}
+	bar.end()
 	if e.json {
 		if err := writeJSON(e.stdout, results); err != nil {
 			return err
@@ -367,6 +383,26 @@ func deadEach(e *env, op string, args []string) error {
 		return missing
 	}
 	return nil
+}
+
+// allDead returns the sequence numbers of every dead letter of the queue,
+// oldest first.
+func allDead(ctx context.Context, in *natsbroker.Inspector) ([]string, error) {
+	var seqs []string
+	var after uint64
+	for {
+		page, err := in.DeadLetters(ctx, after, 256)
+		if err != nil {
+			return nil, err
+		}
+		for _, dl := range page {
+			seqs = append(seqs, strconv.FormatUint(dl.Sequence, 10))
+		}
+		if len(page) < 256 {
+			return seqs, nil
+		}
+		after = page[len(page)-1].Sequence
+	}
 }
 
 func deadPurge(e *env, args []string) error {

@@ -99,11 +99,13 @@ Flags (before or after the command):
 const deadUsage = `Dead letters:
   dead list [--after SEQ] [--limit N]   dead letters, oldest first
   dead show ID                          one dead letter: error, headers, payload
-  dead requeue ID...                    put dead letters back on the queue
-  dead delete ID...                     delete dead letters
+  dead requeue ID... | --all            put dead letters back on the queue
+  dead delete ID... | --all             delete dead letters
   dead purge --yes                      delete every dead letter of the queue
 
-  ID is a dead letter's sequence number, or its task ID.
+  ID is a dead letter's sequence number, or its task ID. requeue and
+  delete draw their progress on stderr when it is a terminal
+  (--progress always|never|auto).
 `
 
 const usageExit = `

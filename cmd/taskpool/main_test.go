@@ -399,3 +399,52 @@ func TestDeadLetterFlow(t *testing.T) {
 	assert.Regexp(t, `(?m)^QUEUE\s+PUBLISHED\s+DELIVERED`, r.stdout)
 	assert.Contains(t, r.stdout, "JetStream account:")
 }
+
+// TestDeadRequeueAll requeues every dead letter at once with a progress
+// bar, while the handler still fails for one of them: that one is
+// dead-lettered again, after the list the command took, and is not
+// requeued a second time.
+func TestDeadRequeueAll(t *testing.T) {
+	srv := startServer(t)
+	js := connectJS(t, srv)
+	var fixed atomic.Bool
+	st := &settled{ch: make(chan settlement, 16)}
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("poison", func(_ context.Context, tk taskpool.Task) error {
+		if fixed.Load() && tk.ID != "still-bad" {
+			return nil
+		}
+		return taskpool.SkipRetry(errors.New("bad input"))
+	}))
+	startConsumer(t, js, reg, st)
+	ids := []string{"a", "b", "c", "still-bad"}
+	var rc receiptJSON
+	for _, id := range ids {
+		cliJSON(t, srv, &rc, "enqueue", "poison", `{}`, "--id", id)
+	}
+	st.wait(t, len(ids))
+
+	assert.Equal(t, exitUsage, cli(t, srv, "dead", "requeue", "a", "--all").code, "IDs and --all")
+	assert.Equal(t, exitUsage, cli(t, srv, "dead", "delete").code, "neither")
+	assert.Equal(t, exitUsage, cli(t, srv, "dead", "requeue", "--all", "--progress", "sometimes").code)
+
+	fixed.Store(true)
+	r := cli(t, srv, "dead", "requeue", "--all", "--progress", "always")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Equal(t, len(ids), strings.Count(r.stdout, "requeued dead letter"))
+	assert.True(t, strings.HasSuffix(r.stderr, "requeue 4/4 [====================]\n"), "progress: %q", r.stderr)
+	got := st.wait(t, len(ids))
+	for _, id := range ids[:3] {
+		assert.Equal(t, natsbroker.ActionAck, got[id], id)
+	}
+	assert.Equal(t, natsbroker.ActionDeadLetter, got["still-bad"])
+
+	// Without a terminal, auto draws nothing.
+	r = cli(t, srv, "dead", "delete", "--all")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Empty(t, r.stderr)
+	assert.Equal(t, 1, strings.Count(r.stdout, "deleted dead letter"))
+	var dead []deadJSON
+	cliJSON(t, srv, &dead, "dead", "list")
+	assert.Empty(t, dead)
+}
