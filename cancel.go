@@ -81,16 +81,38 @@ func (s *Scheduler) Cancel(id string) error {
 }
 
 // cancel1 moves r to stDone if it is pending, taking it out of where it
-// waits, and reports whether it did.
+// waits, and reports whether it did. It reads the state and moves from
+// what it read, again if the state moved meanwhile: a task that goes from
+// waiting for a slot, or from the timer heap, to its lane between two
+// guesses is still pending and must be cancelled, not reported missing.
 func (s *Scheduler) cancel1(r *record) bool {
-	if r.cas(stQueued, stDone) {
-		// It stays in its lane or batch; the worker that meets it skips it.
-		s.tombs[r.b.lane].Add(1)
-		return true
+	for {
+		switch r.state.Load() {
+		case stQueued:
+			if r.cas(stQueued, stDone) {
+				// It stays in its lane or batch; the worker that meets it
+				// skips it.
+				s.tombs[r.b.lane].Add(1)
+				return true
+			}
+		case stWaiting:
+			if r.cas(stWaiting, stDone) {
+				return true // the limit's list skips it
+			}
+		case stDelayed:
+			if s.cancelDelayed(r) {
+				return true
+			}
+		default:
+			// Admitting (Submit has not returned), running, or done.
+			return false
+		}
 	}
-	if r.cas(stWaiting, stDone) {
-		return true // the limit's list skips it
-	}
+}
+
+// cancelDelayed moves r from the timer heap to stDone, under the heap's
+// lock, and reports whether it did.
+func (s *Scheduler) cancelDelayed(r *record) bool {
 	q := &s.timers
 	q.mu.Lock()
 	defer q.mu.Unlock()
