@@ -2,11 +2,13 @@ package taskpool_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +19,12 @@ import (
 
 	"github.com/taskpool/taskpool"
 )
+
+// flakyAttempts is the attempts of the stress test's flaky tasks: the
+// most runs any of its tasks may have.
+const flakyAttempts = 3
+
+var errFlaky = errors.New("flaky")
 
 // envInt reads an integer knob of the stress test from the environment.
 func envInt(name string, def int) int {
@@ -35,11 +43,13 @@ func yield(n int) {
 }
 
 // TestStressEveryAcceptedTaskHasOneOutcome mixes everything that moves
-// tasks between goroutines at once: concurrent Submit and TrySubmit at all
-// priorities, random Resize, Pause and Resume, panics, runtime.Goexit,
-// concurrency limits, Stats and Inspect, and a Stop that sometimes runs
-// out of time. Every accepted task must get exactly one outcome and run at
-// most once, and Stop must return. STRESS_ITERS and the STRESS_* switches
+// tasks between goroutines at once: concurrent Submit, TrySubmit and
+// SubmitAfter at all priorities, unique keys, retries, Cancel, random
+// Resize, Pause and Resume, panics, runtime.Goexit, concurrency limits,
+// Stats and Inspect, and a Stop that sometimes runs out of time. Every
+// accepted task must get exactly one outcome and run at most as often as
+// it has attempts; a Cancel that returned nil must be the task's outcome,
+// and only such a Cancel; Stop must return. STRESS_ITERS and the STRESS_* switches
 // make it run longer or narrower.
 func TestStressEveryAcceptedTaskHasOneOutcome(t *testing.T) {
 	t.Parallel()
@@ -89,13 +99,21 @@ func stressOnce(t *testing.T, it int, useExit, useResize, usePause, useDeadline 
 		return nil
 	}, taskpool.WithConcurrencyLimit(1+rand.IntN(2))))
 	must(reg.HandleFunc("panic", func(_ context.Context, tk taskpool.Task) error { ran(tk.ID); panic("x") }))
-	types := []string{"nop", "nop", "nop", "sleep", "block", "lim", "panic"}
+	must(reg.HandleFunc("flaky", func(_ context.Context, tk taskpool.Task) error {
+		ran(tk.ID)
+		if rand.IntN(2) == 0 {
+			return errFlaky
+		}
+		return nil
+	}, taskpool.WithRetry(flakyAttempts, taskpool.ConstantBackoff(time.Duration(rand.IntN(300))*time.Microsecond))))
+	types := []string{"nop", "nop", "nop", "sleep", "block", "lim", "panic", "flaky", "flaky"}
 	if useExit {
 		types = append(types, "exit")
 	}
 
 	var omu sync.Mutex
 	outs := map[string]int{}
+	outErr := map[string]error{}
 	workers := 1 + rand.IntN(6)
 	batch := 1 + rand.IntN(8)
 	queue := rand.IntN(32)
@@ -103,6 +121,7 @@ func stressOnce(t *testing.T, it int, useExit, useResize, usePause, useDeadline 
 		taskpool.WithCompletionHook(func(o taskpool.Outcome) {
 			omu.Lock()
 			outs[o.Task.ID]++
+			outErr[o.Task.ID] = o.Err
 			omu.Unlock()
 		}))
 	must(err)
@@ -112,6 +131,8 @@ func stressOnce(t *testing.T, it int, useExit, useResize, usePause, useDeadline 
 		amu      sync.Mutex
 		accepted []string
 		stop     = make(chan struct{})
+		toCancel = make(chan string, 64)
+		canceled sync.Map // ID -> true: a Cancel of it returned nil
 	)
 	const producers, per = 4, 300
 	for p := range producers {
@@ -119,12 +140,19 @@ func stressOnce(t *testing.T, it int, useExit, useResize, usePause, useDeadline 
 		go func() {
 			defer wg.Done()
 			for i := range per {
-				id := fmt.Sprintf("i%d-p%d-%d", it, p, i)
-				tk := taskpool.Task{ID: id, Type: types[rand.IntN(len(types))], Priority: taskpool.Priority(rand.IntN(3) - 1)}
+				typ := types[rand.IntN(len(types))]
+				id := fmt.Sprintf("i%d-p%d-%d-%s", it, p, i, typ)
+				tk := taskpool.Task{ID: id, Type: typ, Priority: taskpool.Priority(rand.IntN(3) - 1)}
+				if rand.IntN(8) == 0 {
+					tk.UniqueKey = fmt.Sprint("k", rand.IntN(4))
+				}
 				var err error
-				if rand.IntN(4) == 0 {
+				switch rand.IntN(8) {
+				case 0, 1:
 					err = s.TrySubmit(tk)
-				} else {
+				case 2:
+					err = s.SubmitAfter(context.Background(), tk, time.Duration(rand.IntN(2000))*time.Microsecond)
+				default:
 					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 					err = s.Submit(ctx, tk)
 					cancel()
@@ -133,6 +161,12 @@ func stressOnce(t *testing.T, it int, useExit, useResize, usePause, useDeadline 
 					amu.Lock()
 					accepted = append(accepted, id)
 					amu.Unlock()
+					if rand.IntN(6) == 0 {
+						select {
+						case toCancel <- id:
+						default:
+						}
+					}
 				}
 			}
 		}()
@@ -172,6 +206,19 @@ func stressOnce(t *testing.T, it int, useExit, useResize, usePause, useDeadline 
 		_ = s.Inspect()
 		yield(100)
 	})
+	repeat(func() {
+		select {
+		case id := <-toCancel:
+			yield(rand.IntN(200))
+			if err := s.Cancel(id); err == nil {
+				canceled.Store(id, true)
+			} else if !errors.Is(err, taskpool.ErrTaskNotFound) {
+				t.Errorf("Cancel(%s): %v", id, err)
+			}
+		default:
+			yield(10)
+		}
+	})
 	if rand.IntN(2) == 0 {
 		wg.Wait()
 	} else {
@@ -205,8 +252,16 @@ func stressOnce(t *testing.T, it int, useExit, useResize, usePause, useDeadline 
 				t.Errorf("iter %d (workers=%d batch=%d queue=%d): task %s: %d outcomes", it, workers, batch, queue, id, outs[id])
 			}
 		}
-		if n, ok := runs.Load(id); ok && n.(*atomic.Int32).Load() > 1 {
+		most := int32(1)
+		if strings.HasSuffix(id, "-flaky") {
+			most = flakyAttempts
+		}
+		if n, ok := runs.Load(id); ok && n.(*atomic.Int32).Load() > most {
 			t.Errorf("iter %d: task %s ran %d times", it, id, n.(*atomic.Int32).Load())
+		}
+		_, wasCanceled := canceled.Load(id)
+		if gotCanceled := errors.Is(outErr[id], taskpool.ErrCanceled); wasCanceled != gotCanceled {
+			t.Errorf("iter %d: task %s: Cancel returned nil: %v, outcome %v", it, id, wasCanceled, outErr[id])
 		}
 	}
 	if bad > 0 {
