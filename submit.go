@@ -65,6 +65,20 @@ func (s *Scheduler) SubmitFuture(ctx context.Context, t Task) (*Future, error) {
 	return &r.future, nil
 }
 
+// SubmitWait enqueues t like [Scheduler.SubmitFuture] and waits for its
+// outcome: it returns the handler's result (set with [Task.SetResult], nil
+// if none) and the task's final error, after any retries. ctx bounds the
+// wait for admission and for the outcome: when it ends first, SubmitWait
+// returns ctx's error and the task goes on. It returns the same errors as
+// Submit for a task that is not accepted. It is [Client.SubmitWait].
+func (s *Scheduler) SubmitWait(ctx context.Context, t Task) (any, error) {
+	f, err := s.SubmitFuture(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return f.Wait(ctx)
+}
+
 // submit admits t into the engine. r is the task's record when the caller
 // already needs one (SubmitFuture), or nil.
 func (s *Scheduler) submit(ctx context.Context, t *Task, r *record, block bool) error {
