@@ -44,6 +44,27 @@ func (c *Client) SubmitAfter(ctx context.Context, t taskpool.Task, d time.Durati
 	return err
 }
 
+// SubmitWait enqueues t with [KeepResult] and waits for its outcome with
+// [Producer.WaitResult]: it returns the handler's result as JSON (a
+// json.RawMessage, nil when it set none; [taskpool.ResultAs] decodes it)
+// and the task's final error (see [RemoteError]). ctx bounds the enqueue
+// and the wait; when it ends first the task goes on, and its outcome can
+// still be waited for by ID.
+func (c *Client) SubmitWait(ctx context.Context, t taskpool.Task) (any, error) {
+	r, err := c.Producer.Enqueue(ctx, t, KeepResult())
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.Producer.WaitResult(ctx, r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if res.Value == nil {
+		return nil, res.Err
+	}
+	return res.Value, res.Err
+}
+
 // Cancel removes a delayed task that is not due yet (or a periodic
 // schedule) by its ID; see [Producer.Cancel]. A task already due, queued
 // or running cannot be cancelled: the error wraps [ErrNotFound], which is

@@ -101,6 +101,11 @@ func conformanceRegistry(w *world) *taskpool.Registry {
 		w.ran(t)
 		return taskpool.SkipRetry(errors.New("final"))
 	}, taskpool.WithRetry(3, taskpool.ConstantBackoff(10*time.Millisecond))))
+	must(reg.HandleFunc("conf.result", func(ctx context.Context, t taskpool.Task) error {
+		w.ran(t)
+		t.SetResult(confResult{Sum: 42, ID: t.ID})
+		return nil
+	}, taskpool.WithRetry(1, nil)))
 	must(reg.HandleFunc("conf.panic", func(ctx context.Context, t taskpool.Task) error {
 		w.ran(t)
 		panic("handler bug")
@@ -121,6 +126,12 @@ func conformanceRegistry(w *world) *taskpool.Registry {
 		return nil
 	}, taskpool.WithRetry(3, taskpool.ConstantBackoff(10*time.Millisecond))))
 	return reg
+}
+
+// confResult is a handler's result.
+type confResult struct {
+	Sum int    `json:"sum"`
+	ID  string `json:"id"`
 }
 
 // confArgs are typed params (taskpool.Handle, taskpool.TaskOf).
@@ -254,6 +265,41 @@ var scenarios = []struct {
 		f := w.wait(t, "typed-bad")
 		assert.ErrorIs(t, f.err, taskpool.ErrSkipRetry)
 		assert.Empty(t, w.runsOf("typed-bad"), "the handler never sees params it cannot take")
+	}},
+	{"results and errors", func(t *testing.T, w *world) {
+		ctx := ctxT(t)
+		v, err := w.client.SubmitWait(ctx, taskpool.Task{ID: "res", Type: "conf.result"})
+		require.NoError(t, err)
+		got, err := taskpool.ResultAs[confResult](v)
+		require.NoError(t, err)
+		assert.Equal(t, confResult{Sum: 42, ID: "res"}, got)
+
+		v, err = w.client.SubmitWait(ctx, taskpool.Task{ID: "res-none", Type: "conf.ok"})
+		assert.NoError(t, err)
+		assert.Nil(t, v, "no result set")
+
+		v, err = w.client.SubmitWait(ctx, taskpool.Task{ID: "res-skip", Type: "conf.skip"})
+		assert.Nil(t, v)
+		assert.ErrorIs(t, err, taskpool.ErrSkipRetry)
+		assert.EqualError(t, err, "final")
+
+		_, err = w.client.SubmitWait(ctx, taskpool.Task{ID: "res-flaky", Type: "conf.flaky"})
+		assert.EqualError(t, err, "always fails", "the error of the last attempt")
+		assert.Len(t, w.runsOf("res-flaky"), 3)
+
+		_, err = w.client.SubmitWait(ctx, taskpool.Task{ID: "res-panic", Type: "conf.panic"})
+		var pe *taskpool.PanicError
+		require.ErrorAs(t, err, &pe)
+		assert.Equal(t, "handler bug", pe.Value)
+		assert.NotEmpty(t, pe.Stack)
+
+		_, err = w.client.SubmitWait(ctx, taskpool.Task{ID: "res-unknown", Type: "conf.nope"})
+		assert.ErrorIs(t, err, taskpool.ErrNoHandler)
+
+		short, cancel := context.WithCancel(ctx)
+		cancel()
+		_, err = w.client.SubmitWait(short, taskpool.Task{ID: "res-canceled", Type: "conf.ok"})
+		assert.ErrorIs(t, err, context.Canceled)
 	}},
 	{"delayed task runs after its delay", func(t *testing.T, w *world) {
 		start := time.Now()

@@ -808,6 +808,13 @@ func (c *Consumer) finish(f *flight, out taskpool.Outcome) {
 	var a Action
 	switch {
 	case out.Err == nil:
+		// The result is stored before the ack: a crash in between runs
+		// the task again rather than losing its result.
+		if err := c.storeResult(f.msg, out.Task.ID, out.Result, nil, f.attempt, false); err != nil {
+			_ = f.msg.NakWithDelay(c.cfg.backoff(f.attempt))
+			a = ActionRetry
+			break
+		}
 		_ = f.msg.Ack()
 		a = ActionAck
 	case c.stopping() && (errors.Is(out.Err, taskpool.ErrSchedulerClosed) || errors.Is(out.Err, context.Canceled)):
@@ -854,6 +861,11 @@ func (c *Consumer) release(key, id string) {
 // message is put back instead, to be dead-lettered on its next delivery:
 // a task is never dropped without a trace.
 func (c *Consumer) deadLetter(m jetstream.Msg, seq uint64, id string, attempts int, cause error) Action {
+	// The result first, as for an ack: see storeResult.
+	if err := c.storeResult(m, id, nil, cause, attempts, true); err != nil {
+		_ = m.NakWithDelay(c.cfg.backoff(attempts))
+		return ActionRetry
+	}
 	dm := &nats.Msg{Subject: c.q.dead, Data: m.Data(), Header: make(nats.Header)}
 	for k, v := range m.Headers() {
 		if strings.HasPrefix(k, "Nats-") {

@@ -62,6 +62,7 @@ type config struct {
 	replicas      int
 	dupWindow     time.Duration
 	uniqueTTL     time.Duration
+	resultTTL     time.Duration
 	publishWindow int
 	clientDelays  bool
 	asyncPersist  bool
@@ -96,6 +97,7 @@ func defaultConfig() config {
 		replicas:      1,
 		dupWindow:     DefaultDuplicateWindow,
 		uniqueTTL:     DefaultUniqueTTL,
+		resultTTL:     DefaultResultTTL,
 		publishWindow: DefaultPublishWindow,
 		logger:        slog.New(slog.DiscardHandler),
 		workers:       runtime.GOMAXPROCS(0),
@@ -121,6 +123,7 @@ const (
 	setUniqueTTL
 	setAsyncPersist
 	setAckWait
+	setResultTTL
 )
 
 func (c *config) has(s setting) bool { return c.explicit&s != 0 }

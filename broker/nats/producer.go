@@ -47,7 +47,8 @@ type EnqueueOption interface {
 }
 
 type enqueueOptions struct {
-	at time.Time
+	at         time.Time
+	keepResult bool // see KeepResult
 }
 
 type enqueueFunc func(*enqueueOptions)
@@ -124,6 +125,9 @@ func (p *Producer) Enqueue(ctx context.Context, t taskpool.Task, opts ...Enqueue
 		return Receipt{}, err
 	}
 	t.ID = msg.Header.Get(jetstream.MsgIDHeader)
+	if eo.keepResult {
+		msg.Header.Set(HeaderResult, "1")
+	}
 	if t.UniqueKey != "" {
 		if err := p.lock(ctx, t); err != nil {
 			return Receipt{}, err
