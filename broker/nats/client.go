@@ -11,7 +11,8 @@ import (
 // written against taskpool.Client runs on NATS with only its construction
 // changed. Submit, SubmitAt and SubmitAfter are [Producer.Enqueue] (with
 // [At] or [Delay]); Cancel is [Producer.Cancel], bounded by
-// CancelTimeout. Give the producer [WithKnownTypes] for Submit to reject
+// CancelTimeout; SubmitWait is Enqueue with [KeepResult] and
+// [Producer.WaitResult]. Give the producer [WithKnownTypes] for Submit to reject
 // unknown types with [taskpool.ErrNoHandler] as the in-process scheduler
 // does.
 type Client struct {

@@ -48,6 +48,14 @@
 // crashed its worker. See [Inspector] for listing, resubmitting and
 // purging dead letters.
 //
+// # Results
+//
+// A task enqueued with [KeepResult] has its outcome (the handler's result
+// as JSON and its final error) written by the consumer to the queue's
+// results bucket before the message is acked or dead-lettered, so it
+// survives a consumer killed mid-task; [Producer.WaitResult] and
+// [Client.SubmitWait] wait for it. See [Result] and [RemoteError].
+//
 // # Health
 //
 // [Consumer.Health] reports liveness (fetch loop and lease keeper running)
