@@ -101,6 +101,10 @@ func conformanceRegistry(w *world) *taskpool.Registry {
 		w.ran(t)
 		return taskpool.SkipRetry(errors.New("final"))
 	}, taskpool.WithRetry(3, taskpool.ConstantBackoff(10*time.Millisecond))))
+	must(reg.HandleFunc("conf.default", func(ctx context.Context, t taskpool.Task) error {
+		w.ran(t)
+		return errors.New("fails, no retry of its own")
+	})) // no WithRetry: the scheduler-wide default applies
 	must(reg.HandleFunc("conf.result", func(ctx context.Context, t taskpool.Task) error {
 		w.ran(t)
 		t.SetResult(confResult{Sum: 42, ID: t.ID})
@@ -128,6 +132,10 @@ func conformanceRegistry(w *world) *taskpool.Registry {
 	return reg
 }
 
+// confSchedulerRetry is the scheduler-wide retry default both transports
+// are given.
+var confSchedulerRetry = taskpool.WithRetry(2, taskpool.ConstantBackoff(10*time.Millisecond))
+
 // confResult is a handler's result.
 type confResult struct {
 	Sum int    `json:"sum"`
@@ -144,25 +152,25 @@ func (confArgs) Kind() string { return "conf.typed" }
 
 type transport struct {
 	name string
-	// start runs reg on the transport and returns the client; hooks
-	// report final outcomes to w.settle.
-	start func(t *testing.T, reg *taskpool.Registry, w *world) taskpool.Client
+	// start runs reg on the transport, with the scheduler options sopts,
+	// and returns the client; hooks report final outcomes to w.settle.
+	start func(t *testing.T, reg *taskpool.Registry, w *world, sopts ...taskpool.Option) taskpool.Client
 }
 
 var transports = []transport{
-	{"inprocess", func(t *testing.T, reg *taskpool.Registry, w *world) taskpool.Client {
-		s, err := taskpool.New(reg, taskpool.WithCompletionHook(func(out taskpool.Outcome) {
+	{"inprocess", func(t *testing.T, reg *taskpool.Registry, w *world, sopts ...taskpool.Option) taskpool.Client {
+		s, err := taskpool.New(reg, append(sopts, taskpool.WithCompletionHook(func(out taskpool.Outcome) {
 			w.settle(out.Task.ID, out.Err, out.Attempts)
-		}))
+		}))...)
 		require.NoError(t, err)
 		require.NoError(t, s.Start())
 		t.Cleanup(func() { assert.NoError(t, s.Stop(context.Background())) })
 		return s
 	}},
-	{"nats", func(t *testing.T, reg *taskpool.Registry, w *world) taskpool.Client {
+	{"nats", func(t *testing.T, reg *taskpool.Registry, w *world, sopts ...taskpool.Option) taskpool.Client {
 		srv := startServer(t)
 		_, js := connect(t, srv.URL())
-		startConsumer(t, js, reg, natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+		startConsumer(t, js, reg, natsbroker.WithSchedulerOptions(sopts...), natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
 			if a == natsbroker.ActionAck || a == natsbroker.ActionDeadLetter {
 				w.settle(out.Task.ID, out.Err, out.Attempts)
 			}
@@ -196,6 +204,13 @@ var scenarios = []struct {
 			attempts = append(attempts, r.Attempt)
 		}
 		assert.Equal(t, []int{1, 2, 3}, attempts)
+	}},
+	{"scheduler-wide retry default for types without their own", func(t *testing.T, w *world) {
+		require.NoError(t, w.client.Submit(context.Background(), taskpool.Task{ID: "default-retry", Type: "conf.default"}))
+		f := w.wait(t, "default-retry")
+		assert.Error(t, f.err)
+		assert.Equal(t, 2, f.attempts)
+		assert.Len(t, w.runsOf("default-retry"), 2)
 	}},
 	{"task MaxAttempts overrides the type", func(t *testing.T, w *world) {
 		require.NoError(t, w.client.Submit(context.Background(), taskpool.Task{ID: "own", Type: "conf.flaky", MaxAttempts: 2}))
@@ -323,7 +338,9 @@ func TestConformance(t *testing.T) {
 		t.Run(tr.name, func(t *testing.T) {
 			t.Parallel()
 			w := &world{runs: map[string][]taskpool.Task{}, finals: map[string]chan final{}}
-			w.client = tr.start(t, conformanceRegistry(w), w)
+			// The same scheduler options on both: the scheduler-wide
+			// retry default is one of the policies under test.
+			w.client = tr.start(t, conformanceRegistry(w), w, confSchedulerRetry)
 			for _, sc := range scenarios {
 				t.Run(sc.name, func(t *testing.T) { sc.run(t, w) })
 			}

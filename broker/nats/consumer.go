@@ -134,8 +134,18 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, h taskpool.Handler
 	if c.sched, err = taskpool.New(h, sopts...); err != nil {
 		return nil, err
 	}
-	reg, _ := h.(*taskpool.Registry)
-	c.policy = taskpool.RetryPolicy{Registry: reg, MaxAttempts: cfg.maxAttempts, Backoff: cfg.backoff}
+	// One policy: the registry's per-type settings, then the
+	// scheduler-wide taskpool.WithRetry (through WithSchedulerOptions)
+	// unless WithMaxAttempts or WithBackoff override it, then this
+	// package's defaults.
+	sp := c.sched.RetryPolicy()
+	if !cfg.retrySet && sp.MaxAttempts > 0 {
+		c.cfg.maxAttempts = sp.MaxAttempts
+	}
+	if !cfg.backoffSet && sp.Backoff != nil {
+		c.cfg.backoff = sp.Backoff
+	}
+	c.policy = taskpool.RetryPolicy{Registry: sp.Registry, MaxAttempts: c.cfg.maxAttempts, Backoff: c.cfg.backoff}
 	if l, ok := h.(interface {
 		Lookup(string) (taskpool.Handler, bool)
 	}); ok {
