@@ -40,6 +40,17 @@ type Client interface {
 	// the task goes on. A submission refused returns the same errors as
 	// Submit.
 	SubmitWait(ctx context.Context, t Task) (any, error)
+	// SchedulePeriodic submits a copy of t at every activation of sched
+	// until Unschedule, each with the ID "<id>@<activation time>" (UTC,
+	// RFC 3339 with nanoseconds). A broker runs the schedule on its
+	// server, which needs it as an expression: [Every] and the cron
+	// sub-module's Parse give one (their String method); a broker
+	// returns an error wrapping [ErrInvalidOption] for another Schedule.
+	SchedulePeriodic(id string, sched Schedule, t Task) error
+	// Unschedule removes the periodic schedule id; tasks it submitted are
+	// not affected. It returns an error wrapping [ErrTaskNotFound] for an
+	// unknown id.
+	Unschedule(id string) error
 }
 
 var _ Client = (*Scheduler)(nil)

@@ -3,6 +3,7 @@ package natsbroker_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +33,7 @@ type world struct {
 	mu     sync.Mutex
 	runs   map[string][]taskpool.Task
 	finals map[string]chan final
+	ticks  chan string // IDs of periodic ticks run
 }
 
 func (w *world) ran(t taskpool.Task) {
@@ -101,6 +103,13 @@ func conformanceRegistry(w *world) *taskpool.Registry {
 		w.ran(t)
 		return taskpool.SkipRetry(errors.New("final"))
 	}, taskpool.WithRetry(3, taskpool.ConstantBackoff(10*time.Millisecond))))
+	must(reg.HandleFunc("conf.tick", func(ctx context.Context, t taskpool.Task) error {
+		select {
+		case w.ticks <- t.ID:
+		default: // ticks after the scenario
+		}
+		return nil
+	}))
 	must(reg.HandleFunc("conf.default", func(ctx context.Context, t taskpool.Task) error {
 		w.ran(t)
 		return errors.New("fails, no retry of its own")
@@ -316,6 +325,29 @@ var scenarios = []struct {
 		_, err = w.client.SubmitWait(short, taskpool.Task{ID: "res-canceled", Type: "conf.ok"})
 		assert.ErrorIs(t, err, context.Canceled)
 	}},
+	{"periodic once per tick", func(t *testing.T, w *world) {
+		require.NoError(t, w.client.SchedulePeriodic("tick", taskpool.Every(time.Second), taskpool.Task{Type: "conf.tick"}))
+		var at []time.Time
+		seen := map[string]bool{}
+		for len(at) < 2 {
+			select {
+			case id := <-w.ticks:
+				require.False(t, seen[id], "tick %s ran twice", id)
+				seen[id] = true
+				stamp, ok := strings.CutPrefix(id, "tick@")
+				require.True(t, ok, id)
+				ts, err := time.Parse(time.RFC3339Nano, stamp)
+				require.NoError(t, err, "the ID is id@RFC3339Nano")
+				assert.Equal(t, ts.UTC().Format(time.RFC3339Nano), stamp, "in UTC")
+				at = append(at, ts)
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%d ticks of an every-second schedule in 10s", len(at))
+			}
+		}
+		assert.GreaterOrEqual(t, at[1].Sub(at[0]), time.Second)
+		require.NoError(t, w.client.Unschedule("tick"))
+		assert.ErrorIs(t, w.client.Unschedule("tick"), taskpool.ErrTaskNotFound)
+	}},
 	{"delayed task runs after its delay", func(t *testing.T, w *world) {
 		start := time.Now()
 		const d = 300 * time.Millisecond
@@ -337,7 +369,7 @@ func TestConformance(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
 			t.Parallel()
-			w := &world{runs: map[string][]taskpool.Task{}, finals: map[string]chan final{}}
+			w := &world{runs: map[string][]taskpool.Task{}, finals: map[string]chan final{}, ticks: make(chan string, 16)}
 			// The same scheduler options on both: the scheduler-wide
 			// retry default is one of the policies under test.
 			w.client = tr.start(t, conformanceRegistry(w), w, confSchedulerRetry)

@@ -36,10 +36,11 @@ const (
 	// HeaderSequence and HeaderTaskID still identify the task.
 	HeaderDropped = "Taskpool-Dropped"
 
-	hdrSchedule       = "Nats-Schedule"
-	hdrScheduleTarget = "Nats-Schedule-Target"
-	hdrScheduler      = "Nats-Scheduler"
-	hdrScheduleNext   = "Nats-Schedule-Next"
+	hdrSchedule         = "Nats-Schedule"
+	hdrScheduleTarget   = "Nats-Schedule-Target"
+	hdrScheduleTimeZone = "Nats-Schedule-Time-Zone"
+	hdrScheduler        = "Nats-Scheduler"
+	hdrScheduleNext     = "Nats-Schedule-Next"
 )
 
 // Action is what a consumer did with a delivery once its outcome was known.
