@@ -1,5 +1,8 @@
 // Package cron turns cron expressions into [taskpool.Schedule] values for
-// [taskpool.Scheduler.SchedulePeriodic].
+// [taskpool.Scheduler.SchedulePeriodic] and [taskpool.Client]'s
+// SchedulePeriodic. Its dialect is also the one the NATS broker's
+// Producer.Schedule takes; a parsed Schedule's String method returns the
+// expression, which a broker hands to its server.
 //
 // It wraps the parser of github.com/robfig/cron/v3 and accepts what that
 // parser's ParseStandard accepts:

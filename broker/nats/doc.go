@@ -68,7 +68,9 @@
 // schedules: the server stores the task under a schedule subject and
 // moves it to its task subject when due. [Producer.Schedule] registers a
 // periodic task that the server emits once per tick, however many
-// processes run. On older servers delays fall back to a
+// processes run; it takes the cron sub-module's dialect (five fields,
+// descriptors, @every, a CRON_TZ= prefix) and gives each tick the ID
+// "<id>@<tick time>" as the in-process scheduler does. On older servers delays fall back to a
 // Taskpool-Not-Before header that consumers honour with NakWithDelay.
 //
 // # Wire format
