@@ -35,6 +35,7 @@ type options struct {
 	retryGiven    typeConfig // what WithRetry set, zero where nothing: for RetryPolicy
 	weights       [numPriorities]int
 	strict        bool
+	codec         Codec // WithStrictCodec; nil: params are passed as they are
 	delayedOnStop DelayedPolicy
 	uniqueTTL     time.Duration
 	deadCap       int

@@ -163,7 +163,8 @@ func (s *Scheduler) unadmit(r *record) {
 	}
 }
 
-// check validates t and resolves its binding.
+// check validates t and resolves its binding; with WithStrictCodec it
+// also round-trips t.Params through the codec.
 func (s *Scheduler) check(t *Task) (*binding, error) {
 	if t.Type == "" {
 		return nil, fmt.Errorf("%w: empty", ErrInvalidType)
@@ -174,17 +175,25 @@ func (s *Scheduler) check(t *Task) (*binding, error) {
 	if t.MaxAttempts < 0 {
 		return nil, fmt.Errorf("%w: max attempts %d", ErrInvalidTask, t.MaxAttempts)
 	}
-	bs := s.binds.Load()
-	if bs != nil {
+	var b *binding
+	if bs := s.binds.Load(); bs != nil {
 		if a := (*bs)[t.Type]; a != nil {
-			return &a[prioIndex(t.Priority)], nil
+			b = &a[prioIndex(t.Priority)]
 		}
 	}
-	a, err := s.bind(t.Type)
-	if err != nil {
-		return nil, err
+	if b == nil {
+		a, err := s.bind(t.Type)
+		if err != nil {
+			return nil, err
+		}
+		b = &a[prioIndex(t.Priority)]
 	}
-	return &a[prioIndex(t.Priority)], nil
+	if s.opts.codec != nil {
+		if err := s.roundTrip(t); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
 }
 
 // bind makes the bindings of a type on its first use. The map is copied

@@ -176,6 +176,18 @@ var transports = []transport{
 		t.Cleanup(func() { assert.NoError(t, s.Stop(context.Background())) })
 		return s
 	}},
+	// The in-process scheduler with the wire codec: handlers see params as
+	// NATS delivers them (taskpool.WithStrictCodec).
+	{"inprocess-strict", func(t *testing.T, reg *taskpool.Registry, w *world, sopts ...taskpool.Option) taskpool.Client {
+		s, err := taskpool.New(reg, append(sopts, taskpool.WithStrictCodec(natsbroker.JSONCodec{}),
+			taskpool.WithCompletionHook(func(out taskpool.Outcome) {
+				w.settle(out.Task.ID, out.Err, out.Attempts)
+			}))...)
+		require.NoError(t, err)
+		require.NoError(t, s.Start())
+		t.Cleanup(func() { assert.NoError(t, s.Stop(context.Background())) })
+		return s
+	}},
 	{"nats", func(t *testing.T, reg *taskpool.Registry, w *world, sopts ...taskpool.Option) taskpool.Client {
 		srv := startServer(t)
 		_, js := connect(t, srv.URL())
