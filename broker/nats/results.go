@@ -104,13 +104,15 @@ type resultRecord struct {
 
 type errorRecord struct {
 	Message string   `json:"message"`
-	Is      []string `json:"is,omitempty"`
-	// Panic is set for a handler panic: the panic value's text.
-	Panic *errorRecord `json:"panic,omitempty"`
-	// PanicText is the value's text when the value was not an error.
-	PanicText string `json:"panic_text,omitempty"`
-	Stack     string `json:"stack,omitempty"`
-	IsPanic   bool   `json:"is_panic,omitempty"`
+	Is      []string `json:"is,omitempty"` // names from resultSentinels
+	// Panic is set for a handler panic.
+	Panic *panicRecord `json:"panic,omitempty"`
+}
+
+type panicRecord struct {
+	Value string       `json:"value,omitempty"` // the value's text, when it is not an error
+	Err   *errorRecord `json:"err,omitempty"`   // the value, when it is an error
+	Stack string       `json:"stack,omitempty"`
 }
 
 func encodeError(err error) *errorRecord {
@@ -120,11 +122,11 @@ func encodeError(err error) *errorRecord {
 	r := &errorRecord{Message: err.Error()}
 	var pe *taskpool.PanicError
 	if errors.As(err, &pe) {
-		r.IsPanic, r.Stack = true, string(pe.Stack)
+		r.Panic = &panicRecord{Stack: string(pe.Stack)}
 		if ve, ok := pe.Value.(error); ok {
-			r.Panic = encodeError(ve)
+			r.Panic.Err = encodeError(ve)
 		} else {
-			r.PanicText = fmt.Sprint(pe.Value)
+			r.Panic.Value = fmt.Sprint(pe.Value)
 		}
 	}
 	for _, s := range resultSentinels {
@@ -139,10 +141,10 @@ func (r *errorRecord) decode() error {
 	if r == nil {
 		return nil
 	}
-	if r.IsPanic {
-		pe := &taskpool.PanicError{Value: r.PanicText, Stack: []byte(r.Stack)}
-		if r.Panic != nil {
-			pe.Value = r.Panic.decode()
+	if p := r.Panic; p != nil {
+		pe := &taskpool.PanicError{Value: p.Value, Stack: []byte(p.Stack)}
+		if p.Err != nil {
+			pe.Value = p.Err.decode()
 		}
 		return pe
 	}
