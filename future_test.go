@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -92,11 +90,4 @@ func TestResultAs(t *testing.T) {
 			assert.Equal(t, tt.want, got)
 		})
 	}
-}
-
-func TestEveryString(t *testing.T) {
-	t.Parallel()
-	s, ok := taskpool.Every(90 * time.Second).(fmt.Stringer)
-	require.True(t, ok)
-	assert.Equal(t, "@every 1m30s", s.String())
 }
