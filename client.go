@@ -13,6 +13,12 @@ import (
 // [ErrNoHandler] for a type the registry does not know (the broker's
 // producer needs the registry for that), [ErrDuplicateTask],
 // [ErrTaskNotFound].
+//
+// SubmitWait is the front door's [Scheduler.SubmitFuture]: the caller
+// waits for the handler's result and final error. In process the result is
+// the value the handler passed to [Task.SetResult]; through a broker it is
+// that value encoded as JSON (a json.RawMessage). [ResultAs] reads either
+// as a T, as [ParamsAs] does for params.
 type Client interface {
 	// Submit enqueues t. A nil error means the task was accepted and
 	// will run (at least once, distributed).
@@ -27,6 +33,24 @@ type Client interface {
 	// due yet. Either returns an error wrapping [ErrTaskNotFound] when
 	// there is nothing to cancel under id.
 	Cancel(id string) error
+	// SubmitWait enqueues t and waits for its outcome: it returns the
+	// handler's result (nil if it set none) and the task's final error,
+	// after any retries (nil on success). ctx bounds the submission and
+	// the wait: when it ends first SubmitWait returns ctx's error, and
+	// the task goes on. A submission refused returns the same errors as
+	// Submit.
+	SubmitWait(ctx context.Context, t Task) (any, error)
+	// SchedulePeriodic submits a copy of t at every activation of sched
+	// until Unschedule, each with the ID "<id>@<activation time>" (UTC,
+	// RFC 3339 with nanoseconds). A broker runs the schedule on its
+	// server, which needs it as an expression: [Every] and the cron
+	// sub-module's Parse give one (their String method); a broker
+	// returns an error wrapping [ErrInvalidOption] for another Schedule.
+	SchedulePeriodic(id string, sched Schedule, t Task) error
+	// Unschedule removes the periodic schedule id; tasks it submitted are
+	// not affected. It returns an error wrapping [ErrTaskNotFound] for an
+	// unknown id.
+	Unschedule(id string) error
 }
 
 var _ Client = (*Scheduler)(nil)

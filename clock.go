@@ -42,10 +42,16 @@ type Schedule interface {
 }
 
 // Every returns a Schedule that fires every d, counted from the previous
-// activation. d must be positive; SchedulePeriodic rejects others.
+// activation. d must be positive; SchedulePeriodic rejects others. The
+// Schedule's String method returns "@every <d>", which a broker's client
+// hands to its server.
 func Every(d time.Duration) Schedule { return every(d) }
 
 type every time.Duration
+
+// String returns "@every <d>", the schedule in the cron dialect that a
+// broker can run on its server.
+func (e every) String() string { return "@every " + time.Duration(e).String() }
 
 func (e every) Next(after time.Time) time.Time {
 	if e <= 0 {

@@ -27,6 +27,13 @@
 // [Scheduler.SchedulePeriodic] repeats one. Bad input is an error, never a
 // panic: an unknown type is refused at once with [ErrNoHandler].
 //
+// [Client] is the front door for code that must also run on a broker:
+// submit, delay, cancel, schedule periodic tasks, and [Client.SubmitWait]
+// for the handler's result and error ([ResultAs] reads the result on
+// either transport). [WithStrictCodec] round-trips params through the
+// wire codec at submit, so that in-process tests see params as a broker
+// delivers them.
+//
 // # Backpressure
 //
 // The queue is bounded per priority ([WithQueueSize]); submitters put

@@ -85,6 +85,31 @@ func ExampleScheduler_SubmitFuture() {
 	// Output: 49 <nil>
 }
 
+func ExampleScheduler_SubmitWait() {
+	type quote struct {
+		Total int `json:"total"`
+	}
+	reg := taskpool.NewRegistry()
+	_ = reg.HandleFunc("quote", func(ctx context.Context, t taskpool.Task) error {
+		t.SetResult(quote{Total: 42})
+		return nil
+	})
+	s, _ := taskpool.New(reg)
+	_ = s.Start()
+	defer s.Stop(context.Background())
+
+	// Code written against Client runs the same on a broker's client.
+	var c taskpool.Client = s
+	v, err := c.SubmitWait(context.Background(), taskpool.Task{Type: "quote"})
+	if err != nil {
+		panic(err)
+	}
+	// ResultAs reads the value in process, and its JSON from a broker.
+	q, err := taskpool.ResultAs[quote](v)
+	fmt.Println(q.Total, err)
+	// Output: 42 <nil>
+}
+
 func ExampleScheduler_Stop() {
 	reg := taskpool.NewRegistry()
 	_ = reg.HandleFunc("slow", func(ctx context.Context, t taskpool.Task) error {

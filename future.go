@@ -2,6 +2,8 @@ package taskpool
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"sync"
 )
 
@@ -94,4 +96,32 @@ func (f *Future) complete(out Outcome) {
 	}
 	f.mu.Unlock()
 	f.wg.Done()
+}
+
+// ResultAs returns a task's result v (from [Future.Wait] or
+// [Client.SubmitWait]) as a T. When v already holds a T (in process), it is
+// returned as is; when it holds JSON ([json.RawMessage] or []byte, as a
+// broker returns results), it is decoded into a T. A nil v or any other
+// mismatch is an error, never a panic.
+func ResultAs[T any](v any) (T, error) {
+	var out T
+	switch r := v.(type) {
+	case T:
+		return r, nil
+	case json.RawMessage:
+		return out, decodeResult(r, &out)
+	case []byte:
+		return out, decodeResult(r, &out)
+	case nil:
+		return out, fmt.Errorf("taskpool: no result")
+	default:
+		return out, fmt.Errorf("taskpool: result is %T, want %T", v, out)
+	}
+}
+
+func decodeResult(b []byte, v any) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("taskpool: decode result: %w", err)
+	}
+	return nil
 }

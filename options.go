@@ -32,8 +32,10 @@ type options struct {
 	hooks         bool // onComplete is set: the fast path must build an Outcome
 	clock         Clock
 	retry         typeConfig // maxAttempts and backoff defaults
+	retryGiven    typeConfig // what WithRetry set, zero where nothing: for RetryPolicy
 	weights       [numPriorities]int
 	strict        bool
+	codec         Codec // WithStrictCodec; nil: params are passed as they are
 	delayedOnStop DelayedPolicy
 	uniqueTTL     time.Duration
 	deadCap       int
@@ -232,7 +234,12 @@ func (r retryOption) applyType(c *typeConfig) error {
 	return nil
 }
 
-func (r retryOption) apply(o *options) error { return r.applyType(&o.retry) }
+func (r retryOption) apply(o *options) error {
+	if err := r.applyType(&o.retry); err != nil {
+		return err
+	}
+	return r.applyType(&o.retryGiven)
+}
 
 // WithRetry sets how many times a task may run (maxAttempts, counting the
 // first run) when its handler fails, and the wait between runs. Given to

@@ -74,3 +74,30 @@ func TestSchedulerFollowsRetryPolicy(t *testing.T) {
 		assert.Equal(t, p.Attempts(task), out.Attempts, "%+v", task)
 	}
 }
+
+func TestSchedulerRetryPolicy(t *testing.T) {
+	t.Parallel()
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("x", func(ctx context.Context, t taskpool.Task) error { return nil }))
+
+	s, err := taskpool.New(reg)
+	require.NoError(t, err)
+	p := s.RetryPolicy()
+	assert.Same(t, reg, p.Registry)
+	assert.Zero(t, p.MaxAttempts, "nothing given: the built-in default")
+	assert.Nil(t, p.Backoff)
+	assert.Equal(t, 1, p.Attempts(taskpool.Task{Type: "x"}))
+
+	s, err = taskpool.New(reg, taskpool.WithRetry(3, taskpool.ConstantBackoff(time.Second)))
+	require.NoError(t, err)
+	p = s.RetryPolicy()
+	assert.Equal(t, 3, p.MaxAttempts)
+	assert.Equal(t, 3, p.Attempts(taskpool.Task{Type: "x"}))
+	d, err := p.Wait(taskpool.Task{Type: "x"}, 1)
+	require.NoError(t, err)
+	assert.Equal(t, time.Second, d)
+
+	s, err = taskpool.New(taskpool.HandlerFunc(func(ctx context.Context, t taskpool.Task) error { return nil }))
+	require.NoError(t, err)
+	assert.Nil(t, s.RetryPolicy().Registry, "a handler that is not a registry")
+}

@@ -94,6 +94,17 @@ func (p RetryPolicy) entry(typ string) *handlerEntry {
 	return p.Registry.entry(typ)
 }
 
+// RetryPolicy returns the retry policy the scheduler decides with: its
+// registry (nil when its handler is not a [*Registry]) and the defaults
+// given with the scheduler-wide [WithRetry], zero where none was given
+// (which RetryPolicy reads as the built-in defaults). A broker's consumer
+// that runs its tasks on a local scheduler takes its defaults from it, so
+// that one WithRetry sets them on both transports. It is safe for
+// concurrent use.
+func (s *Scheduler) RetryPolicy() RetryPolicy {
+	return RetryPolicy{Registry: s.reg, MaxAttempts: s.opts.retryGiven.maxAttempts, Backoff: s.opts.retryGiven.backoff}
+}
+
 // attemptsOf is how many runs t of the type ent may have: its own
 // MaxAttempts, else its type's, else def, else 1.
 func attemptsOf(ent *handlerEntry, t *Task, def int) int {

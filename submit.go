@@ -65,6 +65,20 @@ func (s *Scheduler) SubmitFuture(ctx context.Context, t Task) (*Future, error) {
 	return &r.future, nil
 }
 
+// SubmitWait enqueues t like [Scheduler.SubmitFuture] and waits for its
+// outcome: it returns the handler's result (set with [Task.SetResult], nil
+// if none) and the task's final error, after any retries. ctx bounds the
+// wait for admission and for the outcome: when it ends first, SubmitWait
+// returns ctx's error and the task goes on. It returns the same errors as
+// Submit for a task that is not accepted. It is [Client.SubmitWait].
+func (s *Scheduler) SubmitWait(ctx context.Context, t Task) (any, error) {
+	f, err := s.SubmitFuture(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return f.Wait(ctx)
+}
+
 // submit admits t into the engine. r is the task's record when the caller
 // already needs one (SubmitFuture), or nil.
 func (s *Scheduler) submit(ctx context.Context, t *Task, r *record, block bool) error {
@@ -149,7 +163,8 @@ func (s *Scheduler) unadmit(r *record) {
 	}
 }
 
-// check validates t and resolves its binding.
+// check validates t and resolves its binding; with WithStrictCodec it
+// also round-trips t.Params through the codec.
 func (s *Scheduler) check(t *Task) (*binding, error) {
 	if t.Type == "" {
 		return nil, fmt.Errorf("%w: empty", ErrInvalidType)
@@ -160,17 +175,25 @@ func (s *Scheduler) check(t *Task) (*binding, error) {
 	if t.MaxAttempts < 0 {
 		return nil, fmt.Errorf("%w: max attempts %d", ErrInvalidTask, t.MaxAttempts)
 	}
-	bs := s.binds.Load()
-	if bs != nil {
+	var b *binding
+	if bs := s.binds.Load(); bs != nil {
 		if a := (*bs)[t.Type]; a != nil {
-			return &a[prioIndex(t.Priority)], nil
+			b = &a[prioIndex(t.Priority)]
 		}
 	}
-	a, err := s.bind(t.Type)
-	if err != nil {
-		return nil, err
+	if b == nil {
+		a, err := s.bind(t.Type)
+		if err != nil {
+			return nil, err
+		}
+		b = &a[prioIndex(t.Priority)]
 	}
-	return &a[prioIndex(t.Priority)], nil
+	if s.opts.codec != nil {
+		if err := s.roundTrip(t); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
 }
 
 // bind makes the bindings of a type on its first use. The map is copied

@@ -1,5 +1,8 @@
 // Package cron turns cron expressions into [taskpool.Schedule] values for
-// [taskpool.Scheduler.SchedulePeriodic].
+// [taskpool.Scheduler.SchedulePeriodic] and [taskpool.Client]'s
+// SchedulePeriodic. Its dialect is also the one the NATS broker's
+// Producer.Schedule takes; a parsed Schedule's String method returns the
+// expression, which a broker hands to its server.
 //
 // It wraps the parser of github.com/robfig/cron/v3 and accepts what that
 // parser's ParseStandard accepts:
@@ -63,8 +66,9 @@ var ErrInvalidExpr = errors.New("cron: invalid expression")
 // schedule adapts a robfig schedule. loc, when not nil, is the location the
 // fields are read in; nil means the location of the time given to Next.
 type schedule struct {
-	s   robfig.Schedule
-	loc *time.Location
+	s    robfig.Schedule
+	loc  *time.Location
+	expr string // as given, trimmed; with a CRON_TZ= prefix for ParseInLocation's loc
 }
 
 var _ taskpool.Schedule = schedule{}
@@ -142,5 +146,15 @@ func parse(expr string, loc *time.Location) (taskpool.Schedule, error) {
 		// time.Local as "the location of the time given to Next".
 		loc = spec.Location
 	}
-	return schedule{s: s, loc: loc}, nil
+	if loc != nil && !prefixed && loc != time.Local && !strings.HasPrefix(expr, "@every ") {
+		// The expression names ParseInLocation's zone, so that a broker
+		// that runs it on its server reads it in the same zone.
+		expr = "CRON_TZ=" + loc.String() + " " + expr
+	}
+	return schedule{s: s, loc: loc, expr: expr}, nil
 }
+
+// String returns the expression, trimmed, with a "CRON_TZ=<zone> " prefix
+// when [ParseInLocation] gave its zone (other than time.Local): the
+// schedule in the dialect a broker's client hands to its server.
+func (s schedule) String() string { return s.expr }

@@ -2,6 +2,7 @@ package cron_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -264,4 +265,38 @@ func FuzzParse(f *testing.F) {
 		next := s.Next(after)
 		assert.True(t, next.IsZero() || next.After(after), "Next(%v) = %v", after, next)
 	})
+}
+
+// String is the expression a broker's client hands to its server.
+func TestString(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	require.NoError(t, err)
+	tests := []struct {
+		give string
+		loc  *time.Location
+		want string
+	}{
+		{give: "  */5 * * * * ", want: "*/5 * * * *"},
+		{give: "CRON_TZ=Europe/Paris 0 9 * * MON", want: "CRON_TZ=Europe/Paris 0 9 * * MON"},
+		{give: "0 9 * * *", loc: ny, want: "CRON_TZ=America/New_York 0 9 * * *"},
+		{give: "TZ=UTC 0 9 * * *", loc: ny, want: "TZ=UTC 0 9 * * *"},
+		{give: "@daily", loc: time.Local, want: "@daily"},
+		{give: "@every 1h", loc: ny, want: "@every 1h"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.give, func(t *testing.T) {
+			var (
+				s   taskpool.Schedule
+				err error
+			)
+			if tt.loc == nil {
+				s, err = cron.Parse(tt.give)
+			} else {
+				s, err = cron.ParseInLocation(tt.give, tt.loc)
+			}
+			require.NoError(t, err)
+			require.Implements(t, (*fmt.Stringer)(nil), s)
+			assert.Equal(t, tt.want, s.(fmt.Stringer).String())
+		})
+	}
 }

@@ -2,6 +2,7 @@ package natsbroker
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/taskpool/taskpool"
@@ -11,13 +12,16 @@ import (
 // written against taskpool.Client runs on NATS with only its construction
 // changed. Submit, SubmitAt and SubmitAfter are [Producer.Enqueue] (with
 // [At] or [Delay]); Cancel is [Producer.Cancel], bounded by
-// CancelTimeout. Give the producer [WithKnownTypes] for Submit to reject
-// unknown types with [taskpool.ErrNoHandler] as the in-process scheduler
-// does.
+// CancelTimeout; SchedulePeriodic and Unschedule are [Producer.Schedule]
+// and Producer.Cancel, bounded the same way; SubmitWait is Enqueue with
+// [KeepResult] and [Producer.WaitResult]. Give the producer
+// [WithKnownTypes] for Submit to reject unknown types with
+// [taskpool.ErrNoHandler] as the in-process scheduler does.
 type Client struct {
 	// Producer is the producer submitted through.
 	Producer *Producer
-	// CancelTimeout bounds Cancel, which takes no context: 0 means 10s.
+	// CancelTimeout bounds Cancel, SchedulePeriodic and Unschedule, which
+	// take no context: 0 means 10s.
 	CancelTimeout time.Duration
 }
 
@@ -44,16 +48,64 @@ func (c *Client) SubmitAfter(ctx context.Context, t taskpool.Task, d time.Durati
 	return err
 }
 
+// SubmitWait enqueues t with [KeepResult] and waits for its outcome with
+// [Producer.WaitResult]: it returns the handler's result as JSON (a
+// json.RawMessage, nil when it set none; [taskpool.ResultAs] decodes it)
+// and the task's final error (see [RemoteError]). ctx bounds the enqueue
+// and the wait; when it ends first the task goes on, and its outcome can
+// still be waited for by ID.
+func (c *Client) SubmitWait(ctx context.Context, t taskpool.Task) (any, error) {
+	r, err := c.Producer.Enqueue(ctx, t, KeepResult())
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.Producer.WaitResult(ctx, r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if res.Value == nil {
+		return nil, res.Err
+	}
+	return res.Value, res.Err
+}
+
+// SchedulePeriodic registers sched as the periodic schedule id with
+// [Producer.Schedule], bounded by CancelTimeout. sched must say its
+// expression with a String method, as [taskpool.Every] and the cron
+// sub-module's Parse do; another Schedule is refused with
+// [ErrInvalidOption], since the server runs the schedule. Unlike the
+// in-process scheduler, registering an id again replaces its schedule
+// (or changes nothing when it is the same) rather than failing with
+// ErrDuplicateTask: every instance of a service may register its
+// schedules at start-up.
+func (c *Client) SchedulePeriodic(id string, sched taskpool.Schedule, t taskpool.Task) error {
+	s, ok := sched.(fmt.Stringer)
+	if !ok || sched == nil {
+		return invalid("schedule", fmt.Sprintf("%T has no expression (String method) the server can run", sched))
+	}
+	ctx, cancel := c.timeout()
+	defer cancel()
+	return c.Producer.Schedule(ctx, id, s.String(), t)
+}
+
+// Unschedule removes the periodic schedule id with [Producer.Cancel],
+// bounded by CancelTimeout. Ticks already emitted are not affected.
+func (c *Client) Unschedule(id string) error { return c.Cancel(id) }
+
+func (c *Client) timeout() (context.Context, context.CancelFunc) {
+	d := c.CancelTimeout
+	if d <= 0 {
+		d = 10 * time.Second
+	}
+	return context.WithTimeout(context.Background(), d)
+}
+
 // Cancel removes a delayed task that is not due yet (or a periodic
 // schedule) by its ID; see [Producer.Cancel]. A task already due, queued
 // or running cannot be cancelled: the error wraps [ErrNotFound], which is
 // also [taskpool.ErrTaskNotFound].
 func (c *Client) Cancel(id string) error {
-	d := c.CancelTimeout
-	if d <= 0 {
-		d = 10 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+	ctx, cancel := c.timeout()
 	defer cancel()
 	return c.Producer.Cancel(ctx, id)
 }

@@ -29,6 +29,11 @@ type Codec interface {
 	Decode(data []byte) (taskpool.Task, error)
 }
 
+// A Codec is also the core's [taskpool.Codec], so that the in-process
+// scheduler can round-trip params through the wire codec
+// ([taskpool.WithStrictCodec]).
+var _ taskpool.Codec = Codec(nil)
+
 // EnvelopeVersion is the version of the JSON envelope that [JSONCodec]
 // writes. It reads this version only.
 const EnvelopeVersion = 1

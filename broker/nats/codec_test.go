@@ -1,8 +1,10 @@
 package natsbroker_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -132,4 +134,27 @@ func FuzzJSONCodecRoundTrip(f *testing.F) {
 			require.Equal(t, in.MaxAttempts, got.MaxAttempts)
 		}
 	})
+}
+
+// Params the wire cannot carry are refused with ErrInvalidTask by the
+// producer and, with the wire codec as its strict codec, by the in-process
+// scheduler alike.
+func TestStrictCodecMatchesWire(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	p, err := natsbroker.NewProducer(ctxT(t), js)
+	require.NoError(t, err)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("p", func(ctx context.Context, t taskpool.Task) error { return nil }))
+	s, err := taskpool.New(reg, taskpool.WithStrictCodec(natsbroker.JSONCodec{}))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	defer func() { assert.NoError(t, s.Stop(context.Background())) }()
+	for _, params := range []any{math.NaN(), []byte("not json"), make(chan int)} {
+		task := taskpool.Task{Type: "p", Params: params}
+		_, err := p.Enqueue(ctxT(t), task)
+		assert.ErrorIs(t, err, taskpool.ErrInvalidTask, "wire: %T", params)
+		assert.ErrorIs(t, s.Submit(context.Background(), task), taskpool.ErrInvalidTask, "strict in process: %T", params)
+	}
 }

@@ -3,6 +3,7 @@ package natsbroker_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +33,7 @@ type world struct {
 	mu     sync.Mutex
 	runs   map[string][]taskpool.Task
 	finals map[string]chan final
+	ticks  chan string // IDs of periodic ticks run
 }
 
 func (w *world) ran(t taskpool.Task) {
@@ -101,6 +103,22 @@ func conformanceRegistry(w *world) *taskpool.Registry {
 		w.ran(t)
 		return taskpool.SkipRetry(errors.New("final"))
 	}, taskpool.WithRetry(3, taskpool.ConstantBackoff(10*time.Millisecond))))
+	must(reg.HandleFunc("conf.tick", func(ctx context.Context, t taskpool.Task) error {
+		select {
+		case w.ticks <- t.ID:
+		default: // ticks after the scenario
+		}
+		return nil
+	}))
+	must(reg.HandleFunc("conf.default", func(ctx context.Context, t taskpool.Task) error {
+		w.ran(t)
+		return errors.New("fails, no retry of its own")
+	})) // no WithRetry: the scheduler-wide default applies
+	must(reg.HandleFunc("conf.result", func(ctx context.Context, t taskpool.Task) error {
+		w.ran(t)
+		t.SetResult(confResult{Sum: 42, ID: t.ID})
+		return nil
+	}, taskpool.WithRetry(1, nil)))
 	must(reg.HandleFunc("conf.panic", func(ctx context.Context, t taskpool.Task) error {
 		w.ran(t)
 		panic("handler bug")
@@ -123,6 +141,16 @@ func conformanceRegistry(w *world) *taskpool.Registry {
 	return reg
 }
 
+// confSchedulerRetry is the scheduler-wide retry default both transports
+// are given.
+var confSchedulerRetry = taskpool.WithRetry(2, taskpool.ConstantBackoff(10*time.Millisecond))
+
+// confResult is a handler's result.
+type confResult struct {
+	Sum int    `json:"sum"`
+	ID  string `json:"id"`
+}
+
 // confArgs are typed params (taskpool.Handle, taskpool.TaskOf).
 type confArgs struct {
 	Name string `json:"name"`
@@ -133,25 +161,37 @@ func (confArgs) Kind() string { return "conf.typed" }
 
 type transport struct {
 	name string
-	// start runs reg on the transport and returns the client; hooks
-	// report final outcomes to w.settle.
-	start func(t *testing.T, reg *taskpool.Registry, w *world) taskpool.Client
+	// start runs reg on the transport, with the scheduler options sopts,
+	// and returns the client; hooks report final outcomes to w.settle.
+	start func(t *testing.T, reg *taskpool.Registry, w *world, sopts ...taskpool.Option) taskpool.Client
 }
 
 var transports = []transport{
-	{"inprocess", func(t *testing.T, reg *taskpool.Registry, w *world) taskpool.Client {
-		s, err := taskpool.New(reg, taskpool.WithCompletionHook(func(out taskpool.Outcome) {
+	{"inprocess", func(t *testing.T, reg *taskpool.Registry, w *world, sopts ...taskpool.Option) taskpool.Client {
+		s, err := taskpool.New(reg, append(sopts, taskpool.WithCompletionHook(func(out taskpool.Outcome) {
 			w.settle(out.Task.ID, out.Err, out.Attempts)
-		}))
+		}))...)
 		require.NoError(t, err)
 		require.NoError(t, s.Start())
 		t.Cleanup(func() { assert.NoError(t, s.Stop(context.Background())) })
 		return s
 	}},
-	{"nats", func(t *testing.T, reg *taskpool.Registry, w *world) taskpool.Client {
+	// The in-process scheduler with the wire codec: handlers see params as
+	// NATS delivers them (taskpool.WithStrictCodec).
+	{"inprocess-strict", func(t *testing.T, reg *taskpool.Registry, w *world, sopts ...taskpool.Option) taskpool.Client {
+		s, err := taskpool.New(reg, append(sopts, taskpool.WithStrictCodec(natsbroker.JSONCodec{}),
+			taskpool.WithCompletionHook(func(out taskpool.Outcome) {
+				w.settle(out.Task.ID, out.Err, out.Attempts)
+			}))...)
+		require.NoError(t, err)
+		require.NoError(t, s.Start())
+		t.Cleanup(func() { assert.NoError(t, s.Stop(context.Background())) })
+		return s
+	}},
+	{"nats", func(t *testing.T, reg *taskpool.Registry, w *world, sopts ...taskpool.Option) taskpool.Client {
 		srv := startServer(t)
 		_, js := connect(t, srv.URL())
-		startConsumer(t, js, reg, natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+		startConsumer(t, js, reg, natsbroker.WithSchedulerOptions(sopts...), natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
 			if a == natsbroker.ActionAck || a == natsbroker.ActionDeadLetter {
 				w.settle(out.Task.ID, out.Err, out.Attempts)
 			}
@@ -185,6 +225,13 @@ var scenarios = []struct {
 			attempts = append(attempts, r.Attempt)
 		}
 		assert.Equal(t, []int{1, 2, 3}, attempts)
+	}},
+	{"scheduler-wide retry default for types without their own", func(t *testing.T, w *world) {
+		require.NoError(t, w.client.Submit(context.Background(), taskpool.Task{ID: "default-retry", Type: "conf.default"}))
+		f := w.wait(t, "default-retry")
+		assert.Error(t, f.err)
+		assert.Equal(t, 2, f.attempts)
+		assert.Len(t, w.runsOf("default-retry"), 2)
 	}},
 	{"task MaxAttempts overrides the type", func(t *testing.T, w *world) {
 		require.NoError(t, w.client.Submit(context.Background(), taskpool.Task{ID: "own", Type: "conf.flaky", MaxAttempts: 2}))
@@ -255,6 +302,64 @@ var scenarios = []struct {
 		assert.ErrorIs(t, f.err, taskpool.ErrSkipRetry)
 		assert.Empty(t, w.runsOf("typed-bad"), "the handler never sees params it cannot take")
 	}},
+	{"results and errors", func(t *testing.T, w *world) {
+		ctx := ctxT(t)
+		v, err := w.client.SubmitWait(ctx, taskpool.Task{ID: "res", Type: "conf.result"})
+		require.NoError(t, err)
+		got, err := taskpool.ResultAs[confResult](v)
+		require.NoError(t, err)
+		assert.Equal(t, confResult{Sum: 42, ID: "res"}, got)
+
+		v, err = w.client.SubmitWait(ctx, taskpool.Task{ID: "res-none", Type: "conf.ok"})
+		assert.NoError(t, err)
+		assert.Nil(t, v, "no result set")
+
+		v, err = w.client.SubmitWait(ctx, taskpool.Task{ID: "res-skip", Type: "conf.skip"})
+		assert.Nil(t, v)
+		assert.ErrorIs(t, err, taskpool.ErrSkipRetry)
+		assert.EqualError(t, err, "final")
+
+		_, err = w.client.SubmitWait(ctx, taskpool.Task{ID: "res-flaky", Type: "conf.flaky"})
+		assert.EqualError(t, err, "always fails", "the error of the last attempt")
+		assert.Len(t, w.runsOf("res-flaky"), 3)
+
+		_, err = w.client.SubmitWait(ctx, taskpool.Task{ID: "res-panic", Type: "conf.panic"})
+		var pe *taskpool.PanicError
+		require.ErrorAs(t, err, &pe)
+		assert.Equal(t, "handler bug", pe.Value)
+		assert.NotEmpty(t, pe.Stack)
+
+		_, err = w.client.SubmitWait(ctx, taskpool.Task{ID: "res-unknown", Type: "conf.nope"})
+		assert.ErrorIs(t, err, taskpool.ErrNoHandler)
+
+		short, cancel := context.WithCancel(ctx)
+		cancel()
+		_, err = w.client.SubmitWait(short, taskpool.Task{ID: "res-canceled", Type: "conf.ok"})
+		assert.ErrorIs(t, err, context.Canceled)
+	}},
+	{"periodic once per tick", func(t *testing.T, w *world) {
+		require.NoError(t, w.client.SchedulePeriodic("tick", taskpool.Every(time.Second), taskpool.Task{Type: "conf.tick"}))
+		var at []time.Time
+		seen := map[string]bool{}
+		for len(at) < 2 {
+			select {
+			case id := <-w.ticks:
+				require.False(t, seen[id], "tick %s ran twice", id)
+				seen[id] = true
+				stamp, ok := strings.CutPrefix(id, "tick@")
+				require.True(t, ok, id)
+				ts, err := time.Parse(time.RFC3339Nano, stamp)
+				require.NoError(t, err, "the ID is id@RFC3339Nano")
+				assert.Equal(t, ts.UTC().Format(time.RFC3339Nano), stamp, "in UTC")
+				at = append(at, ts)
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%d ticks of an every-second schedule in 10s", len(at))
+			}
+		}
+		assert.GreaterOrEqual(t, at[1].Sub(at[0]), time.Second)
+		require.NoError(t, w.client.Unschedule("tick"))
+		assert.ErrorIs(t, w.client.Unschedule("tick"), taskpool.ErrTaskNotFound)
+	}},
 	{"delayed task runs after its delay", func(t *testing.T, w *world) {
 		start := time.Now()
 		const d = 300 * time.Millisecond
@@ -276,8 +381,10 @@ func TestConformance(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
 			t.Parallel()
-			w := &world{runs: map[string][]taskpool.Task{}, finals: map[string]chan final{}}
-			w.client = tr.start(t, conformanceRegistry(w), w)
+			w := &world{runs: map[string][]taskpool.Task{}, finals: map[string]chan final{}, ticks: make(chan string, 16)}
+			// The same scheduler options on both: the scheduler-wide
+			// retry default is one of the policies under test.
+			w.client = tr.start(t, conformanceRegistry(w), w, confSchedulerRetry)
 			for _, sc := range scenarios {
 				t.Run(sc.name, func(t *testing.T) { sc.run(t, w) })
 			}

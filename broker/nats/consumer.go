@@ -134,8 +134,18 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, h taskpool.Handler
 	if c.sched, err = taskpool.New(h, sopts...); err != nil {
 		return nil, err
 	}
-	reg, _ := h.(*taskpool.Registry)
-	c.policy = taskpool.RetryPolicy{Registry: reg, MaxAttempts: cfg.maxAttempts, Backoff: cfg.backoff}
+	// One policy: the registry's per-type settings, then the
+	// scheduler-wide taskpool.WithRetry (through WithSchedulerOptions)
+	// unless WithMaxAttempts or WithBackoff override it, then this
+	// package's defaults.
+	sp := c.sched.RetryPolicy()
+	if !cfg.retrySet && sp.MaxAttempts > 0 {
+		c.cfg.maxAttempts = sp.MaxAttempts
+	}
+	if !cfg.backoffSet && sp.Backoff != nil {
+		c.cfg.backoff = sp.Backoff
+	}
+	c.policy = taskpool.RetryPolicy{Registry: sp.Registry, MaxAttempts: c.cfg.maxAttempts, Backoff: c.cfg.backoff}
 	if l, ok := h.(interface {
 		Lookup(string) (taskpool.Handler, bool)
 	}); ok {
@@ -696,8 +706,11 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 	}
 	if next := hdr.Get(hdrScheduleNext); next != "" && next != "purge" {
 		// A tick of a periodic schedule: every tick carries the same
-		// envelope, so give each its own ID.
-		t.ID += "@" + strconv.FormatUint(meta.Sequence.Stream, 10)
+		// envelope, so give each its own ID, in the in-process format.
+		// The server fires at whole seconds (cron, and @every of whole
+		// seconds) and stores the tick just after: its time to the
+		// second is the activation, and ticks are at least 1s apart.
+		t.ID += "@" + meta.Timestamp.UTC().Truncate(time.Second).Format(time.RFC3339Nano)
 	}
 	if nb := hdr.Get(HeaderNotBefore); nb != "" {
 		if at, err := time.Parse(time.RFC3339Nano, nb); err == nil {
@@ -808,6 +821,13 @@ func (c *Consumer) finish(f *flight, out taskpool.Outcome) {
 	var a Action
 	switch {
 	case out.Err == nil:
+		// The result is stored before the ack: a crash in between runs
+		// the task again rather than losing its result.
+		if err := c.storeResult(f.msg, out.Task.ID, out.Result, nil, f.attempt, false); err != nil {
+			_ = f.msg.NakWithDelay(c.cfg.backoff(f.attempt))
+			a = ActionRetry
+			break
+		}
 		_ = f.msg.Ack()
 		a = ActionAck
 	case c.stopping() && (errors.Is(out.Err, taskpool.ErrSchedulerClosed) || errors.Is(out.Err, context.Canceled)):
@@ -854,6 +874,11 @@ func (c *Consumer) release(key, id string) {
 // message is put back instead, to be dead-lettered on its next delivery:
 // a task is never dropped without a trace.
 func (c *Consumer) deadLetter(m jetstream.Msg, seq uint64, id string, attempts int, cause error) Action {
+	// The result first, as for an ack: see storeResult.
+	if err := c.storeResult(m, id, nil, cause, attempts, true); err != nil {
+		_ = m.NakWithDelay(c.cfg.backoff(attempts))
+		return ActionRetry
+	}
 	dm := &nats.Msg{Subject: c.q.dead, Data: m.Data(), Header: make(nats.Header)}
 	for k, v := range m.Headers() {
 		if strings.HasPrefix(k, "Nats-") {

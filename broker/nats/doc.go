@@ -48,6 +48,14 @@
 // crashed its worker. See [Inspector] for listing, resubmitting and
 // purging dead letters.
 //
+// # Results
+//
+// A task enqueued with [KeepResult] has its outcome (the handler's result
+// as JSON and its final error) written by the consumer to the queue's
+// results bucket before the message is acked or dead-lettered, so it
+// survives a consumer killed mid-task; [Producer.WaitResult] and
+// [Client.SubmitWait] wait for it. See [Result] and [RemoteError].
+//
 // # Health
 //
 // [Consumer.Health] reports liveness (fetch loop and lease keeper running)
@@ -60,7 +68,9 @@
 // schedules: the server stores the task under a schedule subject and
 // moves it to its task subject when due. [Producer.Schedule] registers a
 // periodic task that the server emits once per tick, however many
-// processes run. On older servers delays fall back to a
+// processes run; it takes the cron sub-module's dialect (five fields,
+// descriptors, @every, a CRON_TZ= prefix) and gives each tick the ID
+// "<id>@<tick time>" as the in-process scheduler does. On older servers delays fall back to a
 // Taskpool-Not-Before header that consumers honour with NakWithDelay.
 //
 // # Wire format

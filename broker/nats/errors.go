@@ -33,7 +33,10 @@ var (
 
 	// ErrBadParams reports task params that cannot be encoded: a value
 	// json.Marshal rejects, or []byte / json.RawMessage that is not JSON.
-	ErrBadParams = errors.New("natsbroker: params cannot be encoded")
+	// It is also [taskpool.ErrInvalidTask] for errors.Is, which the
+	// in-process scheduler returns for the same params with
+	// [taskpool.WithStrictCodec].
+	ErrBadParams = wrapsCore("natsbroker: params cannot be encoded", taskpool.ErrInvalidTask)
 
 	// ErrDuplicateTask is returned by [Producer.Enqueue] for a task whose
 	// UniqueKey is held by another task that is queued, delayed or running.

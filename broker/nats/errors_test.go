@@ -24,6 +24,7 @@ func TestSentinelsWrapCore(t *testing.T) {
 		{natsbroker.ErrInvalidQueue, taskpool.ErrInvalidOption},
 		{natsbroker.ErrInvalidQueue, natsbroker.ErrInvalidOption},
 		{natsbroker.ErrNotFound, taskpool.ErrTaskNotFound},
+		{natsbroker.ErrBadParams, taskpool.ErrInvalidTask},
 	} {
 		assert.ErrorIs(t, c.broker, c.core)
 		assert.NotErrorIs(t, c.core, c.broker)

@@ -94,8 +94,8 @@ func ExampleProducer_Schedule() {
 		log.Fatal(err)
 	}
 	fmt.Println("scheduled", r.ID)
-	// Every day at 03:00 UTC (six-field cron, seconds first).
-	if err := p.Schedule(ctx, "nightly-cleanup", "0 0 3 * * *", taskpool.Task{Type: "cleanup"}); err != nil {
+	// Every day at 03:00 Paris time: the cron sub-module's dialect.
+	if err := p.Schedule(ctx, "nightly-cleanup", "CRON_TZ=Europe/Paris 0 3 * * *", taskpool.Task{Type: "cleanup"}); err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println(p.Cancel(ctx, "reminder-42"))

@@ -3,6 +3,7 @@ package natsbroker_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -59,6 +60,22 @@ func runWorker() int {
 		// Report before the ack: if the process dies in between, the task
 		// is redelivered and reported twice, never zero times.
 		report(eventDone, task)
+		return nil
+	})
+	// "result" blocks on its first attempt (the test kills the worker
+	// then) and on a later one sets a result, or fails for good when its
+	// ID ends in "-fail".
+	_ = reg.HandleFunc("result", func(ctx context.Context, task taskpool.Task) error {
+		report(eventStart, task)
+		_ = nc.Flush()
+		if task.Attempt == 1 {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		if strings.HasSuffix(task.ID, "-fail") {
+			return taskpool.SkipRetry(errors.New("boom"))
+		}
+		task.SetResult(map[string]any{"id": task.ID, "attempt": task.Attempt})
 		return nil
 	})
 	c, err := natsbroker.NewConsumer(ctx, js, reg,
@@ -221,4 +238,84 @@ func TestMultiProcessSIGKILL(t *testing.T) {
 		assert.Zero(t, p.InFlight, p.Priority)
 	}
 	assert.Zero(t, info.DeadLetters)
+}
+
+// A waiter gets the results of tasks whose first worker was killed with
+// SIGKILL mid-run: the tasks are redelivered to another worker process,
+// which stores their outcomes.
+func TestResultSurvivesSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	srv := startServer(t)
+	nc, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	const queue = "resultkill"
+
+	starts := make(chan *nats.Msg, 16)
+	sub, err := nc.ChanSubscribe(eventStart, starts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	require.NoError(t, nc.Flush())
+
+	prod, err := natsbroker.NewProducer(ctx, js, natsbroker.WithQueue(queue))
+	require.NoError(t, err)
+	victim := spawnWorker(t, srv.URL(), queue)
+	ids := []string{"r-ok", "r-fail"}
+	type waited struct {
+		res natsbroker.Result
+		err error
+	}
+	results := make(map[string]chan waited)
+	for _, id := range ids {
+		_, err := prod.Enqueue(ctx, taskpool.Task{ID: id, Type: "result"}, natsbroker.KeepResult())
+		require.NoError(t, err)
+		ch := make(chan waited, 1)
+		results[id] = ch
+		go func() {
+			res, err := prod.WaitResult(ctx, id)
+			ch <- waited{res, err}
+		}()
+	}
+	running := map[string]bool{}
+	for len(running) < len(ids) {
+		select {
+		case m := <-starts:
+			e := parseEvent(t, m)
+			require.Equal(t, victim.cmd.Process.Pid, e.pid)
+			require.Equal(t, 1, e.attempt)
+			running[e.id] = true
+		case <-ctx.Done():
+			t.Fatalf("tasks did not start; worker output:\n%s", victim.out.String())
+		}
+	}
+	require.NoError(t, victim.cmd.Process.Signal(syscall.SIGKILL))
+	<-victim.exited
+	heir := spawnWorker(t, srv.URL(), queue)
+
+	ok := <-results["r-ok"]
+	require.NoError(t, ok.err)
+	assert.NoError(t, ok.res.Err)
+	assert.Equal(t, 2, ok.res.Attempts)
+	assert.JSONEq(t, `{"id":"r-ok","attempt":2}`, string(ok.res.Value))
+
+	failed := <-results["r-fail"]
+	require.NoError(t, failed.err)
+	assert.ErrorIs(t, failed.res.Err, taskpool.ErrSkipRetry)
+	assert.EqualError(t, failed.res.Err, "boom")
+	assert.True(t, failed.res.DeadLettered)
+	assert.Nil(t, failed.res.Value)
+
+	// Stored: a later waiter gets the same outcome at once.
+	again, err := prod.WaitResult(ctx, "r-ok")
+	require.NoError(t, err)
+	assert.Equal(t, ok.res, again)
+
+	require.NoError(t, heir.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-heir.exited:
+		assert.NoError(t, heir.err, "worker output:\n%s", heir.out.String())
+	case <-ctx.Done():
+		t.Fatal("worker did not stop on SIGTERM")
+	}
 }

@@ -30,7 +30,11 @@ const (
 	// redelivers a message to another worker.
 	DefaultAckWait = 30 * time.Second
 	// DefaultMaxAttempts is how many times a task runs when it keeps
-	// failing and neither the task nor [WithMaxAttempts] says otherwise.
+	// failing and neither the task, its type, the scheduler-wide
+	// taskpool.WithRetry nor [WithMaxAttempts] says otherwise. It is not
+	// the in-process default of 1 because a delivery whose worker crashed
+	// counts as an attempt here: with 1, every task a killed process held
+	// would be dead-lettered instead of run elsewhere.
 	DefaultMaxAttempts = 10
 	// DefaultMaxPrefetch is the most tasks a consumer holds beyond those
 	// it runs with the default, adaptive prefetch (see [WithPrefetch]).
@@ -62,6 +66,7 @@ type config struct {
 	replicas      int
 	dupWindow     time.Duration
 	uniqueTTL     time.Duration
+	resultTTL     time.Duration
 	publishWindow int
 	clientDelays  bool
 	asyncPersist  bool
@@ -77,6 +82,8 @@ type config struct {
 	pollWait    time.Duration
 	maxAttempts int
 	backoff     taskpool.Backoff
+	retrySet    bool // WithMaxAttempts given
+	backoffSet  bool // WithBackoff given
 	weights     [numPriorities]int
 	schedOpts   []taskpool.Option
 	settle      func(taskpool.Outcome, Action)
@@ -96,6 +103,7 @@ func defaultConfig() config {
 		replicas:      1,
 		dupWindow:     DefaultDuplicateWindow,
 		uniqueTTL:     DefaultUniqueTTL,
+		resultTTL:     DefaultResultTTL,
 		publishWindow: DefaultPublishWindow,
 		logger:        slog.New(slog.DiscardHandler),
 		workers:       runtime.GOMAXPROCS(0),
@@ -121,6 +129,7 @@ const (
 	setUniqueTTL
 	setAsyncPersist
 	setAckWait
+	setResultTTL
 )
 
 func (c *config) has(s setting) bool { return c.explicit&s != 0 }
@@ -391,16 +400,17 @@ func WithPollWait(d time.Duration) Option {
 
 // WithMaxAttempts sets how many times a task runs when it keeps failing
 // and neither its own MaxAttempts nor its type's [taskpool.WithRetry] (in
-// the consumer's registry) says otherwise: the consumer's counterpart of
-// the scheduler-wide taskpool.WithRetry. The default is
-// [DefaultMaxAttempts]. Consumer only.
+// the consumer's registry) says otherwise. Without it the consumer takes
+// the scheduler-wide taskpool.WithRetry given through
+// [WithSchedulerOptions], as the in-process scheduler does, and without
+// that [DefaultMaxAttempts]. Consumer only.
 func WithMaxAttempts(n int) Option {
 	return optionFunc(func(c *config) error {
 		if n < 0 {
 			return invalid("max attempts", n)
 		}
 		if n > 0 {
-			c.maxAttempts = n
+			c.maxAttempts, c.retrySet = n, true
 		}
 		return nil
 	})
@@ -408,14 +418,16 @@ func WithMaxAttempts(n int) Option {
 
 // WithBackoff sets the wait before a failed task is delivered again, for
 // types without their own backoff ([taskpool.WithRetry] in the consumer's
-// registry). The default is taskpool.ExponentialBackoff(time.Second,
+// registry). Without it the consumer takes the backoff of the
+// scheduler-wide taskpool.WithRetry given through [WithSchedulerOptions],
+// and without that taskpool.ExponentialBackoff(time.Second,
 // 10*time.Minute). Consumer only.
 func WithBackoff(b taskpool.Backoff) Option {
 	return optionFunc(func(c *config) error {
 		if b == nil {
 			return invalid("backoff", "nil")
 		}
-		c.backoff = b
+		c.backoff, c.backoffSet = b, true
 		return nil
 	})
 }
@@ -441,7 +453,9 @@ func WithPriorityWeights(high, normal, low int) Option {
 // [taskpool.Scheduler]: middleware, logger, task timeout and so on.
 // The consumer sets the workers, the queue size and the completion hook
 // itself, after these options: use [WithWorkers] and [WithSettleHook]
-// instead. Consumer only.
+// instead. A scheduler-wide taskpool.WithRetry given here is the
+// consumer's retry default, as it is in process (see [WithMaxAttempts]).
+// Consumer only.
 func WithSchedulerOptions(opts ...taskpool.Option) Option {
 	return optionFunc(func(c *config) error {
 		c.schedOpts = append(c.schedOpts, opts...)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,3 +149,38 @@ func TestUnknownTypes(t *testing.T) {
 }
 
 func nop(context.Context, taskpool.Task) error { return nil }
+
+// WithMaxAttempts and WithBackoff override the scheduler-wide
+// taskpool.WithRetry given through WithSchedulerOptions, which is
+// otherwise the consumer's default (the conformance suite checks that).
+func TestConsumerRetryOverridesScheduler(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	reg := taskpool.NewRegistry()
+	var runs atomic.Int32
+	require.NoError(t, reg.HandleFunc("fail", func(ctx context.Context, t taskpool.Task) error {
+		runs.Add(1)
+		return errors.New("no")
+	}))
+	dead := make(chan taskpool.Outcome, 1)
+	startConsumer(t, js, reg,
+		natsbroker.WithSchedulerOptions(taskpool.WithRetry(5, taskpool.ConstantBackoff(time.Hour))),
+		natsbroker.WithMaxAttempts(2), natsbroker.WithBackoff(taskpool.ConstantBackoff(10*time.Millisecond)),
+		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+			if a == natsbroker.ActionDeadLetter {
+				dead <- out
+			}
+		}))
+	p, err := natsbroker.NewProducer(ctxT(t), js)
+	require.NoError(t, err)
+	_, err = p.Enqueue(ctxT(t), taskpool.Task{Type: "fail"})
+	require.NoError(t, err)
+	select {
+	case out := <-dead:
+		assert.Equal(t, 2, out.Attempts)
+	case <-time.After(20 * time.Second):
+		t.Fatal("not dead-lettered: the scheduler's backoff of an hour was used")
+	}
+	assert.EqualValues(t, 2, runs.Load())
+}

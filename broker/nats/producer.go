@@ -47,7 +47,8 @@ type EnqueueOption interface {
 }
 
 type enqueueOptions struct {
-	at time.Time
+	at         time.Time
+	keepResult bool // see KeepResult
 }
 
 type enqueueFunc func(*enqueueOptions)
@@ -124,6 +125,9 @@ func (p *Producer) Enqueue(ctx context.Context, t taskpool.Task, opts ...Enqueue
 		return Receipt{}, err
 	}
 	t.ID = msg.Header.Get(jetstream.MsgIDHeader)
+	if eo.keepResult {
+		msg.Header.Set(HeaderResult, "1")
+	}
 	if t.UniqueKey != "" {
 		if err := p.lock(ctx, t); err != nil {
 			return Receipt{}, err
@@ -244,16 +248,25 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 // Schedule registers a periodic task under id: the server emits t on the
 // schedule spec, once per tick whatever the number of producers and
 // consumers, and keeps doing so across restarts until [Producer.Cancel].
-// spec is "@every <duration>" (at least 1s), a six-field cron expression
-// (seconds first) or one of "@hourly", "@daily", "@weekly", "@monthly",
-// "@yearly"; cron times are UTC. Registering the same id with the same
+// spec is in the dialect of the cron sub-module's Parse, the one the
+// in-process scheduler runs: five fields (minute hour day-of-month month
+// day-of-week), one of "@hourly", "@daily" (@midnight), "@weekly",
+// "@monthly", "@yearly" (@annually), or "@every <duration>" (at least
+// 1s), with an optional "CRON_TZ=Area/City " or "TZ=Area/City " prefix
+// naming the zone the fields are read in. Without a prefix the server
+// reads them in UTC (in process, in the clock's location). A six-field
+// expression (with seconds) is rejected with [ErrInvalidOption], as Parse
+// rejects it; the server refuses an expression it cannot run, or a zone
+// it does not know. Registering the same id with the same
 // spec and task again changes nothing (an @every interval keeps running
 // from the first registration), so every instance of a service may
 // register its schedules at start-up; registering it with another spec or
 // task replaces the schedule.
 //
-// Each emitted task gets the ID "<t.ID or id>@<sequence>", unique per
-// tick. t.UniqueKey is not supported on periodic tasks. Schedule returns
+// Each emitted task gets the ID "<t.ID or id>@<tick time>", the time the
+// server stored the tick, to the second, in UTC as RFC 3339 with
+// nanoseconds: the format the in-process scheduler uses. t.UniqueKey is
+// not supported on periodic tasks. Schedule returns
 // [ErrSchedulesUnsupported] when the server cannot run schedules.
 func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Task) error {
 	if !p.q.schedules {
@@ -264,6 +277,10 @@ func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Tas
 	}
 	if t.UniqueKey != "" {
 		return invalid("schedule", "UniqueKey on a periodic task")
+	}
+	pattern, zone, err := serverSchedule(spec)
+	if err != nil {
+		return err
 	}
 	if t.ID == "" {
 		t.ID = id
@@ -276,7 +293,10 @@ func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Tas
 		return err
 	}
 	msg.Header.Del(jetstream.MsgIDHeader)
-	msg.Header.Set(hdrSchedule, spec)
+	msg.Header.Set(hdrSchedule, pattern)
+	if zone != "" {
+		msg.Header.Set(hdrScheduleTimeZone, zone)
+	}
 	msg.Header.Set(hdrScheduleTarget, msg.Subject)
 	msg.Subject = p.q.schedSubject(id)
 	// Registering an unchanged schedule must change nothing: a new
@@ -309,6 +329,42 @@ func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Tas
 		}
 		// Registered meanwhile by another process: compare again.
 	}
+}
+
+// serverSchedule turns spec, in the cron sub-module's dialect, into the
+// server's schedule pattern and time zone: the server takes six fields
+// (seconds first) and the zone as a header, for cron patterns and
+// descriptors only.
+func serverSchedule(spec string) (pattern, zone string, err error) {
+	bad := func(why string) (string, string, error) {
+		return "", "", invalid("schedule", fmt.Sprintf("%q: %s", spec, why))
+	}
+	expr := strings.TrimSpace(spec)
+	if strings.HasPrefix(expr, "TZ=") || strings.HasPrefix(expr, "CRON_TZ=") {
+		_, rest, _ := strings.Cut(expr, "=")
+		var found bool
+		zone, expr, found = strings.Cut(rest, " ")
+		if !found || zone == "" {
+			return bad("a time zone prefix needs a zone and an expression")
+		}
+		expr = strings.TrimSpace(expr)
+	}
+	switch {
+	case strings.HasPrefix(expr, "@every "):
+		// An interval is the same in every zone; the server takes none.
+		return expr, "", nil
+	case strings.HasPrefix(expr, "@"):
+		switch expr {
+		case "@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly":
+			return expr, zone, nil
+		}
+		return bad("unknown descriptor")
+	}
+	fields := strings.Fields(expr)
+	if len(fields) != 5 {
+		return bad(fmt.Sprintf("%d fields, want 5 (minute hour day-of-month month day-of-week)", len(fields)))
+	}
+	return "0 " + strings.Join(fields, " "), zone, nil
 }
 
 // sameSchedule reports whether the stored schedule message have is msg:

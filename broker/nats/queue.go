@@ -36,10 +36,11 @@ const (
 	// HeaderSequence and HeaderTaskID still identify the task.
 	HeaderDropped = "Taskpool-Dropped"
 
-	hdrSchedule       = "Nats-Schedule"
-	hdrScheduleTarget = "Nats-Schedule-Target"
-	hdrScheduler      = "Nats-Scheduler"
-	hdrScheduleNext   = "Nats-Schedule-Next"
+	hdrSchedule         = "Nats-Schedule"
+	hdrScheduleTarget   = "Nats-Schedule-Target"
+	hdrScheduleTimeZone = "Nats-Schedule-Time-Zone"
+	hdrScheduler        = "Nats-Scheduler"
+	hdrScheduleNext     = "Nats-Schedule-Next"
 )
 
 // Action is what a consumer did with a delivery once its outcome was known.
@@ -106,6 +107,7 @@ type names struct {
 	stream      string
 	deadStream  string
 	bucket      string
+	results     string                // bucket
 	task        [numPriorities]string // subjects
 	consumer    [numPriorities]string
 	schedPrefix string // + token
@@ -117,6 +119,7 @@ func newNames(queue string) names {
 		stream:      "TASKPOOL_" + queue,
 		deadStream:  "TASKPOOLDEAD_" + queue,
 		bucket:      "taskpool_unique_" + queue,
+		results:     "taskpool_results_" + queue,
 		schedPrefix: "taskpool." + queue + ".sched.",
 		dead:        "taskpool." + queue + ".dead",
 	}
@@ -147,7 +150,8 @@ type queue struct {
 	tasks     jetstream.Stream // the work-queue stream
 	dlq       jetstream.Stream // the dead-letter stream
 	unique    jetstream.KeyValue
-	schedules bool // the server runs per-message schedules
+	results   jetstream.KeyValue // see results.go
+	schedules bool               // the server runs per-message schedules
 }
 
 // openQueue validates js and the options and provisions the queue: what
@@ -167,7 +171,7 @@ func openQueue(ctx context.Context, js jetstream.JetStream, opts []Option) (conf
 	return cfg, q, nil
 }
 
-// provision opens the queue's streams and unique-key bucket, creating the
+// provision opens the queue's streams, unique-key and results buckets, creating the
 // ones that are missing. Every producer, consumer and inspector calls it,
 // and whichever process starts first creates the queue. It never changes
 // an existing resource, except with WithReconfigure: a setting given as an
@@ -215,7 +219,7 @@ func provision(ctx context.Context, js jetstream.JetStream, c *config) (*queue, 
 	if err != nil {
 		return nil, fmt.Errorf("natsbroker: stream %s: %w", n.deadStream, err)
 	}
-	q.unique, err = ensureBucket(ctx, js, c, jetstream.KeyValueConfig{
+	q.unique, err = ensureBucket(ctx, js, c, setUniqueTTL, jetstream.KeyValueConfig{
 		Bucket:      n.bucket,
 		Description: "taskpool unique keys of queue " + c.queue,
 		TTL:         c.uniqueTTL,
@@ -224,6 +228,16 @@ func provision(ctx context.Context, js jetstream.JetStream, c *config) (*queue, 
 	})
 	if err != nil {
 		return nil, fmt.Errorf("natsbroker: bucket %s: %w", n.bucket, err)
+	}
+	q.results, err = ensureBucket(ctx, js, c, setResultTTL, jetstream.KeyValueConfig{
+		Bucket:      n.results,
+		Description: "taskpool task results of queue " + c.queue,
+		TTL:         c.resultTTL,
+		Storage:     c.storage,
+		Replicas:    c.replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natsbroker: bucket %s: %w", n.results, err)
 	}
 	return q, nil
 }
@@ -331,7 +345,7 @@ func sameStream(have, want jetstream.StreamConfig) bool {
 // does not exist; an existing one is treated as ensureStream treats
 // streams (its TTL, storage and replicas are its stream's MaxAge, Storage
 // and Replicas).
-func ensureBucket(ctx context.Context, js jetstream.JetStream, c *config, want jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+func ensureBucket(ctx context.Context, js jetstream.JetStream, c *config, ttl setting, want jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	for {
 		kv, err := request(ctx, c.logger, "bucket info", func(ctx context.Context) (jetstream.KeyValue, error) {
 			return js.KeyValue(ctx, want.Bucket)
@@ -362,8 +376,8 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, c *config, want j
 		if c.has(setStorage) {
 			m.check("storage", have.Storage, want.Storage)
 		}
-		if c.has(setUniqueTTL) {
-			m.check("unique TTL", have.MaxAge, want.TTL)
+		if c.has(ttl) {
+			m.check("TTL", have.MaxAge, want.TTL)
 		}
 		if len(m) == 0 {
 			return kv, nil
@@ -381,7 +395,7 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, c *config, want j
 		if c.has(setStorage) {
 			upd.Storage = want.Storage
 		}
-		if c.has(setUniqueTTL) {
+		if c.has(ttl) {
 			upd.TTL = want.TTL
 		}
 		return request(ctx, c.logger, "bucket update", func(ctx context.Context) (jetstream.KeyValue, error) {

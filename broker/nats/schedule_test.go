@@ -69,3 +69,53 @@ func TestScheduleReregisterUnchanged(t *testing.T) {
 	assert.NotEqual(t, first, stored())
 	require.NoError(t, prod.Cancel(ctx, "report"))
 }
+
+// Producer.Schedule takes the cron sub-module's dialect (five fields,
+// descriptors, @every, a CRON_TZ= or TZ= prefix) and stores it in the
+// server's (six fields, the zone as a header); six fields are refused,
+// as cron.Parse refuses them.
+func TestScheduleCronDialect(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	prod, err := natsbroker.NewProducer(ctx, js, natsbroker.WithQueue("dialect"))
+	require.NoError(t, err)
+	st, err := js.Stream(ctx, "TASKPOOL_dialect")
+	require.NoError(t, err)
+	tests := []struct {
+		give, wantPattern, wantZone string
+	}{
+		{give: "*/15 9-17 * * MON-FRI", wantPattern: "0 */15 9-17 * * MON-FRI"},
+		{give: "CRON_TZ=Europe/Paris 0 3 * * *", wantPattern: "0 0 3 * * *", wantZone: "Europe/Paris"},
+		{give: " TZ=America/New_York  30 8 1 * * ", wantPattern: "0 30 8 1 * *", wantZone: "America/New_York"},
+		{give: "CRON_TZ=Asia/Tokyo @daily", wantPattern: "@daily", wantZone: "Asia/Tokyo"},
+		{give: "CRON_TZ=Asia/Tokyo @every 1h", wantPattern: "@every 1h"},
+		{give: "@every 90s", wantPattern: "@every 90s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.give, func(t *testing.T) {
+			id := "d-" + base64.RawURLEncoding.EncodeToString([]byte(tt.give))
+			require.NoError(t, prod.Schedule(ctx, id, tt.give, taskpool.Task{Type: "report"}))
+			m, err := st.GetLastMsgForSubject(ctx, "taskpool.dialect.sched."+base64.RawURLEncoding.EncodeToString([]byte(id)))
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantPattern, m.Header.Get("Nats-Schedule"))
+			assert.Equal(t, tt.wantZone, m.Header.Get("Nats-Schedule-Time-Zone"))
+			require.NoError(t, prod.Cancel(ctx, id))
+		})
+	}
+	for _, bad := range []string{"0 0 3 * * *", "* * * *", "@fortnightly", "CRON_TZ= 0 3 * * *", "CRON_TZ=Europe/Paris"} {
+		assert.ErrorIs(t, prod.Schedule(ctx, "bad", bad, taskpool.Task{Type: "report"}), natsbroker.ErrInvalidOption, bad)
+	}
+	assert.Error(t, prod.Schedule(ctx, "zone", "CRON_TZ=Mars/Olympus 0 3 * * *", taskpool.Task{Type: "report"}), "the server knows no such zone")
+
+	c := natsbroker.NewClient(prod)
+	err = c.SchedulePeriodic("custom", scheduleFunc(func(after time.Time) time.Time { return after.Add(time.Minute) }), taskpool.Task{Type: "report"})
+	assert.ErrorIs(t, err, taskpool.ErrInvalidOption, "a Schedule without an expression cannot run on the server")
+	require.NoError(t, c.SchedulePeriodic("every", taskpool.Every(time.Hour), taskpool.Task{Type: "report"}))
+	require.NoError(t, c.Unschedule("every"))
+}
+
+type scheduleFunc func(time.Time) time.Time
+
+func (f scheduleFunc) Next(after time.Time) time.Time { return f(after) }

@@ -1,0 +1,266 @@
+package natsbroker
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/taskpool/taskpool"
+)
+
+// Results across the wire. A task enqueued with [KeepResult] carries the
+// header Taskpool-Result; the consumer that settles it for good (success,
+// or dead letter) first writes its outcome to the queue's results bucket,
+// taskpool_results_<queue>, under the task ID, and only then acks or
+// dead-letters the message. So a consumer killed before the write leaves
+// the task to be redelivered and run again, and one killed after it leaves
+// the outcome stored: the result survives the crash either way. A waiter
+// ([Producer.WaitResult]) watches the key. Entries expire after the
+// bucket's TTL ([WithResultTTL]).
+
+// HeaderResult asks the consumer to store the task's outcome in the
+// results bucket; see [KeepResult].
+const HeaderResult = "Taskpool-Result"
+
+// DefaultResultTTL is how long a stored result is kept.
+const DefaultResultTTL = 24 * time.Hour
+
+// resultVersion is the version of the stored result record.
+const resultVersion = 1
+
+// Result is a task's outcome as a consumer stored it in the results
+// bucket; see [Producer.WaitResult].
+type Result struct {
+	// ID is the task ID.
+	ID string
+	// Value is the handler's result ([taskpool.Task.SetResult]) encoded
+	// as JSON, or nil when it set none. [taskpool.ResultAs] decodes it.
+	Value json.RawMessage
+	// Err is the task's final error, nil on success. It is rebuilt from
+	// what crossed the wire: see [RemoteError].
+	Err error
+	// Attempts is the number of deliveries, as Task.Attempt counts them.
+	Attempts int
+	// DeadLettered is true when the task ended in the dead-letter stream.
+	DeadLettered bool
+}
+
+// RemoteError is a task's error as it crossed the wire in a result: its
+// message, and the sentinels it wrapped that errors.Is can still find
+// ([taskpool.ErrSkipRetry], [taskpool.ErrNoHandler],
+// [taskpool.ErrHandlerExited], [taskpool.ErrSchedulerClosed],
+// [taskpool.ErrCanceled], context.DeadlineExceeded (a task timeout),
+// context.Canceled, [ErrAttemptsExhausted], [ErrBadPayload],
+// [ErrBadResult]). Other wrapped errors and types are not carried. A
+// handler panic comes back as a [*taskpool.PanicError] whose Value is the
+// panic value's text (a *RemoteError when the value was an error) and
+// whose Stack is the stack from the worker.
+type RemoteError struct {
+	// Message is the original error's Error().
+	Message string
+	// Wrapped are the sentinels the original error wrapped.
+	Wrapped []error
+}
+
+// Error returns the original error's message.
+func (e *RemoteError) Error() string { return e.Message }
+
+// Unwrap returns the sentinels the original error wrapped.
+func (e *RemoteError) Unwrap() []error { return e.Wrapped }
+
+// ErrBadResult is the error a waiter sees for a task that succeeded but
+// whose result could not be encoded as JSON.
+var ErrBadResult = errors.New("natsbroker: result cannot be encoded")
+
+// resultSentinels are the sentinels a stored error carries by name.
+var resultSentinels = []struct {
+	name string
+	err  error
+}{
+	{"skip_retry", taskpool.ErrSkipRetry},
+	{"no_handler", taskpool.ErrNoHandler},
+	{"handler_exited", taskpool.ErrHandlerExited},
+	{"scheduler_closed", taskpool.ErrSchedulerClosed},
+	{"task_canceled", taskpool.ErrCanceled},
+	{"deadline_exceeded", context.DeadlineExceeded},
+	{"canceled", context.Canceled},
+	{"attempts_exhausted", ErrAttemptsExhausted},
+	{"bad_payload", ErrBadPayload},
+	{"bad_result", ErrBadResult},
+}
+
+// resultRecord is the JSON stored per task in the results bucket.
+type resultRecord struct {
+	V        int             `json:"v"`
+	Result   json.RawMessage `json:"result,omitempty"`
+	Error    *errorRecord    `json:"error,omitempty"`
+	Attempts int             `json:"attempts"`
+	Dead     bool            `json:"dead,omitempty"`
+}
+
+type errorRecord struct {
+	Message string   `json:"message"`
+	Is      []string `json:"is,omitempty"` // names from resultSentinels
+	// Panic is set for a handler panic.
+	Panic *panicRecord `json:"panic,omitempty"`
+}
+
+type panicRecord struct {
+	Value string       `json:"value,omitempty"` // the value's text, when it is not an error
+	Err   *errorRecord `json:"err,omitempty"`   // the value, when it is an error
+	Stack string       `json:"stack,omitempty"`
+}
+
+func encodeError(err error) *errorRecord {
+	if err == nil {
+		return nil
+	}
+	r := &errorRecord{Message: err.Error()}
+	var pe *taskpool.PanicError
+	if errors.As(err, &pe) {
+		r.Panic = &panicRecord{Stack: string(pe.Stack)}
+		if ve, ok := pe.Value.(error); ok {
+			r.Panic.Err = encodeError(ve)
+		} else {
+			r.Panic.Value = fmt.Sprint(pe.Value)
+		}
+	}
+	for _, s := range resultSentinels {
+		if errors.Is(err, s.err) {
+			r.Is = append(r.Is, s.name)
+		}
+	}
+	return r
+}
+
+func (r *errorRecord) decode() error {
+	if r == nil {
+		return nil
+	}
+	if p := r.Panic; p != nil {
+		pe := &taskpool.PanicError{Value: p.Value, Stack: []byte(p.Stack)}
+		if p.Err != nil {
+			pe.Value = p.Err.decode()
+		}
+		return pe
+	}
+	e := &RemoteError{Message: r.Message}
+	for _, name := range r.Is {
+		for _, s := range resultSentinels {
+			if s.name == name {
+				e.Wrapped = append(e.Wrapped, s.err)
+			}
+		}
+	}
+	return e
+}
+
+// KeepResult makes the consumer store the task's outcome (the handler's
+// result and the final error) in the results bucket for
+// [Producer.WaitResult]. Without it nothing is stored, which saves a write
+// per task.
+func KeepResult() EnqueueOption {
+	return enqueueFunc(func(o *enqueueOptions) { o.keepResult = true })
+}
+
+// WithResultTTL sets how long a stored result is kept (the results
+// bucket's TTL). The default is [DefaultResultTTL]. It applies when the
+// bucket is created (see [WithReplicas] for an existing queue).
+func WithResultTTL(d time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if d < 0 {
+			return invalid("result TTL", d)
+		}
+		if d > 0 {
+			c.resultTTL = d
+			c.explicit |= setResultTTL
+		}
+		return nil
+	})
+}
+
+// resultKey is the results bucket's key for a task ID: KV keys allow only
+// some characters.
+func resultKey(id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(id))
+}
+
+// WaitResult waits until the task id has a final outcome stored in the
+// results bucket, and returns it; the task must have been enqueued with
+// [KeepResult]. It returns at once when the outcome is already stored (for
+// as long as [WithResultTTL] keeps it), so it can be called from any
+// process, before or after the task ran. The task's own error is in
+// Result.Err; WaitResult's error is ctx's when it ends first, or the
+// server's. A task ID names one task: waiting on an ID reused after its
+// result was stored returns that stored result.
+func (p *Producer) WaitResult(ctx context.Context, id string) (Result, error) {
+	if id == "" {
+		return Result{}, invalid("task ID", `""`)
+	}
+	w, err := p.q.results.Watch(ctx, resultKey(id))
+	if err != nil {
+		return Result{}, fmt.Errorf("natsbroker: wait result %s: %w", id, err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				if ctx.Err() != nil {
+					return Result{}, ctx.Err()
+				}
+				return Result{}, fmt.Errorf("natsbroker: wait result %s: watch ended", id)
+			}
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue // end of the initial values, or a delete
+			}
+			var rec resultRecord
+			if err := json.Unmarshal(e.Value(), &rec); err != nil {
+				return Result{}, fmt.Errorf("natsbroker: result %s: %w: %w", id, ErrBadPayload, err)
+			}
+			if rec.V != resultVersion {
+				return Result{}, fmt.Errorf("natsbroker: result %s: %w: %d", id, ErrUnsupportedVersion, rec.V)
+			}
+			return Result{ID: id, Value: rec.Result, Err: rec.Error.decode(), Attempts: rec.Attempts, DeadLettered: rec.Dead}, nil
+		case <-ctx.Done():
+			return Result{}, ctx.Err()
+		}
+	}
+}
+
+// storeResult writes the final outcome of the task delivered as m to the
+// results bucket when it was enqueued with KeepResult. A nil error means
+// stored, or not asked for.
+func (c *Consumer) storeResult(m jetstream.Msg, id string, result any, taskErr error, attempts int, dead bool) error {
+	if id == "" || m.Headers().Get(HeaderResult) == "" {
+		return nil
+	}
+	rec := resultRecord{V: resultVersion, Attempts: attempts, Dead: dead}
+	if result != nil && taskErr == nil {
+		b, err := json.Marshal(result)
+		if err != nil {
+			taskErr = fmt.Errorf("%w: %w", ErrBadResult, err)
+		} else {
+			rec.Result = b
+		}
+	}
+	rec.Error = encodeError(taskErr)
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ackWait)
+	defer cancel()
+	_, err = request(ctx, c.cfg.logger, "result put", func(ctx context.Context) (uint64, error) {
+		return c.q.results.Put(ctx, resultKey(id), data)
+	})
+	if err != nil {
+		c.cfg.logger.Warn("natsbroker: result not stored; task put back",
+			"queue", c.cfg.queue, "id", id, "error", err)
+	}
+	return err
+}

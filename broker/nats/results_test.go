@@ -1,0 +1,167 @@
+package natsbroker_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskpool/taskpool"
+	natsbroker "github.com/taskpool/taskpool/broker/nats"
+)
+
+var errQuota = errors.New("quota exceeded")
+
+// The outcomes a waiter can get, beyond the conformance scenario: the
+// sentinels a RemoteError keeps, a panic with an error value, a result
+// that is not JSON, a task without KeepResult, and a result stored before
+// anyone waits.
+func TestResults(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("slow", func(ctx context.Context, t taskpool.Task) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}))
+	require.NoError(t, reg.HandleFunc("panic.err", func(ctx context.Context, t taskpool.Task) error {
+		panic(taskpool.SkipRetry(errQuota))
+	}))
+	require.NoError(t, reg.HandleFunc("chan", func(ctx context.Context, t taskpool.Task) error {
+		t.SetResult(make(chan int))
+		return nil
+	}))
+	require.NoError(t, reg.HandleFunc("ok", func(ctx context.Context, t taskpool.Task) error {
+		t.SetResult("done")
+		return nil
+	}))
+	settled := make(chan string, 16)
+	startConsumer(t, js, reg, natsbroker.WithMaxAttempts(1), natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+		if a == natsbroker.ActionAck || a == natsbroker.ActionDeadLetter {
+			settled <- out.Task.ID
+		}
+	}))
+	p, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	c := natsbroker.NewClient(p)
+
+	_, err = c.SubmitWait(ctx, taskpool.Task{Type: "slow", Timeout: 50 * time.Millisecond})
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "a task timeout")
+	var re *natsbroker.RemoteError
+	require.ErrorAs(t, err, &re)
+	assert.NotErrorIs(t, err, taskpool.ErrSkipRetry)
+
+	_, err = c.SubmitWait(ctx, taskpool.Task{Type: "panic.err"})
+	var pe *taskpool.PanicError
+	require.ErrorAs(t, err, &pe)
+	assert.ErrorIs(t, err, taskpool.ErrSkipRetry, "the panic's error value keeps its sentinels")
+	assert.ErrorAs(t, pe.Value.(error), &re)
+	assert.Equal(t, "quota exceeded", re.Message)
+
+	v, err := c.SubmitWait(ctx, taskpool.Task{Type: "chan"})
+	assert.Nil(t, v)
+	assert.ErrorIs(t, err, natsbroker.ErrBadResult)
+
+	// Stored before anyone waits: the waiter gets it at once.
+	r, err := p.Enqueue(ctx, taskpool.Task{ID: "early", Type: "ok"}, natsbroker.KeepResult())
+	require.NoError(t, err)
+	waitFor(t, settled, "early")
+	res, err := p.WaitResult(ctx, r.ID)
+	require.NoError(t, err)
+	s, err := taskpool.ResultAs[string](res.Value)
+	require.NoError(t, err)
+	assert.Equal(t, "done", s)
+	assert.Equal(t, natsbroker.Result{ID: "early", Value: res.Value, Attempts: 1}, res)
+
+	// Without KeepResult nothing is stored: the wait ends with ctx.
+	_, err = p.Enqueue(ctx, taskpool.Task{ID: "unkept", Type: "ok"})
+	require.NoError(t, err)
+	waitFor(t, settled, "unkept")
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	_, err = p.WaitResult(short, "unkept")
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+
+	_, err = p.WaitResult(ctx, "")
+	assert.ErrorIs(t, err, taskpool.ErrInvalidOption)
+}
+
+// A task dead-lettered because every delivery lost its worker carries
+// ErrAttemptsExhausted to its waiter.
+func TestResultAttemptsExhausted(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	p, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	// Delivered twice to a consumer that never settles it: a fetch that
+	// is neither acked nor nacked, as a killed worker leaves it.
+	r, err := p.Enqueue(ctx, taskpool.Task{Type: "ok", MaxAttempts: 1}, natsbroker.KeepResult())
+	require.NoError(t, err)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("ok", func(ctx context.Context, t taskpool.Task) error { return nil }))
+	c, err := natsbroker.NewConsumer(ctx, js, reg) // creates the durables, not started
+	require.NoError(t, err)
+	cons, err := js.Consumer(ctx, "TASKPOOL_default", "taskpool_default")
+	require.NoError(t, err)
+	b, err := cons.Fetch(1)
+	require.NoError(t, err)
+	for m := range b.Messages() {
+		require.NoError(t, m.Nak()) // the first delivery ends without an outcome
+	}
+	require.NoError(t, c.Start())
+	defer func() { assert.NoError(t, c.Stop(context.Background())) }()
+	res, err := p.WaitResult(ctx, r.ID)
+	require.NoError(t, err)
+	assert.ErrorIs(t, res.Err, natsbroker.ErrAttemptsExhausted)
+	assert.True(t, res.DeadLettered)
+	assert.Equal(t, 2, res.Attempts)
+}
+
+func TestWithResultTTL(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	_, err := natsbroker.NewProducer(ctx, js, natsbroker.WithResultTTL(-time.Second))
+	assert.ErrorIs(t, err, natsbroker.ErrInvalidOption)
+
+	_, err = natsbroker.NewProducer(ctx, js, natsbroker.WithQueue("ttl"), natsbroker.WithResultTTL(time.Hour))
+	require.NoError(t, err)
+	kv, err := js.KeyValue(ctx, "taskpool_results_ttl")
+	require.NoError(t, err)
+	st, err := kv.Status(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, time.Hour, st.TTL())
+
+	_, err = natsbroker.NewProducer(ctx, js, natsbroker.WithQueue("ttl"), natsbroker.WithResultTTL(2*time.Hour))
+	assert.ErrorIs(t, err, natsbroker.ErrQueueMismatch, "an existing bucket is not changed")
+
+	_, err = natsbroker.NewProducer(ctx, js, natsbroker.WithQueue("fresh"))
+	require.NoError(t, err)
+	kv, err = js.KeyValue(ctx, "taskpool_results_fresh")
+	require.NoError(t, err)
+	st, err = kv.Status(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, natsbroker.DefaultResultTTL, st.TTL())
+}
+
+func waitFor(t *testing.T, ch <-chan string, id string) {
+	t.Helper()
+	for {
+		select {
+		case got := <-ch:
+			if got == id {
+				return
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("task %s never settled", id)
+		}
+	}
+}
