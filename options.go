@@ -161,7 +161,8 @@ func WithCompletionHook(fn func(Outcome)) Option {
 }
 
 // WithMiddleware appends middleware around the handler. The first
-// middleware given is the outermost. A nil middleware is invalid.
+// middleware given is the outermost; it wraps a registry's own
+// ([Registry.Use]). A nil middleware is invalid.
 func WithMiddleware(mw ...Middleware) Option {
 	return optionFunc(func(o *options) error {
 		for i, m := range mw {

@@ -40,6 +40,8 @@ type Middleware func(next Handler) Handler
 type Registry struct {
 	mu       sync.Mutex // serialises writers
 	handlers atomic.Pointer[map[string]*handlerEntry]
+	mw       atomic.Pointer[[]Middleware] // Use's middleware, outermost first
+	inUse    bool                         // under mu: a scheduler runs it; Use is closed
 }
 
 // handlerEntry is a registered type: its handler and its settings.
@@ -132,6 +134,55 @@ func (r *Registry) Handle(typ string, h Handler, opts ...HandleOption) error {
 	m[typ] = e
 	r.handlers.Store(&m)
 	return nil
+}
+
+// Use adds middleware around every handler of the registry, for every
+// scheduler that runs it, in process or as a broker's consumer: given
+// once here, it runs on both transports. The first middleware given is
+// the outermost; a scheduler's own [WithMiddleware] wraps these. Calling
+// [Registry.HandleTask] directly runs the handlers without them.
+//
+// Use must be called before the registry is given to [New] (a broker's
+// consumer calls New): afterwards it returns an error wrapping
+// [ErrInvalidOption], as it does for a nil middleware.
+func (r *Registry) Use(mw ...Middleware) error {
+	for i, m := range mw {
+		if m == nil {
+			return invalid(fmt.Sprintf("middleware[%d]", i), "nil")
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.inUse {
+		return invalid("Registry.Use", "after the registry was given to a scheduler")
+	}
+	var all []Middleware
+	if old := r.mw.Load(); old != nil {
+		all = append(all, *old...)
+	}
+	all = append(all, mw...)
+	r.mw.Store(&all)
+	return nil
+}
+
+// use marks the registry as run by a scheduler, closing Use.
+func (r *Registry) use() {
+	r.mu.Lock()
+	r.inUse = true
+	r.mu.Unlock()
+}
+
+// wrap puts Use's middleware around h.
+func (r *Registry) wrap(h Handler) Handler {
+	p := r.mw.Load()
+	if p == nil {
+		return h
+	}
+	mw := *p
+	for i := len(mw) - 1; i >= 0; i-- {
+		h = mw[i](h)
+	}
+	return h
 }
 
 // HandleFunc registers f for tasks of type typ. It returns the same errors

@@ -80,3 +80,45 @@ func TestRegistryConcurrentUse(t *testing.T) {
 	wg.Wait()
 	assert.Len(t, reg.Types(), 201)
 }
+
+// Registry.Use wraps every handler of the registry, inside the
+// scheduler's own middleware; it is closed once a scheduler runs the
+// registry, and HandleTask called directly runs the bare handler.
+func TestRegistryUse(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var order []string
+	tag := func(name string) taskpool.Middleware {
+		return func(next taskpool.Handler) taskpool.Handler {
+			return taskpool.HandlerFunc(func(ctx context.Context, tk taskpool.Task) error {
+				mu.Lock()
+				order = append(order, name)
+				mu.Unlock()
+				return next.HandleTask(ctx, tk)
+			})
+		}
+	}
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.Use(tag("reg-a")))
+	require.NoError(t, reg.HandleFunc("t", func(context.Context, taskpool.Task) error {
+		mu.Lock()
+		order = append(order, "handler")
+		mu.Unlock()
+		return nil
+	}))
+	require.NoError(t, reg.Use(tag("reg-b"))) // after Handle: still applies
+	require.ErrorIs(t, reg.Use(nil), taskpool.ErrInvalidOption)
+
+	// Called directly, the registry runs the bare handler.
+	require.NoError(t, reg.HandleTask(context.Background(), taskpool.Task{Type: "t"}))
+	assert.Equal(t, []string{"handler"}, order)
+	order = nil
+
+	s, err := taskpool.New(reg, taskpool.WithWorkers(1), taskpool.WithMiddleware(tag("sched")))
+	require.NoError(t, err)
+	require.ErrorIs(t, reg.Use(tag("late")), taskpool.ErrInvalidOption, "closed once a scheduler runs it")
+	require.NoError(t, s.Start())
+	require.NoError(t, s.Submit(context.Background(), taskpool.Task{Type: "t"}))
+	require.NoError(t, s.Stop(context.Background()))
+	assert.Equal(t, []string{"sched", "reg-a", "reg-b", "handler"}, order)
+}

@@ -132,6 +132,7 @@ func New(h Handler, opts ...Option) (*Scheduler, error) {
 	s.idGen.prefix = s.prefix
 	if r, ok := h.(*Registry); ok {
 		s.reg = r
+		r.use()
 	}
 	if l, ok := h.(interface{ Lookup(string) (Handler, bool) }); ok {
 		s.lookup = l.Lookup

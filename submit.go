@@ -205,7 +205,7 @@ func (s *Scheduler) bind(typ string) (*[numPriorities]binding, error) {
 		if ent = s.reg.entry(typ); ent == nil {
 			return nil, fmt.Errorf("%w: %q", ErrNoHandler, typ)
 		}
-		h = ent.h
+		h = s.reg.wrap(ent.h)
 	} else if s.lookup != nil {
 		if _, ok := s.lookup(typ); !ok {
 			return nil, fmt.Errorf("%w: %q", ErrNoHandler, typ)

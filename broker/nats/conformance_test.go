@@ -133,6 +133,10 @@ func conformanceRegistry(w *world) *taskpool.Registry {
 		w.ran(t)
 		return nil
 	}, taskpool.WithRetry(1, nil)))
+	// Middleware given once, on the registry, runs on every transport,
+	// inside the scheduler-wide middleware (confSchedulerMW).
+	must(reg.Use(confTag("reg-a"), confTag("reg-b")))
+	must(reg.HandleFunc("conf.mw", record, taskpool.WithRetry(1, nil)))
 	must(taskpool.Handle(reg, func(ctx context.Context, a confArgs, t taskpool.Task) error {
 		t.Params = a // recorded typed, for the comparison
 		w.ran(t)
@@ -144,6 +148,31 @@ func conformanceRegistry(w *world) *taskpool.Registry {
 // confSchedulerRetry is the scheduler-wide retry default both transports
 // are given.
 var confSchedulerRetry = taskpool.WithRetry(2, taskpool.ConstantBackoff(10*time.Millisecond))
+
+// confTag is middleware that appends its name to the "mw" metadata of
+// conf.mw tasks, on a copy, before the handler sees it.
+func confTag(name string) taskpool.Middleware {
+	return func(next taskpool.Handler) taskpool.Handler {
+		return taskpool.HandlerFunc(func(ctx context.Context, t taskpool.Task) error {
+			if t.Type != "conf.mw" {
+				return next.HandleTask(ctx, t)
+			}
+			md := make(map[string]string, len(t.Metadata)+1)
+			for k, v := range t.Metadata {
+				md[k] = v
+			}
+			if md["mw"] != "" {
+				md["mw"] += ","
+			}
+			md["mw"] += name
+			t.Metadata = md
+			return next.HandleTask(ctx, t)
+		})
+	}
+}
+
+// confSchedulerMW is scheduler-wide middleware both transports are given.
+var confSchedulerMW = taskpool.WithMiddleware(confTag("sched"))
 
 // confResult is a handler's result.
 type confResult struct {
@@ -360,6 +389,13 @@ var scenarios = []struct {
 		require.NoError(t, w.client.Unschedule("tick"))
 		assert.ErrorIs(t, w.client.Unschedule("tick"), taskpool.ErrTaskNotFound)
 	}},
+	{"middleware: the registry's once for both, inside the scheduler's", func(t *testing.T, w *world) {
+		require.NoError(t, w.client.Submit(context.Background(), taskpool.Task{ID: "mw", Type: "conf.mw"}))
+		require.NoError(t, w.wait(t, "mw").err)
+		runs := w.runsOf("mw")
+		require.Len(t, runs, 1)
+		assert.Equal(t, "sched,reg-a,reg-b", runs[0].Metadata["mw"])
+	}},
 	{"delayed task runs after its delay", func(t *testing.T, w *world) {
 		start := time.Now()
 		const d = 300 * time.Millisecond
@@ -384,7 +420,7 @@ func TestConformance(t *testing.T) {
 			w := &world{runs: map[string][]taskpool.Task{}, finals: map[string]chan final{}, ticks: make(chan string, 16)}
 			// The same scheduler options on both: the scheduler-wide
 			// retry default is one of the policies under test.
-			w.client = tr.start(t, conformanceRegistry(w), w, confSchedulerRetry)
+			w.client = tr.start(t, conformanceRegistry(w), w, confSchedulerRetry, confSchedulerMW)
 			for _, sc := range scenarios {
 				t.Run(sc.name, func(t *testing.T) { sc.run(t, w) })
 			}
