@@ -304,6 +304,13 @@ var scenarios = []struct {
 		assert.ErrorIs(t, err, taskpool.ErrDuplicateTask)
 		require.NoError(t, w.client.Cancel("uniq1"))
 	}},
+	{"handlers see the unique key", func(t *testing.T, w *world) {
+		require.NoError(t, w.client.Submit(context.Background(), taskpool.Task{ID: "uniq3", Type: "conf.ok", UniqueKey: "conf-key-3"}))
+		require.NoError(t, w.wait(t, "uniq3").err)
+		runs := w.runsOf("uniq3")
+		require.Len(t, runs, 1)
+		assert.Equal(t, "conf-key-3", runs[0].UniqueKey)
+	}},
 	{"empty type rejected", func(t *testing.T, w *world) {
 		assert.ErrorIs(t, w.client.Submit(context.Background(), taskpool.Task{}), taskpool.ErrInvalidType)
 	}},

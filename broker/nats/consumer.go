@@ -50,6 +50,8 @@ type Consumer struct {
 	adaptive   bool                                  // prefetch follows the measured task and fetch times
 	refillAt   atomic.Int64                          // held count at or below which a freed worker wakes the fetch loop
 	runTime    ewma                                  // handler run time
+	uniqueKeys sync.Map                              // task ID -> unique key, while in the local scheduler
+	nUnique    atomic.Int64                          // entries in uniqueKeys: none, no lookup
 	fetchRTT   ewma                                  // no-wait fetch round trip, messages dispatched
 	prefetchN  atomic.Int64                          // current prefetch, for Health and tests
 	fetchFails atomic.Int64                          // consecutive failed fetches
@@ -123,7 +125,9 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, h taskpool.Handler
 		tickDone: make(chan struct{}),
 		stopped:  make(chan struct{}),
 	}
-	sopts := append(append([]taskpool.Option(nil), cfg.schedOpts...),
+	// Outermost: the unique key, which the local scheduler must not see
+	// at submit, is given back to the task before any middleware.
+	sopts := append(append([]taskpool.Option{taskpool.WithMiddleware(c.uniqueKeyBack)}, cfg.schedOpts...),
 		taskpool.WithWorkers(cfg.workers),
 		// Room for the largest capacity, and one message per priority
 		// beyond it (see fetchLoop).
@@ -756,6 +760,10 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 	c.flights[t.ID] = f
 	c.held.Add(1)
 	c.mu.Unlock()
+	if t.UniqueKey != "" {
+		c.uniqueKeys.Store(t.ID, t.UniqueKey)
+		c.nUnique.Add(1)
+	}
 
 	t.Attempt = attempt
 	t.MaxAttempts = 1 // the broker owns retries: the local scheduler must not retry
@@ -765,6 +773,7 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		delete(c.flights, t.ID)
 		c.held.Add(-1)
 		c.mu.Unlock()
+		c.forgetUniqueKey(f, t.ID)
 		if errors.Is(err, taskpool.ErrSchedulerClosed) || errors.Is(err, taskpool.ErrQueueFull) {
 			_ = m.Nak()
 			c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: attempt}, ActionRelease)
@@ -806,6 +815,7 @@ func (c *Consumer) complete(out taskpool.Outcome) {
 	if f == nil {
 		return
 	}
+	c.forgetUniqueKey(f, out.Task.ID)
 	c.finish(f, out)
 	if held := c.held.Add(-1); held <= c.refillAt.Load() {
 		select {
@@ -815,9 +825,34 @@ func (c *Consumer) complete(out taskpool.Outcome) {
 	}
 }
 
+// uniqueKeyBack is the consumer's outermost middleware: it gives a task
+// its unique key back, which the consumer took off for the local
+// scheduler (uniqueness is the broker's, across processes), so that
+// middleware and handlers see the task as it was enqueued.
+func (c *Consumer) uniqueKeyBack(next taskpool.Handler) taskpool.Handler {
+	return taskpool.HandlerFunc(func(ctx context.Context, t taskpool.Task) error {
+		if c.nUnique.Load() > 0 {
+			if k, ok := c.uniqueKeys.Load(t.ID); ok {
+				t.UniqueKey = k.(string)
+			}
+		}
+		return next.HandleTask(ctx, t)
+	})
+}
+
+// forgetUniqueKey drops the unique key kept for uniqueKeyBack once the
+// delivery f of task id has left the local scheduler.
+func (c *Consumer) forgetUniqueKey(f *flight, id string) {
+	if f.uniqueKey != "" {
+		c.uniqueKeys.Delete(id)
+		c.nUnique.Add(-1)
+	}
+}
+
 // finish settles a delivery from its task's outcome.
 func (c *Consumer) finish(f *flight, out taskpool.Outcome) {
 	out.Attempts = f.attempt
+	out.Task.UniqueKey = f.uniqueKey
 	var a Action
 	switch {
 	case out.Err == nil:
