@@ -35,8 +35,9 @@ const MetricSentMessages = "messaging.client.sent.messages"
 // the span. Each call counts in messaging.client.sent.messages, by type,
 // with error.type when refused.
 //
-// Cancel is passed through. A Client is safe for concurrent use if the
-// client it wraps is.
+// SubmitWait sends the same way and then waits; Cancel, SchedulePeriodic
+// and Unschedule are passed through. A Client is safe for concurrent use
+// if the client it wraps is.
 type Client struct {
 	next   taskpool.Client
 	prop   propagator
@@ -102,8 +103,46 @@ func (c *Client) SubmitAfter(ctx context.Context, t taskpool.Task, d time.Durati
 	})
 }
 
+// SubmitWait submits t through the wrapped client, as Submit does, and
+// waits for its result and final error there. The send span ends when
+// the task is submitted, not when its outcome arrives: the runs are its
+// children.
+func (c *Client) SubmitWait(ctx context.Context, t taskpool.Task) (any, error) {
+	var res any
+	var runErr error
+	err := c.send(ctx, t, time.Now(), func(sctx context.Context, t taskpool.Task) error {
+		// The submission is traced under the send span; the wait is not.
+		res, runErr = c.next.SubmitWait(sctx, t)
+		if isSubmitError(runErr) {
+			return runErr
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, runErr
+}
+
+// isSubmitError reports whether err from SubmitWait is a refused
+// submission rather than the task's own error.
+func isSubmitError(err error) bool {
+	return errors.Is(err, taskpool.ErrSchedulerClosed) || errors.Is(err, taskpool.ErrQueueFull) ||
+		errors.Is(err, taskpool.ErrDuplicateTask) || errors.Is(err, taskpool.ErrNoHandler) ||
+		errors.Is(err, taskpool.ErrInvalidType) || errors.Is(err, taskpool.ErrInvalidTask)
+}
+
 // Cancel cancels through the wrapped client.
 func (c *Client) Cancel(id string) error { return c.next.Cancel(id) }
+
+// SchedulePeriodic registers the schedule through the wrapped client. Its
+// ticks carry no trace context: each is a trace of its own.
+func (c *Client) SchedulePeriodic(id string, sched taskpool.Schedule, t taskpool.Task) error {
+	return c.next.SchedulePeriodic(id, sched, t)
+}
+
+// Unschedule removes the schedule through the wrapped client.
+func (c *Client) Unschedule(id string) error { return c.next.Unschedule(id) }
 
 func (c *Client) send(ctx context.Context, t taskpool.Task, due time.Time, submit func(context.Context, taskpool.Task) error) error {
 	ctx, span := c.tracer.Start(ctx, "send "+t.Type, spanSend...)

@@ -261,3 +261,46 @@ func TestDeadLetterHook(t *testing.T) {
 	_, found := sum(t, m[taskpoolotel.MetricDeadLettered], taskpoolotel.TaskTypeKey.String("ok"))
 	assert.False(t, found)
 }
+
+// SubmitWait through the Client traces the submission, returns the
+// handler's result and error, and does not count a task's own failure as
+// a refused send; SchedulePeriodic and Unschedule pass through.
+func TestClientSubmitWait(t *testing.T) {
+	tel := newTelemetry(t)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("sq", func(_ context.Context, tk taskpool.Task) error {
+		n := tk.Params.(int)
+		if n < 0 {
+			return taskpool.SkipRetry(errBoom)
+		}
+		tk.SetResult(n * n)
+		return nil
+	}))
+	s := start(t, reg, taskpool.WithMiddleware(taskpoolotel.Middleware(tel.opts()...)))
+	client := taskpoolotel.NewClient(s, tel.opts()...)
+
+	v, err := client.SubmitWait(ctxT(t), taskpool.Task{Type: "sq", Params: 7})
+	require.NoError(t, err)
+	assert.Equal(t, 49, v)
+	_, err = client.SubmitWait(ctxT(t), taskpool.Task{Type: "sq", Params: -1})
+	require.ErrorIs(t, err, errBoom)
+	_, err = client.SubmitWait(ctxT(t), taskpool.Task{Type: "nope"})
+	require.ErrorIs(t, err, taskpool.ErrNoHandler)
+
+	spans := byName(tel.spans.GetSpans())
+	require.Len(t, spans["send sq"], 2)
+	require.Len(t, spans["process sq"], 2)
+	for _, sp := range spans["send sq"] {
+		assert.NotEqual(t, codes.Error, sp.Status.Code, "the task's own failure is not a failed send")
+	}
+	require.Len(t, spans["send nope"], 1)
+	assert.Equal(t, codes.Error, spans["send nope"][0].Status.Code)
+	for _, p := range spans["process sq"] {
+		assert.Equal(t, p.SpanContext.TraceID(), p.Parent.TraceID())
+	}
+
+	require.NoError(t, client.SchedulePeriodic("tick", taskpool.Every(time.Hour), taskpool.Task{Type: "sq", Params: 1}))
+	require.ErrorIs(t, client.SchedulePeriodic("tick", taskpool.Every(time.Hour), taskpool.Task{Type: "sq", Params: 1}), taskpool.ErrDuplicateTask)
+	require.NoError(t, client.Unschedule("tick"))
+	require.ErrorIs(t, client.Unschedule("tick"), taskpool.ErrTaskNotFound)
+}
