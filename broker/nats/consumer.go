@@ -110,7 +110,7 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, h taskpool.Handler
 	if js == nil {
 		return nil, invalid("jetstream", "nil")
 	}
-	cfg, err := newConfig(opts)
+	cfg, err := newConfig(opts, forConsumer)
 	if err != nil {
 		return nil, err
 	}

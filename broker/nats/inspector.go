@@ -73,7 +73,7 @@ type DeadLetter struct {
 // NewInspector returns an Inspector for the queue chosen with [WithQueue],
 // creating the queue if it does not exist; ctx bounds that.
 func NewInspector(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Inspector, error) {
-	cfg, q, err := openQueue(ctx, js, opts)
+	cfg, q, err := openQueue(ctx, js, opts, forInspector)
 	if err != nil {
 		return nil, err
 	}

@@ -11,16 +11,63 @@ import (
 	"github.com/taskpool/taskpool"
 )
 
-// Option configures a [Producer], a [Consumer] or an [Inspector]. Options
-// that concern only consumers say so and are ignored elsewhere. A zero
-// value passed to an option means "use the default".
+// Option configures a [Producer], a [Consumer] or an [Inspector]. The
+// queue's options (its name, codec, storage, replicas, windows, TTLs,
+// logger) go to all three; an option whose doc says "Consumer only" or
+// "Producer only" means nothing to the others, which refuse it with an
+// error wrapping [ErrInvalidOption] rather than ignore it. A zero value
+// passed to an option means "use the default".
 type Option interface {
 	apply(*config) error
+	// role is who the option is for: forQueue (everyone), forConsumer
+	// or forProducer.
+	role() (role, string)
+}
+
+// role is what an option configures.
+type role uint8
+
+const (
+	forQueue role = iota
+	forConsumer
+	forProducer
+	forInspector // only as the constructor's role: takes queue options
+)
+
+func (r role) String() string {
+	switch r {
+	case forConsumer:
+		return "consumer"
+	case forProducer:
+		return "producer"
+	case forInspector:
+		return "inspector"
+	}
+	return "queue"
 }
 
 type optionFunc func(*config) error
 
 func (f optionFunc) apply(c *config) error { return f(c) }
+func (optionFunc) role() (role, string)    { return forQueue, "" }
+
+// roleOption is an option for consumers or for producers only.
+type roleOption struct {
+	f    func(*config) error
+	who  role
+	name string
+}
+
+func (o roleOption) apply(c *config) error { return o.f(c) }
+func (o roleOption) role() (role, string)  { return o.who, o.name }
+
+func consumerOption(name string, f func(*config) error) Option {
+	return roleOption{f: f, who: forConsumer, name: name}
+}
+
+func producerOption(name string, f func(*config) error) Option {
+	return roleOption{f: f, who: forProducer, name: name}
+}
 
 // Defaults.
 const (
@@ -134,11 +181,16 @@ const (
 
 func (c *config) has(s setting) bool { return c.explicit&s != 0 }
 
-func newConfig(opts []Option) (config, error) {
+// newConfig applies the options given to a constructor for who, refusing
+// those meant for someone else.
+func newConfig(opts []Option, who role) (config, error) {
 	c := defaultConfig()
 	for _, o := range opts {
 		if o == nil {
 			return c, invalid("option", "nil")
+		}
+		if r, name := o.role(); r != forQueue && r != who {
+			return c, fmt.Errorf("%w: %s is a %s option, given to a %s", ErrInvalidOption, name, r, who)
 		}
 		if err := o.apply(&c); err != nil {
 			return c, err
@@ -259,8 +311,9 @@ func WithUniqueTTL(d time.Duration) Option {
 // WithPublishWindow sets how many publishes [Producer.EnqueueBatch] keeps
 // unconfirmed at once. The default is [DefaultPublishWindow]. Keep it
 // below the JetStream context's jetstream.WithPublishAsyncMaxPending.
+// Producer only.
 func WithPublishWindow(n int) Option {
-	return optionFunc(func(c *config) error {
+	return producerOption("WithPublishWindow", func(c *config) error {
 		if n < 0 {
 			return invalid("publish window", n)
 		}
@@ -314,7 +367,7 @@ func WithLogger(l *slog.Logger) Option {
 // scheduler's worker count. The default is runtime.GOMAXPROCS(0).
 // Consumer only.
 func WithWorkers(n int) Option {
-	return optionFunc(func(c *config) error {
+	return consumerOption("WithWorkers", func(c *config) error {
 		if n < 0 {
 			return invalid("workers", n)
 		}
@@ -334,7 +387,7 @@ func WithWorkers(n int) Option {
 // the full prefetch and slow tasks almost none, so that one consumer does
 // not hold tasks that idle workers elsewhere could run. Consumer only.
 func WithPrefetch(n int) Option {
-	return optionFunc(func(c *config) error {
+	return consumerOption("WithPrefetch", func(c *config) error {
 		if n < NoPrefetch {
 			return invalid("prefetch", n)
 		}
@@ -350,7 +403,7 @@ const NoPrefetch = -1
 // WithMaxBatch caps the size of one fetch request. The default is
 // [DefaultMaxBatch]. Consumer only.
 func WithMaxBatch(n int) Option {
-	return optionFunc(func(c *config) error {
+	return consumerOption("WithMaxBatch", func(c *config) error {
 		if n < 0 {
 			return invalid("max batch", n)
 		}
@@ -387,7 +440,7 @@ func WithAckWait(d time.Duration) Option {
 // polls again. Shorter means a faster Stop, longer means fewer requests
 // while idle. The default is [DefaultPollWait]. Consumer only.
 func WithPollWait(d time.Duration) Option {
-	return optionFunc(func(c *config) error {
+	return consumerOption("WithPollWait", func(c *config) error {
 		if d < 0 || (d > 0 && d < 10*time.Millisecond) {
 			return invalid("poll wait", d)
 		}
@@ -405,7 +458,7 @@ func WithPollWait(d time.Duration) Option {
 // [WithSchedulerOptions], as the in-process scheduler does, and without
 // that [DefaultMaxAttempts]. Consumer only.
 func WithMaxAttempts(n int) Option {
-	return optionFunc(func(c *config) error {
+	return consumerOption("WithMaxAttempts", func(c *config) error {
 		if n < 0 {
 			return invalid("max attempts", n)
 		}
@@ -423,7 +476,7 @@ func WithMaxAttempts(n int) Option {
 // and without that taskpool.ExponentialBackoff(time.Second,
 // 10*time.Minute). Consumer only.
 func WithBackoff(b taskpool.Backoff) Option {
-	return optionFunc(func(c *config) error {
+	return consumerOption("WithBackoff", func(c *config) error {
 		if b == nil {
 			return invalid("backoff", "nil")
 		}
@@ -440,7 +493,7 @@ func WithBackoff(b taskpool.Backoff) Option {
 // never starved. A zero weight is polled last, only when the others are
 // empty. Consumer only.
 func WithPriorityWeights(high, normal, low int) Option {
-	return optionFunc(func(c *config) error {
+	return consumerOption("WithPriorityWeights", func(c *config) error {
 		if high < 0 || normal < 0 || low < 0 || high+normal+low == 0 {
 			return invalid("priority weights", fmt.Sprint(high, normal, low))
 		}
@@ -457,7 +510,7 @@ func WithPriorityWeights(high, normal, low int) Option {
 // consumer's retry default, as it is in process (see [WithMaxAttempts]).
 // Consumer only.
 func WithSchedulerOptions(opts ...taskpool.Option) Option {
-	return optionFunc(func(c *config) error {
+	return consumerOption("WithSchedulerOptions", func(c *config) error {
 		c.schedOpts = append(c.schedOpts, opts...)
 		return nil
 	})
@@ -470,7 +523,7 @@ func WithSchedulerOptions(opts ...taskpool.Option) Option {
 // and Task may be incomplete) and what was done. fn runs on a worker
 // goroutine and must be safe for concurrent use. Consumer only.
 func WithSettleHook(fn func(out taskpool.Outcome, a Action)) Option {
-	return optionFunc(func(c *config) error {
+	return consumerOption("WithSettleHook", func(c *config) error {
 		c.settle = fn
 		return nil
 	})
@@ -486,7 +539,7 @@ func WithSettleHook(fn func(out taskpool.Outcome, a Action)) Option {
 // error wrapping it. Several middleware run in the order given. Producer
 // only.
 func WithEnqueueMiddleware(fn ...func(ctx context.Context, t *taskpool.Task) error) Option {
-	return optionFunc(func(c *config) error {
+	return producerOption("WithEnqueueMiddleware", func(c *config) error {
 		for i, f := range fn {
 			if f == nil {
 				return invalid(fmt.Sprintf("enqueue middleware[%d]", i), "nil")
@@ -505,7 +558,7 @@ func WithEnqueueMiddleware(fn ...func(ctx context.Context, t *taskpool.Task) err
 // so types registered later are known from then on. The default accepts
 // every type. Producer only.
 func WithKnownTypes(reg *taskpool.Registry) Option {
-	return optionFunc(func(c *config) error {
+	return producerOption("WithKnownTypes", func(c *config) error {
 		if reg == nil {
 			return invalid("known types", "nil registry")
 		}
@@ -524,7 +577,7 @@ func WithKnownTypes(reg *taskpool.Registry) Option {
 // meanwhile. The default is [DefaultUnknownTypeGrace]; the minimum is
 // 10ms. Consumer only.
 func WithUnknownTypeGrace(d time.Duration) Option {
-	return optionFunc(func(c *config) error {
+	return consumerOption("WithUnknownTypeGrace", func(c *config) error {
 		if d < 0 || (d > 0 && d < 10*time.Millisecond) {
 			return invalid("unknown type grace", d)
 		}

@@ -78,7 +78,7 @@ func At(t time.Time) EnqueueOption {
 // bounds that. It returns an error wrapping [ErrInvalidOption] or
 // [ErrInvalidQueue] for bad options, or the server's error.
 func NewProducer(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Producer, error) {
-	cfg, q, err := openQueue(ctx, js, opts)
+	cfg, q, err := openQueue(ctx, js, opts, forProducer)
 	if err != nil {
 		return nil, err
 	}

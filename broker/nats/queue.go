@@ -156,11 +156,11 @@ type queue struct {
 
 // openQueue validates js and the options and provisions the queue: what
 // NewProducer and NewInspector do first.
-func openQueue(ctx context.Context, js jetstream.JetStream, opts []Option) (config, *queue, error) {
+func openQueue(ctx context.Context, js jetstream.JetStream, opts []Option, who role) (config, *queue, error) {
 	if js == nil {
 		return config{}, nil, invalid("jetstream", "nil")
 	}
-	cfg, err := newConfig(opts)
+	cfg, err := newConfig(opts, who)
 	if err != nil {
 		return config{}, nil, err
 	}
