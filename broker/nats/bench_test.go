@@ -35,19 +35,79 @@ func BenchmarkEndToEnd(b *testing.B) {
 func BenchmarkEndToEndDefaults(b *testing.B) {
 	for _, consumers := range []int{1, 2, 4} {
 		b.Run(fmt.Sprintf("consumers=%d", consumers), func(b *testing.B) {
-			benchRun(b, "file", consumers, true)
+			benchRun(b, "file", consumers, true, nil, nil)
 		})
 	}
 }
 
-func benchEndToEnd(b *testing.B, storage string, consumers int) {
-	benchRun(b, storage, consumers, false)
+// BenchmarkCodecEndToEnd is BenchmarkEndToEnd on memory storage (where
+// the codec's share is largest) with one consumer and tasks that carry
+// params, once with the default JSONCodec (a hand-written fast path for
+// the envelope) and once with a codec that decodes with encoding/json
+// only: whether the hand-written decoder wins end to end.
+func BenchmarkCodecEndToEnd(b *testing.B) {
+	params := benchParams{To: "ada@example.com", Subject: "Your order #1042 has shipped", Order: 1042, Items: []string{"tea", "cups"}}
+	for _, c := range []struct {
+		name  string
+		codec natsbroker.Codec
+	}{{"json-fast", natsbroker.JSONCodec{}}, {"encoding-json", referenceCodec{}}} {
+		b.Run("codec="+c.name, func(b *testing.B) {
+			benchRun(b, "memory", 1, false, natsbroker.WithCodec(c.codec), params)
+		})
+	}
 }
 
-func benchRun(b *testing.B, storage string, consumers int, defaults bool) {
+// BenchmarkCodec measures one envelope's encode and decode, with the
+// default JSONCodec's fast path and with encoding/json alone.
+func BenchmarkCodec(b *testing.B) {
+	t := taskpool.Task{ID: "order-1042-mail", Type: "email.send", Priority: taskpool.PriorityHigh, MaxAttempts: 5,
+		Params: benchParams{To: "ada@example.com", Subject: "Your order #1042 has shipped", Order: 1042, Items: []string{"tea", "cups"}}}
+	data, err := natsbroker.JSONCodec{}.Encode(t)
+	require.NoError(b, err)
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			_, _ = natsbroker.JSONCodec{}.Encode(t)
+		}
+	})
+	b.Run("decode=json-fast", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			_, _ = natsbroker.JSONCodec{}.Decode(data)
+		}
+	})
+	b.Run("decode=encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			_, _ = natsbroker.ReferenceDecode(data)
+		}
+	})
+}
+
+// benchParams are an email task's params.
+type benchParams struct {
+	To      string   `json:"to"`
+	Subject string   `json:"subject"`
+	Order   int      `json:"order"`
+	Items   []string `json:"items"`
+}
+
+// referenceCodec is JSONCodec decoding with encoding/json only.
+type referenceCodec struct{ natsbroker.JSONCodec }
+
+func (referenceCodec) Decode(data []byte) (taskpool.Task, error) { return natsbroker.ReferenceDecode(data) }
+
+func benchEndToEnd(b *testing.B, storage string, consumers int) {
+	benchRun(b, storage, consumers, false, nil, nil)
+}
+
+func benchRun(b *testing.B, storage string, consumers int, defaults bool, codec natsbroker.Option, params any) {
 	b.ReportAllocs()
 	srv := startServer(b)
 	opts := []natsbroker.Option{natsbroker.WithQueue("bench")}
+	if codec != nil {
+		opts = append(opts, codec)
+	}
 	switch storage {
 	case "memory":
 		opts = append(opts, natsbroker.WithMemoryStorage())
@@ -93,7 +153,7 @@ func benchRun(b *testing.B, storage string, consumers int, defaults bool) {
 	for sent := 0; sent < b.N; sent += len(batch) {
 		k := min(len(batch), b.N-sent)
 		for i := range k {
-			batch[i] = taskpool.Task{ID: fmt.Sprint("t", sent+i), Type: "noop"}
+			batch[i] = taskpool.Task{ID: fmt.Sprint("t", sent+i), Type: "noop", Params: params}
 		}
 		if _, err := prod.EnqueueBatch(ctx, batch[:k]); err != nil {
 			b.Fatal(err)
