@@ -95,7 +95,9 @@ type benchParams struct {
 // referenceCodec is JSONCodec decoding with encoding/json only.
 type referenceCodec struct{ natsbroker.JSONCodec }
 
-func (referenceCodec) Decode(data []byte) (taskpool.Task, error) { return natsbroker.ReferenceDecode(data) }
+func (referenceCodec) Decode(data []byte) (taskpool.Task, error) {
+	return natsbroker.ReferenceDecode(data)
+}
 
 func benchEndToEnd(b *testing.B, storage string, consumers int) {
 	benchRun(b, storage, consumers, false, nil, nil)
