@@ -149,7 +149,7 @@
     root.appendChild(svg('text', { x: W - 24, y: H - 4 }, 'now'));
   }
 
-  function fmt(v) { return v >= 100 ? Math.round(v).toString() : v.toFixed(v >= 10 ? 1 : 2); }
+  function fmt(v) { return v >= 100 ? Math.round(v).toString() : v >= 1 ? v.toFixed(v >= 10 ? 1 : 2) : v.toPrecision(2); }
 
   function act(name, body, question) {
     if (readOnly || !window.confirm(question)) return;
