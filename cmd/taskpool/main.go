@@ -125,7 +125,7 @@ func usage(w io.Writer, g *globals) {
 		if c.args != "" {
 			name += " " + c.args
 		}
-		fmt.Fprintf(w, "  %-20s %s\n", name, c.summary)
+		fmt.Fprintf(w, "  %-26s %s\n", name, c.summary)
 	}
 	fmt.Fprint(w, usageTail)
 	fs := flag.NewFlagSet("taskpool", flag.ContinueOnError)
