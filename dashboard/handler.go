@@ -151,8 +151,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "" {
 		// Mounted under a prefix without its slash: the page's relative
 		// URLs need one.
+		// The Location is relative to the URL asked for, which the
+		// stripped r.URL no longer holds: http.Redirect would resolve it
+		// against the stripped path.
 		orig, _, _ := strings.Cut(r.RequestURI, "?")
-		http.Redirect(w, r, path.Base(orig)+"/", http.StatusMovedPermanently)
+		w.Header().Set("Location", path.Base(orig)+"/")
+		w.WriteHeader(http.StatusMovedPermanently)
 		return
 	}
 	w.Header().Set("X-Content-Type-Options", "nosniff")

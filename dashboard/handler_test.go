@@ -3,6 +3,7 @@ package dashboard_test
 import (
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -184,6 +185,16 @@ func TestAssetsAndMount(t *testing.T) {
 	resp.Body.Close()
 	assert.Contains(t, []int{http.StatusMovedPermanently, http.StatusTemporaryRedirect}, resp.StatusCode)
 	assert.True(t, strings.HasSuffix(resp.Header.Get("Location"), "tasks/"), resp.Header.Get("Location"))
+
+	// Mounted with StripPrefix("/dash") but reached as "/dash": the handler
+	// itself redirects to the slash its relative URLs need.
+	h, err := dashboard.New(dashboard.NewSchedulerSource(f.s, nil))
+	require.NoError(t, err)
+	rr := httptest.NewRecorder()
+	http.StripPrefix("/dash", h).ServeHTTP(rr, httptest.NewRequest(http.MethodGet, "/dash?x=1", nil))
+	assert.Equal(t, http.StatusMovedPermanently, rr.Code)
+	assert.Equal(t, "dash/", rr.Header().Get("Location"))
+
 	resp, err = http.Get(f.url + "nope")
 	require.NoError(t, err)
 	resp.Body.Close()
