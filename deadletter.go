@@ -59,3 +59,31 @@ func (s *Scheduler) Requeue(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// DeleteDeadLetter removes the dead letter of the task with the given ID
+// without running it again. It is safe for concurrent use and does not
+// block on running tasks. It returns an error wrapping [ErrTaskNotFound]
+// when there is no such dead letter.
+func (s *Scheduler) DeleteDeadLetter(id string) error {
+	s.dead.mu.Lock()
+	defer s.dead.mu.Unlock()
+	i := slices.IndexFunc(s.dead.list, func(o Outcome) bool { return o.Task.ID == id })
+	if i < 0 {
+		return fmt.Errorf("%w: dead letter %q", ErrTaskNotFound, id)
+	}
+	s.dead.list = slices.Delete(s.dead.list, i, i+1)
+	return nil
+}
+
+// PurgeDeadLetters removes every dead letter and returns how many there
+// were. It is safe for concurrent use; a task dead-lettered while it runs
+// is either counted and removed or kept.
+func (s *Scheduler) PurgeDeadLetters() int {
+	s.dead.mu.Lock()
+	defer s.dead.mu.Unlock()
+	n := len(s.dead.list)
+	// A fresh slice rather than list[:0]: DeadLetters hands out clones,
+	// but a nil list also frees the outcomes' memory.
+	s.dead.list = nil
+	return n
+}

@@ -55,8 +55,8 @@ var (
 	// ErrCanceled is the outcome of a task removed by [Scheduler.Cancel].
 	ErrCanceled = errors.New("taskpool: task canceled")
 
-	// ErrTaskNotFound is returned by Cancel, Requeue and Unschedule for an
-	// ID they do not know.
+	// ErrTaskNotFound is returned by Cancel, Requeue, DeleteDeadLetter and
+	// Unschedule for an ID they do not know.
 	ErrTaskNotFound = errors.New("taskpool: task not found")
 
 	// ErrHandlerExited reports a handler that called [runtime.Goexit]

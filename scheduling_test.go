@@ -3,6 +3,7 @@ package taskpool_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -128,6 +129,38 @@ func TestRetryLimitsAndDeadLetters(t *testing.T) {
 		return len(d) == 4 && d[3].Task.ID == dead[1].Task.ID
 	}, waitFor, time.Millisecond, "the requeued task ran again and failed again")
 	assert.ErrorIs(t, s.Requeue(context.Background(), "nope"), taskpool.ErrTaskNotFound)
+}
+
+func TestDeleteAndPurgeDeadLetters(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("boom")
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("fatal", func(context.Context, taskpool.Task) error {
+		return taskpool.SkipRetry(boom)
+	}))
+	s := start(t, reg, taskpool.WithDeadLetters(10, nil))
+	for i := range 3 {
+		f, err := s.SubmitFuture(context.Background(), taskpool.Task{Type: "fatal", ID: fmt.Sprintf("d%d", i)})
+		require.NoError(t, err)
+		_, err = f.Wait(context.Background())
+		require.ErrorIs(t, err, boom)
+	}
+	require.Len(t, s.DeadLetters(), 3)
+
+	require.NoError(t, s.DeleteDeadLetter("d1"))
+	ids := []string{}
+	for _, o := range s.DeadLetters() {
+		ids = append(ids, o.Task.ID)
+	}
+	assert.Equal(t, []string{"d0", "d2"}, ids)
+	assert.ErrorIs(t, s.DeleteDeadLetter("d1"), taskpool.ErrTaskNotFound, "deleted already")
+	assert.ErrorIs(t, s.Requeue(context.Background(), "d1"), taskpool.ErrTaskNotFound)
+
+	assert.Equal(t, 2, s.PurgeDeadLetters())
+	assert.Empty(t, s.DeadLetters())
+	assert.Empty(t, s.Inspect().Dead)
+	assert.Zero(t, s.PurgeDeadLetters())
+	assert.ErrorIs(t, s.DeleteDeadLetter("d0"), taskpool.ErrTaskNotFound)
 }
 
 func TestTimeoutsAreRetried(t *testing.T) {

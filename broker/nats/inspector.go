@@ -44,6 +44,10 @@ type PriorityInfo struct {
 	Redelivered int
 	// Waiting counts workers' fetch requests waiting for tasks.
 	Waiting int
+	// Delivered counts deliveries to workers, redeliveries included,
+	// since the priority's consumer was created: its growth is the
+	// queue's throughput.
+	Delivered uint64
 }
 
 // DeadLetter is a task that failed for good, or a message that could not
@@ -117,6 +121,7 @@ func (i *Inspector) Queue(ctx context.Context) (QueueInfo, error) {
 			pi.InFlight = c.NumAckPending
 			pi.Redelivered = c.NumRedelivered
 			pi.Waiting = c.NumWaiting
+			pi.Delivered = c.Delivered.Consumer
 			// Tasks put back with a delay are neither pending nor ack
 			// pending in the consumer's counts; the stream still holds
 			// them. Count them as pending.

@@ -119,3 +119,56 @@ func TestScheduleCronDialect(t *testing.T) {
 type scheduleFunc func(time.Time) time.Time
 
 func (f scheduleFunc) Next(after time.Time) time.Time { return f(after) }
+
+// Inspector.Schedules lists periodic schedules with their spec and next
+// run, and delayed tasks only when asked.
+func TestInspectorSchedules(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("listsched")
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	in, err := natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err)
+
+	before := time.Now()
+	require.NoError(t, prod.Schedule(ctx, "nightly", "@daily", taskpool.Task{Type: "report"}))
+	require.NoError(t, prod.Schedule(ctx, "tick", "@every 1h", taskpool.Task{Type: "ping", Params: map[string]any{"n": 1}}))
+	at := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	_, err = prod.Enqueue(ctx, taskpool.Task{Type: "mail", ID: "later"}, natsbroker.At(at))
+	require.NoError(t, err)
+
+	got, err := in.Schedules(ctx, false)
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	assert.Equal(t, "tick", got[0].ID, "the sooner first")
+	assert.Equal(t, "@every 1h", got[0].Spec)
+	assert.True(t, got[0].Periodic)
+	assert.Equal(t, "ping", got[0].Task.Type)
+	assert.WithinRange(t, got[0].NextRun, before.Add(time.Hour-time.Second), time.Now().Add(time.Hour+time.Second))
+	assert.Equal(t, "nightly", got[1].ID)
+	assert.Equal(t, "report", got[1].Task.Type)
+	assert.Equal(t, got[1].NextRun.Truncate(24*time.Hour), got[1].NextRun, "midnight UTC")
+	assert.WithinRange(t, got[1].NextRun, before, time.Now().Add(24*time.Hour))
+
+	got, err = in.Schedules(ctx, true)
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+	var found bool
+	for _, s := range got {
+		if s.ID == "later" {
+			found = true
+			assert.False(t, s.Periodic)
+			assert.True(t, at.Equal(s.NextRun), "%v != %v", at, s.NextRun)
+		}
+	}
+	assert.True(t, found, "the delayed task is listed")
+
+	require.NoError(t, prod.Cancel(ctx, "tick"))
+	got, err = in.Schedules(ctx, false)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, "nightly", got[0].ID)
+}

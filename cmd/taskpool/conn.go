@@ -26,8 +26,9 @@ type client struct {
 	js jetstream.JetStream
 }
 
-// connect dials the server with the credentials and TLS flags.
-func (e *env) connect() (*client, error) {
+// connect dials the server with the credentials and TLS flags; extra
+// options come last and so override the defaults.
+func (e *env) connect(extra ...nats.Option) (*client, error) {
 	opts := []nats.Option{
 		nats.Name("taskpool-cli"),
 		// A command is short: fail rather than wait for a server that went
@@ -46,7 +47,7 @@ func (e *env) connect() (*client, error) {
 	case e.tlsCert != "" || e.tlsKey != "":
 		return nil, usagef("--tls-cert and --tls-key go together")
 	}
-	nc, js, err := natsbroker.Connect(e.server, opts...)
+	nc, js, err := natsbroker.Connect(e.server, append(opts, extra...)...)
 	if err != nil {
 		return nil, err
 	}

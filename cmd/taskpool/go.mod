@@ -5,6 +5,7 @@ go 1.26.0
 replace (
 	github.com/taskpool/taskpool => ../..
 	github.com/taskpool/taskpool/broker/nats => ../../broker/nats
+	github.com/taskpool/taskpool/dashboard => ../../dashboard
 )
 
 require (
@@ -13,6 +14,7 @@ require (
 	github.com/stretchr/testify v1.12.1
 	github.com/taskpool/taskpool v0.0.0-00010101000000-000000000000
 	github.com/taskpool/taskpool/broker/nats v0.0.0-00010101000000-000000000000
+	github.com/taskpool/taskpool/dashboard v0.0.0-00010101000000-000000000000
 	go.uber.org/goleak v1.3.0
 )
 

@@ -1,6 +1,6 @@
 // Command taskpool inspects and operates the taskpool queues of a NATS
-// JetStream server: queue depths, dead letters, enqueueing and server-side
-// counters. Run it with --help for the commands.
+// JetStream server: queue depths, dead letters, periodic schedules,
+// enqueueing, server-side counters and a web dashboard. Run it with --help for the commands.
 //
 // Exit codes: 0 success, 1 error, 2 usage error, 3 not found (a queue or a
 // dead letter).
@@ -56,6 +56,11 @@ func (g *globals) register(fs *flag.FlagSet) {
 type env struct {
 	globals
 	stdout, stderr io.Writer
+	// serveUntil, when not nil, ends the dashboard command instead of
+	// SIGINT and SIGTERM; listening, when not nil, is called with its URL
+	// once it listens. Tests set them.
+	serveUntil context.Context
+	listening  func(url string)
 }
 
 // usageError is a command line that makes no sense: exit code 2.
@@ -81,6 +86,8 @@ func init() {
 		{"stats", "", "server-side counters of each queue and of the JetStream account", cmdStats},
 		{"enqueue", "TYPE JSON", "enqueue a task with JSON params", cmdEnqueue},
 		{"dead", "SUBCOMMAND", "list and operate dead letters (below)", cmdDead},
+		{"schedules", "[--delayed]", "periodic schedules with their next run (and delayed tasks)", cmdSchedules},
+		{"dashboard", "[--listen ADDR]", "serve the web dashboard of --queue (default 127.0.0.1:8080)", cmdDashboard},
 	}
 }
 
@@ -120,7 +127,7 @@ func usage(w io.Writer, g *globals) {
 		if c.args != "" {
 			name += " " + c.args
 		}
-		fmt.Fprintf(w, "  %-20s %s\n", name, c.summary)
+		fmt.Fprintf(w, "  %-26s %s\n", name, c.summary)
 	}
 	fmt.Fprint(w, usageTail)
 	fs := flag.NewFlagSet("taskpool", flag.ContinueOnError)
@@ -133,7 +140,12 @@ func usage(w io.Writer, g *globals) {
 // run is the whole command, with its arguments and output streams, and
 // returns its exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	e := &env{stdout: stdout, stderr: stderr}
+	return (&env{stdout: stdout, stderr: stderr}).run(args)
+}
+
+// run is the whole command with e's output streams and hooks.
+func (e *env) run(args []string) int {
+	stdout, stderr := e.stdout, e.stderr
 	e.server = os.Getenv("NATS_URL")
 	if e.server == "" {
 		e.server = "nats://127.0.0.1:4222"

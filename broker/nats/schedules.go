@@ -1,0 +1,113 @@
+package natsbroker
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/taskpool/taskpool"
+)
+
+// Schedule is a periodic schedule registered with [Producer.Schedule], or
+// a delayed task not yet due, as the server holds it.
+type Schedule struct {
+	// ID is the id given to Schedule, or the delayed task's ID.
+	ID string
+	// Spec is the schedule spec; "@at <RFC 3339 time>" for a delayed task.
+	Spec string
+	// Periodic is false for a delayed task.
+	Periodic bool
+	// Task is the task emitted on each tick; zero when DecodeErr is set.
+	Task taskpool.Task
+	// DecodeErr is the codec's error for a payload that is not a task.
+	DecodeErr error
+	// Registered is when the schedule was stored.
+	Registered time.Time
+	// NextRun is when the server next emits the task, computed from Spec:
+	// exact for "@at", "@every", "@hourly" and "@daily" (intervals count
+	// from Registered), zero for the other specs.
+	NextRun time.Time
+}
+
+// Schedules returns the periodic schedules and, with delayed set, the
+// delayed tasks not yet due, sorted by NextRun (unknown last), then ID.
+// It reads one message per schedule: a queue holding many delayed tasks
+// makes it slow, which is why delayed tasks are asked for.
+func (i *Inspector) Schedules(ctx context.Context, delayed bool) ([]Schedule, error) {
+	st, err := i.q.tasks.Info(ctx, jetstream.WithSubjectFilter(i.q.schedPrefix+">"))
+	if err != nil {
+		return nil, fmt.Errorf("natsbroker: schedules %s: %w", i.cfg.queue, err)
+	}
+	now := time.Now()
+	out := []Schedule{}
+	for subj := range st.State.Subjects {
+		raw, err := i.q.tasks.GetLastMsgForSubject(ctx, subj)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // fired or cancelled meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("natsbroker: schedules %s: %w", i.cfg.queue, err)
+		}
+		spec := raw.Header.Get(hdrSchedule)
+		if spec == "" {
+			continue // not a schedule (a client-side delay has no subject here)
+		}
+		s := Schedule{Spec: spec, Periodic: !strings.HasPrefix(spec, "@at "), Registered: raw.Time}
+		if !s.Periodic && !delayed {
+			continue
+		}
+		if id, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(subj, i.q.schedPrefix)); err == nil {
+			s.ID = string(id)
+		}
+		s.Task, s.DecodeErr = i.cfg.codec.Decode(raw.Data)
+		if s.DecodeErr == nil {
+			s.Task.Metadata = metadataOf(raw.Header)
+		}
+		s.NextRun = nextRun(spec, raw.Time, now)
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b Schedule) int {
+		switch {
+		case a.NextRun.IsZero() != b.NextRun.IsZero():
+			if a.NextRun.IsZero() {
+				return 1
+			}
+			return -1
+		case !a.NextRun.Equal(b.NextRun):
+			return a.NextRun.Compare(b.NextRun)
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// nextRun computes the next tick after now of spec, registered at reg;
+// zero for a spec it does not compute (cron expressions, @weekly and
+// longer).
+func nextRun(spec string, reg, now time.Time) time.Time {
+	switch {
+	case strings.HasPrefix(spec, "@at "):
+		t, _ := time.Parse(time.RFC3339Nano, strings.TrimPrefix(spec, "@at "))
+		return t
+	case strings.HasPrefix(spec, "@every "):
+		d, err := time.ParseDuration(strings.TrimPrefix(spec, "@every "))
+		if err != nil || d <= 0 {
+			return time.Time{}
+		}
+		if now.Before(reg) {
+			return reg.Add(d)
+		}
+		return reg.Add(d * (now.Sub(reg)/d + 1))
+	case spec == "@hourly":
+		return now.UTC().Truncate(time.Hour).Add(time.Hour)
+	case spec == "@daily":
+		y, m, d := now.UTC().Date()
+		return time.Date(y, m, d+1, 0, 0, 0, 0, time.UTC)
+	}
+	return time.Time{}
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/taskpool/taskpool/dashboard"
+	"github.com/taskpool/taskpool/dashboard/natssource"
+)
+
+func cmdDashboard(e *env, args []string) error {
+	fs := e.flags("dashboard")
+	listen := fs.String("listen", "127.0.0.1:8080", "`address` to serve the dashboard on")
+	readOnly := fs.Bool("read-only", false, "hide the dead-letter actions and refuse them")
+	pos, err := e.parse(fs, "taskpool dashboard [--listen ADDR] [--read-only]", args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	// --timeout bounds the start (connect, open the queue), not the
+	// serving, which lasts until SIGINT or SIGTERM.
+	ctx, cancel := e.context()
+	defer cancel()
+	// A server outlives a blip of the NATS connection.
+	c, err := e.connect(nats.MaxReconnects(-1))
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	q := e.queueName()
+	in, err := e.inspector(ctx, c, q)
+	if err != nil {
+		return err
+	}
+	var opts []dashboard.Option
+	if *readOnly {
+		opts = append(opts, dashboard.WithReadOnly())
+	}
+	h, err := dashboard.New(natssource.New(in, q), opts...)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return usagef("--listen: %v", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	url := "http://" + ln.Addr().String() + "/"
+	if e.json {
+		if err := writeJSON(e.stdout, map[string]string{"url": url, "queue": q}); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(e.stdout, "serving the dashboard of queue %s on %s (no authentication: keep it on a private address)\n", q, url)
+	}
+	if e.listening != nil {
+		e.listening(url)
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	stop := e.serveUntil
+	if stop == nil {
+		sctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer cancel()
+		stop = sctx
+	}
+	select {
+	case err := <-served:
+		return err
+	case <-stop.Done():
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	err = srv.Shutdown(sctx)
+	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return err
+}
