@@ -1,6 +1,7 @@
 package taskpool
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -25,6 +26,9 @@ type PeriodicInfo struct {
 	ID      string
 	Type    string
 	NextRun time.Time
+	// Spec is the schedule as text when it says it (a String method, as
+	// [Every] and the cron sub-module's schedules have), else empty.
+	Spec string
 }
 
 // Inspection is a snapshot of what a scheduler holds.
@@ -69,7 +73,7 @@ func (s *Scheduler) Inspect() Inspection {
 	for _, r := range q.h {
 		t := &r.task
 		if r.reason == kindPeriodic {
-			in.Periodic = append(in.Periodic, PeriodicInfo{ID: t.ID, Type: t.Type, NextRun: r.at})
+			in.Periodic = append(in.Periodic, PeriodicInfo{ID: t.ID, Type: t.Type, NextRun: r.at, Spec: scheduleSpec(r.sched)})
 			continue
 		}
 		reason := "delayed"
@@ -104,4 +108,18 @@ func (s *Scheduler) Inspect() Inspection {
 	slices.SortFunc(in.Running, func(a, b TaskInfo) int { return strings.Compare(a.ID, b.ID) })
 	in.Dead = s.DeadLetters()
 	return in
+}
+
+// scheduleSpec is sched as text, if it says it.
+func scheduleSpec(sched Schedule) (spec string) {
+	str, ok := sched.(fmt.Stringer)
+	if !ok {
+		return ""
+	}
+	defer func() {
+		if recover() != nil {
+			spec = "" // a String that panics says nothing
+		}
+	}()
+	return str.String()
 }

@@ -275,6 +275,7 @@ func TestPeriodic(t *testing.T) {
 	in := s.Inspect()
 	require.Len(t, in.Periodic, 1)
 	assert.Equal(t, epoch.Add(time.Minute), in.Periodic[0].NextRun)
+	assert.Equal(t, "@every 1m0s", in.Periodic[0].Spec, "the schedule as text, from its String method")
 
 	clock.Advance(time.Minute)
 	assert.Equal(t, "every-minute@2026-01-01T00:01:00Z", <-ran)

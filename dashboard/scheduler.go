@@ -68,7 +68,7 @@ func (src *SchedulerSource) Snapshot(context.Context) (Snapshot, error) {
 		snap.Delayed = append(snap.Delayed, taskOf(d))
 	}
 	for _, p := range in.Periodic {
-		snap.Periodic = append(snap.Periodic, Periodic{ID: p.ID, Type: p.Type, NextRun: p.NextRun})
+		snap.Periodic = append(snap.Periodic, Periodic{ID: p.ID, Type: p.Type, NextRun: p.NextRun, Spec: p.Spec})
 	}
 	for _, o := range in.Dead {
 		dl := DeadLetter{ID: o.Task.ID, TaskID: o.Task.ID, Type: o.Task.Type, Attempts: o.Attempts, Payload: payload(o.Task.Params)}
