@@ -118,6 +118,8 @@ type config struct {
 	clientDelays  bool
 	asyncPersist  bool
 	logger        *slog.Logger
+	deadMaxAge    time.Duration
+	deadMaxBytes  int64
 	explicit      setting // queue settings given as options
 	reconfigure   bool
 
@@ -177,6 +179,7 @@ const (
 	setAsyncPersist
 	setAckWait
 	setResultTTL
+	setDeadLimits
 )
 
 func (c *config) has(s setting) bool { return c.explicit&s != 0 }

@@ -213,6 +213,7 @@ func provision(ctx context.Context, js jetstream.JetStream, c *config) (*queue, 
 		Replicas:    c.replicas,
 		Duplicates:  c.dupWindow,
 	}
+	deadLimits(c, &dwant)
 	q.dlq, err = ensureStream(ctx, js, c, dwant, func(have *jetstream.StreamConfig) {
 		have.Description, have.Subjects = dwant.Description, dwant.Subjects
 	})
@@ -272,6 +273,7 @@ func streamMismatch(c *config, have, want jetstream.StreamConfig) mismatch {
 	if c.has(setAsyncPersist) && want.PersistMode == jetstream.AsyncPersistMode {
 		m.check("persist mode", have.PersistMode, want.PersistMode)
 	}
+	deadLimitsMismatch(c, have, want, &m)
 	return m
 }
 
@@ -320,6 +322,9 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, c *config, want j
 		if c.has(setDupWindow) {
 			upd.Duplicates = want.Duplicates
 		}
+		if c.has(setDeadLimits) && want.Name == newNames(c.queue).deadStream {
+			upd.MaxAge, upd.MaxBytes, upd.Discard = want.MaxAge, want.MaxBytes, want.Discard
+		}
 		if sameStream(have, upd) {
 			return st, nil
 		}
@@ -338,7 +343,10 @@ func sameStream(have, want jetstream.StreamConfig) bool {
 		max(have.Replicas, 1) == max(want.Replicas, 1) &&
 		have.Duplicates == want.Duplicates &&
 		have.AllowMsgSchedules == want.AllowMsgSchedules &&
-		have.PersistMode == want.PersistMode
+		have.PersistMode == want.PersistMode &&
+		have.MaxAge == want.MaxAge &&
+		unlimited(have.MaxBytes) == unlimited(want.MaxBytes) &&
+		have.Discard == want.Discard
 }
 
 // ensureBucket opens the key-value bucket, or creates it with want when it

@@ -1,0 +1,53 @@
+package natsbroker
+
+import (
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// WithDeadLetterLimits bounds the dead-letter stream, which otherwise
+// keeps every dead letter for ever: dead letters older than maxAge are
+// removed, and once the stream holds more than maxBytes the oldest are
+// removed to make room. Zero means no limit of that kind. Like the other
+// queue settings it applies when the queue is created; a process that
+// opens an existing queue with other limits gets [ErrQueueMismatch],
+// unless it also gives [WithReconfigure], which applies them.
+func WithDeadLetterLimits(maxAge time.Duration, maxBytes int64) Option {
+	return optionFunc(func(c *config) error {
+		if maxAge < 0 || (maxAge > 0 && maxAge < time.Second) {
+			return invalid("dead-letter max age", maxAge)
+		}
+		if maxBytes < 0 {
+			return invalid("dead-letter max bytes", maxBytes)
+		}
+		c.deadMaxAge, c.deadMaxBytes = maxAge, maxBytes
+		c.explicit |= setDeadLimits
+		return nil
+	})
+}
+
+// deadLimits sets the dead-letter stream's limits in sc from c.
+func deadLimits(c *config, sc *jetstream.StreamConfig) {
+	sc.MaxAge = c.deadMaxAge
+	sc.MaxBytes = unlimited(c.deadMaxBytes)
+	sc.Discard = jetstream.DiscardOld
+}
+
+// unlimited maps "no limit" (zero or negative) to the server's -1.
+func unlimited(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
+// deadLimitsMismatch compares the limits of an existing dead-letter stream
+// with those given by WithDeadLetterLimits.
+func deadLimitsMismatch(c *config, have, want jetstream.StreamConfig, m *mismatch) {
+	if !c.has(setDeadLimits) || want.Name != newNames(c.queue).deadStream {
+		return
+	}
+	m.check("dead-letter max age", have.MaxAge, want.MaxAge)
+	m.check("dead-letter max bytes", unlimited(have.MaxBytes), unlimited(want.MaxBytes))
+}
