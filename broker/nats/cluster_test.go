@@ -63,6 +63,7 @@ func startCluster(t testing.TB) *testCluster {
 	for i := range size {
 		o := &server.Options{
 			ServerName: fmt.Sprintf("n%d", i+1),
+			Tags:       []string{fmt.Sprintf("az:%c", 'a'+i)}, // for placement tests
 			Host:       "127.0.0.1",
 			Port:       server.RANDOM_PORT,
 			JetStream:  true,

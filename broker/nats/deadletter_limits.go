@@ -1,6 +1,7 @@
 package natsbroker
 
 import (
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -50,4 +51,52 @@ func deadLimitsMismatch(c *config, have, want jetstream.StreamConfig, m *mismatc
 	}
 	m.check("dead-letter max age", have.MaxAge, want.MaxAge)
 	m.check("dead-letter max bytes", unlimited(have.MaxBytes), unlimited(want.MaxBytes))
+}
+
+// WithPlacement places the queue's streams and buckets on the servers of
+// cluster (empty: any) that carry every one of tags (a server's
+// configuration gives it tags such as "az:eu-1"): with replicas, on
+// servers in other zones. It applies when the queue is created; a process
+// that opens an existing queue with another placement gets
+// [ErrQueueMismatch], unless it also gives [WithReconfigure], which asks
+// the server to move the streams. At least one of cluster and tags must
+// be given.
+func WithPlacement(cluster string, tags ...string) Option {
+	return optionFunc(func(c *config) error {
+		if cluster == "" && len(tags) == 0 {
+			return invalid("placement", "no cluster and no tags")
+		}
+		for _, t := range tags {
+			if t == "" {
+				return invalid("placement tag", `""`)
+			}
+		}
+		c.placement = &jetstream.Placement{Cluster: cluster, Tags: append([]string(nil), tags...)}
+		c.explicit |= setPlacement
+		return nil
+	})
+}
+
+// samePlacement compares two placements, nil meaning none.
+func samePlacement(a, b *jetstream.Placement) bool {
+	if a == nil || b == nil {
+		return a == b || (a != nil && a.Cluster == "" && len(a.Tags) == 0) || (b != nil && b.Cluster == "" && len(b.Tags) == 0)
+	}
+	if a.Cluster != b.Cluster || len(a.Tags) != len(b.Tags) {
+		return false
+	}
+	for i := range a.Tags {
+		if a.Tags[i] != b.Tags[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// placementText is p for a mismatch message.
+func placementText(p *jetstream.Placement) string {
+	if p == nil {
+		return "none"
+	}
+	return "cluster " + p.Cluster + " tags " + strings.Join(p.Tags, ",")
 }

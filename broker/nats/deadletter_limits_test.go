@@ -70,3 +70,35 @@ func TestDeadLetterLimits(t *testing.T) {
 		assert.ErrorIs(t, err, natsbroker.ErrInvalidOption, fmt.Sprint(bad))
 	}
 }
+
+// WithPlacement puts every stream and bucket of the queue on the servers
+// with the tags; another placement on an existing queue is a mismatch; a
+// placement no server can satisfy fails at creation.
+func TestPlacementTags(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t)
+	_, js := connect(t, c.url(0))
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("placed")
+	_, err := natsbroker.NewProducer(ctx, js, q, natsbroker.WithPlacement("", "az:b"))
+	require.NoError(t, err)
+	for _, name := range []string{"TASKPOOL_placed", "TASKPOOLDEAD_placed", "KV_taskpool_unique_placed", "KV_taskpool_results_placed"} {
+		st, err := js.Stream(ctx, name)
+		require.NoError(t, err, name)
+		info := st.CachedInfo()
+		require.NotNil(t, info.Config.Placement, name)
+		assert.Equal(t, []string{"az:b"}, info.Config.Placement.Tags, name)
+		require.NotNil(t, info.Cluster, name)
+		assert.Equal(t, "n2", info.Cluster.Leader, "%s is on the server tagged az:b", name)
+	}
+	_, err = natsbroker.NewInspector(ctx, js, q, natsbroker.WithPlacement("", "az:c"))
+	require.ErrorIs(t, err, natsbroker.ErrQueueMismatch)
+	assert.ErrorContains(t, err, "placement")
+	_, err = natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err, "without the option, no check")
+
+	_, err = natsbroker.NewProducer(ctx, js, natsbroker.WithQueue("nowhere"), natsbroker.WithPlacement("", "az:mars"))
+	assert.Error(t, err, "no server has the tag")
+	_, err = natsbroker.NewProducer(ctx, js, q, natsbroker.WithPlacement(""))
+	assert.ErrorIs(t, err, natsbroker.ErrInvalidOption)
+}

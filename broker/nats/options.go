@@ -120,6 +120,7 @@ type config struct {
 	logger        *slog.Logger
 	deadMaxAge    time.Duration
 	deadMaxBytes  int64
+	placement     *jetstream.Placement
 	explicit      setting // queue settings given as options
 	reconfigure   bool
 
@@ -180,6 +181,7 @@ const (
 	setAckWait
 	setResultTTL
 	setDeadLimits
+	setPlacement
 )
 
 func (c *config) has(s setting) bool { return c.explicit&s != 0 }

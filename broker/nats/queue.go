@@ -192,6 +192,7 @@ func provision(ctx context.Context, js jetstream.JetStream, c *config) (*queue, 
 		// return says so, and delays fall back to the client side.
 		AllowMsgSchedules: !c.clientDelays,
 		PersistMode:       persistMode(c),
+		Placement:         c.placement,
 	}
 	st, err := ensureStream(ctx, js, c, want, func(have *jetstream.StreamConfig) {
 		have.Description, have.Subjects = want.Description, want.Subjects
@@ -212,6 +213,7 @@ func provision(ctx context.Context, js jetstream.JetStream, c *config) (*queue, 
 		Storage:     c.storage,
 		Replicas:    c.replicas,
 		Duplicates:  c.dupWindow,
+		Placement:   c.placement,
 	}
 	deadLimits(c, &dwant)
 	q.dlq, err = ensureStream(ctx, js, c, dwant, func(have *jetstream.StreamConfig) {
@@ -226,6 +228,7 @@ func provision(ctx context.Context, js jetstream.JetStream, c *config) (*queue, 
 		TTL:         c.uniqueTTL,
 		Storage:     c.storage,
 		Replicas:    c.replicas,
+		Placement:   c.placement,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("natsbroker: bucket %s: %w", n.bucket, err)
@@ -236,6 +239,7 @@ func provision(ctx context.Context, js jetstream.JetStream, c *config) (*queue, 
 		TTL:         c.resultTTL,
 		Storage:     c.storage,
 		Replicas:    c.replicas,
+		Placement:   c.placement,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("natsbroker: bucket %s: %w", n.results, err)
@@ -274,6 +278,9 @@ func streamMismatch(c *config, have, want jetstream.StreamConfig) mismatch {
 		m.check("persist mode", have.PersistMode, want.PersistMode)
 	}
 	deadLimitsMismatch(c, have, want, &m)
+	if c.has(setPlacement) && !samePlacement(have.Placement, want.Placement) {
+		m.check("placement", placementText(have.Placement), placementText(want.Placement))
+	}
 	return m
 }
 
@@ -322,6 +329,9 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, c *config, want j
 		if c.has(setDupWindow) {
 			upd.Duplicates = want.Duplicates
 		}
+		if c.has(setPlacement) {
+			upd.Placement = want.Placement
+		}
 		if c.has(setDeadLimits) && want.Name == newNames(c.queue).deadStream {
 			upd.MaxAge, upd.MaxBytes, upd.Discard = want.MaxAge, want.MaxBytes, want.Discard
 		}
@@ -346,7 +356,8 @@ func sameStream(have, want jetstream.StreamConfig) bool {
 		have.PersistMode == want.PersistMode &&
 		have.MaxAge == want.MaxAge &&
 		unlimited(have.MaxBytes) == unlimited(want.MaxBytes) &&
-		have.Discard == want.Discard
+		have.Discard == want.Discard &&
+		samePlacement(have.Placement, want.Placement)
 }
 
 // ensureBucket opens the key-value bucket, or creates it with want when it
