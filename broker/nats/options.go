@@ -429,7 +429,7 @@ func WithMaxBatch(n int) Option {
 // given, and one started without this option uses the consumers' ack wait
 // as it is. Consumer only.
 func WithAckWait(d time.Duration) Option {
-	return optionFunc(func(c *config) error {
+	return consumerOption("WithAckWait", func(c *config) error {
 		if d < 0 || (d > 0 && d < 100*time.Millisecond) {
 			return invalid("ack wait", d)
 		}

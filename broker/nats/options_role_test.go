@@ -22,7 +22,7 @@ func TestOptionsForSomeoneElseAreRefused(t *testing.T) {
 	require.NoError(t, reg.HandleFunc("t", func(context.Context, taskpool.Task) error { return nil }))
 	consumerOnly := []natsbroker.Option{
 		natsbroker.WithWorkers(2), natsbroker.WithPrefetch(4), natsbroker.WithMaxBatch(8),
-		natsbroker.WithPollWait(0), natsbroker.WithMaxAttempts(3), natsbroker.WithBackoff(taskpool.ConstantBackoff(0)),
+		natsbroker.WithPollWait(0), natsbroker.WithAckWait(0), natsbroker.WithMaxAttempts(3), natsbroker.WithBackoff(taskpool.ConstantBackoff(0)),
 		natsbroker.WithPriorityWeights(1, 1, 1), natsbroker.WithSchedulerOptions(),
 		natsbroker.WithSettleHook(func(taskpool.Outcome, natsbroker.Action) {}), natsbroker.WithUnknownTypeGrace(0),
 	}
