@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"sort"
 	"strings"
@@ -65,11 +66,11 @@ func (e *env) queueName() string {
 }
 
 // overQueues is the start that the commands reporting on queues share: it
-// parses args (flags only), connects, lists the queues (--queue, or every
-// one on the server) and calls report with them.
-func (e *env) overQueues(name string, args []string, report func(ctx context.Context, c *client, names []string) error) error {
-	fs := e.flags(name)
-	pos, err := e.parse(fs, "taskpool "+name, args)
+// parses args with fs (flags only; usage is the command line shown by
+// --help), connects, lists the queues (--queue, or every one on the
+// server) and calls report with them.
+func (e *env) overQueues(fs *flag.FlagSet, usage string, args []string, report func(ctx context.Context, c *client, names []string) error) error {
+	pos, err := e.parse(fs, usage, args)
 	if err != nil {
 		return err
 	}

@@ -39,7 +39,7 @@ func toQueueJSON(qi natsbroker.QueueInfo) queueJSON {
 }
 
 func cmdQueues(e *env, args []string) error {
-	return e.overQueues("queues", args, func(ctx context.Context, c *client, names []string) error {
+	return e.overQueues(e.flags("queues"), "taskpool queues", args, func(ctx context.Context, c *client, names []string) error {
 		return reportQueues(ctx, e, c, names)
 	})
 }

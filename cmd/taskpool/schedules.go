@@ -40,25 +40,9 @@ func toScheduleJSON(q string, s natsbroker.Schedule) scheduleJSON {
 func cmdSchedules(e *env, args []string) error {
 	fs := e.flags("schedules")
 	delayed := fs.Bool("delayed", false, "also list delayed tasks that are not yet due")
-	pos, err := e.parse(fs, "taskpool schedules [--delayed]", args)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := e.context()
-	defer cancel()
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	c, err := e.connect()
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	names, err := e.queueNames(ctx, c)
-	if err != nil {
-		return err
-	}
-	return reportSchedules(ctx, e, c, names, *delayed)
+	return e.overQueues(fs, "taskpool schedules [--delayed]", args, func(ctx context.Context, c *client, names []string) error {
+		return reportSchedules(ctx, e, c, names, *delayed)
+	})
 }
 
 func reportSchedules(ctx context.Context, e *env, c *client, names []string, delayed bool) error {

@@ -46,7 +46,7 @@ type accountJSON struct {
 }
 
 func cmdStats(e *env, args []string) error {
-	return e.overQueues("stats", args, func(ctx context.Context, c *client, names []string) error {
+	return e.overQueues(e.flags("stats"), "taskpool stats", args, func(ctx context.Context, c *client, names []string) error {
 		return reportStats(ctx, e, c, names)
 	})
 }
