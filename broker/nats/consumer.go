@@ -50,8 +50,7 @@ type Consumer struct {
 	adaptive   bool                                  // prefetch follows the measured task and fetch times
 	refillAt   atomic.Int64                          // held count at or below which a freed worker wakes the fetch loop
 	runTime    ewma                                  // handler run time
-	uniqueKeys sync.Map                              // task ID -> unique key, while in the local scheduler
-	nUnique    atomic.Int64                          // entries in uniqueKeys: none, no lookup
+	nUnique    atomic.Int64                          // flights with a unique key: none, no lookup in uniqueKeyBack
 	fetchRTT   ewma                                  // no-wait fetch round trip, messages dispatched
 	prefetchN  atomic.Int64                          // current prefetch, for Health and tests
 	fetchFails atomic.Int64                          // consecutive failed fetches
@@ -761,7 +760,6 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 	c.held.Add(1)
 	c.mu.Unlock()
 	if t.UniqueKey != "" {
-		c.uniqueKeys.Store(t.ID, t.UniqueKey)
 		c.nUnique.Add(1)
 	}
 
@@ -773,7 +771,7 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		delete(c.flights, t.ID)
 		c.held.Add(-1)
 		c.mu.Unlock()
-		c.forgetUniqueKey(f, t.ID)
+		c.forgetUniqueKey(f)
 		if errors.Is(err, taskpool.ErrSchedulerClosed) || errors.Is(err, taskpool.ErrQueueFull) {
 			_ = m.Nak()
 			c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: attempt}, ActionRelease)
@@ -815,7 +813,7 @@ func (c *Consumer) complete(out taskpool.Outcome) {
 	if f == nil {
 		return
 	}
-	c.forgetUniqueKey(f, out.Task.ID)
+	c.forgetUniqueKey(f)
 	c.finish(f, out)
 	if held := c.held.Add(-1); held <= c.refillAt.Load() {
 		select {
@@ -826,25 +824,27 @@ func (c *Consumer) complete(out taskpool.Outcome) {
 }
 
 // uniqueKeyBack is the consumer's outermost middleware: it gives a task
-// its unique key back, which the consumer took off for the local
-// scheduler (uniqueness is the broker's, across processes), so that
-// middleware and handlers see the task as it was enqueued.
+// its unique key back from its flight, which the consumer took off for the
+// local scheduler (uniqueness is the broker's, across processes), so that
+// middleware and handlers see the task as it was enqueued. While no
+// flight has a key, it looks nothing up.
 func (c *Consumer) uniqueKeyBack(next taskpool.Handler) taskpool.Handler {
 	return taskpool.HandlerFunc(func(ctx context.Context, t taskpool.Task) error {
 		if c.nUnique.Load() > 0 {
-			if k, ok := c.uniqueKeys.Load(t.ID); ok {
-				t.UniqueKey = k.(string)
+			c.mu.Lock()
+			if f := c.flights[t.ID]; f != nil {
+				t.UniqueKey = f.uniqueKey
 			}
+			c.mu.Unlock()
 		}
 		return next.HandleTask(ctx, t)
 	})
 }
 
-// forgetUniqueKey drops the unique key kept for uniqueKeyBack once the
-// delivery f of task id has left the local scheduler.
-func (c *Consumer) forgetUniqueKey(f *flight, id string) {
+// forgetUniqueKey counts out the flight f, which has left the local
+// scheduler, if it had a unique key.
+func (c *Consumer) forgetUniqueKey(f *flight) {
 	if f.uniqueKey != "" {
-		c.uniqueKeys.Delete(id)
 		c.nUnique.Add(-1)
 	}
 }
