@@ -55,6 +55,9 @@ type Consumer struct {
 	prefetchN  atomic.Int64                          // current prefetch, for Health and tests
 	fetchFails atomic.Int64                          // consecutive failed fetches
 	leaseBeat  atomic.Int64                          // unix nanoseconds of the lease keeper's last round
+	gates      map[string]*gate                      // by type: the global limits (globallimit.go)
+	gatedN     atomic.Int64                          // tasks waiting in the gates
+	name       string                                // the connection's name, in slot leases
 
 	mu      sync.Mutex
 	flights map[string]*flight // by task ID: tasks submitted and not settled
@@ -88,6 +91,8 @@ type flight struct {
 	last        bool // a failure of this attempt is final
 	maxAttempts int  // the task's own, for the retry policy
 	uniqueKey   string
+	gate        *gate // with slot: the global slot the task holds
+	slot        int
 }
 
 // MaxDeliveries is the durable consumers' delivery cap (MaxDeliver): a
@@ -184,6 +189,20 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, h taskpool.Handler
 	if ackWait > 0 {
 		c.cfg.ackWait = ackWait
 	}
+	c.name = js.Conn().Opts.Name
+	if c.name == "" {
+		c.name = ConnectionName()
+	}
+	if len(c.cfg.limits) > 0 {
+		ttl, err := openLimits(ctx, js, &c.cfg, c.q)
+		if err != nil {
+			return nil, err
+		}
+		c.gates = make(map[string]*gate, len(c.cfg.limits))
+		for typ, l := range c.cfg.limits {
+			c.gates[typ] = newGate(c, typ, l, ttl)
+		}
+	}
 	return c, nil
 }
 
@@ -255,6 +274,9 @@ func (c *Consumer) Start() error {
 	}
 	c.state = consumerRunning
 	c.leaseBeat.Store(time.Now().UnixNano())
+	for _, g := range c.gates {
+		go g.run()
+	}
 	go c.fetchLoop()
 	go c.keepAlive()
 	return nil
@@ -286,11 +308,19 @@ func (c *Consumer) Stop(ctx context.Context) error {
 		close(c.quit)
 		if started {
 			<-c.loopDone // the loop never blocks for long after quit
+			for _, g := range c.gates {
+				g.drain(ctx)
+			}
 		} else {
 			close(c.loopDone)
 			close(c.tickDone)
 		}
 		c.stopErr = c.sched.Stop(ctx)
+		if started {
+			for _, g := range c.gates {
+				g.close()
+			}
+		}
 		close(c.tickQuit)
 		<-c.tickDone
 		if nc := c.q.js.Conn(); started && nc.IsConnected() {
@@ -323,8 +353,12 @@ type Health struct {
 	// FetchErrors counts consecutive failed fetches: 0 once a fetch
 	// succeeds.
 	FetchErrors int
-	// Held is the number of tasks held: running, or waiting for a worker.
+	// Held is the number of tasks held: running, or waiting for a worker
+	// or a global limit.
 	Held int
+	// Waiting is the number of held tasks waiting for a global limit
+	// (see [WithGlobalLimit]).
+	Waiting int
 	// Prefetch is the current prefetch (see [WithPrefetch]).
 	Prefetch int
 	// AckWait is the shared consumers' ack wait, which the lease loop
@@ -350,6 +384,7 @@ func (c *Consumer) Health() Health {
 		Connected:   c.q.js.Conn().IsConnected(),
 		FetchErrors: int(c.fetchFails.Load()),
 		Held:        int(c.held.Load()),
+		Waiting:     int(c.gatedN.Load()),
 		Prefetch:    int(c.prefetchN.Load()),
 		AckWait:     c.cfg.ackWait,
 	}
@@ -766,22 +801,47 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 	t.Attempt = attempt
 	t.MaxAttempts = 1 // the broker owns retries: the local scheduler must not retry
 	t.UniqueKey = ""  // and uniqueness, across processes: no local check
-	if err := c.sched.TrySubmit(t); err != nil {
-		c.mu.Lock()
-		delete(c.flights, t.ID)
-		c.held.Add(-1)
-		c.mu.Unlock()
-		c.forgetUniqueKey(f)
-		if errors.Is(err, taskpool.ErrSchedulerClosed) || errors.Is(err, taskpool.ErrQueueFull) {
-			_ = m.Nak()
-			c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: attempt}, ActionRelease)
-			return
-		}
-		// An invalid task (or a type a handler without Lookup rejects
-		// at submit): a failure like any other, through the retry
-		// policy.
-		c.finish(f, taskpool.Outcome{Task: t, Err: err, Attempts: attempt})
+	if g := c.gates[t.Type]; g != nil {
+		g.add(f, t) // it submits the task when the global limits allow
+		return
 	}
+	c.submit(f, t)
+}
+
+// submit gives the task of flight f to the local scheduler; it reports
+// whether the scheduler took it. A task it refuses is settled: put back
+// when the scheduler is closing or full, failed through the retry policy
+// when it is invalid.
+func (c *Consumer) submit(f *flight, t taskpool.Task) bool {
+	err := c.sched.TrySubmit(t)
+	if err == nil {
+		return true
+	}
+	if errors.Is(err, taskpool.ErrSchedulerClosed) || errors.Is(err, taskpool.ErrQueueFull) {
+		c.putBack(f, t, err)
+		return false
+	}
+	c.mu.Lock()
+	delete(c.flights, t.ID)
+	c.held.Add(-1)
+	c.mu.Unlock()
+	c.forgetUniqueKey(f)
+	// An invalid task (or a type a handler without Lookup rejects at
+	// submit): a failure like any other, through the retry policy.
+	c.finish(f, taskpool.Outcome{Task: t, Err: err, Attempts: f.attempt})
+	return false
+}
+
+// putBack releases the task of flight f, which did not start, to the
+// server for any consumer to run.
+func (c *Consumer) putBack(f *flight, t taskpool.Task, err error) {
+	c.mu.Lock()
+	delete(c.flights, t.ID)
+	c.held.Add(-1)
+	c.mu.Unlock()
+	c.forgetUniqueKey(f)
+	_ = f.msg.Nak()
+	c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: f.attempt}, ActionRelease)
 }
 
 // unknownType settles a delivery of a type the consumer has no handler
@@ -812,6 +872,9 @@ func (c *Consumer) complete(out taskpool.Outcome) {
 	c.mu.Unlock()
 	if f == nil {
 		return
+	}
+	if f.gate != nil {
+		f.gate.giveBack(f.slot) // the handler returned: no longer running
 	}
 	c.forgetUniqueKey(f)
 	c.finish(f, out)

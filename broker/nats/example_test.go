@@ -103,3 +103,54 @@ func ExampleProducer_Schedule() {
 	// scheduled reminder-42
 	// <nil>
 }
+
+// A type that calls a rate-limited API runs at most 2 at once and 50 times
+// a second over every worker process of the queue, however many there
+// are; other types are not held up.
+func ExampleWithGlobalLimit() {
+	srv, err := devserver.Start(devserver.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, js, err := natsbroker.Connect(srv.URL())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nc.Close()
+	ctx := context.Background()
+
+	done := make(chan string, 3)
+	reg := taskpool.NewRegistry()
+	_ = reg.HandleFunc("api.call", func(ctx context.Context, t taskpool.Task) error {
+		done <- t.ID
+		return nil
+	})
+	c, err := natsbroker.NewConsumer(ctx, js, reg, natsbroker.WithQueue("api"),
+		natsbroker.WithGlobalLimit("api.call", natsbroker.Limit{Concurrency: 2, Rate: 50, Burst: 5}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		log.Fatal(err)
+	}
+	p, err := natsbroker.NewProducer(ctx, js, natsbroker.WithQueue("api"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		if _, err := p.Enqueue(ctx, taskpool.Task{ID: id, Type: "api.call"}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	n := 0
+	for range 3 {
+		<-done
+		n++
+	}
+	if err := c.Stop(ctx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(n, "calls; waiting now:", c.Health().Waiting)
+	// Output: 3 calls; waiting now: 0
+}

@@ -2,12 +2,14 @@ package natsbroker_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,6 +32,7 @@ const (
 	workerQueueEnv = "TASKPOOL_NATS_TEST_QUEUE"
 	eventStart     = "taskpool_test.events.start"
 	eventDone      = "taskpool_test.events.done"
+	eventLimited   = "taskpool_test.events.limited"
 )
 
 // runWorker connects to the test's server, runs a consumer whose handler
@@ -78,9 +81,23 @@ func runWorker() int {
 		task.SetResult(map[string]any{"id": task.ID, "attempt": task.Attempt})
 		return nil
 	})
+	// "limited" runs at most two at once over every worker process; it
+	// reports "pid id start|done unixnano".
+	_ = reg.HandleFunc("limited", func(ctx context.Context, task taskpool.Task) error {
+		_ = nc.Publish(eventLimited, fmt.Appendf(nil, "%d %s start %d", pid, task.ID, time.Now().UnixNano()))
+		_ = nc.Flush()
+		select { // simulated work
+		case <-time.After(25 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		_ = nc.Publish(eventLimited, fmt.Appendf(nil, "%d %s done %d", pid, task.ID, time.Now().UnixNano()))
+		return nil
+	})
 	c, err := natsbroker.NewConsumer(ctx, js, reg,
 		natsbroker.WithQueue(os.Getenv(workerQueueEnv)),
 		natsbroker.WithWorkers(4),
+		natsbroker.WithGlobalLimit("limited", natsbroker.Limit{Concurrency: 2}),
 		natsbroker.WithAckWait(time.Second),
 		natsbroker.WithPollWait(200*time.Millisecond))
 	if err != nil {
@@ -317,5 +334,112 @@ func TestResultSurvivesSIGKILL(t *testing.T) {
 		assert.NoError(t, heir.err, "worker output:\n%s", heir.out.String())
 	case <-ctx.Done():
 		t.Fatal("worker did not stop on SIGTERM")
+	}
+}
+
+// Three worker processes never run more than two tasks of a type limited
+// to two at once together, measured from the handlers' own start and end
+// times; a process killed with SIGKILL while it holds a slot holds it no
+// longer than the slot lease's TTL, and the others finish every task.
+func TestGlobalLimitAcrossProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	srv := startServer(t)
+	nc, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	const queue, n = "gprocs", 80
+
+	events := make(chan *nats.Msg, 4*n)
+	sub, err := nc.ChanSubscribe(eventLimited, events)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	require.NoError(t, nc.Flush())
+	prod, err := natsbroker.NewProducer(ctx, js, natsbroker.WithQueue(queue))
+	require.NoError(t, err)
+	workers := make([]*workerProc, 3)
+	for i := range workers {
+		workers[i] = spawnWorker(t, srv.URL(), queue)
+	}
+	victim := workers[0].cmd.Process.Pid
+	tasks := make([]taskpool.Task, n)
+	for i := range tasks {
+		tasks[i] = taskpool.Task{ID: fmt.Sprint("g", i), Type: "limited"}
+	}
+	_, err = prod.EnqueueBatch(ctx, tasks)
+	require.NoError(t, err)
+
+	type span struct{ start, end int64 }
+	var (
+		spans    []span
+		open     = map[string]int64{} // "pid id" -> start
+		done     = map[string]int{}
+		donePIDs = map[int]int{}
+		killedAt int64
+	)
+	deadline := time.After(60 * time.Second)
+	for len(done) < n {
+		select {
+		case m := <-events:
+			f := strings.Fields(string(m.Data))
+			require.Len(t, f, 4)
+			pid, _ := strconv.Atoi(f[0])
+			at, _ := strconv.ParseInt(f[3], 10, 64)
+			key := f[0] + " " + f[1]
+			if f[2] == "start" {
+				open[key] = at
+				if killedAt == 0 && pid == victim && donePIDs[pid] >= 3 {
+					// The victim holds a slot: its task runs.
+					require.NoError(t, workers[0].cmd.Process.Signal(syscall.SIGKILL))
+					killedAt = time.Now().UnixNano()
+				}
+				continue
+			}
+			spans = append(spans, span{open[key], at})
+			delete(open, key)
+			done[f[1]]++
+			donePIDs[pid]++
+		case <-deadline:
+			t.Fatalf("timed out: %d of %d tasks done", len(done), n)
+		}
+	}
+	require.NotZero(t, killedAt, "the victim never ran a task")
+	for key, start := range open {
+		// Started and never done: only the victim's, which ended when
+		// it was killed.
+		require.True(t, strings.HasPrefix(key, strconv.Itoa(victim)+" "), "unfinished run %s", key)
+		spans = append(spans, span{start, killedAt})
+	}
+	// The most spans that overlap at any instant.
+	type edge struct {
+		at    int64
+		delta int
+	}
+	var edges []edge
+	for _, s := range spans {
+		edges = append(edges, edge{s.start, 1}, edge{s.end, -1})
+	}
+	slices.SortFunc(edges, func(a, b edge) int {
+		if a.at != b.at {
+			return cmp.Compare(a.at, b.at)
+		}
+		return a.delta - b.delta // an end before a start at the same instant
+	})
+	peak, cur := 0, 0
+	for _, e := range edges {
+		cur += e.delta
+		peak = max(peak, cur)
+	}
+	t.Logf("%d tasks done by %v; peak concurrency %d", len(done), donePIDs, peak)
+	assert.LessOrEqual(t, peak, 2, "global concurrency exceeded across processes")
+	assert.Len(t, done, n)
+	for _, w := range workers[1:] {
+		require.NoError(t, w.cmd.Process.Signal(syscall.SIGTERM))
+		select {
+		case <-w.exited:
+			assert.NoError(t, w.err, "worker output:\n%s", w.out.String())
+		case <-time.After(15 * time.Second):
+			t.Fatal("worker did not stop on SIGTERM")
+		}
 	}
 }

@@ -139,6 +139,7 @@ type config struct {
 	settle      func(taskpool.Outcome, Action)
 
 	unknownGrace time.Duration
+	limits       map[string]Limit // by type: WithGlobalLimit
 
 	// Producer only.
 	enqueueMW []func(context.Context, *taskpool.Task) error

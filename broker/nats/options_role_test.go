@@ -25,6 +25,7 @@ func TestOptionsForSomeoneElseAreRefused(t *testing.T) {
 		natsbroker.WithPollWait(0), natsbroker.WithAckWait(0), natsbroker.WithMaxAttempts(3), natsbroker.WithBackoff(taskpool.ConstantBackoff(0)),
 		natsbroker.WithPriorityWeights(1, 1, 1), natsbroker.WithSchedulerOptions(),
 		natsbroker.WithSettleHook(func(taskpool.Outcome, natsbroker.Action) {}), natsbroker.WithUnknownTypeGrace(0),
+		natsbroker.WithGlobalLimit("t", natsbroker.Limit{Concurrency: 1}),
 	}
 	producerOnly := []natsbroker.Option{
 		natsbroker.WithPublishWindow(16), natsbroker.WithKnownTypes(reg),

@@ -151,6 +151,8 @@ type queue struct {
 	dlq       jetstream.Stream // the dead-letter stream
 	unique    jetstream.KeyValue
 	results   jetstream.KeyValue // see results.go
+	slots     jetstream.KeyValue // global concurrency slots, opened by consumers with global limits
+	rates     jetstream.KeyValue // global rate state, likewise
 	schedules bool               // the server runs per-message schedules
 }
 
@@ -438,8 +440,7 @@ func (q *queue) releaseUnique(ctx context.Context, k, id string) error {
 	}
 	err = q.unique.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		if isWrongLastSeq(err) {
 			return nil // changed under us: not ours any more
 		}
 		return fmt.Errorf("natsbroker: release unique key %q: %w", k, err)
