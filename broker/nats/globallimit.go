@@ -587,9 +587,3 @@ func (g *gate) warn(what string, err error) {
 	g.c.cfg.logger.Warn("natsbroker: global limit: "+what+" failed; tasks of the type wait",
 		"queue", g.c.cfg.queue, "type", g.typ, "error", err)
 }
-
-func isWrongLastSeq(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) &&
-		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
-}

@@ -322,9 +322,7 @@ func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Tas
 		if err == nil {
 			return nil
 		}
-		var apiErr *jetstream.APIError
-		if !errors.As(err, &apiErr) || (apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence &&
-			apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		if !isWrongLastSeq(err) {
 			return &EnqueueError{ID: id, Err: err}
 		}
 		// Registered meanwhile by another process: compare again.

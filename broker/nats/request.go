@@ -153,3 +153,12 @@ func permanentPublishError(err error) error {
 	}
 	return nil
 }
+
+// isWrongLastSeq reports whether err is a compare-and-set conflict: the
+// subject's last sequence was not the one expected (10164 on replicated
+// streams, 10071 otherwise).
+func isWrongLastSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
