@@ -267,3 +267,39 @@ func TestGlobalLimitStop(t *testing.T) {
 		})
 	}
 }
+
+// On a 3-node cluster with an R3 queue, consumers connected to different
+// nodes keep the limit together: compare-and-set conflicts on replicated
+// buckets are told apart from failures.
+func TestClusterGlobalLimit(t *testing.T) {
+	t.Parallel()
+	cl := startCluster(t)
+	const queue = "gcluster"
+	q := natsbroker.WithQueue(queue)
+	run, reg := newLimitedRun(t, 30, 0)
+	var consumers []*natsbroker.Consumer
+	for i := range 3 {
+		_, js := connect(t, cl.url(i))
+		consumers = append(consumers, startConsumer(t, js, reg, q, natsbroker.WithReplicas(3), natsbroker.WithWorkers(4),
+			natsbroker.WithGlobalLimit("limited", natsbroker.Limit{Concurrency: 2, Rate: 200, Burst: 10})))
+	}
+	_, js := connect(t, cl.url(0))
+	p, err := natsbroker.NewProducer(ctxT(t), js, q)
+	require.NoError(t, err)
+	for i := range 30 {
+		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: fmt.Sprint("c", i), Type: "limited"})
+		require.NoError(t, err)
+	}
+	waitDone(t, run.done.done, 30*time.Second, "the limited tasks")
+	assert.LessOrEqual(t, run.peak.Load(), int64(2), "global concurrency exceeded")
+	assert.Zero(t, run.done.duplicates())
+	for _, c := range consumers {
+		require.NoError(t, c.Stop(ctxT(t)))
+	}
+	assert.Empty(t, slotsHeld(t, js, queue), "slots not given back")
+	kv, err := js.KeyValue(ctxT(t), "taskpool_slots_"+queue)
+	require.NoError(t, err)
+	st, err := kv.Status(ctxT(t))
+	require.NoError(t, err)
+	assert.Equal(t, 3, st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.Replicas, "the buckets take the queue's replicas")
+}
