@@ -2,6 +2,7 @@ package natsbroker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -101,7 +102,7 @@ const limitRetry = 500 * time.Millisecond
 func openLimits(ctx context.Context, js jetstream.JetStream, c *config, q *queue) (time.Duration, error) {
 	ttl := c.ackWait
 	want := jetstream.KeyValueConfig{
-		Bucket:      "taskpool_slots_" + c.queue,
+		Bucket:      q.slotsBucket,
 		Description: "taskpool global concurrency slots of queue " + c.queue,
 		TTL:         ttl,
 		// Markers make a lease that expires visible to the watchers, so
@@ -131,7 +132,7 @@ func openLimits(ctx context.Context, js jetstream.JetStream, c *config, q *queue
 		ttl = t // the bucket's, whoever created it
 	}
 	rates := jetstream.KeyValueConfig{
-		Bucket:      "taskpool_rates_" + c.queue,
+		Bucket:      q.ratesBucket,
 		Description: "taskpool global rate limits of queue " + c.queue,
 		Storage:     c.storage,
 		Replicas:    c.replicas,
@@ -184,6 +185,12 @@ type gate struct {
 type gated struct {
 	f *flight
 	t taskpool.Task
+}
+
+// slotHolder is the value of a slot's key: who holds it.
+type slotHolder struct {
+	Task   string `json:"task"`
+	Holder string `json:"holder"`
 }
 
 type slotLease struct {
@@ -416,7 +423,10 @@ func (g *gate) key(s int) string { return g.prefix + "." + strconv.Itoa(s) }
 func (g *gate) takeSlot() (int, error) {
 	n := g.lim.Concurrency
 	first := rand.IntN(n)
-	val := []byte(g.head.t.ID + " " + g.c.name)
+	val, err := json.Marshal(slotHolder{Task: g.head.t.ID, Holder: g.c.name})
+	if err != nil {
+		return -1, err
+	}
 	for k := range n {
 		s := (first + k) % n
 		if g.taken[s] {

@@ -242,8 +242,18 @@ func TestGlobalLimitStop(t *testing.T) {
 				_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: fmt.Sprint("s", i), Type: "limited"})
 				require.NoError(t, err)
 			}
-			<-started
+			first := <-started
 			require.Eventually(t, func() bool { return a.Health().Waiting == 2 }, 10*time.Second, time.Millisecond)
+			insp, err := natsbroker.NewInspector(ctxT(t), js, natsbroker.WithQueue(queue))
+			require.NoError(t, err)
+			slots, err := insp.GlobalSlots(ctxT(t))
+			require.NoError(t, err)
+			require.Len(t, slots, 1)
+			assert.Equal(t, "limited", slots[0].Type)
+			assert.Equal(t, 0, slots[0].Slot)
+			assert.Equal(t, first, slots[0].TaskID)
+			assert.Equal(t, natsbroker.ConnectionName(), slots[0].Holder)
+			assert.WithinDuration(t, time.Now(), slots[0].Renewed, 10*time.Second)
 			if graceful {
 				stopped := make(chan error)
 				go func() { stopped <- a.Stop(ctxT(t)) }()
@@ -263,6 +273,9 @@ func TestGlobalLimitStop(t *testing.T) {
 			assert.Zero(t, runs.duplicates())
 			if graceful {
 				assert.Empty(t, slotsHeld(t, js, queue))
+				slots, err := insp.GlobalSlots(ctxT(t))
+				require.NoError(t, err)
+				assert.Empty(t, slots)
 			}
 		})
 	}

@@ -1,9 +1,13 @@
 package natsbroker
 
 import (
+	"cmp"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -260,4 +264,70 @@ func isDeadHeader(k string) bool {
 		return true
 	}
 	return false
+}
+
+// GlobalSlot is a global concurrency slot held by a task of a type with a
+// [WithGlobalLimit]: the task runs, or is about to.
+type GlobalSlot struct {
+	// Type is the task type, Slot the slot's number (0 to the limit - 1).
+	Type string
+	Slot int
+	// TaskID is the task holding the slot, Holder the connection name of
+	// its consumer process (see [ConnectionName]).
+	TaskID string
+	Holder string
+	// Renewed is when the lease was taken or last renewed: it expires
+	// a TTL (the bucket's) after that unless renewed again.
+	Renewed time.Time
+}
+
+// GlobalSlots lists the global concurrency slots held now, by type and
+// slot. A queue that no consumer with a global limit has opened has none.
+func (i *Inspector) GlobalSlots(ctx context.Context) ([]GlobalSlot, error) {
+	kv, err := i.q.js.KeyValue(ctx, i.q.slotsBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("natsbroker: global slots %s: %w", i.cfg.queue, err)
+	}
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("natsbroker: global slots %s: %w", i.cfg.queue, err)
+	}
+	var out []GlobalSlot
+	for k := range keys.Keys() {
+		typ, slot, ok := parseSlotKey(k)
+		if !ok {
+			continue // not ours
+		}
+		e, err := kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // given back meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("natsbroker: global slots %s: %w", i.cfg.queue, err)
+		}
+		var h slotHolder
+		_ = json.Unmarshal(e.Value(), &h) // a foreign value: holder unknown
+		out = append(out, GlobalSlot{Type: typ, Slot: slot, TaskID: h.Task, Holder: h.Holder, Renewed: e.Created()})
+	}
+	slices.SortFunc(out, func(a, b GlobalSlot) int {
+		return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(a.Slot, b.Slot))
+	})
+	return out, nil
+}
+
+// parseSlotKey splits a slot key, <type in base64url>.<slot>.
+func parseSlotKey(k string) (typ string, slot int, ok bool) {
+	t, s, found := strings.Cut(k, ".")
+	if !found {
+		return "", 0, false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(t)
+	n, err2 := strconv.Atoi(s)
+	if err != nil || err2 != nil || n < 0 {
+		return "", 0, false
+	}
+	return string(b), n, true
 }

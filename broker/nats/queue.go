@@ -108,6 +108,8 @@ type names struct {
 	deadStream  string
 	bucket      string
 	results     string                // bucket
+	slotsBucket string                // global limits: concurrency slots
+	ratesBucket string                // and rate state
 	task        [numPriorities]string // subjects
 	consumer    [numPriorities]string
 	schedPrefix string // + token
@@ -120,6 +122,8 @@ func newNames(queue string) names {
 		deadStream:  "TASKPOOLDEAD_" + queue,
 		bucket:      "taskpool_unique_" + queue,
 		results:     "taskpool_results_" + queue,
+		slotsBucket: "taskpool_slots_" + queue,
+		ratesBucket: "taskpool_rates_" + queue,
 		schedPrefix: "taskpool." + queue + ".sched.",
 		dead:        "taskpool." + queue + ".dead",
 	}

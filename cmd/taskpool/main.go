@@ -1,6 +1,6 @@
 // Command taskpool inspects and operates the taskpool queues of a NATS
 // JetStream server: queue depths, dead letters, periodic schedules,
-// enqueueing, server-side counters and a web dashboard. Run it with --help for the commands.
+// enqueueing, global limit slots, server-side counters and a web dashboard. Run it with --help for the commands.
 //
 // Exit codes: 0 success, 1 error, 2 usage error, 3 not found (a queue or a
 // dead letter).
@@ -87,6 +87,7 @@ func init() {
 		{"enqueue", "TYPE JSON", "enqueue a task with JSON params", cmdEnqueue},
 		{"dead", "SUBCOMMAND", "list and operate dead letters (below)", cmdDead},
 		{"schedules", "[--delayed]", "periodic schedules with their next run (and delayed tasks)", cmdSchedules},
+		{"slots", "", "global concurrency slots held, by type: which task, which process", cmdSlots},
 		{"dashboard", "[--listen ADDR]", "serve the web dashboard of --queue (default 127.0.0.1:8080)", cmdDashboard},
 	}
 }

@@ -130,3 +130,43 @@ func TestDashboardCommand(t *testing.T) {
 	r = cli(t, srv, "dashboard", "--listen", "not an address")
 	assert.Equal(t, exitUsage, r.code, r.stderr)
 }
+
+// TestSlots lists the global concurrency slots a running task holds.
+func TestSlots(t *testing.T) {
+	srv := startServer(t)
+	js := connectJS(t, srv)
+	ctx := ctxT(t)
+	assert.Equal(t, "no global slots held\n", cli(t, srv, "slots").stdout)
+
+	running, release := make(chan struct{}), make(chan struct{})
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("api", func(context.Context, taskpool.Task) error {
+		close(running)
+		<-release
+		return nil
+	}))
+	c, err := natsbroker.NewConsumer(ctx, js, reg, natsbroker.WithGlobalLimit("api", natsbroker.Limit{Concurrency: 3}))
+	require.NoError(t, err)
+	require.NoError(t, c.Start())
+	prod, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	_, err = prod.Enqueue(ctx, taskpool.Task{Type: "api", ID: "call-1"})
+	require.NoError(t, err)
+	<-running
+
+	var got []slotJSON
+	cliJSON(t, srv, &got, "slots")
+	require.Len(t, got, 1)
+	assert.Equal(t, "default", got[0].Queue)
+	assert.Equal(t, "api", got[0].Type)
+	assert.Equal(t, "call-1", got[0].TaskID)
+	assert.Equal(t, natsbroker.ConnectionName(), got[0].Holder)
+	r := cli(t, srv, "slots")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Regexp(t, `(?m)^QUEUE\s+TYPE\s+SLOT\s+TASK\s+HOLDER\s+RENEWED$`, r.stdout)
+	assert.Regexp(t, `(?m)^default\s+api\s+[012]\s+call-1\s+`, r.stdout)
+
+	close(release)
+	require.NoError(t, c.Stop(ctx))
+	assert.Equal(t, "no global slots held\n", cli(t, srv, "slots").stdout)
+}
