@@ -45,10 +45,7 @@ func unlimited(n int64) int64 {
 
 // deadLimitsMismatch compares the limits of an existing dead-letter stream
 // with those given by WithDeadLetterLimits.
-func deadLimitsMismatch(c *config, have, want jetstream.StreamConfig, m *mismatch) {
-	if !c.has(setDeadLimits) || want.Name != newNames(c.queue).deadStream {
-		return
-	}
+func deadLimitsMismatch(have, want jetstream.StreamConfig, m *mismatch) {
 	m.check("dead-letter max age", have.MaxAge, want.MaxAge)
 	m.check("dead-letter max bytes", unlimited(have.MaxBytes), unlimited(want.MaxBytes))
 }

@@ -200,7 +200,7 @@ func provision(ctx context.Context, js jetstream.JetStream, c *config) (*queue, 
 		PersistMode:       persistMode(c),
 		Placement:         c.placement,
 	}
-	st, err := ensureStream(ctx, js, c, want, func(have *jetstream.StreamConfig) {
+	st, err := ensureStream(ctx, js, c, want, taskSettings, func(have *jetstream.StreamConfig) {
 		have.Description, have.Subjects = want.Description, want.Subjects
 		if c.has(setAsyncPersist) {
 			have.PersistMode = want.PersistMode
@@ -222,7 +222,7 @@ func provision(ctx context.Context, js jetstream.JetStream, c *config) (*queue, 
 		Placement:   c.placement,
 	}
 	deadLimits(c, &dwant)
-	q.dlq, err = ensureStream(ctx, js, c, dwant, func(have *jetstream.StreamConfig) {
+	q.dlq, err = ensureStream(ctx, js, c, dwant, taskSettings|setDeadLimits, func(have *jetstream.StreamConfig) {
 		have.Description, have.Subjects = dwant.Description, dwant.Subjects
 	})
 	if err != nil {
@@ -268,8 +268,13 @@ func (m mismatch) err(resource string) error {
 		ErrQueueMismatch, resource, strings.Join(m, "; "))
 }
 
-// streamMismatch compares the settings of a stream given as options.
-func streamMismatch(c *config, have, want jetstream.StreamConfig) mismatch {
+// taskSettings are the queue settings that apply to both streams; the
+// dead-letter stream also has its limits (setDeadLimits).
+const taskSettings = setReplicas | setStorage | setDupWindow | setAsyncPersist | setPlacement
+
+// streamMismatch compares the settings of a stream given as options, of
+// those that apply to it.
+func streamMismatch(c *config, applies setting, have, want jetstream.StreamConfig) mismatch {
 	var m mismatch
 	if c.has(setReplicas) {
 		m.check("replicas", max(have.Replicas, 1), max(want.Replicas, 1))
@@ -283,7 +288,9 @@ func streamMismatch(c *config, have, want jetstream.StreamConfig) mismatch {
 	if c.has(setAsyncPersist) && want.PersistMode == jetstream.AsyncPersistMode {
 		m.check("persist mode", have.PersistMode, want.PersistMode)
 	}
-	deadLimitsMismatch(c, have, want, &m)
+	if c.has(setDeadLimits) && applies&setDeadLimits != 0 {
+		deadLimitsMismatch(have, want, &m)
+	}
 	if c.has(setPlacement) && !samePlacement(have.Placement, want.Placement) {
 		m.check("placement", placementText(have.Placement), placementText(want.Placement))
 	}
@@ -294,8 +301,9 @@ func streamMismatch(c *config, have, want jetstream.StreamConfig) mismatch {
 // not exist. An existing stream is never updated unless the process asked
 // for it (WithReconfigure): then the settings given as options and the
 // package's own ones (set by own) are applied to it. Without that, a
-// setting given as an option that differs is ErrQueueMismatch.
-func ensureStream(ctx context.Context, js jetstream.JetStream, c *config, want jetstream.StreamConfig, own func(*jetstream.StreamConfig)) (jetstream.Stream, error) {
+// setting given as an option that differs is ErrQueueMismatch. applies
+// is the set of queue settings that concern this stream.
+func ensureStream(ctx context.Context, js jetstream.JetStream, c *config, want jetstream.StreamConfig, applies setting, own func(*jetstream.StreamConfig)) (jetstream.Stream, error) {
 	for {
 		st, err := request(ctx, c.logger, "stream info", func(ctx context.Context) (jetstream.Stream, error) {
 			return js.Stream(ctx, want.Name)
@@ -313,7 +321,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, c *config, want j
 			return nil, err
 		}
 		have := st.CachedInfo().Config
-		m := streamMismatch(c, have, want)
+		m := streamMismatch(c, applies, have, want)
 		upd := have
 		own(&upd)
 		if !c.reconfigure {
@@ -338,7 +346,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, c *config, want j
 		if c.has(setPlacement) {
 			upd.Placement = want.Placement
 		}
-		if c.has(setDeadLimits) && want.Name == newNames(c.queue).deadStream {
+		if c.has(setDeadLimits) && applies&setDeadLimits != 0 {
 			upd.MaxAge, upd.MaxBytes, upd.Discard = want.MaxAge, want.MaxBytes, want.Discard
 		}
 		if sameStream(have, upd) {
