@@ -50,6 +50,8 @@ const MaxGlobalConcurrency = 10_000
 // updated by compare-and-set, so starts over all processes are at least
 // 1/Rate apart after the first Burst; the processes' clocks are assumed
 // to agree (NTP), and a skew between them shifts the spacing by as much.
+// A start is when the consumer hands the task to its workers: a task
+// that then waits for a busy worker runs that much later.
 //
 // A task waiting for a slot or a start is held by its consumer, its lease
 // kept alive, without a worker: the consumer's workers go on with tasks of
