@@ -23,11 +23,13 @@ type Limit struct {
 	// over every consumer process of the queue.
 	Concurrency int
 	// Rate is the most starts per second of the type's tasks, counted
-	// over every consumer process of the queue.
+	// over every consumer process of the queue. A Rate below one start
+	// in 50 years counts as one in 50 years.
 	Rate float64
 	// Burst is how many starts may follow each other without the Rate's
 	// spacing after a quiet spell. The default, and 0, is 1: starts are
-	// at least 1/Rate apart. It needs Rate.
+	// at least 1/Rate apart. It needs Rate. A Burst whose starts at the
+	// Rate span more than 50 years counts as 50 years of them.
 	Burst int
 }
 
@@ -92,6 +94,11 @@ func WithGlobalLimit(typ string, l Limit) Option {
 		return nil
 	})
 }
+
+// maxPace caps a gate's interval between starts and its slack, so that a
+// theoretical arrival time (at most now + slack + interval) stays within
+// what time.Duration and UnixNano hold.
+const maxPace = 50 * 365 * 24 * time.Hour
 
 // limitOpTimeout bounds one key-value request of a gate.
 const limitOpTimeout = 5 * time.Second
@@ -215,8 +222,11 @@ func newGate(c *Consumer, typ string, l Limit, ttl time.Duration) *gate {
 		waitingN: &c.gatedN,
 	}
 	if l.Rate > 0 {
-		g.interval = time.Duration(float64(time.Second) / l.Rate)
-		g.slack = time.Duration(max(l.Burst, 1)-1) * g.interval
+		// In floating point, capped: a tiny Rate or a huge Burst would
+		// overflow a Duration (into no limit, or a negative slack that
+		// strands the type's tasks) or the stored UnixNano.
+		g.interval = time.Duration(min(float64(time.Second)/l.Rate, float64(maxPace)))
+		g.slack = time.Duration(min(float64(max(l.Burst, 1)-1)*float64(g.interval), float64(maxPace)))
 	}
 	return g
 }
