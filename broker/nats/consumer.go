@@ -306,6 +306,20 @@ func (c *Consumer) Stop(ctx context.Context) error {
 		c.state = consumerStopping
 		c.stateMu.Unlock()
 		close(c.quit)
+		if len(c.gates) > 0 {
+			// Past ctx, the global limits' requests (slots given back)
+			// get a second's grace, as the flush below does: with the
+			// server gone they would hold Stop up by a request timeout
+			// per slot.
+			cut := func() {
+				for _, g := range c.gates {
+					g.cut()
+				}
+			}
+			stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(time.Second, cut) })
+			defer cut()
+			defer stopGrace()
+		}
 		if started {
 			<-c.loopDone // the loop never blocks for long after quit
 			for _, g := range c.gates {
@@ -319,6 +333,9 @@ func (c *Consumer) Stop(ctx context.Context) error {
 		if started {
 			for _, g := range c.gates {
 				g.close()
+			}
+			for _, g := range c.gates {
+				<-g.done
 			}
 		}
 		close(c.tickQuit)

@@ -169,6 +169,13 @@ type gate struct {
 	slack    time.Duration // (Burst-1) intervals: how far ahead the rate may be booked
 	ttl      time.Duration // of a slot lease
 
+	// ops is the parent of the gate's requests: Stop cuts it a moment
+	// after its context ended, so that requests to a server that does not
+	// answer (a slot given back per interrupted task) do not hold Stop up
+	// by a request timeout each.
+	ops context.Context
+	cut context.CancelFunc
+
 	mu      sync.Mutex
 	waiting []gated       // oldest first
 	n       int           // waiting, and the head that run is admitting
@@ -221,6 +228,7 @@ func newGate(c *Consumer, typ string, l Limit, ttl time.Duration) *gate {
 		mine:     make(map[int]slotLease),
 		waitingN: &c.gatedN,
 	}
+	g.ops, g.cut = context.WithCancel(context.Background())
 	if l.Rate > 0 {
 		// In floating point, capped: a tiny Rate or a huge Burst would
 		// overflow a Duration (into no limit, or a negative slack that
@@ -247,6 +255,11 @@ func (g *gate) giveBack(slot int) {
 	g.freed = append(g.freed, slot)
 	g.mu.Unlock()
 	g.poke()
+}
+
+// opCtx bounds one request of the gate.
+func (g *gate) opCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(g.ops, limitOpTimeout)
 }
 
 func (g *gate) poke() {
@@ -276,11 +289,12 @@ func (g *gate) drain(ctx context.Context) {
 	}
 }
 
-// close gives back the slots still held and ends run; the local scheduler
-// has stopped, so no task of the gate runs any more.
+// close tells run to give back the slots still held and return (done is
+// closed then); the local scheduler has stopped, so no task of the gate
+// runs any more. Stop closes every gate before it waits for any, so that
+// gates that cannot reach the server wait out their requests together.
 func (g *gate) close() {
 	close(g.quit)
-	<-g.done
 }
 
 func (g *gate) run() {
@@ -444,7 +458,7 @@ func (g *gate) takeSlot() (int, error) {
 		if g.taken[s] {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), limitOpTimeout)
+		ctx, cancel := g.opCtx()
 		rev, err := g.c.q.slots.Create(ctx, g.key(s), val)
 		cancel()
 		switch {
@@ -469,7 +483,7 @@ func (g *gate) release(s int) {
 	}
 	delete(g.mine, s)
 	delete(g.taken, s)
-	ctx, cancel := context.WithTimeout(context.Background(), limitOpTimeout)
+	ctx, cancel := g.opCtx()
 	defer cancel()
 	err := g.c.q.slots.Delete(ctx, g.key(s), jetstream.LastRevision(l.rev))
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) && !isWrongLastSeq(err) {
@@ -491,7 +505,7 @@ func (g *gate) giveBackFreed() {
 // renew extends the leases of the slots held here.
 func (g *gate) renew() {
 	for s, l := range g.mine {
-		ctx, cancel := context.WithTimeout(context.Background(), limitOpTimeout)
+		ctx, cancel := g.opCtx()
 		rev, err := g.c.q.slots.Update(ctx, g.key(s), l.val, l.rev)
 		cancel()
 		switch {
@@ -552,7 +566,7 @@ func (g *gate) takeStart() (time.Duration, error) {
 			return wait, nil
 		}
 		val := strconv.AppendInt(nil, tat.Add(g.interval).UnixNano(), 10)
-		ctx, cancel := context.WithTimeout(context.Background(), limitOpTimeout)
+		ctx, cancel := g.opCtx()
 		var (
 			rev uint64
 			err error
@@ -582,7 +596,7 @@ func (g *gate) takeStart() (time.Duration, error) {
 
 // readRate loads the rate key's state.
 func (g *gate) readRate() error {
-	ctx, cancel := context.WithTimeout(context.Background(), limitOpTimeout)
+	ctx, cancel := g.opCtx()
 	defer cancel()
 	e, err := g.c.q.rates.Get(ctx, g.rateKey)
 	switch {

@@ -443,3 +443,57 @@ func TestGlobalRateLimitHugeBurst(t *testing.T) {
 	}
 	waitDone(t, done.done, 10*time.Second, "a burst of 3 within a Burst of 1e10")
 }
+
+// A consumer whose server is gone stops within about its Stop context:
+// giving back the slots of its interrupted tasks, which cannot succeed,
+// does not take a request timeout per slot.
+func TestGlobalLimitStopWithServerDown(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	const (
+		queue = "gdown"
+		n     = 4
+	)
+	started := make(chan string, n)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("limited", func(ctx context.Context, task taskpool.Task) error {
+		started <- task.ID
+		<-ctx.Done()
+		return ctx.Err()
+	}))
+	_, js := connect(t, srv.URL())
+	c, err := natsbroker.NewConsumer(ctxT(t), js, reg, natsbroker.WithQueue(queue), natsbroker.WithWorkers(n),
+		natsbroker.WithGlobalLimit("limited", natsbroker.Limit{Concurrency: n}))
+	require.NoError(t, err)
+	require.NoError(t, c.Start())
+	p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithQueue(queue))
+	require.NoError(t, err)
+	for i := range n {
+		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: fmt.Sprint("d", i), Type: "limited"})
+		require.NoError(t, err)
+	}
+	for range n {
+		select {
+		case <-started:
+		case <-ctxT(t).Done():
+			t.Fatal("the tasks did not start")
+		}
+	}
+	srv.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	begin := time.Now()
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.Stop(ctx) }()
+	select {
+	case err := <-stopped:
+		var se *taskpool.StopError
+		require.ErrorAs(t, err, &se)
+		// The context, a second's grace for the slots, the flush's
+		// second and nats.go's request timeout (5s) for deleting the
+		// slot watcher's consumer; not a request timeout per held slot.
+		assert.Less(t, time.Since(begin), 8*time.Second, "Stop took a request timeout per slot")
+	case <-time.After(30 * time.Second):
+		t.Fatal("Stop hangs with the server down")
+	}
+}
