@@ -1,6 +1,7 @@
 package natsbroker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -396,6 +397,14 @@ func (g *gate) admit() time.Duration {
 				return d
 			}
 		}
+		if s := g.headSlot; s >= 0 {
+			if _, ok := g.mine[s]; !ok {
+				// The head's lease was lost while it waited for its
+				// start: it needs a slot again.
+				g.headSlot = -1
+				continue
+			}
+		}
 		g.failing = false
 		h, s := g.head, g.headSlot
 		g.head, g.headSlot = gated{}, -1
@@ -466,7 +475,9 @@ func (g *gate) takeSlot() (int, error) {
 			g.taken[s] = true
 			g.mine[s] = slotLease{rev: rev, val: val}
 			return s, nil
-		case errors.Is(err, jetstream.ErrKeyExists):
+		case errors.Is(err, jetstream.ErrKeyExists), isWrongLastSeq(err):
+			// Held (a replicated bucket may report the conflict only
+			// by its code).
 			g.taken[s] = true
 		default:
 			return -1, err
@@ -512,6 +523,11 @@ func (g *gate) renew() {
 		case err == nil:
 			g.mine[s] = slotLease{rev: rev, val: l.val}
 		case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyNotFound), isWrongLastSeq(err):
+			if rev, ok := g.stillMine(s, l.val); ok {
+				// An earlier renewal was applied but its answer lost.
+				g.mine[s] = slotLease{rev: rev, val: l.val}
+				continue
+			}
 			// The lease expired (the process could not renew it within
 			// the TTL): another process may hold the slot now.
 			delete(g.mine, s)
@@ -521,6 +537,18 @@ func (g *gate) renew() {
 			g.warn("renew a slot", err)
 		}
 	}
+}
+
+// stillMine reads slot s and reports its revision if it still holds val,
+// this process's value for the task holding it.
+func (g *gate) stillMine(s int, val []byte) (uint64, bool) {
+	ctx, cancel := g.opCtx()
+	defer cancel()
+	e, err := g.c.q.slots.Get(ctx, g.key(s))
+	if err != nil || !bytes.Equal(e.Value(), val) {
+		return 0, false
+	}
+	return e.Revision(), true
 }
 
 // seen applies a watcher update for one slot key.

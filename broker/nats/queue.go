@@ -412,6 +412,9 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, c *config, ttl se
 		if c.has(ttl) {
 			m.check("TTL", have.MaxAge, want.TTL)
 		}
+		if c.has(setPlacement) && !samePlacement(have.Placement, want.Placement) {
+			m.check("placement", placementText(have.Placement), placementText(want.Placement))
+		}
 		if len(m) == 0 {
 			return kv, nil
 		}
@@ -421,6 +424,10 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, c *config, ttl se
 		upd := jetstream.KeyValueConfig{
 			Bucket: want.Bucket, Description: want.Description,
 			TTL: have.MaxAge, Storage: have.Storage, Replicas: have.Replicas,
+			Placement: have.Placement, LimitMarkerTTL: have.SubjectDeleteMarkerTTL,
+		}
+		if c.has(setPlacement) {
+			upd.Placement = want.Placement
 		}
 		if c.has(setReplicas) {
 			upd.Replicas = want.Replicas
