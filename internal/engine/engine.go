@@ -36,8 +36,7 @@ const Lanes = 3
 // its task channel as one batch.
 const laneBatch = 64
 
-// spinYields is how many times a worker yields before it parks on its
-// channel, when workers do not outnumber the processors.
+// spinYields is how many times a blocking Put yields before it parks.
 const spinYields = 4
 
 // Runner runs the units of an engine. Every method is called on the worker
@@ -114,6 +113,9 @@ type Engine[T, L any] struct {
 	ready []*Worker[T, L] // registered workers set aside by shrink
 	cycle []int
 	next  int
+	wakes []wake[T, L] // hand-offs that woke a worker, oldest first (from wq)
+	wq    int
+	nwake uint64 // hand-offs that woke a worker so far
 }
 
 // lane is one priority's admission and task channel. Submitters append to
