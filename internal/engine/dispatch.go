@@ -193,9 +193,10 @@ func (e *Engine[T, L]) setCur(p int, b []T) {
 // and it looks at the lanes once more after setting it, so that a unit
 // appended before is not left behind.
 func (e *Engine[T, L]) park() {
-	e.parked.Store(true)
+	e.nparks++
+	e.parked.Store(e.nparks)
 	if e.pending(0) || e.pending(1) || e.pending(2) {
-		e.parked.Store(false)
+		e.parked.Store(0)
 		return
 	}
 	// With surplus workers, take registrations too, to retire them.
@@ -217,7 +218,7 @@ func (e *Engine[T, L]) park() {
 	case <-e.wake:
 		e.shrink()
 	}
-	e.parked.Store(false)
+	e.parked.Store(0)
 }
 
 // nextWorker waits for a worker with room, retiring surplus ones on the
