@@ -1,5 +1,7 @@
 package engine
 
+import "runtime"
+
 // dispatch is the dispatcher: the only goroutine that takes batches out of
 // the task channels, the only one that sends to workers, and the only one
 // that retires them.
@@ -25,8 +27,70 @@ func (e *Engine[T, L]) dispatch() {
 		}
 		b := e.fill(w.spare)
 		w.spare = nil
-		w.ch <- b // buffered, and the worker waits for it: never blocks
+		e.handOff(w, b)
 	}
+}
+
+// wake is a hand-off that woke a parked worker: the worker and the
+// hand-off's number.
+type wake[T, L any] struct {
+	w *Worker[T, L]
+	n uint64
+}
+
+// pending reports whether the worker of k has not run since k woke it.
+func (k wake[T, L]) pending() bool {
+	return k.w.state.Load() == wWoken && k.w.woke == k.n
+}
+
+// handOff sends b to w. The send is buffered, and the worker waits for
+// it: it never blocks.
+//
+// A send that wakes a parked worker puts it in the next-to-run slot of
+// the dispatcher's processor, and a second wake-up pushes the first worker
+// out of that slot into the processor's local run queue. A processor runs
+// its local queue only when the slot is empty, and another processor
+// steals from it only when it has nothing else to run. So while one worker
+// and the dispatcher hand off to each other through the slot (the worker
+// registers, the dispatcher sends it the next batch, each inheriting the
+// other's time slice), the pushed-out worker starves until the runtime
+// preempts the pair, 10ms or more later, holding back its batch and
+// leaving its processor share unused: a backlog that turned the median
+// latency at 90% load into milliseconds once workers parked at once.
+//
+// The same holds without a ping-pong, while the worker in the slot runs a
+// long batch and the other processors stay busy.
+//
+// So before it wakes a worker while an earlier wake-up is still pending,
+// handOff yields: its processor runs the pending workers, and the
+// dispatcher goes on from the global run queue, on whichever processor
+// comes for it first. With more workers than processors a burst of
+// wake-ups, each worker woken once, does not yield (a worker waiting its
+// turn is the cost of having more of them than processors, and a yield
+// per wake-up made trivial tasks on 64 workers a third slower); a
+// ping-pong, a worker woken again while an earlier wake-up is pending,
+// still does.
+func (e *Engine[T, L]) handOff(w *Worker[T, L], b []T) {
+	if w.state.CompareAndSwap(wParked, wWoken) {
+		last := w.woke
+		w.woke = 0 // its last wake-up is not pending: it is parked
+		for e.wq < len(e.wakes) && !e.wakes[e.wq].pending() {
+			e.wakes[e.wq] = wake[T, L]{}
+			e.wq++
+		}
+		if e.wq < len(e.wakes) && (last > e.wakes[e.wq].n || e.nlive.Load() <= e.procs) {
+			runtime.Gosched()
+		}
+		if e.wq > len(e.wakes)/2 {
+			n := copy(e.wakes, e.wakes[e.wq:])
+			clear(e.wakes[n:])
+			e.wakes, e.wq = e.wakes[:n], 0
+		}
+		e.nwake++
+		w.woke = e.nwake
+		e.wakes = append(e.wakes, wake[T, L]{w, e.nwake})
+	}
+	w.ch <- b
 }
 
 // holdDispatch waits while a hold is on, retiring surplus workers.
@@ -129,9 +193,10 @@ func (e *Engine[T, L]) setCur(p int, b []T) {
 // and it looks at the lanes once more after setting it, so that a unit
 // appended before is not left behind.
 func (e *Engine[T, L]) park() {
-	e.parked.Store(true)
+	e.nparks++
+	e.parked.Store(e.nparks)
 	if e.pending(0) || e.pending(1) || e.pending(2) {
-		e.parked.Store(false)
+		e.parked.Store(0)
 		return
 	}
 	// With surplus workers, take registrations too, to retire them.
@@ -153,7 +218,7 @@ func (e *Engine[T, L]) park() {
 	case <-e.wake:
 		e.shrink()
 	}
-	e.parked.Store(false)
+	e.parked.Store(0)
 }
 
 // nextWorker waits for a worker with room, retiring surplus ones on the

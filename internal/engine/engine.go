@@ -36,8 +36,7 @@ const Lanes = 3
 // its task channel as one batch.
 const laneBatch = 64
 
-// spinYields is how many times a worker yields before it parks on its
-// channel, when workers do not outnumber the processors.
+// spinYields is how many times a blocking Put yields before it parks.
 const spinYields = 4
 
 // Runner runs the units of an engine. Every method is called on the worker
@@ -82,7 +81,8 @@ type Engine[T, L any] struct {
 	r   Runner[T, L]
 
 	lanes  [Lanes]lane[T]
-	parked atomic.Bool // the dispatcher waits for work: submitters flush at once
+	parked atomic.Uint64 // nonzero, a new number each time, while the dispatcher waits for work: submitters flush at once
+	nparks uint64        // dispatcher only: parks so far
 
 	_   [64]byte
 	ctl atomic.Uint32 // ctlHold | ctlAbandon
@@ -114,6 +114,9 @@ type Engine[T, L any] struct {
 	ready []*Worker[T, L] // registered workers set aside by shrink
 	cycle []int
 	next  int
+	wakes []wake[T, L] // hand-offs that woke a worker, oldest first (from wq)
+	wq    int
+	nwake uint64 // hand-offs that woke a worker so far
 }
 
 // lane is one priority's admission and task channel. Submitters append to
@@ -255,10 +258,19 @@ func (e *Engine[T, L]) push(l *lane[T], t T) {
 	}
 	l.buf = append(l.buf, t)
 	l.in.Add(1)
-	if len(l.buf) >= laneBatch || e.parked.Load() {
+	if park := e.parked.Load(); len(l.buf) >= laneBatch || park != 0 {
 		select {
 		case l.ch <- l.buf:
 			l.buf = nil
+			// The batch wakes the dispatcher. Until it runs, later units
+			// accumulate: each one sent alone would cost a buffer and a
+			// send, and fill the channel with tiny batches, after which
+			// the accumulator grows past a batch (and allocates). Only
+			// this park's flag is cleared: the dispatcher may have woken
+			// and parked again since, and must be flushed to then.
+			if park != 0 {
+				e.parked.CompareAndSwap(park, 0)
+			}
 		default: // the channel is full: keep accumulating
 		}
 	}

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -22,7 +21,16 @@ type Worker[T, L any] struct {
 	i     int          // the unit being run or dropped
 	dying int8         // what the goroutine was doing, for its replacement
 	spare []T          // empty buffer offered with the registration
+	state atomic.Int32 // wRunning, wParked or wWoken
+	woke  uint64       // dispatcher only: the number of the hand-off that last woke it
 }
+
+// Worker states, for the dispatcher's handOff.
+const (
+	wRunning = iota // not parked on its channel
+	wParked         // parked on its channel: a send wakes it
+	wWoken          // woken by a hand-off, not running yet
+)
 
 // committing marks cur while a worker has announced a unit that has not
 // begun.
@@ -139,23 +147,18 @@ func (w *Worker[T, L]) hold() {
 	}
 }
 
-// receive waits for the next batch. It yields a few times before parking
-// when workers do not outnumber the processors: a parked worker must be
-// woken by the dispatcher's send, while a yielding one leaves the
-// dispatcher the processor. With more workers than processors it parks at
-// once, so that idle workers do not take processors from busy ones.
+// receive waits for the next batch. It parks at once: a worker that
+// yields instead, waiting for the dispatcher, takes the processor from
+// submitters and busy workers, and burns CPU when no work comes. Before
+// parking it says so in state, for the dispatcher's handOff.
 func (w *Worker[T, L]) receive() ([]T, bool) {
-	e := w.e
-	if e.nlive.Load() <= e.procs {
-		for range spinYields {
-			select {
-			case b, ok := <-w.ch:
-				return b, ok
-			default:
-				runtime.Gosched()
-			}
-		}
+	select {
+	case b, ok := <-w.ch:
+		return b, ok
+	default:
 	}
+	w.state.Store(wParked)
 	b, ok := <-w.ch
+	w.state.Store(wRunning)
 	return b, ok
 }
