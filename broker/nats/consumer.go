@@ -91,8 +91,9 @@ type flight struct {
 	last        bool // a failure of this attempt is final
 	maxAttempts int  // the task's own, for the retry policy
 	uniqueKey   string
-	gate        *gate // with slot: the global slot the task holds
+	gate        *gate // with slot and lease: the global slot lease the task holds
 	slot        int
+	lease       uint64
 }
 
 // MaxDeliveries is the durable consumers' delivery cap (MaxDeliver): a
@@ -874,7 +875,7 @@ func (c *Consumer) complete(out taskpool.Outcome) {
 		return
 	}
 	if f.gate != nil {
-		f.gate.giveBack(f.slot) // the handler returned: no longer running
+		f.gate.giveBack(f.slot, f.lease) // the handler returned: no longer running
 	}
 	c.forgetUniqueKey(f)
 	c.finish(f, out)

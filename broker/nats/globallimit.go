@@ -165,7 +165,7 @@ type gate struct {
 	mu      sync.Mutex
 	waiting []gated       // oldest first
 	n       int           // waiting, and the head that run is admitting
-	freed   []int         // slots given back by finished tasks
+	freed   []slotRef     // leases given back by finished tasks
 	empty   chan struct{} // closed by run when n is 0: Stop waits for it
 	wake    chan struct{} // buffered 1
 	abandon chan struct{} // closed by Stop when its context ended
@@ -175,6 +175,7 @@ type gate struct {
 	// Owned by run.
 	head     gated
 	headSlot int               // -1 while the head has none
+	headID   uint64            // the lease of headSlot (its creation revision)
 	taken    map[int]bool      // slots seen held, by anyone
 	mine     map[int]slotLease // slots held here
 	rateRev  uint64            // the rate key's revision last seen
@@ -196,8 +197,16 @@ type slotHolder struct {
 }
 
 type slotLease struct {
+	id  uint64 // the revision that created it: tells one lease of a slot from the next
 	rev uint64
 	val []byte
+}
+
+// slotRef names one lease of a slot: a slot number alone may name a later
+// lease of the same slot, taken after this one was lost.
+type slotRef struct {
+	slot int
+	id   uint64
 }
 
 func newGate(c *Consumer, typ string, l Limit, ttl time.Duration) *gate {
@@ -231,10 +240,10 @@ func (g *gate) add(f *flight, t taskpool.Task) {
 	g.poke()
 }
 
-// giveBack returns the slot of a task whose handler returned.
-func (g *gate) giveBack(slot int) {
+// giveBack returns the slot lease of a task whose handler returned.
+func (g *gate) giveBack(slot int, id uint64) {
 	g.mu.Lock()
-	g.freed = append(g.freed, slot)
+	g.freed = append(g.freed, slotRef{slot, id})
 	g.mu.Unlock()
 	g.poke()
 }
@@ -317,8 +326,8 @@ func (g *gate) run() {
 			g.putBackAll()
 		case <-g.quit:
 			g.giveBackFreed()
-			for s := range g.mine {
-				g.release(s)
+			for s, l := range g.mine {
+				g.release(s, l.id)
 			}
 			return
 		}
@@ -360,7 +369,7 @@ func (g *gate) admit() time.Duration {
 				}
 				return 0
 			}
-			g.headSlot = s
+			g.headSlot, g.headID = s, g.mine[s].id
 		}
 		if g.lim.Rate > 0 {
 			d, err := g.takeStart()
@@ -373,13 +382,13 @@ func (g *gate) admit() time.Duration {
 			}
 		}
 		g.failing = false
-		h, s := g.head, g.headSlot
-		g.head, g.headSlot = gated{}, -1
+		h, s, id := g.head, g.headSlot, g.headID
+		g.head, g.headSlot, g.headID = gated{}, -1, 0
 		if s >= 0 {
-			h.f.gate, h.f.slot = g, s
+			h.f.gate, h.f.slot, h.f.lease = g, s, id
 		}
 		if !g.c.submit(h.f, h.t) && s >= 0 {
-			g.release(s)
+			g.release(s, id)
 		}
 		g.settledOne()
 	}
@@ -408,8 +417,8 @@ func (g *gate) putBackAll() {
 		rest = append([]gated{g.head}, rest...)
 		g.head = gated{}
 		if g.headSlot >= 0 {
-			g.release(g.headSlot)
-			g.headSlot = -1
+			g.release(g.headSlot, g.headID)
+			g.headSlot, g.headID = -1, 0
 		}
 	}
 	for _, w := range rest {
@@ -440,7 +449,7 @@ func (g *gate) takeSlot() (int, error) {
 		switch {
 		case err == nil:
 			g.taken[s] = true
-			g.mine[s] = slotLease{rev: rev, val: val}
+			g.mine[s] = slotLease{id: rev, rev: rev, val: val}
 			return s, nil
 		case errors.Is(err, jetstream.ErrKeyExists):
 			g.taken[s] = true
@@ -451,11 +460,13 @@ func (g *gate) takeSlot() (int, error) {
 	return -1, nil
 }
 
-// release deletes the lease of slot s if it is still this process's.
-func (g *gate) release(s int) {
+// release deletes lease id of slot s if it is still this process's.
+func (g *gate) release(s int, id uint64) {
 	l, ok := g.mine[s]
-	if !ok {
-		return // lost: it expired and may be someone else's now
+	if !ok || l.id != id {
+		// Lost: it expired and may be someone else's now, or a later
+		// lease of this process, of a task still running.
+		return
 	}
 	delete(g.mine, s)
 	delete(g.taken, s)
@@ -473,8 +484,8 @@ func (g *gate) giveBackFreed() {
 	freed := g.freed
 	g.freed = nil
 	g.mu.Unlock()
-	for _, s := range freed {
-		g.release(s)
+	for _, r := range freed {
+		g.release(r.slot, r.id)
 	}
 }
 
@@ -486,7 +497,7 @@ func (g *gate) renew() {
 		cancel()
 		switch {
 		case err == nil:
-			g.mine[s] = slotLease{rev: rev, val: l.val}
+			g.mine[s] = slotLease{id: l.id, rev: rev, val: l.val}
 		case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyNotFound), isWrongLastSeq(err):
 			// The lease expired (the process could not renew it within
 			// the TTL): another process may hold the slot now.

@@ -1,0 +1,116 @@
+package natsbroker_test
+
+import (
+	"context"
+	"encoding/base64"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskpool/taskpool"
+	natsbroker "github.com/taskpool/taskpool/broker/nats"
+)
+
+// gatedRun is a handler for type "limited" whose runs each block until the
+// test releases them, and which records which tasks run at once.
+type gatedRun struct {
+	mu      sync.Mutex
+	running map[string]bool
+	overlap []string // "x with y": a start while another task ran
+	started map[string]chan struct{}
+	release map[string]chan struct{}
+}
+
+func newGatedRun(ids ...string) (*gatedRun, *taskpool.Registry) {
+	g := &gatedRun{running: map[string]bool{}, started: map[string]chan struct{}{}, release: map[string]chan struct{}{}}
+	for _, id := range ids {
+		g.started[id] = make(chan struct{})
+		g.release[id] = make(chan struct{})
+	}
+	reg := taskpool.NewRegistry()
+	_ = reg.HandleFunc("limited", func(ctx context.Context, task taskpool.Task) error {
+		g.mu.Lock()
+		for o := range g.running {
+			g.overlap = append(g.overlap, task.ID+" with "+o)
+		}
+		g.running[task.ID] = true
+		g.mu.Unlock()
+		close(g.started[task.ID])
+		select {
+		case <-g.release[task.ID]:
+		case <-ctx.Done():
+		}
+		g.mu.Lock()
+		delete(g.running, task.ID)
+		g.mu.Unlock()
+		return nil
+	})
+	return g, reg
+}
+
+func (g *gatedRun) overlaps() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]string(nil), g.overlap...)
+}
+
+func slotKey(typ string, n int) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(typ)) + "." + string(rune('0'+n))
+}
+
+// A task whose slot lease was lost while it ran (here deleted under it, as
+// an expiry during a partition would) exceeds the limit until it ends, as
+// the README says, but no longer: when it ends it must not give back the
+// slot that another task of the same consumer has taken since.
+func TestGlobalLimitLostLeaseGivesBackOnlyItsOwn(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	const queue = "glost"
+	run, reg := newGatedRun("a", "b", "c")
+	logs := newLogSignal("lease lost")
+	settledA := make(chan struct{})
+	var once sync.Once
+	_, js := connect(t, srv.URL())
+	c := startConsumer(t, js, reg, natsbroker.WithQueue(queue), natsbroker.WithWorkers(3),
+		natsbroker.WithLogger(slog.New(logs)),
+		natsbroker.WithSettleHook(func(out taskpool.Outcome, _ natsbroker.Action) {
+			if out.Task.ID == "a" {
+				once.Do(func() { close(settledA) })
+			}
+		}),
+		natsbroker.WithGlobalLimit("limited", natsbroker.Limit{Concurrency: 1}))
+	p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithQueue(queue))
+	require.NoError(t, err)
+	enqueue := func(id string) {
+		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: id, Type: "limited"})
+		require.NoError(t, err)
+	}
+	kv, err := js.KeyValue(ctxT(t), "taskpool_slots_"+queue)
+	require.NoError(t, err)
+
+	enqueue("a")
+	waitDone(t, run.started["a"], 10*time.Second, "a's start")
+	require.NoError(t, kv.Delete(ctxT(t), slotKey("limited", 0))) // a's lease is lost
+	waitDone(t, logs.ch, 10*time.Second, "the consumer noticing the lost lease")
+	enqueue("b")
+	waitDone(t, run.started["b"], 10*time.Second, "b's start on the freed slot")
+	close(run.release["a"])
+	waitDone(t, settledA, 10*time.Second, "a's settlement")
+	// b holds the only slot now: c must wait for b. Give a wrong give-back
+	// of a's old slot a moment to let c in.
+	enqueue("c")
+	select {
+	case <-run.started["c"]:
+	case <-time.After(2 * time.Second):
+	}
+	close(run.release["b"])
+	waitDone(t, run.started["c"], 10*time.Second, "c's start")
+	close(run.release["c"])
+	require.NoError(t, c.Stop(ctxT(t)))
+	assert.Equal(t, []string{"b with a"}, run.overlaps(), "only the lost lease's task may overlap")
+	assert.Empty(t, slotsHeld(t, js, queue), "slots not given back")
+}
