@@ -451,7 +451,10 @@ func (g *gate) takeSlot() (int, error) {
 			g.taken[s] = true
 			g.mine[s] = slotLease{id: rev, rev: rev, val: val}
 			return s, nil
-		case errors.Is(err, jetstream.ErrKeyExists):
+		case errors.Is(err, jetstream.ErrKeyExists), isWrongLastSeq(err):
+			// Held. On a replicated bucket, a Create that loses the race
+			// for a deleted key fails with 10164, which nats.go does not
+			// wrap in ErrKeyExists.
 			g.taken[s] = true
 		default:
 			return -1, err

@@ -114,3 +114,40 @@ func TestGlobalLimitLostLeaseGivesBackOnlyItsOwn(t *testing.T) {
 	assert.Equal(t, []string{"b with a"}, run.overlaps(), "only the lost lease's task may overlap")
 	assert.Empty(t, slotsHeld(t, js, queue), "slots not given back")
 }
+
+// On an R3 queue, consumers on different nodes race to take a slot given
+// back (its key deleted). The losers' Create fails with the replicated
+// streams' "wrong last sequence" code (10164), which nats.go does not wrap
+// in ErrKeyExists on that path: it is a slot held by another, not a failed
+// request to log and back off from.
+func TestClusterGlobalSlotRaceIsNotAFailure(t *testing.T) {
+	t.Parallel()
+	cl := startCluster(t)
+	const (
+		queue = "gcrace"
+		n     = 40
+	)
+	q := natsbroker.WithQueue(queue)
+	run, reg := newLimitedRun(t, n, 0)
+	logs := newLogSignal("take a slot failed")
+	for i := range 3 {
+		_, js := connect(t, cl.url(i))
+		startConsumer(t, js, reg, q, natsbroker.WithReplicas(3), natsbroker.WithWorkers(2),
+			natsbroker.WithLogger(slog.New(logs)),
+			natsbroker.WithGlobalLimit("limited", natsbroker.Limit{Concurrency: 1}))
+	}
+	_, js := connect(t, cl.url(0))
+	p, err := natsbroker.NewProducer(ctxT(t), js, q)
+	require.NoError(t, err)
+	for i := range n {
+		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: "r" + string(rune('A'+i)), Type: "limited"})
+		require.NoError(t, err)
+	}
+	waitDone(t, run.done.done, 60*time.Second, "the limited tasks")
+	assert.LessOrEqual(t, run.peak.Load(), int64(1), "global concurrency exceeded")
+	select {
+	case <-logs.ch:
+		t.Errorf("a lost race for a slot was taken for a failure: %q", logs.messages())
+	default:
+	}
+}
