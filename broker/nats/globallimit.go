@@ -1,6 +1,7 @@
 package natsbroker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -194,6 +195,9 @@ type gated struct {
 type slotHolder struct {
 	Task   string `json:"task"`
 	Holder string `json:"holder"`
+	// Lease tells this lease's value from any other's, so that a request
+	// applied by the server whose answer was lost is recognised.
+	Lease uint64 `json:"lease,omitempty"`
 }
 
 type slotLease struct {
@@ -434,7 +438,7 @@ func (g *gate) key(s int) string { return g.prefix + "." + strconv.Itoa(s) }
 func (g *gate) takeSlot() (int, error) {
 	n := g.lim.Concurrency
 	first := rand.IntN(n)
-	val, err := json.Marshal(slotHolder{Task: g.head.t.ID, Holder: g.c.name})
+	val, err := json.Marshal(slotHolder{Task: g.head.t.ID, Holder: g.c.name, Lease: rand.Uint64() | 1})
 	if err != nil {
 		return -1, err
 	}
@@ -476,6 +480,12 @@ func (g *gate) release(s int, id uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), limitOpTimeout)
 	defer cancel()
 	err := g.c.q.slots.Delete(ctx, g.key(s), jetstream.LastRevision(l.rev))
+	if isWrongLastSeq(err) {
+		// A renewal whose answer was lost may have moved the revision on.
+		if rev, ok := g.current(ctx, s, l); ok {
+			err = g.c.q.slots.Delete(ctx, g.key(s), jetstream.LastRevision(rev))
+		}
+	}
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) && !isWrongLastSeq(err) {
 		g.c.cfg.logger.Warn("natsbroker: global slot not given back; it expires with the bucket TTL",
 			"queue", g.c.cfg.queue, "type", g.typ, "slot", s, "error", err)
@@ -497,6 +507,14 @@ func (g *gate) renew() {
 	for s, l := range g.mine {
 		ctx, cancel := context.WithTimeout(context.Background(), limitOpTimeout)
 		rev, err := g.c.q.slots.Update(ctx, g.key(s), l.val, l.rev)
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || isWrongLastSeq(err) {
+			// A renewal that the server applied but whose answer was lost
+			// (a timeout) moved the revision on: the lease is still ours
+			// if the key holds its value.
+			if cur, ok := g.current(ctx, s, l); ok {
+				rev, err = g.c.q.slots.Update(ctx, g.key(s), l.val, cur)
+			}
+		}
 		cancel()
 		switch {
 		case err == nil:
@@ -511,6 +529,15 @@ func (g *gate) renew() {
 			g.warn("renew a slot", err)
 		}
 	}
+}
+
+// current returns the revision of slot s's key if it still holds lease l.
+func (g *gate) current(ctx context.Context, s int, l slotLease) (uint64, bool) {
+	e, err := g.c.q.slots.Get(ctx, g.key(s))
+	if err != nil || e.Operation() != jetstream.KeyValuePut || !bytes.Equal(e.Value(), l.val) {
+		return 0, false
+	}
+	return e.Revision(), true
 }
 
 // seen applies a watcher update for one slot key.

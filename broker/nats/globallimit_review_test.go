@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -150,4 +151,69 @@ func TestClusterGlobalSlotRaceIsNotAFailure(t *testing.T) {
 		t.Errorf("a lost race for a slot was taken for a failure: %q", logs.messages())
 	default:
 	}
+}
+
+// lostAnswerKV applies the first Update it is asked for but answers it
+// with a timeout, as when the server's answer is lost; it counts the
+// Updates after that one which succeed.
+type lostAnswerKV struct {
+	jetstream.KeyValue
+	mu      sync.Mutex
+	lost    bool
+	after   int
+	renewed chan struct{} // closed at the third Update after the lost one
+}
+
+func (kv *lostAnswerKV) Update(ctx context.Context, key string, value []byte, last uint64) (uint64, error) {
+	rev, err := kv.KeyValue.Update(ctx, key, value, last)
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	if !kv.lost && err == nil {
+		kv.lost = true
+		return 0, context.DeadlineExceeded
+	}
+	if kv.lost && err == nil {
+		kv.after++
+		if kv.after == 3 {
+			close(kv.renewed)
+		}
+	}
+	return rev, err
+}
+
+// A renewal that the server applied but whose answer was lost (a request
+// timeout) leaves the lease held: the next renewal must not take the
+// revision mismatch for a lost lease, stop renewing, and let the lease
+// expire under the running task.
+func TestGlobalSlotRenewalWithLostAnswer(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	const queue = "grenew"
+	run, reg := newGatedRun("a")
+	logs := newLogSignal("lease lost")
+	_, js := connect(t, srv.URL())
+	c, err := natsbroker.NewConsumer(ctxT(t), js, reg, natsbroker.WithQueue(queue), natsbroker.WithWorkers(1),
+		natsbroker.WithAckWait(time.Second), natsbroker.WithLogger(slog.New(logs)),
+		natsbroker.WithGlobalLimit("limited", natsbroker.Limit{Concurrency: 1}))
+	require.NoError(t, err)
+	kv := &lostAnswerKV{renewed: make(chan struct{})}
+	c.WrapGlobalSlots(func(in jetstream.KeyValue) jetstream.KeyValue { kv.KeyValue = in; return kv })
+	require.NoError(t, c.Start())
+	p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithQueue(queue))
+	require.NoError(t, err)
+	_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: "a", Type: "limited"})
+	require.NoError(t, err)
+	waitDone(t, run.started["a"], 10*time.Second, "a's start")
+	select {
+	case <-kv.renewed:
+	case <-logs.ch:
+		t.Error("a lease renewed by the server taken for lost")
+	case <-time.After(20 * time.Second):
+		t.Fatal("no renewals")
+	}
+	held := slotsHeld(t, js, queue)
+	close(run.release["a"])
+	require.NoError(t, c.Stop(ctxT(t)))
+	assert.Equal(t, []string{slotKey("limited", 0)}, held, "a's slot while it ran")
+	assert.Empty(t, slotsHeld(t, js, queue), "slots not given back")
 }
