@@ -35,6 +35,11 @@ type Limit struct {
 // MaxGlobalConcurrency is the largest [Limit.Concurrency].
 const MaxGlobalConcurrency = 10_000
 
+// maxRateSpan bounds Burst/Rate, the time a Limit's rate state reaches
+// ahead: beyond it the start interval (or Burst of them) overflows a
+// time.Duration or the stored time's Unix nanoseconds.
+const maxRateSpan = 10 * 365 * 24 * time.Hour
+
 // WithGlobalLimit bounds the tasks of type typ over every consumer
 // process of the queue together, where [taskpool.WithConcurrencyLimit] and
 // [taskpool.WithRateLimit] in a consumer's registry bound one process.
@@ -68,7 +73,8 @@ const MaxGlobalConcurrency = 10_000
 // It returns an error wrapping [ErrInvalidOption] for an empty typ, a
 // Limit with no limit, a negative field, a Concurrency above
 // [MaxGlobalConcurrency], a Rate that is not finite or above 1e9, a Burst
-// without a Rate, or typ given twice. Consumer only.
+// without a Rate, a Burst/Rate above ten years (fewer than one start per
+// ten years), or typ given twice. Consumer only.
 func WithGlobalLimit(typ string, l Limit) Option {
 	return consumerOption("WithGlobalLimit", func(c *config) error {
 		switch {
@@ -80,6 +86,8 @@ func WithGlobalLimit(typ string, l Limit) Option {
 			return invalid("global rate of "+typ, l.Rate)
 		case l.Burst < 0 || (l.Burst > 0 && l.Rate == 0):
 			return invalid("global burst of "+typ, l.Burst)
+		case l.Rate > 0 && float64(max(l.Burst, 1))/l.Rate > maxRateSpan.Seconds():
+			return invalid("global rate and burst of "+typ, fmt.Sprintf("%d/%g per second", max(l.Burst, 1), l.Rate))
 		case l.Concurrency == 0 && l.Rate == 0:
 			return invalid("global limit of "+typ, "none")
 		}

@@ -217,3 +217,23 @@ func TestGlobalSlotRenewalWithLostAnswer(t *testing.T) {
 	assert.Equal(t, []string{slotKey("limited", 0)}, held, "a's slot while it ran")
 	assert.Empty(t, slotsHeld(t, js, queue), "slots not given back")
 }
+
+// A Rate so low (or a Burst so large) that Burst intervals overflow a
+// time.Duration was accepted and not enforced: at 1e-10 starts per second
+// every task started at once. Such limits are refused; slow ones that fit
+// are accepted.
+func TestGlobalLimitRateRange(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	reg := taskpool.NewRegistry()
+	for _, l := range []natsbroker.Limit{{Rate: 1e-10}, {Rate: 1, Burst: 1e10}, {Concurrency: 1, Rate: 1e-9}} {
+		_, err := natsbroker.NewConsumer(ctxT(t), js, reg, natsbroker.WithQueue("grange"), natsbroker.WithGlobalLimit("t", l))
+		assert.ErrorIs(t, err, natsbroker.ErrInvalidOption, "%+v", l)
+	}
+	for _, l := range []natsbroker.Limit{{Rate: 1e-6}, {Rate: 1, Burst: 1_000_000}} {
+		c, err := natsbroker.NewConsumer(ctxT(t), js, reg, natsbroker.WithQueue("grange"), natsbroker.WithGlobalLimit("t", l))
+		require.NoError(t, err, "%+v", l)
+		require.NoError(t, c.Stop(ctxT(t)))
+	}
+}
