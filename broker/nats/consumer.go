@@ -307,16 +307,27 @@ func (c *Consumer) Stop(ctx context.Context) error {
 		c.state = consumerStopping
 		c.stateMu.Unlock()
 		close(c.quit)
+		putBack := 0 // tasks put back from the gates at ctx's end
 		if started {
 			<-c.loopDone // the loop never blocks for long after quit
 			for _, g := range c.gates {
-				g.drain(ctx)
+				putBack += g.drain(ctx)
 			}
 		} else {
 			close(c.loopDone)
 			close(c.tickDone)
 		}
 		c.stopErr = c.sched.Stop(ctx)
+		if putBack > 0 {
+			// They did not run either: count them with the local
+			// scheduler's, which may have had nothing left to give up.
+			var se *taskpool.StopError
+			if errors.As(c.stopErr, &se) {
+				se.NotRun += putBack
+			} else if c.stopErr == nil {
+				c.stopErr = &taskpool.StopError{NotRun: putBack, Err: ctx.Err()}
+			}
+		}
 		if started {
 			for _, g := range c.gates {
 				g.close()

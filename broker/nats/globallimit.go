@@ -178,6 +178,7 @@ type gate struct {
 	empty   chan struct{} // closed by run when n is 0: Stop waits for it
 	wake    chan struct{} // buffered 1
 	abandon chan struct{} // closed by Stop when its context ended
+	putBack int           // tasks put back after abandon
 	quit    chan struct{} // closed by Stop once the local scheduler stopped
 	done    chan struct{} // closed when run returns
 
@@ -268,12 +269,13 @@ func (g *gate) poke() {
 }
 
 // drain waits until every task the gate holds was submitted to the local
-// scheduler. When ctx ends first, the gate puts them back.
-func (g *gate) drain(ctx context.Context) {
+// scheduler. When ctx ends first, the gate puts them back; drain returns
+// how many.
+func (g *gate) drain(ctx context.Context) int {
 	g.mu.Lock()
 	if g.n == 0 {
 		g.mu.Unlock()
-		return
+		return 0
 	}
 	ch := make(chan struct{})
 	g.empty = ch
@@ -285,6 +287,9 @@ func (g *gate) drain(ctx context.Context) {
 		close(g.abandon)
 		<-ch
 	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.putBack
 }
 
 // close gives back the slots still held and ends run; the local scheduler
@@ -433,6 +438,9 @@ func (g *gate) putBackAll() {
 			g.headSlot, g.headID = -1, 0
 		}
 	}
+	g.mu.Lock()
+	g.putBack += len(rest)
+	g.mu.Unlock()
 	for _, w := range rest {
 		g.c.putBack(w.f, w.t, taskpool.ErrSchedulerClosed)
 		g.settledOne()

@@ -237,3 +237,46 @@ func TestGlobalLimitRateRange(t *testing.T) {
 		require.NoError(t, c.Stop(ctxT(t)))
 	}
 }
+
+// A Stop whose context ends while tasks wait for a global limit puts them
+// back: they did not run, so Stop reports them in a *StopError, as it
+// does the tasks the local scheduler had not started; the local scheduler
+// alone, idle, may answer nil or count none.
+func TestGlobalLimitStopDeadlineReportsWaiting(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	const queue = "gstoperr"
+	_, reg := newGatedRun()
+	var released sync.WaitGroup
+	released.Add(2)
+	_, js := connect(t, srv.URL())
+	c, err := natsbroker.NewConsumer(ctxT(t), js, reg, natsbroker.WithQueue(queue), natsbroker.WithWorkers(2),
+		natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) {
+			if a == natsbroker.ActionRelease {
+				released.Done()
+			}
+		}),
+		natsbroker.WithGlobalLimit("limited", natsbroker.Limit{Concurrency: 1}))
+	require.NoError(t, err)
+	require.NoError(t, c.Start())
+	kv, err := js.KeyValue(ctxT(t), "taskpool_slots_"+queue)
+	require.NoError(t, err)
+	// The only slot, held by another process for longer than the test.
+	_, err = kv.Create(ctxT(t), slotKey("limited", 0), []byte("other"))
+	require.NoError(t, err)
+	p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithQueue(queue))
+	require.NoError(t, err)
+	for _, id := range []string{"w1", "w2"} {
+		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: id, Type: "limited"})
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return c.Health().Waiting == 2 }, 10*time.Second, time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err = c.Stop(ctx)
+	released.Wait()
+	var se *taskpool.StopError
+	require.ErrorAs(t, err, &se, "tasks put back at the deadline")
+	assert.Equal(t, 2, se.NotRun)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+}
