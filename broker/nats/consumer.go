@@ -91,8 +91,9 @@ type flight struct {
 	last        bool // a failure of this attempt is final
 	maxAttempts int  // the task's own, for the retry policy
 	uniqueKey   string
-	gate        *gate // with slot: the global slot the task holds
+	gate        *gate // with slot and lease: the global slot lease the task holds
 	slot        int
+	lease       uint64
 }
 
 // MaxDeliveries is the durable consumers' delivery cap (MaxDeliver): a
@@ -320,16 +321,27 @@ func (c *Consumer) Stop(ctx context.Context) error {
 			defer cut()
 			defer stopGrace()
 		}
+		putBack := 0 // tasks put back from the gates at ctx's end
 		if started {
 			<-c.loopDone // the loop never blocks for long after quit
 			for _, g := range c.gates {
-				g.drain(ctx)
+				putBack += g.drain(ctx)
 			}
 		} else {
 			close(c.loopDone)
 			close(c.tickDone)
 		}
 		c.stopErr = c.sched.Stop(ctx)
+		if putBack > 0 {
+			// They did not run either: count them with the local
+			// scheduler's, which may have had nothing left to give up.
+			var se *taskpool.StopError
+			if errors.As(c.stopErr, &se) {
+				se.NotRun += putBack
+			} else if c.stopErr == nil {
+				c.stopErr = &taskpool.StopError{NotRun: putBack, Err: ctx.Err()}
+			}
+		}
 		if started {
 			for _, g := range c.gates {
 				g.close()
@@ -891,7 +903,7 @@ func (c *Consumer) complete(out taskpool.Outcome) {
 		return
 	}
 	if f.gate != nil {
-		f.gate.giveBack(f.slot) // the handler returned: no longer running
+		f.gate.giveBack(f.slot, f.lease) // the handler returned: no longer running
 	}
 	c.forgetUniqueKey(f)
 	c.finish(f, out)

@@ -24,18 +24,21 @@ type Limit struct {
 	// over every consumer process of the queue.
 	Concurrency int
 	// Rate is the most starts per second of the type's tasks, counted
-	// over every consumer process of the queue. A Rate below one start
-	// in 50 years counts as one in 50 years.
+	// over every consumer process of the queue.
 	Rate float64
 	// Burst is how many starts may follow each other without the Rate's
 	// spacing after a quiet spell. The default, and 0, is 1: starts are
-	// at least 1/Rate apart. It needs Rate. A Burst whose starts at the
-	// Rate span more than 50 years counts as 50 years of them.
+	// at least 1/Rate apart. It needs Rate.
 	Burst int
 }
 
 // MaxGlobalConcurrency is the largest [Limit.Concurrency].
 const MaxGlobalConcurrency = 10_000
+
+// maxRateSpan bounds Burst/Rate, the time a Limit's rate state reaches
+// ahead: beyond it the start interval (or Burst of them) overflows a
+// time.Duration or the stored time's Unix nanoseconds.
+const maxRateSpan = 10 * 365 * 24 * time.Hour
 
 // WithGlobalLimit bounds the tasks of type typ over every consumer
 // process of the queue together, where [taskpool.WithConcurrencyLimit] and
@@ -63,14 +66,17 @@ const MaxGlobalConcurrency = 10_000
 // holds about its capacity of them; run such a type on a queue of its own
 // when that matters. A consumer that is stopped gracefully runs the tasks
 // it holds, waiting ones included, within Stop's context; when the
-// context ends first the waiting ones are put back. Two consumers that
-// give different limits for the same type enforce the larger
-// concurrency, and each its own pacing.
+// context ends first the waiting ones are put back (that delivery then
+// counts as an attempt, as for any task a Stop past its deadline
+// interrupts). Give every consumer the same limit: consumers that give
+// different ones enforce the larger concurrency, and share one rate
+// state that each moves on by its own interval.
 //
 // It returns an error wrapping [ErrInvalidOption] for an empty typ, a
 // Limit with no limit, a negative field, a Concurrency above
 // [MaxGlobalConcurrency], a Rate that is not finite or above 1e9, a Burst
-// without a Rate, or typ given twice. Consumer only.
+// without a Rate, a Burst/Rate above ten years (fewer than one start per
+// ten years), or typ given twice. Consumer only.
 func WithGlobalLimit(typ string, l Limit) Option {
 	return consumerOption("WithGlobalLimit", func(c *config) error {
 		switch {
@@ -82,6 +88,8 @@ func WithGlobalLimit(typ string, l Limit) Option {
 			return invalid("global rate of "+typ, l.Rate)
 		case l.Burst < 0 || (l.Burst > 0 && l.Rate == 0):
 			return invalid("global burst of "+typ, l.Burst)
+		case l.Rate > 0 && float64(max(l.Burst, 1))/l.Rate > maxRateSpan.Seconds():
+			return invalid("global rate and burst of "+typ, fmt.Sprintf("%d/%g per second", max(l.Burst, 1), l.Rate))
 		case l.Concurrency == 0 && l.Rate == 0:
 			return invalid("global limit of "+typ, "none")
 		}
@@ -95,11 +103,6 @@ func WithGlobalLimit(typ string, l Limit) Option {
 		return nil
 	})
 }
-
-// maxPace caps a gate's interval between starts and its slack, so that a
-// theoretical arrival time (at most now + slack + interval) stays within
-// what time.Duration and UnixNano hold.
-const maxPace = 50 * 365 * 24 * time.Hour
 
 // limitOpTimeout bounds one key-value request of a gate.
 const limitOpTimeout = 5 * time.Second
@@ -180,16 +183,18 @@ type gate struct {
 	mu      sync.Mutex
 	waiting []gated       // oldest first
 	n       int           // waiting, and the head that run is admitting
-	freed   []int         // slots given back by finished tasks
+	freed   []slotRef     // leases given back by finished tasks
 	empty   chan struct{} // closed by run when n is 0: Stop waits for it
 	wake    chan struct{} // buffered 1
 	abandon chan struct{} // closed by Stop when its context ended
+	putBack int           // tasks put back after abandon
 	quit    chan struct{} // closed by Stop once the local scheduler stopped
 	done    chan struct{} // closed when run returns
 
 	// Owned by run.
 	head     gated
 	headSlot int               // -1 while the head has none
+	headID   uint64            // the lease of headSlot (its creation revision)
 	taken    map[int]bool      // slots seen held, by anyone
 	mine     map[int]slotLease // slots held here
 	rateRev  uint64            // the rate key's revision last seen
@@ -208,11 +213,22 @@ type gated struct {
 type slotHolder struct {
 	Task   string `json:"task"`
 	Holder string `json:"holder"`
+	// Lease tells this lease's value from any other's, so that a request
+	// applied by the server whose answer was lost is recognised.
+	Lease uint64 `json:"lease,omitempty"`
 }
 
 type slotLease struct {
+	id  uint64 // the revision that created it: tells one lease of a slot from the next
 	rev uint64
 	val []byte
+}
+
+// slotRef names one lease of a slot: a slot number alone may name a later
+// lease of the same slot, taken after this one was lost.
+type slotRef struct {
+	slot int
+	id   uint64
 }
 
 func newGate(c *Consumer, typ string, l Limit, ttl time.Duration) *gate {
@@ -231,11 +247,9 @@ func newGate(c *Consumer, typ string, l Limit, ttl time.Duration) *gate {
 	}
 	g.ops, g.cut = context.WithCancel(context.Background())
 	if l.Rate > 0 {
-		// In floating point, capped: a tiny Rate or a huge Burst would
-		// overflow a Duration (into no limit, or a negative slack that
-		// strands the type's tasks) or the stored UnixNano.
-		g.interval = time.Duration(min(float64(time.Second)/l.Rate, float64(maxPace)))
-		g.slack = time.Duration(min(float64(max(l.Burst, 1)-1)*float64(g.interval), float64(maxPace)))
+		// WithGlobalLimit bounds Burst/Rate, so neither overflows.
+		g.interval = time.Duration(float64(time.Second) / l.Rate)
+		g.slack = time.Duration(max(l.Burst, 1)-1) * g.interval
 	}
 	return g
 }
@@ -250,10 +264,10 @@ func (g *gate) add(f *flight, t taskpool.Task) {
 	g.poke()
 }
 
-// giveBack returns the slot of a task whose handler returned.
-func (g *gate) giveBack(slot int) {
+// giveBack returns the slot lease of a task whose handler returned.
+func (g *gate) giveBack(slot int, id uint64) {
 	g.mu.Lock()
-	g.freed = append(g.freed, slot)
+	g.freed = append(g.freed, slotRef{slot, id})
 	g.mu.Unlock()
 	g.poke()
 }
@@ -271,12 +285,13 @@ func (g *gate) poke() {
 }
 
 // drain waits until every task the gate holds was submitted to the local
-// scheduler. When ctx ends first, the gate puts them back.
-func (g *gate) drain(ctx context.Context) {
+// scheduler. When ctx ends first, the gate puts them back; drain returns
+// how many.
+func (g *gate) drain(ctx context.Context) int {
 	g.mu.Lock()
 	if g.n == 0 {
 		g.mu.Unlock()
-		return
+		return 0
 	}
 	ch := make(chan struct{})
 	g.empty = ch
@@ -288,6 +303,9 @@ func (g *gate) drain(ctx context.Context) {
 		close(g.abandon)
 		<-ch
 	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.putBack
 }
 
 // close tells run to give back the slots still held and return (done is
@@ -342,8 +360,8 @@ func (g *gate) run() {
 			g.putBackAll()
 		case <-g.quit:
 			g.giveBackFreed()
-			for s := range g.mine {
-				g.release(s)
+			for s, l := range g.mine {
+				g.release(s, l.id)
 			}
 			return
 		}
@@ -385,7 +403,7 @@ func (g *gate) admit() time.Duration {
 				}
 				return 0
 			}
-			g.headSlot = s
+			g.headSlot, g.headID = s, g.mine[s].id
 		}
 		if g.lim.Rate > 0 {
 			d, err := g.takeStart()
@@ -406,13 +424,13 @@ func (g *gate) admit() time.Duration {
 			}
 		}
 		g.failing = false
-		h, s := g.head, g.headSlot
-		g.head, g.headSlot = gated{}, -1
+		h, s, id := g.head, g.headSlot, g.headID
+		g.head, g.headSlot, g.headID = gated{}, -1, 0
 		if s >= 0 {
-			h.f.gate, h.f.slot = g, s
+			h.f.gate, h.f.slot, h.f.lease = g, s, id
 		}
 		if !g.c.submit(h.f, h.t) && s >= 0 {
-			g.release(s)
+			g.release(s, id)
 		}
 		g.settledOne()
 	}
@@ -441,10 +459,13 @@ func (g *gate) putBackAll() {
 		rest = append([]gated{g.head}, rest...)
 		g.head = gated{}
 		if g.headSlot >= 0 {
-			g.release(g.headSlot)
-			g.headSlot = -1
+			g.release(g.headSlot, g.headID)
+			g.headSlot, g.headID = -1, 0
 		}
 	}
+	g.mu.Lock()
+	g.putBack += len(rest)
+	g.mu.Unlock()
 	for _, w := range rest {
 		g.c.putBack(w.f, w.t, taskpool.ErrSchedulerClosed)
 		g.settledOne()
@@ -458,7 +479,7 @@ func (g *gate) key(s int) string { return g.prefix + "." + strconv.Itoa(s) }
 func (g *gate) takeSlot() (int, error) {
 	n := g.lim.Concurrency
 	first := rand.IntN(n)
-	val, err := json.Marshal(slotHolder{Task: g.head.t.ID, Holder: g.c.name})
+	val, err := json.Marshal(slotHolder{Task: g.head.t.ID, Holder: g.c.name, Lease: rand.Uint64() | 1})
 	if err != nil {
 		return -1, err
 	}
@@ -473,11 +494,12 @@ func (g *gate) takeSlot() (int, error) {
 		switch {
 		case err == nil:
 			g.taken[s] = true
-			g.mine[s] = slotLease{rev: rev, val: val}
+			g.mine[s] = slotLease{id: rev, rev: rev, val: val}
 			return s, nil
 		case errors.Is(err, jetstream.ErrKeyExists), isWrongLastSeq(err):
-			// Held (a replicated bucket may report the conflict only
-			// by its code).
+			// Held. On a replicated bucket, a Create that loses the race
+			// for a deleted key fails with 10164, which nats.go does not
+			// wrap in ErrKeyExists.
 			g.taken[s] = true
 		default:
 			return -1, err
@@ -486,17 +508,25 @@ func (g *gate) takeSlot() (int, error) {
 	return -1, nil
 }
 
-// release deletes the lease of slot s if it is still this process's.
-func (g *gate) release(s int) {
+// release deletes lease id of slot s if it is still this process's.
+func (g *gate) release(s int, id uint64) {
 	l, ok := g.mine[s]
-	if !ok {
-		return // lost: it expired and may be someone else's now
+	if !ok || l.id != id {
+		// Lost: it expired and may be someone else's now, or a later
+		// lease of this process, of a task still running.
+		return
 	}
 	delete(g.mine, s)
 	delete(g.taken, s)
 	ctx, cancel := g.opCtx()
 	defer cancel()
 	err := g.c.q.slots.Delete(ctx, g.key(s), jetstream.LastRevision(l.rev))
+	if isWrongLastSeq(err) {
+		// A renewal whose answer was lost may have moved the revision on.
+		if rev, ok := g.current(ctx, s, l); ok {
+			err = g.c.q.slots.Delete(ctx, g.key(s), jetstream.LastRevision(rev))
+		}
+	}
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) && !isWrongLastSeq(err) {
 		g.c.cfg.logger.Warn("natsbroker: global slot not given back; it expires with the bucket TTL",
 			"queue", g.c.cfg.queue, "type", g.typ, "slot", s, "error", err)
@@ -508,8 +538,8 @@ func (g *gate) giveBackFreed() {
 	freed := g.freed
 	g.freed = nil
 	g.mu.Unlock()
-	for _, s := range freed {
-		g.release(s)
+	for _, r := range freed {
+		g.release(r.slot, r.id)
 	}
 }
 
@@ -518,16 +548,19 @@ func (g *gate) renew() {
 	for s, l := range g.mine {
 		ctx, cancel := g.opCtx()
 		rev, err := g.c.q.slots.Update(ctx, g.key(s), l.val, l.rev)
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || isWrongLastSeq(err) {
+			// A renewal that the server applied but whose answer was lost
+			// (a timeout) moved the revision on: the lease is still ours
+			// if the key holds its value.
+			if cur, ok := g.current(ctx, s, l); ok {
+				rev, err = g.c.q.slots.Update(ctx, g.key(s), l.val, cur)
+			}
+		}
 		cancel()
 		switch {
 		case err == nil:
-			g.mine[s] = slotLease{rev: rev, val: l.val}
+			g.mine[s] = slotLease{id: l.id, rev: rev, val: l.val}
 		case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyNotFound), isWrongLastSeq(err):
-			if rev, ok := g.stillMine(s, l.val); ok {
-				// An earlier renewal was applied but its answer lost.
-				g.mine[s] = slotLease{rev: rev, val: l.val}
-				continue
-			}
 			// The lease expired (the process could not renew it within
 			// the TTL): another process may hold the slot now.
 			delete(g.mine, s)
@@ -539,13 +572,10 @@ func (g *gate) renew() {
 	}
 }
 
-// stillMine reads slot s and reports its revision if it still holds val,
-// this process's value for the task holding it.
-func (g *gate) stillMine(s int, val []byte) (uint64, bool) {
-	ctx, cancel := g.opCtx()
-	defer cancel()
+// current returns the revision of slot s's key if it still holds lease l.
+func (g *gate) current(ctx context.Context, s int, l slotLease) (uint64, bool) {
 	e, err := g.c.q.slots.Get(ctx, g.key(s))
-	if err != nil || !bytes.Equal(e.Value(), val) {
+	if err != nil || e.Operation() != jetstream.KeyValuePut || !bytes.Equal(e.Value(), l.val) {
 		return 0, false
 	}
 	return e.Revision(), true

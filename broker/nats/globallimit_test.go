@@ -390,60 +390,6 @@ func TestGlobalLimitWithRetriesAndRestarts(t *testing.T) {
 	assert.Empty(t, slotsHeld(t, js, queue), "slots not given back")
 }
 
-// A very low rate (one start per ~317 years) still paces the starts: the
-// interval between starts does not overflow into no limit at all.
-func TestGlobalRateLimitTinyRate(t *testing.T) {
-	t.Parallel()
-	srv := startServer(t)
-	const queue = "gtiny"
-	var starts atomic.Int64
-	reg := taskpool.NewRegistry()
-	require.NoError(t, reg.HandleFunc("limited", func(context.Context, taskpool.Task) error {
-		starts.Add(1)
-		return nil
-	}))
-	_, js := connect(t, srv.URL())
-	c := startConsumer(t, js, reg, natsbroker.WithQueue(queue), natsbroker.WithWorkers(2),
-		natsbroker.WithGlobalLimit("limited", natsbroker.Limit{Rate: 1e-10}))
-	p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithQueue(queue))
-	require.NoError(t, err)
-	for i := range 3 {
-		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: fmt.Sprint("t", i), Type: "limited"})
-		require.NoError(t, err)
-	}
-	require.Eventually(t, func() bool { return starts.Load() == 1 && c.Health().Waiting == 2 }, 10*time.Second, time.Millisecond)
-	require.Never(t, func() bool { return starts.Load() > 1 }, 300*time.Millisecond, time.Millisecond,
-		"a second start within 300ms at one start per 317 years")
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	_ = c.Stop(ctx) // the waiting tasks are put back
-	assert.Zero(t, c.Health().Waiting)
-}
-
-// A Burst that spans longer than time.Duration can hold at the Rate
-// (here 1e10 starts at one a second) is no limit that strands the tasks.
-func TestGlobalRateLimitHugeBurst(t *testing.T) {
-	t.Parallel()
-	srv := startServer(t)
-	const queue = "ghugeburst"
-	done := newLedger(3)
-	reg := taskpool.NewRegistry()
-	require.NoError(t, reg.HandleFunc("limited", func(_ context.Context, task taskpool.Task) error {
-		done.add(task.ID)
-		return nil
-	}))
-	_, js := connect(t, srv.URL())
-	startConsumer(t, js, reg, natsbroker.WithQueue(queue), natsbroker.WithWorkers(2),
-		natsbroker.WithGlobalLimit("limited", natsbroker.Limit{Rate: 1, Burst: 1e10}))
-	p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithQueue(queue))
-	require.NoError(t, err)
-	for i := range 3 {
-		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: fmt.Sprint("b", i), Type: "limited"})
-		require.NoError(t, err)
-	}
-	waitDone(t, done.done, 10*time.Second, "a burst of 3 within a Burst of 1e10")
-}
-
 // A consumer whose server is gone stops within about its Stop context:
 // giving back the slots of its interrupted tasks, which cannot succeed,
 // does not take a request timeout per slot.
