@@ -416,7 +416,7 @@ func (g *gate) admit() time.Duration {
 			}
 		}
 		if s := g.headSlot; s >= 0 {
-			if _, ok := g.mine[s]; !ok {
+			if l, ok := g.mine[s]; !ok || l.id != g.headID {
 				// The head's lease was lost while it waited for its
 				// start: it needs a slot again.
 				g.headSlot = -1
@@ -563,13 +563,22 @@ func (g *gate) renew() {
 		case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyNotFound), isWrongLastSeq(err):
 			// The lease expired (the process could not renew it within
 			// the TTL): another process may hold the slot now.
-			delete(g.mine, s)
-			g.c.cfg.logger.Warn("natsbroker: global slot lease lost while its task runs; the limit may be exceeded until it ends",
-				"queue", g.c.cfg.queue, "type", g.typ, "slot", s, "error", err)
+			g.lose(s, err)
 		default:
 			g.warn("renew a slot", err)
 		}
 	}
+}
+
+// lose forgets the lease of slot s, which is no longer this process's;
+// err is why, when a request said so.
+func (g *gate) lose(s int, err error) {
+	delete(g.mine, s)
+	attrs := []any{"queue", g.c.cfg.queue, "type", g.typ, "slot", s}
+	if err != nil {
+		attrs = append(attrs, "error", err)
+	}
+	g.c.cfg.logger.Warn("natsbroker: global slot lease lost while its task runs; the limit may be exceeded until it ends", attrs...)
 }
 
 // current returns the revision of slot s's key if it still holds lease l.
@@ -595,9 +604,7 @@ func (g *gate) seen(e jetstream.KeyValueEntry) {
 		}
 		if !held {
 			// Our lease expired or was deleted under us.
-			delete(g.mine, s)
-			g.c.cfg.logger.Warn("natsbroker: global slot lease lost while its task runs; the limit may be exceeded until it ends",
-				"queue", g.c.cfg.queue, "type", g.typ, "slot", s)
+			g.lose(s, nil)
 		}
 	}
 	if held {
