@@ -64,8 +64,7 @@ func newLimitedRun(t *testing.T, limited, free int) (*limitedRun, *taskpool.Regi
 			r.starts <- time.Now()
 		}
 		n := r.running.Add(1)
-		for p := r.peak.Load(); n > p && !r.peak.CompareAndSwap(p, n); p = r.peak.Load() {
-		}
+		raisePeak(&r.peak, n)
 		if n >= 2 {
 			r.bothOnce.Do(func() { close(r.both) })
 		}
@@ -85,6 +84,12 @@ func newLimitedRun(t *testing.T, limited, free int) (*limitedRun, *taskpool.Regi
 		return nil
 	}))
 	return r, reg
+}
+
+// raisePeak makes peak at least n.
+func raisePeak(peak *atomic.Int64, n int64) {
+	for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+	}
 }
 
 // slotsHeld lists the slot keys of the queue's global limits that are held.
@@ -336,8 +341,7 @@ func TestGlobalLimitWithRetriesAndRestarts(t *testing.T) {
 	require.NoError(t, reg.HandleFunc("limited", func(ctx context.Context, task taskpool.Task) error {
 		r := running.Add(1)
 		defer running.Add(-1)
-		for p := peak.Load(); r > p && !peak.CompareAndSwap(p, r); p = peak.Load() {
-		}
+		raisePeak(&peak, r)
 		v, _ := attempts.LoadOrStore(task.ID, new(atomic.Int64))
 		run := v.(*atomic.Int64).Add(1)
 		select { // work
