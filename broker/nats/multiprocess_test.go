@@ -143,6 +143,19 @@ func spawnWorker(t *testing.T, url, queue string) *workerProc {
 	return w
 }
 
+// stop sends the worker SIGTERM and requires it to exit cleanly within
+// 15s: a graceful stop.
+func (w *workerProc) stop(t *testing.T) {
+	t.Helper()
+	require.NoError(t, w.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-w.exited:
+		assert.NoError(t, w.err, "worker output:\n%s", w.out.String())
+	case <-time.After(15 * time.Second):
+		t.Fatal("worker did not stop on SIGTERM")
+	}
+}
+
 type event struct {
 	pid     int
 	id      string
@@ -238,13 +251,7 @@ func TestMultiProcessSIGKILL(t *testing.T) {
 	assert.Positive(t, redeliv, "the victim's tasks were redelivered")
 
 	for _, w := range workers[1:] {
-		require.NoError(t, w.cmd.Process.Signal(syscall.SIGTERM))
-		select {
-		case <-w.exited:
-			assert.NoError(t, w.err, "worker output:\n%s", w.out.String())
-		case <-time.After(15 * time.Second):
-			t.Fatal("worker did not stop on SIGTERM")
-		}
+		w.stop(t)
 	}
 	insp, err := natsbroker.NewInspector(ctx, js, natsbroker.WithQueue(queue))
 	require.NoError(t, err)
@@ -434,12 +441,6 @@ func TestGlobalLimitAcrossProcesses(t *testing.T) {
 	assert.LessOrEqual(t, peak, 2, "global concurrency exceeded across processes")
 	assert.Len(t, done, n)
 	for _, w := range workers[1:] {
-		require.NoError(t, w.cmd.Process.Signal(syscall.SIGTERM))
-		select {
-		case <-w.exited:
-			assert.NoError(t, w.err, "worker output:\n%s", w.out.String())
-		case <-time.After(15 * time.Second):
-			t.Fatal("worker did not stop on SIGTERM")
-		}
+		w.stop(t)
 	}
 }
