@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/taskpool/taskpool/internal/engine"
 )
 
 // TaskInfo describes a task waiting in the scheduler.
@@ -91,7 +93,7 @@ func (s *Scheduler) Inspect() Inspection {
 	q.mu.Unlock()
 	slices.SortFunc(in.Delayed, func(a, b TaskInfo) int { return a.NextRun.Compare(b.NextRun) })
 	slices.SortFunc(in.Periodic, func(a, b PeriodicInfo) int { return a.NextRun.Compare(b.NextRun) })
-	s.e.Inspect(func(l *local, j *job, _ []job) {
+	s.e.Inspect(func(_ *local, j *job, tag uint64, _ []job) {
 		if j == nil {
 			return
 		}
@@ -101,7 +103,7 @@ func (s *Scheduler) Inspect() Inspection {
 			ti.ID, ti.Priority, ti.Attempt = r.task.ID, r.task.Priority, r.task.Attempt
 			q.mu.Unlock()
 		} else {
-			ti.ID = formatID(s.prefix, l.idn.Load()-1)
+			ti.ID = formatID(s.prefix, widenTag(tag, s.ids.Load()))
 		}
 		in.Running = append(in.Running, ti)
 	})
@@ -122,4 +124,17 @@ func scheduleSpec(sched Schedule) (spec string) {
 		}
 	}()
 	return str.String()
+}
+
+// widenTag is the ID number whose low engine.TagBits bits are tag, as a
+// worker's Begin was given them: the highest such number that has been
+// handed out (below ctr, the ID counter), which is the task's unless a
+// further 2^TagBits IDs were handed out while it ran.
+func widenTag(tag, ctr uint64) uint64 {
+	const span = 1 << engine.TagBits
+	n := ctr&^(span-1) | tag
+	if n >= ctr && n >= span {
+		n -= span
+	}
+	return n
 }

@@ -56,9 +56,13 @@ const (
 
 	// DefaultQueueSize is the bound of each priority's queue.
 	DefaultQueueSize = 1024
-	// DefaultBatchSize is the most tasks handed to a worker at once.
-	DefaultBatchSize = 16
+	// DefaultBatchSize is the most tasks handed to a worker at once (see
+	// [WithBatchSize] for how many it gets).
+	DefaultBatchSize = 128
 )
+
+// batchWork is the work the dispatcher aims to hand a worker at once.
+const batchWork = 50 * time.Microsecond
 
 func defaultOptions() options {
 	return options{
@@ -114,10 +118,13 @@ func WithQueueSize(n int) Option {
 // WithBatchSize sets the most tasks the dispatcher hands to one worker at
 // once. Larger batches cost less per task under load; a batch runs on one
 // worker in order, so 1 gives the lowest latency to tasks queued behind a
-// slow one. The dispatcher never hands a worker more than its fair share
-// of the queue (the queue divided among the workers, rounded up). The
-// default is [DefaultBatchSize]; a negative n or one above [MaxBatchSize]
-// is invalid.
+// slow one. Below n, the dispatcher sizes each batch to the worker's last
+// one: about 50µs of work at the time that batch took per task (at most 16
+// tasks to a worker that has not run a batch yet), so that short tasks
+// travel in large batches and long ones one by one. It never hands a worker
+// more than its fair share of the queue (the queue divided among the
+// workers, rounded up). The default is [DefaultBatchSize]; a negative n or
+// one above [MaxBatchSize] is invalid.
 func WithBatchSize(n int) Option {
 	return optionFunc(func(o *options) error {
 		if n < 0 || n > MaxBatchSize {

@@ -69,9 +69,10 @@ type Scheduler struct {
 	mu    sync.Mutex // serialises Start, Stop, Resize, Pause and Resume
 	state atomic.Int32
 
-	binds   atomic.Pointer[map[string]*[numPriorities]binding]
-	bindsMu sync.Mutex
-	limits  map[*handlerEntry]*typeLimit // under bindsMu
+	binds    atomic.Pointer[map[string]*[numPriorities]binding]
+	lastBind atomic.Pointer[[numPriorities]binding] // the bindings of the type submitted last: most submitters repeat a type
+	bindsMu  sync.Mutex
+	limits   map[*handlerEntry]*typeLimit // under bindsMu
 
 	prefix string        // random per scheduler, at the head of generated IDs
 	ids    atomic.Uint64 // blocks of ID numbers are reserved from it
@@ -147,6 +148,7 @@ func New(h Handler, opts ...Option) (*Scheduler, error) {
 	s.e = engine.New(engine.Config{
 		Workers:   o.workers,
 		BatchSize: o.batchSize,
+		BatchWork: batchWork,
 		QueueSize: o.queueSize,
 		Weights:   o.weights,
 		Strict:    o.strict,

@@ -59,7 +59,7 @@ func (s *Scheduler) Stats() Stats {
 	for _, n := range st.QueuedByPriority {
 		st.Queued += uint64(n)
 	}
-	s.e.Inspect(func(_ *local, running *job, _ []job) {
+	s.e.Inspect(func(_ *local, running *job, _ uint64, _ []job) {
 		if running != nil {
 			st.Running++
 		}
@@ -72,7 +72,7 @@ func (s *Scheduler) Stats() Stats {
 // ones still there.
 func (s *Scheduler) queued() [numPriorities]int {
 	q := s.e.Queued()
-	s.e.Inspect(func(_ *local, _ *job, unstarted []job) {
+	s.e.Inspect(func(_ *local, _ *job, _ uint64, unstarted []job) {
 		for i := range unstarted {
 			q[unstarted[i].b.lane]++
 		}

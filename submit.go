@@ -175,19 +175,20 @@ func (s *Scheduler) check(t *Task) (*binding, error) {
 	if t.MaxAttempts < 0 {
 		return nil, fmt.Errorf("%w: max attempts %d", ErrInvalidTask, t.MaxAttempts)
 	}
-	var b *binding
-	if bs := s.binds.Load(); bs != nil {
-		if a := (*bs)[t.Type]; a != nil {
-			b = &a[prioIndex(t.Priority)]
+	a := s.lastBind.Load()
+	if a == nil || a[0].typ != t.Type {
+		if bs := s.binds.Load(); bs != nil {
+			a = (*bs)[t.Type]
 		}
-	}
-	if b == nil {
-		a, err := s.bind(t.Type)
-		if err != nil {
-			return nil, err
+		if a == nil {
+			var err error
+			if a, err = s.bind(t.Type); err != nil {
+				return nil, err
+			}
 		}
-		b = &a[prioIndex(t.Priority)]
+		s.lastBind.Store(a)
 	}
+	b := &a[prioIndex(t.Priority)]
 	if s.opts.codec != nil {
 		if err := s.roundTrip(t); err != nil {
 			return nil, err

@@ -3,7 +3,6 @@ package taskpool
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 
 	"github.com/taskpool/taskpool/internal/engine"
 )
@@ -21,7 +20,7 @@ type local struct {
 	stage uint8      // what the worker is doing with its job, for Exited
 	lim   *typeLimit // the concurrency slot the running task holds
 	id    string     // the generated ID of the running plain task
-	idn   atomic.Uint64
+	tag   uint64     // its number, for Begin: Inspect finds it there
 	c     counters
 	_     [64]byte // keep the next worker's state off this cache line
 }
@@ -41,16 +40,25 @@ func (r runner) Run(w *engine.Worker[job, local], j *job) {
 		s.runSlow(w, j)
 		return
 	}
-	t := plainTask(j, s.plainID(l))
-	t.result = &l.slot
+	id := s.plainID(l)
 	l.stage = stageUser
-	err := s.invoke(w, j.b.h, &t)
+	var err error
+	if s.opts.timeout > 0 {
+		t := plainTask(j, id)
+		t.result = &l.slot
+		err = s.invoke(w, j.b.h, &t)
+	} else {
+		w.Begin(l.tag)
+		err = s.callPlain(j, id, &l.slot)
+	}
 	if err == nil && !s.opts.hooks {
 		l.stage = stageIdle
 		l.slot.v = nil
 		l.c.succeeded.Add(1)
 		return
 	}
+	t := plainTask(j, id)
+	t.result = &l.slot
 	s.ran(l, j, nil, &t, err)
 }
 
@@ -99,12 +107,25 @@ func (s *Scheduler) invoke(w *engine.Worker[job, local], h Handler, t *Task) err
 	if d > 0 {
 		ctx, cancel = context.WithTimeout(ctx, d)
 	}
-	w.Begin()
+	w.Begin(w.Local.tag)
 	err := s.call(ctx, h, t)
 	if cancel != nil {
 		cancel()
 	}
 	return err
+}
+
+// callPlain is call for a plain job without a timeout: the Task is built
+// where the handler's argument goes, not built and then copied there.
+func (s *Scheduler) callPlain(j *job, id string, res *resultSlot) (err error) {
+	if !s.opts.noRecover {
+		defer func() {
+			if v := recover(); v != nil {
+				err = newPanicError(v)
+			}
+		}()
+	}
+	return j.b.h.HandleTask(s.baseCtx, Task{ID: id, Type: j.b.typ, Params: j.params, Priority: j.b.prio, Attempt: 1, result: res})
 }
 
 // plainTask is the Task of a plain job for its first run.
@@ -113,10 +134,10 @@ func plainTask(j *job, id string) Task {
 }
 
 // plainID gives the plain job the worker is about to run a new ID, and
-// publishes its number for Inspect.
+// keeps its number for Begin, which publishes it for Inspect.
 func (s *Scheduler) plainID(l *local) string {
 	l.id = s.workerID(l)
-	l.idn.Store(l.ids.seq)
+	l.tag = l.ids.seq - 1
 	return l.id
 }
 

@@ -25,7 +25,7 @@ func (e *Engine[T, L]) dispatch() {
 		if w == nil {
 			continue // control changed while waiting: look again
 		}
-		b := e.fill(w.spare)
+		b := e.fill(w.spare, e.batchFor(w))
 		w.spare = nil
 		e.handOff(w, b)
 	}
@@ -140,7 +140,8 @@ func (e *Engine[T, L]) shutdown() {
 
 // pending reports whether lane p has units the dispatcher has not taken.
 func (e *Engine[T, L]) pending(p int) bool {
-	return e.pos[p] < len(e.cur[p]) || e.lanes[p].in.Load() > e.taken[p]
+	l := &e.lanes[p]
+	return e.pos[p] < len(e.cur[p]) || l.in.Load() > e.taken[p] || l.buffered.Load()
 }
 
 // haveWork reports whether any lane has a unit to hand out.
@@ -155,24 +156,40 @@ func (e *Engine[T, L]) avail(p int) bool {
 		return true
 	}
 	l := &e.lanes[p]
-	if l.in.Load() == e.taken[p] {
+	if l.in.Load() == e.taken[p] && !l.buffered.Load() {
 		return false
 	}
 	var b []T
 	select {
 	case b = <-l.ch:
 	default:
-		// Nothing on the channel: take the accumulator itself, under the
-		// lock that orders it after every batch already on the channel.
-		l.mu.Lock()
-		select {
-		case b = <-l.ch:
-		default:
-			b, l.buf = l.buf, nil
-		}
-		l.mu.Unlock()
+		return e.grab(p)
 	}
+	e.setCur(p, b)
+	return true
+}
+
+// grab takes lane p's next batch, or its accumulator itself when the
+// channel is empty, under the lock that orders the accumulator after
+// every batch already on the channel. It reports whether it took a unit.
+func (e *Engine[T, L]) grab(p int) bool {
+	l := &e.lanes[p]
+	var b []T
+	l.mu.Lock()
+	select {
+	case b = <-l.ch:
+	default:
+		b, l.buf = l.buf, nil
+		if len(b) > 0 {
+			l.in.Add(int64(len(b)))
+			l.buffered.Store(false)
+		}
+	}
+	l.mu.Unlock()
 	if len(b) == 0 {
+		if b != nil {
+			e.putBuf(b)
+		}
 		return false
 	}
 	e.setCur(p, b)
@@ -283,18 +300,37 @@ func (e *Engine[T, L]) shrink() {
 	}
 }
 
-// fill copies units into buf, up to the batch size and to a fair share of
-// what is queued per worker, taking the lanes in weighted turn.
-func (e *Engine[T, L]) fill(buf []T) []T {
+// firstBatch is the most units handed to a worker whose time per unit is
+// not known yet.
+const firstBatch = 16
+
+// batchFor is the most units w may be handed now: the batch size, or with
+// BatchWork, as many units as w takes about BatchWork to run, judging by
+// its last batch; long units go one by one, so that none waits behind
+// another on a worker while a second worker has room.
+func (e *Engine[T, L]) batchFor(w *Worker[T, L]) int {
+	n := e.cfg.BatchSize
+	if e.cfg.BatchWork <= 0 {
+		return n
+	}
+	if w.unit == 0 {
+		return min(n, firstBatch)
+	}
+	return int(min(max(int64(e.cfg.BatchWork)/w.unit, 1), int64(n)))
+}
+
+// fill copies units into buf, up to most and to a fair share of what is
+// queued per worker, taking the lanes in weighted turn.
+func (e *Engine[T, L]) fill(buf []T, most int) []T {
 	if buf == nil {
-		buf = make([]T, 0, e.cfg.BatchSize)
+		buf = make([]T, 0, min(most, firstBatch))
 	}
 	queued := int64(0)
 	for p := range e.lanes {
 		queued += e.lanes[p].in.Load() - e.lanes[p].out.Load()
 	}
 	live := int64(max(e.nlive.Load(), 1))
-	limit := min(int64(e.cfg.BatchSize), max((queued+live-1)/live, 1))
+	limit := min(int64(most), max((queued+live-1)/live, 1))
 	var outs [Lanes]int64
 	var zero T
 	for int64(len(buf)) < limit {

@@ -13,10 +13,10 @@ func (e *Engine[T, L]) Dump() string {
 	for p := range e.lanes {
 		l := &e.lanes[p]
 		l.mu.Lock()
-		nb, nw := len(l.buf), len(l.waiters)
+		nb, nw, acc := len(l.buf), len(l.waiters), l.accepted
 		l.mu.Unlock()
 		fmt.Fprintf(&sb, "lane %d: in %d taken %d out %d accepted %d buf %d ch %d waiters %d cur %d/%d\n",
-			p, l.in.Load(), e.taken[p], l.out.Load(), l.accepted.Load(), nb, len(l.ch), nw, e.pos[p], len(e.cur[p]))
+			p, l.in.Load(), e.taken[p], l.out.Load(), acc, nb, len(l.ch), nw, e.pos[p], len(e.cur[p]))
 	}
 	fmt.Fprintf(&sb, "parked %v ctl %d surplus %v nlive %d ready %d idle %d\n",
 		e.parked.Load(), e.ctl.Load(), e.surplus.Load(), e.nlive.Load(), len(e.ready), len(e.idle))

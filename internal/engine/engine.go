@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Errors of Put.
@@ -61,11 +62,12 @@ type Runner[T, L any] interface {
 
 // Config sizes an engine.
 type Config struct {
-	Workers   int        // workers at Start
-	BatchSize int        // most units in one hand-off to a worker
-	QueueSize int        // bound of each lane, in units
-	Weights   [Lanes]int // share of hand-offs per lane when all have work
-	Strict    bool       // always take the highest lane first
+	Workers   int           // workers at Start
+	BatchSize int           // most units in one hand-off to a worker
+	BatchWork time.Duration // work aimed at per hand-off, from the worker's time per unit; 0: BatchSize always
+	QueueSize int           // bound of each lane, in units
+	Weights   [Lanes]int    // share of hand-offs per lane when all have work
+	Strict    bool          // always take the highest lane first
 }
 
 // control bits of Engine.ctl, read by workers before every unit.
@@ -82,7 +84,6 @@ type Engine[T, L any] struct {
 
 	lanes  [Lanes]lane[T]
 	parked atomic.Uint64 // nonzero, a new number each time, while the dispatcher waits for work: submitters flush at once
-	nparks uint64        // dispatcher only: parks so far
 
 	_   [64]byte
 	ctl atomic.Uint32 // ctlHold | ctlAbandon
@@ -108,33 +109,48 @@ type Engine[T, L any] struct {
 	waiters  sync.Pool // *waiter[T], for blocked Puts
 
 	// dispatcher only
-	cur   [Lanes][]T // the batch being handed out, per lane
-	pos   [Lanes]int
-	taken [Lanes]int64    // units taken out of each lane
-	ready []*Worker[T, L] // registered workers set aside by shrink
-	cycle []int
-	next  int
-	wakes []wake[T, L] // hand-offs that woke a worker, oldest first (from wq)
-	wq    int
-	nwake uint64 // hand-offs that woke a worker so far
+	nparks uint64     // parks so far
+	cur    [Lanes][]T // the batch being handed out, per lane
+	pos    [Lanes]int
+	taken  [Lanes]int64    // units taken out of each lane
+	ready  []*Worker[T, L] // registered workers set aside by shrink
+	cycle  []int
+	next   int
+	wakes  []wake[T, L] // hand-offs that woke a worker, oldest first (from wq)
+	wq     int
+	nwake  uint64 // hand-offs that woke a worker so far
 }
 
 // lane is one priority's admission and task channel. Submitters append to
 // buf under mu; a full buf goes onto ch as one batch, or at once when the
 // dispatcher is parked. The dispatcher takes batches from ch, and takes buf
 // itself when ch is empty, so order within a lane is kept.
+//
+// A submitter touches only the first cache line on its way (the lock and
+// the accumulator), and what the dispatcher reads for every batch changes
+// once per batch, not once per unit: in counts the units that left the
+// accumulator (onto ch, or taken by the dispatcher), so that the lane's
+// queue is in + len(buf) - out, and buffered says that buf has units.
 type lane[T any] struct {
 	mu       sync.Mutex
 	buf      []T
 	closed   bool
 	waiters  []*waiter[T] // blocked Put calls, oldest first
-	accepted atomic.Uint64
-	in       atomic.Int64 // units put, forced ones included
-	nwait    atomic.Int32
+	accepted uint64       // units admitted without force
+	outSeen  int64        // a recent out: while in + len(buf) - outSeen is below the bound, so is the queue
 	_        [64]byte
+	in       atomic.Int64 // units that left buf; changes under mu
+	nwait    atomic.Int32
+	buffered atomic.Bool // len(buf) > 0; changes under mu
+	_        [51]byte
 	out      atomic.Int64 // units handed to workers (dispatcher)
 	_        [56]byte
 	ch       chan []T
+}
+
+// queuedLocked is the number of units in the lane. The caller holds l.mu.
+func (l *lane[T]) queuedLocked() int64 {
+	return l.in.Load() + int64(len(l.buf)) - l.out.Load()
 }
 
 type waiter[T any] struct {
@@ -188,7 +204,7 @@ func (e *Engine[T, L]) Put(ctx context.Context, p int, t T, block, force bool) e
 			l.mu.Unlock()
 			return ErrClosed
 		}
-		for spins := 0; len(l.waiters) > 0 || l.in.Load()-l.out.Load() >= int64(e.cfg.QueueSize); spins++ {
+		for spins := 0; len(l.waiters) > 0 || e.full(l); spins++ {
 			if !block {
 				l.mu.Unlock()
 				return ErrFull
@@ -207,11 +223,22 @@ func (e *Engine[T, L]) Put(ctx context.Context, p int, t T, block, force bool) e
 				return ErrClosed
 			}
 		}
-		l.accepted.Add(1)
+		l.accepted++
 	}
 	e.push(l, t)
 	l.mu.Unlock()
 	return nil
+}
+
+// full reports whether lane l is at its bound, reading out again only
+// when the one seen last says so. The caller holds l.mu.
+func (e *Engine[T, L]) full(l *lane[T]) bool {
+	q := int64(e.cfg.QueueSize)
+	if l.in.Load()+int64(len(l.buf))-l.outSeen < q {
+		return false
+	}
+	l.outSeen = l.out.Load()
+	return l.in.Load()+int64(len(l.buf))-l.outSeen >= q
 }
 
 // wait is Put's slow path. The caller holds l.mu.
@@ -257,11 +284,20 @@ func (e *Engine[T, L]) push(l *lane[T], t T) {
 		l.buf = e.getBuf()
 	}
 	l.buf = append(l.buf, t)
-	l.in.Add(1)
+	if len(l.buf) == 1 {
+		// Published before parked is read: a dispatcher that parks
+		// after this either sees buffered or is seen parked.
+		l.buffered.Store(true)
+	}
 	if park := e.parked.Load(); len(l.buf) >= laneBatch || park != 0 {
+		// Counted before the send: once the dispatcher has the batch,
+		// in must count it.
+		n := int64(len(l.buf))
+		l.in.Add(n)
 		select {
 		case l.ch <- l.buf:
 			l.buf = nil
+			l.buffered.Store(false)
 			// The batch wakes the dispatcher. Until it runs, later units
 			// accumulate: each one sent alone would cost a buffer and a
 			// send, and fill the channel with tiny batches, after which
@@ -272,6 +308,7 @@ func (e *Engine[T, L]) push(l *lane[T], t T) {
 				e.parked.CompareAndSwap(park, 0)
 			}
 		default: // the channel is full: keep accumulating
+			l.in.Add(-n)
 		}
 	}
 }
@@ -293,13 +330,13 @@ func (e *Engine[T, L]) admitWaiters(l *lane[T]) {
 
 // admitLocked is admitWaiters with l.mu held.
 func (e *Engine[T, L]) admitLocked(l *lane[T]) {
-	for len(l.waiters) > 0 && l.in.Load()-l.out.Load() < int64(e.cfg.QueueSize) {
+	for len(l.waiters) > 0 && l.queuedLocked() < int64(e.cfg.QueueSize) {
 		w := l.waiters[0]
 		l.waiters[0] = nil
 		l.waiters = l.waiters[1:]
 		l.nwait.Add(-1)
 		w.gone = true
-		l.accepted.Add(1)
+		l.accepted++
 		e.push(l, w.t)
 		w.done <- nil
 	}
@@ -329,7 +366,10 @@ func (e *Engine[T, L]) Waiting(p int) int { return int(e.lanes[p].nwait.Load()) 
 func (e *Engine[T, L]) Accepted() uint64 {
 	var n uint64
 	for i := range e.lanes {
-		n += e.lanes[i].accepted.Load()
+		l := &e.lanes[i]
+		l.mu.Lock()
+		n += l.accepted
+		l.mu.Unlock()
 	}
 	return n
 }
@@ -339,33 +379,23 @@ func (e *Engine[T, L]) Queued() [Lanes]int {
 	var q [Lanes]int
 	for i := range e.lanes {
 		l := &e.lanes[i]
-		q[i] = int(max(l.in.Load()-l.out.Load(), 0))
+		l.mu.Lock()
+		q[i] = int(max(l.queuedLocked(), 0))
+		l.mu.Unlock()
 	}
 	return q
 }
 
 // Hold stops units from starting until Unhold: after Hold returns, no
-// unit begins. It waits for the workers that announced a unit before the
-// hold to begin it (or to see the hold).
+// unit begins (see Worker.Begin for why it need not wait for anyone).
 func (e *Engine[T, L]) Hold() {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.ctl.Load()&ctlHold != 0 {
-		e.mu.Unlock()
 		return
 	}
 	e.resume = make(chan struct{})
 	e.ctl.Or(ctlHold)
-	ws := make([]*Worker[T, L], 0, len(e.workers))
-	for w := range e.workers {
-		ws = append(ws, w)
-	}
-	e.mu.Unlock()
-	for _, w := range ws {
-		c := w.cur.Load()
-		for c&committing != 0 && c > 0 && w.cur.Load() == c {
-			runtime.Gosched()
-		}
-	}
 }
 
 // Unhold ends a Hold.
@@ -470,9 +500,9 @@ func (e *Engine[T, L]) Each(f func(l *L)) {
 }
 
 // Inspect calls f for each worker with its local state, the unit it runs
-// (nil if none) and the units of its batch it has not started. f must not
-// keep them.
-func (e *Engine[T, L]) Inspect(f func(l *L, running *T, unstarted []T)) {
+// (nil if none) with the tag its Begin was given, and the units of its
+// batch it has not started. f must not keep them.
+func (e *Engine[T, L]) Inspect(f func(l *L, running *T, tag uint64, unstarted []T)) {
 	e.mu.Lock()
 	ws := make([]*Worker[T, L], 0, len(e.workers))
 	for w := range e.workers {
@@ -482,17 +512,15 @@ func (e *Engine[T, L]) Inspect(f func(l *L, running *T, unstarted []T)) {
 	for _, w := range ws {
 		w.mu.Lock()
 		b := w.batch
-		i := int(w.cur.Load())
-		if i > 0 && i&committing != 0 {
-			i = -(i &^ committing) // announced, not begun: not running yet
-		}
+		c := w.cur.Load()
+		i := int(c & curMask &^ held)
 		switch {
+		case c&held != 0 && i > 0 && i-1 <= len(b):
+			f(&w.Local, nil, 0, b[i-1:]) // held before unit i-1
 		case i > 0 && i <= len(b):
-			f(&w.Local, &b[i-1], b[i:])
-		case i < 0 && -i-1 <= len(b):
-			f(&w.Local, nil, b[-i-1:]) // held before unit -i-1
+			f(&w.Local, &b[i-1], c>>curBits, b[i:])
 		case i == 0 && len(b) > 0:
-			f(&w.Local, nil, b)
+			f(&w.Local, nil, 0, b)
 		}
 		w.mu.Unlock()
 	}

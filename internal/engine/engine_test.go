@@ -44,7 +44,7 @@ func newRec() *rec {
 
 func (r *rec) Run(w *engine.Worker[unit, local], u *unit) {
 	l := &w.Local
-	w.Begin()
+	w.Begin(0)
 	n := r.running.Add(1)
 	for p := r.peak.Load(); n > p && !r.peak.CompareAndSwap(p, n); p = r.peak.Load() {
 	}

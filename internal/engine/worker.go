@@ -3,6 +3,7 @@ package engine
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Worker runs the batches handed to it on its private channel. It
@@ -15,14 +16,15 @@ type Worker[T, L any] struct {
 	// Local is the owner's per-worker state, passed to every Runner call.
 	Local L
 
-	mu    sync.Mutex   // held by Inspect, and by the worker when it swaps batch
-	batch []T          // batch being run
-	cur   atomic.Int32 // 1 + index in batch of the unit running (| committing until it begins); -(1 + index) while held before it; 0 before the first
-	i     int          // the unit being run or dropped
-	dying int8         // what the goroutine was doing, for its replacement
-	spare []T          // empty buffer offered with the registration
-	state atomic.Int32 // wRunning, wParked or wWoken
-	woke  uint64       // dispatcher only: the number of the hand-off that last woke it
+	mu    sync.Mutex    // held by Inspect, and by the worker when it swaps batch
+	batch []T           // batch being run
+	cur   atomic.Uint64 // the unit begun (1 + index in batch, | held while held before it; 0 before the first) and, above curBits, its tag
+	i     int           // the unit being run or dropped
+	dying int8          // what the goroutine was doing, for its replacement
+	spare []T           // empty buffer offered with the registration
+	state atomic.Int32  // wRunning, wParked or wWoken
+	woke  uint64        // dispatcher only: the number of the hand-off that last woke it
+	unit  int64         // ns per unit in its last batch, 0 if unknown: set before it registers, read by the dispatcher
 }
 
 // Worker states, for the dispatcher's handOff.
@@ -32,9 +34,15 @@ const (
 	wWoken          // woken by a hand-off, not running yet
 )
 
-// committing marks cur while a worker has announced a unit that has not
-// begun.
-const committing = 1 << 30
+// The layout of Worker.cur: the state in the low curBits bits, the tag
+// given to Begin above them.
+const (
+	curBits = 16
+	curMask = 1<<curBits - 1
+	held    = 1 << (curBits - 1) // held before the unit, which has not begun
+	// TagBits is how many bits of Begin's tag Inspect gives back.
+	TagBits = 64 - curBits
+)
 
 // What a worker goroutine is doing, for the goroutine that replaces it if
 // it dies.
@@ -48,7 +56,7 @@ func (e *Engine[T, L]) startWorker() {
 	w := &Worker[T, L]{
 		e:     e,
 		ch:    make(chan []T, 1),
-		spare: make([]T, 0, e.cfg.BatchSize),
+		spare: make([]T, 0, min(e.cfg.BatchSize, firstBatch)),
 	}
 	e.workers[w] = struct{}{}
 	e.wg.Add(1)
@@ -77,8 +85,15 @@ func (w *Worker[T, L]) loop(replaced bool) {
 		w.dying = inRun
 		w.i++
 	}
+	var start time.Time
 	for {
+		if e.cfg.BatchWork > 0 && !replaced {
+			start = time.Now()
+		}
+		n := w.i
 		w.runBatch()
+		w.measure(start, w.i-n)
+		replaced = false
 		w.cur.Store(0)
 		if e.draining.Load() {
 			e.Notify()
@@ -103,22 +118,30 @@ func (w *Worker[T, L]) loop(replaced bool) {
 	}
 }
 
-// runBatch runs the batch from w.i on. Before each unit the worker
-// announces it (cur, with the committing bit) and then reads the control
-// word: the only check on the way from one unit to the next. Hold waits
-// for announced units to begin (Begin) or to see the hold, so that after
-// Hold returns no unit begins.
+// measure records the time per unit of the batch just run, which took
+// n units since start (zero: not timed), for the dispatcher's next hand-off.
+func (w *Worker[T, L]) measure(start time.Time, n int) {
+	if start.IsZero() || n <= 0 {
+		w.unit = 0
+		return
+	}
+	w.unit = max(int64(time.Since(start))/int64(n), 1)
+}
+
+// runBatch runs the batch from w.i on. Before each unit the worker reads
+// the control word, and waits while a hold is on: the only check on the
+// way from one unit to the next that costs nothing but a load. A unit that
+// passed it while a Hold began is caught by Begin.
 func (w *Worker[T, L]) runBatch() {
 	e := w.e
 	for ; w.i < len(w.batch); w.i++ {
 		for {
-			w.cur.Store(int32(w.i+1) | committing)
 			c := e.ctl.Load()
 			if c == 0 {
 				break
 			}
 			if c&ctlAbandon != 0 {
-				w.cur.Store(int32(-w.i - 1))
+				w.cur.Store(uint64(w.i+1) | held)
 				for ; w.i < len(w.batch); w.i++ {
 					e.r.Drop(&w.Local, &w.batch[w.i])
 				}
@@ -130,19 +153,31 @@ func (w *Worker[T, L]) runBatch() {
 	}
 }
 
-// Begin marks the unit announced by the worker as begun: the Runner calls
-// it right before it starts the unit's work. A Hold that began earlier
-// waits for it.
-func (w *Worker[T, L]) Begin() { w.cur.Store(int32(w.i + 1)) }
+// Begin marks the unit being run as begun, with tag (of which Inspect
+// gives back the low TagBits bits): the Runner calls it right before it
+// starts the unit's work. It publishes that first and then reads the
+// control word, while Hold sets the control word and then reads nothing:
+// either Begin sees the hold or the unit began before Hold returned. A
+// Begin that sees a hold waits in it, marked as held, and begins when it
+// ends. A unit that passed runBatch's check before an Abandon is begun
+// all the same: it was committed before the engine gave up.
+func (w *Worker[T, L]) Begin(tag uint64) {
+	c := tag<<curBits | uint64(w.i+1)
+	w.cur.Store(c)
+	for w.e.ctl.Load()&ctlHold != 0 {
+		w.hold()
+		w.cur.Store(c)
+	}
+}
 
 // hold waits while a hold is on.
 func (w *Worker[T, L]) hold() {
 	e := w.e
-	w.cur.Store(int32(-w.i - 1))
+	w.cur.Store(uint64(w.i+1) | held)
 	e.mu.Lock()
-	resume, held := e.resume, e.ctl.Load()&ctlHold != 0
+	resume, on := e.resume, e.ctl.Load()&ctlHold != 0
 	e.mu.Unlock()
-	if held {
+	if on {
 		<-resume
 	}
 }

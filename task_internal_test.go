@@ -1,0 +1,48 @@
+package taskpool
+
+import (
+	"sync/atomic"
+	"testing"
+
+	"github.com/taskpool/taskpool/internal/engine"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The generator's IDs, made by adding one to the last ID's hex digits,
+// are the IDs formatID makes of the same numbers: across the first
+// block, whose numbers grow digits, and across later blocks, whose first
+// ID is formatted afresh.
+func TestIDGenMatchesFormatID(t *testing.T) {
+	t.Parallel()
+	var ctr atomic.Uint64
+	g := idGen{prefix: "abcdefgh"}
+	seen := make(map[string]bool)
+	for n := range uint64(3 * idBlock) {
+		id := g.next(&ctr)
+		require.Equal(t, formatID(g.prefix, n), id)
+		require.False(t, seen[id], id)
+		seen[id] = true
+	}
+	// A block whose numbers end in f…f: the carry runs through every
+	// digit of the number.
+	ctr.Store(1<<32 - idBlock)
+	g = idGen{prefix: "p"}
+	for n := uint64(1<<32 - idBlock); n < 1<<32+idBlock; n++ {
+		require.Equal(t, formatID(g.prefix, n), g.next(&ctr))
+	}
+}
+
+// Inspect finds a running task's ID number from the low bits a worker's
+// Begin kept and the ID counter: the highest number with those bits that
+// has been handed out.
+func TestWidenTag(t *testing.T) {
+	t.Parallel()
+	const span = uint64(1) << engine.TagBits
+	for _, c := range []struct{ n, ctr uint64 }{
+		{0, 1}, {5, 4096}, {4095, 4096}, {span - 1, span}, {span - 1, span + 4096},
+		{span + 3, span + 4096}, {3*span - 2, 3*span + 7}, {2*span + 9, 3*span + 7},
+	} {
+		require.Equal(t, c.n, widenTag(c.n&(span-1), c.ctr), "n %d ctr %d", c.n, c.ctr)
+	}
+}
