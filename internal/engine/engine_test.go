@@ -219,3 +219,83 @@ func TestResizeNeverRetiresBelowTheTarget(t *testing.T) {
 	require.Eventually(t, func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.ran) == 202 }, 5*time.Second, time.Millisecond)
 	e.Close()
 }
+
+// sizer records, for each unit it runs, how many units were left in its
+// batch counting it: a new batch begins after a unit that had 1 left.
+type sizer struct {
+	*rec
+	e       *engine.Engine[unit, local]
+	mu2     sync.Mutex
+	batches []int
+	last    int
+}
+
+func (s *sizer) Run(w *engine.Worker[unit, local], u *unit) {
+	w.Begin(0)
+	s.e.Inspect(func(_ *local, running *unit, _ uint64, unstarted []unit) {
+		if running == nil || running.id != u.id {
+			return
+		}
+		s.mu2.Lock()
+		if s.last <= 1 {
+			s.batches = append(s.batches, 1+len(unstarted))
+		}
+		s.last = 1 + len(unstarted)
+		s.mu2.Unlock()
+	})
+	s.rec.Run(w, u)
+}
+
+// runSized runs n units on one worker with BatchSize 128 and the given
+// BatchWork, all queued before the worker starts, and returns the sizes
+// of the batches it was handed.
+func runSized(t *testing.T, work time.Duration, n int) []int {
+	s := &sizer{rec: newRec()}
+	s.e = engine.New[unit, local](engine.Config{Workers: 1, BatchSize: 128, BatchWork: work, QueueSize: n, Weights: [engine.Lanes]int{1, 1, 1}}, s)
+	s.e.Start()
+	s.e.Hold()
+	for i := range n {
+		require.NoError(t, s.e.Put(context.Background(), 1, unit{id: i}, false, false))
+	}
+	s.e.Unhold()
+	require.Eventually(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.ran) == n }, 10*time.Second, time.Millisecond)
+	s.e.CloseAdmission()
+	s.e.Close()
+	s.mu2.Lock()
+	defer s.mu2.Unlock()
+	return s.batches
+}
+
+// Batches are sized to the worker's time per unit in its last batch: at
+// most 16 units before the worker has run a batch, then as many as fit in
+// BatchWork, between 1 and BatchSize; without BatchWork, BatchSize.
+func TestBatchesFollowTheTimePerUnit(t *testing.T) {
+	sum := func(b []int) (n int) {
+		for _, x := range b {
+			n += x
+		}
+		return n
+	}
+	// Units far shorter than BatchWork: after the first batch of 16, full
+	// batches of 128 while the queue holds that many. (The fair share
+	// counts only the units that left the submitters' accumulator, so the
+	// tail may come in two batches.)
+	b := runSized(t, time.Hour, 400)
+	require.Equal(t, 400, sum(b), "%v", b)
+	require.GreaterOrEqual(t, len(b), 3, "%v", b)
+	assert.Equal(t, []int{16, 128, 128}, b[:3])
+	for _, x := range b {
+		assert.LessOrEqual(t, x, 128, "%v", b)
+	}
+	// Units far longer than BatchWork: after the first batch, one by one.
+	b = runSized(t, time.Nanosecond, 40)
+	require.Equal(t, 40, sum(b), "%v", b)
+	assert.Equal(t, 16, b[0])
+	for i, x := range b[1:] {
+		assert.Equal(t, 1, x, "batch %d: %v", i+1, b)
+	}
+	// Without BatchWork: BatchSize every time.
+	b = runSized(t, 0, 300)
+	require.Equal(t, 300, sum(b), "%v", b)
+	assert.Equal(t, []int{128, 128}, b[:2])
+}
