@@ -104,6 +104,9 @@ type Engine[T, L any] struct {
 	wg       sync.WaitGroup
 	procs    int32
 	draining atomic.Bool
+	_        [60]byte
+	busy     atomic.Int64 // batches received while draining that have not ended
+	_        [56]byte
 	progress chan struct{}
 	free     chan []T  // recycled batch buffers
 	waiters  sync.Pool // *waiter[T], for blocked Puts
@@ -429,11 +432,12 @@ func (e *Engine[T, L]) Abandon() {
 // Abandoned reports whether Abandon was called.
 func (e *Engine[T, L]) Abandoned() bool { return e.ctl.Load()&ctlAbandon != 0 }
 
-// Drain makes every worker signal Progress after each batch, for an owner
-// that waits for the last units to settle.
+// Drain makes workers signal Progress when their batches end, for an owner
+// that waits for the last units to settle: after the last unit a worker
+// runs or drops, a signal follows once no other batch is running.
 func (e *Engine[T, L]) Drain() { e.draining.Store(true) }
 
-// Progress returns the channel signalled after each batch once Drain was
+// Progress returns the channel signalled by workers once Drain was
 // called, and by Notify.
 func (e *Engine[T, L]) Progress() <-chan struct{} { return e.progress }
 
