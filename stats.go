@@ -17,9 +17,11 @@ type Stats struct {
 	// Delayed counts tasks waiting in the timer heap: delayed tasks,
 	// retries and rate-limited tasks.
 	Delayed int
-	// Running counts workers busy with a task: running its handler, or
-	// delivering its outcome to the hooks right after. Never more than
-	// Workers; the same tasks as Inspection.Running.
+	// Running counts workers busy with a task: running its handler,
+	// delivering its outcome to the hooks right after, or on the way to
+	// the next task of the same batch (a worker counts the task it began
+	// last until it begins the next one or runs out of work). Never more
+	// than Workers; the same tasks as Inspection.Running.
 	Running int
 	// Succeeded counts tasks whose final run returned nil.
 	Succeeded uint64

@@ -44,7 +44,8 @@ const spinYields = 4
 // goroutine that owns l, one call at a time per worker.
 type Runner[T, L any] interface {
 	// Run runs t on worker w (whose state is w.Local), calling w.Begin
-	// right before it starts t's work, if it does. It must not keep t:
+	// right before it starts t's work, if it does. Until then, Inspect
+	// still shows the unit the worker began last. It must not keep t:
 	// the slot is reused.
 	Run(w *Worker[T, L], t *T)
 	// Drop is called instead of Run for a unit that will never run
