@@ -154,6 +154,7 @@ func TestReviewEngBoundIsNeverExceeded(t *testing.T) {
 					over.Store(int64(p*1000000 + q))
 				}
 			}
+			runtime.Gosched()
 		}
 	}()
 	var accepted atomic.Int64
@@ -162,7 +163,7 @@ func TestReviewEngBoundIsNeverExceeded(t *testing.T) {
 		sub.Add(1)
 		go func() {
 			defer sub.Done()
-			for range 400 {
+			for range 200 {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 				err := e.Put(ctx, 1, unit{}, g%2 == 0, false)
 				cancel()
