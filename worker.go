@@ -66,16 +66,20 @@ func (r runner) Run(w *engine.Worker[job, local], j *job) {
 func (s *Scheduler) runSlow(w *engine.Worker[job, local], j *job) {
 	l := &w.Local
 	b, r := j.b, j.rec
-	if r != nil && !r.claim(stRunning) {
-		// Cancelled while queued: it has its outcome already.
-		s.tombs[b.lane].Add(-1)
-		if b.limit != nil {
-			s.kick(b.limit)
-		}
+	if r != nil && r.state.Load() == stDone {
+		s.tombstone(b) // cancelled while queued: not begun at all
 		return
 	}
 	if r == nil {
 		s.plainID(l)
+	}
+	// Begun before the record is claimed: a Pause that came after this
+	// worker took the job holds it in Begin, and until Resume the job is
+	// as queued as the ones behind it, which Cancel must still reach.
+	w.Begin(l.tag)
+	if r != nil && !r.claim(stRunning) {
+		s.tombstone(b) // cancelled meanwhile
+		return
 	}
 	// From here the job is the worker's to settle, even if a RateLimiter
 	// ends the goroutine: Exited sees stageUser.
@@ -91,13 +95,22 @@ func (s *Scheduler) runSlow(w *engine.Worker[job, local], j *job) {
 		t = plainTask(j, l.id)
 	}
 	t.result = &l.slot
-	err := s.invoke(w, b.h, &t)
+	err := s.invoke(nil, b.h, &t)
 	s.ran(l, j, r, &t, err)
+}
+
+// tombstone passes over a job whose record was cancelled while queued: it
+// has its outcome already.
+func (s *Scheduler) tombstone(b *binding) {
+	s.tombs[b.lane].Add(-1)
+	if b.limit != nil {
+		s.kick(b.limit)
+	}
 }
 
 // invoke runs the handler on t under its timeout (the task's own, else
 // the scheduler's default; negative: none), marking the task begun right
-// before.
+// before on w (nil: the caller has).
 func (s *Scheduler) invoke(w *engine.Worker[job, local], h Handler, t *Task) error {
 	ctx, cancel := s.baseCtx, context.CancelFunc(nil)
 	d := t.Timeout
@@ -107,7 +120,9 @@ func (s *Scheduler) invoke(w *engine.Worker[job, local], h Handler, t *Task) err
 	if d > 0 {
 		ctx, cancel = context.WithTimeout(ctx, d)
 	}
-	w.Begin(w.Local.tag)
+	if w != nil {
+		w.Begin(w.Local.tag)
+	}
 	err := s.call(ctx, h, t)
 	if cancel != nil {
 		cancel()
