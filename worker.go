@@ -42,13 +42,13 @@ func (r runner) Run(w *engine.Worker[job, local], j *job) {
 	}
 	id := s.plainID(l)
 	l.stage = stageUser
+	w.Begin(l.tag)
 	var err error
 	if s.opts.timeout > 0 {
 		t := plainTask(j, id)
 		t.result = &l.slot
-		err = s.invoke(w, j.b.h, &t)
+		err = s.invoke(j.b.h, &t)
 	} else {
-		w.Begin(l.tag)
 		err = s.callPlain(j, id, &l.slot)
 	}
 	if err == nil && !s.opts.hooks {
@@ -95,7 +95,7 @@ func (s *Scheduler) runSlow(w *engine.Worker[job, local], j *job) {
 		t = plainTask(j, l.id)
 	}
 	t.result = &l.slot
-	err := s.invoke(nil, b.h, &t)
+	err := s.invoke(b.h, &t)
 	s.ran(l, j, r, &t, err)
 }
 
@@ -109,9 +109,9 @@ func (s *Scheduler) tombstone(b *binding) {
 }
 
 // invoke runs the handler on t under its timeout (the task's own, else
-// the scheduler's default; negative: none), marking the task begun right
-// before on w (nil: the caller has).
-func (s *Scheduler) invoke(w *engine.Worker[job, local], h Handler, t *Task) error {
+// the scheduler's default; negative: none). The caller has marked the task
+// begun (Worker.Begin), so that a wait in a Pause does not eat the timeout.
+func (s *Scheduler) invoke(h Handler, t *Task) error {
 	ctx, cancel := s.baseCtx, context.CancelFunc(nil)
 	d := t.Timeout
 	if d == 0 {
@@ -119,9 +119,6 @@ func (s *Scheduler) invoke(w *engine.Worker[job, local], h Handler, t *Task) err
 	}
 	if d > 0 {
 		ctx, cancel = context.WithTimeout(ctx, d)
-	}
-	if w != nil {
-		w.Begin(w.Local.tag)
 	}
 	err := s.call(ctx, h, t)
 	if cancel != nil {
@@ -134,11 +131,7 @@ func (s *Scheduler) invoke(w *engine.Worker[job, local], h Handler, t *Task) err
 // where the handler's argument goes, not built and then copied there.
 func (s *Scheduler) callPlain(j *job, id string, res *resultSlot) (err error) {
 	if !s.opts.noRecover {
-		defer func() {
-			if v := recover(); v != nil {
-				err = newPanicError(v)
-			}
-		}()
+		defer recoverPanic(&err)
 	}
 	return j.b.h.HandleTask(s.baseCtx, Task{ID: id, Type: j.b.typ, Params: j.params, Priority: j.b.prio, Attempt: 1, result: res})
 }
@@ -161,13 +154,17 @@ func (s *Scheduler) plainID(l *local) string {
 // the engine calls Exited on the goroutine that replaces the worker's.
 func (s *Scheduler) call(ctx context.Context, h Handler, t *Task) (err error) {
 	if !s.opts.noRecover {
-		defer func() {
-			if v := recover(); v != nil {
-				err = newPanicError(v)
-			}
-		}()
+		defer recoverPanic(&err)
 	}
 	return h.HandleTask(ctx, *t)
+}
+
+// recoverPanic, deferred by a handler's caller, turns a panic into a
+// *PanicError in *err.
+func recoverPanic(err *error) {
+	if v := recover(); v != nil {
+		*err = newPanicError(v)
+	}
 }
 
 // ran settles one run of the handler: it gives back the concurrency slot,

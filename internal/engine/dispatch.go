@@ -186,10 +186,7 @@ func (e *Engine[T, L]) grab(p int) bool {
 		}
 	}
 	l.mu.Unlock()
-	if len(b) == 0 {
-		if b != nil {
-			e.putBuf(b)
-		}
+	if len(b) == 0 { // an accumulator is nil or holds units
 		return false
 	}
 	e.setCur(p, b)
@@ -306,8 +303,8 @@ const firstBatch = 16
 
 // batchFor is the most units w may be handed now: the batch size, or with
 // BatchWork, as many units as w takes about BatchWork to run, judging by
-// its last batch; long units go one by one, so that none waits behind
-// another on a worker while a second worker has room.
+// its last batch; once a worker has timed long units it gets them one by
+// one, so that a unit rarely waits behind another on a busy worker.
 func (e *Engine[T, L]) batchFor(w *Worker[T, L]) int {
 	n := e.cfg.BatchSize
 	if e.cfg.BatchWork <= 0 {

@@ -237,12 +237,12 @@ func (e *Engine[T, L]) Put(ctx context.Context, p int, t T, block, force bool) e
 // full reports whether lane l is at its bound, reading out again only
 // when the one seen last says so. The caller holds l.mu.
 func (e *Engine[T, L]) full(l *lane[T]) bool {
-	q := int64(e.cfg.QueueSize)
-	if l.in.Load()+int64(len(l.buf))-l.outSeen < q {
+	q, put := int64(e.cfg.QueueSize), l.in.Load()+int64(len(l.buf))
+	if put-l.outSeen < q {
 		return false
 	}
 	l.outSeen = l.out.Load()
-	return l.in.Load()+int64(len(l.buf))-l.outSeen >= q
+	return put-l.outSeen >= q
 }
 
 // wait is Put's slow path. The caller holds l.mu.
