@@ -109,11 +109,7 @@ func (e *Engine[T, L]) holdDispatch() {
 }
 
 // closingNow reports whether Close was called.
-func (e *Engine[T, L]) closingNow() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.closing
-}
+func (e *Engine[T, L]) closingNow() bool { return e.closed.Load() }
 
 // shutdown closes every worker's channel as the worker registers, and
 // waits for the workers to exit.
@@ -201,38 +197,32 @@ func (e *Engine[T, L]) setCur(p int, b []T) {
 	e.taken[p] += int64(len(b))
 }
 
-// park waits for a batch on any task channel or a control change. It
-// sets parked first, so that a submitter that appends afterwards puts its
-// accumulator on the channel at once instead of waiting for a full batch;
-// and it looks at the lanes once more after setting it, so that a unit
-// appended before is not left behind.
+// park waits for a poke: from a submitter that put a batch on a task
+// channel, or for a control change. It sets parked first, so that a
+// submitter that appends afterwards puts its accumulator on the channel at
+// once and pokes (see push); and it looks at the lanes once more after
+// setting it, so that a unit appended before is not left behind.
 func (e *Engine[T, L]) park() {
 	e.nparks++
 	e.parked.Store(e.nparks)
+	defer e.parked.Store(0)
 	if e.pending(0) || e.pending(1) || e.pending(2) {
-		e.parked.Store(0)
+		return
+	}
+	if !e.surplus.Load() {
+		<-e.wake
+		e.shrink()
 		return
 	}
 	// With surplus workers, take registrations too, to retire them.
-	var idle chan *Worker[T, L]
-	if e.surplus.Load() {
-		idle = e.idle
-	}
 	select {
-	case b := <-e.lanes[0].ch:
-		e.setCur(0, b)
-	case b := <-e.lanes[1].ch:
-		e.setCur(1, b)
-	case b := <-e.lanes[2].ch:
-		e.setCur(2, b)
-	case w := <-idle:
+	case w := <-e.idle:
 		if !e.retire(w) {
 			e.ready = append(e.ready, w)
 		}
 	case <-e.wake:
 		e.shrink()
 	}
-	e.parked.Store(0)
 }
 
 // nextWorker waits for a worker with room, retiring surplus ones on the
@@ -243,6 +233,15 @@ func (e *Engine[T, L]) nextWorker() *Worker[T, L] {
 			w := e.ready[n-1]
 			e.ready = e.ready[:n-1]
 			return w
+		}
+		if !e.surplus.Load() {
+			// The common case, a worker already registered, without
+			// locking the wake channel too.
+			select {
+			case w := <-e.idle:
+				return w
+			default:
+			}
 		}
 		select {
 		case w := <-e.idle:

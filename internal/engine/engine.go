@@ -96,6 +96,7 @@ type Engine[T, L any] struct {
 	target   int           // workers asked for
 	resume   chan struct{} // closed when a hold ends
 	closing  bool
+	closed   atomic.Bool // closing, for the dispatcher without the lock
 	retired  L           // the folded state of retired workers
 	surplus  atomic.Bool // live > target: the dispatcher retires the next idle worker
 	nlive    atomic.Int32
@@ -302,14 +303,22 @@ func (e *Engine[T, L]) push(l *lane[T], t T) {
 		case l.ch <- l.buf:
 			l.buf = nil
 			l.buffered.Store(false)
-			// The batch wakes the dispatcher. Until it runs, later units
-			// accumulate: each one sent alone would cost a buffer and a
-			// send, and fill the channel with tiny batches, after which
-			// the accumulator grows past a batch (and allocates). Only
-			// this park's flag is cleared: the dispatcher may have woken
-			// and parked again since, and must be flushed to then.
-			if park != 0 {
-				e.parked.CompareAndSwap(park, 0)
+			// A parked dispatcher waits on its wake channel alone (one
+			// channel to lock and queue on, not four), so the batch is
+			// followed by a poke. parked is read again after in was
+			// counted, as park reads in after setting parked: either
+			// the dispatcher saw this batch before it slept, or it is
+			// seen parked here and poked.
+			//
+			// Until it runs, later units accumulate: each one sent alone
+			// would cost a buffer and a send, and fill the channel with
+			// tiny batches, after which the accumulator grows past a
+			// batch (and allocates). Only the park seen is cleared: the
+			// dispatcher may wake and park again, and must be flushed to
+			// then.
+			if p := e.parked.Load(); p != 0 {
+				e.parked.CompareAndSwap(p, 0)
+				e.poke()
 			}
 		default: // the channel is full: keep accumulating
 			l.in.Add(-n)
@@ -487,6 +496,7 @@ func (e *Engine[T, L]) Workers() int {
 func (e *Engine[T, L]) Close() {
 	e.mu.Lock()
 	e.closing = true
+	e.closed.Store(true)
 	e.poke()
 	e.mu.Unlock()
 	<-e.done
