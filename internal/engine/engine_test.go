@@ -299,3 +299,49 @@ func TestBatchesFollowTheTimePerUnit(t *testing.T) {
 	require.Equal(t, 300, sum(b), "%v", b)
 	assert.Equal(t, []int{128, 128}, b[:2])
 }
+
+// closer is a Runner that closes each unit's wait channel.
+type closer struct{}
+
+func (closer) Run(w *engine.Worker[unit, local], u *unit) {
+	w.Begin(0)
+	close(u.wait)
+}
+func (closer) Drop(*local, *unit)         {}
+func (closer) Exited(*local, *unit, bool) {}
+func (closer) Retired(*local, *local)     {}
+
+// A parked dispatcher waits for a poke alone: whichever submitter puts
+// the batch that a parking dispatcher did not see pokes it. Several
+// submitters put one unit at a time and wait for it, so the dispatcher
+// parks and wakes around concurrent Puts over and over; a lost wake-up
+// leaves a unit that never runs.
+func TestParkedDispatcherIsNeverLeftAsleep(t *testing.T) {
+	e := engine.New[unit, local](engine.Config{Workers: 2, BatchSize: 16, BatchWork: 50 * time.Microsecond, QueueSize: 64, Weights: [engine.Lanes]int{1, 1, 1}}, closer{})
+	e.Start()
+	var wg sync.WaitGroup
+	var stuck atomic.Int64
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 3000 {
+				u := unit{id: i, wait: make(chan struct{})}
+				if err := e.Put(context.Background(), (g+i)%engine.Lanes, u, true, false); err != nil {
+					stuck.Add(1)
+					return
+				}
+				select {
+				case <-u.wait:
+				case <-time.After(5 * time.Second):
+					stuck.Add(1)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.Zero(t, stuck.Load(), "units did not run: %s", e.Dump())
+	e.CloseAdmission()
+	e.Close()
+}
