@@ -357,3 +357,31 @@ func BenchmarkPriorityMix(b *testing.B) {
 	}
 	b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N), "ns/task")
 }
+
+// BenchmarkRoundTrip measures the idle path: one task submitted at a time
+// to an idle scheduler, whose handler signals the submitter, which waits
+// for it before the next. Each op is a Submit to a parked dispatcher, a
+// hand-off to a parked worker and the signal back: the latency floor of
+// a quiet scheduler (bench's Latency measures it under load, against the
+// peers).
+func BenchmarkRoundTrip(b *testing.B) {
+	b.ReportAllocs()
+	started := make(chan struct{})
+	s := startBench(b, benchRegistry(b, "t", func(context.Context, taskpool.Task) error {
+		started <- struct{}{}
+		return nil
+	}), taskpool.WithWorkers(runtime.GOMAXPROCS(0)))
+	ctx := context.Background()
+	task := taskpool.Task{Type: "t"}
+	b.ResetTimer()
+	for range b.N {
+		if err := s.Submit(ctx, task); err != nil {
+			b.Fatal(err)
+		}
+		<-started
+	}
+	b.StopTimer()
+	if err := s.Stop(ctx); err != nil {
+		b.Fatal(err)
+	}
+}

@@ -110,6 +110,7 @@ type Engine[T, L any] struct {
 	busy     atomic.Int64 // batches received while draining that have not ended
 	_        [56]byte
 	progress chan struct{}
+	epoch    time.Time // the workers' clock: time.Since(epoch) reads the monotonic clock alone
 	free     chan []T  // recycled batch buffers
 	waiters  sync.Pool // *waiter[T], for blocked Puts
 
@@ -176,6 +177,7 @@ func New[T, L any](cfg Config, r Runner[T, L]) *Engine[T, L] {
 		progress: make(chan struct{}, 1),
 		free:     make(chan []T, 256),
 		cycle:    weightedCycle(cfg.Weights),
+		epoch:    time.Now(),
 	}
 	// Enough batches in a task channel for a full lane of full batches,
 	// and a few partial ones; more than that waits in the accumulator.

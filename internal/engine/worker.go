@@ -86,10 +86,10 @@ func (w *Worker[T, L]) loop(replaced bool) {
 		w.dying = inRun
 		w.i++
 	}
-	var start time.Time
 	for {
+		start := time.Duration(-1)
 		if e.cfg.BatchWork > 0 && !replaced {
-			start = time.Now()
+			start = time.Since(e.epoch) // one clock read, where time.Now takes two
 		}
 		n := w.i
 		w.runBatch()
@@ -143,13 +143,14 @@ func (w *Worker[T, L]) progress() {
 }
 
 // measure records the time per unit of the batch just run, which took
-// n units since start (zero: not timed), for the dispatcher's next hand-off.
-func (w *Worker[T, L]) measure(start time.Time, n int) {
-	if start.IsZero() || n <= 0 {
+// n units since start, on the engine's clock (negative: not timed), for
+// the dispatcher's next hand-off.
+func (w *Worker[T, L]) measure(start time.Duration, n int) {
+	if start < 0 || n <= 0 {
 		w.unit = 0
 		return
 	}
-	w.unit = max(int64(time.Since(start))/int64(n), 1)
+	w.unit = max(int64(time.Since(w.e.epoch)-start)/int64(n), 1)
 }
 
 // runBatch runs the batch from w.i on. Before each unit the worker reads
