@@ -193,14 +193,15 @@ type gate struct {
 
 	// Owned by run.
 	head     gated
-	headSlot int               // -1 while the head has none
-	headID   uint64            // the lease of headSlot (its creation revision)
-	taken    map[int]bool      // slots seen held, by anyone
-	mine     map[int]slotLease // slots held here
-	rateRev  uint64            // the rate key's revision last seen
-	rateTAT  time.Time         // and its theoretical arrival time
-	failing  bool              // the last request failed: logged once
-	waitingN *atomic.Int64     // the consumer's count, for Health
+	headSlot int                // -1 while the head has none
+	headID   uint64             // the lease of headSlot (its creation revision)
+	taken    map[int]bool       // slots seen held, by anyone
+	mine     map[int]slotLease  // slots held here
+	unsure   map[int]unsureSlot // slots whose Create got no answer: they may be held here
+	rateRev  uint64             // the rate key's revision last seen
+	rateTAT  time.Time          // and its theoretical arrival time
+	failing  bool               // the last request failed: logged once
+	waitingN *atomic.Int64      // the consumer's count, for Health
 	updates  <-chan jetstream.KeyValueEntry
 }
 
@@ -224,6 +225,15 @@ type slotLease struct {
 	val []byte
 }
 
+// unsureSlot is a Create of a slot's key that got no answer (a request
+// timeout, a lost connection): the server may have applied it, and then
+// the slot is held with val, for task, by no one who knows it, until the
+// TTL.
+type unsureSlot struct {
+	val  []byte
+	task string
+}
+
 // slotRef names one lease of a slot: a slot number alone may name a later
 // lease of the same slot, taken after this one was lost.
 type slotRef struct {
@@ -243,6 +253,7 @@ func newGate(c *Consumer, typ string, l Limit, ttl time.Duration) *gate {
 		done:     make(chan struct{}),
 		taken:    make(map[int]bool),
 		mine:     make(map[int]slotLease),
+		unsure:   make(map[int]unsureSlot),
 		waitingN: &c.gatedN,
 	}
 	g.ops, g.cut = context.WithCancel(context.Background())
@@ -363,6 +374,7 @@ func (g *gate) run() {
 			for s, l := range g.mine {
 				g.release(s, l.id)
 			}
+			g.settleUnsure("")
 			return
 		}
 		g.giveBackFreed()
@@ -483,6 +495,9 @@ func (g *gate) takeSlot() (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	if s := g.settleUnsure(g.head.t.ID); s >= 0 {
+		return s, nil
+	}
 	for k := range n {
 		s := (first + k) % n
 		if g.taken[s] {
@@ -502,10 +517,49 @@ func (g *gate) takeSlot() (int, error) {
 			// wrap in ErrKeyExists.
 			g.taken[s] = true
 		default:
+			// No answer: the Create may have been applied all the same,
+			// and the slot held with val by no one who knows it, until
+			// the TTL. Look at once, and again before the next try if
+			// the look fails too.
+			g.unsure[s] = unsureSlot{val: val, task: g.head.t.ID}
+			if s := g.settleUnsure(g.head.t.ID); s >= 0 {
+				return s, nil
+			}
 			return -1, err
 		}
 	}
 	return -1, nil
+}
+
+// settleUnsure looks up the slots whose Create got no answer. One that
+// holds this process's value is its lease: it returns the first such slot
+// created for task, as held here, and gives back the others (created for
+// a task no longer waiting, or every one when task is ""). A slot that
+// holds anything else, or nothing, was not taken here; one that cannot be
+// read stays unsure. It returns -1 when it keeps none.
+func (g *gate) settleUnsure(task string) int {
+	kept := -1
+	for s, u := range g.unsure {
+		ctx, cancel := g.opCtx()
+		e, err := g.c.q.slots.Get(ctx, g.key(s))
+		switch {
+		case err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) && !errors.Is(err, jetstream.ErrKeyDeleted):
+			cancel()
+			continue // still unsure
+		case err == nil && e.Operation() == jetstream.KeyValuePut && bytes.Equal(e.Value(), u.val):
+			if kept < 0 && task != "" && u.task == task {
+				kept = s
+				g.taken[s] = true
+				g.mine[s] = slotLease{id: e.Revision(), rev: e.Revision(), val: u.val}
+			} else if err := g.c.q.slots.Delete(ctx, g.key(s), jetstream.LastRevision(e.Revision())); err != nil && !isWrongLastSeq(err) {
+				cancel()
+				continue // still held here: try again later
+			}
+		}
+		cancel()
+		delete(g.unsure, s)
+	}
+	return kept
 }
 
 // release deletes lease id of slot s if it is still this process's.

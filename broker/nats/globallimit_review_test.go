@@ -3,6 +3,7 @@ package natsbroker_test
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -279,4 +280,77 @@ func TestGlobalLimitStopDeadlineReportsWaiting(t *testing.T) {
 	require.ErrorAs(t, err, &se, "tasks put back at the deadline")
 	assert.Equal(t, 2, se.NotRun)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+// lostCreateKV applies the first Create it is asked for but answers it
+// with a timeout, as when the server's answer is lost, and fails the
+// first failGets Gets after that one, as a server out of reach would.
+type lostCreateKV struct {
+	jetstream.KeyValue
+	mu       sync.Mutex
+	lost     bool
+	failGets int
+}
+
+func (kv *lostCreateKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
+	rev, err := kv.KeyValue.Create(ctx, key, value, opts...)
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	if !kv.lost && err == nil {
+		kv.lost = true
+		return 0, context.DeadlineExceeded
+	}
+	return rev, err
+}
+
+func (kv *lostCreateKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	kv.mu.Lock()
+	fail := kv.lost && kv.failGets > 0
+	if fail {
+		kv.failGets--
+	}
+	kv.mu.Unlock()
+	if fail {
+		return nil, context.DeadlineExceeded
+	}
+	return kv.KeyValue.Get(ctx, key)
+}
+
+// A slot whose Create the server applied but whose answer was lost is
+// held with this process's value: the gate must recognise it as its own
+// (at once, or at its next try when the look fails too) instead of
+// taking it for someone else's and waiting for the lease's TTL (here 30s)
+// with the only slot held by no one; and it gives it back as usual.
+func TestGlobalSlotCreateWithLostAnswer(t *testing.T) {
+	t.Parallel()
+	for _, failGets := range []int{0, 1} {
+		t.Run(fmt.Sprintf("failGets=%d", failGets), func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t)
+			queue := fmt.Sprintf("gcreate%d", failGets)
+			run, reg := newGatedRun("a", "b")
+			_, js := connect(t, srv.URL())
+			c, err := natsbroker.NewConsumer(ctxT(t), js, reg, natsbroker.WithQueue(queue), natsbroker.WithWorkers(2),
+				natsbroker.WithAckWait(30*time.Second),
+				natsbroker.WithGlobalLimit("limited", natsbroker.Limit{Concurrency: 1}))
+			require.NoError(t, err)
+			kv := &lostCreateKV{failGets: failGets}
+			c.WrapGlobalSlots(func(in jetstream.KeyValue) jetstream.KeyValue { kv.KeyValue = in; return kv })
+			require.NoError(t, c.Start())
+			p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithQueue(queue))
+			require.NoError(t, err)
+			_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: "a", Type: "limited"})
+			require.NoError(t, err)
+			waitDone(t, run.started["a"], 10*time.Second, "a's start with the slot it created")
+			assert.Equal(t, []string{slotKey("limited", 0)}, slotsHeld(t, js, queue), "a's slot while it runs")
+			_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: "b", Type: "limited"})
+			require.NoError(t, err)
+			close(run.release["a"])
+			waitDone(t, run.started["b"], 10*time.Second, "b's start once a gave the slot back")
+			close(run.release["b"])
+			require.NoError(t, c.Stop(ctxT(t)))
+			assert.Empty(t, run.overlaps(), "tasks over the limit")
+			assert.Empty(t, slotsHeld(t, js, queue), "slots not given back")
+		})
+	}
 }
