@@ -317,9 +317,26 @@ func (c *Consumer) Stop(ctx context.Context) error {
 					g.cut()
 				}
 			}
-			stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(time.Second, cut) })
-			defer cut()
-			defer stopGrace()
+			var graceMu sync.Mutex
+			var grace *time.Timer
+			over := false
+			stopGrace := context.AfterFunc(ctx, func() {
+				graceMu.Lock()
+				defer graceMu.Unlock()
+				if !over {
+					grace = time.AfterFunc(time.Second, cut)
+				}
+			})
+			defer func() {
+				stopGrace()
+				graceMu.Lock()
+				over = true
+				if grace != nil {
+					grace.Stop() // not left to fire after Stop returned
+				}
+				graceMu.Unlock()
+				cut()
+			}()
 		}
 		putBack := 0 // tasks put back from the gates at ctx's end
 		if started {
