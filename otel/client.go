@@ -35,9 +35,10 @@ const MetricSentMessages = "messaging.client.sent.messages"
 // the span. Each call counts in messaging.client.sent.messages, by type,
 // with error.type when refused.
 //
-// SubmitWait sends the same way and then waits; Cancel, SchedulePeriodic
-// and Unschedule are passed through. A Client is safe for concurrent use
-// if the client it wraps is.
+// SubmitWait sends the same way and then waits (see [Client.SubmitWait]
+// for where its span ends); Cancel, SchedulePeriodic and Unschedule are
+// passed through. A Client is safe for concurrent use if the client it
+// wraps is.
 type Client struct {
 	next   taskpool.Client
 	prop   propagator
@@ -104,14 +105,31 @@ func (c *Client) SubmitAfter(ctx context.Context, t taskpool.Task, d time.Durati
 }
 
 // SubmitWait submits t through the wrapped client, as Submit does, and
-// waits for its result and final error there. The send span ends when
-// the task is submitted, not when its outcome arrives: the runs are its
-// children.
+// waits for its result and final error there. With a client that submits
+// and waits in two steps, as [*taskpool.Scheduler] does (a SubmitFuture
+// method), the send span ends when the task is accepted, and only a
+// refused submission marks it failed: the runs are its children, the wait
+// is not in it. With another client (the NATS broker's), whose SubmitWait
+// is one call, the span covers the wait too, and an error that is one of
+// the submission sentinels (ErrSchedulerClosed, ErrQueueFull,
+// ErrDuplicateTask, ErrNoHandler, ErrInvalidType, ErrInvalidTask) counts
+// as a refused send even when the task itself returned it.
 func (c *Client) SubmitWait(ctx context.Context, t taskpool.Task) (any, error) {
+	if fs, ok := c.next.(futureSubmitter); ok {
+		var f *taskpool.Future
+		err := c.send(ctx, t, time.Now(), func(sctx context.Context, t taskpool.Task) error {
+			var err error
+			f, err = fs.SubmitFuture(sctx, t)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		return f.Wait(ctx)
+	}
 	var res any
 	var runErr error
 	err := c.send(ctx, t, time.Now(), func(sctx context.Context, t taskpool.Task) error {
-		// The submission is traced under the send span; the wait is not.
 		res, runErr = c.next.SubmitWait(sctx, t)
 		if isSubmitError(runErr) {
 			return runErr
@@ -122,6 +140,11 @@ func (c *Client) SubmitWait(ctx context.Context, t taskpool.Task) (any, error) {
 		return nil, err
 	}
 	return res, runErr
+}
+
+// futureSubmitter is a client that submits and waits in two steps.
+type futureSubmitter interface {
+	SubmitFuture(ctx context.Context, t taskpool.Task) (*taskpool.Future, error)
 }
 
 // isSubmitError reports whether err from SubmitWait is a refused

@@ -2,6 +2,8 @@ package taskpoolotel_test
 
 import (
 	"context"
+	"fmt"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -303,4 +305,38 @@ func TestClientSubmitWait(t *testing.T) {
 	require.ErrorIs(t, client.SchedulePeriodic("tick", taskpool.Every(time.Hour), taskpool.Task{Type: "sq", Params: 1}), taskpool.ErrDuplicateTask)
 	require.NoError(t, client.Unschedule("tick"))
 	require.ErrorIs(t, client.Unschedule("tick"), taskpool.ErrTaskNotFound)
+}
+
+// Through a client that submits and waits in two steps (the Scheduler),
+// SubmitWait's send span ends when the task is accepted, while its
+// handler still runs, and a task's own error that wraps a submission
+// sentinel does not mark the send failed.
+func TestClientSubmitWaitSpanEndsAtAcceptance(t *testing.T) {
+	tel := newTelemetry(t)
+	reg := taskpool.NewRegistry()
+	release := make(chan struct{})
+	require.NoError(t, reg.HandleFunc("fanout", func(context.Context, taskpool.Task) error {
+		<-release
+		return taskpool.SkipRetry(fmt.Errorf("sub-task refused: %w", taskpool.ErrQueueFull))
+	}))
+	s := start(t, reg)
+	client := taskpoolotel.NewClient(s, tel.opts()...)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := client.SubmitWait(ctxT(t), taskpool.Task{Type: "fanout"})
+		errc <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(byName(tel.spans.GetSpans())["send fanout"]) == 0 {
+		if time.Now().After(deadline) {
+			close(release)
+			t.Fatal("the send span did not end while the task ran")
+		}
+		runtime.Gosched()
+	}
+	close(release)
+	require.ErrorIs(t, <-errc, taskpool.ErrQueueFull, "the task's own error")
+	sp := byName(tel.spans.GetSpans())["send fanout"]
+	require.Len(t, sp, 1)
+	assert.NotEqual(t, codes.Error, sp[0].Status.Code, "the task's own failure is not a failed send")
 }
