@@ -536,7 +536,8 @@ func (g *gate) takeSlot() (int, error) {
 // created for task, as held here, and gives back the others (created for
 // a task no longer waiting, or every one when task is ""). A slot that
 // holds anything else, or nothing, was not taken here; one that cannot be
-// read stays unsure. It returns -1 when it keeps none.
+// read stays unsure, and so do the rest after it. It returns -1 when it
+// keeps none.
 func (g *gate) settleUnsure(task string) int {
 	kept := -1
 	for s, u := range g.unsure {
@@ -544,8 +545,10 @@ func (g *gate) settleUnsure(task string) int {
 		e, err := g.c.q.slots.Get(ctx, g.key(s))
 		switch {
 		case err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) && !errors.Is(err, jetstream.ErrKeyDeleted):
+			// Still unsure, and so are the others: the server does not
+			// answer, and each look would wait out its timeout.
 			cancel()
-			continue // still unsure
+			return kept
 		case err == nil && e.Operation() == jetstream.KeyValuePut && bytes.Equal(e.Value(), u.val):
 			if kept < 0 && task != "" && u.task == task {
 				kept = s
