@@ -99,7 +99,10 @@ func (w *Worker[T, L]) loop(replaced bool) {
 		w.progress()
 		w.mu.Lock()
 		clear(w.batch) // let the units be collected
-		w.spare, w.batch, w.i = w.batch[:0], nil, 0
+		if w.batch != nil { // none before the first batch: keep the spare from startWorker
+			w.spare = w.batch[:0]
+		}
+		w.batch, w.i = nil, 0
 		w.mu.Unlock()
 		e.idle <- w
 		b, ok := w.receive()
