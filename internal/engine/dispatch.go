@@ -14,6 +14,12 @@ func (e *Engine[T, L]) dispatch() {
 		}
 		if !e.haveWork() {
 			if e.closingNow() {
+				// A Put that returned before Close was called may have
+				// come after haveWork looked: look again now that closing
+				// is seen, which every such Put happens before.
+				if e.haveWork() {
+					continue
+				}
 				// Nothing left and no more coming: retire every worker.
 				e.shutdown()
 				return
