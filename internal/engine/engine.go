@@ -232,8 +232,11 @@ func (e *Engine[T, L]) Put(ctx context.Context, p int, t T, block, force bool) e
 		}
 		l.accepted++
 	}
-	e.push(l, t)
+	poke := e.push(l, t)
 	l.mu.Unlock()
+	if poke {
+		e.poke()
+	}
 	return nil
 }
 
@@ -261,8 +264,11 @@ func (e *Engine[T, L]) wait(ctx context.Context, l *lane[T], t T) error {
 	// fill adds to out and then reads nwait without the lock: look at the
 	// room again now that nwait is published, or a fill that made room
 	// between the check in Put and here leaves this waiter behind.
-	e.admitLocked(l)
+	poke := e.admitLocked(l)
 	l.mu.Unlock()
+	if poke {
+		e.poke()
+	}
 	select {
 	case err := <-w.done:
 		return err
@@ -285,8 +291,10 @@ func (e *Engine[T, L]) wait(ctx context.Context, l *lane[T], t T) error {
 	return ctx.Err()
 }
 
-// push appends t to the lane. The caller holds l.mu.
-func (e *Engine[T, L]) push(l *lane[T], t T) {
+// push appends t to the lane. The caller holds l.mu, and pokes the
+// dispatcher after unlocking it when push says so (a wake-up under the
+// lock held every other submitter up for it).
+func (e *Engine[T, L]) push(l *lane[T], t T) (poke bool) {
 	if l.buf == nil {
 		l.buf = e.getBuf()
 	}
@@ -320,12 +328,13 @@ func (e *Engine[T, L]) push(l *lane[T], t T) {
 			// then.
 			if p := e.parked.Load(); p != 0 {
 				e.parked.CompareAndSwap(p, 0)
-				e.poke()
+				poke = true
 			}
 		default: // the channel is full: keep accumulating
 			l.in.Add(-n)
 		}
 	}
+	return poke
 }
 
 // recycle keeps a waiter whose Put has returned for the next one: its
@@ -339,12 +348,16 @@ func (e *Engine[T, L]) recycle(w *waiter[T]) {
 // admitWaiters moves blocked Put calls into the lane while it has room.
 func (e *Engine[T, L]) admitWaiters(l *lane[T]) {
 	l.mu.Lock()
-	e.admitLocked(l)
+	poke := e.admitLocked(l)
 	l.mu.Unlock()
+	if poke {
+		e.poke()
+	}
 }
 
-// admitLocked is admitWaiters with l.mu held.
-func (e *Engine[T, L]) admitLocked(l *lane[T]) {
+// admitLocked is admitWaiters with l.mu held; it reports whether the
+// dispatcher must be poked once the lock is released.
+func (e *Engine[T, L]) admitLocked(l *lane[T]) (poke bool) {
 	for len(l.waiters) > 0 && l.queuedLocked() < int64(e.cfg.QueueSize) {
 		w := l.waiters[0]
 		l.waiters[0] = nil
@@ -352,9 +365,10 @@ func (e *Engine[T, L]) admitLocked(l *lane[T]) {
 		l.nwait.Add(-1)
 		w.gone = true
 		l.accepted++
-		e.push(l, w.t)
+		poke = e.push(l, w.t) || poke
 		w.done <- nil
 	}
+	return poke
 }
 
 // CloseAdmission makes every later Put without force fail with ErrClosed

@@ -99,7 +99,9 @@ func (w *Worker[T, L]) loop(replaced bool) {
 		w.progress()
 		w.mu.Lock()
 		clear(w.batch) // let the units be collected
-		if w.batch != nil { // none before the first batch: keep the spare from startWorker
+		if w.batch != nil {
+			// Before the first batch there is none: the spare is the
+			// one startWorker made.
 			w.spare = w.batch[:0]
 		}
 		w.batch, w.i = nil, 0
