@@ -109,7 +109,7 @@ const MaxDeliveries = 100
 // usually the same [*taskpool.Registry] an in-process scheduler would
 // use. It creates the queue's streams and its durable consumers if they do
 // not exist; ctx bounds that. It returns an error wrapping
-// [ErrInvalidOption] or [ErrInvalidQueue] for bad options,
+// [ErrInvalidOption] or [ErrInvalidQueue] for bad options or a nil js,
 // [taskpool.ErrNilHandler] for a nil h, or the server's error.
 func NewConsumer(ctx context.Context, js jetstream.JetStream, h taskpool.Handler, opts ...Option) (*Consumer, error) {
 	if js == nil {

@@ -48,12 +48,15 @@ var (
 	// each attempt crashed its worker process or lost its lease.
 	ErrAttemptsExhausted = errors.New("natsbroker: attempts exhausted")
 
-	// ErrSchedulesUnsupported is returned by [Producer.Schedule] when the
-	// server does not support per-message schedules (nats-server < 2.12).
+	// ErrSchedulesUnsupported is returned by [Producer.Schedule] and
+	// [Producer.Cancel] when the server does not support per-message
+	// schedules (nats-server < 2.12) or the producer was given
+	// [WithClientSideDelays].
 	ErrSchedulesUnsupported = errors.New("natsbroker: server does not support message schedules")
 
-	// ErrInvalidQueue reports a queue name that is empty or holds characters
-	// other than letters, digits, '-' and '_'. It is also
+	// ErrInvalidQueue reports a queue name that is empty, longer than 64
+	// characters, or holds characters other than letters, digits, '-' and
+	// '_'. It is also
 	// [ErrInvalidOption] and [taskpool.ErrInvalidOption] for errors.Is.
 	ErrInvalidQueue = wrapsCore("natsbroker: invalid queue name", ErrInvalidOption)
 
@@ -136,8 +139,9 @@ func (e *EnqueueError) Retryable() bool { return errors.Is(e.Err, ErrNotConfirme
 func (e *EnqueueError) Unwrap() error { return e.Err }
 
 // BatchError is returned by [Producer.EnqueueBatch] when some tasks were not
-// confirmed. Errs is index-aligned with the tasks given: nil for a task
-// that was stored.
+// stored (refused before publishing, like an invalid task or a held unique
+// key, or by the server) or not confirmed. Errs is index-aligned with the
+// tasks given: nil for a task that was stored.
 type BatchError struct {
 	Errs []error
 }
@@ -153,7 +157,7 @@ func (e *BatchError) Error() string {
 			n++
 		}
 	}
-	return fmt.Sprintf("natsbroker: enqueue batch: %d of %d tasks not confirmed; first: %v", n, len(e.Errs), first)
+	return fmt.Sprintf("natsbroker: enqueue batch: %d of %d tasks not stored or not confirmed; first: %v", n, len(e.Errs), first)
 }
 
 // Unwrap returns the individual errors.

@@ -79,7 +79,9 @@ type DeadLetter struct {
 }
 
 // NewInspector returns an Inspector for the queue chosen with [WithQueue],
-// creating the queue if it does not exist; ctx bounds that.
+// creating the queue if it does not exist; ctx bounds that. It returns an
+// error wrapping [ErrInvalidOption] or [ErrInvalidQueue] for bad options
+// or a nil js, or the server's error.
 func NewInspector(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Inspector, error) {
 	cfg, q, err := openQueue(ctx, js, opts, forInspector)
 	if err != nil {

@@ -15,8 +15,11 @@ import (
 // queue's options (its name, codec, storage, replicas, windows, TTLs,
 // logger) go to all three; an option whose doc says "Consumer only" or
 // "Producer only" means nothing to the others, which refuse it with an
-// error wrapping [ErrInvalidOption] rather than ignore it. A zero value
-// passed to an option means "use the default".
+// error wrapping [ErrInvalidOption] rather than ignore it. A zero count or
+// duration given to an option means "use the default"; a nil codec,
+// backoff, registry, middleware or option, priority weights that are all
+// zero and a placement with neither cluster nor tags are refused with
+// [ErrInvalidOption].
 type Option interface {
 	apply(*config) error
 	// role is who the option is for: forQueue (everyone), forConsumer
@@ -211,8 +214,8 @@ func invalid(name string, v any) error {
 
 // WithQueue selects the queue: the streams, consumers and buckets that
 // producers and consumers of the same name share. The default is
-// [DefaultQueue]. A name must be made of letters, digits, '-' and '_';
-// anything else is [ErrInvalidQueue].
+// [DefaultQueue]. A name must be made of 1 to 64 letters, digits, '-'
+// and '_'; anything else is [ErrInvalidQueue].
 func WithQueue(name string) Option {
 	return optionFunc(func(c *config) error {
 		if !validQueue(name) {

@@ -76,7 +76,7 @@ func At(t time.Time) EnqueueOption {
 // NewProducer returns a Producer for the queue chosen with [WithQueue]. It
 // creates the queue's streams and bucket if they do not exist yet; ctx
 // bounds that. It returns an error wrapping [ErrInvalidOption] or
-// [ErrInvalidQueue] for bad options, or the server's error.
+// [ErrInvalidQueue] for bad options or a nil js, or the server's error.
 func NewProducer(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Producer, error) {
 	cfg, q, err := openQueue(ctx, js, opts, forProducer)
 	if err != nil {
@@ -266,8 +266,10 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 // Each emitted task gets the ID "<t.ID or id>@<tick time>", the time the
 // server stored the tick, to the second, in UTC as RFC 3339 with
 // nanoseconds: the format the in-process scheduler uses. t.UniqueKey is
-// not supported on periodic tasks. Schedule returns
-// [ErrSchedulesUnsupported] when the server cannot run schedules.
+// not supported on periodic tasks: Schedule refuses it, as it refuses an
+// empty id or spec, with [ErrInvalidOption]. Schedule returns
+// [ErrSchedulesUnsupported] when the server cannot run schedules or the
+// producer was given [WithClientSideDelays].
 func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Task) error {
 	if !p.q.schedules {
 		return ErrSchedulesUnsupported
