@@ -5,6 +5,8 @@ package taskpool_test
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskpool/taskpool"
+	"github.com/taskpool/taskpool/taskpooltest"
 )
 
 // Stop: "a later call waits for the same shutdown". With ctx ending first,
@@ -73,4 +76,95 @@ func TestPromiseLaterStopWaitsForSameShutdown(t *testing.T) {
 	}
 	assert.Equal(t, 1, stopErrs, "exactly one call gives up the shutdown and reports it")
 	assert.NoError(t, s.Stop(expired), "after the shutdown, Stop returns nil")
+}
+
+// WithCompletionHook: "By the time fn runs, the outcome is counted in
+// Stats ...; its Future is completed after fn returns."
+func TestPromiseCompletionHookRunsBeforeFuture(t *testing.T) {
+	t.Parallel()
+	inHook := make(chan taskpool.Outcome)
+	release := make(chan struct{})
+	reg := registry(t, map[string]taskpool.HandlerFunc{"ok": nop})
+	s := start(t, reg, taskpool.WithCompletionHook(func(o taskpool.Outcome) {
+		inHook <- o
+		<-release
+	}))
+	f, err := s.SubmitFuture(context.Background(), taskpool.Task{ID: "h", Type: "ok"})
+	require.NoError(t, err)
+	o := <-inHook
+	assert.Equal(t, "h", o.Task.ID)
+	assert.EqualValues(t, 1, s.Stats().Succeeded, "counted before the hook runs")
+	_, done := f.Outcome()
+	assert.False(t, done, "the Future is completed only after the hook returns")
+	select {
+	case <-f.Done():
+		t.Fatal("Future done while the hook runs")
+	default:
+	}
+	close(release)
+	out := waitFuture(t, f, "after the hook")
+	assert.NoError(t, out.Err)
+}
+
+// Cancel: "A task that is running cannot be cancelled this way": Cancel
+// returns ErrTaskNotFound and the task runs to its own outcome.
+func TestPromiseCancelOfRunningTaskIsNotFound(t *testing.T) {
+	t.Parallel()
+	running := make(chan struct{})
+	release := make(chan struct{})
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"block": func(context.Context, taskpool.Task) error { close(running); <-release; return nil },
+	})
+	got := newOutcomes()
+	s := start(t, reg, taskpool.WithCompletionHook(got.hook))
+	f, err := s.SubmitFuture(context.Background(), taskpool.Task{ID: "r", Type: "block"})
+	require.NoError(t, err)
+	<-running
+	assert.ErrorIs(t, s.Cancel("r"), taskpool.ErrTaskNotFound)
+	close(release)
+	out := waitFuture(t, f, "the running task")
+	assert.NoError(t, out.Err)
+	assert.Zero(t, s.Stats().Canceled)
+	assert.ErrorIs(t, s.Cancel("r"), taskpool.ErrTaskNotFound, "nor once it is done")
+}
+
+// Outcome.Attempts: "the number of times the handler ran: 0 for a task
+// that never ran" — for a cancelled delayed task and one Stop reports
+// unrun; a retry cancelled after one run counts that run.
+func TestPromiseOutcomeAttemptsCountRuns(t *testing.T) {
+	t.Parallel()
+	clock := taskpooltest.NewClock(epoch)
+	var runs atomic.Int32
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"job":  nop,
+		"fail": func(context.Context, taskpool.Task) error { runs.Add(1); return errors.New("boom") },
+	})
+	got := newOutcomes()
+	s, err := taskpool.New(reg, taskpool.WithClock(clock), taskpool.WithCompletionHook(got.hook),
+		taskpool.WithRetry(3, taskpool.ConstantBackoff(time.Hour)))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	ctx := context.Background()
+	require.NoError(t, s.SubmitAfter(ctx, taskpool.Task{ID: "canceled", Type: "job"}, time.Hour))
+	require.NoError(t, s.SubmitAfter(ctx, taskpool.Task{ID: "unrun", Type: "job"}, time.Hour))
+	require.NoError(t, s.Submit(ctx, taskpool.Task{ID: "retry", Type: "fail"}))
+	require.Eventually(t, func() bool { return runs.Load() == 1 && s.Stats().Delayed == 3 }, waitFor, time.Millisecond)
+	require.NoError(t, s.Cancel("canceled"))
+	require.NoError(t, s.Cancel("retry"))
+	require.NoError(t, s.Stop(ctx))
+
+	want := map[string]struct {
+		attempts int
+		err      error
+	}{
+		"canceled": {0, taskpool.ErrCanceled},
+		"unrun":    {0, taskpool.ErrSchedulerClosed},
+		"retry":    {1, taskpool.ErrCanceled},
+	}
+	for id, w := range want {
+		require.Equal(t, 1, got.count(id), id)
+		o := got.byID[id][0]
+		assert.Equal(t, w.attempts, o.Attempts, id)
+		assert.ErrorIs(t, o.Err, w.err, id)
+	}
 }
