@@ -25,8 +25,8 @@ type HandlerFunc func(ctx context.Context, t Task) error
 func (f HandlerFunc) HandleTask(ctx context.Context, t Task) error { return f(ctx, t) }
 
 // Middleware wraps a Handler with behaviour of its own (logging, metrics,
-// tracing, retries), ServeMux-style. The scheduler builds the chain once, at
-// Start, never per task.
+// tracing, retries), ServeMux-style. The scheduler builds a type's chain
+// once, the first time a task of that type is submitted, never per task.
 type Middleware func(next Handler) Handler
 
 // Registry maps task types to handlers. It is itself a [Handler] that

@@ -198,9 +198,11 @@ func (s *Scheduler) Start() error {
 // [*StopError] with the number of tasks that did not run. A handler that
 // ignores its context delays Stop until it returns.
 //
-// Stop is idempotent: a later call waits for the same shutdown; it returns
-// nil, or a *StopError if its own ctx ended first. Stop before Start marks
-// the scheduler closed.
+// Stop is idempotent: a later call waits for the same shutdown. The first
+// call whose ctx ends before the shutdown is over gives it up as above and
+// returns the *StopError; every other call returns nil once the shutdown
+// is over, whether its own ctx ended or not. Stop before Start marks the
+// scheduler closed.
 func (s *Scheduler) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	switch state(s.state.Load()) {
