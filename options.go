@@ -279,7 +279,8 @@ func WithClock(c Clock) Option {
 // priorities when all have tasks waiting: out of high+normal+low tasks
 // handed out, high go to high-priority tasks, and so on, so low priority
 // always progresses. The default is 6, 3, 1. Each weight must be at least
-// 1.
+// 1. Given after [WithStrictPriority], it turns strict order off: the later
+// of the two wins.
 func WithPriorityWeights(high, normal, low int) Option {
 	return optionFunc(func(o *options) error {
 		if high < 1 || normal < 1 || low < 1 ||
@@ -295,6 +296,7 @@ func WithPriorityWeights(high, normal, low int) Option {
 // WithStrictPriority makes the dispatcher always take a higher-priority
 // task first. Under a steady flood of high-priority tasks, lower ones then
 // wait indefinitely: prefer the weighted default unless that is wanted.
+// The later of it and [WithPriorityWeights] wins.
 func WithStrictPriority() Option {
 	return optionFunc(func(o *options) error {
 		o.strict = true
