@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -510,4 +511,55 @@ func TestScheduleAndCancelErrors(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, r.RunAt.IsZero())
 	assert.ErrorIs(t, fb.Cancel(ctx, "later"), natsbroker.ErrSchedulesUnsupported)
+}
+
+// Resubmit: "a unique key released when the task was dead-lettered is not
+// taken again". While the resubmitted task runs, another task takes the
+// key; the resubmitted one's success then leaves that key alone.
+func TestResubmitDoesNotTakeTheUniqueKeyAgain(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	var fail atomic.Bool
+	fail.Store(true)
+	rerun, release := make(chan struct{}), make(chan struct{})
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("u", func(_ context.Context, tk taskpool.Task) error {
+		if tk.ID != "a" {
+			return nil
+		}
+		if fail.Load() {
+			return taskpool.SkipRetry(errors.New("bad input"))
+		}
+		close(rerun)
+		<-release
+		return nil
+	}))
+	settled := make(chan string, 8)
+	startConsumer(t, js, reg, natsbroker.WithWorkers(2),
+		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+			settled <- out.Task.ID + " " + a.String()
+		}))
+	prod, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "a", Type: "u", UniqueKey: "k"})
+	require.NoError(t, err)
+	require.Equal(t, "a "+natsbroker.ActionDeadLetter.String(), <-settled)
+
+	insp, err := natsbroker.NewInspector(ctx, js)
+	require.NoError(t, err)
+	dls, err := insp.DeadLetters(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	fail.Store(false)
+	_, err = insp.Resubmit(ctx, dls[0].Sequence)
+	require.NoError(t, err)
+	<-rerun
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "b", Type: "u", UniqueKey: "k"}, natsbroker.Delay(time.Hour))
+	require.NoError(t, err, "the resubmitted task took the key again")
+	close(release)
+	require.Equal(t, "a "+natsbroker.ActionAck.String(), <-settled)
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "c", Type: "u", UniqueKey: "k"})
+	require.ErrorIs(t, err, taskpool.ErrDuplicateTask, "the resubmitted task's success released b's key")
 }
