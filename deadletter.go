@@ -39,8 +39,8 @@ func (s *Scheduler) DeadLetters() []Outcome {
 // Requeue removes the dead letter of the task with the given ID and
 // submits the task again, with its attempts counted from 1. It returns an
 // error wrapping [ErrTaskNotFound] when there is no such dead letter, and
-// otherwise the errors of [Scheduler.Submit] (the dead letter is kept when
-// Submit fails).
+// otherwise the errors of [Scheduler.Submit] (the dead letter is kept, in
+// its place, when Submit fails).
 func (s *Scheduler) Requeue(ctx context.Context, id string) error {
 	s.dead.mu.Lock()
 	i := slices.IndexFunc(s.dead.list, func(o Outcome) bool { return o.Task.ID == id })
@@ -54,10 +54,22 @@ func (s *Scheduler) Requeue(ctx context.Context, id string) error {
 	t := out.Task
 	t.Attempt = 0
 	if err := s.Submit(ctx, t); err != nil {
-		s.dead.add(out)
+		s.dead.putBack(i, out)
 		return err
 	}
 	return nil
+}
+
+// putBack returns a dead letter taken out at index i to its place in the
+// list (or as near as later changes allow), dropping the oldest if the
+// list filled up meanwhile.
+func (d *deadLetters) putBack(i int, out Outcome) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.list = slices.Insert(d.list, min(i, len(d.list)), out)
+	if len(d.list) > d.capacity {
+		d.list = slices.Delete(d.list, 0, 1)
+	}
 }
 
 // DeleteDeadLetter removes the dead letter of the task with the given ID

@@ -173,3 +173,33 @@ func TestPromiseSchedulePeriodicErrors(t *testing.T) {
 	require.NoError(t, s.Stop(context.Background()))
 	assert.ErrorIs(t, s.SchedulePeriodic("p", every, tick), taskpool.ErrSchedulerClosed)
 }
+
+// Requeue: a dead letter whose resubmission fails is kept "in its place":
+// the list stays oldest first.
+func TestPromiseRequeueFailureKeepsTheDeadLetterInPlace(t *testing.T) {
+	t.Parallel()
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"fail": func(context.Context, taskpool.Task) error { return taskpool.SkipRetry(errors.New("boom")) },
+	})
+	s, err := taskpool.New(reg, taskpool.WithWorkers(1), taskpool.WithDeadLetters(3, nil))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	for _, id := range []string{"a", "b", "c"} {
+		f, err := s.SubmitFuture(context.Background(), taskpool.Task{ID: id, Type: "fail"})
+		require.NoError(t, err)
+		waitFuture(t, f, id)
+	}
+	ids := func() []string {
+		var out []string
+		for _, o := range s.DeadLetters() {
+			out = append(out, o.Task.ID)
+		}
+		return out
+	}
+	require.Equal(t, []string{"a", "b", "c"}, ids())
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, s.Requeue(canceled, "b"), context.Canceled)
+	assert.Equal(t, []string{"a", "b", "c"}, ids(), "the dead letter moved")
+	require.NoError(t, s.Stop(context.Background()))
+}
