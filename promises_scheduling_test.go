@@ -203,3 +203,24 @@ func TestPromiseRequeueFailureKeepsTheDeadLetterInPlace(t *testing.T) {
 	assert.Equal(t, []string{"a", "b", "c"}, ids(), "the dead letter moved")
 	require.NoError(t, s.Stop(context.Background()))
 }
+
+// Inspect: periodic schedules are listed "soonest first".
+func TestPromiseInspectListsPeriodicSoonestFirst(t *testing.T) {
+	t.Parallel()
+	reg := registry(t, map[string]taskpool.HandlerFunc{"ok": nop})
+	s, err := taskpool.New(reg)
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	for _, p := range []struct {
+		id    string
+		every time.Duration
+	}{{"3h", 3 * time.Hour}, {"1h", time.Hour}, {"4h", 4 * time.Hour}, {"2h", 2 * time.Hour}} {
+		require.NoError(t, s.SchedulePeriodic(p.id, taskpool.Every(p.every), taskpool.Task{Type: "ok"}))
+	}
+	var ids []string
+	for _, p := range s.Inspect().Periodic {
+		ids = append(ids, p.ID)
+	}
+	assert.Equal(t, []string{"1h", "2h", "3h", "4h"}, ids)
+	require.NoError(t, s.Stop(context.Background()))
+}
