@@ -410,8 +410,8 @@ func (g *gate) admit() time.Duration {
 				return limitRetry
 			}
 			if s < 0 {
-				if g.updates == nil {
-					return limitRetry // no watcher: poll
+				if g.updates == nil || len(g.unsure) > 0 {
+					return limitRetry // no watcher, or a slot to look up: poll
 				}
 				return 0
 			}
@@ -500,7 +500,9 @@ func (g *gate) takeSlot() (int, error) {
 	}
 	for k := range n {
 		s := (first + k) % n
-		if g.taken[s] {
+		if _, ok := g.unsure[s]; ok || g.taken[s] {
+			// An unsure slot is looked up, not created again: a second
+			// Create without an answer would hide the first's value.
 			continue
 		}
 		ctx, cancel := g.opCtx()

@@ -284,12 +284,24 @@ func TestGlobalLimitStopDeadlineReportsWaiting(t *testing.T) {
 
 // lostCreateKV applies the first Create it is asked for but answers it
 // with a timeout, as when the server's answer is lost, and fails the
-// first failGets Gets after that one, as a server out of reach would.
+// first failGets Gets after that one, as a server out of reach would;
+// the next moreLost Creates after it are answered with a timeout too,
+// whatever the server did. With noWatch its watches fail, so the gate
+// polls and learns of a slot held only from its own requests.
 type lostCreateKV struct {
 	jetstream.KeyValue
 	mu       sync.Mutex
 	lost     bool
 	failGets int
+	moreLost int
+	noWatch  bool
+}
+
+func (kv *lostCreateKV) Watch(ctx context.Context, keys string, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	if kv.noWatch {
+		return nil, context.DeadlineExceeded
+	}
+	return kv.KeyValue.Watch(ctx, keys, opts...)
 }
 
 func (kv *lostCreateKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
@@ -298,6 +310,10 @@ func (kv *lostCreateKV) Create(ctx context.Context, key string, value []byte, op
 	defer kv.mu.Unlock()
 	if !kv.lost && err == nil {
 		kv.lost = true
+		return 0, context.DeadlineExceeded
+	}
+	if kv.lost && kv.moreLost > 0 {
+		kv.moreLost--
 		return 0, context.DeadlineExceeded
 	}
 	return rev, err
@@ -320,21 +336,27 @@ func (kv *lostCreateKV) Get(ctx context.Context, key string) (jetstream.KeyValue
 // held with this process's value: the gate must recognise it as its own
 // (at once, or at its next try when the look fails too) instead of
 // taking it for someone else's and waiting for the lease's TTL (here 30s)
-// with the only slot held by no one; and it gives it back as usual.
+// with the only slot held by no one; and it gives it back as usual. With
+// moreLost, the look fails twice and the next try's Create of the same
+// slot (not seen held: no watcher) gets no answer either: the gate must
+// not lose track of the first Create's value for the second's.
 func TestGlobalSlotCreateWithLostAnswer(t *testing.T) {
 	t.Parallel()
-	for _, failGets := range []int{0, 1} {
-		t.Run(fmt.Sprintf("failGets=%d", failGets), func(t *testing.T) {
+	for _, tc := range []struct {
+		failGets, moreLost int
+		noWatch            bool
+	}{{0, 0, false}, {1, 0, false}, {2, 1, true}} {
+		t.Run(fmt.Sprintf("failGets=%d,moreLost=%d,noWatch=%v", tc.failGets, tc.moreLost, tc.noWatch), func(t *testing.T) {
 			t.Parallel()
 			srv := startServer(t)
-			queue := fmt.Sprintf("gcreate%d", failGets)
+			queue := fmt.Sprintf("gcreate%d%d", tc.failGets, tc.moreLost)
 			run, reg := newGatedRun("a", "b")
 			_, js := connect(t, srv.URL())
 			c, err := natsbroker.NewConsumer(ctxT(t), js, reg, natsbroker.WithQueue(queue), natsbroker.WithWorkers(2),
 				natsbroker.WithAckWait(30*time.Second),
 				natsbroker.WithGlobalLimit("limited", natsbroker.Limit{Concurrency: 1}))
 			require.NoError(t, err)
-			kv := &lostCreateKV{failGets: failGets}
+			kv := &lostCreateKV{failGets: tc.failGets, moreLost: tc.moreLost, noWatch: tc.noWatch}
 			c.WrapGlobalSlots(func(in jetstream.KeyValue) jetstream.KeyValue { kv.KeyValue = in; return kv })
 			require.NoError(t, c.Start())
 			p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithQueue(queue))
