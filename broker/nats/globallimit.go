@@ -366,6 +366,12 @@ func (g *gate) run() {
 					delete(g.taken, s)
 				}
 			}
+			if len(g.unsure) > 0 && (g.head.f == nil || g.headSlot >= 0) {
+				// No task waits for a slot to settle them: a Create
+				// applied without an answer, for a task that has gone on
+				// with another slot, is given back now, not at the TTL.
+				g.settleUnsure("")
+			}
 		case <-abandon:
 			abandon = nil
 			g.putBackAll()

@@ -376,3 +376,33 @@ func TestGlobalSlotCreateWithLostAnswer(t *testing.T) {
 		})
 	}
 }
+
+// A Create applied without an answer, whose lookups fail too, leaves the
+// task to take another slot; the first is then held with this process's
+// value by no one. The gate gives it back at its next renewal (here every
+// 10s) rather than leaving it to the TTL (30s), while the task still runs.
+func TestGlobalSlotUnsureGivenBackWhenNoTaskWaits(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	const queue = "gunsure"
+	run, reg := newGatedRun("a")
+	_, js := connect(t, srv.URL())
+	c, err := natsbroker.NewConsumer(ctxT(t), js, reg, natsbroker.WithQueue(queue), natsbroker.WithWorkers(2),
+		natsbroker.WithAckWait(30*time.Second),
+		natsbroker.WithGlobalLimit("limited", natsbroker.Limit{Concurrency: 2}))
+	require.NoError(t, err)
+	kv := &lostCreateKV{failGets: 2, noWatch: true}
+	c.WrapGlobalSlots(func(in jetstream.KeyValue) jetstream.KeyValue { kv.KeyValue = in; return kv })
+	require.NoError(t, c.Start())
+	p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithQueue(queue))
+	require.NoError(t, err)
+	_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: "a", Type: "limited"})
+	require.NoError(t, err)
+	waitDone(t, run.started["a"], 10*time.Second, "a's start on the other slot")
+	require.Len(t, slotsHeld(t, js, queue), 2, "a's slot and the one whose Create got no answer")
+	require.Eventually(t, func() bool { return len(slotsHeld(t, js, queue)) == 1 }, 20*time.Second, 50*time.Millisecond,
+		"the unanswered slot was not given back before the TTL")
+	close(run.release["a"])
+	require.NoError(t, c.Stop(ctxT(t)))
+	assert.Empty(t, slotsHeld(t, js, queue), "slots not given back")
+}
