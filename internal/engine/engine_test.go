@@ -247,17 +247,18 @@ func (s *sizer) Run(w *engine.Worker[unit, local], u *unit) {
 }
 
 // runSized runs n units on one worker with BatchSize 128 and the given
-// BatchWork, all queued before the worker starts, and returns the sizes
-// of the batches it was handed.
+// BatchWork, all queued before the engine starts, and returns the sizes
+// of the batches it was handed. (Queued under a Hold instead, the first
+// Put could find the dispatcher already parked and hand it a batch of
+// one, and the fair share, which counts only the units that left the
+// accumulator, then made the first batch a single unit.)
 func runSized(t *testing.T, work time.Duration, n int) []int {
 	s := &sizer{rec: newRec()}
 	s.e = engine.New[unit, local](engine.Config{Workers: 1, BatchSize: 128, BatchWork: work, QueueSize: n, Weights: [engine.Lanes]int{1, 1, 1}}, s)
-	s.e.Start()
-	s.e.Hold()
 	for i := range n {
 		require.NoError(t, s.e.Put(context.Background(), 1, unit{id: i}, false, false))
 	}
-	s.e.Unhold()
+	s.e.Start()
 	require.Eventually(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.ran) == n }, 10*time.Second, time.Millisecond)
 	s.e.CloseAdmission()
 	s.e.Close()
