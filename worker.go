@@ -45,8 +45,7 @@ func (r runner) Run(w *engine.Worker[job, local], j *job) {
 	w.Begin(l.tag)
 	var err error
 	if s.opts.timeout > 0 {
-		t := plainTask(j, id)
-		t.result = &l.slot
+		t := plainTask(j, id, &l.slot)
 		err = s.invoke(j.b.h, &t)
 	} else {
 		err = s.callPlain(j, id, &l.slot)
@@ -57,8 +56,7 @@ func (r runner) Run(w *engine.Worker[job, local], j *job) {
 		l.c.succeeded.Add(1)
 		return
 	}
-	t := plainTask(j, id)
-	t.result = &l.slot
+	t := plainTask(j, id, &l.slot)
 	s.ran(l, j, nil, &t, err)
 }
 
@@ -91,10 +89,10 @@ func (s *Scheduler) runSlow(w *engine.Worker[job, local], j *job) {
 	var t Task
 	if r != nil {
 		t = r.task
+		t.result = &l.slot
 	} else {
-		t = plainTask(j, l.id)
+		t = plainTask(j, l.id, &l.slot)
 	}
-	t.result = &l.slot
 	err := s.invoke(b.h, &t)
 	s.ran(l, j, r, &t, err)
 }
@@ -133,12 +131,13 @@ func (s *Scheduler) callPlain(j *job, id string, res *resultSlot) (err error) {
 	if !s.opts.noRecover {
 		defer recoverPanic(&err)
 	}
-	return j.b.h.HandleTask(s.baseCtx, Task{ID: id, Type: j.b.typ, Params: j.params, Priority: j.b.prio, Attempt: 1, result: res})
+	return j.b.h.HandleTask(s.baseCtx, plainTask(j, id, res))
 }
 
-// plainTask is the Task of a plain job for its first run.
-func plainTask(j *job, id string) Task {
-	return Task{ID: id, Type: j.b.typ, Params: j.params, Priority: j.b.prio, Attempt: 1}
+// plainTask is the Task of a plain job for its first run, whose result
+// goes to res.
+func plainTask(j *job, id string, res *resultSlot) Task {
+	return Task{ID: id, Type: j.b.typ, Params: j.params, Priority: j.b.prio, Attempt: 1, result: res}
 }
 
 // plainID gives the plain job the worker is about to run a new ID, and
@@ -229,7 +228,7 @@ func (r runner) Exited(l *local, j *job, again bool) {
 	if rec := j.rec; rec != nil {
 		t = rec.task
 	} else {
-		t = plainTask(j, l.id)
+		t = plainTask(j, l.id, nil)
 	}
 	s.logFailure(&t, ErrHandlerExited, -1)
 	s.finalize(l, j.rec, &t, nil, ErrHandlerExited, t.Attempt, settledRan)
