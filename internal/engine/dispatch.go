@@ -13,7 +13,7 @@ func (e *Engine[T, L]) dispatch() {
 			continue
 		}
 		if !e.haveWork() {
-			if e.closingNow() {
+			if e.closed.Load() {
 				// A Put that returned before Close was called may have
 				// come after haveWork looked: look again now that closing
 				// is seen, which every such Put happens before.
@@ -113,9 +113,6 @@ func (e *Engine[T, L]) holdDispatch() {
 		e.shrink()
 	}
 }
-
-// closingNow reports whether Close was called.
-func (e *Engine[T, L]) closingNow() bool { return e.closed.Load() }
 
 // shutdown closes every worker's channel as the worker registers, and
 // waits for the workers to exit.
@@ -268,7 +265,7 @@ func (e *Engine[T, L]) nextWorker() *Worker[T, L] {
 func (e *Engine[T, L]) retire(w *Worker[T, L]) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.live <= e.target || e.closing {
+	if e.live <= e.target || e.closed.Load() {
 		e.surplus.Store(false)
 		return false
 	}

@@ -90,15 +90,14 @@ type Engine[T, L any] struct {
 	ctl atomic.Uint32 // ctlHold | ctlAbandon
 	_   [60]byte
 
-	mu       sync.Mutex // guards workers, live, target, resume, closing, retired
+	mu       sync.Mutex // guards workers, live, target, resume, retired; Close sets closed under it
 	workers  map[*Worker[T, L]]struct{}
 	live     int           // workers not retired
 	target   int           // workers asked for
 	resume   chan struct{} // closed when a hold ends
-	closing  bool
-	closed   atomic.Bool // closing, for the dispatcher without the lock
-	retired  L           // the folded state of retired workers
-	surplus  atomic.Bool // live > target: the dispatcher retires the next idle worker
+	closed   atomic.Bool   // Close was called
+	retired  L             // the folded state of retired workers
+	surplus  atomic.Bool   // live > target: the dispatcher retires the next idle worker
 	nlive    atomic.Int32
 	idle     chan *Worker[T, L] // the channel of worker channels
 	wake     chan struct{}      // tells the dispatcher to look at control state
@@ -232,11 +231,7 @@ func (e *Engine[T, L]) Put(ctx context.Context, p int, t T, block, force bool) e
 		}
 		l.accepted++
 	}
-	poke := e.push(l, t)
-	l.mu.Unlock()
-	if poke {
-		e.poke()
-	}
+	e.unlock(l, e.push(l, t))
 	return nil
 }
 
@@ -264,11 +259,7 @@ func (e *Engine[T, L]) wait(ctx context.Context, l *lane[T], t T) error {
 	// fill adds to out and then reads nwait without the lock: look at the
 	// room again now that nwait is published, or a fill that made room
 	// between the check in Put and here leaves this waiter behind.
-	poke := e.admitLocked(l)
-	l.mu.Unlock()
-	if poke {
-		e.poke()
-	}
+	e.unlock(l, e.admitLocked(l))
 	select {
 	case err := <-w.done:
 		return err
@@ -291,9 +282,8 @@ func (e *Engine[T, L]) wait(ctx context.Context, l *lane[T], t T) error {
 	return ctx.Err()
 }
 
-// push appends t to the lane. The caller holds l.mu, and pokes the
-// dispatcher after unlocking it when push says so (a wake-up under the
-// lock held every other submitter up for it).
+// push appends t to the lane. The caller holds l.mu, and releases it with
+// unlock, passing what push returns.
 func (e *Engine[T, L]) push(l *lane[T], t T) (poke bool) {
 	if l.buf == nil {
 		l.buf = e.getBuf()
@@ -337,6 +327,15 @@ func (e *Engine[T, L]) push(l *lane[T], t T) (poke bool) {
 	return poke
 }
 
+// unlock releases l.mu, then pokes the dispatcher if a push under it said
+// so: a wake-up under the lock held every other submitter up for it.
+func (e *Engine[T, L]) unlock(l *lane[T], poke bool) {
+	l.mu.Unlock()
+	if poke {
+		e.poke()
+	}
+}
+
 // recycle keeps a waiter whose Put has returned for the next one: its
 // channel is empty and no list refers to it any more.
 func (e *Engine[T, L]) recycle(w *waiter[T]) {
@@ -348,11 +347,7 @@ func (e *Engine[T, L]) recycle(w *waiter[T]) {
 // admitWaiters moves blocked Put calls into the lane while it has room.
 func (e *Engine[T, L]) admitWaiters(l *lane[T]) {
 	l.mu.Lock()
-	poke := e.admitLocked(l)
-	l.mu.Unlock()
-	if poke {
-		e.poke()
-	}
+	e.unlock(l, e.admitLocked(l))
 }
 
 // admitLocked is admitWaiters with l.mu held; it reports whether the
@@ -481,7 +476,7 @@ func (e *Engine[T, L]) Notify() {
 func (e *Engine[T, L]) Resize(n int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.closing {
+	if e.closed.Load() {
 		return
 	}
 	e.resizeLocked(n)
@@ -511,7 +506,6 @@ func (e *Engine[T, L]) Workers() int {
 // the dispatcher and the workers have exited. Admission must be closed.
 func (e *Engine[T, L]) Close() {
 	e.mu.Lock()
-	e.closing = true
 	e.closed.Store(true)
 	e.poke()
 	e.mu.Unlock()
