@@ -3,6 +3,7 @@ package taskpool
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 )
@@ -19,13 +20,7 @@ func (d *deadLetters) add(out Outcome) {
 	if d.capacity == 0 {
 		return
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(d.list) == d.capacity {
-		copy(d.list, d.list[1:])
-		d.list = d.list[:len(d.list)-1]
-	}
-	d.list = append(d.list, out)
+	d.insert(math.MaxInt, out)
 }
 
 // DeadLetters returns the failed outcomes kept by [WithDeadLetters],
@@ -54,16 +49,15 @@ func (s *Scheduler) Requeue(ctx context.Context, id string) error {
 	t := out.Task
 	t.Attempt = 0
 	if err := s.Submit(ctx, t); err != nil {
-		s.dead.putBack(i, out)
+		s.dead.insert(i, out) // back in its place
 		return err
 	}
 	return nil
 }
 
-// putBack returns a dead letter taken out at index i to its place in the
-// list (or as near as later changes allow), dropping the oldest if the
-// list filled up meanwhile.
-func (d *deadLetters) putBack(i int, out Outcome) {
+// insert puts out at index i of the list (at its end when i is past it),
+// dropping the oldest when the list is over capacity.
+func (d *deadLetters) insert(i int, out Outcome) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.list = slices.Insert(d.list, min(i, len(d.list)), out)
