@@ -317,24 +317,19 @@ func (c *Consumer) Stop(ctx context.Context) error {
 					g.cut()
 				}
 			}
-			var graceMu sync.Mutex
-			var grace *time.Timer
-			over := false
+			over := make(chan struct{}) // closed as Stop returns: no cut after it
 			stopGrace := context.AfterFunc(ctx, func() {
-				graceMu.Lock()
-				defer graceMu.Unlock()
-				if !over {
-					grace = time.AfterFunc(time.Second, cut)
+				t := time.NewTimer(time.Second)
+				defer t.Stop()
+				select {
+				case <-t.C:
+					cut()
+				case <-over:
 				}
 			})
 			defer func() {
+				close(over)
 				stopGrace()
-				graceMu.Lock()
-				over = true
-				if grace != nil {
-					grace.Stop() // not left to fire after Stop returned
-				}
-				graceMu.Unlock()
 				cut()
 			}()
 		}
