@@ -516,8 +516,7 @@ func (g *gate) takeSlot() (int, error) {
 		cancel()
 		switch {
 		case err == nil:
-			g.taken[s] = true
-			g.mine[s] = slotLease{id: rev, rev: rev, val: val}
+			g.hold(s, rev, val)
 			return s, nil
 		case errors.Is(err, jetstream.ErrKeyExists), isWrongLastSeq(err):
 			// Held. On a replicated bucket, a Create that loses the race
@@ -537,6 +536,13 @@ func (g *gate) takeSlot() (int, error) {
 		}
 	}
 	return -1, nil
+}
+
+// hold records slot s as held here, by the lease its key's revision rev
+// created with val.
+func (g *gate) hold(s int, rev uint64, val []byte) {
+	g.taken[s] = true
+	g.mine[s] = slotLease{id: rev, rev: rev, val: val}
 }
 
 // settleUnsure looks up the slots whose Create got no answer. One that
@@ -560,8 +566,7 @@ func (g *gate) settleUnsure(task string) int {
 		case err == nil && e.Operation() == jetstream.KeyValuePut && bytes.Equal(e.Value(), u.val):
 			if kept < 0 && task != "" && u.task == task {
 				kept = s
-				g.taken[s] = true
-				g.mine[s] = slotLease{id: e.Revision(), rev: e.Revision(), val: u.val}
+				g.hold(s, e.Revision(), u.val)
 			} else if err := g.c.q.slots.Delete(ctx, g.key(s), jetstream.LastRevision(e.Revision())); err != nil && !isWrongLastSeq(err) {
 				cancel()
 				continue // still held here: try again later
