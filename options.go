@@ -123,8 +123,12 @@ func WithQueueSize(n int) Option {
 // tasks to a worker that has not run a batch yet), so that short tasks
 // travel in large batches and long ones one by one. It never hands a worker
 // more than its fair share of the queue (the queue divided among the
-// workers, rounded up). The default is [DefaultBatchSize]; a negative n or
-// one above [MaxBatchSize] is invalid.
+// workers, rounded up). A batch is no promise to its worker: once the
+// dispatcher has had nothing to hand out for a millisecond while a worker
+// waits, it takes back the tasks that busy workers have not started and
+// hands them out again, so a task that blocks (even one waiting for a task
+// behind it) does not hold the rest of its batch. The default is
+// [DefaultBatchSize]; a negative n or one above [MaxBatchSize] is invalid.
 func WithBatchSize(n int) Option {
 	return optionFunc(func(o *options) error {
 		if n < 0 || n > MaxBatchSize {

@@ -224,3 +224,42 @@ func TestPromiseInspectListsPeriodicSoonestFirst(t *testing.T) {
 	assert.Equal(t, []string{"1h", "2h", "3h", "4h"}, ids)
 	require.NoError(t, s.Stop(context.Background()))
 }
+
+// Submit: a handler "should not wait on the Future of a task queued
+// behind them unless there are more workers than such waits". With one
+// such wait and four workers, the wait ends, though the task waited for
+// was handed to the waiting handler's worker in the same batch, behind
+// it (200 quick tasks queued behind make the batches big).
+func TestPromiseWaitForTaskQueuedBehindWithMoreWorkers(t *testing.T) {
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("wait", func(ctx context.Context, t taskpool.Task) error {
+		select {
+		case <-t.Params.(chan struct{}):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}))
+	require.NoError(t, reg.HandleFunc("signal", func(_ context.Context, t taskpool.Task) error {
+		close(t.Params.(chan struct{}))
+		return nil
+	}))
+	require.NoError(t, reg.HandleFunc("quick", func(context.Context, taskpool.Task) error { return nil }))
+	s, err := taskpool.New(reg, taskpool.WithWorkers(4))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	require.NoError(t, s.Pause()) // queue them all before any batch is handed out
+	ch := make(chan struct{})
+	f, err := s.SubmitFuture(context.Background(), taskpool.Task{Type: "wait", Params: ch})
+	require.NoError(t, err)
+	require.NoError(t, s.Submit(context.Background(), taskpool.Task{Type: "signal", Params: ch}))
+	for range 200 {
+		require.NoError(t, s.Submit(context.Background(), taskpool.Task{Type: "quick"}))
+	}
+	require.NoError(t, s.Resume())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = f.Wait(ctx)
+	require.NoError(t, err, "the waiting task never saw the task behind it run")
+	require.NoError(t, s.Stop(context.Background()))
+}

@@ -31,7 +31,15 @@ func (e *Engine[T, L]) dispatch() {
 		if w == nil {
 			continue // control changed while waiting: look again
 		}
-		b := e.fill(w.spare, e.batchFor(w))
+		var b []T
+		if len(e.back) > 0 {
+			// Taken from behind a long unit: before any lane's units.
+			b = e.back[0]
+			e.back[0] = nil
+			e.back = e.back[1:]
+		} else {
+			b = e.fill(w.spare, e.batchFor(w))
+		}
 		w.spare = nil
 		e.handOff(w, b)
 	}
@@ -77,6 +85,12 @@ func (k wake[T, L]) pending() bool {
 // ping-pong, a worker woken again while an earlier wake-up is pending,
 // still does.
 func (e *Engine[T, L]) handOff(w *Worker[T, L], b []T) {
+	// The worker is between batches: it claims nothing until it has b.
+	w.next.Store(0)
+	w.hseq++
+	if len(b) > 1 {
+		e.holding = append(e.holding, holding[T, L]{w, w.hseq})
+	}
 	if w.state.CompareAndSwap(wParked, wWoken) {
 		last := w.woke
 		w.woke = 0 // its last wake-up is not pending: it is parked
@@ -145,7 +159,7 @@ func (e *Engine[T, L]) pending(p int) bool {
 
 // haveWork reports whether any lane has a unit to hand out.
 func (e *Engine[T, L]) haveWork() bool {
-	return e.avail(0) || e.avail(1) || e.avail(2)
+	return len(e.back) > 0 || e.avail(0) || e.avail(1) || e.avail(2)
 }
 
 // avail reports whether lane p has a unit ready in cur, taking the next
@@ -213,6 +227,15 @@ func (e *Engine[T, L]) park() {
 		return
 	}
 	if !e.surplus.Load() {
+		if t := e.stealTimer(); t != nil {
+			select {
+			case <-e.wake:
+				e.shrink()
+			case <-t:
+				e.stealAll()
+			}
+			return
+		}
 		<-e.wake
 		e.shrink()
 		return

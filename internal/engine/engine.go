@@ -114,16 +114,19 @@ type Engine[T, L any] struct {
 	waiters  sync.Pool // *waiter[T], for blocked Puts
 
 	// dispatcher only
-	nparks uint64     // parks so far
-	cur    [Lanes][]T // the batch being handed out, per lane
-	pos    [Lanes]int
-	taken  [Lanes]int64    // units taken out of each lane
-	ready  []*Worker[T, L] // registered workers set aside by shrink
-	cycle  []int
-	next   int
-	wakes  []wake[T, L] // hand-offs that woke a worker, oldest first (from wq)
-	wq     int
-	nwake  uint64 // hand-offs that woke a worker so far
+	nparks    uint64     // parks so far
+	cur       [Lanes][]T // the batch being handed out, per lane
+	pos       [Lanes]int
+	taken     [Lanes]int64    // units taken out of each lane
+	ready     []*Worker[T, L] // registered workers set aside by shrink
+	cycle     []int
+	next      int
+	wakes     []wake[T, L]    // hand-offs that woke a worker, oldest first (from wq)
+	holding   []holding[T, L] // hand-offs of more than one unit, maybe not all claimed yet
+	back      [][]T           // units taken from behind a long unit, to hand out first
+	stealTime *time.Timer     // while parked with holding and a worker idle
+	wq        int
+	nwake     uint64 // hand-offs that woke a worker so far
 }
 
 // lane is one priority's admission and task channel. Submitters append to
@@ -536,7 +539,7 @@ func (e *Engine[T, L]) Inspect(f func(l *L, running *T, tag uint64, unstarted []
 	e.mu.Unlock()
 	for _, w := range ws {
 		w.mu.Lock()
-		b := w.batch
+		b := w.batch[:w.end]
 		c := w.cur.Load()
 		i := int(c & curMask &^ held)
 		switch {

@@ -19,9 +19,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // unit is a test unit of work: what to do when run.
 type unit struct {
-	id   int
-	exit bool // runtime.Goexit
-	wait chan struct{}
+	id     int
+	exit   bool // runtime.Goexit
+	wait   chan struct{}
+	signal chan struct{} // closed when run
 }
 
 type local struct{ ran int }
@@ -51,6 +52,9 @@ func (r *rec) Run(w *engine.Worker[unit, local], u *unit) {
 	defer r.running.Add(-1)
 	if r.started != nil {
 		r.started <- u.id
+	}
+	if u.signal != nil {
+		close(u.signal)
 	}
 	if u.wait != nil {
 		<-u.wait

@@ -20,6 +20,9 @@ type Worker[T, L any] struct {
 	batch   []T           // batch being run
 	cur     atomic.Uint64 // the unit begun (1 + index in batch, | held while held before it; 0 before the first) and, above curBits, its tag
 	i       int           // the unit being run or dropped
+	next    atomic.Int64  // the next unit of batch to claim: the worker adds one, the dispatcher takes the rest (steal.go)
+	end     int           // under mu: the units of batch that are the worker's (less than its length once the rest is taken)
+	hseq    uint64        // dispatcher only: hand-offs to it so far
 	dying   int8          // what the goroutine was doing, for its replacement
 	spare   []T           // empty buffer offered with the registration
 	state   atomic.Int32  // wRunning, wParked or wWoken
@@ -84,16 +87,14 @@ func (w *Worker[T, L]) loop(replaced bool) {
 		w.dying = inExit
 		e.r.Exited(&w.Local, &w.batch[w.i], again)
 		w.dying = inRun
-		w.i++
 	}
 	for {
 		start := time.Duration(-1)
 		if e.cfg.BatchWork > 0 && !replaced {
 			start = time.Since(e.epoch) // one clock read, where time.Now takes two
 		}
-		n := w.i
-		w.runBatch()
-		w.measure(start, w.i-n)
+		n := w.runBatch()
+		w.measure(start, n)
 		replaced = false
 		w.cur.Store(0)
 		w.progress()
@@ -104,7 +105,7 @@ func (w *Worker[T, L]) loop(replaced bool) {
 			// one startWorker made.
 			w.spare = w.batch[:0]
 		}
-		w.batch, w.i = nil, 0
+		w.batch, w.end, w.i = nil, 0, 0
 		w.mu.Unlock()
 		e.idle <- w
 		b, ok := w.receive()
@@ -117,7 +118,7 @@ func (w *Worker[T, L]) loop(replaced bool) {
 			return
 		}
 		w.mu.Lock()
-		w.batch = b
+		w.batch, w.end = b, len(b)
 		w.mu.Unlock()
 		if e.draining.Load() {
 			w.counted = true
@@ -158,13 +159,25 @@ func (w *Worker[T, L]) measure(start time.Duration, n int) {
 	w.unit = max(int64(time.Since(w.e.epoch)-start)/int64(n), 1)
 }
 
-// runBatch runs the batch from w.i on. Before each unit the worker reads
-// the control word, and waits while a hold is on: the only check on the
-// way from one unit to the next that costs nothing but a load. A unit that
-// passed it while a Hold began is caught by Begin.
-func (w *Worker[T, L]) runBatch() {
+// runBatch runs the units of the batch it claims, and returns how many it
+// ran or dropped. Each unit is claimed with one atomic add on the worker's
+// own counter, so that the dispatcher can take the rest of a batch that
+// waits behind a long unit (see steal.go) with each unit run once.
+//
+// Before each unit the worker reads the control word, and waits while a
+// hold is on: the only check on the way from one unit to the next that
+// costs nothing but a load. A unit that passed it while a Hold began is
+// caught by Begin.
+func (w *Worker[T, L]) runBatch() int {
 	e := w.e
-	for ; w.i < len(w.batch); w.i++ {
+	n, ran := int64(len(w.batch)), 0
+	for {
+		i := w.next.Add(1) - 1
+		if i >= n {
+			return ran
+		}
+		w.i = int(i)
+		ran++
 		for {
 			c := e.ctl.Load()
 			if c == 0 {
@@ -172,10 +185,13 @@ func (w *Worker[T, L]) runBatch() {
 			}
 			if c&ctlAbandon != 0 {
 				w.cur.Store(uint64(w.i+1) | held)
-				for ; w.i < len(w.batch); w.i++ {
+				e.r.Drop(&w.Local, &w.batch[w.i])
+				for i := w.next.Add(1) - 1; i < n; i = w.next.Add(1) - 1 {
+					w.i = int(i)
+					ran++
 					e.r.Drop(&w.Local, &w.batch[w.i])
 				}
-				return
+				return ran
 			}
 			w.hold()
 		}

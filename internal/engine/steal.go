@@ -1,0 +1,112 @@
+package engine
+
+import "time"
+
+// Units handed out together run one after another on one worker. If one
+// of them blocks, the units behind it wait with it, though other workers
+// may be idle; and if it waits for one of them (a task waiting for a task
+// submitted after it), it waits forever. So a batch is never a promise:
+// the dispatcher takes the units a worker has not claimed yet back when
+// it would otherwise sit idle beside them.
+//
+// A worker claims each unit with one atomic add on its counter (next);
+// the dispatcher takes the rest with one swap, under the worker's mutex
+// so that the worker's end of batch, which clears the units under it,
+// comes after the copy. Each unit is claimed once, by one of them.
+//
+// The dispatcher looks only when it parks for lack of work while some
+// hand-off of more than one unit may have units left: it parks for
+// stealAfter at most, and then, if a worker is registered and waits, takes
+// every unclaimed unit of every such batch, to hand out first. (A worker
+// that registers does not wake a parked dispatcher: hence the timer, also
+// while no worker waits yet.)
+
+// stealAfter is how long the dispatcher, idle beside an idle worker, lets
+// the units behind a running one wait before it takes them.
+const stealAfter = time.Millisecond
+
+// holding is a hand-off of more than one unit.
+type holding[T, L any] struct {
+	w   *Worker[T, L]
+	seq uint64 // w.hseq at the hand-off: a later hand-off to w is another one
+}
+
+// prune drops the hand-offs that are over or fully claimed, and reports
+// whether any is left.
+func (e *Engine[T, L]) prune() bool {
+	k := 0
+	for _, h := range e.holding {
+		if h.w.hseq == h.seq && !h.claimed() {
+			e.holding[k] = h
+			k++
+		}
+	}
+	clear(e.holding[k:])
+	e.holding = e.holding[:k]
+	return k > 0
+}
+
+// claimed reports whether every unit of h's batch is claimed: the worker
+// has it and its counter is at its length, or it has ended it (the
+// dispatcher set the counter to 0 when it handed the batch, and a worker
+// that ends a batch has failed a claim).
+func (h holding[T, L]) claimed() bool {
+	w := h.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.batch == nil {
+		return w.next.Load() > 0
+	}
+	return w.next.Load() >= int64(len(w.batch))
+}
+
+// idleWorker reports whether a worker is registered and waits.
+func (e *Engine[T, L]) idleWorker() bool {
+	return len(e.ready) > 0 || len(e.idle) > 0
+}
+
+// stealTimer returns the channel of a timer of stealAfter, when parking
+// now may leave units behind a running one; nil otherwise.
+func (e *Engine[T, L]) stealTimer() <-chan time.Time {
+	if len(e.holding) == 0 || !e.prune() {
+		return nil
+	}
+	if e.stealTime == nil {
+		e.stealTime = time.NewTimer(stealAfter)
+	} else {
+		e.stealTime.Reset(stealAfter)
+	}
+	return e.stealTime.C
+}
+
+// stealAll takes the unclaimed units of every hand-off that may have any,
+// if a worker waits.
+func (e *Engine[T, L]) stealAll() {
+	if !e.idleWorker() {
+		return
+	}
+	for _, h := range e.holding {
+		if h.w.hseq == h.seq {
+			e.steal(h.w)
+		}
+	}
+	clear(e.holding)
+	e.holding = e.holding[:0]
+}
+
+// steal takes the units of w's batch that w has not claimed.
+func (e *Engine[T, L]) steal(w *Worker[T, L]) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.batch == nil {
+		return // not received yet, or over
+	}
+	n := int64(len(w.batch))
+	old := w.next.Swap(n)
+	if old >= n {
+		return
+	}
+	b := append(e.getBuf(), w.batch[old:n]...)
+	w.end = int(old)
+	e.back = append(e.back, b)
+}
