@@ -292,7 +292,8 @@ func (c *Consumer) Start() error {
 // If ctx ends first, the local scheduler cancels the running handlers'
 // contexts; every task that did not finish is released (Nak, no delay) so
 // that another worker runs it at once, and Stop returns a
-// [*taskpool.StopError]. Nothing is left unacknowledged and unreleased,
+// [*taskpool.StopError] (after the long polls have ended: up to the poll
+// wait past ctx). Nothing is left unacknowledged and unreleased,
 // except where the connection is down: then the server redelivers the
 // tasks after AckWait.
 //

@@ -361,8 +361,10 @@ func WithClientSideDelays() Option {
 	})
 }
 
-// WithLogger sets the logger for fetch errors, reconnects and dead
-// letters. The default discards everything.
+// WithLogger sets the logger for fetch and long-poll errors, dead letters,
+// lost global slots and unique keys, results not stored, and settings that
+// differ from what this version sets (requests retried across a reconnect
+// log at Debug). The default discards everything.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) error {
 		if l != nil {
