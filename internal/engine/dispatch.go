@@ -8,7 +8,10 @@ import "runtime"
 func (e *Engine[T, L]) dispatch() {
 	defer e.wg.Done()
 	for {
-		if e.ctl.Load()&ctlHold != 0 {
+		// Units taken back are handed out even under a hold (the
+		// workers hold them, where Inspect shows them): a hold that began
+		// after they were taken must not hide them in back.
+		if e.ctl.Load()&ctlHold != 0 && len(e.back) == 0 {
 			e.holdDispatch()
 			continue
 		}
@@ -89,6 +92,11 @@ func (e *Engine[T, L]) handOff(w *Worker[T, L], b []T) {
 	w.next.Store(0)
 	w.hseq++
 	if len(b) > 1 {
+		// Pruned when it parks, and here too: a dispatcher that never
+		// parks, under steady load, kept one entry per hand-off.
+		if len(e.holding) >= 2*int(e.nlive.Load())+64 {
+			e.prune()
+		}
 		e.holding = append(e.holding, holding[T, L]{w, w.hseq})
 	}
 	if w.state.CompareAndSwap(wParked, wWoken) {

@@ -79,34 +79,39 @@ func (e *Engine[T, L]) stealTimer() <-chan time.Time {
 	return e.stealTime.C
 }
 
-// stealAll takes the unclaimed units of every hand-off that may have any,
-// if a worker waits.
+// stealAll takes the unclaimed units of hand-offs that may have any, one
+// hand-off per waiting worker, and none while a hold is on: what is taken
+// waits in back, where neither Queued nor Inspect shows it, only until the
+// dispatcher hands it to those workers. A hand-off whose worker has not
+// received its batch yet is kept for the next look.
 func (e *Engine[T, L]) stealAll() {
-	if !e.idleWorker() {
+	free := len(e.ready) + len(e.idle)
+	if free == 0 || e.ctl.Load()&ctlHold != 0 {
 		return
 	}
 	for _, h := range e.holding {
-		if h.w.hseq == h.seq {
-			e.steal(h.w)
+		if free > 0 && h.w.hseq == h.seq && e.steal(h.w) {
+			free--
 		}
 	}
-	clear(e.holding)
-	e.holding = e.holding[:0]
+	e.prune()
 }
 
-// steal takes the units of w's batch that w has not claimed.
-func (e *Engine[T, L]) steal(w *Worker[T, L]) {
+// steal takes the units of w's batch that w has not claimed, and reports
+// whether there were any.
+func (e *Engine[T, L]) steal(w *Worker[T, L]) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.batch == nil {
-		return // not received yet, or over
+		return false // not received yet, or over
 	}
 	n := int64(len(w.batch))
 	old := w.next.Swap(n)
 	if old >= n {
-		return
+		return false
 	}
 	b := append(e.getBuf(), w.batch[old:n]...)
 	w.end = int(old)
 	e.back = append(e.back, b)
+	return true
 }

@@ -96,9 +96,11 @@ func (w *Worker[T, L]) loop(replaced bool) {
 		n := w.runBatch()
 		w.measure(start, n)
 		replaced = false
-		w.cur.Store(0)
-		w.progress()
 		w.mu.Lock()
+		// Under the lock with the batch: Inspect reads cur 0 with a
+		// batch as a batch not begun, and showed the units just run as
+		// unstarted.
+		w.cur.Store(0)
 		clear(w.batch) // let the units be collected
 		if w.batch != nil {
 			// Before the first batch there is none: the spare is the
@@ -107,6 +109,7 @@ func (w *Worker[T, L]) loop(replaced bool) {
 		}
 		w.batch, w.end, w.i = nil, 0, 0
 		w.mu.Unlock()
+		w.progress()
 		e.idle <- w
 		b, ok := w.receive()
 		if !ok {
