@@ -235,20 +235,17 @@ func (e *Engine[T, L]) park() {
 		return
 	}
 	if !e.surplus.Load() {
-		if t := e.stealTimer(); t != nil {
-			select {
-			case <-e.wake:
-				e.shrink()
-			case <-t:
-				e.stealAll()
-			}
-			return
+		select {
+		case <-e.wake:
+			e.shrink()
+		case <-e.stealTimer(): // nil, which never fires, unless units may be held
+			e.stealAll()
 		}
-		<-e.wake
-		e.shrink()
 		return
 	}
-	// With surplus workers, take registrations too, to retire them.
+	// With surplus workers, take registrations too, to retire them. No
+	// units are taken meanwhile: a worker that registers is retired, not
+	// given them; once the surplus is gone, the next park looks.
 	select {
 	case w := <-e.idle:
 		if !e.retire(w) {

@@ -16,10 +16,13 @@ import "time"
 //
 // The dispatcher looks only when it parks for lack of work while some
 // hand-off of more than one unit may have units left: it parks for
-// stealAfter at most, and then, if a worker is registered and waits, takes
-// every unclaimed unit of every such batch, to hand out first. (A worker
-// that registers does not wake a parked dispatcher: hence the timer, also
-// while no worker waits yet.)
+// stealAfter at most, and then, unless a hold is on, takes the unclaimed
+// units of one such batch per registered worker, to hand out first (so
+// that what it takes waits only for the hand-off, not hidden from Queued
+// and Inspect). A worker that registers does not wake a parked
+// dispatcher: hence the timer, also while no worker waits yet, so that
+// while every worker runs a batch of several units and nothing is queued
+// the dispatcher wakes once per stealAfter to look.
 
 // stealAfter is how long the dispatcher, idle beside an idle worker, lets
 // the units behind a running one wait before it takes them.
