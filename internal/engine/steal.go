@@ -63,11 +63,6 @@ func (h holding[T, L]) claimed() bool {
 	return w.next.Load() >= int64(len(w.batch))
 }
 
-// idleWorker reports whether a worker is registered and waits.
-func (e *Engine[T, L]) idleWorker() bool {
-	return len(e.ready) > 0 || len(e.idle) > 0
-}
-
 // stealTimer returns the channel of a timer of stealAfter, when parking
 // now may leave units behind a running one; nil otherwise.
 func (e *Engine[T, L]) stealTimer() <-chan time.Time {

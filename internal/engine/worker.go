@@ -173,13 +173,8 @@ func (w *Worker[T, L]) measure(start time.Duration, n int) {
 // caught by Begin.
 func (w *Worker[T, L]) runBatch() int {
 	e := w.e
-	n, ran := int64(len(w.batch)), 0
-	for {
-		i := w.next.Add(1) - 1
-		if i >= n {
-			return ran
-		}
-		w.i = int(i)
+	ran := 0
+	for w.claim() {
 		ran++
 		for {
 			c := e.ctl.Load()
@@ -189,8 +184,7 @@ func (w *Worker[T, L]) runBatch() int {
 			if c&ctlAbandon != 0 {
 				w.cur.Store(uint64(w.i+1) | held)
 				e.r.Drop(&w.Local, &w.batch[w.i])
-				for i := w.next.Add(1) - 1; i < n; i = w.next.Add(1) - 1 {
-					w.i = int(i)
+				for w.claim() {
 					ran++
 					e.r.Drop(&w.Local, &w.batch[w.i])
 				}
@@ -200,6 +194,18 @@ func (w *Worker[T, L]) runBatch() int {
 		}
 		e.r.Run(w, &w.batch[w.i])
 	}
+	return ran
+}
+
+// claim takes the next unit of the batch, making it w.i, and reports
+// whether there was one the dispatcher had not taken.
+func (w *Worker[T, L]) claim() bool {
+	i := w.next.Add(1) - 1
+	if i >= int64(len(w.batch)) {
+		return false
+	}
+	w.i = int(i)
+	return true
 }
 
 // Begin marks the unit being run as begun, with tag (of which Inspect
