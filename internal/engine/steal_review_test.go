@@ -175,35 +175,10 @@ func TestStressStealWithExitHoldResizeAbandon(t *testing.T) {
 		for _, u := range units {
 			require.NoError(t, e.Put(context.Background(), u.id%engine.Lanes, u, false, false))
 		}
+		stopInspect := inspectMeanwhile(t, e)
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				// Inspect reads one worker after another: a unit taken
-				// back in between shows in the batch it left and in the
-				// one it joined. One worker's view never has a unit twice,
-				// and no unit runs on two workers.
-				running := map[int]bool{}
-				e.Inspect(func(_ *local, u *unit, _ uint64, rest []unit) {
-					seen := map[int]bool{}
-					if u != nil {
-						assert.False(t, running[u.id], "unit %d running twice", u.id)
-						running[u.id], seen[u.id] = true, true
-					}
-					for _, x := range rest {
-						assert.False(t, seen[x.id], "unit %d twice in one batch", x.id)
-						seen[x.id] = true
-					}
-				})
-			}
-		}()
+		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for k := 0; ; k++ {
@@ -257,6 +232,7 @@ func TestStressStealWithExitHoldResizeAbandon(t *testing.T) {
 		}
 		close(stop)
 		wg.Wait()
+		stopInspect()
 		if done() < n {
 			r.mu.Lock()
 			var missing []int

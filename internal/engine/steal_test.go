@@ -129,28 +129,51 @@ func TestStressUnitsWaitingForLaterOnes(t *testing.T) {
 		for _, u := range units {
 			require.NoError(t, e.Put(context.Background(), u.id%engine.Lanes, u, false, false))
 		}
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				e.Inspect(func(*local, *unit, uint64, []unit) {})
-			}
-		}()
+		stop := inspectMeanwhile(t, e)
 		e.Unhold()
 		ranOnce(t, r, e, n)
-		close(stop)
-		wg.Wait()
+		stop()
 		e.CloseAdmission()
 		e.Close()
 		if t.Failed() {
 			t.Fatalf("round %d", round)
 		}
+	}
+}
+
+// inspectMeanwhile calls Inspect over and over until the function it
+// returns is called, checking what it can of each view. Inspect reads one
+// worker after another: a unit taken back in between shows in the batch
+// it left and in the one it joined. One worker's view never has a unit
+// twice, and no unit runs on two workers.
+func inspectMeanwhile(t *testing.T, e *engine.Engine[unit, local]) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			running := map[int]bool{}
+			e.Inspect(func(_ *local, u *unit, _ uint64, rest []unit) {
+				seen := map[int]bool{}
+				if u != nil {
+					assert.False(t, running[u.id], "unit %d running twice", u.id)
+					running[u.id], seen[u.id] = true, true
+				}
+				for _, x := range rest {
+					assert.False(t, seen[x.id], "unit %d twice in one batch", x.id)
+					seen[x.id] = true
+				}
+			})
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
 	}
 }
