@@ -106,7 +106,9 @@ func stressOnce(t *testing.T, it int, useExit, useResize, usePause, useDeadline 
 		}
 		return nil
 	}, taskpool.WithRetry(flakyAttempts, taskpool.ConstantBackoff(time.Duration(rand.IntN(300))*time.Microsecond))))
-	types := []string{"nop", "nop", "nop", "sleep", "block", "lim", "panic", "flaky", "flaky"}
+	// block is long enough for a worker among more workers than
+	// processors to register early for its next batch (engine/early.go).
+	types := []string{"nop", "nop", "nop", "sleep", "block", "block", "lim", "panic", "flaky", "flaky"}
 	if useExit {
 		types = append(types, "exit")
 	}
@@ -114,7 +116,7 @@ func stressOnce(t *testing.T, it int, useExit, useResize, usePause, useDeadline 
 	var omu sync.Mutex
 	outs := map[string]int{}
 	outErr := map[string]error{}
-	workers := 1 + rand.IntN(6)
+	workers := 1 + rand.IntN(runtime.GOMAXPROCS(0)+6)
 	batch := 1 + rand.IntN(8)
 	queue := rand.IntN(32)
 	s, err := taskpool.New(reg, taskpool.WithWorkers(workers), taskpool.WithBatchSize(batch), taskpool.WithQueueSize(queue),

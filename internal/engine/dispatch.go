@@ -8,6 +8,9 @@ import "runtime"
 func (e *Engine[T, L]) dispatch() {
 	defer e.wg.Done()
 	for {
+		if len(e.earlies) > 0 {
+			e.expireEarly()
+		}
 		// Units taken back are handed out even under a hold (the
 		// workers hold them, where Inspect shows them): a hold that began
 		// after they were taken must not hide them in back.
@@ -34,6 +37,9 @@ func (e *Engine[T, L]) dispatch() {
 		if w == nil {
 			continue // control changed while waiting: look again
 		}
+		if e.serveEarly(w) {
+			continue
+		}
 		var b []T
 		if len(e.back) > 0 {
 			// Taken from behind a long unit: before any lane's units.
@@ -44,7 +50,7 @@ func (e *Engine[T, L]) dispatch() {
 			b = e.fill(w.spare, e.batchFor(w))
 		}
 		w.spare = nil
-		e.handOff(w, b)
+		e.handOff(w, b, false)
 	}
 }
 
@@ -87,9 +93,12 @@ func (k wake[T, L]) pending() bool {
 // per wake-up made trivial tasks on 64 workers a third slower); a
 // ping-pong, a worker woken again while an earlier wake-up is pending,
 // still does.
-func (e *Engine[T, L]) handOff(w *Worker[T, L], b []T) {
-	// The worker is between batches: it claims nothing until it has b.
-	w.next.Store(0)
+func (e *Engine[T, L]) handOff(w *Worker[T, L], b []T, early bool) {
+	if !early {
+		// The worker is between batches: it claims nothing until it
+		// has b. (An early batch's worker runs the last one still.)
+		w.next.Store(0)
+	}
 	w.hseq++
 	if len(b) > 1 {
 		// Pruned when it parks, and here too: a dispatcher that never
@@ -340,10 +349,11 @@ func (e *Engine[T, L]) batchFor(w *Worker[T, L]) int {
 	if e.cfg.BatchWork <= 0 {
 		return n
 	}
-	if w.unit == 0 {
+	unit := w.unit.Load()
+	if unit == 0 {
 		return min(n, firstBatch)
 	}
-	return int(min(max(int64(e.cfg.BatchWork)/w.unit, 1), int64(n)))
+	return int(min(max(int64(e.cfg.BatchWork)/unit, 1), int64(n)))
 }
 
 // fill copies units into buf, up to most and to a fair share of what is

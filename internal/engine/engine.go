@@ -124,6 +124,8 @@ type Engine[T, L any] struct {
 	wakes     []wake[T, L]    // hand-offs that woke a worker, oldest first (from wq)
 	holding   []holding[T, L] // hand-offs of more than one unit, maybe not all claimed yet
 	back      [][]T           // units taken from behind a long unit, to hand out first
+	earlies   []early[T, L]   // early hand-offs, oldest first, maybe not committed to yet
+	nearly    atomic.Uint64   // early hand-offs so far
 	stealTime *time.Timer     // while parked with holding and a worker idle
 	wq        int
 	nwake     uint64 // hand-offs that woke a worker so far
@@ -537,18 +539,28 @@ func (e *Engine[T, L]) Inspect(f func(l *L, running *T, tag uint64, unstarted []
 		ws = append(ws, w)
 	}
 	e.mu.Unlock()
+	var tmp []T
 	for _, w := range ws {
 		w.mu.Lock()
 		b := w.batch[:w.end]
 		c := w.cur.Load()
 		i := int(c & curMask &^ held)
+		// An early batch waits in the channel behind the batch: it is
+		// the worker's next.
+		after := func(rest []T) []T {
+			if len(w.pending) == 0 {
+				return rest
+			}
+			tmp = append(append(tmp[:0], rest...), w.pending...)
+			return tmp
+		}
 		switch {
 		case c&held != 0 && i > 0 && i-1 <= len(b):
-			f(&w.Local, nil, 0, b[i-1:]) // held before unit i-1
+			f(&w.Local, nil, 0, after(b[i-1:])) // held before unit i-1
 		case i > 0 && i <= len(b):
-			f(&w.Local, &b[i-1], c>>curBits, b[i:])
-		case i == 0 && len(b) > 0:
-			f(&w.Local, nil, 0, b)
+			f(&w.Local, &b[i-1], c>>curBits, after(b[i:]))
+		case i == 0 && (len(b) > 0 || len(w.pending) > 0):
+			f(&w.Local, nil, 0, after(b))
 		}
 		w.mu.Unlock()
 	}

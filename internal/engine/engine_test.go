@@ -23,6 +23,7 @@ type unit struct {
 	exit   bool // runtime.Goexit
 	wait   chan struct{}
 	signal chan struct{} // closed when run
+	sleep  time.Duration // how long it takes (a long unit), before its wait
 }
 
 type local struct{ ran int }
@@ -55,6 +56,9 @@ func (r *rec) Run(w *engine.Worker[unit, local], u *unit) {
 	}
 	if u.signal != nil {
 		close(u.signal)
+	}
+	if u.sleep > 0 {
+		time.Sleep(u.sleep)
 	}
 	if u.wait != nil {
 		<-u.wait

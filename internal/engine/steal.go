@@ -66,7 +66,8 @@ func (h holding[T, L]) claimed() bool {
 // stealTimer returns the channel of a timer of stealAfter, when parking
 // now may leave units behind a running one; nil otherwise.
 func (e *Engine[T, L]) stealTimer() <-chan time.Time {
-	if len(e.holding) == 0 || !e.prune() {
+	held := len(e.holding) > 0 && e.prune()
+	if !held && (len(e.earlies) == 0 || !e.pruneEarly()) {
 		return nil
 	}
 	if e.stealTime == nil {
@@ -87,6 +88,8 @@ func (e *Engine[T, L]) stealAll() {
 	if free == 0 || e.ctl.Load()&ctlHold != 0 {
 		return
 	}
+	// Early batches first: nothing of them has begun.
+	free -= e.reclaimEarly(free)
 	for _, h := range e.holding {
 		if free > 0 && h.w.hseq == h.seq && e.steal(h.w) {
 			free--

@@ -27,8 +27,10 @@ type Worker[T, L any] struct {
 	spare   []T           // empty buffer offered with the registration
 	state   atomic.Int32  // wRunning, wParked or wWoken
 	woke    uint64        // dispatcher only: the number of the hand-off that last woke it
-	unit    int64         // ns per unit in its last batch, 0 if unknown: set before it registers, read by the dispatcher
+	unit    atomic.Int64  // ns per unit in its last batch, 0 if unknown: set before it registers, read by the dispatcher
 	counted bool          // its batch was received while draining: busy counts it
+	reg     atomic.Int32  // what became of an early registration (early.go)
+	pending []T           // under mu: an early batch in the channel, for Inspect
 }
 
 // Worker states, for the dispatcher's handOff.
@@ -104,13 +106,20 @@ func (w *Worker[T, L]) loop(replaced bool) {
 		clear(w.batch) // let the units be collected
 		if w.batch != nil {
 			// Before the first batch there is none: the spare is the
-			// one startWorker made.
+			// one startWorker made. An early hand-off does not take the
+			// spare: give the one not taken back.
+			if w.spare != nil {
+				e.putBuf(w.spare)
+			}
 			w.spare = w.batch[:0]
 		}
 		w.batch, w.end, w.i = nil, 0, 0
+		again := w.settleReg()
 		w.mu.Unlock()
 		w.progress()
-		e.idle <- w
+		if again {
+			e.idle <- w
+		}
 		b, ok := w.receive()
 		if !ok {
 			e.mu.Lock()
@@ -121,12 +130,17 @@ func (w *Worker[T, L]) loop(replaced bool) {
 			return
 		}
 		w.mu.Lock()
-		w.batch, w.end = b, len(b)
+		// An early batch was handed while the last one ran: its counter
+		// is the worker's to reset (a plain hand-off's is the
+		// dispatcher's, before it sends).
+		w.next.Store(0)
+		w.batch, w.end, w.pending = b, len(b), nil
 		w.mu.Unlock()
 		if e.draining.Load() {
 			w.counted = true
 			e.busy.Add(1)
 		}
+		w.registerEarly()
 	}
 }
 
@@ -156,10 +170,10 @@ func (w *Worker[T, L]) progress() {
 // the dispatcher's next hand-off.
 func (w *Worker[T, L]) measure(start time.Duration, n int) {
 	if start < 0 || n <= 0 {
-		w.unit = 0
+		w.unit.Store(0)
 		return
 	}
-	w.unit = max(int64(time.Since(w.e.epoch)-start)/int64(n), 1)
+	w.unit.Store(max(int64(time.Since(w.e.epoch)-start)/int64(n), 1))
 }
 
 // runBatch runs the units of the batch it claims, and returns how many it

@@ -1,0 +1,163 @@
+package engine_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskpool/taskpool/internal/engine"
+)
+
+// longCfg is a configuration under which a unit of 200µs is long: its
+// worker registers early (at four times BatchWork) and gets one at a time.
+func longCfg(workers, queue int) engine.Config {
+	return engine.Config{Workers: workers, BatchSize: 8, BatchWork: 10 * time.Microsecond, QueueSize: queue, Weights: [engine.Lanes]int{1, 1, 1}}
+}
+
+const long = 200 * time.Microsecond
+
+// A worker of long units, among more workers than processors, registers
+// for its next batch while it runs one: the next unit waits in its
+// channel, where Inspect shows it. When that unit is stuck behind a unit
+// that waits for it, and a worker turns up with nothing to do, the
+// dispatcher takes the early batch back for it.
+func TestEarlyBatchTakenBackForAnIdleWorker(t *testing.T) {
+	// Two workers on one processor: more workers than processors.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	r := newRec()
+	e := engine.New[unit, local](longCfg(2, 64), r)
+	e.Start()
+	// Long units first, until each worker has timed some.
+	for id := 0; ; {
+		for range 4 {
+			require.NoError(t, e.Put(context.Background(), 1, unit{id: id, sleep: long}, false, false))
+			id++
+		}
+		ranOnce(t, r, e, id)
+		busy := 0 // workers that ran some (Each ends with the retired ones' sum, none here)
+		e.Each(func(l *local) {
+			if l.ran > 0 {
+				busy++
+			}
+		})
+		if busy == 2 {
+			break
+		}
+		require.Less(t, id, 400, "one worker never ran a unit")
+	}
+	r.mu.Lock()
+	r.ran = map[int]int{}
+	r.mu.Unlock()
+
+	e.Hold()
+	block, ch := make(chan struct{}), make(chan struct{})
+	require.NoError(t, e.Put(context.Background(), 1, unit{id: 0, wait: block}, false, false))
+	require.NoError(t, e.Put(context.Background(), 1, unit{id: 1, wait: ch}, false, false))
+	require.NoError(t, e.Put(context.Background(), 1, unit{id: 2, signal: ch}, false, false))
+	e.Unhold()
+	// Units 0 and 1 run, one on each worker; unit 2 is handed early to
+	// one of them, behind a unit that never ends or one that waits for
+	// it.
+	require.Eventually(t, func() bool {
+		var running, next []int
+		e.Inspect(func(_ *local, u *unit, _ uint64, rest []unit) {
+			if u != nil {
+				running = append(running, u.id)
+			}
+			for _, x := range rest {
+				next = append(next, x.id)
+			}
+		})
+		slices.Sort(running)
+		return slices.Equal(running, []int{0, 1}) && slices.Equal(next, []int{2})
+	}, 10*time.Second, time.Millisecond, "unit 2 not shown as a worker's next")
+	assert.Equal(t, uint64(1), e.EarlyHandOffs())
+
+	// A third worker, idle: unit 2 is taken back for it, and unit 1 ends.
+	e.Resize(3)
+	require.Eventually(t, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.ran[1] == 1 && r.ran[2] == 1
+	}, 10*time.Second, time.Millisecond, "unit 2 not taken back")
+	close(block)
+	ranOnce(t, r, e, 3)
+	e.CloseAdmission()
+	e.Close()
+}
+
+// Long units with waits on later ones, holds, resizes and Inspect all at
+// once: every unit runs exactly once, early batches are handed out, and
+// Close returns.
+func TestStressEarlyBatches(t *testing.T) {
+	rounds := 20
+	if testing.Short() {
+		rounds = 4
+	}
+	var early uint64
+	for round := range rounds {
+		r := newRec()
+		// More workers than processors, or no batch goes early.
+		workers := 2*runtime.GOMAXPROCS(0) + 2
+		// Started with one, resized up: the channel of worker channels,
+		// sized at Start, holds one registration (an early one must not
+		// wait for room with its batch not run).
+		e := engine.New[unit, local](longCfg(1, 128), r)
+		e.Start()
+		e.Resize(workers)
+		const n = 160
+		units := make([]unit, n)
+		for i := range units {
+			units[i].id = i
+			if rand.IntN(3) > 0 {
+				units[i].sleep = time.Duration(50+rand.IntN(250)) * time.Microsecond
+			}
+		}
+		// Two waits on later units per round, so that a worker is
+		// always free.
+		for _, i := range []int{rand.IntN(n/2 - 4), n/2 + rand.IntN(n/2-4)} {
+			ch := make(chan struct{})
+			units[i].wait = ch
+			units[i+1+rand.IntN(3)].signal = ch
+		}
+		stop := inspectMeanwhile(t, e)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				case <-time.After(time.Duration(rand.IntN(500)) * time.Microsecond):
+				}
+				switch i % 3 {
+				case 0:
+					e.Hold()
+					e.Unhold()
+				default:
+					e.Resize(workers - 1 + rand.IntN(4))
+				}
+			}
+		}()
+		for _, u := range units {
+			require.NoError(t, e.Put(context.Background(), u.id%engine.Lanes, u, true, false))
+		}
+		ranOnce(t, r, e, n)
+		done <- struct{}{}
+		<-done
+		stop()
+		early += e.EarlyHandOffs()
+		e.CloseAdmission()
+		e.Close()
+		if t.Failed() {
+			t.Fatalf("round %d", round)
+		}
+	}
+	assert.NotZero(t, early, "no batch was handed early")
+}
