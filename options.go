@@ -127,7 +127,10 @@ func WithQueueSize(n int) Option {
 // dispatcher has had nothing to hand out for a millisecond while a worker
 // waits, it takes back the tasks that busy workers have not started and
 // hands them out again, so a task that blocks (even one waiting for a task
-// behind it) does not hold the rest of its batch. The default is
+// behind it) does not hold the rest of its batch. With more workers than
+// processors, a worker of long tasks may also be handed its next task
+// while it runs one, whatever n is; that task is taken back the same way.
+// The default is
 // [DefaultBatchSize]; a negative n or one above [MaxBatchSize] is invalid.
 func WithBatchSize(n int) Option {
 	return optionFunc(func(o *options) error {
