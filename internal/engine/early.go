@@ -120,15 +120,11 @@ func (e *Engine[T, L]) serveEarly(w *Worker[T, L]) (handled bool) {
 	if !w.reg.CompareAndSwap(regEarly, regServed) {
 		return false // turned plain: the worker is idle
 	}
-	// The worker's spare buffer, which it replaces under w.mu when its
-	// batch ends.
+	// Into the worker's spare buffer, which it replaces under w.mu when
+	// its batch ends; pending, for Inspect, under the same lock.
 	w.mu.Lock()
-	buf := w.spare
-	w.spare = nil
-	w.mu.Unlock()
-	b := e.fill(buf, 1)
-	w.mu.Lock()
-	w.pending = b
+	b := e.fill(w.spare, 1)
+	w.spare, w.pending = nil, b
 	w.mu.Unlock()
 	e.handOff(w, b, true)
 	e.nearly.Add(1)
@@ -186,7 +182,8 @@ func (e *Engine[T, L]) expireEarly() {
 // pruneEarly drops the early hand-offs that are over, and reports
 // whether any is left.
 func (e *Engine[T, L]) pruneEarly() bool {
-	return e.reclaimEarly(0) == 0 && len(e.earlies) > 0
+	e.reclaimEarly(0)
+	return len(e.earlies) > 0
 }
 
 // reclaimEarly takes back up to n early batches whose workers have not
