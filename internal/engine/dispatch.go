@@ -8,7 +8,7 @@ import "runtime"
 func (e *Engine[T, L]) dispatch() {
 	defer e.wg.Done()
 	for {
-		if len(e.earlies) > 0 {
+		if e.eq < len(e.earlies) {
 			e.expireEarly()
 		}
 		// Units taken back are handed out even under a hold (the

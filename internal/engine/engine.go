@@ -124,7 +124,8 @@ type Engine[T, L any] struct {
 	wakes     []wake[T, L]    // hand-offs that woke a worker, oldest first (from wq)
 	holding   []holding[T, L] // hand-offs of more than one unit, maybe not all claimed yet
 	back      [][]T           // units taken from behind a long unit, to hand out first
-	earlies   []early[T, L]   // early hand-offs, oldest first, maybe not committed to yet
+	earlies   []early[T, L]   // early hand-offs, oldest first, maybe not committed to yet (from eq on)
+	eq        int             // the earlies before it are dropped
 	nearly    atomic.Uint64   // early hand-offs so far
 	stealTime *time.Timer     // while parked with holding and a worker idle
 	wq        int

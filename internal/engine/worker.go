@@ -31,6 +31,7 @@ type Worker[T, L any] struct {
 	counted bool          // its batch was received while draining: busy counts it
 	reg     atomic.Int32  // what became of an early registration (early.go)
 	pending []T           // under mu: an early batch in the channel, for Inspect
+	solo    [1]T          // the buffer of an early batch when the dispatcher has the spare (early.go)
 }
 
 // Worker states, for the dispatcher's handOff.
@@ -104,10 +105,10 @@ func (w *Worker[T, L]) loop(replaced bool) {
 		// unstarted.
 		w.cur.Store(0)
 		clear(w.batch) // let the units be collected
-		if w.batch != nil {
+		if w.batch != nil && !w.isSolo(w.batch) {
 			// Before the first batch there is none: the spare is the
-			// one startWorker made. An early hand-off does not take the
-			// spare: give the one not taken back.
+			// one startWorker made. A spare no hand-off took goes back
+			// to the free list. The solo buffer is never a spare.
 			if w.spare != nil {
 				e.putBuf(w.spare)
 			}
