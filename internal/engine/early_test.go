@@ -28,15 +28,64 @@ const long = 200 * time.Microsecond
 // that waits for it, and a worker turns up with nothing to do, the
 // dispatcher takes the early batch back for it.
 func TestEarlyBatchTakenBackForAnIdleWorker(t *testing.T) {
-	// Two workers on one processor: more workers than processors.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	e, r, block := stuckEarly(t)
+	// A third worker, idle: unit 2 is taken back for it, and unit 1 ends.
+	e.Resize(3)
+	require.Eventually(t, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.ran[1] == 1 && r.ran[2] == 1
+	}, 10*time.Second, time.Millisecond, "unit 2 not taken back")
+	close(block)
+	ranOnce(t, r, e, 3)
+	e.CloseAdmission()
+	e.Close()
+}
+
+// An early batch that waits longer than twice its worker's time per unit
+// (and stealAfter) is taken back even when no worker is idle to take it:
+// it waits for the next worker that registers, not for the one it was
+// handed to.
+func TestEarlyBatchTakenBackAfterItsWait(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	e, r, block := stuckEarly(t)
+	// Both workers are stuck: only the expiry takes unit 2 back.
+	require.Eventually(t, func() bool {
+		return len(nextUnits(e)) == 0
+	}, 10*time.Second, time.Millisecond, "unit 2 still a worker's next")
+	r.mu.Lock()
+	assert.Zero(t, r.ran[2], "unit 2 ran while both workers were stuck")
+	r.mu.Unlock()
+	assert.Equal(t, [engine.Lanes]int{}, e.Queued(), "a unit taken back is not queued again")
+	e.Resize(3)
+	require.Eventually(t, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.ran[1] == 1 && r.ran[2] == 1
+	}, 10*time.Second, time.Millisecond, "unit 2 not handed to the new worker")
+	close(block)
+	ranOnce(t, r, e, 3)
+	e.CloseAdmission()
+	e.Close()
+}
+
+// stuckEarly starts an engine of two workers (more than the one processor
+// the caller leaves) that have timed units of 20ms, and then has one worker
+// run unit 0, which waits for block, and the other unit 1, which waits for
+// unit 2; unit 2 is handed early to one of them, where Inspect shows it as
+// that worker's next. Unless it is taken back, it waits forever.
+func stuckEarly(t *testing.T) (*engine.Engine[unit, local], *rec, chan struct{}) {
+	t.Helper()
 	r := newRec()
 	e := engine.New[unit, local](longCfg(2, 64), r)
 	e.Start()
-	// Long units first, until each worker has timed some.
+	// Long units first, until each worker has timed some: long enough
+	// that unit 2 waits twice as long (and stealAfter) before it is taken
+	// back, a window wide enough to see it waiting.
 	for id := 0; ; {
 		for range 4 {
-			require.NoError(t, e.Put(context.Background(), 1, unit{id: id, sleep: long}, false, false))
+			require.NoError(t, e.Put(context.Background(), 1, unit{id: id, sleep: 20 * time.Millisecond}, false, false))
 			id++
 		}
 		ranOnce(t, r, e, id)
@@ -61,35 +110,30 @@ func TestEarlyBatchTakenBackForAnIdleWorker(t *testing.T) {
 	require.NoError(t, e.Put(context.Background(), 1, unit{id: 1, wait: ch}, false, false))
 	require.NoError(t, e.Put(context.Background(), 1, unit{id: 2, signal: ch}, false, false))
 	e.Unhold()
-	// Units 0 and 1 run, one on each worker; unit 2 is handed early to
-	// one of them, behind a unit that never ends or one that waits for
-	// it.
 	require.Eventually(t, func() bool {
-		var running, next []int
-		e.Inspect(func(_ *local, u *unit, _ uint64, rest []unit) {
+		var running []int
+		e.Inspect(func(_ *local, u *unit, _ uint64, _ []unit) {
 			if u != nil {
 				running = append(running, u.id)
 			}
-			for _, x := range rest {
-				next = append(next, x.id)
-			}
 		})
 		slices.Sort(running)
-		return slices.Equal(running, []int{0, 1}) && slices.Equal(next, []int{2})
+		return slices.Equal(running, []int{0, 1}) && slices.Equal(nextUnits(e), []int{2})
 	}, 10*time.Second, time.Millisecond, "unit 2 not shown as a worker's next")
 	assert.Equal(t, uint64(1), e.EarlyHandOffs())
+	return e, r, block
+}
 
-	// A third worker, idle: unit 2 is taken back for it, and unit 1 ends.
-	e.Resize(3)
-	require.Eventually(t, func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return r.ran[1] == 1 && r.ran[2] == 1
-	}, 10*time.Second, time.Millisecond, "unit 2 not taken back")
-	close(block)
-	ranOnce(t, r, e, 3)
-	e.CloseAdmission()
-	e.Close()
+// nextUnits is the units Inspect shows as handed to a worker and not
+// begun.
+func nextUnits(e *engine.Engine[unit, local]) []int {
+	var next []int
+	e.Inspect(func(_ *local, _ *unit, _ uint64, rest []unit) {
+		for _, x := range rest {
+			next = append(next, x.id)
+		}
+	})
+	return next
 }
 
 // Long units with waits on later ones, holds, resizes and Inspect all at
