@@ -175,7 +175,7 @@ func New[T, L any](cfg Config, r Runner[T, L]) *Engine[T, L] {
 	e := &Engine[T, L]{
 		cfg:      cfg,
 		r:        r,
-		workers:  make(map[*Worker[T, L]]struct{}),
+		workers:  make(map[*Worker[T, L]]struct{}, min(cfg.Workers, 1<<16)),
 		idle:     make(chan *Worker[T, L], min(cfg.Workers, 1<<16)),
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
