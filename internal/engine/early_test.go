@@ -31,16 +31,7 @@ func TestEarlyBatchTakenBackForAnIdleWorker(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	e, r, block := stuckEarly(t)
 	// A third worker, idle: unit 2 is taken back for it, and unit 1 ends.
-	e.Resize(3)
-	require.Eventually(t, func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return r.ran[1] == 1 && r.ran[2] == 1
-	}, 10*time.Second, time.Millisecond, "unit 2 not taken back")
-	close(block)
-	ranOnce(t, r, e, 3)
-	e.CloseAdmission()
-	e.Close()
+	runWithThird(t, e, r, block, "unit 2 not taken back")
 }
 
 // An early batch that waits longer than twice its worker's time per unit
@@ -58,12 +49,19 @@ func TestEarlyBatchTakenBackAfterItsWait(t *testing.T) {
 	assert.Zero(t, r.ran[2], "unit 2 ran while both workers were stuck")
 	r.mu.Unlock()
 	assert.Equal(t, [engine.Lanes]int{}, e.Queued(), "a unit taken back is not queued again")
+	runWithThird(t, e, r, block, "unit 2 not handed to the new worker")
+}
+
+// runWithThird adds a third worker to stuckEarly's engine, which runs unit
+// 2, so that unit 1 ends; then it ends unit 0 and closes the engine.
+func runWithThird(t *testing.T, e *engine.Engine[unit, local], r *rec, block chan struct{}, msg string) {
+	t.Helper()
 	e.Resize(3)
 	require.Eventually(t, func() bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return r.ran[1] == 1 && r.ran[2] == 1
-	}, 10*time.Second, time.Millisecond, "unit 2 not handed to the new worker")
+	}, 10*time.Second, time.Millisecond, msg)
 	close(block)
 	ranOnce(t, r, e, 3)
 	e.CloseAdmission()
