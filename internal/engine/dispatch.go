@@ -26,6 +26,13 @@ func (e *Engine[T, L]) dispatch() {
 				if e.haveWork() {
 					continue
 				}
+				// Units may wait behind running ones, in a batch's rest
+				// or an early batch: keep looking for idle workers to
+				// take them until none is left.
+				if (len(e.holding) > 0 && e.prune()) || (e.eq < len(e.earlies) && e.pruneEarly()) {
+					e.park()
+					continue
+				}
 				// Nothing left and no more coming: retire every worker.
 				e.shutdown()
 				return

@@ -60,7 +60,9 @@ type early[T, L any] struct {
 func (w *Worker[T, L]) registerEarly() {
 	e := w.e
 	if e.cfg.BatchWork <= 0 || e.nlive.Load() <= e.procs || w.unit.Load() < earlyFactor*int64(e.cfg.BatchWork) ||
-		e.ctl.Load() != 0 || e.surplus.Load() || e.laneUnits() <= int64(len(e.idle)) {
+		e.ctl.Load() != 0 || e.surplus.Load() || len(w.batch) > 1 || e.laneUnits() <= int64(len(e.idle)) {
+		// A batch of more than one (from back) stays stealable: an early
+		// hand-off would bump hseq and retire its holding entry.
 		return
 	}
 	w.reg.Store(regEarly)
@@ -144,6 +146,7 @@ func (e *Engine[T, L]) serveEarly(w *Worker[T, L]) (handled bool) {
 		e.earlies, e.eq = e.earlies[:n], 0
 	}
 	e.earlies = append(e.earlies, early[T, L]{w, w.hseq, due})
+	e.firstDue = min(e.firstDue, due)
 	return true
 }
 
@@ -189,21 +192,26 @@ func (h early[T, L]) current() bool {
 }
 
 // expireEarly drops the early hand-offs that are over and takes back the
-// ones that waited too long, oldest first; with none left it does not
-// read the clock.
+// ones that waited too long. Their due times are not in order (each is
+// from its worker's own time per unit), so it looks at all of them, but
+// only once the first due time has come.
 func (e *Engine[T, L]) expireEarly() {
-	for e.eq < len(e.earlies) {
-		h := e.earlies[e.eq]
-		if h.current() {
-			if time.Since(e.epoch) < h.due {
-				return
-			}
-			e.reclaim(h.w)
-		}
-		e.earlies[e.eq] = early[T, L]{}
-		e.eq++
+	now := time.Since(e.epoch)
+	if now < e.firstDue {
+		return // none is due: do not look at every worker on every turn
 	}
-	e.earlies, e.eq = e.earlies[:0], 0
+	k := 0
+	e.firstDue = 1<<63 - 1
+	for _, h := range e.earlies[e.eq:] {
+		if !h.current() || (now >= h.due && e.reclaim(h.w)) {
+			continue
+		}
+		e.earlies[k] = h
+		k++
+		e.firstDue = min(e.firstDue, h.due)
+	}
+	clear(e.earlies[k:])
+	e.earlies, e.eq = e.earlies[:k], 0
 }
 
 // pruneEarly drops the early hand-offs that are over, and reports

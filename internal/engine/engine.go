@@ -126,6 +126,7 @@ type Engine[T, L any] struct {
 	back      [][]T           // units taken from behind a long unit, to hand out first
 	earlies   []early[T, L]   // early hand-offs, oldest first, maybe not committed to yet (from eq on)
 	eq        int             // the earlies before it are dropped
+	firstDue  time.Duration   // no early hand-off is due before it (expireEarly)
 	nearly    atomic.Uint64   // early hand-offs so far
 	stealTime *time.Timer     // while parked with holding and a worker idle
 	wq        int

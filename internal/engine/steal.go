@@ -84,8 +84,26 @@ func (e *Engine[T, L]) stealTimer() <-chan time.Time {
 // dispatcher hands it to those workers. A hand-off whose worker has not
 // received its batch yet is kept for the next look.
 func (e *Engine[T, L]) stealAll() {
-	free := len(e.ready) + len(e.idle)
-	if free == 0 || e.ctl.Load()&ctlHold != 0 {
+	if e.ctl.Load()&ctlHold != 0 {
+		return
+	}
+	// Only plain registrations are free workers: an early one is a
+	// worker still running its batch.
+	for more := true; more; {
+		select {
+		case w := <-e.idle:
+			e.ready = append(e.ready, w)
+		default:
+			more = false
+		}
+	}
+	free := 0
+	for _, w := range e.ready {
+		if w.reg.Load() != regEarly {
+			free++
+		}
+	}
+	if free == 0 {
 		return
 	}
 	// Early batches first: nothing of them has begun.
