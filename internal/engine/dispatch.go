@@ -8,7 +8,7 @@ import "runtime"
 func (e *Engine[T, L]) dispatch() {
 	defer e.wg.Done()
 	for {
-		if e.eq < len(e.earlies) {
+		if len(e.earlies) > 0 {
 			e.expireEarly()
 		}
 		// Units taken back are handed out even under a hold (the
@@ -29,7 +29,7 @@ func (e *Engine[T, L]) dispatch() {
 				// Units may wait behind running ones, in a batch's rest
 				// or an early batch: keep looking for idle workers to
 				// take them until none is left.
-				if (len(e.holding) > 0 && e.prune()) || (e.eq < len(e.earlies) && e.pruneEarly()) {
+				if (len(e.holding) > 0 && e.prune()) || (len(e.earlies) > 0 && e.pruneEarly()) {
 					e.park()
 					continue
 				}

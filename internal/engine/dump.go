@@ -19,6 +19,6 @@ func (e *Engine[T, L]) Dump() string {
 			p, l.in.Load(), e.taken[p], l.out.Load(), acc, nb, len(l.ch), nw, e.pos[p], len(e.cur[p]))
 	}
 	fmt.Fprintf(&sb, "parked %v ctl %d surplus %v nlive %d ready %d idle %d holding %d back %d early %d\n",
-		e.parked.Load(), e.ctl.Load(), e.surplus.Load(), e.nlive.Load(), len(e.ready), len(e.idle), len(e.holding), len(e.back), len(e.earlies)-e.eq)
+		e.parked.Load(), e.ctl.Load(), e.surplus.Load(), e.nlive.Load(), len(e.ready), len(e.idle), len(e.holding), len(e.back), len(e.earlies))
 	return sb.String()
 }

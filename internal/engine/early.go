@@ -137,14 +137,6 @@ func (e *Engine[T, L]) serveEarly(w *Worker[T, L]) (handled bool) {
 	e.handOff(w, b, true)
 	e.nearly.Add(1)
 	due := time.Since(e.epoch) + 2*time.Duration(w.unit.Load()) + stealAfter
-	if len(e.earlies) == cap(e.earlies) && e.eq > 0 {
-		// Reuse the room of those dropped from the front rather than
-		// grow: a queue that slides through its array reallocates
-		// once per few hand-offs (49 B per task of 1ms sleeps).
-		n := copy(e.earlies, e.earlies[e.eq:])
-		clear(e.earlies[n:])
-		e.earlies, e.eq = e.earlies[:n], 0
-	}
 	e.earlies = append(e.earlies, early[T, L]{w, w.hseq, due})
 	e.firstDue = min(e.firstDue, due)
 	return true
@@ -202,7 +194,7 @@ func (e *Engine[T, L]) expireEarly() {
 	}
 	k := 0
 	e.firstDue = 1<<63 - 1
-	for _, h := range e.earlies[e.eq:] {
+	for _, h := range e.earlies {
 		if !h.current() || (now >= h.due && e.reclaim(h.w)) {
 			continue
 		}
@@ -211,14 +203,14 @@ func (e *Engine[T, L]) expireEarly() {
 		e.firstDue = min(e.firstDue, h.due)
 	}
 	clear(e.earlies[k:])
-	e.earlies, e.eq = e.earlies[:k], 0
+	e.earlies = e.earlies[:k]
 }
 
 // pruneEarly drops the early hand-offs that are over, and reports
 // whether any is left.
 func (e *Engine[T, L]) pruneEarly() bool {
 	e.reclaimEarly(0)
-	return e.eq < len(e.earlies)
+	return len(e.earlies) > 0
 }
 
 // reclaimEarly takes back up to n early batches whose workers have not
@@ -226,7 +218,7 @@ func (e *Engine[T, L]) pruneEarly() bool {
 func (e *Engine[T, L]) reclaimEarly(n int) int {
 	took := 0
 	k := 0
-	for _, h := range e.earlies[e.eq:] {
+	for _, h := range e.earlies {
 		if !h.current() {
 			continue
 		}
@@ -238,7 +230,7 @@ func (e *Engine[T, L]) reclaimEarly(n int) int {
 		k++
 	}
 	clear(e.earlies[k:])
-	e.earlies, e.eq = e.earlies[:k], 0
+	e.earlies = e.earlies[:k]
 	return took
 }
 

@@ -124,8 +124,7 @@ type Engine[T, L any] struct {
 	wakes     []wake[T, L]    // hand-offs that woke a worker, oldest first (from wq)
 	holding   []holding[T, L] // hand-offs of more than one unit, maybe not all claimed yet
 	back      [][]T           // units taken from behind a long unit, to hand out first
-	earlies   []early[T, L]   // early hand-offs, oldest first, maybe not committed to yet (from eq on)
-	eq        int             // the earlies before it are dropped
+	earlies   []early[T, L]   // early hand-offs, oldest first, maybe not committed to yet; filtered in place, never sliding through its array
 	firstDue  time.Duration   // no early hand-off is due before it (expireEarly)
 	nearly    atomic.Uint64   // early hand-offs so far
 	stealTime *time.Timer     // while parked with holding and a worker idle

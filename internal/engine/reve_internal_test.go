@@ -243,7 +243,7 @@ func TestReveExpiryHeadOfLine(t *testing.T) {
 	e.expireEarly()
 	if len(e.back) != 1 {
 		t.Errorf("W2's early batch, due %v ago, not taken back: W1's, due in %v, is in front",
-			time.Since(e.epoch)-due, e.earlies[e.eq].due-time.Since(e.epoch))
+			time.Since(e.epoch)-due, e.earlies[0].due-time.Since(e.epoch))
 	}
 	rvFinish(e, 3, []*Worker[rvUnit, rvLocal]{Z}, onceCloser(g1), onceCloser(g2))
 }

@@ -67,7 +67,7 @@ func (h holding[T, L]) claimed() bool {
 // now may leave units behind a running one; nil otherwise.
 func (e *Engine[T, L]) stealTimer() <-chan time.Time {
 	held := len(e.holding) > 0 && e.prune()
-	if !held && (e.eq == len(e.earlies) || !e.pruneEarly()) {
+	if !held && (len(e.earlies) == 0 || !e.pruneEarly()) {
 		return nil
 	}
 	if e.stealTime == nil {
