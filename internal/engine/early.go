@@ -188,46 +188,39 @@ func (h early[T, L]) current() bool {
 // from its worker's own time per unit), so it looks at all of them, but
 // only once the first due time has come.
 func (e *Engine[T, L]) expireEarly() {
-	now := time.Since(e.epoch)
-	if now < e.firstDue {
-		return // none is due: do not look at every worker on every turn
-	}
-	k := 0
-	e.firstDue = 1<<63 - 1
-	for _, h := range e.earlies {
-		if !h.current() || (now >= h.due && e.reclaim(h.w)) {
-			continue
-		}
-		e.earlies[k] = h
-		k++
-		e.firstDue = min(e.firstDue, h.due)
-	}
-	clear(e.earlies[k:])
-	e.earlies = e.earlies[:k]
+	if now := time.Since(e.epoch); now >= e.firstDue {
+		e.sweepEarly(now, 0)
+	} // else none is due: do not look at every worker on every turn
 }
 
 // pruneEarly drops the early hand-offs that are over, and reports
 // whether any is left.
 func (e *Engine[T, L]) pruneEarly() bool {
-	e.reclaimEarly(0)
+	e.sweepEarly(-1, 0)
 	return len(e.earlies) > 0
 }
 
 // reclaimEarly takes back up to n early batches whose workers have not
 // committed to them, and reports how many it took.
-func (e *Engine[T, L]) reclaimEarly(n int) int {
-	took := 0
+func (e *Engine[T, L]) reclaimEarly(n int) int { return e.sweepEarly(-1, n) }
+
+// sweepEarly is the one pass over the early hand-offs: it drops those that
+// are over, takes back the ones due by dueBy and, due or not, up to n
+// more, and keeps firstDue for the rest. It reports how many it took back.
+func (e *Engine[T, L]) sweepEarly(dueBy time.Duration, n int) (took int) {
 	k := 0
+	e.firstDue = 1<<63 - 1
 	for _, h := range e.earlies {
 		if !h.current() {
 			continue
 		}
-		if took < n && e.reclaim(h.w) {
+		if (h.due <= dueBy || took < n) && e.reclaim(h.w) {
 			took++
 			continue
 		}
 		e.earlies[k] = h
 		k++
+		e.firstDue = min(e.firstDue, h.due)
 	}
 	clear(e.earlies[k:])
 	e.earlies = e.earlies[:k]
