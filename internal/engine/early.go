@@ -137,6 +137,12 @@ func (e *Engine[T, L]) serveEarly(w *Worker[T, L]) (handled bool) {
 	e.handOff(w, b, true)
 	e.nearly.Add(1)
 	due := time.Since(e.epoch) + 2*time.Duration(w.unit.Load()) + stealAfter
+	if len(e.earlies) == cap(e.earlies) {
+		// Drop the ones that are over before growing: most are, since
+		// only expiry and parking drop them otherwise, and the list
+		// then holds about one entry per worker with an early batch.
+		e.sweepEarly(-1, 0)
+	}
 	e.earlies = append(e.earlies, early[T, L]{w, w.hseq, due})
 	e.firstDue = min(e.firstDue, due)
 	return true

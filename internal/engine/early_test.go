@@ -154,46 +154,21 @@ func TestStressEarlyBatches(t *testing.T) {
 		e.Start()
 		e.Resize(workers)
 		const n = 160
-		units := make([]unit, n)
-		for i := range units {
-			units[i].id = i
-			if rand.IntN(3) > 0 {
-				units[i].sleep = time.Duration(50+rand.IntN(250)) * time.Microsecond
+		units := newUnits(n, true, 0)
+		waitOnLater(units)
+		stopInspect := inspectMeanwhile(t, e)
+		stopChurn := churn(func(i int) {
+			if i%3 == 0 {
+				e.Hold()
+				e.Unhold()
+				return
 			}
-		}
-		// Two waits on later units per round, so that a worker is
-		// always free.
-		for _, i := range []int{rand.IntN(n/2 - 4), n/2 + rand.IntN(n/2-4)} {
-			ch := make(chan struct{})
-			units[i].wait = ch
-			units[i+1+rand.IntN(3)].signal = ch
-		}
-		stop := inspectMeanwhile(t, e)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			for i := 0; ; i++ {
-				select {
-				case <-done:
-					return
-				case <-time.After(time.Duration(rand.IntN(500)) * time.Microsecond):
-				}
-				switch i % 3 {
-				case 0:
-					e.Hold()
-					e.Unhold()
-				default:
-					e.Resize(workers - 1 + rand.IntN(4))
-				}
-			}
-		}()
+			e.Resize(workers - 1 + rand.IntN(4))
+		}, func() time.Duration { return time.Duration(rand.IntN(500)) * time.Microsecond })
 		for _, u := range units {
 			require.NoError(t, e.Put(context.Background(), u.id%engine.Lanes, u, true, false))
 		}
-		ranOnce(t, r, e, n)
-		done <- struct{}{}
-		<-done
-		stop()
+		ranOnce(t, r, e, n, stopChurn, stopInspect)
 		early += e.EarlyHandOffs()
 		e.CloseAdmission()
 		e.Close()

@@ -1,14 +1,11 @@
 package engine_test
 
 import (
-	"context"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/taskpool/taskpool/internal/engine"
 )
 
 // Finding 4: Close with an early batch outstanding. stuckEarly leaves unit
@@ -55,16 +52,7 @@ func TestReveCloseWithEarlyBatchOutstanding(t *testing.T) {
 // The same with a batch of two (pre-existing, no early registration):
 // unit 0 waits for unit 1 behind it, and Close comes before the steal look.
 func TestReveCloseWithBatchRestOutstanding(t *testing.T) {
-	r := newRec()
-	e := engine.New[unit, local](cfg(3, 64), r)
-	e.Start()
-	e.Hold()
-	ch := make(chan struct{})
-	require.NoError(t, e.Put(context.Background(), 1, unit{id: 0, wait: ch}, false, false))
-	require.NoError(t, e.Put(context.Background(), 1, unit{id: 1, signal: ch}, false, false))
-	for i := 2; i < 6; i++ {
-		require.NoError(t, e.Put(context.Background(), 1, unit{id: i}, false, false))
-	}
+	e, r := heldWaitOnNext(t, 6)
 	// 6 units on 3 workers: [0 1] on one. Close while held: the
 	// dispatcher hands all out on Unhold and shuts down without parking.
 	e.CloseAdmission()

@@ -2,11 +2,9 @@ package engine_test
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"regexp"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -152,111 +150,49 @@ func TestStressStealWithExitHoldResizeAbandon(t *testing.T) {
 		e.Start()
 		e.Hold()
 		const n = 400
-		units := make([]unit, n)
-		for i := range units {
-			units[i].id = i
-			if rand.IntN(10) == 0 {
-				units[i].exit = true
-			}
-		}
-		// At most two waits, on at least three workers: one is always free.
-		for k := 0; k < 2; k++ {
-			i := rand.IntN(n - 8)
-			if units[i].wait != nil || units[i].signal != nil {
-				continue
-			}
-			j := i + 1 + rand.IntN(4)
-			if units[j].wait != nil || units[j].signal != nil {
-				continue
-			}
-			ch := make(chan struct{})
-			units[i].wait, units[j].signal = ch, ch
-		}
+		units := newUnits(n, false, 10)
+		waitOnLater(units) // at least three workers: one is always free
 		for _, u := range units {
 			require.NoError(t, e.Put(context.Background(), u.id%engine.Lanes, u, false, false))
 		}
 		stopInspect := inspectMeanwhile(t, e)
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := 0; ; k++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				e.Resize(3 + k%4)
-				if k%3 == 0 {
-					e.Hold()
-					time.Sleep(50 * time.Microsecond)
-					e.Unhold()
-				}
-				time.Sleep(100 * time.Microsecond)
+		stopChurn := churn(func(k int) {
+			e.Resize(3 + k%4)
+			if k%3 == 0 {
+				e.Hold()
+				time.Sleep(50 * time.Microsecond)
+				e.Unhold()
 			}
-		}()
+		}, func() time.Duration { return 100 * time.Microsecond })
 		e.Unhold()
-		if round%2 == 1 {
+		abandon := round%2 == 1
+		if abandon {
 			time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
 			e.Abandon()
 		}
-		// Waits are all released: each signal unit runs or is dropped
-		// (a dropped signal leaves its waiter to Abandon's drops only if
-		// the waiter has not started; release them all at the end).
-		done := func() int {
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			return len(r.ran) + len(r.dropped) + len(r.exited)
-		}
-		deadline := time.Now().Add(10 * time.Second)
-		for done() < n && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-			if round%2 == 1 {
-				// a dropped signal unit strands its waiter: release it
-				for i := range units {
-					if units[i].signal != nil {
-						r.mu.Lock()
-						d := r.dropped[i] > 0
-						r.mu.Unlock()
-						if d {
-							select {
-							case <-units[i].signal:
-							default:
-								close(units[i].signal)
-							}
-						}
+		// A dropped signal unit strands its waiter: release it.
+		release := func(int) {
+			if !abandon {
+				return
+			}
+			for i := range units {
+				if units[i].signal == nil {
+					continue
+				}
+				r.mu.Lock()
+				d := r.dropped[i] > 0
+				r.mu.Unlock()
+				if d {
+					select {
+					case <-units[i].signal:
+					default:
+						close(units[i].signal)
 					}
 				}
 			}
 		}
-		close(stop)
-		wg.Wait()
-		stopInspect()
-		if done() < n {
-			r.mu.Lock()
-			var missing []int
-			for i := range n {
-				if r.ran[i]+r.dropped[i]+r.exited[i] == 0 {
-					missing = append(missing, i)
-				}
-			}
-			r.mu.Unlock()
-			waiting, running := visible(e)
-			t.Fatalf("round %d: stuck: missing %v, running %v, %d waiting\n%s", round, missing, running, waiting, e.Dump())
-		}
+		endedOnce(t, r, e, n, release, stopChurn, stopInspect)
 		e.CloseAdmission()
 		e.Close()
-		r.mu.Lock()
-		for i := range n {
-			got := r.ran[i] + r.dropped[i] + r.exited[i]
-			if !assert.Equal(t, 1, got, "round %d unit %d: ran %d dropped %d exited %d", round, i, r.ran[i], r.dropped[i], r.exited[i]) {
-				break
-			}
-		}
-		r.mu.Unlock()
-		if t.Failed() {
-			t.Fatal(fmt.Sprintf("round %d\n%s", round, e.Dump()))
-		}
 	}
 }

@@ -13,35 +13,113 @@ import (
 	"github.com/taskpool/taskpool/internal/engine"
 )
 
-// ranOnce waits until every unit below n ran, then checks that each ran
-// exactly once.
-func ranOnce(t *testing.T, r *rec, e *engine.Engine[unit, local], n int) {
+// ranOnce waits until every unit below n ran, calls each stop, then
+// checks that each ran exactly once.
+func ranOnce(t *testing.T, r *rec, e *engine.Engine[unit, local], n int, stop ...func()) {
 	t.Helper()
-	if !assert.Eventually(t, func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return len(r.ran) == n
-	}, 10*time.Second, time.Millisecond, "units still waiting") {
-		r.mu.Lock()
-		var missing []int
-		for i := range n {
-			if r.ran[i] == 0 {
-				missing = append(missing, i)
-			}
-		}
-		r.mu.Unlock()
-		t.Fatalf("missing %v\n%s", missing, e.Dump()) // the dispatcher is parked: Dump may read its state
-	}
+	endedOnce(t, r, e, n, func(int) {}, stop...)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i := range n {
-		assert.Equal(t, 1, r.ran[i], "unit %d", i)
+		assert.Equal(t, 1, r.ran[i], "unit %d ran", i)
 	}
 }
 
-// A unit that waits for a unit handed to the same worker behind it: the
-// batch's rest is taken back for another worker, which runs it.
-func TestUnitWaitingForOneBehindItInItsBatch(t *testing.T) {
+// ended is the number of units that ran, were dropped or exited.
+func (r *rec) ended() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.ran) + len(r.dropped) + len(r.exited)
+}
+
+// endedOnce waits until every unit below n has ended (ran, was dropped or
+// exited), calling poll between looks, then calls each stop (what else
+// the test runs meanwhile) and checks that each unit ended exactly once.
+// It fails with the units missing and the engine's state if they do not
+// end within 20 seconds.
+func endedOnce(t *testing.T, r *rec, e *engine.Engine[unit, local], n int, poll func(i int), stop ...func()) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; r.ended() < n && time.Now().Before(deadline); i++ {
+		time.Sleep(time.Millisecond)
+		poll(i)
+	}
+	for _, f := range stop {
+		f()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var missing []int
+	for i := range n {
+		switch got := r.ran[i] + r.dropped[i] + r.exited[i]; got {
+		case 0:
+			missing = append(missing, i)
+		case 1:
+		default:
+			t.Fatalf("unit %d ended %d times: ran %d dropped %d exited %d", i, got, r.ran[i], r.dropped[i], r.exited[i])
+		}
+	}
+	if len(missing) > 0 {
+		t.Fatalf("missing %v\n%s", missing, e.Dump()) // the dispatcher is parked: Dump may read its state
+	}
+}
+
+// churn calls op with 0, 1, 2, ... from another goroutine, pausing for
+// pause() before each call, until the function it returns is called.
+func churn(op func(i int), pause func() time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-time.After(pause()):
+			}
+			op(i)
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+// newUnits makes units 0..n-1. With long, two in three sleep 50 to 300µs;
+// with exitOneIn > 0, about one in exitOneIn calls runtime.Goexit.
+func newUnits(n int, long bool, exitOneIn int) []unit {
+	units := make([]unit, n)
+	for i := range units {
+		units[i].id = i
+		if long && rand.IntN(3) > 0 {
+			units[i].sleep = time.Duration(50+rand.IntN(250)) * time.Microsecond
+		}
+		if exitOneIn > 0 && rand.IntN(exitOneIn) == 0 {
+			units[i].exit = true
+		}
+	}
+	return units
+}
+
+// waitOnLater makes two units wait for one of the three after each, one
+// in each half of units (at least 8), so that with three workers or more
+// one is always free: the signals of the first half are all below the
+// second's waiter, and no unit is in two waits.
+func waitOnLater(units []unit) {
+	n := len(units)
+	for _, i := range []int{rand.IntN(n/2 - 4), n/2 + rand.IntN(n/2-4)} {
+		ch := make(chan struct{})
+		units[i].wait = ch
+		units[i+1+rand.IntN(3)].signal = ch
+	}
+}
+
+// heldWaitOnNext starts an engine of 3 workers under a hold and puts n
+// units in one lane, unit 0 waiting for unit 1, the one behind it.
+func heldWaitOnNext(t *testing.T, n int) (*engine.Engine[unit, local], *rec) {
+	t.Helper()
 	r := newRec()
 	e := engine.New[unit, local](cfg(3, 64), r)
 	e.Start()
@@ -49,10 +127,17 @@ func TestUnitWaitingForOneBehindItInItsBatch(t *testing.T) {
 	ch := make(chan struct{})
 	require.NoError(t, e.Put(context.Background(), 1, unit{id: 0, wait: ch}, false, false))
 	require.NoError(t, e.Put(context.Background(), 1, unit{id: 1, signal: ch}, false, false))
-	for i := 2; i < 8; i++ {
+	for i := 2; i < n; i++ {
 		require.NoError(t, e.Put(context.Background(), 1, unit{id: i}, false, false))
 	}
+	return e, r
+}
+
+// A unit that waits for a unit handed to the same worker behind it: the
+// batch's rest is taken back for another worker, which runs it.
+func TestUnitWaitingForOneBehindItInItsBatch(t *testing.T) {
 	// 8 units over 3 workers: batches of 3, the first one [0 1 2].
+	e, r := heldWaitOnNext(t, 8)
 	e.Unhold()
 	ranOnce(t, r, e, 8)
 	e.CloseAdmission()
@@ -116,16 +201,8 @@ func TestStressUnitsWaitingForLaterOnes(t *testing.T) {
 		e.Start()
 		e.Hold()
 		const n = 48
-		units := make([]unit, n)
-		for i := range units {
-			units[i].id = i
-		}
-		// Two waits per round, so that a worker is always free.
-		for _, i := range []int{rand.IntN(n/2 - 4), n/2 + rand.IntN(n/2-4)} { // signals below n/2, then from n/2 on: never the same unit
-			ch := make(chan struct{})
-			units[i].wait = ch
-			units[i+1+rand.IntN(3)].signal = ch
-		}
+		units := newUnits(n, false, 0)
+		waitOnLater(units)
 		for _, u := range units {
 			require.NoError(t, e.Put(context.Background(), u.id%engine.Lanes, u, false, false))
 		}
