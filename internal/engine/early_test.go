@@ -29,9 +29,17 @@ const long = 200 * time.Microsecond
 // dispatcher takes the early batch back for it.
 func TestEarlyBatchTakenBackForAnIdleWorker(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	e, r, block := stuckEarly(t)
+	// Units of 250ms: unit 2 would be taken back by expiry only some 500ms
+	// after its hand-off, so that taken back sooner, it was for the idle
+	// worker.
+	e, r, block := stuckEarly(t, 250*time.Millisecond)
+	shown := time.Now()
 	// A third worker, idle: unit 2 is taken back for it, and unit 1 ends.
 	runWithThird(t, e, r, block, "unit 2 not taken back")
+	r.mu.Lock()
+	ran2 := r.at[2]
+	r.mu.Unlock()
+	assert.Less(t, ran2.Sub(shown), 400*time.Millisecond, "unit 2 was taken back by expiry, not for the idle worker")
 }
 
 // An early batch that waits longer than twice its worker's time per unit
@@ -40,7 +48,7 @@ func TestEarlyBatchTakenBackForAnIdleWorker(t *testing.T) {
 // handed to.
 func TestEarlyBatchTakenBackAfterItsWait(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	e, r, block := stuckEarly(t)
+	e, r, block := stuckEarly(t, 20*time.Millisecond)
 	// Both workers are stuck: only the expiry takes unit 2 back.
 	require.Eventually(t, func() bool {
 		return len(nextUnits(e)) == 0
@@ -69,11 +77,11 @@ func runWithThird(t *testing.T, e *engine.Engine[unit, local], r *rec, block cha
 }
 
 // stuckEarly starts an engine of two workers (more than the one processor
-// the caller leaves) that have timed units of 20ms, and then has one worker
+// the caller leaves) that have timed units of prime, and then has one worker
 // run unit 0, which waits for block, and the other unit 1, which waits for
 // unit 2; unit 2 is handed early to one of them, where Inspect shows it as
 // that worker's next. Unless it is taken back, it waits forever.
-func stuckEarly(t *testing.T) (*engine.Engine[unit, local], *rec, chan struct{}) {
+func stuckEarly(t *testing.T, prime time.Duration) (*engine.Engine[unit, local], *rec, chan struct{}) {
 	t.Helper()
 	r := newRec()
 	e := engine.New[unit, local](longCfg(2, 64), r)
@@ -83,7 +91,7 @@ func stuckEarly(t *testing.T) (*engine.Engine[unit, local], *rec, chan struct{})
 	// back, a window wide enough to see it waiting.
 	for id := 0; ; {
 		for range 4 {
-			require.NoError(t, e.Put(context.Background(), 1, unit{id: id, sleep: 20 * time.Millisecond}, false, false))
+			require.NoError(t, e.Put(context.Background(), 1, unit{id: id, sleep: prime}, false, false))
 			id++
 		}
 		ranOnce(t, r, e, id)
@@ -99,7 +107,7 @@ func stuckEarly(t *testing.T) (*engine.Engine[unit, local], *rec, chan struct{})
 		require.Less(t, id, 400, "one worker never ran a unit")
 	}
 	r.mu.Lock()
-	r.ran = map[int]int{}
+	r.ran, r.at = map[int]int{}, map[int]time.Time{}
 	r.mu.Unlock()
 
 	e.Hold()

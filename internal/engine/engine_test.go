@@ -32,6 +32,7 @@ type local struct{ ran int }
 type rec struct {
 	mu      sync.Mutex
 	ran     map[int]int
+	at      map[int]time.Time // when each unit's run ended
 	dropped map[int]int
 	exited  map[int]int
 	retired int
@@ -41,7 +42,7 @@ type rec struct {
 }
 
 func newRec() *rec {
-	return &rec{ran: map[int]int{}, dropped: map[int]int{}, exited: map[int]int{}}
+	return &rec{ran: map[int]int{}, at: map[int]time.Time{}, dropped: map[int]int{}, exited: map[int]int{}}
 }
 
 func (r *rec) Run(w *engine.Worker[unit, local], u *unit) {
@@ -69,6 +70,7 @@ func (r *rec) Run(w *engine.Worker[unit, local], u *unit) {
 	l.ran++
 	r.mu.Lock()
 	r.ran[u.id]++
+	r.at[u.id] = time.Now()
 	r.mu.Unlock()
 }
 

@@ -19,7 +19,7 @@ func TestReveCloseWithEarlyBatchOutstanding(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	for try := 0; ; try++ {
 		require.Less(t, try, 20, "unit 2 never went early behind unit 1")
-		e, r, block := stuckEarly(t)
+		e, r, block := stuckEarly(t, 20*time.Millisecond)
 		behind1 := false
 		e.Inspect(func(_ *local, u *unit, _ uint64, rest []unit) {
 			if u != nil && u.id == 1 && len(rest) == 1 && rest[0].id == 2 {
