@@ -247,3 +247,43 @@ func TestReveExpiryHeadOfLine(t *testing.T) {
 	}
 	rvFinish(e, 3, []*Worker[rvUnit, rvLocal]{Z}, onceCloser(g1), onceCloser(g2))
 }
+
+// After a Resize up, the channel of worker channels (sized for the workers
+// at Start) may be full when a worker would register early: the worker
+// must not wait there with the batch it has not run (the core's stress
+// test caught Stop hanging on it), but register when its batch is over.
+func TestEarlyRegistrationIntoAFullChannelAfterResizeUp(t *testing.T) {
+	r := newRvRunner()
+	e := New[rvUnit, rvLocal](Config{Workers: 1, BatchSize: 8, BatchWork: 10 * time.Microsecond, QueueSize: 256, Weights: [Lanes]int{1, 1, 1}}, r)
+	e.mu.Lock()
+	e.procs = 1
+	e.resizeLocked(3) // the channel of worker channels holds one
+	e.mu.Unlock()
+	var ws []*Worker[rvUnit, rvLocal]
+	for range 3 {
+		ws = append(ws, <-e.idle)
+	}
+	W, X, Y := ws[0], ws[1], ws[2]
+	W.unit.Store(int64(time.Millisecond))
+	e.idle <- X // X registers again: the channel is full
+	// More units than waiting registrations: a full batch goes to the
+	// task channel (the accumulator counts as one).
+	for i := range laneBatch + 1 {
+		if err := e.Put(context.Background(), 1, rvUnit{id: 10 + i}, false, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := make(chan struct{})
+	e.handOff(W, []rvUnit{{id: 0, wait: g}}, false)
+	if e.laneUnits() <= 1 {
+		t.Fatalf("%d units in the lanes: W would not register early", e.laneUnits())
+	}
+	r.waitStarted(t, 0) // W would register early before it starts unit 0
+	if got := W.reg.Load(); got != regPlain {
+		t.Errorf("W's registration %d, want plain: it could not register early", got)
+	}
+	if len(e.idle) != 1 {
+		t.Errorf("%d registrations waiting, want X's alone", len(e.idle))
+	}
+	rvFinish(e, 3, []*Worker[rvUnit, rvLocal]{Y}, onceCloser(g))
+}
