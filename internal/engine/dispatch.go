@@ -366,15 +366,15 @@ func (e *Engine[T, L]) batchFor(w *Worker[T, L]) int {
 // fill copies units into buf, up to most and to a fair share of what is
 // queued per worker, taking the lanes in weighted turn.
 func (e *Engine[T, L]) fill(buf []T, most int) []T {
-	if buf == nil {
-		buf = make([]T, 0, min(most, firstBatch))
-	}
 	queued := int64(0)
 	for p := range e.lanes {
 		queued += e.lanes[p].in.Load() - e.lanes[p].out.Load()
 	}
 	live := int64(max(e.nlive.Load(), 1))
 	limit := min(int64(most), max((queued+live-1)/live, 1))
+	if buf == nil {
+		buf = make([]T, 0, min(limit, firstBatch))
+	}
 	var outs [Lanes]int64
 	var zero T
 	for int64(len(buf)) < limit {

@@ -60,11 +60,10 @@ const (
 
 // startWorker adds a worker. The caller holds e.mu.
 func (e *Engine[T, L]) startWorker() {
-	w := &Worker[T, L]{
-		e:     e,
-		ch:    make(chan []T, 1),
-		spare: make([]T, 0, min(e.cfg.BatchSize, firstBatch)),
-	}
+	// No spare yet: the first hand-off makes a buffer the size of the
+	// worker's fair share (a thousand workers each given one task would
+	// otherwise hold a buffer of sixteen from Start).
+	w := &Worker[T, L]{e: e, ch: make(chan []T, 1)}
 	e.workers[w] = struct{}{}
 	e.wg.Add(1)
 	go w.loop(false)
@@ -106,9 +105,9 @@ func (w *Worker[T, L]) loop(replaced bool) {
 		w.cur.Store(0)
 		clear(w.batch) // let the units be collected
 		if w.batch != nil && !w.isSolo(w.batch) {
-			// Before the first batch there is none: the spare is the
-			// one startWorker made. A spare no hand-off took goes back
-			// to the free list. The solo buffer is never a spare.
+			// Before the first batch there is none. A spare no
+			// hand-off took goes back to the free list. The solo
+			// buffer is never a spare.
 			if w.spare != nil {
 				e.putBuf(w.spare)
 			}
