@@ -250,11 +250,18 @@ func (e *Engine[T, L]) park() {
 	if e.pending(0) || e.pending(1) || e.pending(2) {
 		return
 	}
-	if !e.surplus.Load() {
+	if !e.surplus.Load() || e.closed.Load() { // closing: shutdown retires them all
+		timer := e.stealTimer() // nil, which never fires, unless units may be held
+		if timer == nil && e.closed.Load() {
+			// Closing, and the hand-off that made the caller park is
+			// over since it looked: no poke is coming (Close's may have
+			// been spent already), so look again instead of waiting.
+			return
+		}
 		select {
 		case <-e.wake:
 			e.shrink()
-		case <-e.stealTimer(): // nil, which never fires, unless units may be held
+		case <-timer:
 			e.stealAll()
 		}
 		return

@@ -162,3 +162,38 @@ func TestLazySpareIsNeverShared(t *testing.T) {
 		}
 	}
 }
+
+// Close with a batch of several units still being claimed: the dispatcher
+// sees units that may be held, parks with its steal timer, and looks
+// again. If the batch is fully claimed between its look and park's
+// (stealTimer prunes again and finds nothing held), park got no timer and
+// waited for a poke that Close had already spent: Close hung (found once
+// in ~20 runs of TestReviewEngNoBeginWhileHeld, all workers idle).
+func TestParkWhenClosedAndNothingHeldReturns(t *testing.T) {
+	e, r, ws := rvEngine(t, 2)
+	W, X := ws[0], ws[1]
+	e.handOff(W, []rvUnit{{id: 0}, {id: 1}}, false) // a holding entry
+	r.waitStarted(t, 0)
+	r.waitStarted(t, 1)
+	if got := <-e.idle; got != W {
+		t.Fatal("W did not register")
+	}
+	if len(e.holding) != 1 {
+		t.Fatalf("%d holding entries", len(e.holding))
+	}
+	// The dispatcher's look found units maybe held; by park's, none is.
+	e.closed.Store(true)
+	done := make(chan struct{})
+	go func() {
+		e.park()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		e.poke() // let the test end
+		<-done
+		t.Fatal("park waited with no timer and no poke to come, though Close was called")
+	}
+	rvFinish(e, 2, []*Worker[rvUnit, rvLocal]{W, X})
+}
