@@ -29,7 +29,7 @@ func (e *Engine[T, L]) dispatch() {
 				// Units may wait behind running ones, in a batch's rest
 				// or an early batch: keep looking for idle workers to
 				// take them until none is left.
-				if (len(e.holding) > 0 && e.prune()) || (len(e.earlies) > 0 && e.pruneEarly()) {
+				if e.mayHold() {
 					e.park()
 					continue
 				}
@@ -250,9 +250,9 @@ func (e *Engine[T, L]) park() {
 	if e.pending(0) || e.pending(1) || e.pending(2) {
 		return
 	}
-	if !e.surplus.Load() || e.closed.Load() { // closing: shutdown retires them all
+	if closing := e.closed.Load(); !e.surplus.Load() || closing { // closing: shutdown retires them all
 		timer := e.stealTimer() // nil, which never fires, unless units may be held
-		if timer == nil && e.closed.Load() {
+		if timer == nil && closing {
 			// Closing, and the hand-off that made the caller park is
 			// over since it looked: no poke is coming (Close's may have
 			// been spent already), so look again instead of waiting.

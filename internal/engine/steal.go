@@ -63,11 +63,17 @@ func (h holding[T, L]) claimed() bool {
 	return w.next.Load() >= int64(len(w.batch))
 }
 
+// mayHold reports whether units may wait behind running ones: in a
+// hand-off of several units not all claimed, or in an early batch not
+// committed to. It drops the hand-offs that are over.
+func (e *Engine[T, L]) mayHold() bool {
+	return (len(e.holding) > 0 && e.prune()) || (len(e.earlies) > 0 && e.pruneEarly())
+}
+
 // stealTimer returns the channel of a timer of stealAfter, when parking
 // now may leave units behind a running one; nil otherwise.
 func (e *Engine[T, L]) stealTimer() <-chan time.Time {
-	held := len(e.holding) > 0 && e.prune()
-	if !held && (len(e.earlies) == 0 || !e.pruneEarly()) {
+	if !e.mayHold() {
 		return nil
 	}
 	if e.stealTime == nil {
