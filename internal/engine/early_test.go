@@ -130,6 +130,18 @@ func stuckEarly(t *testing.T, prime time.Duration) (*engine.Engine[unit, local],
 	return e, r, block
 }
 
+// resizedLongEngine starts an engine of longCfg(start, queue) and resizes
+// it to more workers than processors (or no batch goes early), which it
+// returns with the engine and its recorder.
+func resizedLongEngine(start, queue int) (*engine.Engine[unit, local], *rec, int) {
+	r := newRec()
+	workers := 2*runtime.GOMAXPROCS(0) + 2
+	e := engine.New[unit, local](longCfg(start, queue), r)
+	e.Start()
+	e.Resize(workers)
+	return e, r, workers
+}
+
 // nextUnits is the units Inspect shows as handed to a worker and not
 // begun.
 func nextUnits(e *engine.Engine[unit, local]) []int {
@@ -152,15 +164,10 @@ func TestStressEarlyBatches(t *testing.T) {
 	}
 	var early uint64
 	for round := range rounds {
-		r := newRec()
-		// More workers than processors, or no batch goes early.
-		workers := 2*runtime.GOMAXPROCS(0) + 2
 		// Started with one, resized up: the channel of worker channels,
 		// sized at Start, holds one registration (an early one must not
 		// wait for room with its batch not run).
-		e := engine.New[unit, local](longCfg(1, 128), r)
-		e.Start()
-		e.Resize(workers)
+		e, r, workers := resizedLongEngine(1, 128)
 		const n = 160
 		units := newUnits(n, true, 0)
 		waitOnLater(units)

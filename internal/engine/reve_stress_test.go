@@ -3,7 +3,6 @@ package engine_test
 import (
 	"context"
 	"math/rand/v2"
-	"runtime"
 	"testing"
 	"time"
 
@@ -23,11 +22,7 @@ func TestReveStressEarlyExitResizeAbandon(t *testing.T) {
 	var early uint64
 	defer func() { t.Logf("early hand-offs %d", early) }()
 	for round := range rounds {
-		r := newRec()
-		workers := 2*runtime.GOMAXPROCS(0) + 2
-		e := engine.New[unit, local](longCfg(2, 256), r)
-		e.Start()
-		e.Resize(workers)
+		e, r, workers := resizedLongEngine(2, 256)
 		const n = 200
 		units := newUnits(n, true, 8)
 		stopInspect := inspectMeanwhile(t, e)
