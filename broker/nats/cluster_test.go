@@ -87,8 +87,16 @@ func startCluster(t testing.TB) *testCluster {
 	for _, s := range c.nodes {
 		require.True(t, s.ReadyForConnections(10*time.Second), "node not ready")
 	}
-	// A meta leader that sees every peer online with its stats, so that
-	// R3 streams can be placed at once.
+	c.waitHealthy()
+	return c
+}
+
+// waitHealthy waits until a meta leader sees every peer online with its
+// stats, so that R3 streams can be placed at once, and every node knows
+// the leader.
+func (c *testCluster) waitHealthy() {
+	t, size := c.t, len(c.nodes)
+	t.Helper()
 	require.Eventually(t, func() bool {
 		for _, s := range c.nodes {
 			if s.JetStreamIsLeader() && len(s.JetStreamClusterPeers()) == size {
@@ -106,7 +114,6 @@ func startCluster(t testing.TB) *testCluster {
 		}
 		return true
 	}, 30*time.Second, 20*time.Millisecond, "JetStream not current on every node")
-	return c
 }
 
 // url returns the client URL of node i.

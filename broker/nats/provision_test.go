@@ -138,6 +138,10 @@ func TestClusterConcurrentConsumerStart(t *testing.T) {
 	reg := taskpool.NewRegistry()
 	const rounds = 8
 	for r := range rounds {
+		// Each round on a cluster with every peer online, as at the
+		// start: on a loaded machine a peer can miss its heartbeats
+		// between rounds, and an R3 stream then has no placement.
+		cl.waitHealthy()
 		queue := natsbroker.WithQueue(fmt.Sprint("start", r))
 		errs := make(chan error, len(jss))
 		start := time.Now()
