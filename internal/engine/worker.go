@@ -98,50 +98,63 @@ func (w *Worker[T, L]) loop(replaced bool) {
 		n := w.runBatch()
 		w.measure(start, n)
 		replaced = false
-		w.mu.Lock()
-		// Under the lock with the batch: Inspect reads cur 0 with a
-		// batch as a batch not begun, and showed the units just run as
-		// unstarted.
-		w.cur.Store(0)
-		clear(w.batch) // let the units be collected
-		if w.batch != nil && !w.isSolo(w.batch) {
-			// Before the first batch there is none. A spare no
-			// hand-off took goes back to the free list. The solo
-			// buffer is never a spare.
-			if w.spare != nil {
-				e.putBuf(w.spare)
-			}
-			w.spare = w.batch[:0]
-		}
-		w.batch, w.end, w.i = nil, 0, 0
-		again := w.settleReg()
-		w.mu.Unlock()
-		w.progress()
-		if again {
-			e.idle <- w
-		}
-		b, ok := w.receive()
-		if !ok {
-			e.mu.Lock()
-			delete(e.workers, w)
-			e.r.Retired(&e.retired, &w.Local)
-			e.mu.Unlock()
+		if !w.between() {
 			returned = true
 			return
 		}
-		w.mu.Lock()
-		// An early batch was handed while the last one ran: its counter
-		// is the worker's to reset (a plain hand-off's is the
-		// dispatcher's, before it sends).
-		w.next.Store(0)
-		w.batch, w.end, w.pending = b, len(b), nil
-		w.mu.Unlock()
-		if e.draining.Load() {
-			w.counted = true
-			e.busy.Add(1)
-		}
-		w.registerEarly()
 	}
+}
+
+// between does what a worker does between two batches: put the last one
+// away, register, receive the next. It reports false when the worker is
+// retired. It is not part of loop, so that its frame is not on the stack
+// while a unit runs: loop, runBatch and the Runner leave the rest of a new
+// goroutine's first stack to the unit's work.
+//
+//go:noinline
+func (w *Worker[T, L]) between() bool {
+	e := w.e
+	w.mu.Lock()
+	// Under the lock with the batch: Inspect reads cur 0 with a batch as
+	// a batch not begun, and showed the units just run as unstarted.
+	w.cur.Store(0)
+	clear(w.batch) // let the units be collected
+	if w.batch != nil && !w.isSolo(w.batch) {
+		// Before the first batch there is none. A spare no hand-off took
+		// goes back to the free list. The solo buffer is never a spare.
+		if w.spare != nil {
+			e.putBuf(w.spare)
+		}
+		w.spare = w.batch[:0]
+	}
+	w.batch, w.end, w.i = nil, 0, 0
+	again := w.settleReg()
+	w.mu.Unlock()
+	w.progress()
+	if again {
+		e.idle <- w
+	}
+	b, ok := w.receive()
+	if !ok {
+		e.mu.Lock()
+		delete(e.workers, w)
+		e.r.Retired(&e.retired, &w.Local)
+		e.mu.Unlock()
+		return false
+	}
+	w.mu.Lock()
+	// An early batch was handed while the last one ran: its counter is
+	// the worker's to reset (a plain hand-off's is the dispatcher's,
+	// before it sends).
+	w.next.Store(0)
+	w.batch, w.end, w.pending = b, len(b), nil
+	w.mu.Unlock()
+	if e.draining.Load() {
+		w.counted = true
+		e.busy.Add(1)
+	}
+	w.registerEarly()
+	return true
 }
 
 // progress signals Progress, once Drain was called, at the end of a
