@@ -18,6 +18,7 @@ type binding struct {
 	prio  Priority
 	lane  int
 	h     Handler       // middleware(handler of the type)
+	fn    HandlerFunc   // h, when it is a HandlerFunc: called without HandleTask's frame
 	ent   *handlerEntry // nil without a Registry
 	limit *typeLimit    // nil without a concurrency limit
 	rate  RateLimiter   // nil without a rate limit
@@ -234,9 +235,10 @@ func (s *Scheduler) bind(typ string) (*[numPriorities]binding, error) {
 		}
 		rate = ent.rate
 	}
+	fn, _ := h.(HandlerFunc)
 	for i := range a {
 		a[i] = binding{
-			typ: typ, prio: lanePriority(i), lane: i, h: h, ent: ent,
+			typ: typ, prio: lanePriority(i), lane: i, h: h, fn: fn, ent: ent,
 			limit: lim, rate: rate, slow: lim != nil || rate != nil,
 		}
 	}
