@@ -462,7 +462,31 @@ func (e *Engine[T, L]) Abandoned() bool { return e.ctl.Load()&ctlAbandon != 0 }
 // Drain makes workers signal Progress when their batches end, for an owner
 // that waits for the last units to settle: after the last unit a worker
 // runs or drops, a signal follows once no other batch is running.
-func (e *Engine[T, L]) Drain() { e.draining.Store(true) }
+//
+// It counts in busy the batches running already, as a worker counts the
+// ones it receives from now on, so that the signal comes when the last of
+// them ends and not at the end of each (an owner woken a thousand times,
+// looking at every worker each time, took a processor from the last
+// thousand units).
+func (e *Engine[T, L]) Drain() {
+	e.draining.Store(true)
+	e.mu.Lock()
+	ws := make([]*Worker[T, L], 0, len(e.workers))
+	for w := range e.workers {
+		ws = append(ws, w)
+	}
+	e.mu.Unlock()
+	for _, w := range ws {
+		// Under the lock the worker takes to set and clear its batch,
+		// and to count one it receives: each batch is counted once.
+		w.mu.Lock()
+		if w.batch != nil && !w.counted {
+			w.counted = true
+			e.busy.Add(1)
+		}
+		w.mu.Unlock()
+	}
+}
 
 // Progress returns the channel signalled by workers once Drain was
 // called, and by Notify.

@@ -28,7 +28,7 @@ type Worker[T, L any] struct {
 	state   atomic.Int32  // wRunning, wParked or wWoken
 	woke    uint64        // dispatcher only: the number of the hand-off that last woke it
 	unit    atomic.Int64  // ns per unit in its last batch, 0 if unknown: set before it registers, read by the dispatcher
-	counted bool          // its batch was received while draining: busy counts it
+	counted bool          // under mu: busy counts its batch (running when Drain was called, or received since)
 	reg     atomic.Int32  // what became of an early registration (early.go)
 	pending []T           // under mu: an early batch in the channel, for Inspect
 	solo    [1]T          // the buffer of an early batch when the dispatcher has the spare (early.go)
@@ -148,22 +148,23 @@ func (w *Worker[T, L]) between() bool {
 	// before it sends).
 	w.next.Store(0)
 	w.batch, w.end, w.pending = b, len(b), nil
-	w.mu.Unlock()
-	if e.draining.Load() {
-		w.counted = true
+	if !w.counted && e.draining.Load() {
+		w.counted = true // under w.mu, as Drain counts
 		e.busy.Add(1)
 	}
+	w.mu.Unlock()
 	w.registerEarly()
 	return true
 }
 
 // progress signals Progress, once Drain was called, at the end of a
-// batch: after each batch received before Drain, and after the others only
-// when no other worker is running one received since, so that an owner
-// waiting for the last units is not woken, to look at every worker's
-// state, once per batch (1000 workers sleeping 1ms each spent a fifth of
-// their CPU in that). The worker whose batch ends last signals: busy
-// counts the batches received while draining that have not ended.
+// batch, only when no other batch is running, so that an owner waiting for
+// the last units is not woken, to look at every worker's state, once per
+// batch (1000 workers sleeping 1ms each spent a fifth of their CPU in
+// that). busy counts the batches running when Drain was called and those
+// received since; the worker whose counted batch ends last signals. A
+// batch that ended while Drain was counting is not counted: its worker
+// signals unless a counted one is running, whose end will.
 func (w *Worker[T, L]) progress() {
 	e := w.e
 	if w.counted {
@@ -173,7 +174,7 @@ func (w *Worker[T, L]) progress() {
 		}
 		return
 	}
-	if e.draining.Load() {
+	if e.draining.Load() && e.busy.Load() == 0 {
 		e.Notify()
 	}
 }
