@@ -197,3 +197,20 @@ func TestParkWhenClosedAndNothingHeldReturns(t *testing.T) {
 	}
 	rvFinish(e, 2, []*Worker[rvUnit, rvLocal]{W, X})
 }
+
+// A buffer smaller than a lane's batch (a worker's spare of its fair
+// share, the copy of a taken-back early task) is not recycled: a lane that
+// got it would grow it by appends, allocating at each doubling.
+func TestFreeListHoldsOnlyLaneSizedBuffers(t *testing.T) {
+	e := New[rvUnit, rvLocal](Config{Workers: 1, QueueSize: 64}, newRvRunner())
+	e.putBuf(make([]rvUnit, 1))
+	e.putBuf(make([]rvUnit, 0, laneBatch/2))
+	if b := e.getBuf(); cap(b) < laneBatch {
+		t.Fatalf("getBuf gave a buffer of %d, under a lane's batch (%d)", cap(b), laneBatch)
+	}
+	big := make([]rvUnit, 0, laneBatch)
+	e.putBuf(big)
+	if b := e.getBuf(); cap(b) != laneBatch || &b[:1][0] != &big[:1][0] {
+		t.Fatal("a lane-sized buffer was not recycled")
+	}
+}

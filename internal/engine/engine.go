@@ -599,6 +599,8 @@ func (e *Engine[T, L]) poke() {
 	}
 }
 
+// getBuf returns an empty buffer of at least a lane's batch, from the free
+// list when it has one.
 func (e *Engine[T, L]) getBuf() []T {
 	select {
 	case b := <-e.free:
@@ -608,9 +610,13 @@ func (e *Engine[T, L]) getBuf() []T {
 	}
 }
 
+// putBuf gives b to the free list, if it is a lane's batch in size: a
+// smaller one (a worker's spare of its fair share, a copy of a taken-back
+// early task) would be grown by appends where a lane accumulates, and a
+// grown accumulator holds memory a lane rarely needs again.
 func (e *Engine[T, L]) putBuf(b []T) {
-	if cap(b) > 4*laneBatch {
-		return // a grown accumulator: let it go
+	if cap(b) < laneBatch || cap(b) > 4*laneBatch {
+		return
 	}
 	clear(b)
 	select {
