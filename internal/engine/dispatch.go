@@ -8,6 +8,7 @@ import "runtime"
 func (e *Engine[T, L]) dispatch() {
 	defer e.wg.Done()
 	for {
+		e.now = -1
 		if len(e.earlies) > 0 {
 			e.expireEarly()
 		}
@@ -297,6 +298,7 @@ func (e *Engine[T, L]) nextWorker() *Worker[T, L] {
 			default:
 			}
 		}
+		e.now = -1 // it may wait here: the turn's clock goes stale
 		select {
 		case w := <-e.idle:
 			if e.surplus.Load() && e.retire(w) {

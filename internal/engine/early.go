@@ -136,7 +136,11 @@ func (e *Engine[T, L]) serveEarly(w *Worker[T, L]) (handled bool) {
 	w.mu.Unlock()
 	e.handOff(w, b, true)
 	e.nearly.Add(1)
-	due := time.Since(e.epoch) + 2*time.Duration(w.unit.Load()) + stealAfter
+	now := e.now
+	if now < 0 {
+		now = time.Since(e.epoch)
+	}
+	due := now + 2*time.Duration(w.unit.Load()) + stealAfter
 	if len(e.earlies) == cap(e.earlies) {
 		// Drop the ones that are over before growing: most are, since
 		// only expiry and parking drop them otherwise, and the list
@@ -197,8 +201,9 @@ func (h early[T, L]) current() bool {
 // from its worker's own time per unit), so it looks at all of them, but
 // only once the first due time has come.
 func (e *Engine[T, L]) expireEarly() {
-	if now := time.Since(e.epoch); now >= e.firstDue {
-		e.sweepEarly(now, 0)
+	e.now = time.Since(e.epoch) // for serveEarly, this turn
+	if e.now >= e.firstDue {
+		e.sweepEarly(e.now, 0)
 	} // else none is due: do not look at every worker on every turn
 }
 

@@ -126,6 +126,7 @@ type Engine[T, L any] struct {
 	back      [][]T           // units taken from behind a long unit, to hand out first
 	earlies   []early[T, L]   // early hand-offs, oldest first, maybe not committed to yet; filtered in place, never sliding through its array
 	firstDue  time.Duration   // no early hand-off is due before it (expireEarly)
+	now       time.Duration   // the engine's clock as expireEarly read it this turn, -1 when stale (serveEarly)
 	nearly    atomic.Uint64   // early hand-offs so far
 	stealTime *time.Timer     // while parked with holding and a worker idle
 	wq        int
@@ -183,6 +184,7 @@ func New[T, L any](cfg Config, r Runner[T, L]) *Engine[T, L] {
 		free:     make(chan []T, 256),
 		cycle:    weightedCycle(cfg.Weights),
 		epoch:    time.Now(),
+		now:      -1,
 	}
 	// Enough batches in a task channel for a full lane of full batches,
 	// and a few partial ones; more than that waits in the accumulator.

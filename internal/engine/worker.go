@@ -90,29 +90,37 @@ func (w *Worker[T, L]) loop(replaced bool) {
 		e.r.Exited(&w.Local, &w.batch[w.i], again)
 		w.dying = inRun
 	}
+	start := time.Duration(-1)
 	for {
-		start := time.Duration(-1)
-		if e.cfg.BatchWork > 0 && !replaced {
+		if start < 0 && e.cfg.BatchWork > 0 && !replaced {
 			start = time.Since(e.epoch) // one clock read, where time.Now takes two
 		}
 		n := w.runBatch()
-		w.measure(start, n)
+		end := w.measure(start, n)
 		replaced = false
-		if !w.between() {
+		ok, waited := w.between()
+		if !ok {
 			returned = true
 			return
+		}
+		// A batch received without waiting starts where the last one
+		// ended, give or take between's bookkeeping: one clock read per
+		// batch instead of two.
+		start = end
+		if waited {
+			start = -1
 		}
 	}
 }
 
 // between does what a worker does between two batches: put the last one
 // away, register, receive the next. It reports false when the worker is
-// retired. It is not part of loop, so that its frame is not on the stack
+// retired, and whether it waited for the next batch. It is not part of loop, so that its frame is not on the stack
 // while a unit runs: loop, runBatch and the Runner leave the rest of a new
 // goroutine's first stack to the unit's work.
 //
 //go:noinline
-func (w *Worker[T, L]) between() bool {
+func (w *Worker[T, L]) between() (ok, waited bool) {
 	e := w.e
 	w.mu.Lock()
 	// Under the lock with the batch: Inspect reads cur 0 with a batch as
@@ -134,13 +142,13 @@ func (w *Worker[T, L]) between() bool {
 	if again {
 		e.idle <- w
 	}
-	b, ok := w.receive()
+	b, ok, waited := w.receive()
 	if !ok {
 		e.mu.Lock()
 		delete(e.workers, w)
 		e.r.Retired(&e.retired, &w.Local)
 		e.mu.Unlock()
-		return false
+		return false, waited
 	}
 	w.mu.Lock()
 	// An early batch was handed while the last one ran: its counter is
@@ -154,7 +162,7 @@ func (w *Worker[T, L]) between() bool {
 	}
 	w.mu.Unlock()
 	w.registerEarly()
-	return true
+	return true, waited
 }
 
 // progress signals Progress, once Drain was called, at the end of a
@@ -181,13 +189,16 @@ func (w *Worker[T, L]) progress() {
 
 // measure records the time per unit of the batch just run, which took
 // n units since start, on the engine's clock (negative: not timed), for
-// the dispatcher's next hand-off.
-func (w *Worker[T, L]) measure(start time.Duration, n int) {
+// the dispatcher's next hand-off. It returns the time it read, or -1 if
+// it read none.
+func (w *Worker[T, L]) measure(start time.Duration, n int) time.Duration {
 	if start < 0 || n <= 0 {
 		w.unit.Store(0)
-		return
+		return -1
 	}
-	w.unit.Store(max(int64(time.Since(w.e.epoch)-start)/int64(n), 1))
+	end := time.Since(w.e.epoch)
+	w.unit.Store(max(int64(end-start)/int64(n), 1))
+	return end
 }
 
 // runBatch runs the units of the batch it claims, and returns how many it
@@ -268,15 +279,16 @@ func (w *Worker[T, L]) hold() {
 // receive waits for the next batch. It parks at once: a worker that
 // yields instead, waiting for the dispatcher, takes the processor from
 // submitters and busy workers, and burns CPU when no work comes. Before
-// parking it says so in state, for the dispatcher's handOff.
-func (w *Worker[T, L]) receive() ([]T, bool) {
+// parking it says so in state, for the dispatcher's handOff. waited
+// reports that it parked.
+func (w *Worker[T, L]) receive() (b []T, ok, waited bool) {
 	select {
 	case b, ok := <-w.ch:
-		return b, ok
+		return b, ok, false
 	default:
 	}
 	w.state.Store(wParked)
-	b, ok := <-w.ch
+	b, ok = <-w.ch
 	w.state.Store(wRunning)
-	return b, ok
+	return b, ok, true
 }
