@@ -139,9 +139,9 @@ func (s *Scheduler) callPlain(j *job, id string, res *resultSlot) (err error) {
 		defer recoverPanic(&err)
 	}
 	if f := j.b.fn; f != nil {
-		return f(s.baseCtx, Task{ID: id, Type: j.b.typ, Params: j.params, Priority: j.b.prio, Attempt: 1, result: res})
+		return f(s.baseCtx, plainTask(j, id, res))
 	}
-	return j.b.h.HandleTask(s.baseCtx, Task{ID: id, Type: j.b.typ, Params: j.params, Priority: j.b.prio, Attempt: 1, result: res})
+	return j.b.h.HandleTask(s.baseCtx, plainTask(j, id, res))
 }
 
 // plainTask is the Task of a plain job for its first run, whose result

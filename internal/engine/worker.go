@@ -115,9 +115,10 @@ func (w *Worker[T, L]) loop(replaced bool) {
 
 // between does what a worker does between two batches: put the last one
 // away, register, receive the next. It reports false when the worker is
-// retired, and whether it waited for the next batch. It is not part of loop, so that its frame is not on the stack
-// while a unit runs: loop, runBatch and the Runner leave the rest of a new
-// goroutine's first stack to the unit's work.
+// retired, and whether it waited for the next batch. It is not part of
+// loop, so that its frame is not on the stack while a unit runs: loop,
+// runBatch and the Runner leave the rest of a new goroutine's first stack
+// to the unit's work.
 //
 //go:noinline
 func (w *Worker[T, L]) between() (ok, waited bool) {
