@@ -150,22 +150,16 @@ type idGen struct {
 	slab   []byte
 	size   int    // of the last slab
 	last   []byte // the ID of number seq-1, while it is in the block
-	first  [idSlabInline]byte
 }
 
-// A worker's first slab is in its idGen, allocated with the worker, so
-// that its first tasks allocate nothing: a thousand new workers that each
-// allocated a slab on their first task, while a collection was ending,
-// queued one by one to help finish it (runtime.gcMarkDone), and the first
-// tasks of a burst started milliseconds late. Each next slab is twice as
-// big, up to idSlabSize: with many workers, most run few tasks (a thousand
-// workers that each took a 4 KiB slab for a handful of IDs cost the
-// Sleep1ms benchmark 4 MB and a quarter of its CPU in zeroing and GC).
+// A worker's first slab is small and each next one twice as big, up to
+// idSlabSize: with many workers, most run few tasks (a thousand workers
+// that each took a 4 KiB slab for a handful of IDs cost the Sleep1ms
+// benchmark 4 MB and a quarter of its CPU in zeroing and GC).
 const (
-	idSlabInline = 128
-	idSlabFirst  = 256
-	idSlabSize   = 4096
-	idBlock      = 1 << 12
+	idSlabFirst = 256
+	idSlabSize  = 4096
+	idBlock     = 1 << 12
 )
 
 // next returns a new ID, reserving a block of numbers from ctr when the
@@ -179,13 +173,8 @@ func (g *idGen) next(ctr *atomic.Uint64) string {
 	}
 	const maxLen = 32 // prefix (8) + '-' + hex uint64 (16), rounded up
 	if cap(g.slab) < maxLen {
-		if g.size == 0 {
-			g.size = len(g.first)
-			g.slab = g.first[:0]
-		} else {
-			g.size = min(max(2*g.size, idSlabFirst), idSlabSize)
-			g.slab = make([]byte, 0, g.size)
-		}
+		g.size = min(max(2*g.size, idSlabFirst), idSlabSize)
+		g.slab = make([]byte, 0, g.size)
 	}
 	var id []byte
 	if g.last != nil {

@@ -46,30 +46,3 @@ func TestWidenTag(t *testing.T) {
 		require.Equal(t, c.n, widenTag(c.n&(span-1), c.ctr), "n %d ctr %d", c.n, c.ctr)
 	}
 }
-
-// A worker's first IDs are carved from the slab in its idGen, allocated
-// with the worker: its first tasks allocate nothing, so that a burst of
-// new workers does not each allocate (and, while a collection ends, each
-// queue to help finish it) on its first task. The counter is past the
-// first numbers, as it is once a pool has run a while.
-func TestFirstIDsOfAWorkerAllocateNothing(t *testing.T) {
-	var ctr atomic.Uint64
-	ctr.Store(1 << 32) // 8 hex digits
-	prefix := randomPrefix()
-	gens := make([]idGen, 2)
-	n := 0
-	allocs := testing.AllocsPerRun(1, func() {
-		g := &gens[n]
-		n++
-		g.prefix = prefix
-		for range 5 {
-			_ = g.next(&ctr)
-		}
-	})
-	require.Zero(t, allocs)
-	// IDs from the inline slab are distinct and stay as they were.
-	g := &gens[0]
-	a, b := g.next(&ctr), g.next(&ctr)
-	require.NotEqual(t, a, b)
-	require.Equal(t, formatID(prefix, g.seq-2), a)
-}
