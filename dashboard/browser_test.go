@@ -115,11 +115,27 @@ func (w *pageWatch) errors() []string {
 	return append([]string(nil), w.errs...)
 }
 
+// text returns the text of the element sel selects, once it has any. The
+// page refills its tables on every refresh (every 200ms here), and a read
+// that meets a table being refilled can find the row with no text: a
+// fresh-clone CI run read "" for a periodic task's row that was there
+// before and after. Every element read here has text when rendered.
 func text(ctx context.Context, t *testing.T, sel string) string {
 	t.Helper()
-	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-	require.NoError(t, err, sel)
-	return strings.TrimSpace(s)
+	deadline := time.Now().Add(waitFor)
+	for {
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		require.NoError(t, err, sel)
+		if s = strings.TrimSpace(s); s != "" || time.Now().After(deadline) {
+			return s
+		}
+		// Poll again after the page's next refresh at the latest.
+		select {
+		case <-ctx.Done():
+			return s
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // TestBrowser loads the page in a real headless Chromium: no console
