@@ -472,13 +472,7 @@ func (e *Engine[T, L]) Abandoned() bool { return e.ctl.Load()&ctlAbandon != 0 }
 // thousand units).
 func (e *Engine[T, L]) Drain() {
 	e.draining.Store(true)
-	e.mu.Lock()
-	ws := make([]*Worker[T, L], 0, len(e.workers))
-	for w := range e.workers {
-		ws = append(ws, w)
-	}
-	e.mu.Unlock()
-	for _, w := range ws {
+	for _, w := range e.workerList() {
 		// Under the lock the worker takes to set and clear its batch,
 		// and to count one it receives: each batch is counted once.
 		w.mu.Lock()
@@ -556,18 +550,24 @@ func (e *Engine[T, L]) Each(f func(l *L)) {
 	f(&e.retired)
 }
 
-// Inspect calls f for each worker with its local state, the unit it runs
-// (nil if none) with the tag its Begin was given, and the units of its
-// batch it has not started. f must not keep them.
-func (e *Engine[T, L]) Inspect(f func(l *L, running *T, tag uint64, unstarted []T)) {
+// workerList returns the workers, for a caller that then locks each one's
+// mu without holding e.mu.
+func (e *Engine[T, L]) workerList() []*Worker[T, L] {
 	e.mu.Lock()
 	ws := make([]*Worker[T, L], 0, len(e.workers))
 	for w := range e.workers {
 		ws = append(ws, w)
 	}
 	e.mu.Unlock()
+	return ws
+}
+
+// Inspect calls f for each worker with its local state, the unit it runs
+// (nil if none) with the tag its Begin was given, and the units of its
+// batch it has not started. f must not keep them.
+func (e *Engine[T, L]) Inspect(f func(l *L, running *T, tag uint64, unstarted []T)) {
 	var tmp []T
-	for _, w := range ws {
+	for _, w := range e.workerList() {
 		w.mu.Lock()
 		b := w.batch[:w.end]
 		c := w.cur.Load()
