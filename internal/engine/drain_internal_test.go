@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -32,33 +33,13 @@ func TestDrainSignalsWhenTheLastRunningBatchEnds(t *testing.T) {
 	r.waitStarted(t, n-1)
 	for i := range n {
 		close(gates[i])
-		if got := <-e.idle; got != ws[i] {
-			t.Fatalf("worker %d registered, want %d", indexOf(ws, got), i)
-		}
-		select {
-		case <-e.Progress():
-			if i < n-1 {
-				t.Fatalf("signalled after %d of %d batches", i+1, n)
-			}
-		default:
-			if i == n-1 {
-				t.Fatal("no signal after the last batch")
-			}
+		dRegistered(t, e, ws[i])
+		if i < n-1 {
+			dNoSignal(t, e, fmt.Sprintf("after %d of %d batches", i+1, n))
 		}
 	}
-	if b := e.busy.Load(); b != 0 {
-		t.Fatalf("busy %d after every batch ended", b)
-	}
+	dSignal(t, e, "after the last batch") // and busy is 0
 	rvFinish(e, n, ws)
-}
-
-func indexOf(ws []*rvW, w *rvW) int {
-	for i, x := range ws {
-		if x == w {
-			return i
-		}
-	}
-	return -1
 }
 
 // The cases below were written by an adversarial review of Drain's census:
@@ -106,33 +87,12 @@ type dW = Worker[dU, dL]
 func dEngine(t *testing.T, n int) (*Engine[dU, dL], *dRunner, []*dW) {
 	t.Helper()
 	r := &dRunner{started: make(chan int, 64), exited: make(chan int, 64), dropped: make(chan int, 64)}
-	e := New[dU, dL](Config{Workers: n, BatchSize: 8, BatchWork: 10 * time.Microsecond, QueueSize: 64, Weights: [Lanes]int{1, 1, 1}}, r)
-	e.mu.Lock()
-	e.procs = 1
-	e.resizeLocked(n)
-	e.mu.Unlock()
-	ws := make([]*dW, n)
-	for i := range ws {
-		ws[i] = <-e.idle
-	}
-	// Every first batch's end has signalled (nothing was draining): empty.
+	e, ws := playedEngine[dU, dL](n, r)
 	return e, r, ws
 }
 
-func dWait(t *testing.T, ch chan int, want int, what string) {
-	t.Helper()
-	select {
-	case got := <-ch:
-		if got != want {
-			t.Fatalf("%s %d, want %d", what, got, want)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("unit %d never %s", want, what)
-	}
-}
-
 // dRegistered waits for w's registration, which says its progress() ran.
-func dRegistered(t *testing.T, e *Engine[dU, dL], w *dW) {
+func dRegistered[U, L any](t *testing.T, e *Engine[U, L], w *Worker[U, L]) {
 	t.Helper()
 	select {
 	case got := <-e.idle:
@@ -144,7 +104,7 @@ func dRegistered(t *testing.T, e *Engine[dU, dL], w *dW) {
 	}
 }
 
-func dNoSignal(t *testing.T, e *Engine[dU, dL], when string) {
+func dNoSignal[U, L any](t *testing.T, e *Engine[U, L], when string) {
 	t.Helper()
 	select {
 	case <-e.Progress():
@@ -153,7 +113,7 @@ func dNoSignal(t *testing.T, e *Engine[dU, dL], when string) {
 	}
 }
 
-func dSignal(t *testing.T, e *Engine[dU, dL], when string) {
+func dSignal[U, L any](t *testing.T, e *Engine[U, L], when string) {
 	t.Helper()
 	select {
 	case <-e.Progress():
@@ -179,20 +139,20 @@ func TestDrainGoexitReplacement(t *testing.T) {
 	e, r, ws := dEngine(t, 2)
 	g0, eg0, g1, g2 := make(chan struct{}), make(chan struct{}), make(chan struct{}), make(chan struct{})
 	e.handOff(ws[0], []dU{{id: 0, gate: g0, exit: true, exitGate: eg0}, {id: 1, gate: g1}}, false)
-	dWait(t, r.started, 0, "started")
+	waitUnit(t, r.started, 0, "started")
 	e.handOff(ws[1], []dU{{id: 2, gate: g2}}, false)
-	dWait(t, r.started, 2, "started")
+	waitUnit(t, r.started, 2, "started")
 	e.Drain()
 	if b := e.busy.Load(); b != 2 {
 		t.Fatalf("busy %d after Drain, want 2", b)
 	}
 	close(g0)
-	dWait(t, r.exited, 0, "exited")
+	waitUnit(t, r.exited, 0, "exited")
 	close(g2)
 	dRegistered(t, e, ws[1])
 	dNoSignal(t, e, "after W1's batch, W0's replacement in Exited")
 	close(eg0)
-	dWait(t, r.started, 1, "started")
+	waitUnit(t, r.started, 1, "started")
 	dNoSignal(t, e, "with W0 in its second unit")
 	close(g1)
 	dRegistered(t, e, ws[0])
@@ -206,7 +166,7 @@ func TestDrainDuringExited(t *testing.T) {
 	e, r, ws := dEngine(t, 1)
 	eg0 := make(chan struct{})
 	e.handOff(ws[0], []dU{{id: 0, exit: true, exitGate: eg0}}, false)
-	dWait(t, r.exited, 0, "exited")
+	waitUnit(t, r.exited, 0, "exited")
 	e.Drain()
 	if b := e.busy.Load(); b != 1 {
 		t.Fatalf("busy %d after Drain, want 1", b)
@@ -225,7 +185,7 @@ func TestDrainStealRest(t *testing.T) {
 	W, X := ws[0], ws[1]
 	g0, g1 := make(chan struct{}), make(chan struct{})
 	e.handOff(W, []dU{{id: 0, gate: g0}, {id: 1, gate: g1}, {id: 2}}, false)
-	dWait(t, r.started, 0, "started")
+	waitUnit(t, r.started, 0, "started")
 	e.Drain()
 	e.ready = append(e.ready, X)
 	e.stealAll()
@@ -236,7 +196,7 @@ func TestDrainStealRest(t *testing.T) {
 	b := e.back[0]
 	e.back = e.back[:0]
 	e.handOff(X, b, false)
-	dWait(t, r.started, 1, "started")
+	waitUnit(t, r.started, 1, "started")
 	if n := e.busy.Load(); n != 2 {
 		t.Fatalf("busy %d, want 2", n)
 	}
@@ -264,7 +224,7 @@ func TestDrainSoloEarlyReclaimed(t *testing.T) {
 	}
 	g0 := make(chan struct{})
 	e.handOff(W, []dU{{id: 0, gate: g0}}, false)
-	dWait(t, r.started, 0, "started")
+	waitUnit(t, r.started, 0, "started")
 	dRegistered(t, e, W) // early
 	if W.reg.Load() != regEarly {
 		t.Fatalf("reg %d, want early", W.reg.Load())
@@ -291,7 +251,7 @@ func TestDrainSoloEarlyReclaimed(t *testing.T) {
 		t.Fatalf("copy cap %d len %d, solo %v, unit %d", cap(b), len(b), &b[0] == &W.solo[0], b[0].id)
 	}
 	e.handOff(X, b, false)
-	dWait(t, r.started, 10, "started")
+	waitUnit(t, r.started, 10, "started")
 	dRegistered(t, e, X)
 	dNoSignal(t, e, "after X's batch, W running")
 	X.mu.Lock()
@@ -312,13 +272,13 @@ func TestDrainAbandonDrops(t *testing.T) {
 	e, r, ws := dEngine(t, 1)
 	g0 := make(chan struct{})
 	e.handOff(ws[0], []dU{{id: 0, gate: g0}, {id: 1}, {id: 2}}, false)
-	dWait(t, r.started, 0, "started")
+	waitUnit(t, r.started, 0, "started")
 	e.Hold()
 	e.Drain()
 	e.Abandon()
 	close(g0)
-	dWait(t, r.dropped, 1, "dropped")
-	dWait(t, r.dropped, 2, "dropped")
+	waitUnit(t, r.dropped, 1, "dropped")
+	waitUnit(t, r.dropped, 2, "dropped")
 	dRegistered(t, e, ws[0])
 	dSignal(t, e, "after the dropped units")
 	dFinish(e, ws)
@@ -352,7 +312,7 @@ func TestDrainCensusAgainstReceipt(t *testing.T) {
 		}
 		W.mu.Unlock()
 		wg.Wait()
-		dWait(t, r.started, i, "started")
+		waitUnit(t, r.started, i, "started")
 		if n := e.busy.Load(); n != 1 {
 			t.Fatalf("round %d: busy %d, want 1", i, n)
 		}

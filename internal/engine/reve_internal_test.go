@@ -55,27 +55,42 @@ func onceCloser(ch chan struct{}) func() {
 func rvEngine(t *testing.T, n int) (*Engine[rvUnit, rvLocal], *rvRunner, []*Worker[rvUnit, rvLocal]) {
 	t.Helper()
 	r := newRvRunner()
-	e := New[rvUnit, rvLocal](Config{Workers: n, BatchSize: 8, BatchWork: 10 * time.Microsecond, QueueSize: 64, Weights: [Lanes]int{1, 1, 1}}, r)
+	e, ws := playedEngine[rvUnit, rvLocal](n, r)
+	return e, r, ws
+}
+
+// playedEngine starts n workers of r for a test that plays the
+// dispatcher, with one processor as far as early registration is
+// concerned, and returns them in the order of their first registrations,
+// which it takes out of the channel of worker channels.
+func playedEngine[U, L any](n int, r Runner[U, L]) (*Engine[U, L], []*Worker[U, L]) {
+	e := New[U, L](Config{Workers: n, BatchSize: 8, BatchWork: 10 * time.Microsecond, QueueSize: 64, Weights: [Lanes]int{1, 1, 1}}, r)
 	e.mu.Lock()
 	e.procs = 1
 	e.resizeLocked(n)
 	e.mu.Unlock()
-	ws := make([]*Worker[rvUnit, rvLocal], n)
+	ws := make([]*Worker[U, L], n)
 	for i := range ws {
 		ws[i] = <-e.idle
 	}
-	return e, r, ws
+	return e, ws
 }
 
 func (r *rvRunner) waitStarted(t *testing.T, id int) {
 	t.Helper()
+	waitUnit(t, r.started, id, "started")
+}
+
+// waitUnit waits for unit want on ch, which reports what happened to it.
+func waitUnit(t *testing.T, ch chan int, want int, what string) {
+	t.Helper()
 	select {
-	case got := <-r.started:
-		if got != id {
-			t.Fatalf("started %d, want %d", got, id)
+	case got := <-ch:
+		if got != want {
+			t.Fatalf("%s %d, want %d", what, got, want)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatalf("unit %d never started", id)
+		t.Fatalf("unit %d never %s", want, what)
 	}
 }
 
