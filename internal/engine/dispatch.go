@@ -28,10 +28,9 @@ func (e *Engine[T, L]) dispatch() {
 					continue
 				}
 				// Units may wait behind running ones, in a batch's rest
-				// or an early batch: keep looking for idle workers to
-				// take them until none is left.
-				if e.mayHold() {
-					e.park()
+				// or an early batch: park keeps looking for idle workers
+				// to take them until none is left, and then says so.
+				if e.park() {
 					continue
 				}
 				// Nothing left and no more coming: retire every worker.
@@ -244,20 +243,24 @@ func (e *Engine[T, L]) setCur(p int, b []T) {
 // submitter that appends afterwards puts its accumulator on the channel at
 // once and pokes (see push); and it looks at the lanes once more after
 // setting it, so that a unit appended before is not left behind.
-func (e *Engine[T, L]) park() {
+//
+// Once closing, it waits only while units may be held behind running ones
+// (for the steal timer), and reports false when none may be: the
+// dispatcher may then retire the workers.
+func (e *Engine[T, L]) park() (more bool) {
 	e.nparks++
 	e.parked.Store(e.nparks)
 	defer e.parked.Store(0)
 	if e.pending(0) || e.pending(1) || e.pending(2) {
-		return
+		return true
 	}
 	if closing := e.closed.Load(); !e.surplus.Load() || closing { // closing: shutdown retires them all
 		timer := e.stealTimer() // nil, which never fires, unless units may be held
 		if timer == nil && closing {
-			// Closing, and the hand-off that made the caller park is
-			// over since it looked: no poke is coming (Close's may have
-			// been spent already), so look again instead of waiting.
-			return
+			// Closing, and nothing may be held: no poke is coming
+			// (Close's may have been spent already), and nothing is
+			// left to wait for.
+			return false
 		}
 		select {
 		case <-e.wake:
@@ -265,7 +268,7 @@ func (e *Engine[T, L]) park() {
 		case <-timer:
 			e.stealAll()
 		}
-		return
+		return true
 	}
 	// With surplus workers, take registrations too, to retire them. No
 	// units are taken meanwhile: a worker that registers is retired, not
@@ -278,6 +281,7 @@ func (e *Engine[T, L]) park() {
 	case <-e.wake:
 		e.shrink()
 	}
+	return true
 }
 
 // nextWorker waits for a worker with room, retiring surplus ones on the

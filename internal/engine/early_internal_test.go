@@ -183,13 +183,13 @@ func TestParkWhenClosedAndNothingHeldReturns(t *testing.T) {
 	}
 	// The dispatcher's look found units maybe held; by park's, none is.
 	e.closed.Store(true)
-	done := make(chan struct{})
-	go func() {
-		e.park()
-		close(done)
-	}()
+	done := make(chan bool, 1)
+	go func() { done <- e.park() }()
 	select {
-	case <-done:
+	case more := <-done:
+		if more {
+			t.Fatal("park, closing with nothing held, did not report that the dispatcher may stop")
+		}
 	case <-time.After(5 * time.Second):
 		e.poke() // let the test end
 		<-done
