@@ -1,0 +1,81 @@
+package engine
+
+import (
+	"context"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countRunner runs int units by counting them, and closes done at the
+// n-th.
+type countRunner struct {
+	n    int64
+	ran  atomic.Int64
+	done chan struct{}
+}
+
+func (r *countRunner) Run(w *Worker[int, struct{}], _ *int) {
+	w.Begin(0)
+	if r.ran.Add(1) == r.n {
+		close(r.done)
+	}
+}
+func (r *countRunner) Drop(*struct{}, *int)         {}
+func (r *countRunner) Exited(*struct{}, *int, bool) {}
+func (r *countRunner) Retired(*struct{}, *struct{}) {}
+
+// A worker of short units (a full batch is less than BatchWork of work),
+// with no more workers than processors and units in the lanes, yields for
+// its next batch at the end of one instead of parking (receive): on one
+// processor the yield runs the dispatcher, which hands the batch over, and
+// the worker parks only once the lanes are empty. Before, it parked at the
+// end of every batch. A worker of longer units, or one among more workers
+// than processors, still parks at once.
+func TestWorkerYieldsForItsNextBatchOnlyWhenItPays(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	for _, tc := range []struct {
+		name    string
+		workers int
+		work    time.Duration // BatchWork: units of a few ns are short against 1s, long against 1ns
+		yields  bool
+	}{
+		{"short units", 1, time.Second, true},
+		{"long units", 1, time.Nanosecond, false},
+		{"more workers than processors", 2, time.Second, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 4096
+			r := &countRunner{n: n, done: make(chan struct{})}
+			e := New[int, struct{}](Config{Workers: tc.workers, BatchSize: 8, BatchWork: tc.work, QueueSize: n, Weights: [Lanes]int{1, 1, 1}}, r)
+			for i := range n {
+				if err := e.Put(context.Background(), 0, i, false, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.Start()
+			ws := e.workerList()
+			select {
+			case <-r.done:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%d of %d units ran", r.ran.Load(), n)
+			}
+			e.CloseAdmission()
+			e.Close()
+			// After Close every worker has exited: the counts are final.
+			var parks, handOffs uint64
+			for _, w := range ws {
+				parks += w.parks.Load()
+				handOffs += w.hseq
+			}
+			t.Logf("%d parks, %d hand-offs", parks, handOffs)
+			if tc.yields && parks > handOffs/8 {
+				t.Errorf("parked %d times in %d hand-offs, with units queued", parks, handOffs)
+			}
+			if !tc.yields && parks < handOffs/2 {
+				t.Errorf("parked only %d times in %d hand-offs: it yielded", parks, handOffs)
+			}
+		})
+	}
+}
