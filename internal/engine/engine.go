@@ -40,6 +40,10 @@ const laneBatch = 64
 // spinYields is how many times a blocking Put yields before it parks.
 const spinYields = 4
 
+// lockYields is how many times a submitter yields for a lane's lock
+// before it waits in the mutex (lane.lock).
+const lockYields = 4
+
 // Runner runs the units of an engine. Every method is called on the worker
 // goroutine that owns l, one call at a time per worker.
 type Runner[T, L any] interface {
@@ -160,6 +164,26 @@ type lane[T any] struct {
 	ch       chan []T
 }
 
+// lock takes l.mu for a submitter. When another holds it, it yields up to
+// lockYields times, trying again after each, before it waits in Lock:
+// parallel submitters on few processors contend for the lane at every
+// Put, and one that waits in Lock spins and then parks, to be woken by an
+// Unlock, where after a yield the lock, held for a few dozen nanoseconds,
+// is most often free (with 2 processors and 4, 8 and 16 submitters,
+// 70/65/88 -> 64/56/67 ns per task, 20 interleaved runs each). Lock, its
+// fallback, keeps sync.Mutex's guarantee that no caller waits forever.
+// The dispatcher, which must not queue behind submitters, locks l.mu
+// itself.
+func (l *lane[T]) lock() {
+	for range lockYields {
+		if l.mu.TryLock() {
+			return
+		}
+		runtime.Gosched()
+	}
+	l.mu.Lock()
+}
+
 // queuedLocked is the number of units in the lane. The caller holds l.mu.
 func (l *lane[T]) queuedLocked() int64 {
 	return l.in.Load() + int64(len(l.buf)) - l.out.Load()
@@ -212,7 +236,7 @@ func (e *Engine[T, L]) Start() {
 // room, admission closes or ctx ends.
 func (e *Engine[T, L]) Put(ctx context.Context, p int, t T, block, force bool) error {
 	l := &e.lanes[p]
-	l.mu.Lock()
+	l.lock()
 	if !force {
 		if l.closed {
 			l.mu.Unlock()
@@ -231,7 +255,7 @@ func (e *Engine[T, L]) Put(ctx context.Context, p int, t T, block, force bool) e
 			// costs a waiter, a channel and a wake-up.
 			l.mu.Unlock()
 			runtime.Gosched()
-			l.mu.Lock()
+			l.lock()
 			if l.closed {
 				l.mu.Unlock()
 				return ErrClosed

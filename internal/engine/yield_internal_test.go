@@ -79,3 +79,35 @@ func TestWorkerYieldsForItsNextBatchOnlyWhenItPays(t *testing.T) {
 		})
 	}
 }
+
+// A submitter's lane.lock, which yields before it waits in the mutex,
+// still excludes: it returns only once the holder has unlocked, however
+// long that takes, and then holds the lock itself.
+func TestLaneLockWaitsForTheHolder(t *testing.T) {
+	var l lane[int]
+	l.mu.Lock()
+	got := make(chan struct{})
+	go func() {
+		l.lock()
+		close(got)
+	}()
+	// Long enough for its yields to run out, on any number of processors.
+	for range 100 * lockYields {
+		runtime.Gosched()
+	}
+	select {
+	case <-got:
+		t.Fatal("lock returned while another held the lane")
+	default:
+	}
+	l.mu.Unlock()
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("lock did not return once the lane was unlocked")
+	}
+	if l.mu.TryLock() {
+		t.Fatal("lock returned without holding the lane")
+	}
+	l.mu.Unlock()
+}
