@@ -122,7 +122,7 @@ func (e *Engine[T, L]) handOff(w *Worker[T, L], b []T, early bool) {
 			e.wakes[e.wq] = wake[T, L]{}
 			e.wq++
 		}
-		if e.wq < len(e.wakes) && (last > e.wakes[e.wq].n || e.nlive.Load() <= e.procs) {
+		if e.wq < len(e.wakes) && (last > e.wakes[e.wq].n || e.nlive.Load() <= e.procs.Load()) {
 			runtime.Gosched()
 		}
 		if e.wq > len(e.wakes)/2 {

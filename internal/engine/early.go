@@ -59,7 +59,7 @@ type early[T, L any] struct {
 // there are registrations.
 func (w *Worker[T, L]) registerEarly() {
 	e := w.e
-	if e.cfg.BatchWork <= 0 || e.nlive.Load() <= e.procs || w.unit.Load() < earlyFactor*int64(e.cfg.BatchWork) ||
+	if e.cfg.BatchWork <= 0 || e.nlive.Load() <= e.procs.Load() || w.unit.Load() < earlyFactor*int64(e.cfg.BatchWork) ||
 		e.ctl.Load() != 0 || e.surplus.Load() || len(w.batch) > 1 || e.laneUnits() <= int64(len(e.idle)) {
 		// A batch of more than one (from back) stays stealable: an early
 		// hand-off would bump hseq and retire its holding entry.

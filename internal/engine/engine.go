@@ -107,7 +107,7 @@ type Engine[T, L any] struct {
 	wake     chan struct{}      // tells the dispatcher to look at control state
 	done     chan struct{}      // closed when the dispatcher and workers have exited
 	wg       sync.WaitGroup
-	procs    int32
+	procs    atomic.Int32 // GOMAXPROCS at Start: read by workers that may run before it (Resize first)
 	draining atomic.Bool
 	_        [60]byte
 	busy     atomic.Int64 // batches received while draining that have not ended
@@ -222,7 +222,7 @@ func New[T, L any](cfg Config, r Runner[T, L]) *Engine[T, L] {
 // Start starts the dispatcher and the workers.
 func (e *Engine[T, L]) Start() {
 	e.mu.Lock()
-	e.procs = int32(runtime.GOMAXPROCS(0))
+	e.procs.Store(int32(runtime.GOMAXPROCS(0)))
 	e.resizeLocked(e.cfg.Workers)
 	e.mu.Unlock()
 	e.wg.Add(1)

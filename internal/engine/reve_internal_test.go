@@ -66,7 +66,7 @@ func rvEngine(t *testing.T, n int) (*Engine[rvUnit, rvLocal], *rvRunner, []*Work
 func playedEngine[U, L any](n int, r Runner[U, L]) (*Engine[U, L], []*Worker[U, L]) {
 	e := New[U, L](Config{Workers: n, BatchSize: 8, BatchWork: 10 * time.Microsecond, QueueSize: 64, Weights: [Lanes]int{1, 1, 1}}, r)
 	e.mu.Lock()
-	e.procs = 1
+	e.procs.Store(1)
 	e.resizeLocked(n)
 	e.mu.Unlock()
 	ws := make([]*Worker[U, L], n)
@@ -271,7 +271,7 @@ func TestEarlyRegistrationIntoAFullChannelAfterResizeUp(t *testing.T) {
 	r := newRvRunner()
 	e := New[rvUnit, rvLocal](Config{Workers: 1, BatchSize: 8, BatchWork: 10 * time.Microsecond, QueueSize: 256, Weights: [Lanes]int{1, 1, 1}}, r)
 	e.mu.Lock()
-	e.procs = 1
+	e.procs.Store(1)
 	e.resizeLocked(3) // the channel of worker channels holds one
 	e.mu.Unlock()
 	var ws []*Worker[rvUnit, rvLocal]
