@@ -291,13 +291,16 @@ func TestDrainCensusAgainstReceipt(t *testing.T) {
 	for i := range 200 {
 		e, r, ws := dEngine(t, 1)
 		W := ws[0]
-		for W.state.Load() != wParked { // poll with a deadline
+		deadline := time.Now().Add(10 * time.Second)
+		for W.state.Load() != wParked {
+			if time.Now().After(deadline) {
+				t.Fatal("not parked")
+			}
 			runtime.Gosched()
 		}
 		g := make(chan struct{})
 		W.mu.Lock()
 		e.handOff(W, []dU{{id: i, gate: g}}, false)
-		deadline := time.Now().Add(10 * time.Second)
 		for W.state.Load() != wRunning {
 			if time.Now().After(deadline) {
 				t.Fatal("not received")

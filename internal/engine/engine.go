@@ -37,7 +37,9 @@ const Lanes = 3
 // its task channel as one batch.
 const laneBatch = 64
 
-// spinYields is how many times a blocking Put yields before it parks.
+// spinYields is how many times a blocking Put, finding its lane full,
+// yields for room before it parks (taking the lane's lock again after
+// each yield may yield too: lane.lock).
 const spinYields = 4
 
 // lockYields is how many times a submitter yields for a lane's lock

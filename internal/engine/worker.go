@@ -287,23 +287,24 @@ func (w *Worker[T, L]) hold() {
 // the clock: the next batch is timed from when it has it).
 //
 // A worker of tasks so short that a full batch is less than BatchWork of
-// work, among no more workers than processors, yields up to receiveYields
-// times before it parks while the lanes hold units: the dispatcher, which
-// its registration has just readied on this processor if it was waiting,
-// is about to hand it a batch, and takes the processor for that during a
-// yield, so the worker finds the batch without a park and a wake-up,
-// which cost about as much as the batch's work (with 4 and 8 parallel
-// submitters and 2 workers, 75 -> 64 and 84 -> 68 ns per task, 40
-// interleaved runs each). Otherwise it parks at once: among more workers
-// than processors a yield hands the processor to another worker, not to
-// the dispatcher; with the lanes empty no batch is coming soon, and a
-// yielding worker would only take the processor from submitters and busy
-// workers; and a worker of longer tasks, woken by the dispatcher's send,
-// starts its next one sooner than after a yield, which queues it behind
-// the other goroutines (at 90% load on 2 workers of 100µs tasks, yielding
-// made the 99th percentile of the wait from Submit to start 1 -> 2.3 ms).
-// Before parking it says so in state, for the dispatcher's handOff, and
-// counts the park in parks.
+// work (or that has not timed a batch yet: at its first registration, or
+// as the replacement of one that died), among no more workers than
+// processors, yields up to receiveYields times before it parks while the
+// lanes hold units: the dispatcher, which its registration has just
+// readied on this processor if it was waiting, is about to hand it a
+// batch, and takes the processor for that during a yield, so the worker
+// finds the batch without a park and a wake-up, which cost about as much
+// as the batch's work (with 4 and 8 parallel submitters and 2 workers,
+// 75 -> 64 and 84 -> 68 ns per task, 40 interleaved runs each).
+// Otherwise it parks at once: among more workers than processors a yield
+// hands the processor to another worker, not to the dispatcher; with the
+// lanes empty no batch is coming soon, and a yielding worker would only
+// take the processor from submitters and busy workers; and a worker of
+// longer tasks gains little (a park is a small part of its batch), while
+// woken by the dispatcher's send it runs first on that processor, where
+// after a yield it would queue behind the other goroutines. Before
+// parking it says so in state, for the dispatcher's handOff, and counts
+// the park in parks.
 func (w *Worker[T, L]) receive() (b []T, ok, waited bool) {
 	select {
 	case b, ok := <-w.ch:
