@@ -42,9 +42,13 @@ const laneBatch = 64
 // each yield may yield too: lane.lock).
 const spinYields = 4
 
-// lockYields is how many times a submitter yields for a lane's lock
-// before it waits in the mutex (lane.lock).
-const lockYields = 4
+// lockSpins and lockYields are how many times a submitter tries a lane's
+// lock again at once, and then after a yield, before it waits in the
+// mutex (lane.lock).
+const (
+	lockSpins  = 32
+	lockYields = 4
+)
 
 // Runner runs the units of an engine. Every method is called on the worker
 // goroutine that owns l, one call at a time per worker.
@@ -166,22 +170,39 @@ type lane[T any] struct {
 	ch       chan []T
 }
 
-// lock takes l.mu for a submitter. When another holds it, it yields up to
-// lockYields times, trying again after each, before it waits in Lock:
-// parallel submitters on few processors contend for the lane at every
-// Put, and one that waits in Lock spins and then parks, to be woken by an
-// Unlock, where after a yield the lock, held for a few dozen nanoseconds,
-// is most often free (with 2 processors and 4, 8 and 16 submitters,
-// 70/65/88 -> 64/56/67 ns per task, 20 interleaved runs each). Lock, its
-// fallback, keeps sync.Mutex's guarantee that no caller waits forever.
-// The dispatcher, which must not queue behind submitters, locks l.mu
-// itself.
-func (l *lane[T]) lock() {
+// lock takes l.mu for a submitter, on procs processors. When another
+// holds it, it first tries again a few times at once (with more than one
+// processor: the holder, the dispatcher taking the accumulator or another
+// submitter, runs meanwhile and lets go within a few dozen nanoseconds),
+// then yields up to lockYields times, trying again after each, before it
+// waits in Lock. Parallel submitters on few processors contend for the
+// lane at every Put, and one that waits in Lock parks at once when its
+// processor has other goroutines to run, to be woken by an Unlock, where
+// after a yield the lock is most often free (with 2 processors and 4, 8
+// and 16 submitters, 70/65/88 -> 64/56/67 ns per task, 20 interleaved
+// runs each; trying at once first keeps that). A yield comes after the
+// tries at once, not before: a lone submitter that yielded whenever it
+// met the dispatcher in the lock would wait in the global run queue,
+// maybe while workers hold every processor, for a lock free again within
+// nanoseconds. Lock, the fallback, keeps sync.Mutex's guarantee that no
+// caller waits forever. The dispatcher, which must not queue behind
+// submitters, locks l.mu itself.
+func (l *lane[T]) lock(procs int32) {
+	if l.mu.TryLock() {
+		return
+	}
+	if procs > 1 {
+		for range lockSpins {
+			if l.mu.TryLock() {
+				return
+			}
+		}
+	}
 	for range lockYields {
+		runtime.Gosched()
 		if l.mu.TryLock() {
 			return
 		}
-		runtime.Gosched()
 	}
 	l.mu.Lock()
 }
@@ -238,7 +259,7 @@ func (e *Engine[T, L]) Start() {
 // room, admission closes or ctx ends.
 func (e *Engine[T, L]) Put(ctx context.Context, p int, t T, block, force bool) error {
 	l := &e.lanes[p]
-	l.lock()
+	l.lock(e.procs.Load())
 	if !force {
 		if l.closed {
 			l.mu.Unlock()
@@ -257,7 +278,7 @@ func (e *Engine[T, L]) Put(ctx context.Context, p int, t T, block, force bool) e
 			// costs a waiter, a channel and a wake-up.
 			l.mu.Unlock()
 			runtime.Gosched()
-			l.lock()
+			l.lock(e.procs.Load())
 			if l.closed {
 				l.mu.Unlock()
 				return ErrClosed

@@ -88,7 +88,7 @@ func TestLaneLockWaitsForTheHolder(t *testing.T) {
 	l.mu.Lock()
 	got := make(chan struct{})
 	go func() {
-		l.lock()
+		l.lock(int32(runtime.GOMAXPROCS(0)))
 		close(got)
 	}()
 	// Long enough for its yields to run out, on any number of processors.
