@@ -36,11 +36,7 @@ func TestResizeBeforeStartReadsProcsWithoutARace(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	select {
-	case <-r.done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%d of %d units ran", r.ran.Load(), n)
-	}
+	r.waitAll(t)
 	e.CloseAdmission()
 	e.Close()
 }

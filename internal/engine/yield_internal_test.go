@@ -22,6 +22,17 @@ func (r *countRunner) Run(w *Worker[int, struct{}], _ *int) {
 		close(r.done)
 	}
 }
+
+// waitAll waits until every unit has run.
+func (r *countRunner) waitAll(t *testing.T) {
+	t.Helper()
+	select {
+	case <-r.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%d of %d units ran", r.ran.Load(), r.n)
+	}
+}
+
 func (r *countRunner) Drop(*struct{}, *int)         {}
 func (r *countRunner) Exited(*struct{}, *int, bool) {}
 func (r *countRunner) Retired(*struct{}, *struct{}) {}
@@ -56,11 +67,7 @@ func TestWorkerYieldsForItsNextBatchOnlyWhenItPays(t *testing.T) {
 			}
 			e.Start()
 			ws := e.workerList()
-			select {
-			case <-r.done:
-			case <-time.After(10 * time.Second):
-				t.Fatalf("%d of %d units ran", r.ran.Load(), n)
-			}
+			r.waitAll(t)
 			e.CloseAdmission()
 			e.Close()
 			// After Close every worker has exited: the counts are final.
