@@ -117,22 +117,50 @@ func (w *pageWatch) errors() []string {
 
 // text returns the text of the element sel selects, once it has any. The
 // page refills its tables on every refresh (every 200ms here), and a read
-// that meets a table being refilled can find the row with no text: a
-// fresh-clone CI run read "" for a periodic task's row that was there
-// before and after. Every element read here has text when rendered.
+// that meets a table being refilled can find the row with no text, or
+// lose the node it found: fresh-clone CI runs read "" for a periodic
+// task's row that was there before and after, and once failed with "No
+// node with given id found". Every element read here has text when
+// rendered, so both are read again until the deadline.
 func text(ctx context.Context, t *testing.T, sel string) string {
 	t.Helper()
 	deadline := time.Now().Add(waitFor)
 	for {
 		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		require.NoError(t, err, sel)
-		if s = strings.TrimSpace(s); s != "" || time.Now().After(deadline) {
+		if s = strings.TrimSpace(s); err == nil && s != "" {
+			return s
+		}
+		if time.Now().After(deadline) {
+			require.NoError(t, err, sel)
 			return s
 		}
 		// Poll again after the page's next refresh at the latest.
 		select {
 		case <-ctx.Done():
 			return s
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// click clicks the element sel selects, trying again until the deadline
+// if the node it found is gone before the click (a table refilled in
+// between, as text explains): such a click fails before it dispatches any
+// mouse event, so the element is clicked once.
+func click(ctx context.Context, t *testing.T, sel string) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for {
+		err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel)))
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			require.NoError(t, err, sel)
+		}
+		select {
+		case <-ctx.Done():
+			require.NoError(t, ctx.Err(), sel)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -174,7 +202,7 @@ func TestBrowser(t *testing.T) {
 		screenshot(ctx, t, f, file)
 	}
 
-	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#dead tr[data-id="poison-1"] button.requeue`))))
+	click(ctx, t, `#dead tr[data-id="poison-1"] button.requeue`)
 	select {
 	case msg := <-w.dialogs:
 		assert.Contains(t, msg, "Requeue dead letter poison-1")
