@@ -57,16 +57,7 @@ func (e *Engine[T, L]) dispatch() {
 			b = e.fill(w.spare, e.batchFor(w))
 		}
 		w.spare = nil
-		if e.handOff(w, b, false) && len(e.back) == 0 && e.laneUnits() == 0 {
-			// It woke w, and nothing is left to hand out: let w run now,
-			// from this processor's next-to-run slot, rather than after
-			// the dispatcher has made its way to its park. At low load
-			// this is the path from Submit to the handler (median wait
-			// at 50% and 90% load on 2 workers, in both of its modes,
-			// 1.05-1.2 -> 0.9-1.0 µs and 2.4-2.7 -> 1.75-2.0 µs, 16
-			// interleaved runs; throughput unchanged).
-			runtime.Gosched()
-		}
+		e.handOff(w, b, false)
 	}
 }
 
@@ -82,8 +73,8 @@ func (k wake[T, L]) pending() bool {
 	return k.w.state.Load() == wWoken && k.w.woke == k.n
 }
 
-// handOff sends b to w, and reports whether that woke w from a park. The
-// send is buffered, and the worker waits for it: it never blocks.
+// handOff sends b to w. The send is buffered, and the worker waits for
+// it: it never blocks.
 //
 // A send that wakes a parked worker puts it in the next-to-run slot of
 // the dispatcher's processor, and a second wake-up pushes the first worker
@@ -109,7 +100,7 @@ func (k wake[T, L]) pending() bool {
 // per wake-up made trivial tasks on 64 workers a third slower); a
 // ping-pong, a worker woken again while an earlier wake-up is pending,
 // still does.
-func (e *Engine[T, L]) handOff(w *Worker[T, L], b []T, early bool) (woke bool) {
+func (e *Engine[T, L]) handOff(w *Worker[T, L], b []T, early bool) {
 	if !early {
 		// The worker is between batches: it claims nothing until it
 		// has b. (An early batch's worker runs the last one still.)
@@ -142,10 +133,8 @@ func (e *Engine[T, L]) handOff(w *Worker[T, L], b []T, early bool) (woke bool) {
 		e.nwake++
 		w.woke = e.nwake
 		e.wakes = append(e.wakes, wake[T, L]{w, e.nwake})
-		woke = true
 	}
 	w.ch <- b
-	return woke
 }
 
 // holdDispatch waits while a hold is on, retiring surplus workers.
