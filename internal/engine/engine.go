@@ -93,6 +93,8 @@ type Engine[T, L any] struct {
 	cfg Config
 	r   Runner[T, L]
 
+	shortUnit int64 // BatchWork / BatchSize: a worker with a shorter time per unit may yield for its next batch (receive)
+
 	lanes  [Lanes]lane[T]
 	parked atomic.Uint64 // nonzero, a new number each time, while the dispatcher waits for work: submitters flush at once
 
@@ -233,6 +235,7 @@ func New[T, L any](cfg Config, r Runner[T, L]) *Engine[T, L] {
 		epoch:    time.Now(),
 		now:      -1,
 	}
+	e.shortUnit = int64(cfg.BatchWork) / int64(max(cfg.BatchSize, 1))
 	// Enough batches in a task channel for a full lane of full batches,
 	// and a few partial ones; more than that waits in the accumulator.
 	n := min(max(cfg.QueueSize/laneBatch, 1)+4, 1024)

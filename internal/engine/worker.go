@@ -311,7 +311,7 @@ func (w *Worker[T, L]) receive() (b []T, ok, waited bool) {
 		return b, ok, false
 	default:
 	}
-	if e := w.e; e.nlive.Load() <= e.procs.Load() && w.unit.Load() < int64(e.cfg.BatchWork)/int64(max(e.cfg.BatchSize, 1)) && e.laneUnits() > 0 {
+	if e := w.e; e.nlive.Load() <= e.procs.Load() && w.unit.Load() < e.shortUnit && e.laneUnits() > 0 {
 		for range receiveYields {
 			runtime.Gosched()
 			select {
