@@ -136,6 +136,7 @@ func (e *Engine[T, L]) serveEarly(w *Worker[T, L]) (handled bool) {
 	w.mu.Unlock()
 	e.handOff(w, b, true)
 	e.nearly.Add(1)
+	e.lastEarly = true
 	now := e.now
 	if now < 0 {
 		now = time.Since(e.epoch)

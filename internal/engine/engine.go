@@ -142,6 +142,8 @@ type Engine[T, L any] struct {
 	nearly    atomic.Uint64   // early hand-offs so far
 	stealTime *time.Timer     // while parked with holding and a worker idle
 	wq        int
+	lastEarly bool   // the last hand-off was early (nextWorker)
+	nwaits    uint64 // times nextWorker waited for a registration (dispatcher only)
 	nwake     uint64 // hand-offs that woke a worker so far
 }
 

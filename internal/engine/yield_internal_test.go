@@ -118,3 +118,64 @@ func TestLaneLockWaitsForTheHolder(t *testing.T) {
 	}
 	l.mu.Unlock()
 }
+
+// yieldRunner's units yield once and then count: long units, for a
+// BatchWork of a nanosecond, whose workers register early, and during
+// which the dispatcher runs even on one processor.
+type yieldRunner struct{ countRunner }
+
+func (r *yieldRunner) Run(w *Worker[int, struct{}], u *int) {
+	runtime.Gosched()
+	r.countRunner.Run(w, u)
+}
+
+// With more workers than processors, a dispatcher that has just handed a
+// unit to an early registration yields before it waits for the next one:
+// the workers, running their units meanwhile, register early, and it
+// serves several in a turn instead of waiting (parking, to be woken) for
+// each. With short units there are no early hand-offs, and it waits for
+// registrations as before.
+func TestDispatcherYieldsForEarlyRegistrations(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	for _, tc := range []struct {
+		name  string
+		work  time.Duration // BatchWork: units yielding once are long against 1ns, short against 1s
+		early bool
+	}{
+		{"long units", time.Nanosecond, true},
+		{"short units", time.Second, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 4096
+			r := &yieldRunner{countRunner{n: n, done: make(chan struct{})}}
+			e := New[int, struct{}](Config{Workers: 8, BatchSize: 8, BatchWork: tc.work, QueueSize: n, Weights: [Lanes]int{1, 1, 1}}, r)
+			for i := range n {
+				if err := e.Put(context.Background(), 0, i, false, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.Start()
+			r.waitAll(t)
+			e.CloseAdmission()
+			e.Close()
+			// After Close the dispatcher has exited: its counts are final.
+			early := e.nearly.Load()
+			t.Logf("%d waits for a registration, %d early hand-offs, %d hand-offs that woke a worker", e.nwaits, early, e.nwake)
+			if tc.early {
+				if early < n/2 {
+					t.Fatalf("only %d of %d units handed out early", early, n)
+				}
+				if e.nwaits > early/8 {
+					t.Errorf("waited %d times for a registration in %d early hand-offs: it did not yield", e.nwaits, early)
+				}
+				return
+			}
+			if early != 0 {
+				t.Fatalf("%d early hand-offs of short units", early)
+			}
+			if e.nwaits < e.nwake/2 {
+				t.Errorf("waited only %d times for a registration, %d hand-offs woke a worker: it yielded", e.nwaits, e.nwake)
+			}
+		})
+	}
+}
