@@ -100,7 +100,10 @@ func (s *Scheduler) finalize(l *local, r *record, t *Task, res any, err error, a
 	}
 	if k := t.UniqueKey; k != "" {
 		var until time.Time
-		if s.opts.uniqueTTL > 0 {
+		// The TTL keeps the key of a task that ran: a cancelled task did
+		// no work that a duplicate would repeat, and Cancel promises its
+		// key free when it returns.
+		if s.opts.uniqueTTL > 0 && how != settledCanceled {
 			until = s.now().Add(s.opts.uniqueTTL)
 		}
 		s.uniq.release(k, until)
