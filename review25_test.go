@@ -44,3 +44,31 @@ func TestReview25CancelFreesUniqueKeyUnderTTL(t *testing.T) {
 	assert.ErrorIs(t, s.TrySubmit(taskpool.Task{Type: "ok", UniqueKey: "kr"}), taskpool.ErrDuplicateTask,
 		"within the TTL after a run")
 }
+
+// StopError: "returned by Stop when its context ended before every
+// accepted task had run"; NotRun: "the number of accepted tasks that never
+// started". A Stop whose ctx had ended, on a scheduler with nothing left
+// to run, raced the shutdown goroutine and usually returned a *StopError
+// with NotRun 0 ("0 accepted tasks not run"), and sometimes nil.
+func TestReview25StopWithEndedCtxAndNothingLeftReturnsNil(t *testing.T) {
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	reg := registry(t, map[string]taskpool.HandlerFunc{"ok": nop})
+	for i := range 20 {
+		s, err := taskpool.New(reg, taskpool.WithWorkers(2))
+		require.NoError(t, err)
+		require.NoError(t, s.Start())
+		if i%2 == 1 {
+			// Some tasks that have all run by the time Stop is called.
+			for range 10 {
+				f, err := s.SubmitFuture(context.Background(), taskpool.Task{Type: "ok"})
+				require.NoError(t, err)
+				waitFuture(t, f, "ok")
+			}
+		}
+		require.NoError(t, stopWithin(t, s, ended), "round %d", i)
+		st := s.Stats()
+		assert.Zero(t, st.NotRun)
+		assert.Equal(t, st.Submitted, st.Succeeded)
+	}
+}

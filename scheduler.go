@@ -191,15 +191,18 @@ func (s *Scheduler) Start() error {
 // running handlers and returns nil once every accepted task has its
 // outcome and every goroutine of the scheduler has exited.
 //
-// If ctx ends first, Stop cancels the contexts of the running handlers
+// If ctx ends while an accepted task has no outcome yet (its handler
+// runs, or it waits), Stop cancels the contexts of the running handlers
 // (with cause [ErrSchedulerClosed]), reports every accepted task that has
 // not started to the completion hook (and its Future) with
 // [ErrSchedulerClosed], waits for the handlers to return, and returns a
 // [*StopError] with the number of tasks that did not run. A handler that
-// ignores its context delays Stop until it returns.
+// ignores its context delays Stop until it returns. If ctx ends once every
+// accepted task has its outcome, nothing is left to give up: Stop waits
+// for the goroutines to exit and returns nil.
 //
 // Stop is idempotent: a later call waits for the same shutdown. The first
-// call whose ctx ends before the shutdown is over gives it up as above and
+// call whose ctx ends while a task has no outcome gives it up as above and
 // returns the *StopError; every other call returns nil once the shutdown
 // is over, whether its own ctx ended or not. Stop before Start marks the
 // scheduler closed.
@@ -231,6 +234,14 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 		case <-s.done:
 			return nil // the shutdown had completed: nothing to give up
 		default:
+		}
+		if s.settled() {
+			// Every accepted task has its outcome (admission is closed,
+			// so none can come): nothing is left to give up, and only
+			// the goroutines' exit remains, which giving up would not
+			// hasten.
+			<-s.done
+			return nil
 		}
 	}
 	first := s.giveUp()
