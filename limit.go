@@ -123,7 +123,10 @@ func (s *Scheduler) kick(lim *typeLimit) {
 func (s *Scheduler) admitRun(l *local, j *job, rp **record) bool {
 	b, r := j.b, *rp
 	if b.rate != nil && (r == nil || !r.rated) {
-		if d := s.reserve(b.rate); d > 0 {
+		l.stage = stageRate
+		d := s.reserve(b.rate)
+		l.stage = stageUser
+		if d > 0 {
 			if r == nil {
 				r = s.recordFor(j, l.id, 1)
 			}

@@ -165,7 +165,9 @@ func (s *Scheduler) retry(l *local, j *job, r *record, t *Task, err error) bool 
 	if t.Attempt >= s.attemptsFor(j.b, t) || !Retryable(err) || s.gaveUp.Load() {
 		return false
 	}
+	l.stage, l.err = stageBackoff, err
 	delay, ok := s.backoffFor(j.b, t.Attempt)
+	l.stage, l.err = stageUser, nil
 	if !ok {
 		return false
 	}

@@ -5,6 +5,9 @@ package taskpool_test
 
 import (
 	"context"
+	"errors"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,6 +72,85 @@ func TestReview25StopWithEndedCtxAndNothingLeftReturnsNil(t *testing.T) {
 		require.NoError(t, stopWithin(t, s, ended), "round %d", i)
 		st := s.Stats()
 		assert.Zero(t, st.NotRun)
+		assert.Equal(t, st.Submitted, st.Succeeded)
+	}
+}
+
+// The README: "A panic in ... a Backoff ... is logged and contained;
+// runtime.Goexit there ... ends only that call". A Backoff that panics
+// ends the retries and the outcome is the handler's error; one that called
+// Goexit made the outcome ErrHandlerExited, which reports "a handler that
+// called runtime.Goexit", though the handler had returned its error.
+func TestReview25BackoffGoexitKeepsTheHandlersError(t *testing.T) {
+	boom := errors.New("boom")
+	for _, named := range []bool{false, true} {
+		var runs atomic.Int32
+		reg := registry(t, map[string]taskpool.HandlerFunc{
+			"f": func(context.Context, taskpool.Task) error { runs.Add(1); return boom },
+		})
+		got := newOutcomes()
+		exiting := func(int) time.Duration { runtime.Goexit(); return 0 }
+		s := newStarted(t, reg, taskpool.WithWorkers(1), taskpool.WithCompletionHook(got.hook),
+			taskpool.WithRetry(3, exiting), taskpool.WithDeadLetters(4, nil))
+		task := taskpool.Task{Type: "f"}
+		if named {
+			task.ID = "x"
+		}
+		f, err := s.SubmitFuture(context.Background(), task)
+		require.NoError(t, err)
+		out := waitFuture(t, f, "f")
+		assert.ErrorIs(t, out.Err, boom, "named %v: the run's error is the outcome", named)
+		assert.NotErrorIs(t, out.Err, taskpool.ErrHandlerExited, "named %v", named)
+		assert.Equal(t, 1, out.Attempts)
+		assert.EqualValues(t, 1, runs.Load(), "not retried, as with a Backoff that panics")
+		require.NoError(t, stopBounded(t, s, hangAfter/2))
+		st := s.Stats()
+		assert.EqualValues(t, 1, st.Failed)
+		assert.Zero(t, st.Retried)
+		assert.Len(t, got.snapshot(), 1)
+		assert.Len(t, s.DeadLetters(), 1)
+	}
+}
+
+// exitOnceLimiter calls runtime.Goexit in its first Reserve and admits
+// every start after it at once.
+type exitOnceLimiter struct{ calls atomic.Int32 }
+
+func (l *exitOnceLimiter) Reserve(time.Time) time.Duration {
+	if l.calls.Add(1) == 1 {
+		runtime.Goexit()
+	}
+	return 0
+}
+
+// The same for a RateLimiter: one that panics lets the task start; one
+// that called Goexit failed the task with ErrHandlerExited and Attempts 1,
+// though its handler never ran (Outcome.Attempts: "the number of times the
+// handler ran: 0 for a task that never ran").
+func TestReview25RateLimiterGoexitLetsTheTaskRun(t *testing.T) {
+	for _, named := range []bool{false, true} {
+		var runs atomic.Int32
+		reg := taskpool.NewRegistry()
+		require.NoError(t, reg.HandleFunc("rl", func(_ context.Context, tk taskpool.Task) error {
+			runs.Add(1)
+			tk.SetResult(tk.Attempt)
+			return nil
+		}, taskpool.WithRateLimit(&exitOnceLimiter{})))
+		s := newStarted(t, reg, taskpool.WithWorkers(1))
+		task := taskpool.Task{Type: "rl"}
+		if named {
+			task.ID = "x"
+		}
+		f, err := s.SubmitFuture(context.Background(), task)
+		require.NoError(t, err)
+		out := waitFuture(t, f, "rl")
+		require.NoError(t, out.Err, "named %v", named)
+		assert.Equal(t, 1, out.Result, "its first run")
+		assert.Equal(t, 1, out.Attempts)
+		assert.EqualValues(t, 1, runs.Load())
+		require.NoError(t, stopBounded(t, s, hangAfter/2))
+		st := s.Stats()
+		assert.EqualValues(t, 1, st.Succeeded)
 		assert.Equal(t, st.Submitted, st.Succeeded)
 	}
 }

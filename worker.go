@@ -18,6 +18,7 @@ type local struct {
 	ids   idGen
 	slot  resultSlot
 	stage uint8      // what the worker is doing with its job, for Exited
+	err   error      // under stageBackoff: the failed run's error
 	lim   *typeLimit // the concurrency slot the running task holds
 	id    string     // the generated ID of the running plain task
 	tag   uint64     // its number, for Begin: Inspect finds it there
@@ -28,8 +29,10 @@ type local struct {
 // What a worker is doing with its job.
 const (
 	stageIdle       uint8 = iota
-	stageUser             // the job is not settled: a handler, a Backoff or a RateLimiter runs
+	stageUser             // the job is not settled: its handler runs
 	stageDelivering       // the job is settled: hooks and the Future are being told
+	stageRate             // the job is not settled: its RateLimiter's Reserve runs, before the handler
+	stageBackoff          // the job is not settled: its run failed with err, and a Backoff runs
 )
 
 // Run runs one job. A plain job of a type without limits, under no
@@ -222,7 +225,12 @@ func (r runner) Drop(l *local, j *job) {
 // task whose handler exited is final: it is not retried.
 func (r runner) Exited(l *local, j *job, again bool) {
 	s := r.s
-	if l.stage != stageUser {
+	switch l.stage {
+	case stageUser:
+	case stageRate, stageBackoff:
+		s.exitedOutside(l, j)
+		return
+	default:
 		// It died delivering an outcome already settled; the deferred
 		// part of deliver has completed the Future.
 		l.stage = stageIdle
@@ -242,6 +250,34 @@ func (r runner) Exited(l *local, j *job, again bool) {
 	}
 	s.logFailure(&t, ErrHandlerExited, -1)
 	s.finalize(l, j.rec, &t, nil, ErrHandlerExited, t.Attempt, settledRan)
+}
+
+// exitedOutside settles a job whose goroutine ended in a call of the
+// user's other than the handler: Goexit there ends only that call, as a
+// panic there would. A RateLimiter's Reserve that exits lets the task
+// start, as one that panics does: it goes back to its lane with its start
+// admitted. A Backoff that exits, like one that panics, ends the retries:
+// the task's outcome is the error of the run that failed.
+func (s *Scheduler) exitedOutside(l *local, j *job) {
+	stage, err := l.stage, l.err
+	l.stage, l.err = stageIdle, nil
+	var t Task
+	if rec := j.rec; rec != nil {
+		t = rec.task
+	} else {
+		t = plainTask(j, l.id, nil)
+	}
+	if stage == stageRate {
+		s.opts.logger.Error("taskpool: RateLimiter.Reserve called runtime.Goexit", "id", t.ID, "type", t.Type)
+		r := s.recordFor(j, l.id, 1)
+		r.rated = true
+		r.state.Store(stQueued)
+		s.inject(r)
+		return
+	}
+	s.opts.logger.Error("taskpool: Backoff called runtime.Goexit", "id", t.ID, "type", t.Type)
+	s.logFailure(&t, err, -1)
+	s.finalize(l, j.rec, &t, nil, err, t.Attempt, settledRan)
 }
 
 // Retired folds the counters of a worker that exits into acc.
