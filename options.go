@@ -161,11 +161,15 @@ func WithTaskTimeout(d time.Duration) Option {
 // with its final outcome: after its last run, when it was cancelled
 // ([ErrCanceled]), or when Stop left it unrun ([ErrSchedulerClosed]). By
 // the time fn runs, the outcome is counted in Stats and the task's unique
-// key is free; its Future is completed after fn returns. fn runs on a
+// key is free (or, under [WithUniqueTTL], kept for the TTL from then);
+// its Future is completed after fn returns. fn runs on a
 // worker goroutine, the timer goroutine, or the goroutine that called
 // Cancel; it must be safe for concurrent use and should return quickly. A
-// panic in fn is logged; a runtime.Goexit in fn ends only that call. The
-// default is no hook.
+// panic in fn is logged; a runtime.Goexit in fn ends only that call on the
+// scheduler's goroutines, but on the goroutine that called Cancel it ends
+// that goroutine, as it would in any function called there: Cancel does
+// not return, though the task's outcome is counted and its Future
+// completed all the same. The default is no hook.
 func WithCompletionHook(fn func(Outcome)) Option {
 	return optionFunc(func(o *options) error {
 		o.onComplete = fn

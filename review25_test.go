@@ -154,3 +154,141 @@ func TestReview25RateLimiterGoexitLetsTheTaskRun(t *testing.T) {
 		assert.Equal(t, st.Submitted, st.Succeeded)
 	}
 }
+
+// Where the features meet, at a Stop whose deadline passes: a paused
+// scheduler, resized down, holding a running task, queued tasks, a delayed
+// task, a retry waiting, tasks waiting for a concurrency slot, and a
+// cancelled one of each kind. Every accepted task gets exactly one outcome
+// (hook and Future), and the counters add up.
+// (A promise that held; it had no test with all of these at once.)
+func TestReview25EveryOutcomeOnceAtADeadlineStop(t *testing.T) {
+	boom := errors.New("boom")
+	started := make(chan struct{}, 8)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("block", func(ctx context.Context, _ taskpool.Task) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		return nil
+	}, taskpool.WithConcurrencyLimit(1)))
+	require.NoError(t, reg.HandleFunc("flaky", func(context.Context, taskpool.Task) error { return boom },
+		taskpool.WithRetry(3, taskpool.ConstantBackoff(time.Hour))))
+	require.NoError(t, reg.HandleFunc("ok", nop))
+	got := newOutcomes()
+	s, err := taskpool.New(reg, taskpool.WithWorkers(3), taskpool.WithBatchSize(1),
+		taskpool.WithCompletionHook(got.hook), taskpool.WithUniqueTTL(time.Hour))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	ctx := context.Background()
+	var fs []*taskpool.Future
+	submit := func(tk taskpool.Task) {
+		f, err := s.SubmitFuture(ctx, tk)
+		require.NoError(t, err)
+		fs = append(fs, f)
+	}
+	submit(taskpool.Task{ID: "b0", Type: "block", UniqueKey: "kb0"})
+	<-started
+	submit(taskpool.Task{ID: "b1", Type: "block", UniqueKey: "kb1"}) // waits for the slot
+	submit(taskpool.Task{ID: "b2", Type: "block", UniqueKey: "kb2"}) // waits, then cancelled
+	submit(taskpool.Task{ID: "r", Type: "flaky", UniqueKey: "kr"})
+	require.True(t, poll(hangAfter, func() bool {
+		in := s.Inspect()
+		return in.WaitingForSlot["block"] == 2 && len(in.Delayed) == 1
+	}), "two tasks wait for the slot and the retry is filed: %+v", s.Inspect())
+	require.NoError(t, s.Pause())
+	f, err := s.SubmitFuture(ctx, taskpool.Task{ID: "d", Type: "ok", UniqueKey: "kd"})
+	require.NoError(t, err)
+	fs = append(fs, f)
+	require.NoError(t, s.Resize(1))
+	require.NoError(t, s.Cancel("d")) // queued, or held by the Pause in a worker's batch
+	for i := range 5 {
+		submit(taskpool.Task{ID: "q" + string(rune('0'+i)), Type: "ok", UniqueKey: "kq" + string(rune('0'+i))})
+	}
+	require.NoError(t, s.Cancel("q0"))
+	require.NoError(t, s.SubmitAfter(ctx, taskpool.Task{ID: "late", Type: "ok", UniqueKey: "kl"}, time.Hour))
+	require.NoError(t, s.SubmitAfter(ctx, taskpool.Task{ID: "late2", Type: "ok"}, time.Hour))
+	require.NoError(t, s.Cancel("late2"))
+	require.NoError(t, s.Cancel("b2"))
+
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	var stopErr *taskpool.StopError
+	require.ErrorAs(t, stopWithin(t, s, ended), &stopErr)
+
+	for _, f := range fs {
+		select {
+		case <-f.Done():
+		default:
+			t.Fatal("a Future is not resolved after Stop")
+		}
+	}
+	outs := got.snapshot()
+	seen := map[string]int{}
+	for _, o := range outs {
+		seen[o.Task.ID]++
+	}
+	for id, n := range seen {
+		assert.Equal(t, 1, n, "hook calls of %s", id)
+	}
+	for _, id := range []string{"b0", "b1", "b2", "r", "d", "q0", "q1", "q4", "late", "late2"} {
+		assert.Equal(t, 1, seen[id], "hook calls of %s", id)
+	}
+	st := s.Stats()
+	assert.Equal(t, st.Submitted, st.Succeeded+st.Failed+st.NotRun+st.Canceled, "%+v", st)
+	assert.EqualValues(t, len(outs), st.Submitted)
+	assert.EqualValues(t, 4, st.Canceled)
+	assert.Equal(t, int(st.NotRun), stopErr.NotRun)
+	for _, o := range outs {
+		if errors.Is(o.Err, taskpool.ErrCanceled) || errors.Is(o.Err, taskpool.ErrSchedulerClosed) {
+			assert.Zero(t, o.Attempts-boolInt(o.Task.ID == "r"), "%s never ran (again)", o.Task.ID)
+		}
+	}
+	out, _ := fs[3].Outcome()
+	assert.ErrorIs(t, out.Err, taskpool.ErrSchedulerClosed, "the waiting retry is reported not run")
+	assert.ErrorIs(t, out.Err, boom, "with its last run's error")
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// WithCompletionHook said "a runtime.Goexit in fn ends only that call",
+// but a hook that Cancel runs is on Cancel's caller's goroutine, which
+// Goexit ends: Cancel never returns. The doc now says so; what holds is
+// that the outcome is still counted and the Future completed.
+func TestReview25CompletionHookGoexitUnderCancel(t *testing.T) {
+	reg := registry(t, map[string]taskpool.HandlerFunc{"ok": nop})
+	var calls atomic.Int32
+	s := newStarted(t, reg, taskpool.WithCompletionHook(func(taskpool.Outcome) {
+		calls.Add(1)
+		runtime.Goexit()
+	}))
+	f, err := s.SubmitFuture(context.Background(), taskpool.Task{ID: "a", Type: "ok"})
+	require.NoError(t, err)
+	waitFuture(t, f, "a") // its hook ended a worker goroutine, which was replaced
+	g, err := s.SubmitFuture(context.Background(), taskpool.Task{ID: "b", Type: "ok"})
+	require.NoError(t, err)
+	waitFuture(t, g, "b")
+
+	require.NoError(t, s.SubmitAfter(context.Background(), taskpool.Task{ID: "c", Type: "ok"}, time.Hour))
+	returned := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		_ = s.Cancel("c")
+		close(returned)
+	}()
+	<-exited
+	select {
+	case <-returned:
+		t.Error("Cancel returned although its hook called runtime.Goexit")
+	default:
+	}
+	st := s.Stats()
+	assert.EqualValues(t, 1, st.Canceled)
+	assert.EqualValues(t, 3, calls.Load())
+	assert.ErrorIs(t, s.Cancel("c"), taskpool.ErrTaskNotFound, "settled once")
+	require.NoError(t, stopBounded(t, s, hangAfter/2))
+}
