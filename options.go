@@ -180,7 +180,10 @@ func WithCompletionHook(fn func(Outcome)) Option {
 
 // WithMiddleware appends middleware around the handler. The first
 // middleware given is the outermost; it wraps a registry's own
-// ([Registry.Use]). A nil middleware is invalid.
+// ([Registry.Use]). A nil middleware is invalid. A middleware (this one or
+// a registry's) that panics when it wraps a type's handler, the first time
+// a task of that type is submitted, makes that submission return an error
+// wrapping [ErrInvalidOption] and the [*PanicError], not panic.
 func WithMiddleware(mw ...Middleware) Option {
 	return optionFunc(func(o *options) error {
 		for i, m := range mw {

@@ -292,3 +292,34 @@ func TestReview25CompletionHookGoexitUnderCancel(t *testing.T) {
 	assert.ErrorIs(t, s.Cancel("c"), taskpool.ErrTaskNotFound, "settled once")
 	require.NoError(t, stopBounded(t, s, hangAfter/2))
 }
+
+// "Bad input is an error you can test with errors.Is / errors.As, never a
+// panic": a middleware that panicked when the scheduler built a type's
+// chain (at the type's first Submit) made Submit panic, on every
+// submission of the type.
+func TestReview25MiddlewarePanicBuildingTheChainIsAnError(t *testing.T) {
+	bad := func(taskpool.Handler) taskpool.Handler { panic("no chain") }
+	for _, viaRegistry := range []bool{false, true} {
+		reg := registry(t, map[string]taskpool.HandlerFunc{"ok": nop})
+		var opts []taskpool.Option
+		if viaRegistry {
+			require.NoError(t, reg.Use(bad))
+		} else {
+			opts = append(opts, taskpool.WithMiddleware(bad))
+		}
+		s := newStarted(t, reg, opts...)
+		for range 2 {
+			var err error
+			require.NotPanics(t, func() { err = s.Submit(context.Background(), taskpool.Task{Type: "ok"}) })
+			assert.ErrorIs(t, err, taskpool.ErrInvalidOption, "registry %v", viaRegistry)
+			var pe *taskpool.PanicError
+			if assert.ErrorAs(t, err, &pe) {
+				assert.Equal(t, "no chain", pe.Value)
+			}
+			require.NotPanics(t, func() { err = s.SubmitAfter(context.Background(), taskpool.Task{Type: "ok"}, time.Hour) })
+			assert.ErrorIs(t, err, taskpool.ErrInvalidOption)
+		}
+		require.NoError(t, stopBounded(t, s, hangAfter/2))
+		assert.Zero(t, s.Stats().Submitted)
+	}
+}

@@ -207,7 +207,10 @@ func (s *Scheduler) bind(typ string) (*[numPriorities]binding, error) {
 		if ent = s.reg.entry(typ); ent == nil {
 			return nil, fmt.Errorf("%w: %q", ErrNoHandler, typ)
 		}
-		h = s.reg.wrap(ent.h)
+		var err error
+		if h, err = buildChain(typ, func() Handler { return s.reg.wrap(ent.h) }); err != nil {
+			return nil, err
+		}
 	} else if s.lookup != nil {
 		if _, ok := s.lookup(typ); !ok {
 			return nil, fmt.Errorf("%w: %q", ErrNoHandler, typ)
@@ -222,7 +225,10 @@ func (s *Scheduler) bind(typ string) (*[numPriorities]binding, error) {
 		}
 	}
 	a := new([numPriorities]binding)
-	h = s.chain(h)
+	h, err := buildChain(typ, func() Handler { return s.chain(h) })
+	if err != nil {
+		return nil, err
+	}
 	var lim *typeLimit
 	var rate RateLimiter
 	if ent != nil {
@@ -252,6 +258,19 @@ func (s *Scheduler) bind(typ string) (*[numPriorities]binding, error) {
 	m[typ] = a
 	s.binds.Store(&m)
 	return a, nil
+}
+
+// buildChain calls build, which applies middleware to a type's handler,
+// turning a panic in a middleware into an error wrapping
+// [ErrInvalidOption] and the [*PanicError]: Submit returns it instead of
+// panicking, and tries again at the next submission of the type.
+func buildChain(typ string, build func() Handler) (h Handler, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			h, err = nil, fmt.Errorf("%w: a middleware panicked wrapping the handler of %q: %w", ErrInvalidOption, typ, newPanicError(v))
+		}
+	}()
+	return build(), nil
 }
 
 // prioIndex maps a Priority to its lane: high first.
