@@ -976,22 +976,45 @@ func (c *Consumer) finish(f *flight, out taskpool.Outcome) {
 	case !taskpool.Retryable(out.Err) || f.last:
 		a = c.deadLetter(f.msg, f.seq, out.Task.ID, f.attempt, out.Err)
 	default:
-		t := out.Task
-		t.MaxAttempts = f.maxAttempts
-		d, err := c.policy.Wait(t, f.attempt)
-		if err != nil {
-			// A Backoff that panics: the task is not retried, as in process.
-			c.cfg.logger.Error("natsbroker: panic in Backoff", "queue", c.cfg.queue, "type", t.Type, "error", err)
-			a = c.deadLetter(f.msg, f.seq, out.Task.ID, f.attempt, errors.Join(out.Err, err))
-			break
-		}
-		_ = f.msg.NakWithDelay(d)
-		a = ActionRetry
+		a = c.retry(f, out)
 	}
+	c.finished(f, out, a)
+}
+
+// finished is what follows a delivery's settlement: its unique key is
+// released once the task is done for good, and the settle hook is told.
+func (c *Consumer) finished(f *flight, out taskpool.Outcome, a Action) {
 	if f.uniqueKey != "" && (a == ActionAck || a == ActionDeadLetter) {
 		c.release(f.uniqueKey, out.Task.ID)
 	}
 	c.settled(out, a)
+}
+
+// retry naks a failed delivery for its next attempt, after its Backoff's
+// wait. A Backoff that panics, or that calls runtime.Goexit, ends the
+// retries, as in process: the delivery is dead-lettered with the run's
+// error. Goexit cannot be stopped, but the deferred call settles the
+// delivery on its way out (finish does not go on), so that the message is
+// not held, its lease extended, for as long as the consumer runs.
+func (c *Consumer) retry(f *flight, out taskpool.Outcome) (a Action) {
+	t := out.Task
+	t.MaxAttempts = f.maxAttempts
+	exited := true
+	defer func() {
+		if exited {
+			c.cfg.logger.Error("natsbroker: Backoff called runtime.Goexit", "queue", c.cfg.queue, "type", t.Type)
+			c.finished(f, out, c.deadLetter(f.msg, f.seq, out.Task.ID, f.attempt, out.Err))
+		}
+	}()
+	d, err := c.policy.Wait(t, f.attempt)
+	exited = false
+	if err != nil {
+		// A Backoff that panics: the task is not retried, as in process.
+		c.cfg.logger.Error("natsbroker: panic in Backoff", "queue", c.cfg.queue, "type", t.Type, "error", err)
+		return c.deadLetter(f.msg, f.seq, out.Task.ID, f.attempt, errors.Join(out.Err, err))
+	}
+	_ = f.msg.NakWithDelay(d)
+	return ActionRetry
 }
 
 func (c *Consumer) settled(out taskpool.Outcome, a Action) {

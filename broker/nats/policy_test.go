@@ -3,6 +3,7 @@ package natsbroker_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -60,6 +61,10 @@ func TestConsumerFollowsRegistryRetry(t *testing.T) {
 		return taskpool.SkipRetry(errors.New("final"))
 	}, taskpool.WithRetry(5, nil)))
 	require.NoError(t, reg.HandleFunc("badbackoff", fail, taskpool.WithRetry(3, func(int) time.Duration { panic("bo") })))
+	require.NoError(t, reg.HandleFunc("exitbackoff", fail, taskpool.WithRetry(3, func(int) time.Duration {
+		runtime.Goexit()
+		return 0
+	})))
 	log := newSettleLog()
 	startConsumer(t, js, reg, natsbroker.WithSettleHook(log.hook),
 		natsbroker.WithMaxAttempts(1), natsbroker.WithBackoff(taskpool.ConstantBackoff(time.Hour)))
@@ -71,11 +76,12 @@ func TestConsumerFollowsRegistryRetry(t *testing.T) {
 		{ID: "plain", Type: "plain"},
 		{ID: "skip", Type: "skip"},
 		{ID: "badbackoff", Type: "badbackoff"},
+		{ID: "exitbackoff", Type: "exitbackoff"},
 	} {
 		_, err := prod.Enqueue(ctx, task)
 		require.NoError(t, err)
 	}
-	for range 5 {
+	for range 6 {
 		select {
 		case <-log.fin:
 		case <-ctx.Done():
@@ -90,10 +96,15 @@ func TestConsumerFollowsRegistryRetry(t *testing.T) {
 		"skip":  {D},
 		// A Backoff that panics: not retried, as in process.
 		"badbackoff": {D},
+		// Nor one that calls runtime.Goexit: the delivery is settled all
+		// the same, with the run's error.
+		"exitbackoff": {D},
 	} {
 		got, _ := log.get(id)
 		assert.Equal(t, want, got, id)
 	}
+	_, err = log.get("exitbackoff")
+	assert.EqualError(t, err, "boom")
 }
 
 // TestUnknownTypes: a producer given the registry rejects an unknown type
