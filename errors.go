@@ -94,7 +94,10 @@ func (e *PanicError) Unwrap() error {
 // every accepted task had run. Each task that did not run was reported to
 // the completion hook with [ErrSchedulerClosed].
 type StopError struct {
-	// NotRun is the number of accepted tasks that never started.
+	// NotRun is the number of accepted tasks that Stop reported not run:
+	// those that never started, and those whose next attempt never did
+	// (a retry, such as that of a run the cancelled context made fail),
+	// whose error wraps the last run's as well.
 	NotRun int
 	// Err is the error of the context given to Stop.
 	Err error

@@ -158,12 +158,21 @@ func (s *Scheduler) backoffFor(b *binding, attempt int) (time.Duration, bool) {
 
 // retry decides what follows a failed run: the next attempt, filed in the
 // timer heap (or run at once by a Stop with DelayedRunEarly), or nothing,
-// when the task has no attempt left, the error is final, or Stop's
-// deadline has passed. It reports whether the task is taken care of; if
-// not, the caller delivers err as the final outcome.
+// when the task has no attempt left or the error is final. It reports
+// whether the task is taken care of; if not, the caller delivers err as
+// the final outcome. Once Stop's deadline has passed, the next attempt is
+// reported not run, as one waiting in the timer heap then is, with an
+// error wrapping ErrSchedulerClosed and err.
 func (s *Scheduler) retry(l *local, j *job, r *record, t *Task, err error) bool {
-	if t.Attempt >= s.attemptsFor(j.b, t) || !Retryable(err) || s.gaveUp.Load() {
+	if t.Attempt >= s.attemptsFor(j.b, t) || !Retryable(err) {
 		return false
+	}
+	if s.gaveUp.Load() {
+		l.stage = stageIdle
+		tt := *t
+		tt.result = nil
+		s.finalize(l, r, &tt, nil, errors.Join(ErrSchedulerClosed, err), t.Attempt, settledNotRun)
+		return true
 	}
 	l.stage, l.err = stageBackoff, err
 	delay, ok := s.backoffFor(j.b, t.Attempt)

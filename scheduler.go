@@ -197,7 +197,10 @@ func (s *Scheduler) Start() error {
 // not started to the completion hook (and its Future) with
 // [ErrSchedulerClosed], waits for the handlers to return, and returns a
 // [*StopError] with the number of tasks that did not run. A handler that
-// ignores its context delays Stop until it returns. If ctx ends once every
+// ignores its context delays Stop until it returns; one that fails, with
+// attempts left, is not retried: its next attempt is reported not run the
+// same way, with an error wrapping ErrSchedulerClosed and the run's error.
+// If ctx ends once every
 // accepted task has its outcome, nothing is left to give up: Stop waits
 // for the goroutines to exit and returns nil.
 //

@@ -240,6 +240,56 @@ func TestStopDeadlineCancelsRunningAndReportsNotRun(t *testing.T) {
 	assert.NoError(t, s.Stop(context.Background()), "a second Stop does nothing")
 }
 
+// A running task whose handler fails because Stop's deadline cancelled it,
+// with attempts left, is reported not run, as a retry waiting at the
+// deadline is: its error wraps ErrSchedulerClosed and the run's error, it
+// counts in NotRun (and StopError.NotRun), not in Failed, and it is no
+// dead letter. Its next attempt never starts.
+func TestStopDeadlineReportsTheRetryOfAnInterruptedTaskNotRun(t *testing.T) {
+	t.Parallel()
+	const workers = 2
+	running := make(chan struct{}, workers)
+	var runs atomic.Int32
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("block", func(ctx context.Context, _ taskpool.Task) error {
+		runs.Add(1)
+		running <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}, taskpool.WithRetry(3, taskpool.ConstantBackoff(time.Millisecond))))
+	got := newOutcomes()
+	s, err := taskpool.New(reg, taskpool.WithWorkers(workers), taskpool.WithCompletionHook(got.hook),
+		taskpool.WithDeadLetters(8, nil))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	for range workers {
+		require.NoError(t, s.Submit(context.Background(), taskpool.Task{Type: "block"}))
+	}
+	for range workers {
+		<-running
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the deadline has already passed
+	err = s.Stop(ctx)
+
+	var stopErr *taskpool.StopError
+	require.ErrorAs(t, err, &stopErr)
+	assert.Equal(t, workers, stopErr.NotRun)
+	outs := got.snapshot()
+	require.Len(t, outs, workers)
+	for _, out := range outs {
+		assert.ErrorIs(t, out.Err, taskpool.ErrSchedulerClosed)
+		assert.ErrorIs(t, out.Err, context.Canceled, "the run's error is kept")
+		assert.Equal(t, 1, out.Attempts)
+	}
+	st := s.Stats()
+	assert.EqualValues(t, workers, st.NotRun)
+	assert.Zero(t, st.Failed)
+	assert.Empty(t, s.DeadLetters())
+	assert.EqualValues(t, workers, runs.Load(), "no second attempt")
+}
+
 func TestStopWaitsForRunningAndQueuedTasks(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
