@@ -8,8 +8,10 @@ import (
 	"time"
 )
 
-// Option configures a [Scheduler]. Options are applied by [New] in order;
-// a zero value passed to an option means "use the default".
+// Option configures a [Scheduler]. Options are applied by [New] in order.
+// A zero size or duration passed to an option means "use the default"
+// where its doc says so; a value out of range (and a nil [Clock] or base
+// context) makes New return an error wrapping [ErrInvalidOption].
 type Option interface {
 	apply(*options) error
 }
