@@ -915,17 +915,24 @@ func (c *Consumer) complete(out taskpool.Outcome) {
 	if f == nil {
 		return
 	}
+	// Deferred: the capacity is given back even when finish does not
+	// return, a Backoff (in retry) or the settle hook having panicked or
+	// called runtime.Goexit after the delivery was settled. Without it
+	// the consumer would count the task as held for as long as it runs,
+	// and fetch one task fewer each time.
+	defer func() {
+		if held := c.held.Add(-1); held <= c.refillAt.Load() {
+			select {
+			case c.freed <- struct{}{}:
+			default:
+			}
+		}
+	}()
 	if f.gate != nil {
 		f.gate.giveBack(f.slot, f.lease) // the handler returned: no longer running
 	}
 	c.forgetUniqueKey(f)
 	c.finish(f, out)
-	if held := c.held.Add(-1); held <= c.refillAt.Load() {
-		select {
-		case c.freed <- struct{}{}:
-		default:
-		}
-	}
 }
 
 // uniqueKeyBack is the consumer's outermost middleware: it gives a task

@@ -1,0 +1,120 @@
+package natsbroker_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskpool/taskpool"
+	natsbroker "github.com/taskpool/taskpool/broker/nats"
+)
+
+// waitUntil polls cond every few milliseconds until it holds or d passes.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		runtime.Gosched()
+		<-time.After(5 * time.Millisecond)
+	}
+}
+
+// TestReview25GoexitBackoffFreesCapacity: a Backoff that calls
+// runtime.Goexit ends the retries and the delivery is dead-lettered (as in
+// process), and the consumer's capacity is given back: a consumer of one
+// worker and no prefetch runs the next task, and Health().Held returns to 0.
+func TestReview25GoexitBackoffFreesCapacity(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("exit", func(context.Context, taskpool.Task) error {
+		return errors.New("boom")
+	}, taskpool.WithRetry(3, func(int) time.Duration { runtime.Goexit(); return 0 })))
+	ran := make(chan string, 4)
+	require.NoError(t, reg.HandleFunc("ok", func(_ context.Context, t taskpool.Task) error {
+		ran <- t.ID
+		return nil
+	}))
+	log := newSettleLog()
+	cons := startConsumer(t, js, reg, natsbroker.WithSettleHook(log.hook),
+		natsbroker.WithWorkers(1), natsbroker.WithPrefetch(natsbroker.NoPrefetch))
+	p, err := natsbroker.NewProducer(ctxT(t), js)
+	require.NoError(t, err)
+	ctx := ctxT(t)
+	for i, id := range []string{"exit1", "exit2"} {
+		_, err = p.Enqueue(ctx, taskpool.Task{ID: id, Type: "exit"})
+		require.NoError(t, err)
+		select {
+		case got := <-log.fin:
+			require.Equal(t, id, got, i)
+		case <-ctx.Done():
+			t.Fatal("exit task not settled")
+		}
+	}
+	_, err = p.Enqueue(ctx, taskpool.Task{ID: "after", Type: "ok"})
+	require.NoError(t, err)
+	select {
+	case got := <-ran:
+		assert.Equal(t, "after", got)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the next task did not run: the consumer holds %d tasks", cons.Health().Held)
+	}
+	waitUntil(t, 10*time.Second, "Held 0", func() bool { return cons.Health().Held == 0 })
+}
+
+// TestReview25FailingSettleHookFreesCapacity: a settle hook that panics is
+// logged, and one that calls runtime.Goexit ends only that call on a
+// worker, as a completion hook's in process; either way the delivery is
+// settled and the consumer's capacity given back, so that a consumer of
+// one worker and no prefetch goes on running tasks.
+func TestReview25FailingSettleHookFreesCapacity(t *testing.T) {
+	t.Parallel()
+	for name, bad := range map[string]func(){
+		"panic":  func() { panic("settle hook bug") },
+		"goexit": runtime.Goexit,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t)
+			_, js := connect(t, srv.URL())
+			reg := taskpool.NewRegistry()
+			ran := make(chan string, 8)
+			require.NoError(t, reg.HandleFunc("ok", func(_ context.Context, t taskpool.Task) error {
+				ran <- t.ID
+				return nil
+			}))
+			acked := make(chan string, 8)
+			cons := startConsumer(t, js, reg, natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+				if a == natsbroker.ActionAck {
+					acked <- out.Task.ID
+				}
+				bad()
+			}), natsbroker.WithWorkers(1), natsbroker.WithPrefetch(natsbroker.NoPrefetch))
+			p, err := natsbroker.NewProducer(ctxT(t), js)
+			require.NoError(t, err)
+			ctx := ctxT(t)
+			for _, id := range []string{"a", "b", "c"} {
+				_, err = p.Enqueue(ctx, taskpool.Task{ID: id, Type: "ok"})
+				require.NoError(t, err)
+				for _, ch := range []chan string{ran, acked} {
+					select {
+					case got := <-ch:
+						assert.Equal(t, id, got)
+					case <-time.After(10 * time.Second):
+						t.Fatalf("task %s not run and acked: the consumer holds %d tasks", id, cons.Health().Held)
+					}
+				}
+			}
+			waitUntil(t, 10*time.Second, "Held 0", func() bool { return cons.Health().Held == 0 })
+		})
+	}
+}
