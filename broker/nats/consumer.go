@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -1024,10 +1025,20 @@ func (c *Consumer) retry(f *flight, out taskpool.Outcome) (a Action) {
 	return ActionRetry
 }
 
+// settled tells the settle hook. A panic in it is logged, as a completion
+// hook's is in process: it runs on the fetch loop too, which a panic would
+// take down with the process.
 func (c *Consumer) settled(out taskpool.Outcome, a Action) {
-	if c.cfg.settle != nil {
-		c.cfg.settle(out, a)
+	if c.cfg.settle == nil {
+		return
 	}
+	defer func() {
+		if v := recover(); v != nil {
+			c.cfg.logger.Error("natsbroker: panic in settle hook", "queue", c.cfg.queue, "id", out.Task.ID,
+				"action", a.String(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		}
+	}()
+	c.cfg.settle(out, a)
 }
 
 func (c *Consumer) release(key, id string) {

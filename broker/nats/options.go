@@ -532,7 +532,15 @@ func WithSchedulerOptions(opts ...taskpool.Option) Option {
 // released it to another worker. It gets the local outcome (for a message
 // that never ran, such as a bad payload, Attempts is the delivery count
 // and Task may be incomplete) and what was done. fn runs on a worker
-// goroutine and must be safe for concurrent use. Consumer only.
+// goroutine for a task that ran, and on the consumer's own goroutines (its
+// fetch loop, a global limit's, or Stop's) for a delivery that never
+// reached a worker (a bad payload, an unknown type, a deferral, attempts
+// exhausted, a task put back); it must be safe for concurrent use and
+// return quickly. A panic in fn is logged at Error and changes nothing
+// else: the delivery stays settled and the consumer goes on. fn must not
+// call runtime.Goexit (t.FailNow in a test): on a worker it ends only that
+// call, the delivery settled, but on the fetch loop it ends the loop, and
+// the consumer fetches no more. Consumer only.
 func WithSettleHook(fn func(out taskpool.Outcome, a Action)) Option {
 	return consumerOption("WithSettleHook", func(c *config) error {
 		c.settle = fn

@@ -118,3 +118,45 @@ func TestReview25FailingSettleHookFreesCapacity(t *testing.T) {
 		})
 	}
 }
+
+// TestReview25PanickingSettleHookOnTheFetchLoop: the settle hook is also
+// told of deliveries that never reach a worker (here a payload the codec
+// cannot read, dead-lettered by the fetch loop). A panic in it is logged,
+// as in a completion hook in process, and does not crash the process or
+// stop the consumer: the next task runs.
+func TestReview25PanickingSettleHookOnTheFetchLoop(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	nc, js := connect(t, srv.URL())
+	reg := taskpool.NewRegistry()
+	ran := make(chan string, 8)
+	require.NoError(t, reg.HandleFunc("ok", func(_ context.Context, t taskpool.Task) error {
+		ran <- t.ID
+		return nil
+	}))
+	told := make(chan natsbroker.Action, 8)
+	cons := startConsumer(t, js, reg, natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) {
+		told <- a
+		panic("settle hook bug")
+	}))
+	_, err := js.Publish(ctxT(t), "taskpool.default.task.default", []byte("not a task"))
+	require.NoError(t, err)
+	select {
+	case a := <-told:
+		assert.Equal(t, natsbroker.ActionDeadLetter, a)
+	case <-time.After(10 * time.Second):
+		t.Fatal("bad payload not settled")
+	}
+	p, err := natsbroker.NewProducer(ctxT(t), js)
+	require.NoError(t, err)
+	_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: "next", Type: "ok"})
+	require.NoError(t, err)
+	select {
+	case got := <-ran:
+		assert.Equal(t, "next", got)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the next task did not run")
+	}
+	assert.True(t, cons.Health().Live())
+	_ = nc
+}
