@@ -417,6 +417,15 @@ var scenarios = []struct {
 		assert.ErrorIs(t, w.client.Cancel("never-submitted"), taskpool.ErrTaskNotFound)
 		assert.Empty(t, w.runsOf("cancelme"))
 	}},
+	{"cancel a delayed task frees its unique key", func(t *testing.T, w *world) {
+		ctx := context.Background()
+		require.NoError(t, w.client.SubmitAt(ctx, taskpool.Task{ID: "uk-cancel", Type: "conf.ok", UniqueKey: "conf-cancel"}, time.Now().Add(time.Hour)))
+		require.ErrorIs(t, w.client.Submit(ctx, taskpool.Task{ID: "uk-dup", Type: "conf.ok", UniqueKey: "conf-cancel"}), taskpool.ErrDuplicateTask)
+		require.NoError(t, w.client.Cancel("uk-cancel"))
+		require.NoError(t, w.client.Submit(ctx, taskpool.Task{ID: "uk-after", Type: "conf.ok", UniqueKey: "conf-cancel"}))
+		require.NoError(t, w.wait(t, "uk-after").err)
+		assert.Empty(t, w.runsOf("uk-cancel"))
+	}},
 }
 
 func TestConformance(t *testing.T) {

@@ -3,6 +3,7 @@ package natsbroker
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -392,21 +393,58 @@ func sameSchedule(have *jetstream.RawStreamMsg, msg *nats.Msg) bool {
 // under id (a delayed task that has become due is an ordinary queued task
 // and can no longer be cancelled), and [ErrSchedulesUnsupported] when
 // delays use the client-side fallback, whose delayed tasks cannot be
-// cancelled.
+// cancelled. As in process, a cancelled delayed task frees its unique key
+// when Cancel returns nil, and one enqueued with [KeepResult] gets its
+// outcome: an error wrapping [taskpool.ErrCanceled], with no attempt,
+// which [Producer.WaitResult] returns.
 func (p *Producer) Cancel(ctx context.Context, id string) error {
 	if !p.q.schedules {
 		return ErrSchedulesUnsupported
 	}
 	subj := p.q.schedSubject(id)
-	info, err := p.q.tasks.Info(ctx, jetstream.WithSubjectFilter(subj))
+	raw, err := p.q.tasks.GetLastMsgForSubject(ctx, subj)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("%w: nothing scheduled as %q", ErrNotFound, id)
+	}
 	if err != nil {
 		return fmt.Errorf("natsbroker: cancel %s: %w", id, err)
 	}
-	if info.State.Subjects[subj] == 0 {
-		return fmt.Errorf("%w: nothing scheduled as %q", ErrNotFound, id)
+	// Delete the very message read, so that a task that became due
+	// meanwhile (the server removed its schedule) is not reported
+	// cancelled, its key freed while it is queued.
+	if err := p.q.tasks.DeleteMsg(ctx, raw.Sequence); err != nil {
+		if _, gerr := p.q.tasks.GetMsg(ctx, raw.Sequence); errors.Is(gerr, jetstream.ErrMsgNotFound) {
+			return fmt.Errorf("%w: nothing scheduled as %q", ErrNotFound, id)
+		}
+		return fmt.Errorf("natsbroker: cancel %s: %w", id, err)
 	}
+	// Any older message of the subject (an enqueue re-sent past the
+	// duplicate window): none is left scheduled.
 	if err := p.q.tasks.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
 		return fmt.Errorf("natsbroker: cancel %s: %w", id, err)
+	}
+	if !strings.HasPrefix(raw.Header.Get(hdrSchedule), "@at ") {
+		return nil // a periodic schedule: no key, no outcome
+	}
+	t, err := p.cfg.codec.Decode(raw.Data)
+	if err != nil {
+		return nil // not a task this producer can read: nothing it holds
+	}
+	if raw.Header.Get(HeaderResult) != "" {
+		rec, err := json.Marshal(resultRecord{V: resultVersion, Error: encodeError(taskpool.ErrCanceled)})
+		if err == nil {
+			_, err = request(ctx, p.cfg.logger, "result put", func(ctx context.Context) (uint64, error) {
+				return p.q.results.Put(ctx, resultKey(t.ID), rec)
+			})
+		}
+		if err != nil {
+			return fmt.Errorf("natsbroker: cancel %s: cancelled, outcome not stored: %w", id, err)
+		}
+	}
+	if t.UniqueKey != "" {
+		if err := p.q.releaseUnique(ctx, t.UniqueKey, t.ID); err != nil {
+			return fmt.Errorf("natsbroker: cancel %s: cancelled, %w", id, err)
+		}
 	}
 	return nil
 }

@@ -160,3 +160,29 @@ func TestReview25PanickingSettleHookOnTheFetchLoop(t *testing.T) {
 	assert.True(t, cons.Health().Live())
 	_ = nc
 }
+
+// TestReview25CancelCompletesTheResult: a delayed task enqueued with
+// KeepResult and cancelled has an outcome, ErrCanceled with no attempt,
+// as its Future has in process: WaitResult returns it rather than
+// waiting until its context ends.
+func TestReview25CancelCompletesTheResult(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	p, err := natsbroker.NewProducer(ctxT(t), js)
+	require.NoError(t, err)
+	ctx := ctxT(t)
+	_, err = p.Enqueue(ctx, taskpool.Task{ID: "later", Type: "x", UniqueKey: "k"}, natsbroker.Delay(time.Hour), natsbroker.KeepResult())
+	require.NoError(t, err)
+	require.NoError(t, p.Cancel(ctx, "later"))
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := p.WaitResult(wctx, "later")
+	require.NoError(t, err)
+	assert.ErrorIs(t, res.Err, taskpool.ErrCanceled)
+	assert.Zero(t, res.Attempts)
+	assert.ErrorIs(t, p.Cancel(ctx, "later"), natsbroker.ErrNotFound)
+	// The key is free: another task takes it.
+	_, err = p.Enqueue(ctx, taskpool.Task{ID: "other", Type: "x", UniqueKey: "k"}, natsbroker.Delay(time.Hour))
+	require.NoError(t, err)
+}
