@@ -72,6 +72,7 @@ type Consumer struct {
 	tickQuit chan struct{}
 	tickDone chan struct{}
 	stopOnce sync.Once
+	stopCtx  atomic.Pointer[context.Context] // Stop's: once it ends, handlers are cut short
 	stopped  chan struct{}
 	stopErr  error
 }
@@ -287,8 +288,10 @@ func (c *Consumer) Start() error {
 // Stop stops the Consumer gracefully: it stops fetching (it waits for its
 // outstanding long polls to end, at most the poll wait, and keeps what
 // they deliver with the held tasks), lets the
-// tasks it holds run to completion and settles them, and returns nil once
-// every goroutine has exited and the acks are flushed to the server.
+// tasks it holds run to completion and settles them as at any other time
+// (a handler's own error, even one wrapping context.Canceled, is retried
+// or dead-lettered, as in process), and returns nil once every goroutine
+// has exited and the acks are flushed to the server.
 //
 // If ctx ends first, the local scheduler cancels the running handlers'
 // contexts; every task that did not finish is released (Nak, no delay) so
@@ -308,6 +311,7 @@ func (c *Consumer) Stop(ctx context.Context) error {
 		started := c.state == consumerRunning
 		c.state = consumerStopping
 		c.stateMu.Unlock()
+		c.stopCtx.Store(&ctx)
 		close(c.quit)
 		if len(c.gates) > 0 {
 			// Past ctx, the global limits' requests (slots given back)
@@ -445,6 +449,13 @@ func (c *Consumer) Health() Health {
 		h.LeaseLoop = running && time.Since(time.Unix(0, c.leaseBeat.Load())) <= c.cfg.ackWait
 	}
 	return h
+}
+
+// cutShort reports whether Stop's context has ended: past it, the local
+// scheduler cancels the running handlers and leaves queued tasks unrun.
+func (c *Consumer) cutShort() bool {
+	ctx := c.stopCtx.Load()
+	return ctx != nil && (*ctx).Err() != nil
 }
 
 func (c *Consumer) stopping() bool {
@@ -978,7 +989,11 @@ func (c *Consumer) finish(f *flight, out taskpool.Outcome) {
 		}
 		_ = f.msg.Ack()
 		a = ActionAck
-	case c.stopping() && (errors.Is(out.Err, taskpool.ErrSchedulerClosed) || errors.Is(out.Err, context.Canceled)):
+	case c.cutShort() && (errors.Is(out.Err, taskpool.ErrSchedulerClosed) || errors.Is(out.Err, context.Canceled)):
+		// Stop's context ended: the local scheduler cancelled the
+		// handler's context, or left the task unrun. Before that, a
+		// graceful Stop settles a handler's own error (even one wrapping
+		// context.Canceled) as any other, as in process.
 		_ = f.msg.Nak()
 		a = ActionRelease
 	case !taskpool.Retryable(out.Err) || f.last:

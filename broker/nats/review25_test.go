@@ -3,6 +3,7 @@ package natsbroker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"testing"
 	"time"
@@ -185,4 +186,45 @@ func TestReview25CancelCompletesTheResult(t *testing.T) {
 	// The key is free: another task takes it.
 	_, err = p.Enqueue(ctx, taskpool.Task{ID: "other", Type: "x", UniqueKey: "k"}, natsbroker.Delay(time.Hour))
 	require.NoError(t, err)
+}
+
+// TestReview25GracefulStopKeepsTheHandlersError: during a Stop whose
+// context has not ended, handlers run to completion and their outcome is
+// settled as any other: a handler that returns its own error wrapping
+// context.Canceled (here with SkipRetry: do not retry) is dead-lettered,
+// as in process, not released to run again elsewhere as a task that Stop's
+// deadline interrupted is.
+func TestReview25GracefulStopKeepsTheHandlersError(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	reg := taskpool.NewRegistry()
+	started, release := make(chan struct{}), make(chan struct{})
+	require.NoError(t, reg.HandleFunc("own", func(context.Context, taskpool.Task) error {
+		close(started)
+		<-release
+		return taskpool.SkipRetry(fmt.Errorf("my request: %w", context.Canceled))
+	}, taskpool.WithRetry(3, nil)))
+	log := newSettleLog()
+	cons, err := natsbroker.NewConsumer(ctxT(t), js, reg, natsbroker.WithSettleHook(log.hook))
+	require.NoError(t, err)
+	require.NoError(t, cons.Start())
+	p, err := natsbroker.NewProducer(ctxT(t), js)
+	require.NoError(t, err)
+	_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: "own", Type: "own"})
+	require.NoError(t, err)
+	waitDone(t, started, 10*time.Second, "handler start")
+	stopped := make(chan error, 1)
+	go func() { stopped <- cons.Stop(context.Background()) }()
+	waitUntil(t, 10*time.Second, "Stop to begin", func() bool { return !cons.Health().Consuming })
+	close(release)
+	select {
+	case err := <-stopped:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not return")
+	}
+	acts, err := log.get("own")
+	assert.Equal(t, []natsbroker.Action{natsbroker.ActionDeadLetter}, acts)
+	assert.ErrorIs(t, err, context.Canceled)
 }
