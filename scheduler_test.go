@@ -204,15 +204,10 @@ func TestStopDeadlineCancelsRunningAndReportsNotRun(t *testing.T) {
 		<-running
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel() // the deadline has already passed
-	err = s.Stop(ctx)
-
-	var stopErr *taskpool.StopError
-	require.ErrorAs(t, err, &stopErr)
+	stopErr := stopPastDeadline(t, s)
 	assert.Equal(t, tasks-workers, stopErr.NotRun)
-	assert.ErrorIs(t, err, taskpool.ErrSchedulerClosed)
-	assert.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, stopErr, taskpool.ErrSchedulerClosed)
+	assert.ErrorIs(t, stopErr, context.Canceled)
 
 	for range workers {
 		assert.ErrorIs(t, <-causes, taskpool.ErrSchedulerClosed, "handlers see the stop as the cause")
@@ -238,6 +233,17 @@ func TestStopDeadlineCancelsRunningAndReportsNotRun(t *testing.T) {
 	}
 	assert.EqualValues(t, tasks-workers, s.Stats().NotRun)
 	assert.NoError(t, s.Stop(context.Background()), "a second Stop does nothing")
+}
+
+// stopPastDeadline stops s with a context that has already ended, and
+// returns the *StopError that Stop must return then.
+func stopPastDeadline(t *testing.T, s *taskpool.Scheduler) *taskpool.StopError {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the deadline has already passed
+	var stopErr *taskpool.StopError
+	require.ErrorAs(t, s.Stop(ctx), &stopErr)
+	return stopErr
 }
 
 // A running task whose handler fails because Stop's deadline cancelled it,
@@ -269,13 +275,7 @@ func TestStopDeadlineReportsTheRetryOfAnInterruptedTaskNotRun(t *testing.T) {
 		<-running
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel() // the deadline has already passed
-	err = s.Stop(ctx)
-
-	var stopErr *taskpool.StopError
-	require.ErrorAs(t, err, &stopErr)
-	assert.Equal(t, workers, stopErr.NotRun)
+	assert.Equal(t, workers, stopPastDeadline(t, s).NotRun)
 	outs := got.snapshot()
 	require.Len(t, outs, workers)
 	for _, out := range outs {
