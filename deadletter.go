@@ -1,9 +1,9 @@
 package taskpool
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"math"
 	"slices"
 	"sync"
 )
@@ -13,14 +13,40 @@ type deadLetters struct {
 	capacity int
 
 	mu   sync.Mutex
-	list []Outcome // oldest first
+	list []letter // oldest first: by seq
+	next uint64   // the seq of the next letter
+}
+
+// letter is a dead letter and its number in the order letters came.
+type letter struct {
+	out Outcome
+	seq uint64
 }
 
 func (d *deadLetters) add(out Outcome) {
 	if d.capacity == 0 {
 		return
 	}
-	d.insert(math.MaxInt, out)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.next++
+	d.insertLocked(letter{out, d.next})
+}
+
+// insertLocked puts l in its place by age and drops the oldest letter
+// when the list is over capacity. The caller holds d.mu.
+func (d *deadLetters) insertLocked(l letter) {
+	i, _ := slices.BinarySearchFunc(d.list, l.seq, func(x letter, seq uint64) int { return cmp.Compare(x.seq, seq) })
+	d.list = slices.Insert(d.list, i, l)
+	if len(d.list) > d.capacity {
+		d.list = slices.Delete(d.list, 0, 1)
+	}
+}
+
+// find returns the index of the dead letter of the task id, or -1. The
+// caller holds d.mu.
+func (d *deadLetters) find(id string) int {
+	return slices.IndexFunc(d.list, func(l letter) bool { return l.out.Task.ID == id })
 }
 
 // DeadLetters returns the failed outcomes kept by [WithDeadLetters],
@@ -28,42 +54,40 @@ func (d *deadLetters) add(out Outcome) {
 func (s *Scheduler) DeadLetters() []Outcome {
 	s.dead.mu.Lock()
 	defer s.dead.mu.Unlock()
-	return slices.Clone(s.dead.list)
+	outs := make([]Outcome, len(s.dead.list))
+	for i, l := range s.dead.list {
+		outs[i] = l.out
+	}
+	return outs
 }
 
 // Requeue removes the dead letter of the task with the given ID and
 // submits the task again, with its attempts counted from 1. It returns an
 // error wrapping [ErrTaskNotFound] when there is no such dead letter, and
-// otherwise the errors of [Scheduler.Submit] (the dead letter is kept, in
-// its place, when Submit fails).
+// otherwise the errors of [Scheduler.Submit]. When Submit fails, the dead
+// letter is put back in its place, by age among the letters kept then:
+// if letters that came while Submit waited put the list over its
+// capacity, the oldest is dropped, as always, and that may be this one.
 func (s *Scheduler) Requeue(ctx context.Context, id string) error {
-	s.dead.mu.Lock()
-	i := slices.IndexFunc(s.dead.list, func(o Outcome) bool { return o.Task.ID == id })
+	d := &s.dead
+	d.mu.Lock()
+	i := d.find(id)
 	if i < 0 {
-		s.dead.mu.Unlock()
+		d.mu.Unlock()
 		return fmt.Errorf("%w: dead letter %q", ErrTaskNotFound, id)
 	}
-	out := s.dead.list[i]
-	s.dead.list = slices.Delete(s.dead.list, i, i+1)
-	s.dead.mu.Unlock()
-	t := out.Task
+	l := d.list[i]
+	d.list = slices.Delete(d.list, i, i+1)
+	d.mu.Unlock()
+	t := l.out.Task
 	t.Attempt = 0
 	if err := s.Submit(ctx, t); err != nil {
-		s.dead.insert(i, out) // back in its place
+		d.mu.Lock()
+		d.insertLocked(l)
+		d.mu.Unlock()
 		return err
 	}
 	return nil
-}
-
-// insert puts out at index i of the list (at its end when i is past it),
-// dropping the oldest when the list is over capacity.
-func (d *deadLetters) insert(i int, out Outcome) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.list = slices.Insert(d.list, min(i, len(d.list)), out)
-	if len(d.list) > d.capacity {
-		d.list = slices.Delete(d.list, 0, 1)
-	}
 }
 
 // DeleteDeadLetter removes the dead letter of the task with the given ID
@@ -73,7 +97,7 @@ func (d *deadLetters) insert(i int, out Outcome) {
 func (s *Scheduler) DeleteDeadLetter(id string) error {
 	s.dead.mu.Lock()
 	defer s.dead.mu.Unlock()
-	i := slices.IndexFunc(s.dead.list, func(o Outcome) bool { return o.Task.ID == id })
+	i := s.dead.find(id)
 	if i < 0 {
 		return fmt.Errorf("%w: dead letter %q", ErrTaskNotFound, id)
 	}

@@ -6,6 +6,7 @@ package taskpool_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -201,6 +202,60 @@ func TestPromiseRequeueFailureKeepsTheDeadLetterInPlace(t *testing.T) {
 	cancel()
 	require.ErrorIs(t, s.Requeue(canceled, "b"), context.Canceled)
 	assert.Equal(t, []string{"a", "b", "c"}, ids(), "the dead letter moved")
+	require.NoError(t, s.Stop(context.Background()))
+}
+
+// Requeue: a dead letter whose resubmission fails goes back in its place
+// by age, even when the list changed while Submit waited: here the letter
+// before it was deleted meanwhile, and it still comes before the younger
+// one (put back at its old index, it came after).
+func TestPromiseRequeueFailurePutsTheLetterBackByAge(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"fail": func(context.Context, taskpool.Task) error { return taskpool.SkipRetry(errors.New("boom")) },
+		"block": func(context.Context, taskpool.Task) error {
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+			<-release
+			return nil
+		},
+	})
+	s, err := taskpool.New(reg, taskpool.WithWorkers(1), taskpool.WithQueueSize(1), taskpool.WithDeadLetters(3, nil))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	for _, id := range []string{"a", "b", "c"} {
+		f, err := s.SubmitFuture(context.Background(), taskpool.Task{ID: id, Type: "fail"})
+		require.NoError(t, err)
+		waitFuture(t, f, id)
+	}
+	ids := func() []string {
+		var out []string
+		for _, o := range s.DeadLetters() {
+			out = append(out, o.Task.ID)
+		}
+		return out
+	}
+	// The only worker held and the queue full: Requeue's Submit waits.
+	require.NoError(t, s.Submit(context.Background(), taskpool.Task{Type: "block"}))
+	<-started
+	for range 100 {
+		if errors.Is(s.TrySubmit(taskpool.Task{Type: "block"}), taskpool.ErrQueueFull) {
+			break
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Requeue(ctx, "b") }()
+	require.True(t, poll(10*time.Second, func() bool { return slices.Equal(ids(), []string{"a", "c"}) }), "Requeue took b out: %v", ids())
+	require.NoError(t, s.DeleteDeadLetter("a"))
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+	assert.Equal(t, []string{"b", "c"}, ids(), "b is older than c")
+	close(release)
 	require.NoError(t, s.Stop(context.Background()))
 }
 
