@@ -17,14 +17,17 @@ type Clock struct {
 	mu     sync.Mutex
 	now    time.Time
 	timers []*timer
-	armed  chan struct{} // signalled whenever a timer is (re)armed
+	armed  chan struct{} // signalled whenever a timer is (re)armed, for Armed
+	// wake is closed and replaced whenever a timer is (re)armed: every
+	// WaitArmed caller wakes, and none takes Armed's signal.
+	wake chan struct{}
 }
 
 var _ taskpool.Clock = (*Clock)(nil)
 
 // NewClock returns a fake clock set to now.
 func NewClock(now time.Time) *Clock {
-	return &Clock{now: now, armed: make(chan struct{}, 1)}
+	return &Clock{now: now, armed: make(chan struct{}, 1), wake: make(chan struct{})}
 }
 
 // Now returns the fake time.
@@ -94,16 +97,21 @@ func (c *Clock) Armed() <-chan struct{} { return c.armed }
 // WaitArmed waits until a timer is set to fire at or before by: the
 // scheduler has seen a task due then, so that Advance to by runs it. Call
 // it between SubmitAt (or SubmitAfter, a retry, a schedule) and Advance;
-// it returns ctx's error if ctx ends first.
+// it returns ctx's error if ctx ends first. Any number of goroutines may
+// wait at once, and WaitArmed leaves Armed's signal to the test.
 func (c *Clock) WaitArmed(ctx context.Context, by time.Time) error {
 	for {
-		for _, at := range c.Pending() {
-			if !at.After(by) {
+		c.mu.Lock()
+		for _, t := range c.timers {
+			if t.active && !t.at.After(by) {
+				c.mu.Unlock()
 				return nil
 			}
 		}
+		wake := c.wake
+		c.mu.Unlock()
 		select {
-		case <-c.armed:
+		case <-wake:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -148,6 +156,8 @@ func (t *timer) Reset(d time.Duration) bool {
 	if fire {
 		t.active = false
 	}
+	close(c.wake)
+	c.wake = make(chan struct{})
 	now := c.now
 	c.mu.Unlock()
 	if fire {
