@@ -3,6 +3,8 @@ package taskpoolotel
 import (
 	"context"
 	"errors"
+	"fmt"
+	"reflect"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -15,6 +17,10 @@ import (
 type StatsReader interface {
 	Stats() taskpool.Stats
 }
+
+// ErrNilStatsReader is returned, wrapped, by [Observe] for a nil
+// StatsReader: its Stats would panic at the first collection.
+var ErrNilStatsReader = errors.New("taskpoolotel: Observe: nil StatsReader")
 
 // Names of the instruments [Observe] registers. The first five are
 // observable up-down counters (gauges in Prometheus): current values that
@@ -52,11 +58,16 @@ const (
 // apart. The tracer provider option is not used.
 //
 // Unregister the returned registration when s is gone: until then the
-// meter keeps s. It returns an error when an instrument or the callback
-// cannot be registered.
+// meter keeps s. It returns an error wrapping [ErrNilStatsReader] when s is
+// nil (a nil interface or a nil pointer, such as the *Scheduler of a New
+// whose error was not checked), and an error when an instrument or the
+// callback cannot be registered.
 func Observe(s StatsReader, opts ...Option) (metric.Registration, error) {
 	if s == nil {
-		return nil, errors.New("taskpoolotel: Observe: nil StatsReader")
+		return nil, fmt.Errorf("%w: nil interface", ErrNilStatsReader)
+	}
+	if v := reflect.ValueOf(s); v.Kind() == reflect.Pointer && v.IsNil() {
+		return nil, fmt.Errorf("%w: nil %T", ErrNilStatsReader, s)
 	}
 	c := newConfig(opts)
 	meter := c.meter()
