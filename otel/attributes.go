@@ -46,11 +46,13 @@ const (
 
 // errorType classifies err for the error.type attribute: a few known
 // kinds by name, anything else by its Go type, which has few values in a
-// program. The SkipRetry wrapper is looked through.
+// program. The SkipRetry wrapper is looked through. A handler that called
+// runtime.Goexit is a "panic", as the middleware, which cannot tell the
+// two apart without recovering the panic, records its run.
 func errorType(err error) string {
 	var pe *taskpool.PanicError
 	switch {
-	case errors.As(err, &pe):
+	case errors.As(err, &pe), errors.Is(err, taskpool.ErrHandlerExited):
 		return ErrorTypePanic
 	case errors.Is(err, taskpool.ErrSchedulerClosed):
 		return ErrorTypeNotRun

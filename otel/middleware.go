@@ -69,7 +69,10 @@ var errPanicked = errors.New("taskpool: handler panicked")
 // taskpool.task.type, taskpool.task.attempt and taskpool.task.priority. A
 // failed run records the error as an event, sets the span's status to
 // Error and adds error.type: "panic", "timeout", "canceled", "no_handler"
-// or the error's Go type. The handler runs with the span in its context,
+// or the error's Go type. A run that calls runtime.Goexit is recorded as a
+// "panic" too (the middleware cannot tell the two apart without
+// recovering the panic), and [CompletionHook] and [DeadLetterHook] give
+// its ErrHandlerExited the same error.type. The handler runs with the span in its context,
 // so its own spans are children of it.
 //
 // Each run counts in taskpool.task.started and then in

@@ -3,10 +3,13 @@ package taskpoolotel_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
 	"github.com/taskpool/taskpool"
 	taskpoolotel "github.com/taskpool/taskpool/otel"
@@ -25,6 +28,46 @@ func TestReview25ObserveTypedNil(t *testing.T) {
 	_, err = taskpoolotel.Observe(nil, tel.opts()...)
 	require.ErrorIs(t, err, taskpoolotel.ErrNilStatsReader)
 	assert.NotPanics(t, func() { tel.collect(t) })
+}
+
+// A run whose handler calls runtime.Goexit fails (the scheduler reports
+// ErrHandlerExited): the middleware cannot tell it from a panic without
+// recovering it, so its span has status Error, an exception event and
+// error.type "panic", and it counts in taskpool.task.failed with it; the
+// completion hook gives the task the same error.type, so that the run and
+// the task agree.
+func TestReview25GoexitSpan(t *testing.T) {
+	tel := newTelemetry(t)
+	outs := newOutcomes(1)
+	hook := taskpoolotel.CompletionHook(tel.opts()...)
+	s := start(t, taskpool.HandlerFunc(func(context.Context, taskpool.Task) error {
+		runtime.Goexit()
+		return nil
+	}), taskpool.WithMiddleware(taskpoolotel.Middleware(tel.opts()...)), taskpool.WithCompletionHook(func(o taskpool.Outcome) { hook(o); outs.hook(o) }))
+	require.NoError(t, s.Submit(ctxT(t), taskpool.Task{ID: "g-1", Type: "exits"}))
+	got := outs.wait(t, 1)
+	require.ErrorIs(t, got["g-1"].Err, taskpool.ErrHandlerExited)
+
+	spans := tel.spans.GetSpans()
+	require.Len(t, spans, 1)
+	assert.Equal(t, codes.Error, spans[0].Status.Code)
+	a := spanAttrs(spans[0])
+	et := a["error.type"].AsString()
+	assert.Equal(t, taskpoolotel.ErrorTypePanic, et)
+	require.NotEmpty(t, spans[0].Events)
+	assert.Equal(t, "exception", spans[0].Events[0].Name)
+
+	m := tel.collect(t)
+	n, found := sum(t, m[taskpoolotel.MetricFailed], taskpoolotel.TaskTypeKey.String("exits"))
+	require.True(t, found)
+	assert.Equal(t, int64(1), n)
+	n, found = sum(t, m[taskpoolotel.MetricFailed], taskpoolotel.TaskTypeKey.String("exits"), semconv.ErrorTypeKey.String(et))
+	require.True(t, found, "failed with error.type %q", et)
+	assert.Equal(t, int64(1), n)
+	n, found = sum(t, m[taskpoolotel.MetricCompleted], taskpoolotel.TaskTypeKey.String("exits"),
+		taskpoolotel.TaskOutcomeKey.String(taskpoolotel.OutcomeFailed), semconv.ErrorTypeKey.String(et))
+	assert.True(t, found, "completed with error.type %q", et)
+	assert.Equal(t, int64(1), n)
 }
 
 // error.type looks through SkipRetry, also when the SkipRetry error is
