@@ -12,7 +12,9 @@
 //   - the descriptors @yearly (@annually), @monthly, @weekly, @daily
 //     (@midnight) and @hourly;
 //   - "@every <duration>", a fixed interval in time.ParseDuration syntax,
-//     rounded to whole seconds and at least one second;
+//     rounded down to whole seconds and at least one second (a positive
+//     one under a second is one second; zero or a negative one is an
+//     error);
 //   - an optional "CRON_TZ=Area/City " or "TZ=Area/City " prefix that fixes
 //     the time zone in which the fields are read.
 //
@@ -134,6 +136,18 @@ func parse(expr string, loc *time.Location) (taskpool.Schedule, error) {
 		}
 		if zone == "" {
 			return nil, fmt.Errorf("%w %q: empty time zone", ErrInvalidExpr, expr)
+		}
+	}
+	body := expr
+	if prefixed {
+		_, body, _ = strings.Cut(expr, " ")
+	}
+	if d, ok := strings.CutPrefix(body, "@every "); ok {
+		// robfig reads any interval under a second, zero and negative
+		// ones included, as one second: a sign is a mistake, not a wish
+		// to run every second.
+		if every, err := time.ParseDuration(d); err == nil && every <= 0 {
+			return nil, fmt.Errorf("%w %q: interval %v, want > 0", ErrInvalidExpr, expr, every)
 		}
 	}
 	s, err := robfig.ParseStandard(expr)
