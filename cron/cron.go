@@ -170,5 +170,9 @@ func parse(expr string, loc *time.Location) (taskpool.Schedule, error) {
 
 // String returns the expression, trimmed, with a "CRON_TZ=<zone> " prefix
 // when [ParseInLocation] gave its zone (other than time.Local): the
-// schedule in the dialect a broker's client hands to its server.
+// schedule in the dialect a broker's client hands to its server. The
+// prefix names the zone by its name (loc.String()), so for a location that
+// time.LoadLocation cannot load by that name, such as a time.FixedZone,
+// String is an expression that Parse refuses and a broker cannot run;
+// give a broker an IANA zone.
 func (s schedule) String() string { return s.expr }

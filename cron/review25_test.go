@@ -40,3 +40,21 @@ func TestReview25EveryRounding(t *testing.T) {
 		assert.Equal(t, after.Add(want), s.Next(after), expr)
 	}
 }
+
+// String parses back to the same schedule for an IANA zone; for a fixed
+// zone, which has no name time.LoadLocation knows, the prefix cannot be
+// read back, as String's doc says, while the schedule itself runs.
+func TestReview25StringRoundTrip(t *testing.T) {
+	after := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	s, err := cron.ParseInLocation("0 9 * * *", mustLoad(t, "Asia/Tokyo"))
+	require.NoError(t, err)
+	back, err := cron.Parse(s.(interface{ String() string }).String())
+	require.NoError(t, err)
+	assert.Equal(t, s.Next(after), back.Next(after))
+
+	s, err = cron.ParseInLocation("0 9 * * *", time.FixedZone("UTC+5", 5*3600))
+	require.NoError(t, err)
+	assert.Equal(t, "2025-01-01T04:00:00Z", s.Next(after).UTC().Format(time.RFC3339))
+	_, err = cron.Parse(s.(interface{ String() string }).String())
+	assert.ErrorIs(t, err, cron.ErrInvalidExpr)
+}
