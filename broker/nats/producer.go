@@ -253,7 +253,7 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 // in-process scheduler runs: five fields (minute hour day-of-month month
 // day-of-week), one of "@hourly", "@daily" (@midnight), "@weekly",
 // "@monthly", "@yearly" (@annually), or "@every <duration>" (at least
-// 1s), with an optional "CRON_TZ=Area/City " or "TZ=Area/City " prefix
+// 1s; zero, negative or not a duration is refused as by Parse), with an optional "CRON_TZ=Area/City " or "TZ=Area/City " prefix
 // naming the zone the fields are read in. Without a prefix the server
 // reads them in UTC (in process, in the clock's location). A six-field
 // expression (with seconds) is rejected with [ErrInvalidOption], as Parse
@@ -352,6 +352,14 @@ func serverSchedule(spec string) (pattern, zone string, err error) {
 	}
 	switch {
 	case strings.HasPrefix(expr, "@every "):
+		// As cron.Parse: an interval that is not a duration, or is zero or
+		// negative, is a mistake (not a wish to run every second).
+		switch d, err := time.ParseDuration(strings.TrimSpace(strings.TrimPrefix(expr, "@every "))); {
+		case err != nil:
+			return bad("@every needs a duration")
+		case d <= 0:
+			return bad(fmt.Sprintf("interval %v, want > 0", d))
+		}
 		// An interval is the same in every zone; the server takes none.
 		return expr, "", nil
 	case strings.HasPrefix(expr, "@"):

@@ -104,7 +104,8 @@ func TestScheduleCronDialect(t *testing.T) {
 			require.NoError(t, prod.Cancel(ctx, id))
 		})
 	}
-	for _, bad := range []string{"0 0 3 * * *", "* * * *", "@fortnightly", "CRON_TZ= 0 3 * * *", "CRON_TZ=Europe/Paris"} {
+	for _, bad := range []string{"0 0 3 * * *", "* * * *", "@fortnightly", "CRON_TZ= 0 3 * * *", "CRON_TZ=Europe/Paris",
+		"@every -1h", "@every 0s", "@every soon"} {
 		assert.ErrorIs(t, prod.Schedule(ctx, "bad", bad, taskpool.Task{Type: "report"}), natsbroker.ErrInvalidOption, bad)
 	}
 	assert.Error(t, prod.Schedule(ctx, "zone", "CRON_TZ=Mars/Olympus 0 3 * * *", taskpool.Task{Type: "report"}), "the server knows no such zone")
