@@ -48,15 +48,22 @@ func (f *Future) init(t *Task) {
 
 // Wait blocks until the task has finished or ctx is done, and returns the
 // handler's result and error. When ctx ends first it returns ctx's error;
-// the task itself goes on.
+// the task itself goes on. A task that has finished gives its outcome
+// even to a ctx that has ended since.
 func (f *Future) Wait(ctx context.Context) (any, error) {
 	if ctx.Done() == nil {
 		// No cancellation possible: wait without making a channel.
 		f.wg.Wait()
 		return f.result, f.err
 	}
+	done := f.Done()
 	select {
-	case <-f.Done():
+	case <-done:
+		return f.result, f.err
+	default:
+	}
+	select {
+	case <-done:
 		return f.result, f.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
