@@ -292,3 +292,22 @@ func TestReview25rSchedulePeriodicEdges(t *testing.T) {
 type schedFunc func(after time.Time) time.Time
 
 func (f schedFunc) Next(after time.Time) time.Time { return f(after) }
+
+type r25rArgs struct{ N int }
+
+func (r25rArgs) Kind() string { return "r25r-args" }
+
+// TaskOf with a nil pointer (a Kind with a value receiver serves A and *A
+// alike, as Handle says) or a nil interface must not panic: bad input is
+// an error, never a panic. The kind is the type's, as Handle takes it;
+// where there is none, the task's Type is empty and Submit says
+// ErrInvalidType.
+func TestReview25rTaskOfNilDoesNotPanic(t *testing.T) {
+	var tk taskpool.Task
+	require.NotPanics(t, func() { tk = taskpool.TaskOf[*r25rArgs](nil) })
+	assert.Equal(t, "r25r-args", tk.Type)
+	require.NotPanics(t, func() { tk = taskpool.TaskOf[taskpool.Args](nil) })
+	assert.Empty(t, tk.Type)
+	s := newStarted(t, registry(t, map[string]taskpool.HandlerFunc{"x": nop}))
+	assert.ErrorIs(t, s.Submit(context.Background(), tk), taskpool.ErrInvalidType)
+}

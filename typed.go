@@ -55,8 +55,28 @@ func Handle[T Args](reg *Registry, h func(ctx context.Context, args T, t Task) e
 // TaskOf returns the task of kind args.Kind() with args as its params,
 // ready for Submit (of a [Scheduler] or any [Client]); set its other
 // fields (ID, Priority, ...) on the result.
+//
+// TaskOf does not panic. When Kind panics on args (a nil pointer to a
+// type whose Kind has a value receiver, say), the kind is taken as
+// [Handle] takes it, from the zero T; when there is none (a nil interface
+// T), the task's Type is empty, which Submit rejects with an error
+// wrapping [ErrInvalidType].
 func TaskOf[T Args](args T) Task {
-	return Task{Type: args.Kind(), Params: args}
+	typ, ok := kindOfArgs(args)
+	if !ok {
+		typ, _ = kindOf[T]()
+	}
+	return Task{Type: typ, Params: args}
+}
+
+// kindOfArgs calls args.Kind, reporting false if it panics.
+func kindOfArgs[T Args](args T) (typ string, ok bool) {
+	defer func() {
+		if recover() != nil {
+			typ, ok = "", false
+		}
+	}()
+	return args.Kind(), true
 }
 
 // kindOf calls Kind on the zero T, or for a pointer T on a pointer to the
