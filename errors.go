@@ -62,6 +62,14 @@ var (
 	// ErrHandlerExited reports a handler that called [runtime.Goexit]
 	// instead of returning. The worker that ran it is replaced.
 	ErrHandlerExited = errors.New("taskpool: handler called runtime.Goexit")
+
+	// ErrInvalidParams is returned, wrapped, by [ParamsAs] when a task's
+	// Params are missing, of another type, or do not decode.
+	ErrInvalidParams = errors.New("taskpool: invalid params")
+
+	// ErrInvalidResult is returned, wrapped, by [ResultAs] when a result
+	// is missing, of another type, or does not decode.
+	ErrInvalidResult = errors.New("taskpool: invalid result")
 )
 
 // PanicError is the error of a task whose handler panicked. The worker that

@@ -108,8 +108,9 @@ func (f *Future) complete(out Outcome) {
 // ResultAs returns a task's result v (from [Future.Wait] or
 // [Client.SubmitWait]) as a T. When v already holds a T (in process), it is
 // returned as is; when it holds JSON ([json.RawMessage] or []byte, as a
-// broker returns results), it is decoded into a T. A nil v or any other
-// mismatch is an error, never a panic.
+// broker returns results), it is decoded into a T. A nil v, any other
+// mismatch, or JSON that does not decode is an error wrapping
+// [ErrInvalidResult], never a panic.
 func ResultAs[T any](v any) (T, error) {
 	var out T
 	switch r := v.(type) {
@@ -120,15 +121,15 @@ func ResultAs[T any](v any) (T, error) {
 	case []byte:
 		return out, decodeResult(r, &out)
 	case nil:
-		return out, fmt.Errorf("taskpool: no result")
+		return out, fmt.Errorf("%w: no result", ErrInvalidResult)
 	default:
-		return out, fmt.Errorf("taskpool: result is %T, want %T", v, out)
+		return out, fmt.Errorf("%w: result is %T, want %T", ErrInvalidResult, v, out)
 	}
 }
 
 func decodeResult(b []byte, v any) error {
 	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("taskpool: decode result: %w", err)
+		return fmt.Errorf("%w: decode: %w", ErrInvalidResult, err)
 	}
 	return nil
 }

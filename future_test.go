@@ -87,6 +87,9 @@ func TestResultAs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := taskpool.ResultAs[sum](tt.give)
 			assert.Equal(t, tt.wantErr, err != nil, "error: %v", err)
+			if tt.wantErr {
+				assert.ErrorIs(t, err, taskpool.ErrInvalidResult)
+			}
 			assert.Equal(t, tt.want, got)
 		})
 	}

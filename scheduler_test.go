@@ -817,6 +817,9 @@ func TestParamsAs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := taskpool.ParamsAs[email](taskpool.Task{Type: "email", Params: tt.give})
 			assert.Equal(t, tt.wantErr, err != nil, "error: %v", err)
+			if tt.wantErr {
+				assert.ErrorIs(t, err, taskpool.ErrInvalidParams)
+			}
 			assert.Equal(t, tt.want, got)
 		})
 	}

@@ -99,7 +99,8 @@ type resultSlot struct{ v any }
 // ParamsAs returns t.Params as a T. When Params already holds a T, it is
 // returned as is; when it holds encoded bytes ([]byte, [json.RawMessage]
 // or string, as a broker delivers them), they are decoded as JSON into a T.
-// Any other mismatch is an error, never a panic.
+// Any other mismatch, nil Params, or bytes that do not decode is an error
+// wrapping [ErrInvalidParams], never a panic.
 func ParamsAs[T any](t Task) (T, error) {
 	var v T
 	switch p := t.Params.(type) {
@@ -112,15 +113,15 @@ func ParamsAs[T any](t Task) (T, error) {
 	case string:
 		return v, decodeParams(t, []byte(p), &v)
 	case nil:
-		return v, fmt.Errorf("taskpool: task %s: no params", t.Type)
+		return v, fmt.Errorf("%w: task %s: no params", ErrInvalidParams, t.Type)
 	default:
-		return v, fmt.Errorf("taskpool: task %s: params are %T, want %T", t.Type, t.Params, v)
+		return v, fmt.Errorf("%w: task %s: params are %T, want %T", ErrInvalidParams, t.Type, t.Params, v)
 	}
 }
 
 func decodeParams(t Task, b []byte, v any) error {
 	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("taskpool: task %s: decode params: %w", t.Type, err)
+		return fmt.Errorf("%w: task %s: decode: %w", ErrInvalidParams, t.Type, err)
 	}
 	return nil
 }
