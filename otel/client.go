@@ -3,6 +3,7 @@ package taskpoolotel
 import (
 	"context"
 	"errors"
+	"reflect"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -61,8 +62,13 @@ var (
 // NewClient returns c wrapped as described at [Client]. It reads the
 // tracer and meter providers, [WithPropagator], [WithQueue] and
 // [WithAttributes] from opts. An instrument that cannot be created is
-// reported to otel.Handle and replaced by a no-op.
+// reported to otel.Handle and replaced by a no-op. A nil c (a nil
+// interface or a nil pointer) makes every method return an error wrapping
+// [ErrNilClient] rather than panic.
 func NewClient(c taskpool.Client, opts ...Option) *Client {
+	if isNil(c) {
+		c = nilClient{}
+	}
 	cfg := newConfig(opts)
 	cl := &Client{
 		next:   c,
@@ -220,4 +226,36 @@ func sendErrorType(err error) string {
 		return ErrorTypeDuplicate
 	}
 	return errorType(err)
+}
+
+// ErrNilClient is returned, wrapped, by every method of a [Client] that
+// NewClient was given a nil client for.
+var ErrNilClient = errors.New("taskpoolotel: NewClient: nil client")
+
+// nilClient stands in for a nil client given to NewClient.
+type nilClient struct{}
+
+func (nilClient) Submit(context.Context, taskpool.Task) error { return ErrNilClient }
+func (nilClient) SubmitAt(context.Context, taskpool.Task, time.Time) error {
+	return ErrNilClient
+}
+func (nilClient) SubmitAfter(context.Context, taskpool.Task, time.Duration) error {
+	return ErrNilClient
+}
+func (nilClient) Cancel(string) error { return ErrNilClient }
+func (nilClient) SubmitWait(context.Context, taskpool.Task) (any, error) {
+	return nil, ErrNilClient
+}
+func (nilClient) SchedulePeriodic(string, taskpool.Schedule, taskpool.Task) error {
+	return ErrNilClient
+}
+func (nilClient) Unschedule(string) error { return ErrNilClient }
+
+// isNil reports whether v is a nil interface or holds a nil pointer.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	r := reflect.ValueOf(v)
+	return r.Kind() == reflect.Pointer && r.IsNil()
 }

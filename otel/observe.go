@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -63,11 +62,8 @@ const (
 // whose error was not checked), and an error when an instrument or the
 // callback cannot be registered.
 func Observe(s StatsReader, opts ...Option) (metric.Registration, error) {
-	if s == nil {
-		return nil, fmt.Errorf("%w: nil interface", ErrNilStatsReader)
-	}
-	if v := reflect.ValueOf(s); v.Kind() == reflect.Pointer && v.IsNil() {
-		return nil, fmt.Errorf("%w: nil %T", ErrNilStatsReader, s)
+	if isNil(s) {
+		return nil, fmt.Errorf("%w: %T", ErrNilStatsReader, s)
 	}
 	c := newConfig(opts)
 	meter := c.meter()

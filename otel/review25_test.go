@@ -5,6 +5,7 @@ import (
 	"errors"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -87,4 +88,26 @@ func TestReview25SkipRetryLookedThrough(t *testing.T) {
 	byID := spansByID(tel.spans.GetSpans())
 	assert.Equal(t, "timeout", spanAttrs(byID["plain"][0])["error.type"].AsString())
 	assert.Equal(t, "canceled", spanAttrs(byID["joined"][0])["error.type"].AsString())
+}
+
+// NewClient given a nil client (a nil interface, or the nil *Scheduler of
+// a New whose error was not checked) returns a Client whose every method
+// fails with an error wrapping ErrNilClient, not one that panics at the
+// first Submit.
+func TestReview25NewClientNil(t *testing.T) {
+	tel := newTelemetry(t)
+	var s *taskpool.Scheduler
+	for _, next := range []taskpool.Client{nil, s} {
+		c := taskpoolotel.NewClient(next, tel.opts()...)
+		ctx := context.Background()
+		task := taskpool.Task{Type: "t"}
+		assert.ErrorIs(t, c.Submit(ctx, task), taskpoolotel.ErrNilClient)
+		assert.ErrorIs(t, c.SubmitAt(ctx, task, time.Now()), taskpoolotel.ErrNilClient)
+		assert.ErrorIs(t, c.SubmitAfter(ctx, task, time.Second), taskpoolotel.ErrNilClient)
+		_, err := c.SubmitWait(ctx, task)
+		assert.ErrorIs(t, err, taskpoolotel.ErrNilClient)
+		assert.ErrorIs(t, c.Cancel("x"), taskpoolotel.ErrNilClient)
+		assert.ErrorIs(t, c.SchedulePeriodic("p", taskpool.Every(time.Minute), task), taskpoolotel.ErrNilClient)
+		assert.ErrorIs(t, c.Unschedule("p"), taskpoolotel.ErrNilClient)
+	}
 }
