@@ -47,20 +47,15 @@ func (c *Clock) NewTimer(d time.Duration) taskpool.Timer {
 // Advance moves the fake time forward by d and fires the timers due.
 func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
-	now := c.now
-	var due []*timer
 	for _, t := range c.timers {
-		if t.active && !t.at.After(now) {
+		if t.active && !t.at.After(c.now) {
+			// Under the lock, as Stop and Reset drain the channel: a
+			// value sent after one of them returned would fire a timer
+			// stopped or set again. The send does not block.
 			t.active = false
-			due = append(due, t)
-		}
-	}
-	c.mu.Unlock()
-	for _, t := range due {
-		select {
-		case t.ch <- now:
-		default:
+			t.fire(c.now)
 		}
 	}
 }
@@ -127,11 +122,26 @@ type timer struct {
 
 func (t *timer) C() <-chan time.Time { return t.ch }
 
+// fire puts now in the channel unless a value waits there already. The
+// caller holds c.mu.
+func (t *timer) fire(now time.Time) {
+	select {
+	case t.ch <- now:
+	default:
+	}
+}
+
+// Stop stops the timer and, like a time.Timer since Go 1.23, discards a
+// value not yet received: none is received after Stop returns.
 func (t *timer) Stop() bool {
 	t.c.mu.Lock()
 	defer t.c.mu.Unlock()
 	was := t.active
 	t.active = false
+	select {
+	case <-t.ch:
+	default:
+	}
 	return was
 }
 
@@ -152,22 +162,13 @@ func (t *timer) Reset(d time.Duration) bool {
 	if !registered {
 		c.timers = append(c.timers, t)
 	}
-	fire := !t.at.After(c.now)
-	if fire {
+	if !t.at.After(c.now) {
 		t.active = false
+		t.fire(c.now)
 	}
 	close(c.wake)
 	c.wake = make(chan struct{})
-	now := c.now
 	c.mu.Unlock()
-	if fire {
-		// Non-blocking: an Advance that collected this timer before the
-		// Reset may have filled the channel meanwhile; one value is enough.
-		select {
-		case t.ch <- now:
-		default:
-		}
-	}
 	select {
 	case c.armed <- struct{}{}:
 	default:
