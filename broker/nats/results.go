@@ -194,8 +194,9 @@ func resultKey(id string) string {
 // [KeepResult]. It returns at once when the outcome is already stored (for
 // as long as [WithResultTTL] keeps it), so it can be called from any
 // process, before or after the task ran. The task's own error is in
-// Result.Err; WaitResult's error is ctx's when it ends first, or the
-// server's. A task ID names one task: waiting on an ID reused after its
+// Result.Err; WaitResult's error is ctx's when it ends first (a ctx that
+// has ended before the call gets its error even for a stored outcome,
+// which it cannot read without one), or the server's. A task ID names one task: waiting on an ID reused after its
 // result was stored returns that stored result.
 func (p *Producer) WaitResult(ctx context.Context, id string) (Result, error) {
 	if id == "" {

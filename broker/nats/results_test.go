@@ -77,6 +77,13 @@ func TestResults(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "done", s)
 	assert.Equal(t, natsbroker.Result{ID: "early", Value: res.Value, Attempts: 1}, res)
+	// A ctx that has ended gets its error, stored outcome or not: the
+	// bucket cannot be read without one (an in-process Future, which has
+	// the outcome at hand, gives it).
+	ended, end := context.WithCancel(ctx)
+	end()
+	_, err = p.WaitResult(ended, r.ID)
+	assert.ErrorIs(t, err, context.Canceled)
 
 	// Without KeepResult nothing is stored: the wait ends with ctx.
 	_, err = p.Enqueue(ctx, taskpool.Task{ID: "unkept", Type: "ok"})
