@@ -51,9 +51,9 @@ func cmdDashboard(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := listenOn(*listen)
 	if err != nil {
-		return usagef("--listen: %v", err)
+		return err
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	url := "http://" + ln.Addr().String() + "/"
@@ -88,4 +88,21 @@ func cmdDashboard(e *env, args []string) error {
 		err = errors.Join(err, serr)
 	}
 	return err
+}
+
+// listenOn opens the --listen address. One that is not an address (no port,
+// a bad port, a host that does not resolve) is a usage error (exit 2); one
+// that cannot be bound (in use, not this host's, not permitted) is a
+// failed operation (exit 1).
+func listenOn(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	var ae *net.AddrError
+	var de *net.DNSError
+	if errors.As(err, &ae) || (errors.As(err, &de) && de.IsNotFound) {
+		return nil, usagef("--listen: %v", err)
+	}
+	return nil, fmt.Errorf("--listen: %w", err)
 }
