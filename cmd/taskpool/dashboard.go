@@ -28,6 +28,13 @@ func cmdDashboard(e *env, args []string) error {
 	if err := noArgs(pos); err != nil {
 		return err
 	}
+	// The address first: a --listen that is not an address is a usage
+	// error, found before connecting like the others.
+	ln, err := listenOn(*listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close() // closed by Shutdown too once served
 	// --timeout bounds the start (connect, open the queue), not the
 	// serving, which lasts until SIGINT or SIGTERM.
 	ctx, cancel := e.context()
@@ -48,10 +55,6 @@ func cmdDashboard(e *env, args []string) error {
 		opts = append(opts, dashboard.WithReadOnly())
 	}
 	h, err := dashboard.New(natssource.New(in, q), opts...)
-	if err != nil {
-		return err
-	}
-	ln, err := listenOn(*listen)
 	if err != nil {
 		return err
 	}

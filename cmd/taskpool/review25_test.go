@@ -27,3 +27,16 @@ func TestReview25DashboardListenInUse(t *testing.T) {
 	assert.Contains(t, r.stderr, ln.Addr().String())
 	assert.Empty(t, r.stdout)
 }
+
+// A --listen value that is not an address is a usage error (exit 2),
+// found before connecting like every other usage error: with no server
+// reachable it is still reported as such.
+func TestReview25DashboardBadListenNoServer(t *testing.T) {
+	for _, addr := range []string{"not an address", "127.0.0.1", "127.0.0.1:notaport", "127.0.0.1:99999"} {
+		r := cli(t, nil, "--server", "nats://127.0.0.1:1", "dashboard", "--listen", addr)
+		assert.Equal(t, exitUsage, r.code, "%q: %s", addr, r.stderr)
+		assert.Contains(t, r.stderr, "--listen", addr)
+		assert.NotContains(t, r.stderr, "connect", addr)
+		assert.Empty(t, r.stdout)
+	}
+}
