@@ -234,7 +234,7 @@ func (e *env) parse(fs *flag.FlagSet, usageLine string, args []string) ([]string
 		}
 		rest := fs.Args()
 		consumed := len(args) - len(rest)
-		if consumed > 0 && args[consumed-1] == "--" {
+		if endsFlags(fs, args[:consumed]) {
 			return append(pos, rest...), nil
 		}
 		if len(rest) == 0 {
@@ -243,6 +243,31 @@ func (e *env) parse(fs *flag.FlagSet, usageLine string, args []string) ([]string
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// endsFlags reports whether the flags fs.Parse consumed end with the "--"
+// that ends the flags, rather than with a "--" given as a flag's value
+// (--id --).
+func endsFlags(fs *flag.FlagSet, consumed []string) bool {
+	for i := 0; i < len(consumed); i++ {
+		a := consumed[i]
+		if a == "--" {
+			return true
+		}
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue
+		}
+		i++ // its value, which may be "--"
+	}
+	return false
 }
 
 func (e *env) commandUsage(w io.Writer, fs *flag.FlagSet, usageLine string) {

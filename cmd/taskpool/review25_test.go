@@ -40,3 +40,28 @@ func TestReview25DashboardBadListenNoServer(t *testing.T) {
 		assert.Empty(t, r.stdout)
 	}
 }
+
+// README: "`--` ends them" (the flags). A "--" given as a flag's value is
+// that value, not the end of the flags: the flags after it are still
+// flags.
+func TestReview25FlagValueDoubleDash(t *testing.T) {
+	srv := startServer(t)
+	var rc receiptJSON
+	cliJSON(t, srv, &rc, "enqueue", "--create", "--id", "--", "email", "{}", "--priority", "high")
+	assert.Equal(t, "--", rc.ID)
+	assert.Equal(t, "high", rc.Priority)
+	cliJSON(t, srv, &rc, "enqueue", "email", "--unique", "--", "{}", "--priority", "low", "--id", "u-1")
+	assert.Equal(t, "u-1", rc.ID)
+	assert.Equal(t, "low", rc.Priority)
+	// A "--" after a flag's value, or after a bool flag, still ends the
+	// flags.
+	cliJSON(t, srv, &rc, "enqueue", "--id", "x", "--", "count", "-1")
+	assert.Equal(t, "x", rc.ID)
+	assert.Equal(t, "count", rc.Type)
+	cliJSON(t, srv, &rc, "enqueue", "--id", "--queue", "--", "count", "-2")
+	assert.Equal(t, "--queue", rc.ID)
+	assert.Equal(t, "count", rc.Type)
+	r := cli(t, srv, "enqueue", "--create", "--", "email", "{}", "--priority", "high")
+	assert.Equal(t, exitUsage, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "got 4 arguments")
+}
