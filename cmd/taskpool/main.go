@@ -47,7 +47,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.tlsCA, "tls-ca", g.tlsCA, "CA certificates `file` to verify the server")
 	fs.StringVar(&g.tlsCert, "tls-cert", g.tlsCert, "client certificate `file` (with --tls-key)")
 	fs.StringVar(&g.tlsKey, "tls-key", g.tlsKey, "client private key `file` (with --tls-cert)")
-	fs.StringVar(&g.queue, "queue", g.queue, "queue `name` (queues and stats: default every queue; others: default \"default\")")
+	fs.StringVar(&g.queue, "queue", g.queue, "queue `name` (queues, stats, schedules and slots: default every queue; the others: default \"default\")")
 	fs.BoolVar(&g.json, "json", g.json, "print JSON instead of tables")
 	fs.DurationVar(&g.timeout, "timeout", g.timeout, "time limit of the whole command")
 }

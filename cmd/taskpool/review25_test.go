@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskpool/taskpool"
 	natsbroker "github.com/taskpool/taskpool/broker/nats"
 )
 
@@ -64,4 +65,45 @@ func TestReview25FlagValueDoubleDash(t *testing.T) {
 	r := cli(t, srv, "enqueue", "--create", "--", "email", "{}", "--priority", "high")
 	assert.Equal(t, exitUsage, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "got 4 arguments")
+}
+
+// --queue's help and the README: "queues, stats, schedules and slots:
+// default every queue; the others: default \"default\"". On a server whose
+// only queue is "other", those four report it without --queue, and the
+// others, which use "default", find no queue (exit 3).
+func TestReview25QueueDefaultPerCommand(t *testing.T) {
+	srv := startServer(t)
+	js := connectJS(t, srv)
+	ctx := ctxT(t)
+	prod, err := natsbroker.NewProducer(ctx, js, natsbroker.WithQueue("other"))
+	require.NoError(t, err)
+	require.NoError(t, prod.Schedule(ctx, "s-1", "@every 1h", taskpool.Task{Type: "ping"}))
+
+	var sch []scheduleJSON
+	cliJSON(t, srv, &sch, "schedules")
+	require.Len(t, sch, 1)
+	assert.Equal(t, "other", sch[0].Queue)
+	var qs []queueJSON
+	cliJSON(t, srv, &qs, "queues")
+	require.Len(t, qs, 1)
+	assert.Equal(t, "other", qs[0].Queue)
+	var st statsJSON
+	cliJSON(t, srv, &st, "stats")
+	require.Len(t, st.Queues, 1)
+	assert.Equal(t, "other", st.Queues[0].Queue)
+	r := cli(t, srv, "slots")
+	assert.Equal(t, exitOK, r.code, r.stderr)
+	assert.Equal(t, "no global slots held\n", r.stdout)
+	assert.Equal(t, exitNotFound, cli(t, srv, "slots", "--queue", "default").code)
+
+	for _, args := range [][]string{
+		{"dead", "list"}, {"dead", "purge", "--yes"}, {"enqueue", "email", "{}"},
+		{"dashboard", "--listen", "127.0.0.1:0"},
+	} {
+		r := cli(t, srv, args...)
+		assert.Equal(t, exitNotFound, r.code, "%v: %s", args, r.stderr)
+		assert.Contains(t, r.stderr, `queue "default"`, args)
+	}
+	r = cli(t, nil, "--help")
+	assert.Contains(t, r.stdout, "queues, stats, schedules and slots: default every queue")
 }
