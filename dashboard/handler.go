@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"html/template"
+	"io"
 	"io/fs"
 	"net/http"
 	"path"
@@ -264,7 +265,16 @@ func idOf(r *http.Request) (string, error) {
 	var body struct {
 		ID string `json:"id"`
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 4<<10)).Decode(&body); err != nil || body.ID == "" {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 4<<10))
+	err := dec.Decode(&body)
+	if err == nil {
+		// One value and nothing after it: a second one is not dropped
+		// silently.
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("data after the JSON body")
+		}
+	}
+	if err != nil || body.ID == "" {
 		return "", errors.Join(errBadRequest, errors.New(`want {"id": "..."}`))
 	}
 	return body.ID, nil
