@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"io"
 	"io/fs"
@@ -32,6 +33,13 @@ var page = template.Must(template.ParseFS(staticFS, "static/index.html"))
 // the application's mux, behind the application's authentication:
 //
 //	mux.Handle("/tasks/", http.StripPrefix("/tasks", dash))
+//
+// The actions (POST api/dead/requeue and api/dead/delete, whose body is
+// {"id": "..."}, and api/dead/purge) answer 400 Bad Request for a body
+// that is not one such value, 413 Request Entity Too Large for one over
+// 4 KiB, 403 Forbidden when read-only or when the CSRF or cross-origin
+// checks fail, and 404 Not Found for a dead letter the source does not
+// hold; a wrong method gets 405 Method Not Allowed.
 //
 // The page uses relative URLs, so any prefix works. It is safe for
 // concurrent use and starts no goroutine: the charts' history is sampled
@@ -250,6 +258,8 @@ func (h *Handler) action(fn func(r *http.Request) (any, error)) http.HandlerFunc
 			writeError(w, http.StatusNotFound, err)
 		case errors.Is(err, errBadRequest):
 			writeError(w, http.StatusBadRequest, err)
+		case errors.Is(err, errTooLarge):
+			writeError(w, http.StatusRequestEntityTooLarge, err)
 		case err != nil:
 			writeError(w, http.StatusInternalServerError, err)
 		default:
@@ -258,7 +268,10 @@ func (h *Handler) action(fn func(r *http.Request) (any, error)) http.HandlerFunc
 	}
 }
 
-var errBadRequest = errors.New("bad request")
+var (
+	errBadRequest = errors.New("bad request")
+	errTooLarge   = errors.New("request body too large")
+)
 
 // idOf reads the {"id": ...} body of an action.
 func idOf(r *http.Request) (string, error) {
@@ -274,8 +287,12 @@ func idOf(r *http.Request) (string, error) {
 			err = errors.New("data after the JSON body")
 		}
 	}
-	if err != nil || body.ID == "" {
-		return "", errors.Join(errBadRequest, errors.New(`want {"id": "..."}`))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return "", fmt.Errorf("%w: the body is over %d bytes", errTooLarge, tooLarge.Limit)
+	case err != nil || body.ID == "":
+		return "", fmt.Errorf(`%w: want {"id": "..."}`, errBadRequest)
 	}
 	return body.ID, nil
 }

@@ -2,6 +2,7 @@ package dashboard_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -29,6 +30,35 @@ func TestReview25ActionTrailingData(t *testing.T) {
 	code, resp := f.post(t, "delete", "{\"id\":\"poison-1\"}\n \t", tok)
 	assert.Equal(t, http.StatusOK, code, resp)
 	assert.Empty(t, f.s.DeadLetters())
+}
+
+// Handler's doc: the actions answer 413 for a body over 4 KiB and 400
+// for one that is not one {"id": "..."}, with a message that says which.
+func TestReview25ActionBadBodies(t *testing.T) {
+	f := newFixture(t)
+	tok := f.token(t)
+	// A body of exactly 4 KiB is read (the ID is unknown: 404); one byte
+	// more is too large.
+	pad := func(n int) string {
+		b := `{"id":"nope","pad":"`
+		return b + strings.Repeat("x", n-len(b)-2) + `"}`
+	}
+	require.Len(t, pad(4<<10), 4<<10)
+	code, resp := f.post(t, "delete", pad(4<<10), tok)
+	assert.Equal(t, http.StatusNotFound, code, resp)
+	for _, action := range []string{"requeue", "delete"} {
+		code, resp = f.post(t, action, pad(4<<10+1), tok)
+		assert.Equal(t, http.StatusRequestEntityTooLarge, code, resp)
+		assert.Contains(t, resp, "over 4096 bytes")
+		code, resp = f.post(t, action, `{"id":"poison-1","pad":"`+strings.Repeat("x", 1<<20)+`"}`, tok)
+		assert.Equal(t, http.StatusRequestEntityTooLarge, code, resp)
+		for _, body := range []string{``, `null`, `{}`, `{"id":""}`, `{"id":5}`, `"poison-1"`, `{"id":"poison-1"`, `[{"id":"poison-1"}]`} {
+			code, resp = f.post(t, action, body, tok)
+			assert.Equal(t, http.StatusBadRequest, code, "%s %q: %s", action, body, resp)
+			assert.JSONEq(t, `{"error":"bad request: want {\"id\": \"...\"}"}`, resp, "%s %q", action, body)
+		}
+	}
+	require.Len(t, f.s.DeadLetters(), 1, "nothing was done")
 }
 
 // Wrong methods are refused with 405.
