@@ -98,8 +98,9 @@ func NewProducer(ctx context.Context, js jetstream.JetStream, opts ...Option) (*
 // nats-server 2.12+, see [WithClientSideDelays]).
 //
 // Enqueue returns an error wrapping [taskpool.ErrInvalidType] for an empty
-// type, [ErrBadParams] for params the codec cannot encode,
-// [ErrDuplicateTask] when another task holds t.UniqueKey, and an
+// type, [taskpool.ErrInvalidTask] for a negative Attempt or MaxAttempts
+// (as the in-process Submit), [ErrBadParams] for params the codec cannot
+// encode, [ErrDuplicateTask] when another task holds t.UniqueKey, and an
 // [*EnqueueError] when the task was not stored or not confirmed.
 //
 // Enqueue retries what may go away by itself (no answer in time, no
@@ -461,6 +462,11 @@ func (p *Producer) Cancel(ctx context.Context, id string) error {
 func (p *Producer) message(t taskpool.Task, at time.Time) (*nats.Msg, error) {
 	if t.Type == "" {
 		return nil, fmt.Errorf("%w: empty", taskpool.ErrInvalidType)
+	}
+	if t.Attempt < 0 || t.MaxAttempts < 0 {
+		// As the in-process Submit: a negative MaxAttempts would
+		// otherwise mean the consumer's default.
+		return nil, fmt.Errorf("%w: attempt %d, max attempts %d", taskpool.ErrInvalidTask, t.Attempt, t.MaxAttempts)
 	}
 	if p.cfg.known != nil && !p.cfg.known(t.Type) {
 		return nil, fmt.Errorf("%w: %q", taskpool.ErrNoHandler, t.Type)
