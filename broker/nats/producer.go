@@ -90,7 +90,9 @@ func NewProducer(ctx context.Context, js jetstream.JetStream, opts ...Option) (*
 // it, so that a nil error means the task will run at least once. An empty
 // t.ID is replaced by a generated one. The ID is the message's Nats-Msg-Id:
 // enqueueing the same ID again within the duplicate window stores nothing
-// and returns a Receipt with Duplicate set.
+// and returns a Receipt with Duplicate set. So that it comes back as it
+// was sent, an ID must hold no control character and not begin or end
+// with a space; Enqueue refuses others with [taskpool.ErrInvalidTask].
 //
 // t.Priority picks the priority subject, t.UniqueKey makes the task unique
 // across all producers until it has completed or been dead-lettered, and
@@ -473,6 +475,10 @@ func (p *Producer) message(t taskpool.Task, at time.Time) (*nats.Msg, error) {
 	}
 	if t.ID == "" {
 		t.ID = nuid.Next()
+	} else if !validMetaValue(t.ID) {
+		// The ID travels as the Nats-Msg-Id header, which would come back
+		// changed: " a" and "a" would be one task to the duplicate window.
+		return nil, fmt.Errorf("%w: task %s: ID %q has a control character or a leading or trailing space", taskpool.ErrInvalidTask, t.Type, t.ID)
 	}
 	data, err := p.cfg.codec.Encode(t)
 	if err != nil {

@@ -57,3 +57,38 @@ func TestReview25gNegativeAttemptsRefused(t *testing.T) {
 	_, err = p.Enqueue(ctx, taskpool.Task{Type: "x", UniqueKey: "neg"})
 	assert.NoError(t, err)
 }
+
+// TestReview25gIDMustSurviveTheHeader: a task ID travels as the
+// Nats-Msg-Id header, whose value the client and server rewrite (a line
+// break becomes a space, leading and trailing spaces go). An ID that
+// would not come back as sent is refused with ErrInvalidTask; before,
+// Enqueue stored " lead", then took "lead", another task, for a duplicate
+// of it (Receipt.Duplicate, nothing stored: the task never ran), and the
+// same for "a\nb" then "a b".
+func TestReview25gIDMustSurviveTheHeader(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	p, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	for _, pair := range [][2]string{{"a\nb", "a b"}, {" lead", "lead"}, {"trail ", "trail"}, {"x\ty", "x y"}, {"c\r\n", "c"}} {
+		_, err := p.Enqueue(ctx, taskpool.Task{ID: pair[0], Type: "x"})
+		assert.ErrorIs(t, err, taskpool.ErrInvalidTask, "%q", pair[0])
+		_, err = p.EnqueueBatch(ctx, []taskpool.Task{{ID: pair[0], Type: "x"}})
+		var be *natsbroker.BatchError
+		if assert.ErrorAs(t, err, &be, "%q", pair[0]) {
+			assert.ErrorIs(t, be.Errs[0], taskpool.ErrInvalidTask, "%q", pair[0])
+		}
+		r, err := p.Enqueue(ctx, taskpool.Task{ID: pair[1], Type: "x"})
+		require.NoError(t, err, "%q", pair[1])
+		assert.False(t, r.Duplicate, "%q is a task of its own", pair[1])
+	}
+	// IDs with inner spaces and any printable text are fine.
+	for _, id := range []string{"user 42/welcome", "héllo ✓", "a:b"} {
+		r, err := p.Enqueue(ctx, taskpool.Task{ID: id, Type: "x"})
+		require.NoError(t, err, "%q", id)
+		assert.Equal(t, id, r.ID)
+		assert.False(t, r.Duplicate, "%q", id)
+	}
+}
