@@ -375,11 +375,12 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithWorkers sets the number of tasks a consumer runs at once: the local
-// scheduler's worker count. The default is runtime.GOMAXPROCS(0).
-// Consumer only.
+// scheduler's worker count. The default is runtime.GOMAXPROCS(0); a
+// negative n or one above [taskpool.MaxWorkers] is refused with
+// [ErrInvalidOption]. Consumer only.
 func WithWorkers(n int) Option {
 	return consumerOption("WithWorkers", func(c *config) error {
-		if n < 0 {
+		if n < 0 || n > taskpool.MaxWorkers {
 			return invalid("workers", n)
 		}
 		if n > 0 {
@@ -396,10 +397,13 @@ func WithWorkers(n int) Option {
 // to keep the workers busy for four fetch round trips, by the measured
 // handler and fetch times, at most [DefaultMaxPrefetch]: short tasks get
 // the full prefetch and slow tasks almost none, so that one consumer does
-// not hold tasks that idle workers elsewhere could run. Consumer only.
+// not hold tasks that idle workers elsewhere could run. An n below
+// NoPrefetch, or one above [taskpool.MaxQueueSize] - [taskpool.MaxWorkers]
+// - 3 (what the local scheduler's queue can hold), is refused with
+// [ErrInvalidOption]. Consumer only.
 func WithPrefetch(n int) Option {
 	return consumerOption("WithPrefetch", func(c *config) error {
-		if n < NoPrefetch {
+		if n < NoPrefetch || n > maxPrefetch {
 			return invalid("prefetch", n)
 		}
 		c.prefetch = n
@@ -410,6 +414,10 @@ func WithPrefetch(n int) Option {
 // NoPrefetch, given to [WithPrefetch], makes a consumer hold no task beyond
 // those its workers run.
 const NoPrefetch = -1
+
+// maxPrefetch bounds WithPrefetch so that the local scheduler's queue
+// (workers, prefetch and one task per priority) fits taskpool.MaxQueueSize.
+const maxPrefetch = taskpool.MaxQueueSize - taskpool.MaxWorkers - numPriorities
 
 // WithMaxBatch caps the size of one fetch request. The default is
 // [DefaultMaxBatch]. Consumer only.

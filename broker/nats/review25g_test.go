@@ -2,6 +2,8 @@ package natsbroker_test
 
 import (
 	"context"
+	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,4 +93,37 @@ func TestReview25gIDMustSurviveTheHeader(t *testing.T) {
 		assert.Equal(t, id, r.ID)
 		assert.False(t, r.Duplicate, "%q", id)
 	}
+}
+
+// TestReview25gConsumerBoundsAreItsOwnOptionErrors: WithWorkers above the
+// core's MaxWorkers and a WithPrefetch too large for the local scheduler's
+// queue are refused with natsbroker.ErrInvalidOption naming the option,
+// as NewConsumer promises for bad options. Before, the core's
+// taskpool.ErrInvalidOption came back from taskpool.New (not errors.Is
+// natsbroker.ErrInvalidOption), and WithPrefetch(math.MaxInt) as
+// "queue size = -9223372036854775804", an overflow naming another option.
+func TestReview25gConsumerBoundsAreItsOwnOptionErrors(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("x", func(context.Context, taskpool.Task) error { return nil }))
+	for name, o := range map[string]natsbroker.Option{
+		"workers":   natsbroker.WithWorkers(taskpool.MaxWorkers + 1),
+		"workers ":  natsbroker.WithWorkers(math.MaxInt),
+		"prefetch":  natsbroker.WithPrefetch(math.MaxInt),
+		"prefetch ": natsbroker.WithPrefetch(taskpool.MaxQueueSize),
+	} {
+		_, err := natsbroker.NewConsumer(ctx, js, reg, o)
+		require.ErrorIs(t, err, natsbroker.ErrInvalidOption, name)
+		assert.ErrorIs(t, err, taskpool.ErrInvalidOption, name)
+		assert.ErrorContains(t, err, strings.TrimSpace(name), name)
+	}
+	// The largest values are accepted.
+	_, err := natsbroker.NewConsumer(ctx, js, reg, natsbroker.WithWorkers(taskpool.MaxWorkers))
+	assert.NoError(t, err)
+	_, err = natsbroker.NewConsumer(ctx, js, reg, natsbroker.WithWorkers(1),
+		natsbroker.WithPrefetch(taskpool.MaxQueueSize-taskpool.MaxWorkers-3))
+	assert.NoError(t, err)
 }
