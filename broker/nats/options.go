@@ -510,10 +510,13 @@ func WithBackoff(b taskpool.Backoff) Option {
 // one polled may take all the free capacity: with the default 6, 3, 1,
 // high-priority tasks are served first six times in ten, and low ones are
 // never starved. A zero weight is polled last, only when the others are
-// empty. Consumer only.
+// empty. Negative weights, all zero, or one above 1,000,000 (their sum
+// must not overflow) are refused with [ErrInvalidOption]. Consumer only.
 func WithPriorityWeights(high, normal, low int) Option {
+	const maxWeight = 1_000_000
 	return consumerOption("WithPriorityWeights", func(c *config) error {
-		if high < 0 || normal < 0 || low < 0 || high+normal+low == 0 {
+		if high < 0 || normal < 0 || low < 0 || high+normal+low == 0 ||
+			high > maxWeight || normal > maxWeight || low > maxWeight {
 			return invalid("priority weights", fmt.Sprint(high, normal, low))
 		}
 		c.weights = [numPriorities]int{high, normal, low}

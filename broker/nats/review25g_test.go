@@ -127,3 +127,24 @@ func TestReview25gConsumerBoundsAreItsOwnOptionErrors(t *testing.T) {
 		natsbroker.WithPrefetch(taskpool.MaxQueueSize-taskpool.MaxWorkers-3))
 	assert.NoError(t, err)
 }
+
+// TestReview25gPriorityWeightsBounded: weights whose sum overflows are
+// refused with ErrInvalidOption. Before, WithPriorityWeights(MaxInt,
+// MaxInt, 0) was accepted and its sum overflowed to -2 in every draw, so
+// high was always polled first instead of one time in two; and
+// (MaxInt, MaxInt, 2) was refused as if all were zero.
+func TestReview25gPriorityWeightsBounded(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("x", func(context.Context, taskpool.Task) error { return nil }))
+	for _, w := range [][3]int{{math.MaxInt, math.MaxInt, 0}, {math.MaxInt, math.MaxInt, 2}, {1_000_001, 1, 1}, {0, 0, 1_000_001}} {
+		_, err := natsbroker.NewConsumer(ctx, js, reg, natsbroker.WithPriorityWeights(w[0], w[1], w[2]))
+		require.ErrorIs(t, err, natsbroker.ErrInvalidOption, "%v", w)
+		assert.ErrorContains(t, err, "priority weights", "%v", w)
+	}
+	_, err := natsbroker.NewConsumer(ctx, js, reg, natsbroker.WithPriorityWeights(1_000_000, 1_000_000, 1_000_000))
+	assert.NoError(t, err)
+}
