@@ -148,3 +148,29 @@ func TestReview25gPriorityWeightsBounded(t *testing.T) {
 	_, err := natsbroker.NewConsumer(ctx, js, reg, natsbroker.WithPriorityWeights(1_000_000, 1_000_000, 1_000_000))
 	assert.NoError(t, err)
 }
+
+// TestReview25gMetadataEdgeValues: metadata "comes back as it was sent"
+// (MetadataHeaderPrefix): an empty value, non-ASCII text, inner runs of
+// spaces, a colon, and keys that differ only in case each reach the
+// handler unchanged. Held.
+func TestReview25gMetadataEdgeValues(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	reg := taskpool.NewRegistry()
+	got := make(chan map[string]string, 1)
+	require.NoError(t, reg.HandleFunc("x", func(_ context.Context, t taskpool.Task) error { got <- t.Metadata; return nil }))
+	startConsumer(t, js, reg)
+	p, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	md := map[string]string{"empty": "", "utf": "héllo wörld ✓", "Mixed-Case": "v", "mixed-case": "w", "in": "a  b", "colon": "a: b"}
+	_, err = p.Enqueue(ctx, taskpool.Task{Type: "x", Metadata: md})
+	require.NoError(t, err)
+	select {
+	case g := <-got:
+		assert.Equal(t, md, g)
+	case <-ctx.Done():
+		t.Fatal("the task did not run")
+	}
+}
