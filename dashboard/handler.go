@@ -283,8 +283,13 @@ func idOf(r *http.Request) (string, error) {
 	if err == nil {
 		// One value and nothing after it: a second one is not dropped
 		// silently.
+		// The reader's error stays: white space that runs past the limit
+		// is a body too large, not one of the wrong shape.
 		if _, terr := dec.Token(); terr != io.EOF {
-			err = errors.New("data after the JSON body")
+			err = terr
+			if err == nil {
+				err = errors.New("data after the JSON body")
+			}
 		}
 	}
 	var tooLarge *http.MaxBytesError
