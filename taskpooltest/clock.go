@@ -132,28 +132,34 @@ func (t *timer) fire(now time.Time) {
 }
 
 // Stop stops the timer and, like a time.Timer since Go 1.23, discards a
-// value not yet received: none is received after Stop returns.
+// value not yet received: none is received after Stop returns. As there,
+// a timer whose value was not received counts as stopped by the call:
+// Stop reports true, so that "if !t.Stop() { <-t.C() }" does not block.
 func (t *timer) Stop() bool {
 	t.c.mu.Lock()
 	defer t.c.mu.Unlock()
 	was := t.active
 	t.active = false
+	return t.discard() || was
+}
+
+// discard empties the channel, reporting whether a value waited there.
+// The caller holds c.mu.
+func (t *timer) discard() bool {
 	select {
 	case <-t.ch:
+		return true
 	default:
+		return false
 	}
-	return was
 }
 
 func (t *timer) Reset(d time.Duration) bool {
 	c := t.c
 	c.mu.Lock()
-	was := t.active
-	// Like Go 1.23 timers: a reset discards a value not yet received.
-	select {
-	case <-t.ch:
-	default:
-	}
+	// Like Go 1.23 timers: a reset discards a value not yet received, and
+	// reports true for it, as Stop does.
+	was := t.discard() || t.active
 	t.at, t.active = c.now.Add(d), true
 	registered := false
 	for _, x := range c.timers {
