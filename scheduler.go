@@ -264,8 +264,12 @@ func (s *Scheduler) giveUp() bool {
 	s.abandon.Do(func() {
 		first = true
 		s.gaveUp.Store(true)
-		s.cancel(ErrSchedulerClosed)
+		// Abandon before cancelling: once a running handler sees its
+		// context cancelled by Stop, no task the engine has not begun
+		// starts any more (one a Goexit in a RateLimiter put back
+		// meanwhile ran, TestReview25dReserveGoexitAfterTheDeadline).
 		s.e.Abandon()
+		s.cancel(ErrSchedulerClosed)
 		s.timers.wakeUp() // it reports what waits not run
 		s.e.Notify()
 	})
