@@ -270,6 +270,13 @@ func (s *Scheduler) runTimers(restarted bool) {
 		}
 		if !next.IsZero() {
 			timer.Reset(max(next.Sub(clock.Now()), 0))
+			if !clock.Now().Before(next) {
+				// The clock passed next between the reading the delay was
+				// computed from and the Reset (a fake clock's Advance, the
+				// one WaitArmed let through for an earlier arming of the
+				// same deadline): the timer is set past it, so fire now.
+				continue
+			}
 		}
 		select {
 		case <-timer.C():
