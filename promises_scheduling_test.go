@@ -175,6 +175,25 @@ func TestPromiseSchedulePeriodicErrors(t *testing.T) {
 	assert.ErrorIs(t, s.SchedulePeriodic("p", every, tick), taskpool.ErrSchedulerClosed)
 }
 
+// deadLetterIDs runs a task of type "fail" (which must fail for good) for
+// each of ids, one after the other, and returns a function that lists the
+// IDs of s's dead letters, oldest first.
+func deadLetterIDs(t *testing.T, s *taskpool.Scheduler, ids ...string) func() []string {
+	t.Helper()
+	for _, id := range ids {
+		f, err := s.SubmitFuture(context.Background(), taskpool.Task{ID: id, Type: "fail"})
+		require.NoError(t, err)
+		waitFuture(t, f, id)
+	}
+	return func() []string {
+		var out []string
+		for _, o := range s.DeadLetters() {
+			out = append(out, o.Task.ID)
+		}
+		return out
+	}
+}
+
 // Requeue: a dead letter whose resubmission fails is kept "in its place":
 // the list stays oldest first.
 func TestPromiseRequeueFailureKeepsTheDeadLetterInPlace(t *testing.T) {
@@ -185,18 +204,7 @@ func TestPromiseRequeueFailureKeepsTheDeadLetterInPlace(t *testing.T) {
 	s, err := taskpool.New(reg, taskpool.WithWorkers(1), taskpool.WithDeadLetters(3, nil))
 	require.NoError(t, err)
 	require.NoError(t, s.Start())
-	for _, id := range []string{"a", "b", "c"} {
-		f, err := s.SubmitFuture(context.Background(), taskpool.Task{ID: id, Type: "fail"})
-		require.NoError(t, err)
-		waitFuture(t, f, id)
-	}
-	ids := func() []string {
-		var out []string
-		for _, o := range s.DeadLetters() {
-			out = append(out, o.Task.ID)
-		}
-		return out
-	}
+	ids := deadLetterIDs(t, s, "a", "b", "c")
 	require.Equal(t, []string{"a", "b", "c"}, ids())
 	canceled, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -227,18 +235,7 @@ func TestPromiseRequeueFailurePutsTheLetterBackByAge(t *testing.T) {
 	s, err := taskpool.New(reg, taskpool.WithWorkers(1), taskpool.WithQueueSize(1), taskpool.WithDeadLetters(3, nil))
 	require.NoError(t, err)
 	require.NoError(t, s.Start())
-	for _, id := range []string{"a", "b", "c"} {
-		f, err := s.SubmitFuture(context.Background(), taskpool.Task{ID: id, Type: "fail"})
-		require.NoError(t, err)
-		waitFuture(t, f, id)
-	}
-	ids := func() []string {
-		var out []string
-		for _, o := range s.DeadLetters() {
-			out = append(out, o.Task.ID)
-		}
-		return out
-	}
+	ids := deadLetterIDs(t, s, "a", "b", "c")
 	// The only worker held and the queue full: Requeue's Submit waits.
 	require.NoError(t, s.Submit(context.Background(), taskpool.Task{Type: "block"}))
 	<-started
