@@ -168,10 +168,7 @@ func (s *Scheduler) retry(l *local, j *job, r *record, t *Task, err error) bool 
 		return false
 	}
 	if s.gaveUp.Load() {
-		l.stage = stageIdle
-		tt := *t
-		tt.result = nil
-		s.finalize(l, r, &tt, nil, errors.Join(ErrSchedulerClosed, err), t.Attempt, settledNotRun)
+		s.notRetried(l, r, t, err)
 		return true
 	}
 	l.stage, l.err = stageBackoff, err
@@ -190,13 +187,20 @@ func (s *Scheduler) retry(l *local, j *job, r *record, t *Task, err error) bool 
 	if !s.retryAt(r, t.Attempt+1, s.now().Add(delay)) {
 		// Stop has begun and the retry is not run early: the task ends
 		// unrun, with its last error.
-		l.stage = stageIdle
-		tt := *t
-		tt.result = nil
-		s.finalize(l, r, &tt, nil, notRunErr(r), t.Attempt, settledNotRun)
+		s.notRetried(l, r, t, err)
 		return true
 	}
 	l.c.retried.Add(1)
 	s.logFailure(t, err, delay)
 	return true
+}
+
+// notRetried settles t, whose run failed with err, as not run because Stop
+// keeps its next attempt from starting: its error wraps ErrSchedulerClosed
+// and err (as notRunErr gives a record whose last error is err).
+func (s *Scheduler) notRetried(l *local, r *record, t *Task, err error) {
+	l.stage = stageIdle
+	tt := *t
+	tt.result = nil
+	s.finalize(l, r, &tt, nil, errors.Join(ErrSchedulerClosed, err), t.Attempt, settledNotRun)
 }

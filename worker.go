@@ -242,12 +242,7 @@ func (r runner) Exited(l *local, j *job, again bool) {
 		l.lim = nil
 		s.release(lim)
 	}
-	var t Task
-	if rec := j.rec; rec != nil {
-		t = rec.task
-	} else {
-		t = plainTask(j, l.id, nil)
-	}
+	t := exitedTask(l, j)
 	s.logFailure(&t, ErrHandlerExited, -1)
 	s.finalize(l, j.rec, &t, nil, ErrHandlerExited, t.Attempt, settledRan)
 }
@@ -261,12 +256,7 @@ func (r runner) Exited(l *local, j *job, again bool) {
 func (s *Scheduler) exitedOutside(l *local, j *job) {
 	stage, err := l.stage, l.err
 	l.stage, l.err = stageIdle, nil
-	var t Task
-	if rec := j.rec; rec != nil {
-		t = rec.task
-	} else {
-		t = plainTask(j, l.id, nil)
-	}
+	t := exitedTask(l, j)
 	if stage == stageRate {
 		s.opts.logger.Error("taskpool: RateLimiter.Reserve called runtime.Goexit", "id", t.ID, "type", t.Type)
 		r := s.recordFor(j, l.id, 1)
@@ -278,6 +268,15 @@ func (s *Scheduler) exitedOutside(l *local, j *job) {
 	s.opts.logger.Error("taskpool: Backoff called runtime.Goexit", "id", t.ID, "type", t.Type)
 	s.logFailure(&t, err, -1)
 	s.finalize(l, j.rec, &t, nil, err, t.Attempt, settledRan)
+}
+
+// exitedTask is the Task of the job whose goroutine ended in a user's
+// call: its record's, or a plain job's under the ID the worker gave it.
+func exitedTask(l *local, j *job) Task {
+	if rec := j.rec; rec != nil {
+		return rec.task
+	}
+	return plainTask(j, l.id, nil)
 }
 
 // Retired folds the counters of a worker that exits into acc.
