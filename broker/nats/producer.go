@@ -3,7 +3,6 @@ package natsbroker
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -442,13 +441,8 @@ func (p *Producer) Cancel(ctx context.Context, id string) error {
 		return nil // not a task this producer can read: nothing it holds
 	}
 	if raw.Header.Get(HeaderResult) != "" {
-		rec, err := json.Marshal(resultRecord{V: resultVersion, Error: encodeError(taskpool.ErrCanceled)})
-		if err == nil {
-			_, err = request(ctx, p.cfg.logger, "result put", func(ctx context.Context) (uint64, error) {
-				return p.q.results.Put(ctx, resultKey(t.ID), rec)
-			})
-		}
-		if err != nil {
+		rec := resultRecord{V: resultVersion, Error: encodeError(taskpool.ErrCanceled)}
+		if err := p.q.putResult(ctx, p.cfg.logger, t.ID, rec); err != nil {
 			return fmt.Errorf("natsbroker: cancel %s: cancelled, outcome not stored: %w", id, err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -233,6 +234,19 @@ func (p *Producer) WaitResult(ctx context.Context, id string) (Result, error) {
 	}
 }
 
+// putResult stores rec as the outcome of the task id in the results
+// bucket.
+func (q *queue) putResult(ctx context.Context, log *slog.Logger, id string, rec resultRecord) error {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	_, err = request(ctx, log, "result put", func(ctx context.Context) (uint64, error) {
+		return q.results.Put(ctx, resultKey(id), data)
+	})
+	return err
+}
+
 // storeResult writes the final outcome of the task delivered as m to the
 // results bucket when it was enqueued with KeepResult. A nil error means
 // stored, or not asked for.
@@ -250,15 +264,9 @@ func (c *Consumer) storeResult(m jetstream.Msg, id string, result any, taskErr e
 		}
 	}
 	rec.Error = encodeError(taskErr)
-	data, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ackWait)
 	defer cancel()
-	_, err = request(ctx, c.cfg.logger, "result put", func(ctx context.Context) (uint64, error) {
-		return c.q.results.Put(ctx, resultKey(id), data)
-	})
+	err := c.q.putResult(ctx, c.cfg.logger, id, rec)
 	if err != nil {
 		c.cfg.logger.Warn("natsbroker: result not stored; task put back",
 			"queue", c.cfg.queue, "id", id, "error", err)
