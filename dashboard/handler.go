@@ -282,9 +282,8 @@ func idOf(r *http.Request) (string, error) {
 	err := dec.Decode(&body)
 	if err == nil {
 		// One value and nothing after it: a second one is not dropped
-		// silently.
-		// The reader's error stays: white space that runs past the limit
-		// is a body too large, not one of the wrong shape.
+		// silently. The reader's error stays: white space that runs past
+		// the limit is a body too large, not one of the wrong shape.
 		if _, terr := dec.Token(); terr != io.EOF {
 			err = terr
 			if err == nil {
