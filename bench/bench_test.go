@@ -401,6 +401,71 @@ func BenchmarkLatency(b *testing.B) {
 	}
 }
 
+// idleGap is the pause before each submit of BenchmarkLatencyIdle: far
+// longer than any pool takes to park its goroutines after a task.
+const idleGap = 200 * time.Microsecond
+
+// BenchmarkLatencyIdle measures the time from the Submit call to the start
+// of the task on a pool at rest: each op sleeps idleGap, submits a task
+// that records its start, and waits for it to finish, so that every
+// submit finds the pool's goroutines parked (or, for pond, gone: its
+// workers exit when the queue is empty) and the processors idle. It
+// reports p50-ns and p99-ns like BenchmarkLatency, and ns/task, which is
+// mostly the sleep. run.sh uses 2000 ops: time.Sleep on an idle machine
+// lasts about a millisecond, whatever shorter time it is asked for.
+func BenchmarkLatencyIdle(b *testing.B) {
+	workers := runtime.GOMAXPROCS(0)
+	for _, l := range []lib{libTaskpool, libPond, libAnts} {
+		b.Run(fmt.Sprintf("lib=%s/load=idle", l.name), func(b *testing.B) {
+			b.ReportAllocs()
+			measureIdleLatency(b, l, workers)
+		})
+	}
+}
+
+func measureIdleLatency(b *testing.B, l lib, workers int) {
+	n := b.N
+	base := time.Now()
+	since := func() int64 { return int64(time.Since(base)) }
+	submitted := make([]int64, n)
+	started := make([]int64, n)
+	done := make(chan struct{}, 1)
+	tasks := make([]func(), n)
+	for i := range tasks {
+		tasks[i] = func() {
+			started[i] = since()
+			done <- struct{}{}
+		}
+	}
+	r, err := l.start(workers)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := since()
+	for i := range n {
+		time.Sleep(idleGap)
+		submitted[i] = since()
+		if err := r.Go(tasks[i]); err != nil {
+			b.Fatal(err)
+		}
+		<-done
+	}
+	if err := r.Wait(); err != nil {
+		b.Fatal(err)
+	}
+	elapsed := since() - start
+	b.StopTimer()
+	lat := make([]int64, n)
+	for i := range lat {
+		lat[i] = started[i] - submitted[i]
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[n/2]), "p50-ns")
+	b.ReportMetric(float64(lat[n*99/100]), "p99-ns")
+	reportPerTask(b, time.Duration(elapsed), n)
+}
+
 func measureLatency(b *testing.B, l lib, workers int, interval time.Duration) {
 	n := b.N
 	base := time.Now()

@@ -38,6 +38,7 @@ workloads=(
 	"ParallelSubmit 1000000x"
 	"QueuedMemory 1x"
 	"Latency 20000x"
+	"LatencyIdle 2000x"
 )
 
 tmp=$(mktemp -d)
