@@ -170,9 +170,11 @@ func (i *Inspector) DeadLetters(ctx context.Context, after uint64, limit int) ([
 // delivered on, as a new delivery with a fresh attempt count, and deletes
 // the dead letter. Resubmitting the same dead letter twice within the
 // duplicate window stores it once. A unique key released when the task was
-// dead-lettered is not taken again. It returns [ErrNotFound] for an
-// unknown seq, and [ErrPayloadDropped] for a dead letter stored without
-// its payload (see [HeaderDropped]).
+// dead-lettered is not taken again. For a task enqueued with
+// [KeepResult], Resubmit first deletes its stored dead-lettered outcome,
+// so that [Producer.WaitResult] waits for the new run's. It returns
+// [ErrNotFound] for an unknown seq, and [ErrPayloadDropped] for a dead
+// letter stored without its payload (see [HeaderDropped]).
 func (i *Inspector) Resubmit(ctx context.Context, seq uint64) (Receipt, error) {
 	dl, err := i.deadLetter(ctx, seq)
 	if err != nil {
@@ -193,8 +195,24 @@ func (i *Inspector) Resubmit(ctx context.Context, seq uint64) (Receipt, error) {
 		msg.Header[k] = v
 	}
 	msg.Header.Set(jetstream.MsgIDHeader, "resubmit-"+i.cfg.queue+"-"+strconv.FormatUint(seq, 10))
+	// A task enqueued with KeepResult has its dead-lettered outcome
+	// stored: delete it, or WaitResult would return it rather than wait
+	// for the new run. Before the publish, so that the new run's outcome,
+	// which may be stored as soon as the task is published, cannot be the
+	// one deleted.
+	var cleared jetstream.KeyValueEntry
+	if dl.Task.ID != "" && msg.Header.Get(HeaderResult) != "" {
+		if cleared, err = i.q.clearResult(ctx, i.cfg.logger, dl.Task.ID); err != nil {
+			return Receipt{}, &EnqueueError{ID: dl.Task.ID, Err: fmt.Errorf("stored outcome not cleared: %w", err)}
+		}
+	}
 	ack, _, err := publish(ctx, i.q.js, i.cfg.logger, msg)
 	if err != nil {
+		if cleared != nil && (errors.Is(err, ErrMaxPayload) || errors.Is(err, ErrRejected)) {
+			// Not stored: the task stays dead-lettered, and so does
+			// its outcome, unless one was stored meanwhile.
+			_, _ = i.q.results.Create(ctx, cleared.Key(), cleared.Value())
+		}
 		return Receipt{}, &EnqueueError{ID: dl.Task.ID, Err: err}
 	}
 	if err := i.q.dlq.DeleteMsg(ctx, seq); err != nil && !i.missing(ctx, seq) {

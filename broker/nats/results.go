@@ -247,6 +247,40 @@ func (q *queue) putResult(ctx context.Context, log *slog.Logger, id string, rec 
 	return err
 }
 
+// clearResult deletes the stored outcome of the task id when it is a
+// dead-lettered one, so that a waiter waits for the outcome of the task's
+// next run (see [Inspector.Resubmit]). It returns the entry it deleted,
+// nil when there was none to delete. An outcome that is not a dead
+// letter's, or one rewritten between the read and the delete, was stored
+// by a run after the dead letter (a concurrent Resubmit of the same dead
+// letter): it is kept.
+func (q *queue) clearResult(ctx context.Context, log *slog.Logger, id string) (jetstream.KeyValueEntry, error) {
+	key := resultKey(id)
+	e, err := request(ctx, log, "result get", func(ctx context.Context) (jetstream.KeyValueEntry, error) {
+		return q.results.Get(ctx, key)
+	})
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rec resultRecord
+	if json.Unmarshal(e.Value(), &rec) == nil && !rec.Dead {
+		return nil, nil
+	}
+	_, err = request(ctx, log, "result delete", func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, q.results.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+	})
+	if isWrongLastSeq(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
 // storeResult writes the final outcome of the task delivered as m to the
 // results bucket when it was enqueued with KeepResult. A nil error means
 // stored, or not asked for.
