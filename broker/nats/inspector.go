@@ -59,7 +59,9 @@ type PriorityInfo struct {
 type DeadLetter struct {
 	// Sequence identifies the dead letter in the dead-letter stream.
 	Sequence uint64
-	// Task is the decoded task; zero when DecodeErr is set.
+	// Task is the decoded task; zero when DecodeErr is set. Its ID is
+	// the one the task ran under: for a tick of a periodic schedule,
+	// "<id>@<tick time>" (see [Producer.Schedule]), which Resubmit keeps.
 	Task taskpool.Task
 	// DecodeErr is the codec's error for a payload that is not a task.
 	DecodeErr error
@@ -168,13 +170,14 @@ func (i *Inspector) DeadLetters(ctx context.Context, after uint64, limit int) ([
 
 // Resubmit puts dead letter seq back on the queue, on the subject it was
 // delivered on, as a new delivery with a fresh attempt count, and deletes
-// the dead letter. Resubmitting the same dead letter twice within the
-// duplicate window stores it once. A unique key released when the task was
-// dead-lettered is not taken again. For a task enqueued with
-// [KeepResult], Resubmit first deletes its stored dead-lettered outcome,
-// so that [Producer.WaitResult] waits for the new run's. It returns
-// [ErrNotFound] for an unknown seq, and [ErrPayloadDropped] for a dead
-// letter stored without its payload (see [HeaderDropped]).
+// the dead letter. The task keeps its ID (DeadLetter.Task.ID), a
+// periodic schedule's tick included. Resubmitting the same dead letter
+// twice within the duplicate window stores it once. A unique key released
+// when the task was dead-lettered is not taken again. For a task enqueued
+// with [KeepResult], Resubmit first deletes its stored dead-lettered
+// outcome, so that [Producer.WaitResult] waits for the new run's. It
+// returns [ErrNotFound] for an unknown seq, and [ErrPayloadDropped] for a
+// dead letter stored without its payload (see [HeaderDropped]).
 func (i *Inspector) Resubmit(ctx context.Context, seq uint64) (Receipt, error) {
 	dl, err := i.deadLetter(ctx, seq)
 	if err != nil {
@@ -187,7 +190,22 @@ func (i *Inspector) Resubmit(ctx context.Context, seq uint64) (Receipt, error) {
 	if !strings.HasPrefix(subj, "taskpool."+i.cfg.queue+".task.") {
 		subj = i.q.task[prioDefault]
 	}
-	msg := &nats.Msg{Subject: subj, Data: dl.Data, Header: make(nats.Header)}
+	data := dl.Data
+	if dl.DecodeErr == nil {
+		if t, err := i.cfg.codec.Decode(data); err == nil && t.ID != dl.Task.ID {
+			// A periodic schedule's tick: the payload holds the
+			// schedule's task ID, and the consumer named the tick from
+			// the server's schedule header and the time the server
+			// stored it, which a resubmitted message has neither of.
+			// Send the tick's ID in the payload so that it runs, and
+			// stores any outcome, as the tick it was.
+			t.ID = dl.Task.ID
+			if data, err = i.cfg.codec.Encode(t); err != nil {
+				return Receipt{}, &EnqueueError{ID: dl.Task.ID, Err: err}
+			}
+		}
+	}
+	msg := &nats.Msg{Subject: subj, Data: data, Header: make(nats.Header)}
 	for k, v := range dl.Header {
 		if strings.HasPrefix(k, "Nats-") || isDeadHeader(k) {
 			continue
@@ -267,6 +285,12 @@ func (i *Inspector) deadLetter(ctx context.Context, seq uint64) (DeadLetter, err
 	dl.Task, dl.DecodeErr = i.cfg.codec.Decode(raw.Data)
 	if dl.DecodeErr == nil {
 		dl.Task.Metadata = metadataOf(raw.Header)
+		if id := raw.Header.Get(HeaderTaskID); strings.HasPrefix(id, dl.Task.ID+"@") {
+			// A periodic schedule's tick, which ran as "<id>@<tick
+			// time>" (see Consumer.dispatch); its payload has the
+			// schedule's task ID.
+			dl.Task.ID = id
+		}
 	}
 	return dl, nil
 }

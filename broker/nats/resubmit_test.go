@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -88,4 +89,73 @@ func TestResubmitClearsStoredResult(t *testing.T) {
 	v, err := taskpool.ResultAs[string](res.Value)
 	require.NoError(t, err)
 	assert.Equal(t, "second run", v)
+}
+
+// A dead-lettered tick of a periodic schedule keeps its ID, "<id>@<tick
+// time>", in the dead letter and when resubmitted: the run, the receipt
+// and any outcome are the tick's, not the schedule's bare ID.
+func TestResubmitTickKeepsItsID(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	var fail atomic.Bool
+	fail.Store(true)
+	runs := make(chan string, 64)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("report", func(_ context.Context, task taskpool.Task) error {
+		runs <- task.ID
+		if fail.Load() {
+			return taskpool.SkipRetry(errors.New("tick fails"))
+		}
+		return nil
+	}))
+	startConsumer(t, js, reg, natsbroker.WithMaxAttempts(1), natsbroker.WithPollWait(100*time.Millisecond))
+	prod, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	insp, err := natsbroker.NewInspector(ctx, js)
+	require.NoError(t, err)
+
+	require.NoError(t, prod.Schedule(ctx, "report", "@every 1s", taskpool.Task{Type: "report"}))
+	var tick string
+	select {
+	case tick = <-runs:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no tick")
+	}
+	require.NoError(t, prod.Cancel(ctx, "report"))
+	require.True(t, strings.HasPrefix(tick, "report@"), tick)
+
+	// The tick's dead letter (later ticks, emitted before the Cancel, may
+	// have been dead-lettered too).
+	var dl natsbroker.DeadLetter
+	require.Eventually(t, func() bool {
+		dls, err := insp.DeadLetters(ctx, 0, 100)
+		require.NoError(t, err)
+		for _, d := range dls {
+			if d.Header.Get(natsbroker.HeaderTaskID) == tick {
+				dl = d
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 20*time.Millisecond, "no dead letter for %s", tick)
+	assert.Equal(t, tick, dl.Task.ID, "DeadLetter.Task.ID is the tick's")
+
+	fail.Store(false)
+	r, err := insp.Resubmit(ctx, dl.Sequence)
+	require.NoError(t, err)
+	assert.Equal(t, tick, r.ID, "Receipt.ID")
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case id := <-runs:
+			if id == tick {
+				return
+			}
+			require.Contains(t, id, "@", "the resubmitted tick %s ran as %s", tick, id)
+		case <-deadline:
+			t.Fatalf("the resubmitted tick %s never ran", tick)
+		}
+	}
 }
