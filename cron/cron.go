@@ -140,7 +140,9 @@ func parse(expr string, loc *time.Location) (taskpool.Schedule, error) {
 	}
 	body := expr
 	if prefixed {
+		// robfig trims the white space after the zone as well.
 		_, body, _ = strings.Cut(expr, " ")
+		body = strings.TrimSpace(body)
 	}
 	if d, ok := strings.CutPrefix(body, "@every "); ok {
 		// robfig reads any interval under a second, zero and negative

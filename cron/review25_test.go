@@ -14,7 +14,8 @@ import (
 // input and gets ErrInvalidExpr, rather than a schedule that fires every
 // second.
 func TestReview25EveryNotPositive(t *testing.T) {
-	for _, expr := range []string{"@every 0s", "@every -1h", "@every -500ms", "CRON_TZ=UTC @every -1m"} {
+	for _, expr := range []string{"@every 0s", "@every -1h", "@every -500ms", "CRON_TZ=UTC @every -1m",
+		"CRON_TZ=UTC  @every -1m", "TZ=UTC \t@every 0s"} {
 		s, err := cron.Parse(expr)
 		assert.Nil(t, s, expr)
 		require.ErrorIs(t, err, cron.ErrInvalidExpr, expr)
