@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"github.com/taskpool/taskpool"
+	"github.com/taskpool/taskpool/cron"
 )
 
 // Producer enqueues tasks onto a queue's stream. It is the distributed
@@ -251,20 +252,24 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 // Schedule registers a periodic task under id: the server emits t on the
 // schedule spec, once per tick whatever the number of producers and
 // consumers, and keeps doing so across restarts until [Producer.Cancel].
-// spec is in the dialect of the cron sub-module's Parse, the one the
-// in-process scheduler runs: five fields (minute hour day-of-month month
-// day-of-week), one of "@hourly", "@daily" (@midnight), "@weekly",
-// "@monthly", "@yearly" (@annually), or "@every <duration>" (at least
-// 1s; zero, negative or not a duration is refused as by Parse), with an optional "CRON_TZ=Area/City " or "TZ=Area/City " prefix
-// naming the zone the fields are read in. Without a prefix the server
-// reads them in UTC (in process, in the clock's location). A six-field
-// expression (with seconds) is rejected with [ErrInvalidOption], as Parse
-// rejects it; the server refuses an expression it cannot run, or a zone
-// it does not know. Registering the same id with the same
-// spec and task again changes nothing (an @every interval keeps running
-// from the first registration), so every instance of a service may
-// register its schedules at start-up; registering it with another spec or
-// task replaces the schedule.
+// spec is parsed by the cron sub-module's Parse, which makes the
+// in-process scheduler's schedules, so Schedule accepts exactly the specs
+// Parse accepts: five fields (minute hour day-of-month month day-of-week),
+// one of "@hourly", "@daily" (@midnight), "@weekly", "@monthly",
+// "@yearly" (@annually), or "@every <duration>" (one space before the
+// duration; rounded down to whole seconds, and at least 1s, as Parse
+// rounds it), with an optional "CRON_TZ=Area/City " or "TZ=Area/City "
+// prefix naming the zone the fields are read in. Without a prefix the
+// server reads them in UTC (in process, in the clock's location). A spec
+// Parse refuses (a six-field expression with seconds, a zero or negative
+// interval, a zone time.LoadLocation does not know on this machine:
+// import time/tzdata where the system has no zone database) is refused
+// with an error wrapping [ErrInvalidOption] and cron.ErrInvalidExpr; the
+// server still refuses a spec it cannot run. Registering the same id
+// with the same spec and task again changes nothing (an @every interval
+// keeps running from the first registration), so every instance of a
+// service may register its schedules at start-up; registering it with
+// another spec or task replaces the schedule.
 //
 // Each emitted task gets the ID "<t.ID or id>@<tick time>", the time the
 // server stored the tick, to the second, in UTC as RFC 3339 with
@@ -337,45 +342,35 @@ func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Tas
 // serverSchedule turns spec, in the cron sub-module's dialect, into the
 // server's schedule pattern and time zone: the server takes six fields
 // (seconds first) and the zone as a header, for cron patterns and
-// descriptors only.
+// descriptors only. spec is parsed by cron.Parse, so that the producer
+// accepts exactly what the in-process scheduler does; what is left here
+// is the translation of a valid spec.
 func serverSchedule(spec string) (pattern, zone string, err error) {
-	bad := func(why string) (string, string, error) {
-		return "", "", invalid("schedule", fmt.Sprintf("%q: %s", spec, why))
+	if _, err := cron.Parse(spec); err != nil {
+		return "", "", fmt.Errorf("%w: schedule: %w", ErrInvalidOption, err)
 	}
 	expr := strings.TrimSpace(spec)
 	if strings.HasPrefix(expr, "TZ=") || strings.HasPrefix(expr, "CRON_TZ=") {
+		// Parse checked that a zone and a space follow the "=".
 		_, rest, _ := strings.Cut(expr, "=")
-		var found bool
-		zone, expr, found = strings.Cut(rest, " ")
-		if !found || zone == "" {
-			return bad("a time zone prefix needs a zone and an expression")
-		}
+		zone, expr, _ = strings.Cut(rest, " ")
 		expr = strings.TrimSpace(expr)
 	}
 	switch {
 	case strings.HasPrefix(expr, "@every "):
-		// As cron.Parse: an interval that is not a duration, or is zero or
-		// negative, is a mistake (not a wish to run every second).
-		switch d, err := time.ParseDuration(strings.TrimSpace(strings.TrimPrefix(expr, "@every "))); {
-		case err != nil:
-			return bad("@every needs a duration")
-		case d <= 0:
-			return bad(fmt.Sprintf("interval %v, want > 0", d))
+		// Parse rounds the interval down to whole seconds, and one
+		// under a second up to a second; the server runs fractions
+		// and refuses less than a second. A whole interval is sent as
+		// written, so that a schedule registered before is unchanged.
+		if d, _ := time.ParseDuration(expr[len("@every "):]); d%time.Second != 0 {
+			expr = "@every " + max(time.Second, d.Truncate(time.Second)).String()
 		}
 		// An interval is the same in every zone; the server takes none.
 		return expr, "", nil
 	case strings.HasPrefix(expr, "@"):
-		switch expr {
-		case "@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly":
-			return expr, zone, nil
-		}
-		return bad("unknown descriptor")
+		return expr, zone, nil
 	}
-	fields := strings.Fields(expr)
-	if len(fields) != 5 {
-		return bad(fmt.Sprintf("%d fields, want 5 (minute hour day-of-month month day-of-week)", len(fields)))
-	}
-	return "0 " + strings.Join(fields, " "), zone, nil
+	return "0 " + strings.Join(strings.Fields(expr), " "), zone, nil
 }
 
 // sameSchedule reports whether the stored schedule message have is msg:

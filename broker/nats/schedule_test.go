@@ -3,6 +3,8 @@ package natsbroker_test
 import (
 	"context"
 	"encoding/base64"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 
 	"github.com/taskpool/taskpool"
 	natsbroker "github.com/taskpool/taskpool/broker/nats"
+	"github.com/taskpool/taskpool/cron"
 )
 
 // Registering an unchanged schedule again, as every instance does at
@@ -72,8 +75,9 @@ func TestScheduleReregisterUnchanged(t *testing.T) {
 
 // Producer.Schedule takes the cron sub-module's dialect (five fields,
 // descriptors, @every, a CRON_TZ= or TZ= prefix) and stores it in the
-// server's (six fields, the zone as a header); six fields are refused,
-// as cron.Parse refuses them.
+// server's (six fields, the zone as a header, @every in whole seconds as
+// cron.Parse rounds it); six fields are refused, as cron.Parse refuses
+// them.
 func TestScheduleCronDialect(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
@@ -92,6 +96,9 @@ func TestScheduleCronDialect(t *testing.T) {
 		{give: "CRON_TZ=Asia/Tokyo @daily", wantPattern: "@daily", wantZone: "Asia/Tokyo"},
 		{give: "CRON_TZ=Asia/Tokyo @every 1h", wantPattern: "@every 1h"},
 		{give: "@every 90s", wantPattern: "@every 90s"},
+		{give: "@every 1.5s", wantPattern: "@every 1s"},
+		{give: "@every 500ms", wantPattern: "@every 1s"},
+		{give: "@every 2m30.5s", wantPattern: "@every 2m30s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.give, func(t *testing.T) {
@@ -108,7 +115,9 @@ func TestScheduleCronDialect(t *testing.T) {
 		"@every -1h", "@every 0s", "@every soon"} {
 		assert.ErrorIs(t, prod.Schedule(ctx, "bad", bad, taskpool.Task{Type: "report"}), natsbroker.ErrInvalidOption, bad)
 	}
-	assert.Error(t, prod.Schedule(ctx, "zone", "CRON_TZ=Mars/Olympus 0 3 * * *", taskpool.Task{Type: "report"}), "the server knows no such zone")
+	err = prod.Schedule(ctx, "zone", "CRON_TZ=Mars/Olympus 0 3 * * *", taskpool.Task{Type: "report"})
+	assert.ErrorIs(t, err, natsbroker.ErrInvalidOption, "no such zone")
+	assert.ErrorIs(t, err, cron.ErrInvalidExpr, "refused by cron.Parse")
 
 	c := natsbroker.NewClient(prod)
 	err = c.SchedulePeriodic("custom", scheduleFunc(func(after time.Time) time.Time { return after.Add(time.Minute) }), taskpool.Task{Type: "report"})
@@ -172,4 +181,70 @@ func TestInspectorSchedules(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 	assert.Equal(t, "nightly", got[0].ID)
+}
+
+// Producer.Schedule accepts exactly the specs cron.Parse accepts, white
+// space included, so that a schedule written for the in-process
+// scheduler registers on the server and the other way round; a spec
+// Parse refuses is refused with ErrInvalidOption before it reaches the
+// server.
+func TestScheduleSpecsAsCronParse(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	prod, err := natsbroker.NewProducer(ctx, js, natsbroker.WithQueue("specs"))
+	require.NoError(t, err)
+	tests := []struct {
+		give string
+		want bool // accepted
+	}{
+		{give: "@every 5s", want: true},
+		{give: " @every 5s ", want: true},
+		{give: "@every  5s"},
+		{give: "@every\t5s"},
+		{give: "@every 5s 5s"},
+		{give: "@every5s"},
+		{give: "TZ=UTC @every 5s", want: true},
+		{give: "TZ=UTC  @every 5s", want: true},
+		{give: "TZ=UTC @every  5s"},
+		{give: "CRON_TZ=UTC \t@every 5s", want: true},
+		{give: "TZ=UTC  @every -5s"},
+		{give: "TZ=UTC  @every 0s"},
+		{give: "@every 0s"},
+		{give: "@every -1s"},
+		{give: "@every 500ms", want: true},
+		{give: "@every 1ns", want: true},
+		{give: "@every 1.5s", want: true},
+		{give: "@every 1h30m", want: true},
+		{give: "@daily", want: true},
+		{give: " @daily ", want: true},
+		{give: "@ daily"},
+		{give: "@DAILY"},
+		{give: "TZ=UTC  @daily", want: true},
+		{give: "TZ=UTC\t@daily"},
+		{give: "*/5 * * * *", want: true},
+		{give: "*/5  *\t* * *", want: true},
+		{give: "0 9 * * MON-FRI", want: true},
+		{give: "0 0 1 JAN,JUL *", want: true},
+		{give: "0 0 ? * 0", want: true},
+		{give: "0 0 L * *"},
+		{give: "0 0 * * 7"},
+		{give: "60 * * * *"},
+		{give: "0 0 * * * *"},
+		{give: "CRON_TZ=Europe/Paris 0 3 * * *", want: true},
+		{give: "CRON_TZ=Mars/Olympus 0 3 * * *"},
+		{give: "CRON_TZ= 0 3 * * *"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.give, func(t *testing.T) {
+			_, perr := cron.Parse(tt.give)
+			assert.Equal(t, tt.want, perr == nil, "cron.Parse: %v", perr)
+			id := fmt.Sprintf("spec-%d", i)
+			err := prod.Schedule(ctx, id, tt.give, taskpool.Task{Type: "report"})
+			assert.Equal(t, tt.want, err == nil, "Schedule: %v", err)
+			assert.Equal(t, !tt.want, errors.Is(err, natsbroker.ErrInvalidOption), "refused before the server: %v", err)
+			assert.Equal(t, tt.want, prod.Cancel(ctx, id) == nil, "registered")
+		})
+	}
 }

@@ -17,6 +17,8 @@ require (
 	github.com/nats-io/nats-server/v2 v2.15.2 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
+	github.com/robfig/cron/v3 v3.0.1 // indirect
+	github.com/taskpool/taskpool/cron v0.0.0-00010101000000-000000000000 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
@@ -25,4 +27,5 @@ require (
 replace (
 	github.com/taskpool/taskpool => ../..
 	github.com/taskpool/taskpool/broker/nats => ../../broker/nats
+	github.com/taskpool/taskpool/cron => ../../cron
 )

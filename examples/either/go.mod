@@ -19,6 +19,8 @@ require (
 	github.com/nats-io/nats.go v1.55.0 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
+	github.com/robfig/cron/v3 v3.0.1 // indirect
+	github.com/taskpool/taskpool/cron v0.0.0-00010101000000-000000000000 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
@@ -28,4 +30,5 @@ require (
 replace (
 	github.com/taskpool/taskpool => ../..
 	github.com/taskpool/taskpool/broker/nats => ../../broker/nats
+	github.com/taskpool/taskpool/cron => ../../cron
 )

@@ -5,6 +5,7 @@ go 1.26.0
 replace (
 	github.com/taskpool/taskpool => ../..
 	github.com/taskpool/taskpool/broker/nats => ../../broker/nats
+	github.com/taskpool/taskpool/cron => ../../cron
 	github.com/taskpool/taskpool/otel => ..
 )
 
@@ -34,6 +35,8 @@ require (
 	github.com/nats-io/nats.go v1.55.0 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
+	github.com/robfig/cron/v3 v3.0.1 // indirect
+	github.com/taskpool/taskpool/cron v0.0.0-00010101000000-000000000000 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/otel/log v1.47.0 // indirect
 	go.opentelemetry.io/otel/metric v1.47.0 // indirect
