@@ -3,6 +3,7 @@ package natsbroker
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -51,6 +52,10 @@ const EnvelopeVersion = 1
 //	  "max_attempts": 5,          // optional; 0 means the consumer's default
 //	  "timeout_ms": 30000         // optional; -1 means no timeout
 //	}
+//
+// A timeout travels in whole milliseconds: Encode rounds a fraction up
+// (1.5ms is sent as 2, 500µs as 1), so that a task never runs with less
+// time than it was given.
 //
 // Unknown fields are ignored, so later minor additions stay readable by
 // older consumers; an incompatible change bumps "v".
@@ -110,8 +115,15 @@ func (JSONCodec) Encode(t taskpool.Task) ([]byte, error) {
 	case t.Timeout < 0:
 		b = append(b, `,"timeout_ms":-1`...)
 	case t.Timeout > 0:
+		// Rounded up, so that a task never gets less time than it was
+		// given (Decode reads a value past the longest Duration as the
+		// longest).
+		ms := t.Timeout.Milliseconds()
+		if t.Timeout%time.Millisecond != 0 {
+			ms++
+		}
 		b = append(b, `,"timeout_ms":`...)
-		b = strconv.AppendInt(b, max(1, t.Timeout.Milliseconds()), 10)
+		b = strconv.AppendInt(b, ms, 10)
 	}
 	return append(b, '}'), nil
 }
@@ -161,6 +173,8 @@ func (e *envelope) task() (taskpool.Task, error) {
 	switch {
 	case e.TimeoutMS < 0:
 		t.Timeout = -1
+	case e.TimeoutMS > math.MaxInt64/int64(time.Millisecond):
+		t.Timeout = math.MaxInt64 // longer than a Duration can hold
 	case e.TimeoutMS > 0:
 		t.Timeout = time.Duration(e.TimeoutMS) * time.Millisecond
 	}

@@ -45,6 +45,39 @@ func TestJSONCodecRoundTrip(t *testing.T) {
 	assert.Equal(t, time.Duration(-1), out.Timeout)
 }
 
+// The envelope carries a timeout in whole milliseconds: Encode rounds a
+// fraction up, so that a task never gets less time than it was given,
+// and Decode reads one too large for a time.Duration as the longest.
+func TestJSONCodecTimeoutRoundTrip(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		give, want time.Duration
+	}{
+		{give: 1500 * time.Microsecond, want: 2 * time.Millisecond},
+		{give: 500 * time.Microsecond, want: time.Millisecond},
+		{give: time.Nanosecond, want: time.Millisecond},
+		{give: time.Millisecond + time.Nanosecond, want: 2 * time.Millisecond},
+		{give: 2 * time.Millisecond, want: 2 * time.Millisecond},
+		{give: time.Hour, want: time.Hour},
+		{give: math.MaxInt64, want: math.MaxInt64},
+		{give: -1, want: -1},
+		{give: 0, want: 0},
+	}
+	var c natsbroker.JSONCodec
+	for _, tt := range tests {
+		t.Run(tt.give.String(), func(t *testing.T) {
+			data, err := c.Encode(taskpool.Task{ID: "a", Type: "t", Timeout: tt.give})
+			require.NoError(t, err)
+			out, err := c.Decode(data)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, out.Timeout, "%s", data)
+		})
+	}
+	out, err := c.Decode([]byte(`{"v":1,"id":"a","type":"t","timeout_ms":9223372036854775807}`))
+	require.NoError(t, err)
+	assert.Equal(t, time.Duration(math.MaxInt64), out.Timeout, "a timeout too long for a Duration")
+}
+
 func TestJSONCodecRejectsBadPayloads(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

@@ -77,8 +77,9 @@
 //
 // A task message is the [Codec]'s payload ([JSONCodec] by default, a
 // versioned JSON envelope) with the headers Nats-Msg-Id (the task ID, for
-// publish deduplication) and Taskpool-Type. See README.md for the full
-// specification.
+// publish deduplication) and Taskpool-Type. A task's Timeout travels in
+// whole milliseconds, a fraction rounded up (see [JSONCodec]). See
+// README.md for the full specification.
 //
 // # Development
 //
