@@ -9,10 +9,8 @@ import (
 	"time"
 
 	"github.com/taskpool/taskpool"
+	"github.com/taskpool/taskpool/dashboard/internal/preview"
 )
-
-// maxPayload caps a payload shown on the page.
-const maxPayload = 16 << 10
 
 // SchedulerSource is the [Source] of an in-process scheduler. Its zero
 // value is not usable: make one with [NewSchedulerSource].
@@ -108,7 +106,7 @@ func taskOf(ti taskpool.TaskInfo) Task {
 	return Task{ID: ti.ID, Type: ti.Type, Priority: ti.Priority.String(), Attempt: ti.Attempt, NextRun: ti.NextRun, Reason: ti.Reason}
 }
 
-// payload renders params as JSON (raw bytes as text), cut to maxPayload.
+// payload renders params as JSON (raw bytes as text), cut by preview.Clip.
 func payload(params any) string {
 	var s string
 	switch p := params.(type) {
@@ -128,10 +126,7 @@ func payload(params any) string {
 			s = string(b)
 		}
 	}
-	if len(s) > maxPayload {
-		s = s[:maxPayload] + "…"
-	}
-	return s
+	return preview.Clip(s)
 }
 
 // Recorder measures handler run times for the latency chart. Add its

@@ -94,11 +94,13 @@ type Periodic struct {
 // DeadLetter is a task that failed for good.
 type DeadLetter struct {
 	// ID is what Requeue and DeleteDeadLetter take.
-	ID       string    `json:"id"`
-	TaskID   string    `json:"task_id"`
-	Type     string    `json:"type"`
-	Error    string    `json:"error"`
-	Attempts int       `json:"attempts"`
+	ID       string `json:"id"`
+	TaskID   string `json:"task_id"`
+	Type     string `json:"type"`
+	Error    string `json:"error"`
+	Attempts int    `json:"attempts"`
+	// Payload is the task's payload as text. The sources of this module
+	// cut one over 16 KiB before a character and end it with "…".
 	Payload  string    `json:"payload"`
 	FailedAt time.Time `json:"failed_at,omitzero"`
 }

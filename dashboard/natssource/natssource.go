@@ -12,6 +12,7 @@ import (
 
 	natsbroker "github.com/taskpool/taskpool/broker/nats"
 	"github.com/taskpool/taskpool/dashboard"
+	"github.com/taskpool/taskpool/dashboard/internal/preview"
 )
 
 // MaxDeadLetters is how many dead letters, oldest first, a snapshot lists;
@@ -76,13 +77,10 @@ func (s *Source) Snapshot(ctx context.Context) (dashboard.Snapshot, error) {
 	for _, d := range dead {
 		dl := dashboard.DeadLetter{
 			ID: strconv.FormatUint(d.Sequence, 10), TaskID: d.Task.ID, Type: d.Task.Type,
-			Error: d.Error, Attempts: d.Attempts, Payload: string(d.Data), FailedAt: d.FailedAt,
+			Error: d.Error, Attempts: d.Attempts, Payload: preview.Clip(string(d.Data)), FailedAt: d.FailedAt,
 		}
 		if d.DecodeErr != nil {
 			dl.Error = d.DecodeErr.Error()
-		}
-		if len(dl.Payload) > 16<<10 {
-			dl.Payload = dl.Payload[:16<<10] + "…"
 		}
 		snap.Dead = append(snap.Dead, dl)
 	}

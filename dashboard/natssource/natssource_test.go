@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -145,4 +146,33 @@ func TestDashboardOverNATS(t *testing.T) {
 	assert.Zero(t, qi.DeadLetters)
 	assert.Equal(t, http.StatusOK, post("purge", ``))
 	require.NoError(t, prod.Cancel(ctx, "nightly"))
+}
+
+// A dead letter's payload longer than the page shows (16 KiB) is cut at a
+// character boundary: a multi-byte character across the limit is left
+// out whole, not split into bytes that the JSON state shows as U+FFFD.
+func TestPayloadClippedAtRuneBoundary(t *testing.T) {
+	srv, err := devserver.Start(devserver.Options{StoreDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(srv.Shutdown)
+	nc, js, err := natsbroker.Connect(srv.URL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	in, err := natsbroker.NewInspector(ctx, js)
+	require.NoError(t, err)
+	// A dead letter as the inspector reads it, whatever its payload.
+	const limit = 16 << 10
+	head := strings.Repeat("a", limit-1)
+	_, err = js.Publish(ctx, "taskpool.default.dead", []byte(head+"é tail"))
+	require.NoError(t, err)
+
+	snap, err := natssource.New(in, natsbroker.DefaultQueue).Snapshot(ctx)
+	require.NoError(t, err)
+	require.Len(t, snap.Dead, 1)
+	got := snap.Dead[0].Payload
+	assert.True(t, utf8.ValidString(got), "not valid UTF-8")
+	assert.Equal(t, len(head+"…"), len(got))
+	assert.True(t, got == head+"…", "ends with %q", got[len(got)-12:])
 }
