@@ -44,7 +44,9 @@ type Schedule interface {
 // Every returns a Schedule that fires every d, counted from the previous
 // activation. d must be positive; SchedulePeriodic rejects others. The
 // Schedule's String method returns "@every <d>", which a broker's client
-// hands to its server.
+// hands to its server, and which the cron sub-module's Parse reads back as
+// the same schedule. The NATS broker's server runs no interval under a
+// second: its client refuses a shorter d with ErrInvalidOption.
 func Every(d time.Duration) Schedule { return every(d) }
 
 type every time.Duration

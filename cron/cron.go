@@ -11,10 +11,13 @@
 //     with lists, ranges, steps and names ("*/15 9-17 * * MON-FRI");
 //   - the descriptors @yearly (@annually), @monthly, @weekly, @daily
 //     (@midnight) and @hourly;
-//   - "@every <duration>", a fixed interval in time.ParseDuration syntax,
-//     rounded down to whole seconds and at least one second (a positive
-//     one under a second is one second; zero or a negative one is an
-//     error);
+//   - "@every <duration>", a fixed interval in time.ParseDuration syntax
+//     (one space after "@every"): each activation is the duration after
+//     the one before, exactly as [taskpool.Every] with that duration, in
+//     process and on a broker's server alike (robfig's parser rounds it
+//     to whole seconds; this package does not). Zero or a negative
+//     duration is an error. A broker's server may run only intervals of
+//     a second or more: the NATS broker refuses a shorter one;
 //   - an optional "CRON_TZ=Area/City " or "TZ=Area/City " prefix that fixes
 //     the time zone in which the fields are read.
 //
@@ -145,12 +148,19 @@ func parse(expr string, loc *time.Location) (taskpool.Schedule, error) {
 		body = strings.TrimSpace(body)
 	}
 	if d, ok := strings.CutPrefix(body, "@every "); ok {
-		// robfig reads any interval under a second, zero and negative
-		// ones included, as one second: a sign is a mistake, not a wish
-		// to run every second.
-		if every, err := time.ParseDuration(d); err == nil && every <= 0 {
+		// Not robfig's: it rounds the interval down to whole seconds
+		// and any interval under a second, zero and negative ones
+		// included, up to one second. Here "@every d" is Every(d), the
+		// schedule whose String it is, so that one Schedule means the
+		// same in process and on a broker's server.
+		every, err := time.ParseDuration(d)
+		if err != nil {
+			return nil, fmt.Errorf("%w %q: failed to parse duration: %v", ErrInvalidExpr, expr, err)
+		}
+		if every <= 0 {
 			return nil, fmt.Errorf("%w %q: interval %v, want > 0", ErrInvalidExpr, expr, every)
 		}
+		return schedule{s: taskpool.Every(every), expr: expr}, nil
 	}
 	s, err := robfig.ParseStandard(expr)
 	if err != nil {
@@ -162,7 +172,7 @@ func parse(expr string, loc *time.Location) (taskpool.Schedule, error) {
 		// time.Local as "the location of the time given to Next".
 		loc = spec.Location
 	}
-	if loc != nil && !prefixed && loc != time.Local && !strings.HasPrefix(expr, "@every ") {
+	if loc != nil && !prefixed && loc != time.Local {
 		// The expression names ParseInLocation's zone, so that a broker
 		// that runs it on its server reads it in the same zone.
 		expr = "CRON_TZ=" + loc.String() + " " + expr

@@ -55,8 +55,8 @@ func TestParseNext(t *testing.T) {
 		{"yearly", "@yearly", "2025-01-15T10:00:00Z", "2026-01-01T00:00:00Z"},
 		{"annually", "@annually", "2025-01-15T10:00:00Z", "2026-01-01T00:00:00Z"},
 		{"every", "@every 1h30m", "2025-01-01T10:00:00Z", "2025-01-01T11:30:00Z"},
-		{"every drops fractional seconds", "@every 1h30m", "2025-01-01T10:00:00.5Z", "2025-01-01T11:30:00Z"},
-		{"every under a second", "@every 10ms", "2025-01-01T10:00:00Z", "2025-01-01T10:00:01Z"},
+		{"every keeps fractional seconds", "@every 1h30m", "2025-01-01T10:00:00.5Z", "2025-01-01T11:30:00.5Z"},
+		{"every under a second", "@every 10ms", "2025-01-01T10:00:00Z", "2025-01-01T10:00:00.01Z"},
 		{
 			"weekdays in New York before DST", "CRON_TZ=America/New_York 0 9 * * 1-5",
 			"2025-03-06T14:00:00Z", "2025-03-07T14:00:00Z",

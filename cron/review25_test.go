@@ -1,12 +1,14 @@
 package cron_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskpool/taskpool"
 	"github.com/taskpool/taskpool/cron"
 )
 
@@ -26,19 +28,27 @@ func TestReview25EveryNotPositive(t *testing.T) {
 	}
 }
 
-// A positive interval is rounded down to whole seconds, and one under a
-// second is one second.
+// "@every d" is taskpool.Every(d), whatever d: not rounded to whole
+// seconds (robfig's parser rounds it), so that a Schedule and its String
+// mean the same in process and on a broker's server.
 func TestReview25EveryRounding(t *testing.T) {
 	after := time.Date(2025, 1, 1, 10, 0, 0, 0, time.UTC)
-	for expr, want := range map[string]time.Duration{
-		"@every 1.9s":   time.Second,
-		"@every 2500ms": 2 * time.Second,
-		"@every 1ns":    time.Second,
-		"@every 90m":    90 * time.Minute,
+	for expr, d := range map[string]time.Duration{
+		"@every 1.9s":                    1900 * time.Millisecond,
+		"@every 2500ms":                  2500 * time.Millisecond,
+		"@every 1ns":                     time.Nanosecond,
+		"@every 90m":                     90 * time.Minute,
+		"CRON_TZ=Asia/Tokyo @every 1.5s": 1500 * time.Millisecond,
 	} {
 		s, err := cron.Parse(expr)
 		require.NoError(t, err, expr)
-		assert.Equal(t, after.Add(want), s.Next(after), expr)
+		every := taskpool.Every(d)
+		for at := after; at.Before(after.Add(3 * d)); at = s.Next(at) {
+			assert.Equal(t, every.Next(at), s.Next(at), expr)
+		}
+		back, err := cron.Parse(every.(fmt.Stringer).String())
+		require.NoError(t, err, expr)
+		assert.Equal(t, s.Next(after), back.Next(after), "Every(%v).String() parses back to the same schedule", d)
 	}
 }
 

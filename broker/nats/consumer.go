@@ -799,10 +799,10 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 	if next := hdr.Get(hdrScheduleNext); next != "" && next != "purge" {
 		// A tick of a periodic schedule: every tick carries the same
 		// envelope, so give each its own ID, in the in-process format.
-		// The server fires at whole seconds (cron, and @every, which
-		// Producer.Schedule rounds to whole seconds) and stores the tick
-		// just after: its time to the second is the activation, and
-		// ticks are at least 1s apart.
+		// The server fires cron schedules at whole seconds and stores
+		// the tick just after: its time to the second is the
+		// activation. Ticks are at least 1s apart (Producer.Schedule
+		// refuses a shorter @every), so no two share a second.
 		t.ID += "@" + meta.Timestamp.UTC().Truncate(time.Second).Format(time.RFC3339Nano)
 	}
 	if nb := hdr.Get(HeaderNotBefore); nb != "" {

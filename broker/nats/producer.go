@@ -257,8 +257,10 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 // Parse accepts: five fields (minute hour day-of-month month day-of-week),
 // one of "@hourly", "@daily" (@midnight), "@weekly", "@monthly",
 // "@yearly" (@annually), or "@every <duration>" (one space before the
-// duration; rounded down to whole seconds, and at least 1s, as Parse
-// rounds it), with an optional "CRON_TZ=Area/City " or "TZ=Area/City "
+// duration; sent as written, so that it runs every d on the server as
+// taskpool.Every(d) and Parse's schedule run in process; the server runs
+// no interval under a second, so a shorter one, which runs in process, is
+// refused here with [ErrInvalidOption]), with an optional "CRON_TZ=Area/City " or "TZ=Area/City "
 // prefix naming the zone the fields are read in. Without a prefix the
 // server reads them in UTC (in process, in the clock's location). A spec
 // Parse refuses (a six-field expression with seconds, a zero or negative
@@ -358,12 +360,11 @@ func serverSchedule(spec string) (pattern, zone string, err error) {
 	}
 	switch {
 	case strings.HasPrefix(expr, "@every "):
-		// Parse rounds the interval down to whole seconds, and one
-		// under a second up to a second; the server runs fractions
-		// and refuses less than a second. A whole interval is sent as
-		// written, so that a schedule registered before is unchanged.
-		if d, _ := time.ParseDuration(expr[len("@every "):]); d%time.Second != 0 {
-			expr = "@every " + max(time.Second, d.Truncate(time.Second)).String()
+		// Sent as written: the server runs the interval as Every(d)
+		// runs in process, fractions of a second included, but none
+		// under a second, which it would refuse as a rejected message.
+		if d, _ := time.ParseDuration(expr[len("@every "):]); d < time.Second {
+			return "", "", invalid("schedule", fmt.Sprintf("%q: interval %v; the server runs none under 1s", spec, d))
 		}
 		// An interval is the same in every zone; the server takes none.
 		return expr, "", nil

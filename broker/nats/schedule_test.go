@@ -96,9 +96,9 @@ func TestScheduleCronDialect(t *testing.T) {
 		{give: "CRON_TZ=Asia/Tokyo @daily", wantPattern: "@daily", wantZone: "Asia/Tokyo"},
 		{give: "CRON_TZ=Asia/Tokyo @every 1h", wantPattern: "@every 1h"},
 		{give: "@every 90s", wantPattern: "@every 90s"},
-		{give: "@every 1.5s", wantPattern: "@every 1s"},
-		{give: "@every 500ms", wantPattern: "@every 1s"},
-		{give: "@every 2m30.5s", wantPattern: "@every 2m30s"},
+		{give: "@every 1.5s", wantPattern: "@every 1.5s"},
+		{give: "@every 1s", wantPattern: "@every 1s"},
+		{give: "@every 2m30.5s", wantPattern: "@every 2m30.5s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.give, func(t *testing.T) {
@@ -112,7 +112,7 @@ func TestScheduleCronDialect(t *testing.T) {
 		})
 	}
 	for _, bad := range []string{"0 0 3 * * *", "* * * *", "@fortnightly", "CRON_TZ= 0 3 * * *", "CRON_TZ=Europe/Paris",
-		"@every -1h", "@every 0s", "@every soon"} {
+		"@every -1h", "@every 0s", "@every soon", "@every 500ms", "@every 999ms", "TZ=UTC @every 1ns"} {
 		assert.ErrorIs(t, prod.Schedule(ctx, "bad", bad, taskpool.Task{Type: "report"}), natsbroker.ErrInvalidOption, bad)
 	}
 	err = prod.Schedule(ctx, "zone", "CRON_TZ=Mars/Olympus 0 3 * * *", taskpool.Task{Type: "report"})
@@ -123,6 +123,15 @@ func TestScheduleCronDialect(t *testing.T) {
 	err = c.SchedulePeriodic("custom", scheduleFunc(func(after time.Time) time.Time { return after.Add(time.Minute) }), taskpool.Task{Type: "report"})
 	assert.ErrorIs(t, err, taskpool.ErrInvalidOption, "a Schedule without an expression cannot run on the server")
 	require.NoError(t, c.SchedulePeriodic("every", taskpool.Every(time.Hour), taskpool.Task{Type: "report"}))
+	// Every(d) runs every d on the server as in process, fractions of a
+	// second included; under a second, which the server cannot run, it
+	// is refused rather than run at another pace.
+	require.NoError(t, c.SchedulePeriodic("every-frac", taskpool.Every(1500*time.Millisecond), taskpool.Task{Type: "report"}))
+	m, err := st.GetLastMsgForSubject(ctx, "taskpool.dialect.sched."+base64.RawURLEncoding.EncodeToString([]byte("every-frac")))
+	require.NoError(t, err)
+	assert.Equal(t, "@every 1.5s", m.Header.Get("Nats-Schedule"))
+	require.NoError(t, c.Unschedule("every-frac"))
+	assert.ErrorIs(t, c.SchedulePeriodic("every-fast", taskpool.Every(500*time.Millisecond), taskpool.Task{Type: "report"}), taskpool.ErrInvalidOption)
 	require.NoError(t, c.Unschedule("every"))
 }
 
@@ -198,6 +207,10 @@ func TestScheduleSpecsAsCronParse(t *testing.T) {
 	tests := []struct {
 		give string
 		want bool // accepted
+		// fast: an interval under a second, which Parse accepts (it
+		// runs in process) and Schedule refuses (the server cannot run
+		// it) with ErrInvalidOption, rather than run it at another pace
+		fast bool
 	}{
 		{give: "@every 5s", want: true},
 		{give: " @every 5s ", want: true},
@@ -213,8 +226,8 @@ func TestScheduleSpecsAsCronParse(t *testing.T) {
 		{give: "TZ=UTC  @every 0s"},
 		{give: "@every 0s"},
 		{give: "@every -1s"},
-		{give: "@every 500ms", want: true},
-		{give: "@every 1ns", want: true},
+		{give: "@every 500ms", want: true, fast: true},
+		{give: "@every 1ns", want: true, fast: true},
 		{give: "@every 1.5s", want: true},
 		{give: "@every 1h30m", want: true},
 		{give: "@daily", want: true},
@@ -242,9 +255,10 @@ func TestScheduleSpecsAsCronParse(t *testing.T) {
 			assert.Equal(t, tt.want, perr == nil, "cron.Parse: %v", perr)
 			id := fmt.Sprintf("spec-%d", i)
 			err := prod.Schedule(ctx, id, tt.give, taskpool.Task{Type: "report"})
-			assert.Equal(t, tt.want, err == nil, "Schedule: %v", err)
-			assert.Equal(t, !tt.want, errors.Is(err, natsbroker.ErrInvalidOption), "refused before the server: %v", err)
-			assert.Equal(t, tt.want, prod.Cancel(ctx, id) == nil, "registered")
+			accepted := tt.want && !tt.fast
+			assert.Equal(t, accepted, err == nil, "Schedule: %v", err)
+			assert.Equal(t, !accepted, errors.Is(err, natsbroker.ErrInvalidOption), "refused before the server: %v", err)
+			assert.Equal(t, accepted, prod.Cancel(ctx, id) == nil, "registered")
 		})
 	}
 }
