@@ -325,6 +325,11 @@ func (s *Scheduler) fireDue(now time.Time) time.Time {
 		// goroutine replacing this one finds the rest.
 		q.mu.Lock()
 		p := popLocked(&q.firing)
+		for p != nil && q.periodic[p.task.ID] != p {
+			// Unscheduled, or the queue flushed, while it waited its
+			// turn: it does not fire.
+			p = popLocked(&q.firing)
+		}
 		q.current = p
 		q.mu.Unlock()
 		if p == nil {

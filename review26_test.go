@@ -1,0 +1,90 @@
+package taskpool_test
+
+// Tests of the 26th review: an audit of the promises in the doc comments
+// of timer.go, pause.go, limit.go, unique.go, deadletter.go, cancel.go,
+// future.go, inspect.go, stats.go and options.go, and of where those
+// features meet. Each names the promise it holds; those that failed on the
+// code they were written against say so.
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskpool/taskpool"
+	"github.com/taskpool/taskpool/taskpooltest"
+)
+
+// blockedNext is a Schedule that fires every minute and, from its second
+// call on (the first is SchedulePeriodic's, on the caller's goroutine),
+// tells in that it runs on the timer goroutine and waits for release: a
+// test holds the timer goroutine in the middle of firing the schedules
+// due.
+type blockedNext struct {
+	calls   atomic.Int32
+	in      chan struct{}
+	release chan struct{}
+}
+
+func newBlockedNext() *blockedNext {
+	return &blockedNext{in: make(chan struct{}, 1), release: make(chan struct{})}
+}
+
+func (b *blockedNext) Next(after time.Time) time.Time {
+	if b.calls.Add(1) > 1 {
+		select {
+		case b.in <- struct{}{}:
+		default:
+		}
+		<-b.release
+	}
+	return after.Add(time.Minute)
+}
+
+// firingTwo starts a scheduler on a fake clock with two schedules due at
+// the same minute, "a" (whose Next blocks) before "b", advances the clock
+// to it and returns once the timer goroutine has submitted a's activation
+// and waits in a's Next, with b due and not yet fired. ran receives the
+// IDs of the activations that run.
+func firingTwo(t *testing.T) (s *taskpool.Scheduler, next *blockedNext, ran chan string) {
+	t.Helper()
+	clock := taskpooltest.NewClock(epoch)
+	ran = make(chan string, 8)
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"tick": func(_ context.Context, tk taskpool.Task) error { ran <- tk.ID; return nil },
+	})
+	s = newStarted(t, reg, taskpool.WithClock(clock))
+	next = newBlockedNext()
+	require.NoError(t, s.SchedulePeriodic("a", next, taskpool.Task{Type: "tick"}))
+	require.NoError(t, s.SchedulePeriodic("b", taskpool.Every(time.Minute), taskpool.Task{Type: "tick"}))
+	ctx, cancel := context.WithTimeout(context.Background(), hangAfter)
+	defer cancel()
+	require.NoError(t, clock.WaitArmed(ctx, epoch.Add(time.Minute)))
+	clock.Advance(time.Minute)
+	select {
+	case <-next.in:
+	case <-ctx.Done():
+		t.Fatal("a's Next was not called")
+	}
+	return s, next, ran
+}
+
+// Unschedule: "Unschedule removes the periodic schedule id". A schedule
+// that was due, out of the heap and waiting its turn to fire while
+// another schedule's Next ran, fired after Unschedule had returned nil.
+func TestReview26UnscheduleOfADueScheduleWhileAnotherFires(t *testing.T) {
+	s, next, ran := firingTwo(t)
+	require.NoError(t, s.Unschedule("b"))
+	close(next.release)
+	require.NoError(t, stopBounded(t, s, hangAfter))
+	close(ran)
+	var ids []string
+	for id := range ran {
+		ids = append(ids, id)
+	}
+	assert.Equal(t, []string{"a@2026-01-01T00:01:00Z"}, ids, "b fired after Unschedule returned")
+}
