@@ -25,8 +25,10 @@ type TaskInfo struct {
 
 // PeriodicInfo describes a periodic schedule.
 type PeriodicInfo struct {
-	ID      string
-	Type    string
+	ID   string
+	Type string
+	// NextRun is the schedule's next activation; while the schedule
+	// fires, the activation it fires.
 	NextRun time.Time
 	// Spec is the schedule as text when it says it (a String method, as
 	// [Every] and the cron sub-module's schedules have), else empty.
@@ -72,10 +74,15 @@ func (s *Scheduler) Inspect() Inspection {
 	s.bindsMu.Unlock()
 	q := &s.timers
 	q.mu.Lock()
+	// The schedules from their map, not the heap: those that fire now are
+	// out of the heap meanwhile (their NextRun is the activation that
+	// fires).
+	for _, p := range q.periodic {
+		in.Periodic = append(in.Periodic, PeriodicInfo{ID: p.task.ID, Type: p.task.Type, NextRun: p.at, Spec: scheduleSpec(p.sched)})
+	}
 	for _, r := range q.h {
 		t := &r.task
 		if r.reason == kindPeriodic {
-			in.Periodic = append(in.Periodic, PeriodicInfo{ID: t.ID, Type: t.Type, NextRun: r.at, Spec: scheduleSpec(r.sched)})
 			continue
 		}
 		reason := "delayed"

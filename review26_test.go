@@ -88,3 +88,16 @@ func TestReview26UnscheduleOfADueScheduleWhileAnotherFires(t *testing.T) {
 	}
 	assert.Equal(t, []string{"a@2026-01-01T00:01:00Z"}, ids, "b fired after Unschedule returned")
 }
+
+// Inspection.Periodic: "Periodic lists the periodic schedules". While
+// the timer goroutine fired the schedules due, none of them was listed,
+// though Unschedule still found them.
+func TestReview26InspectListsSchedulesThatFire(t *testing.T) {
+	s, next, _ := firingTwo(t)
+	var ids []string
+	for _, p := range s.Inspect().Periodic {
+		ids = append(ids, p.ID)
+	}
+	close(next.release)
+	assert.ElementsMatch(t, []string{"a", "b"}, ids)
+}
