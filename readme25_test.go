@@ -165,7 +165,7 @@ func TestReadme25StopEndsPeriodicSchedules(t *testing.T) {
 	st := s.Stats()
 	assert.EqualValues(t, 1, st.Submitted)
 	assert.Zero(t, st.NotRun)
-	assert.ErrorIs(t, s.Unschedule("tick"), taskpool.ErrTaskNotFound, "the schedule ended")
+	assert.ErrorIs(t, s.Unschedule("tick"), taskpool.ErrSchedulerClosed, "the schedule ended with the scheduler")
 	clock.Advance(2 * time.Hour)
 	assert.Zero(t, ticks.Load())
 }

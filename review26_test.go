@@ -101,3 +101,38 @@ func TestReview26InspectListsSchedulesThatFire(t *testing.T) {
 	close(next.release)
 	assert.ElementsMatch(t, []string{"a", "b"}, ids)
 }
+
+// Unschedule: like SchedulePeriodic, ErrNotStarted before Start and
+// ErrSchedulerClosed once Stop has begun. Before Start it returned
+// ErrTaskNotFound; during a Stop that waited for a running task it
+// returned nil or ErrTaskNotFound, as the timer goroutine had removed the
+// schedules or not yet.
+func TestReview26UnscheduleBeforeStartAndOnceStopHasBegun(t *testing.T) {
+	release := make(chan struct{})
+	running := make(chan struct{})
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"tick": nop,
+		"block": func(context.Context, taskpool.Task) error {
+			close(running)
+			<-release
+			return nil
+		},
+	})
+	s, err := taskpool.New(reg, taskpool.WithClock(taskpooltest.NewClock(epoch)))
+	require.NoError(t, err)
+	assert.ErrorIs(t, s.Unschedule("p"), taskpool.ErrNotStarted)
+	require.NoError(t, s.Start())
+	assert.ErrorIs(t, s.Unschedule("p"), taskpool.ErrTaskNotFound)
+	require.NoError(t, s.SchedulePeriodic("p", taskpool.Every(time.Minute), taskpool.Task{Type: "tick"}))
+	require.NoError(t, s.SchedulePeriodic("q", taskpool.Every(time.Minute), taskpool.Task{Type: "tick"}))
+	require.NoError(t, s.Submit(context.Background(), taskpool.Task{Type: "block"}))
+	<-running
+	stopped := startStop(t, s, context.Background())
+	assert.ErrorIs(t, s.Unschedule("p"), taskpool.ErrSchedulerClosed, "Stop has begun")
+	assert.ErrorIs(t, s.Unschedule("nope"), taskpool.ErrSchedulerClosed)
+	require.True(t, poll(hangAfter, func() bool { return len(s.Inspect().Periodic) == 0 }), "Stop removes the schedules")
+	assert.ErrorIs(t, s.Unschedule("q"), taskpool.ErrSchedulerClosed)
+	close(release)
+	require.NoError(t, awaitStop(t, stopped))
+	assert.ErrorIs(t, s.Unschedule("q"), taskpool.ErrSchedulerClosed)
+}

@@ -560,11 +560,19 @@ func (s *Scheduler) SchedulePeriodic(id string, sched Schedule, t Task) error {
 
 // Unschedule removes the periodic schedule id. Tasks it already submitted
 // are not affected. It returns an error wrapping [ErrTaskNotFound] for an
-// unknown id.
+// unknown id; like SchedulePeriodic, it returns [ErrNotStarted] before
+// Start, when there can be no schedule yet, and [ErrSchedulerClosed] once
+// Stop has begun, which removes every schedule itself.
 func (s *Scheduler) Unschedule(id string) error {
+	if !s.running() {
+		return s.closedErr()
+	}
 	q := &s.timers
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.closed {
+		return ErrSchedulerClosed
+	}
 	p := q.periodic[id]
 	if p == nil {
 		return fmt.Errorf("%w: schedule %q", ErrTaskNotFound, id)
