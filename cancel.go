@@ -61,14 +61,17 @@ func (x *cancelIndex) lookup(id string) []*record {
 // Cancel removes a pending task with the given ID: a delayed task, a retry
 // waiting for its next attempt, a task held by a rate limit or waiting for
 // a concurrency slot, or a queued task submitted with that ID that no
-// worker has started. Cancel and the worker (or the timer) race on one
-// state change of the task, so exactly one of them wins: when Cancel
-// returns nil the task will not run, and its outcome, [ErrCanceled], has
-// been delivered to the completion hook and its Future, counted in
-// Stats.Canceled, and its unique key released, before Cancel returns.
-// A task that is running cannot be cancelled this way (cancel its context
-// instead). Cancel returns an error wrapping [ErrTaskNotFound] when no
-// such task is pending.
+// worker has started, a periodic activation among them (its ID is
+// "<schedule id>@<activation time>", as [Scheduler.SchedulePeriodic]
+// says). A periodic schedule is not a task: Cancel of its ID does not
+// remove it, [Scheduler.Unschedule] does. Cancel and the worker (or the
+// timer) race on one state change of the task, so exactly one of them
+// wins: when Cancel returns nil the task will not run, and its outcome,
+// [ErrCanceled], has been delivered to the completion hook and its Future,
+// counted in Stats.Canceled, and its unique key released, before Cancel
+// returns. A task that is running cannot be cancelled this way (cancel its
+// context instead). Cancel returns an error wrapping [ErrTaskNotFound]
+// when no such task is pending.
 func (s *Scheduler) Cancel(id string) error {
 	for _, r := range s.index.lookup(id) {
 		if s.cancel1(r) {

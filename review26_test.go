@@ -136,3 +136,42 @@ func TestReview26UnscheduleBeforeStartAndOnceStopHasBegun(t *testing.T) {
 	require.NoError(t, awaitStop(t, stopped))
 	assert.ErrorIs(t, s.Unschedule("q"), taskpool.ErrSchedulerClosed)
 }
+
+// Cancel: it removes "a queued task submitted with that ID that no worker
+// has started". A periodic activation is submitted with its ID
+// ("<id>@<activation time>"), but one that was queued (here behind a
+// Pause) was not found: only one held by a rate limit or retried was in
+// the Cancel index. Cancel of the schedule's own ID is not found and
+// leaves the schedule: Unschedule removes it.
+func TestReview26CancelReachesAQueuedActivation(t *testing.T) {
+	clock := taskpooltest.NewClock(epoch)
+	var ran atomic.Int32
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"tick": func(context.Context, taskpool.Task) error { ran.Add(1); return nil },
+	})
+	got := newOutcomes()
+	s, err := taskpool.New(reg, taskpool.WithClock(clock), taskpool.WithCompletionHook(got.hook))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	require.NoError(t, s.Pause())
+	require.NoError(t, s.SchedulePeriodic("sch", taskpool.Every(time.Minute), taskpool.Task{Type: "tick", UniqueKey: "k"}))
+	ctx, cancel := context.WithTimeout(context.Background(), hangAfter)
+	defer cancel()
+	require.NoError(t, clock.WaitArmed(ctx, epoch.Add(time.Minute)))
+	clock.Advance(time.Minute)
+	require.True(t, poll(hangAfter, func() bool { st := s.Stats(); return st.Submitted == 1 && st.Queued == 1 }), "%+v", s.Stats())
+
+	assert.ErrorIs(t, s.Cancel("sch"), taskpool.ErrTaskNotFound, "a schedule is not a task")
+	require.Len(t, s.Inspect().Periodic, 1, "Cancel left the schedule")
+	const id = "sch@2026-01-01T00:01:00Z"
+	require.NoError(t, s.Cancel(id))
+	require.Equal(t, 1, got.count(id), "the outcome is delivered before Cancel returns")
+	assert.ErrorIs(t, got.first(id).Err, taskpool.ErrCanceled)
+	assert.NoError(t, s.TrySubmit(taskpool.Task{ID: "other", Type: "tick", UniqueKey: "k"}), "the key is free")
+	require.NoError(t, s.Resume())
+	require.NoError(t, stopBounded(t, s, hangAfter))
+	assert.EqualValues(t, 1, ran.Load(), "only the other task ran")
+	st := s.Stats()
+	assert.EqualValues(t, 1, st.Canceled)
+	assert.Equal(t, st.Submitted, st.Succeeded+st.Failed+st.NotRun+st.Canceled)
+}

@@ -390,7 +390,8 @@ func (s *Scheduler) activation(p *record) *record {
 	return r
 }
 
-// fire submits one activation of a periodic schedule. An activation that
+// fire submits one activation of a periodic schedule, which Cancel
+// reaches by its ID, as a task submitted with one. An activation that
 // finds its queue full, or its unique key taken, is skipped and logged.
 func (s *Scheduler) fire(r *record) {
 	if k := r.task.UniqueKey; k != "" {
@@ -399,11 +400,16 @@ func (s *Scheduler) fire(r *record) {
 			return
 		}
 	}
-	r.state.Store(stQueued)
+	// In the Cancel index, as a task submitted with its ID; admitting
+	// (out of Cancel's reach) until the engine has accepted it, as in
+	// submit.
+	s.index.add(r)
 	if err := s.e.Put(context.Background(), r.b.lane, job{params: r.task.Params, b: r.b, rec: r}, false, false); err != nil {
 		s.unadmit(r)
 		s.opts.logger.Warn("taskpool: periodic task skipped", "id", r.task.ID, "error", err)
+		return
 	}
+	r.cas(stAdmitting, stQueued) // unless a worker has it already
 }
 
 // flushTimers carries out a Stop that has begun, once: the schedules are
