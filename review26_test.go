@@ -8,6 +8,8 @@ package taskpool_test
 
 import (
 	"context"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -174,4 +176,62 @@ func TestReview26CancelReachesAQueuedActivation(t *testing.T) {
 	st := s.Stats()
 	assert.EqualValues(t, 1, st.Canceled)
 	assert.Equal(t, st.Submitted, st.Succeeded+st.Failed+st.NotRun+st.Canceled)
+}
+
+// Stats.Running: "Never more than Workers". Stats read Workers, then the
+// workers' tasks: a Resize that grew the pool in between, its new workers
+// quick to start tasks, made Running more than Workers (a few reads in
+// ten thousand while the pool flapped between 1 and 8 workers).
+func TestReview26RunningNeverMoreThanWorkersUnderResize(t *testing.T) {
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"b": func(context.Context, taskpool.Task) error { yield(50); return nil },
+	})
+	s := newStarted(t, reg, taskpool.WithWorkers(1), taskpool.WithBatchSize(1))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if s.TrySubmit(taskpool.Task{Type: "b"}) != nil {
+				runtime.Gosched()
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = s.Resize(1 + i%2*7)
+		}
+	}()
+	var reads, bad atomic.Int64
+	var worst atomic.Pointer[taskpool.Stats]
+	end := time.Now().Add(stressFor(time.Second))
+	var readers sync.WaitGroup
+	for range 4 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for ; time.Now().Before(end); reads.Add(1) {
+				if st := s.Stats(); st.Running > st.Workers {
+					bad.Add(1)
+					worst.Store(&st)
+				}
+			}
+		}()
+	}
+	readers.Wait()
+	close(stop)
+	wg.Wait()
+	assert.Zero(t, bad.Load(), "%d of %d reads had Running > Workers, such as %+v", bad.Load(), reads.Load(), worst.Load())
 }

@@ -68,6 +68,12 @@ type Scheduler struct {
 
 	mu    sync.Mutex // serialises Start, Stop, Resize, Pause and Resume
 	state atomic.Int32
+	// sizeMu keeps the pool from growing while Stats reads Workers and
+	// then counts the running tasks: Start and Resize write it, Stats
+	// reads it.
+	// (Shrinking retires only idle workers, so it needs no lock.) It is
+	// not s.mu, which is held while the logger is called.
+	sizeMu sync.RWMutex
 
 	binds    atomic.Pointer[map[string]*[numPriorities]binding]
 	lastBind atomic.Pointer[[numPriorities]binding] // the bindings of the type submitted last: most submitters repeat a type
@@ -176,7 +182,9 @@ func (s *Scheduler) Start() error {
 		parent = context.Background()
 	}
 	s.baseCtx, s.cancel = context.WithCancelCause(parent)
+	s.sizeMu.Lock()
 	s.e.Start()
+	s.sizeMu.Unlock()
 	s.state.Store(int32(stateRunning))
 	go s.runTimers(false)
 	s.opts.logger.Debug("taskpool: started", "workers", s.opts.workers, "queue", s.opts.queueSize)
@@ -325,7 +333,9 @@ func (s *Scheduler) Resize(n int) error {
 	if st := state(s.state.Load()); st != stateRunning {
 		return s.closedErr()
 	}
+	s.sizeMu.Lock()
 	s.e.Resize(n)
+	s.sizeMu.Unlock()
 	return nil
 }
 

@@ -53,7 +53,6 @@ func (s *Scheduler) Stats() Stats {
 		Submitted: s.accepted(),
 		Succeeded: c.succeeded, Failed: c.failed, NotRun: c.notRun, Canceled: c.canceled,
 		Retried: c.retried, Panicked: c.panicked,
-		Workers: s.e.Workers(),
 		Paused:  s.e.Held(),
 		Delayed: s.timers.pendingTasks(),
 	}
@@ -61,11 +60,16 @@ func (s *Scheduler) Stats() Stats {
 	for _, n := range st.QueuedByPriority {
 		st.Queued += uint64(n)
 	}
+	// Workers before Running, with no Resize in between: workers only
+	// retire idle, so no more tasks run than there were workers.
+	s.sizeMu.RLock()
+	st.Workers = s.e.Workers()
 	s.e.Inspect(func(_ *local, running *job, _ uint64, _ []job) {
 		if running != nil {
 			st.Running++
 		}
 	})
+	s.sizeMu.RUnlock()
 	return st
 }
 
