@@ -14,11 +14,15 @@ type Outcome struct {
 	Task Task
 	// Result is the value the handler passed to [Task.SetResult], if any.
 	Result any
-	// Err is nil on success, the handler's error, a [*PanicError], or
-	// [ErrSchedulerClosed] for a task that never ran.
+	// Err is nil on success; the error of the last run: the handler's
+	// error, a [*PanicError] or [ErrHandlerExited]; [ErrCanceled] for a
+	// task removed by [Scheduler.Cancel]; or an error wrapping
+	// [ErrSchedulerClosed] for a task that Stop left unrun (wrapping the
+	// last run's error as well, for a retry that never ran).
 	Err error
 	// Attempts is the number of times the handler ran: 0 for a task that
-	// never ran.
+	// never ran. A task submitted with an Attempt of n (as a broker sets
+	// it for a redelivery) counts the n-1 runs before as well.
 	Attempts int
 }
 

@@ -8,6 +8,7 @@ package taskpool_test
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -234,4 +235,30 @@ func TestReview26RunningNeverMoreThanWorkersUnderResize(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	assert.Zero(t, bad.Load(), "%d of %d reads had Running > Workers, such as %+v", bad.Load(), reads.Load(), worst.Load())
+}
+
+// Outcome.Attempts: "the number of times the handler ran: 0 for a task
+// that never ran", and Task.Attempt: a broker that redelivers a task sets
+// it before submitting it. A task submitted at run n counts the n-1 runs
+// before: cancelled before it ran it reports n-1 (the doc said 0), and it
+// runs once as run n, not retried when n is its last.
+func TestReview26OutcomeAttemptsCountRunsBeforeTheSubmittedAttempt(t *testing.T) {
+	var runs atomic.Int32
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"fail": func(_ context.Context, tk taskpool.Task) error { runs.Add(1); return errors.New("boom") },
+	})
+	got := newOutcomes()
+	s := newStarted(t, reg, taskpool.WithClock(taskpooltest.NewClock(epoch)), taskpool.WithCompletionHook(got.hook),
+		taskpool.WithRetry(3, taskpool.ConstantBackoff(0)))
+	ctx := context.Background()
+	require.NoError(t, s.SubmitAfter(ctx, taskpool.Task{ID: "later", Type: "fail", Attempt: 2}, time.Hour))
+	require.NoError(t, s.Cancel("later"))
+	assert.Equal(t, 1, got.first("later").Attempts, "cancelled before run 2: one run before")
+
+	f, err := s.SubmitFuture(ctx, taskpool.Task{ID: "last", Type: "fail", Attempt: 3})
+	require.NoError(t, err)
+	out := waitFuture(t, f, "last")
+	assert.Equal(t, 3, out.Attempts)
+	assert.Equal(t, 3, out.Task.Attempt)
+	assert.EqualValues(t, 1, runs.Load(), "run 3 of 3 is not retried")
 }
