@@ -349,9 +349,10 @@ func WithDelayedOnStop(p DelayedPolicy) Option {
 
 // WithUniqueTTL keeps a finished task's UniqueKey taken for d after the
 // task's final outcome, so that a duplicate submitted within d is still
-// rejected. A task removed by [Scheduler.Cancel] never ran: its key is
-// free when Cancel returns, whatever d is. The default, and 0, releases
-// the key at once. A negative d is invalid.
+// rejected. The key of a task removed by [Scheduler.Cancel] (whose next
+// run never came: it may be a retry) is free when Cancel returns,
+// whatever d is. The default, and 0, releases the key at once. A negative
+// d is invalid.
 func WithUniqueTTL(d time.Duration) Option {
 	return optionFunc(func(o *options) error {
 		if d < 0 {

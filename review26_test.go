@@ -262,3 +262,20 @@ func TestReview26OutcomeAttemptsCountRunsBeforeTheSubmittedAttempt(t *testing.T)
 	assert.Equal(t, 3, out.Task.Attempt)
 	assert.EqualValues(t, 1, runs.Load(), "run 3 of 3 is not retried")
 }
+
+// WithUniqueTTL: the key of a task removed by Cancel "is free when Cancel
+// returns, whatever d is". That holds for a retry too, whose first run
+// did happen (the doc said a task removed by Cancel never ran).
+func TestReview26CancelledRetryFreesItsKeyUnderTTL(t *testing.T) {
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"fail": func(context.Context, taskpool.Task) error { return errors.New("boom") },
+		"ok":   nop,
+	})
+	s := newStarted(t, reg, taskpool.WithClock(taskpooltest.NewClock(epoch)), taskpool.WithUniqueTTL(time.Hour),
+		taskpool.WithRetry(2, taskpool.ConstantBackoff(time.Hour)))
+	require.NoError(t, s.Submit(context.Background(), taskpool.Task{ID: "r", Type: "fail", UniqueKey: "k"}))
+	delayed(t, s, 1)
+	require.Equal(t, "retry", s.Inspect().Delayed[0].Reason)
+	require.NoError(t, s.Cancel("r"))
+	assert.NoError(t, s.TrySubmit(taskpool.Task{Type: "ok", UniqueKey: "k"}), "the key is free when Cancel returns")
+}
