@@ -9,6 +9,7 @@ package taskpool_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -278,4 +279,31 @@ func TestReview26CancelledRetryFreesItsKeyUnderTTL(t *testing.T) {
 	require.Equal(t, "retry", s.Inspect().Delayed[0].Reason)
 	require.NoError(t, s.Cancel("r"))
 	assert.NoError(t, s.TrySubmit(taskpool.Task{Type: "ok", UniqueKey: "k"}), "the key is free when Cancel returns")
+}
+
+// SchedulePeriodic: bad input is an error, handled once. A schedule whose
+// first Next panics or goes back in time is refused with an error
+// wrapping ErrInvalidOption, and the panic's *PanicError, and nothing is
+// logged: it logged "periodic schedule removed" (or the panic) for a
+// schedule never added, and the error did not say Next had panicked.
+func TestReview26RefusedScheduleIsReturnedNotLogged(t *testing.T) {
+	rec := &logRecorder{}
+	clock := taskpooltest.NewClock(epoch)
+	reg := registry(t, map[string]taskpool.HandlerFunc{"tick": nop})
+	s := newStarted(t, reg, taskpool.WithClock(clock), taskpool.WithLogger(slog.New(rec)))
+	tk := taskpool.Task{Type: "tick"}
+
+	err := s.SchedulePeriodic("back", schedFunc(func(after time.Time) time.Time { return after.Add(-time.Second) }), tk)
+	assert.ErrorIs(t, err, taskpool.ErrInvalidOption)
+	err = s.SchedulePeriodic("boom", schedFunc(func(time.Time) time.Time { panic("next") }), tk)
+	require.ErrorIs(t, err, taskpool.ErrInvalidOption)
+	var pe *taskpool.PanicError
+	if assert.ErrorAs(t, err, &pe, "%v", err) {
+		assert.Equal(t, "next", pe.Value)
+	}
+	assert.Empty(t, s.Inspect().Periodic)
+	for _, msg := range rec.all() {
+		assert.NotContains(t, msg, "periodic", "a refused schedule was logged")
+		assert.NotContains(t, msg, "Schedule.Next", "a refused schedule was logged")
+	}
 }

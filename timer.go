@@ -3,6 +3,7 @@ package taskpool
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -357,28 +358,44 @@ func (s *Scheduler) fireDue(now time.Time) time.Time {
 	return time.Time{}
 }
 
-// nextRun asks a schedule for its activation after the one at at. Missed
-// activations are not replayed: the next one is after now. A schedule that
-// does not move forward, or that panics, is removed, with an error logged.
-func (s *Scheduler) nextRun(sched Schedule, at, now time.Time) (next time.Time, ok bool) {
+// nextRun asks a schedule for its activation after the one at at, on the
+// timer goroutine. Missed activations are not replayed: the next one is
+// after now. A schedule that does not move forward, or that panics, is
+// removed, with an error logged.
+func (s *Scheduler) nextRun(sched Schedule, at, now time.Time) (time.Time, bool) {
+	next, err := nextActivation(sched, at, now)
+	var pe *PanicError
+	switch {
+	case err == nil:
+		return next, true
+	case errors.As(err, &pe):
+		s.opts.logger.Error("taskpool: panic in Schedule.Next", "panic", fmt.Sprint(pe.Value), "stack", string(pe.Stack))
+	case !next.IsZero():
+		s.opts.logger.Error("taskpool: periodic schedule removed: Next does not move forward", "at", now, "next", next)
+	}
+	return next, false
+}
+
+// nextActivation is sched's activation after the one at at, and after
+// now. It returns an error when there is none: the zero time, a time not
+// after now (Next does not move forward), or a *PanicError.
+func nextActivation(sched Schedule, at, now time.Time) (next time.Time, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			s.logPanic("Schedule.Next", v)
-			ok = false
+			next, err = time.Time{}, newPanicError(v)
 		}
 	}()
 	next = sched.Next(at)
 	if !next.IsZero() && !next.After(now) {
 		next = sched.Next(now)
 	}
-	if next.IsZero() {
-		return next, false
+	switch {
+	case next.IsZero():
+		return next, errors.New("no activation after now")
+	case !next.After(now):
+		return next, fmt.Errorf("Next(%v) = %v does not move forward", now, next)
 	}
-	if !next.After(now) {
-		s.opts.logger.Error("taskpool: periodic schedule removed: Next does not move forward", "at", now, "next", next)
-		return next, false
-	}
-	return next, true
+	return next, nil
 }
 
 // activation makes the record of one activation of schedule p.
@@ -525,9 +542,11 @@ func sortByDue(rs []*record) {
 // is not replayed. sched.Next is called on the timer goroutine and must
 // return quickly; a schedule whose Next does not move forward, or panics,
 // is removed and an error logged. It returns an error wrapping
-// [ErrInvalidOption] for an empty id, a nil or empty schedule, or
-// [ErrDuplicateTask] for an id already scheduled, and the errors of
-// [Scheduler.Submit] for t.
+// [ErrInvalidOption] for an empty id, a nil schedule or one with no
+// activation after now (its first Next returns the zero time or a time
+// not after now, or panics: the error wraps the [*PanicError] then, and
+// nothing is logged), or [ErrDuplicateTask] for an id already scheduled,
+// and the errors of [Scheduler.Submit] for t.
 func (s *Scheduler) SchedulePeriodic(id string, sched Schedule, t Task) error {
 	if id == "" {
 		return invalid("schedule id", `""`)
@@ -542,10 +561,11 @@ func (s *Scheduler) SchedulePeriodic(id string, sched Schedule, t Task) error {
 	if !s.running() {
 		return s.closedErr()
 	}
+	// Refused, not logged: the error is the caller's to handle.
 	now := s.now()
-	first, ok := s.nextRun(sched, now, now)
-	if !ok {
-		return invalid("schedule", "no activation after now")
+	first, err := nextActivation(sched, now, now)
+	if err != nil {
+		return fmt.Errorf("%w: schedule: %w", ErrInvalidOption, err)
 	}
 	p := &record{b: b, heapIndex: -1, sched: sched}
 	p.task = t
