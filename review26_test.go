@@ -307,3 +307,71 @@ func TestReview26RefusedScheduleIsReturnedNotLogged(t *testing.T) {
 		assert.NotContains(t, msg, "Schedule.Next", "a refused schedule was logged")
 	}
 }
+
+// SchedulePeriodic: "An activation missed while the queue was full is not
+// replayed", and one whose UniqueKey is taken (the last activation still
+// runs) is skipped the same way: it is not submitted, not counted, and the
+// schedule goes on with the next activation.
+func TestReview26PeriodicActivationSkippedNotReplayed(t *testing.T) {
+	clock := taskpooltest.NewClock(epoch)
+	ran := make(chan string, 8)
+	release := make(chan struct{})
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"tick": func(_ context.Context, tk taskpool.Task) error { ran <- tk.ID; return nil },
+		"hold": func(_ context.Context, tk taskpool.Task) error { ran <- tk.ID; <-release; return nil },
+	})
+	rec := &logRecorder{}
+	s := newStarted(t, reg, taskpool.WithClock(clock), taskpool.WithWorkers(1), taskpool.WithQueueSize(1),
+		taskpool.WithLogger(slog.New(rec)))
+	ctx, cancel := context.WithTimeout(context.Background(), hangAfter)
+	defer cancel()
+	advanceTo := func(at time.Time) {
+		t.Helper()
+		require.NoError(t, clock.WaitArmed(ctx, at))
+		clock.Advance(at.Sub(clock.Now()))
+	}
+	receive := func() string {
+		t.Helper()
+		select {
+		case id := <-ran:
+			return id
+		case <-ctx.Done():
+			t.Fatal("no task ran")
+			return ""
+		}
+	}
+
+	// The queue full behind a Pause at the first activation.
+	require.NoError(t, s.Pause())
+	require.NoError(t, s.TrySubmit(taskpool.Task{ID: "filler", Type: "tick"}))
+	require.ErrorIs(t, s.TrySubmit(taskpool.Task{Type: "tick"}), taskpool.ErrQueueFull)
+	require.NoError(t, s.SchedulePeriodic("full", taskpool.Every(time.Minute), taskpool.Task{Type: "tick"}))
+	advanceTo(epoch.Add(time.Minute))
+	require.True(t, poll(hangAfter, func() bool { return s.Inspect().Periodic[0].NextRun.Equal(epoch.Add(2 * time.Minute)) }))
+	assert.EqualValues(t, 1, s.Stats().Submitted, "the activation was submitted past the bound")
+	require.NoError(t, s.Resume())
+	assert.Equal(t, "filler", receive())
+	advanceTo(epoch.Add(2 * time.Minute))
+	assert.Equal(t, "full@2026-01-01T00:02:00Z", receive(), "the missed activation was replayed")
+	require.NoError(t, s.Unschedule("full"))
+
+	// The key taken by the last activation, which still runs.
+	require.NoError(t, s.SchedulePeriodic("key", taskpool.Every(time.Minute), taskpool.Task{Type: "hold", UniqueKey: "k"}))
+	advanceTo(epoch.Add(3 * time.Minute))
+	assert.Equal(t, "key@2026-01-01T00:03:00Z", receive())
+	advanceTo(epoch.Add(4 * time.Minute))
+	require.True(t, poll(hangAfter, func() bool { return s.Inspect().Periodic[0].NextRun.Equal(epoch.Add(5 * time.Minute)) }))
+	close(release)
+	require.True(t, poll(hangAfter, func() bool { return s.Stats().Succeeded == 3 }), "%+v", s.Stats())
+	advanceTo(epoch.Add(5 * time.Minute))
+	assert.Equal(t, "key@2026-01-01T00:05:00Z", receive(), "the skipped activation was replayed")
+	require.NoError(t, stopBounded(t, s, hangAfter))
+	assert.EqualValues(t, 4, s.Stats().Submitted)
+	skipped := 0
+	for _, msg := range rec.all() {
+		if msg == "WARN taskpool: periodic task skipped" {
+			skipped++
+		}
+	}
+	assert.Equal(t, 2, skipped, "each skipped activation is logged: %q", rec.all())
+}

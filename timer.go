@@ -537,16 +537,18 @@ func sortByDue(rs []*record) {
 
 // SchedulePeriodic submits a copy of t at every activation of sched (see
 // [Every] and the cron sub-module) until [Scheduler.Unschedule] or Stop.
-// Each copy gets the ID "<id>@<activation time>", the time in UTC as
-// RFC 3339 with nanoseconds. An activation missed while the queue was full
-// is not replayed. sched.Next is called on the timer goroutine and must
-// return quickly; a schedule whose Next does not move forward, or panics,
-// is removed and an error logged. It returns an error wrapping
-// [ErrInvalidOption] for an empty id, a nil schedule or one with no
-// activation after now (its first Next returns the zero time or a time
-// not after now, or panics: the error wraps the [*PanicError] then, and
-// nothing is logged), or [ErrDuplicateTask] for an id already scheduled,
-// and the errors of [Scheduler.Submit] for t.
+// Each copy gets the ID "<id>@<activation time>", the time in UTC as RFC
+// 3339 with nanoseconds. An activation missed while the queue was full, or
+// while t's UniqueKey was taken (by the last activation, still queued or
+// running, say), is skipped, with a warning logged, and not replayed.
+// sched.Next is called on the timer goroutine and must return quickly; a
+// schedule whose Next does not move forward, or panics, is removed and an
+// error logged. It returns an error wrapping [ErrInvalidOption] for an
+// empty id, a nil schedule or one with no activation after now (its first
+// Next returns the zero time or a time not after now, or panics: the error
+// wraps the [*PanicError] then, and nothing is logged), or
+// [ErrDuplicateTask] for an id already scheduled, and the errors of
+// [Scheduler.Submit] for t.
 func (s *Scheduler) SchedulePeriodic(id string, sched Schedule, t Task) error {
 	if id == "" {
 		return invalid("schedule id", `""`)
