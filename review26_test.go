@@ -375,3 +375,27 @@ func TestReview26PeriodicActivationSkippedNotReplayed(t *testing.T) {
 	}
 	assert.Equal(t, 2, skipped, "each skipped activation is logged: %q", rec.all())
 }
+
+// Stats.Retried counts the failed runs after which another attempt was
+// scheduled, whether or not that attempt ran: a retry cancelled, or
+// reported not run by Stop, was counted (the doc said "followed by
+// another attempt").
+func TestReview26RetriedCountsScheduledAttempts(t *testing.T) {
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"fail": func(context.Context, taskpool.Task) error { return errors.New("boom") },
+	})
+	s, err := taskpool.New(reg, taskpool.WithClock(taskpooltest.NewClock(epoch)),
+		taskpool.WithRetry(2, taskpool.ConstantBackoff(time.Hour)))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	require.NoError(t, s.Submit(context.Background(), taskpool.Task{ID: "canceled", Type: "fail"}))
+	require.NoError(t, s.Submit(context.Background(), taskpool.Task{ID: "unrun", Type: "fail"}))
+	delayed(t, s, 2)
+	require.NoError(t, s.Cancel("canceled"))
+	require.NoError(t, stopBounded(t, s, hangAfter))
+	st := s.Stats()
+	assert.EqualValues(t, 2, st.Retried)
+	assert.EqualValues(t, 1, st.Canceled)
+	assert.EqualValues(t, 1, st.NotRun)
+	assert.Zero(t, st.Failed)
+}

@@ -27,7 +27,9 @@ type Stats struct {
 	Succeeded uint64
 	// Failed counts tasks whose final run failed (panics included).
 	Failed uint64
-	// Retried counts failed runs that were followed by another attempt.
+	// Retried counts failed runs after which another attempt was
+	// scheduled, whether it ran or was cancelled or reported not run by
+	// Stop.
 	Retried uint64
 	// Panicked counts runs that panicked, retried or not.
 	Panicked uint64

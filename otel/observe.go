@@ -99,7 +99,7 @@ func Observe(s StatsReader, opts ...Option) (metric.Registration, error) {
 	submitted := counter(MetricSubmitted, "Tasks accepted, periodic activations included.")
 	succeeded := counter(MetricTotalSucceeded, "Tasks whose final run succeeded.")
 	failed := counter(MetricTotalFailed, "Tasks whose final run failed, panics included.")
-	retried := counter(MetricRetried, "Failed runs followed by another attempt.")
+	retried := counter(MetricRetried, "Failed runs after which another attempt was scheduled.")
 	panicked := counter(MetricPanicked, "Runs that panicked, retried or not.")
 	notRun := counter(MetricNotRun, "Accepted tasks that Stop reported without running them.")
 	canceled := counter(MetricCanceled, "Tasks removed by Cancel.")
