@@ -399,3 +399,102 @@ func TestReview26RetriedCountsScheduledAttempts(t *testing.T) {
 	assert.EqualValues(t, 1, st.NotRun)
 	assert.Zero(t, st.Failed)
 }
+
+// SubmitAt: "SubmitAt returns the same errors as Submit": before Start,
+// for an empty or unknown type, with a cancelled ctx, and after Stop (a
+// negative Attempt and a taken unique key have their tests).
+func TestReview26SubmitAtReturnsSubmitsErrors(t *testing.T) {
+	reg := registry(t, map[string]taskpool.HandlerFunc{"ok": nop})
+	s, err := taskpool.New(reg, taskpool.WithClock(taskpooltest.NewClock(epoch)))
+	require.NoError(t, err)
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	bg := context.Background()
+	submits := map[string]func(context.Context, taskpool.Task) error{
+		"Submit":      s.Submit,
+		"SubmitAt":    func(ctx context.Context, tk taskpool.Task) error { return s.SubmitAt(ctx, tk, epoch.Add(time.Hour)) },
+		"SubmitAfter": func(ctx context.Context, tk taskpool.Task) error { return s.SubmitAfter(ctx, tk, time.Hour) },
+	}
+	check := func(stage string, ctx context.Context, tk taskpool.Task, want error) {
+		t.Helper()
+		for name, submit := range submits {
+			assert.ErrorIs(t, submit(ctx, tk), want, "%s: %s", stage, name)
+		}
+	}
+	check("before Start", bg, taskpool.Task{Type: "ok"}, taskpool.ErrNotStarted)
+	require.NoError(t, s.Start())
+	check("empty type", bg, taskpool.Task{}, taskpool.ErrInvalidType)
+	check("unknown type", bg, taskpool.Task{Type: "nope"}, taskpool.ErrNoHandler)
+	check("cancelled ctx", canceled, taskpool.Task{Type: "ok"}, context.Canceled)
+	assert.Zero(t, s.Stats().Submitted)
+	require.NoError(t, s.Stop(bg))
+	check("after Stop", bg, taskpool.Task{Type: "ok"}, taskpool.ErrSchedulerClosed)
+}
+
+// SubmitAt: a delayed task "waits in the timer heap until then, holding
+// no worker and no goroutine". A thousand of them, with one worker, start
+// no goroutine, and a task submitted after them runs at once.
+func TestReview26DelayedTasksHoldNoWorkerNorGoroutine(t *testing.T) {
+	ran := make(chan struct{})
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"later": nop,
+		"now":   func(context.Context, taskpool.Task) error { close(ran); return nil },
+	})
+	s := newStarted(t, reg, taskpool.WithClock(taskpooltest.NewClock(epoch)), taskpool.WithWorkers(1))
+	before := runtime.NumGoroutine()
+	const n = 1000
+	for i := range n {
+		require.NoError(t, s.SubmitAfter(context.Background(), taskpool.Task{Type: "later"}, time.Duration(i+1)*time.Minute))
+	}
+	assert.Less(t, runtime.NumGoroutine()-before, 10, "goroutines for %d delayed tasks", n)
+	require.NoError(t, s.Submit(context.Background(), taskpool.Task{Type: "now"}))
+	select {
+	case <-ran:
+	case <-time.After(hangAfter):
+		t.Fatal("a task behind the delayed ones did not run on the only worker")
+	}
+	assert.Equal(t, n, s.Stats().Delayed)
+}
+
+// WithDeadLetters: "fn, if not nil, is called with each such outcome as
+// well": with a capacity of 0, none is kept and fn still sees each.
+func TestReview26DeadLetterHookWithoutAList(t *testing.T) {
+	var dead atomic.Int32
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"fatal": func(context.Context, taskpool.Task) error { return taskpool.SkipRetry(errors.New("no")) },
+		"ok":    nop,
+	})
+	s := newStarted(t, reg, taskpool.WithDeadLetters(0, func(out taskpool.Outcome) {
+		if errors.Is(out.Err, taskpool.ErrSkipRetry) {
+			dead.Add(1)
+		}
+	}))
+	for _, typ := range []string{"fatal", "ok", "fatal"} {
+		f, err := s.SubmitFuture(context.Background(), taskpool.Task{Type: typ})
+		require.NoError(t, err)
+		waitFuture(t, f, typ)
+	}
+	assert.EqualValues(t, 2, dead.Load())
+	assert.Empty(t, s.DeadLetters())
+}
+
+// WithRetry: "A zero maxAttempts or a nil backoff keeps the current
+// value": WithRetry(3, b) then WithRetry(0, ConstantBackoff(0)) keeps 3
+// attempts with the new backoff, and WithRetry(0, nil) changes nothing.
+func TestReview26WithRetryZeroKeepsTheCurrentValue(t *testing.T) {
+	var runs atomic.Int32
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"fail": func(context.Context, taskpool.Task) error { runs.Add(1); return errors.New("boom") },
+	})
+	s := newStarted(t, reg, taskpool.WithClock(taskpooltest.NewClock(epoch)),
+		taskpool.WithRetry(3, taskpool.ConstantBackoff(time.Hour)),
+		taskpool.WithRetry(0, taskpool.ConstantBackoff(0)),
+		taskpool.WithRetry(0, nil))
+	p := s.RetryPolicy()
+	assert.Equal(t, 3, p.MaxAttempts)
+	f, err := s.SubmitFuture(context.Background(), taskpool.Task{Type: "fail"})
+	require.NoError(t, err)
+	out := waitFuture(t, f, "fail") // the backoff of 0: no Advance needed
+	assert.Equal(t, 3, out.Attempts)
+	assert.EqualValues(t, 3, runs.Load())
+}
