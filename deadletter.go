@@ -64,7 +64,9 @@ func (s *Scheduler) DeadLetters() []Outcome {
 // Requeue removes the dead letter of the task with the given ID and
 // submits the task again, with its attempts counted from 1. It returns an
 // error wrapping [ErrTaskNotFound] when there is no such dead letter, and
-// otherwise the errors of [Scheduler.Submit]. When Submit fails, the dead
+// otherwise the errors of [Scheduler.Submit]: [ErrDuplicateTask], among
+// them, for a task whose UniqueKey is taken, under [WithUniqueTTL] by its
+// own failed run until the TTL is over. When Submit fails, the dead
 // letter is put back in its place, by age among the letters kept then:
 // if letters that came while Submit waited put the list over its
 // capacity, the oldest is dropped, as always, and that may be this one.

@@ -498,3 +498,24 @@ func TestReview26WithRetryZeroKeepsTheCurrentValue(t *testing.T) {
 	assert.Equal(t, 3, out.Attempts)
 	assert.EqualValues(t, 3, runs.Load())
 }
+
+// Requeue returns "the errors of Submit": under WithUniqueTTL a dead
+// letter's own failed run keeps its UniqueKey taken for the TTL, so its
+// Requeue is refused with ErrDuplicateTask and the letter kept, until the
+// TTL is over.
+func TestReview26RequeueWithinTheUniqueTTL(t *testing.T) {
+	clock := taskpooltest.NewClock(epoch)
+	var runs atomic.Int32
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"fatal": func(context.Context, taskpool.Task) error { runs.Add(1); return taskpool.SkipRetry(errors.New("no")) },
+	})
+	s := newStarted(t, reg, taskpool.WithClock(clock), taskpool.WithUniqueTTL(time.Minute), taskpool.WithDeadLetters(4, nil))
+	f, err := s.SubmitFuture(context.Background(), taskpool.Task{ID: "d", Type: "fatal", UniqueKey: "k"})
+	require.NoError(t, err)
+	waitFuture(t, f, "d")
+	assert.ErrorIs(t, s.Requeue(context.Background(), "d"), taskpool.ErrDuplicateTask)
+	require.Len(t, s.DeadLetters(), 1, "the letter is kept")
+	clock.Advance(time.Minute)
+	require.NoError(t, s.Requeue(context.Background(), "d"))
+	require.True(t, poll(hangAfter, func() bool { return runs.Load() == 2 && len(s.DeadLetters()) == 1 }))
+}
