@@ -56,8 +56,14 @@ func TestNoPhantomAttempts(t *testing.T) {
 	})
 	for range 3 {
 		_, js := connect(t, srv.URL())
+		// A phantom comes back after the ack wait and is dead-lettered,
+		// which the test waits for. The ack wait is short enough for that
+		// but not so short that a lease runs out on a busy machine: at
+		// 500ms (extended every 250ms), once in a run of every module's
+		// tests at once, two tasks waiting in a consumer lost their lease
+		// and were rightly dead-lettered as exhausted.
 		startConsumer(t, js, reg, hook, natsbroker.WithWorkers(2), natsbroker.WithMaxAttempts(1),
-			natsbroker.WithAckWait(500*time.Millisecond), natsbroker.WithPollWait(20*time.Millisecond))
+			natsbroker.WithAckWait(2*time.Second), natsbroker.WithPollWait(20*time.Millisecond))
 	}
 	_, pjs := connect(t, srv.URL())
 	prod, err := natsbroker.NewProducer(ctx, pjs)
