@@ -31,7 +31,9 @@ type Client interface {
 	// still be cancelled differs: the in-process scheduler cancels
 	// queued and delayed tasks, a broker only delayed tasks that are not
 	// due yet. Either returns an error wrapping [ErrTaskNotFound] when
-	// there is nothing to cancel under id.
+	// there is nothing to cancel under id. A periodic schedule is not a
+	// task: Cancel of its ID returns that error and leaves it
+	// (Unschedule removes it), on both.
 	Cancel(id string) error
 	// SubmitWait enqueues t and waits for its outcome: it returns the
 	// handler's result (nil if it set none) and the task's final error,
@@ -49,7 +51,8 @@ type Client interface {
 	SchedulePeriodic(id string, sched Schedule, t Task) error
 	// Unschedule removes the periodic schedule id; tasks it submitted are
 	// not affected. It returns an error wrapping [ErrTaskNotFound] for an
-	// unknown id.
+	// unknown id, the ID of a delayed task among them (that task is left
+	// as it is).
 	Unschedule(id string) error
 }
 

@@ -11,9 +11,10 @@ import (
 // Client is a [Producer] as a [taskpool.Client], so that application code
 // written against taskpool.Client runs on NATS with only its construction
 // changed. Submit, SubmitAt and SubmitAfter are [Producer.Enqueue] (with
-// [At] or [Delay]); Cancel is [Producer.Cancel], bounded by
-// CancelTimeout; SchedulePeriodic and Unschedule are [Producer.Schedule]
-// and Producer.Cancel, bounded the same way; SubmitWait is Enqueue with
+// [At] or [Delay]); Cancel is [Producer.Cancel] of delayed tasks only,
+// bounded by CancelTimeout; SchedulePeriodic and Unschedule are
+// [Producer.Schedule] and Producer.Cancel of periodic schedules only,
+// bounded the same way; SubmitWait is Enqueue with
 // [KeepResult] and [Producer.WaitResult]. Give the producer
 // [WithKnownTypes] for Submit to reject unknown types with
 // [taskpool.ErrNoHandler] as the in-process scheduler does.
@@ -88,9 +89,16 @@ func (c *Client) SchedulePeriodic(id string, sched taskpool.Schedule, t taskpool
 	return c.Producer.Schedule(ctx, id, s.String(), t)
 }
 
-// Unschedule removes the periodic schedule id with [Producer.Cancel],
-// bounded by CancelTimeout. Ticks already emitted are not affected.
-func (c *Client) Unschedule(id string) error { return c.Cancel(id) }
+// Unschedule removes the periodic schedule id as [Producer.Cancel] does,
+// bounded by CancelTimeout. Ticks already emitted are not affected. As in
+// process, it removes only a periodic schedule: for the ID of a delayed
+// task, or an unknown id, it returns an error wrapping [ErrNotFound]
+// (which is [taskpool.ErrTaskNotFound]) and leaves the delayed task.
+func (c *Client) Unschedule(id string) error {
+	ctx, cancel := c.timeout()
+	defer cancel()
+	return c.Producer.cancel(ctx, id, periodicKind)
+}
 
 func (c *Client) timeout() (context.Context, context.CancelFunc) {
 	d := c.CancelTimeout
@@ -100,12 +108,15 @@ func (c *Client) timeout() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
 
-// Cancel removes a delayed task that is not due yet (or a periodic
-// schedule) by its ID; see [Producer.Cancel]. A task already due, queued
-// or running cannot be cancelled: the error wraps [ErrNotFound], which is
-// also [taskpool.ErrTaskNotFound].
+// Cancel removes a delayed task that is not due yet by its ID, as
+// [Producer.Cancel] does. A task already due, queued or running cannot be
+// cancelled: the error wraps [ErrNotFound], which is also
+// [taskpool.ErrTaskNotFound]. As in process, a periodic schedule is not a
+// task: Cancel of its ID returns that error too and leaves the schedule
+// running ([Client.Unschedule] removes it); a tick is a queued task, which
+// a broker cannot cancel.
 func (c *Client) Cancel(id string) error {
 	ctx, cancel := c.timeout()
 	defer cancel()
-	return c.Producer.Cancel(ctx, id)
+	return c.Producer.cancel(ctx, id, delayedKind)
 }

@@ -417,6 +417,23 @@ var scenarios = []struct {
 		assert.ErrorIs(t, w.client.Cancel("never-submitted"), taskpool.ErrTaskNotFound)
 		assert.Empty(t, w.runsOf("cancelme"))
 	}},
+	{"Cancel takes tasks, Unschedule schedules", func(t *testing.T, w *world) {
+		// A schedule is not a task: Cancel of its ID finds nothing and
+		// leaves it; a delayed task is not a schedule: Unschedule of its
+		// ID finds nothing and leaves it. An hour apart, so neither
+		// fires during the scenario.
+		ctx := context.Background()
+		require.NoError(t, w.client.SchedulePeriodic("kinds-sched", taskpool.Every(time.Hour), taskpool.Task{Type: "conf.ok"}))
+		require.NoError(t, w.client.SubmitAfter(ctx, taskpool.Task{ID: "kinds-delayed", Type: "conf.ok"}, time.Hour))
+
+		assert.ErrorIs(t, w.client.Cancel("kinds-sched"), taskpool.ErrTaskNotFound)
+		assert.ErrorIs(t, w.client.Unschedule("kinds-delayed"), taskpool.ErrTaskNotFound)
+
+		require.NoError(t, w.client.Unschedule("kinds-sched"), "the schedule was kept")
+		require.NoError(t, w.client.Cancel("kinds-delayed"), "the delayed task was kept")
+		assert.ErrorIs(t, w.client.Unschedule("kinds-sched"), taskpool.ErrTaskNotFound)
+		assert.ErrorIs(t, w.client.Cancel("kinds-delayed"), taskpool.ErrTaskNotFound)
+	}},
 	{"cancel a delayed task frees its unique key", func(t *testing.T, w *world) {
 		ctx := context.Background()
 		require.NoError(t, w.client.SubmitAt(ctx, taskpool.Task{ID: "uk-cancel", Type: "conf.ok", UniqueKey: "conf-cancel"}, time.Now().Add(time.Hour)))

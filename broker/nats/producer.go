@@ -395,15 +395,33 @@ func sameSchedule(have *jetstream.RawStreamMsg, msg *nats.Msg) bool {
 }
 
 // Cancel removes a delayed task that is not yet due, or a periodic
-// schedule, by its ID. It returns [ErrNotFound] when nothing is scheduled
-// under id (a delayed task that has become due is an ordinary queued task
-// and can no longer be cancelled), and [ErrSchedulesUnsupported] when
-// delays use the client-side fallback, whose delayed tasks cannot be
-// cancelled. As in process, a cancelled delayed task frees its unique key
-// when Cancel returns nil, and one enqueued with [KeepResult] gets its
-// outcome: an error wrapping [taskpool.ErrCanceled], with no attempt,
-// which [Producer.WaitResult] returns.
+// schedule, by its ID: both are stored as server schedules under their ID.
+// (The [Client] tells them apart, as the in-process scheduler does: its
+// Cancel removes only a delayed task, its Unschedule only a periodic
+// schedule.) It returns [ErrNotFound] when nothing is scheduled under id
+// (a delayed task that has become due is an ordinary queued task and can
+// no longer be cancelled), and [ErrSchedulesUnsupported] when delays use
+// the client-side fallback, whose delayed tasks cannot be cancelled. As in
+// process, a cancelled delayed task frees its unique key when Cancel
+// returns nil, and one enqueued with [KeepResult] gets its outcome: an
+// error wrapping [taskpool.ErrCanceled], with no attempt, which
+// [Producer.WaitResult] returns.
 func (p *Producer) Cancel(ctx context.Context, id string) error {
+	return p.cancel(ctx, id, anyKind)
+}
+
+// scheduleKind says which kind of stored schedule cancel removes.
+type scheduleKind uint8
+
+const (
+	anyKind      scheduleKind = iota // either: Producer.Cancel
+	delayedKind                      // a delayed task not due yet: Client.Cancel
+	periodicKind                     // a periodic schedule: Client.Unschedule
+)
+
+// cancel is Cancel of a schedule of kind want. A schedule of the other
+// kind under id is left as it is, and reported as nothing found.
+func (p *Producer) cancel(ctx context.Context, id string, want scheduleKind) error {
 	if !p.q.schedules {
 		return ErrSchedulesUnsupported
 	}
@@ -414,6 +432,15 @@ func (p *Producer) Cancel(ctx context.Context, id string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("natsbroker: cancel %s: %w", id, err)
+	}
+	// A delayed task is a one-shot "@at" schedule; anything else stored
+	// under a schedule subject is a periodic schedule.
+	delayed := strings.HasPrefix(raw.Header.Get(hdrSchedule), "@at ")
+	switch {
+	case want == delayedKind && !delayed:
+		return fmt.Errorf("%w: no delayed task %q (a periodic schedule has that ID: Unschedule removes it)", ErrNotFound, id)
+	case want == periodicKind && delayed:
+		return fmt.Errorf("%w: no periodic schedule %q (a delayed task has that ID: Cancel removes it)", ErrNotFound, id)
 	}
 	// Delete the very message read, so that a task that became due
 	// meanwhile (the server removed its schedule) is not reported
@@ -429,7 +456,7 @@ func (p *Producer) Cancel(ctx context.Context, id string) error {
 	if err := p.q.tasks.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
 		return fmt.Errorf("natsbroker: cancel %s: %w", id, err)
 	}
-	if !strings.HasPrefix(raw.Header.Get(hdrSchedule), "@at ") {
+	if !delayed {
 		return nil // a periodic schedule: no key, no outcome
 	}
 	t, err := p.cfg.codec.Decode(raw.Data)
