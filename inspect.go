@@ -59,7 +59,10 @@ type Inspection struct {
 
 // Inspect returns a snapshot of the queued (counted), delayed, periodic,
 // running and dead tasks. It locks the timer heap while it copies it:
-// inspection of a heap of millions of tasks is not free.
+// inspection of a heap of millions of tasks is not free. It calls the
+// String method of each periodic schedule that has one (for
+// PeriodicInfo.Spec) after the copy, holding no lock: a String may call
+// the scheduler, Unschedule or Inspect among them.
 func (s *Scheduler) Inspect() Inspection {
 	in := Inspection{Queued: s.queued()}
 	s.bindsMu.Lock()
@@ -76,9 +79,13 @@ func (s *Scheduler) Inspect() Inspection {
 	q.mu.Lock()
 	// The schedules from their map, not the heap: those that fire now are
 	// out of the heap meanwhile (their NextRun is the activation that
-	// fires).
+	// fires). Their Schedules are asked for the spec once the lock is
+	// released: a String is user code, which may call back into the
+	// scheduler.
+	scheds := make([]Schedule, 0, len(q.periodic))
 	for _, p := range q.periodic {
-		in.Periodic = append(in.Periodic, PeriodicInfo{ID: p.task.ID, Type: p.task.Type, NextRun: p.at, Spec: scheduleSpec(p.sched)})
+		in.Periodic = append(in.Periodic, PeriodicInfo{ID: p.task.ID, Type: p.task.Type, NextRun: p.at})
+		scheds = append(scheds, p.sched)
 	}
 	for _, r := range q.h {
 		t := &r.task
@@ -98,6 +105,9 @@ func (s *Scheduler) Inspect() Inspection {
 		})
 	}
 	q.mu.Unlock()
+	for i, sched := range scheds {
+		in.Periodic[i].Spec = scheduleSpec(sched)
+	}
 	slices.SortFunc(in.Delayed, func(a, b TaskInfo) int { return a.NextRun.Compare(b.NextRun) })
 	slices.SortFunc(in.Periodic, func(a, b PeriodicInfo) int { return a.NextRun.Compare(b.NextRun) })
 	s.e.Inspect(func(_ *local, j *job, tag uint64, _ []job) {
