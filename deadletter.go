@@ -43,8 +43,8 @@ func (d *deadLetters) insertLocked(l letter) {
 	}
 }
 
-// find returns the index of the dead letter of the task id, or -1. The
-// caller holds d.mu.
+// find returns the index of the oldest dead letter of the task id, or -1.
+// The caller holds d.mu.
 func (d *deadLetters) find(id string) int {
 	return slices.IndexFunc(d.list, func(l letter) bool { return l.out.Task.ID == id })
 }
@@ -62,7 +62,9 @@ func (s *Scheduler) DeadLetters() []Outcome {
 }
 
 // Requeue removes the dead letter of the task with the given ID and
-// submits the task again, with its attempts counted from 1. It returns an
+// submits the task again, with its attempts counted from 1. When several
+// dead letters have that ID (a task ID used again), it takes the oldest:
+// the first in [Scheduler.DeadLetters]. It returns an
 // error wrapping [ErrTaskNotFound] when there is no such dead letter, and
 // otherwise the errors of [Scheduler.Submit]: [ErrDuplicateTask], among
 // them, for a task whose UniqueKey is taken, under [WithUniqueTTL] by its
@@ -93,7 +95,8 @@ func (s *Scheduler) Requeue(ctx context.Context, id string) error {
 }
 
 // DeleteDeadLetter removes the dead letter of the task with the given ID
-// without running it again. It is safe for concurrent use and does not
+// without running it again; when several have that ID, the oldest, as
+// [Scheduler.Requeue] does. It is safe for concurrent use and does not
 // block on running tasks. It returns an error wrapping [ErrTaskNotFound]
 // when there is no such dead letter.
 func (s *Scheduler) DeleteDeadLetter(id string) error {

@@ -5,6 +5,7 @@ package taskpool_test
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -92,4 +93,37 @@ func TestParityInspectCallsScheduleStringOutsideTheLock(t *testing.T) {
 			tt.want(t, s, <-got)
 		})
 	}
+}
+
+// DeleteDeadLetter and Requeue act on the oldest of the dead letters that
+// share an ID, as their docs say.
+func TestParityDeadLettersSharingAnIDOldestFirst(t *testing.T) {
+	t.Parallel()
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"fail": func(context.Context, taskpool.Task) error { return taskpool.SkipRetry(errors.New("boom")) },
+	})
+	s := start(t, reg, taskpool.WithDeadLetters(10, nil))
+	// Each letter told apart by its params.
+	for n, id := range []string{"same", "same", "same", "other"} {
+		f, err := s.SubmitFuture(context.Background(), taskpool.Task{ID: id, Type: "fail", Params: n})
+		require.NoError(t, err)
+		waitFuture(t, f, id)
+	}
+	params := func() []any {
+		var ps []any
+		for _, o := range s.DeadLetters() {
+			ps = append(ps, o.Task.Params)
+		}
+		return ps
+	}
+	require.Equal(t, []any{0, 1, 2, 3}, params())
+
+	require.NoError(t, s.DeleteDeadLetter("same"))
+	assert.Equal(t, []any{1, 2, 3}, params(), "DeleteDeadLetter removed the oldest")
+
+	// Requeue takes the oldest out and submits its task, which fails
+	// again and comes back as the youngest letter.
+	require.NoError(t, s.Requeue(context.Background(), "same"))
+	require.True(t, poll(10*time.Second, func() bool { return len(s.DeadLetters()) == 3 }), "the requeued task failed again")
+	assert.Equal(t, []any{2, 3, 1}, params(), "Requeue took the oldest")
 }
