@@ -789,7 +789,7 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 			err = fmt.Errorf("%w: %w", ErrBadPayload, err)
 		}
 		a := c.deadLetter(m, meta.Sequence.Stream, "", attempt, err)
-		c.settled(taskpool.Outcome{Err: err, Attempts: attempt}, a)
+		c.settled(taskpool.Outcome{Err: err, Attempts: ranBefore(attempt)}, a)
 		return
 	}
 	hdr := m.Headers()
@@ -809,7 +809,7 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		if at, err := time.Parse(time.RFC3339Nano, nb); err == nil {
 			if d := time.Until(at); d > 0 {
 				_ = m.NakWithDelay(d)
-				c.settled(taskpool.Outcome{Task: t, Attempts: attempt}, ActionDefer)
+				c.settled(taskpool.Outcome{Task: t, Attempts: ranBefore(attempt)}, ActionDefer)
 				return
 			}
 			if meta.Timestamp.Before(at) && attempt > 1 {
@@ -832,7 +832,7 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		if a == ActionDeadLetter && t.UniqueKey != "" {
 			c.release(t.UniqueKey, t.ID)
 		}
-		c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: attempt}, a)
+		c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(attempt)}, a)
 		return
 	}
 	f := &flight{msg: m, seq: meta.Sequence.Stream, attempt: attempt, uniqueKey: t.UniqueKey, maxAttempts: t.MaxAttempts,
@@ -883,7 +883,7 @@ func (c *Consumer) submit(f *flight, t taskpool.Task) bool {
 	c.forgetUniqueKey(f)
 	// An invalid task (or a type a handler without Lookup rejects at
 	// submit): a failure like any other, through the retry policy.
-	c.finish(f, taskpool.Outcome{Task: t, Err: err, Attempts: f.attempt})
+	c.finish(f, taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(f.attempt)})
 	return false
 }
 
@@ -896,7 +896,7 @@ func (c *Consumer) putBack(f *flight, t taskpool.Task, err error) {
 	c.mu.Unlock()
 	c.forgetUniqueKey(f)
 	_ = f.msg.Nak()
-	c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: f.attempt}, ActionRelease)
+	c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(f.attempt)}, ActionRelease)
 }
 
 // unknownType settles a delivery of a type the consumer has no handler
@@ -908,7 +908,7 @@ func (c *Consumer) unknownType(m jetstream.Msg, meta *jetstream.MsgMetadata, t t
 	age := time.Since(meta.Timestamp)
 	if (age < grace || meta.NumDelivered < 2) && meta.NumDelivered < MaxDeliveries {
 		_ = m.NakWithDelay(min(max(grace-age, grace/4), grace))
-		c.settled(taskpool.Outcome{Task: t, Err: fmt.Errorf("%w: %q", taskpool.ErrNoHandler, t.Type), Attempts: attempt}, ActionRetry)
+		c.settled(taskpool.Outcome{Task: t, Err: fmt.Errorf("%w: %q", taskpool.ErrNoHandler, t.Type), Attempts: ranBefore(attempt)}, ActionRetry)
 		return
 	}
 	err := fmt.Errorf("%w: %q (after %v)", taskpool.ErrNoHandler, t.Type, age.Round(time.Millisecond))
@@ -916,7 +916,7 @@ func (c *Consumer) unknownType(m jetstream.Msg, meta *jetstream.MsgMetadata, t t
 	if a == ActionDeadLetter && t.UniqueKey != "" {
 		c.release(t.UniqueKey, t.ID)
 	}
-	c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: attempt}, a)
+	c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(attempt)}, a)
 }
 
 // complete is the local scheduler's completion hook.
@@ -974,9 +974,11 @@ func (c *Consumer) forgetUniqueKey(f *flight) {
 	}
 }
 
-// finish settles a delivery from its task's outcome.
+// finish settles a delivery from its task's outcome. out.Attempts is left
+// as the local scheduler set it: the delivery count if the handler ran,
+// one less if it did not (the task was submitted with Attempt set to the
+// delivery count).
 func (c *Consumer) finish(f *flight, out taskpool.Outcome) {
-	out.Attempts = f.attempt
 	out.Task.UniqueKey = f.uniqueKey
 	var a Action
 	switch {
@@ -1040,6 +1042,11 @@ func (c *Consumer) retry(f *flight, out taskpool.Outcome) (a Action) {
 	_ = f.msg.NakWithDelay(d)
 	return ActionRetry
 }
+
+// ranBefore is Outcome.Attempts for a delivery whose handler did not run:
+// as the core counts a task submitted with Attempt n that never runs, the
+// n-1 runs before, every earlier delivery counted as a run.
+func ranBefore(attempt int) int { return max(attempt-1, 0) }
 
 // settled tells the settle hook. A panic in it is logged, as a completion
 // hook's is in process: it runs on the fetch loop too, which a panic would

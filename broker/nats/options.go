@@ -541,8 +541,13 @@ func WithSchedulerOptions(opts ...taskpool.Option) Option {
 // WithSettleHook sets fn to be called after the consumer has settled a
 // delivery: acknowledged it, put it back for a retry, dead-lettered it or
 // released it to another worker. It gets the local outcome (for a message
-// that never ran, such as a bad payload, Attempts is the delivery count
-// and Task may be incomplete) and what was done. fn runs on a worker
+// that never ran, such as a bad payload, Task may be incomplete) and what
+// was done. Outcome.Attempts counts runs, as the core's Outcome doc says:
+// the delivery count (Task.Attempt) when the handler ran on this delivery,
+// one less when it did not (a bad payload, a deferral, an unknown type,
+// attempts exhausted, a task put back), every earlier delivery counted as
+// a run; [Result].Attempts and [DeadLetter].Attempts are the delivery
+// count. fn runs on a worker
 // goroutine for a task that ran, and on the consumer's own goroutines (its
 // fetch loop, a global limit's, or Stop's) for a delivery that never
 // reached a worker (a bad payload, an unknown type, a deferral, attempts
