@@ -21,8 +21,9 @@ import (
 // such messages.
 type Codec interface {
 	// Encode returns the payload for t. It encodes ID, Type, Params,
-	// Priority, UniqueKey, MaxAttempts and Timeout; Attempt is not sent
-	// (the broker's delivery count is the attempt number).
+	// Priority, UniqueKey, MaxAttempts and Timeout; Attempt is not in the
+	// payload (the broker's delivery count is the attempt number, counted
+	// from the [HeaderFirstAttempt] the producer sets).
 	Encode(t taskpool.Task) ([]byte, error)
 	// Decode returns the task encoded in data. Params come back as encoded
 	// bytes ([json.RawMessage] for [JSONCodec]): read them with

@@ -22,7 +22,7 @@ func TestJSONCodecRoundTrip(t *testing.T) {
 	in := taskpool.Task{
 		ID: "id-1", Type: "email.send", Params: emailParams{To: "a@b", Subject: "s"},
 		Priority: taskpool.PriorityHigh, UniqueKey: "k", MaxAttempts: 4, Timeout: 1500 * time.Millisecond,
-		Attempt: 3, // not sent: the broker's delivery count is the attempt
+		Attempt: 3, // not in the payload: the broker's delivery count is the attempt
 	}
 	data, err := c.Encode(in)
 	require.NoError(t, err)

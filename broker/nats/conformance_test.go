@@ -268,6 +268,26 @@ var scenarios = []struct {
 		assert.Equal(t, 2, f.attempts)
 		assert.Len(t, w.runsOf("own"), 2)
 	}},
+	{"a task submitted with Attempt n counts the n-1 runs before", func(t *testing.T, w *world) {
+		require.NoError(t, w.client.Submit(context.Background(), taskpool.Task{ID: "from2", Type: "conf.flaky", Attempt: 2}))
+		f := w.wait(t, "from2")
+		assert.Error(t, f.err)
+		assert.Equal(t, 3, f.attempts, "run 2 and run 3 of 3, and the run before")
+		var attempts []int
+		for _, r := range w.runsOf("from2") {
+			attempts = append(attempts, r.Attempt)
+		}
+		assert.Equal(t, []int{2, 3}, attempts)
+
+		// Past its MaxAttempts: run once, as its last attempt.
+		require.NoError(t, w.client.Submit(context.Background(), taskpool.Task{ID: "from5", Type: "conf.flaky", Attempt: 5}))
+		f = w.wait(t, "from5")
+		assert.Error(t, f.err)
+		assert.Equal(t, 5, f.attempts)
+		runs := w.runsOf("from5")
+		require.Len(t, runs, 1)
+		assert.Equal(t, 5, runs[0].Attempt)
+	}},
 	{"SkipRetry is final", func(t *testing.T, w *world) {
 		require.NoError(t, w.client.Submit(context.Background(), taskpool.Task{ID: "skip", Type: "conf.skip"}))
 		f := w.wait(t, "skip")

@@ -32,8 +32,9 @@ import (
 //     failed: the message is copied to the dead-letter stream and
 //     terminated.
 //
-// Handlers see Task.Attempt set to the delivery count, so a task redelivered
-// after a crash counts the crashed run. While a task waits or runs, one
+// Handlers see Task.Attempt set to the delivery count (counted from the
+// Attempt the task was enqueued with, see [HeaderFirstAttempt]), so a task
+// redelivered after a crash counts the crashed run. While a task waits or runs, one
 // goroutine per Consumer extends the lease of every message held, every
 // AckWait/2, so long tasks are not redelivered; a process that dies stops
 // extending, and its tasks go to other workers after AckWait.
@@ -782,7 +783,16 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		_ = m.Term() // not a JetStream delivery: nothing to redeliver
 		return
 	}
-	attempt := int(meta.NumDelivered)
+	// The attempt is the delivery count, counted from the Attempt the task
+	// was enqueued with; deliveries is the count of this message's
+	// deliveries that may have run it.
+	deliveries := int(meta.NumDelivered)
+	hdr := m.Headers()
+	first := 1
+	if n, err := strconv.Atoi(hdr.Get(HeaderFirstAttempt)); err == nil && n > 1 {
+		first = n
+	}
+	attempt := first - 1 + deliveries
 	t, err := c.cfg.codec.Decode(m.Data())
 	if err != nil {
 		if !errors.Is(err, ErrBadPayload) {
@@ -792,7 +802,6 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		c.settled(taskpool.Outcome{Err: err, Attempts: ranBefore(attempt)}, a)
 		return
 	}
-	hdr := m.Headers()
 	if md := metadataOf(hdr); md != nil {
 		t.Metadata = md
 	}
@@ -812,8 +821,10 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 				c.settled(taskpool.Outcome{Task: t, Attempts: ranBefore(attempt)}, ActionDefer)
 				return
 			}
-			if meta.Timestamp.Before(at) && attempt > 1 {
-				attempt-- // the first delivery was a deferral, not a run
+			if meta.Timestamp.Before(at) && deliveries > 1 {
+				// The first delivery was a deferral, not a run.
+				attempt--
+				deliveries--
 			}
 		}
 	}
@@ -824,9 +835,10 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		}
 	}
 	maxAttempts := c.policy.Attempts(t)
-	if attempt > maxAttempts {
+	if attempt > maxAttempts && deliveries > 1 {
 		// Every earlier delivery ended without an outcome: the worker
-		// died or lost the lease.
+		// died or lost the lease. (A first delivery past MaxAttempts,
+		// enqueued with a high Attempt, runs once, as in process.)
 		err := fmt.Errorf("%w: delivered %d times, max %d", ErrAttemptsExhausted, attempt, maxAttempts)
 		a := c.deadLetter(m, meta.Sequence.Stream, t.ID, attempt, err)
 		if a == ActionDeadLetter && t.UniqueKey != "" {

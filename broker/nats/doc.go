@@ -41,7 +41,8 @@
 //
 // The broker owns retries: the local scheduler runs each delivery once,
 // and a retryable failure is put back with NakWithDelay for the backoff
-// of that attempt ([WithBackoff]). Task.Attempt is the delivery count.
+// of that attempt ([WithBackoff]). Task.Attempt is the delivery count,
+// counted from the Attempt the task was enqueued with, as in process.
 // An error wrapping [taskpool.ErrSkipRetry], or a failure on the last of
 // Task.MaxAttempts (default [WithMaxAttempts]), dead-letters the task; so
 // does a delivery count past MaxAttempts, which happens when every attempt

@@ -67,7 +67,8 @@ type DeadLetter struct {
 	DecodeErr error
 	// Error is the task's last error.
 	Error string
-	// Attempts is the number of deliveries.
+	// Attempts is the attempt number of the last delivery: the delivery
+	// count, counted from the Attempt the task was enqueued with.
 	Attempts int
 	// FailedAt is when the task was dead-lettered.
 	FailedAt time.Time
@@ -207,7 +208,9 @@ func (i *Inspector) Resubmit(ctx context.Context, seq uint64) (Receipt, error) {
 	}
 	msg := &nats.Msg{Subject: subj, Data: data, Header: make(nats.Header)}
 	for k, v := range dl.Header {
-		if strings.HasPrefix(k, "Nats-") || isDeadHeader(k) {
+		if strings.HasPrefix(k, "Nats-") || isDeadHeader(k) || k == HeaderFirstAttempt {
+			// HeaderFirstAttempt too: the attempts count from 1 again,
+			// as a Requeue's do in process.
 			continue
 		}
 		msg.Header[k] = v

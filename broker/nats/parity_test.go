@@ -5,6 +5,7 @@ package natsbroker_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -60,4 +61,63 @@ func TestParitySettleHookAttemptsCountRuns(t *testing.T) {
 	s = next("the good task")
 	require.Equal(t, natsbroker.ActionAck, s.a)
 	assert.Equal(t, 1, s.out.Attempts, "ran once")
+}
+
+// A task enqueued with an Attempt counts from it on its first delivery
+// only: Inspector.Resubmit counts from 1 again (as Requeue does in
+// process), and so does every tick of a periodic schedule (as every
+// activation does in process).
+func TestParityEnqueuedAttemptResubmitAndTicksCountFromOne(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	ran := make(chan taskpool.Task, 16)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("fail", func(_ context.Context, tk taskpool.Task) error {
+		ran <- tk
+		return taskpool.SkipRetry(errors.New("boom"))
+	}))
+	dead := make(chan taskpool.Outcome, 4)
+	startConsumer(t, js, reg, natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+		if a == natsbroker.ActionDeadLetter {
+			dead <- out
+		}
+	}))
+	next := func(what string) taskpool.Task {
+		t.Helper()
+		select {
+		case tk := <-ran:
+			return tk
+		case <-ctx.Done():
+			t.Fatalf("%s did not run", what)
+			return taskpool.Task{}
+		}
+	}
+	prod, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "from4", Type: "fail", Attempt: 4})
+	require.NoError(t, err)
+	assert.Equal(t, 4, next("the enqueued task").Attempt)
+	select {
+	case out := <-dead:
+		assert.Equal(t, 4, out.Attempts)
+	case <-ctx.Done():
+		t.Fatal("not dead-lettered")
+	}
+
+	insp, err := natsbroker.NewInspector(ctx, js)
+	require.NoError(t, err)
+	dls, err := insp.DeadLetters(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	assert.Equal(t, 4, dls[0].Attempts)
+	_, err = insp.Resubmit(ctx, dls[0].Sequence)
+	require.NoError(t, err)
+	assert.Equal(t, 1, next("the resubmitted task").Attempt, "a fresh count")
+
+	require.NoError(t, prod.Schedule(ctx, "tick", "@every 1s", taskpool.Task{Type: "fail", Attempt: 3}))
+	tick := next("a tick")
+	assert.Equal(t, 1, tick.Attempt, "tick %s", tick.ID)
+	require.NoError(t, prod.Cancel(ctx, "tick"))
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -93,6 +94,10 @@ func NewProducer(ctx context.Context, js jetstream.JetStream, opts ...Option) (*
 // and returns a Receipt with Duplicate set. So that it comes back as it
 // was sent, an ID must hold no control character and not begin or end
 // with a space; Enqueue refuses others with [taskpool.ErrInvalidTask].
+//
+// A t.Attempt above 1 counts as in process: the first delivery runs as
+// that attempt, and the runs before count against the retries (it is sent
+// as [HeaderFirstAttempt]; the payload does not carry it).
 //
 // t.Priority picks the priority subject, t.UniqueKey makes the task unique
 // across all producers until it has completed or been dead-lettered, and
@@ -300,6 +305,8 @@ func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Tas
 	if err := p.intercept(ctx, &t); err != nil {
 		return err
 	}
+	// Every tick is a first run, as every activation is in process.
+	t.Attempt = 0
 	msg, err := p.message(t, time.Time{})
 	if err != nil {
 		return err
@@ -507,6 +514,11 @@ func (p *Producer) message(t taskpool.Task, at time.Time) (*nats.Msg, error) {
 		Header:  make(nats.Header, 1+len(t.Metadata)),
 	}
 	msg.Header.Set(jetstream.MsgIDHeader, t.ID)
+	if t.Attempt > 1 {
+		// The codec does not carry Attempt: the consumer counts the
+		// deliveries from it.
+		msg.Header.Set(HeaderFirstAttempt, strconv.Itoa(t.Attempt))
+	}
 	if err := setMetadata(msg.Header, t); err != nil {
 		return nil, err
 	}

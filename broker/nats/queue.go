@@ -18,9 +18,16 @@ const (
 	// HeaderNotBefore holds the earliest run time (RFC 3339, nanoseconds)
 	// of a task delayed by the client-side fallback.
 	HeaderNotBefore = "Taskpool-Not-Before"
+	// HeaderFirstAttempt holds the Attempt a task was enqueued with, when
+	// above 1 (a decimal number): its first delivery is that attempt, and
+	// each redelivery one more, as the in-process scheduler counts the
+	// runs of a task submitted with an Attempt. A consumer ignores a value
+	// that is not a number above 1.
+	HeaderFirstAttempt = "Taskpool-First-Attempt"
 	// HeaderError is a dead letter's error message.
 	HeaderError = "Taskpool-Error"
-	// HeaderAttempts is a dead letter's delivery count.
+	// HeaderAttempts is a dead letter's attempt number: its delivery
+	// count, counted from HeaderFirstAttempt.
 	HeaderAttempts = "Taskpool-Attempts"
 	// HeaderFailedAt is when a task was dead-lettered (RFC 3339).
 	HeaderFailedAt = "Taskpool-Failed-At"

@@ -44,7 +44,9 @@ type Result struct {
 	// Err is the task's final error, nil on success. It is rebuilt from
 	// what crossed the wire: see [RemoteError].
 	Err error
-	// Attempts is the number of deliveries, as Task.Attempt counts them.
+	// Attempts is the attempt number of the last delivery, as
+	// Task.Attempt counts them: the delivery count, counted from the
+	// Attempt the task was enqueued with.
 	Attempts int
 	// DeadLettered is true when the task ended in the dead-letter stream.
 	DeadLettered bool
