@@ -239,6 +239,8 @@ type fzParams struct{ s string }
 // its outcome is the task as submitted (ID filled in when empty), with
 // the error and attempts its handler and retries give, or
 // ErrSchedulerClosed when Stop came before it was due; and Stop returns.
+// Its Attempts counts the runs a submitted Attempt above 1 stands for, as
+// Outcome documents.
 func FuzzSubmit(f *testing.F) {
 	// variant, type, ID, unique key, priority, timeout, max attempts,
 	// attempt, delay, metadata value, twice, stop first, cancelled ctx.
@@ -251,6 +253,13 @@ func FuzzSubmit(f *testing.F) {
 	f.Add(uint8(fzSubmitAtAbsolute), "ok", "", "", int8(1), int64(0), 0, 0, int64(-1), "", false, false, false)
 	f.Add(uint8(fzSubmitAtAbsolute), "ok", "far", "", int8(0), int64(0), 0, 0, int64(1<<63-1), "", false, false, false)
 	f.Add(uint8(fzSubmitAt), "ok", "past", "", int8(0), int64(0), 0, 0, int64(-1<<63), "", false, false, false)
+	// A task submitted as its fifth run, as a broker submits a
+	// redelivered one: its Attempts count the four runs before, whether
+	// it runs (4+1) or Stop comes first (4), which Outcome's doc did not
+	// say ("the number of times the handler ran: 0 for a task that never
+	// ran").
+	f.Add(uint8(fzSubmit), "ok", "r", "", int8(0), int64(0), 0, 5, int64(0), "", false, false, false)
+	f.Add(uint8(fzSubmitAfter), "ok", "r", "", int8(0), int64(0), 0, 5, int64(time.Hour), "", false, true, false)
 	// Each error: an empty or unknown type, a negative attempt or max
 	// attempts, a cancelled context.
 	f.Add(uint8(fzSubmit), "", "", "", int8(0), int64(0), 0, 0, int64(0), "", false, false, false)
