@@ -10,7 +10,8 @@ import (
 // Outcome is the final result of one accepted task, as the completion hook
 // ([WithCompletionHook]) and a [Future] see it.
 type Outcome struct {
-	// Task is the task as submitted, with its ID filled in.
+	// Task is the task as submitted, with its ID filled in and its
+	// Priority one of the three (see [Task.Priority]).
 	Task Task
 	// Result is the value the handler passed to [Task.SetResult], if any.
 	Result any

@@ -7,6 +7,7 @@ package taskpool_test
 // and stops its own scheduler on the fake clock, within milliseconds.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"sync/atomic"
@@ -260,6 +261,13 @@ func FuzzSubmit(f *testing.F) {
 	// ran").
 	f.Add(uint8(fzSubmit), "ok", "r", "", int8(0), int64(0), 0, 5, int64(0), "", false, false, false)
 	f.Add(uint8(fzSubmitAfter), "ok", "r", "", int8(0), int64(0), 0, 5, int64(time.Hour), "", false, true, false)
+	// Found by the fuzzer: a priority other than -1, 0 or 1 reached the
+	// handler and the outcome as -1 or 1 for a plain task, but as
+	// submitted for one with an ID, a key, a timeout, attempts, metadata
+	// or a delay.
+	f.Add(uint8(fzSubmit), "ok", "", "", int8(31), int64(0), 0, 0, int64(0), "", false, false, false)
+	f.Add(uint8(fzSubmitAt), "ok", "p", "", int8(-128), int64(0), 0, 0, int64(time.Hour), "", false, false, false)
+	f.Add(uint8(fzTrySubmit), "flaky", "p", "", int8(127), int64(0), 2, 0, int64(0), "", false, false, false)
 	// Each error: an empty or unknown type, a negative attempt or max
 	// attempts, a cancelled context.
 	f.Add(uint8(fzSubmit), "", "", "", int8(0), int64(0), 0, 0, int64(0), "", false, false, false)
@@ -435,9 +443,10 @@ func FuzzSubmit(f *testing.F) {
 				require.NotEmpty(t, out.Task.ID)
 				wantTask.ID = out.Task.ID
 			}
-			// The scheduler sets Attempt; the rest is the task as
-			// submitted.
+			// The scheduler sets Attempt and reads Priority as one of
+			// the three; the rest is the task as submitted.
 			wantTask.Attempt = out.Task.Attempt
+			wantTask.Priority = taskpool.Priority(cmp.Compare(prio, 0))
 			require.Equal(t, wantTask, out.Task, "outcome %+v", out)
 			require.True(t, out.Task.Params == params, "params %#v", out.Task.Params)
 			switch {

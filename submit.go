@@ -136,6 +136,9 @@ func needsRecord(t *Task) bool {
 // pending: its unique key and its entry in the Cancel index.
 func (s *Scheduler) admit(r *record, t *Task, b *binding) error {
 	r.task = *t
+	// As a plain task's, whose job keeps only its lane: handlers and
+	// outcomes see -1, 0 or 1 whatever the value submitted.
+	r.task.Priority = b.prio
 	r.b = b
 	r.heapIndex = -1
 	named := r.task.ID != ""

@@ -32,7 +32,9 @@ type Task struct {
 	Timeout time.Duration
 
 	// Priority orders tasks waiting in the queue. The zero value is
-	// [PriorityDefault].
+	// [PriorityDefault]; any value below zero is [PriorityLow] and any
+	// above is [PriorityHigh], and handlers, hooks and outcomes see it
+	// as one of the three.
 	Priority Priority
 
 	// UniqueKey, when not empty, makes the task unique: it is rejected

@@ -572,6 +572,7 @@ func (s *Scheduler) SchedulePeriodic(id string, sched Schedule, t Task) error {
 	p := &record{b: b, heapIndex: -1, sched: sched}
 	p.task = t
 	p.task.ID = id
+	p.task.Priority = b.prio
 	q := &s.timers
 	q.mu.Lock()
 	defer q.mu.Unlock()
