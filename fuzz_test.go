@@ -268,6 +268,9 @@ func FuzzSubmit(f *testing.F) {
 	f.Add(uint8(fzSubmit), "ok", "", "", int8(31), int64(0), 0, 0, int64(0), "", false, false, false)
 	f.Add(uint8(fzSubmitAt), "ok", "p", "", int8(-128), int64(0), 0, 0, int64(time.Hour), "", false, false, false)
 	f.Add(uint8(fzTrySubmit), "flaky", "p", "", int8(127), int64(0), 2, 0, int64(0), "", false, false, false)
+	// A retry that arises while Stop runs is reported not run, with the
+	// run's error (DelayedReport).
+	f.Add(uint8(fzTrySubmit), "flaky", "0", "0", int8(1), int64(time.Second), 2, 0, int64(0), "0", true, true, false)
 	// Each error: an empty or unknown type, a negative attempt or max
 	// attempts, a cancelled context.
 	f.Add(uint8(fzSubmit), "", "", "", int8(0), int64(0), 0, 0, int64(0), "", false, false, false)
@@ -458,10 +461,18 @@ func FuzzSubmit(f *testing.F) {
 				require.True(t, out.Result == params, "result %#v", out.Result)
 				require.Equal(t, start, out.Attempts)
 			default: // flaky: the first run fails, a retry succeeds
-				if start < max(maxAttempts, 1) {
+				switch {
+				case start < max(maxAttempts, 1) && stopFirst && out.Err != nil:
+					// The first run failed once Stop had begun: a retry
+					// that arises while Stop runs is reported not run
+					// (DelayedReport), with the run's error.
+					require.ErrorIs(t, out.Err, taskpool.ErrSchedulerClosed)
+					require.ErrorIs(t, out.Err, errFz)
+					require.Equal(t, start, out.Attempts)
+				case start < max(maxAttempts, 1):
 					require.NoError(t, out.Err)
 					require.Equal(t, start+1, out.Attempts)
-				} else {
+				default:
 					require.ErrorIs(t, out.Err, errFz)
 					require.Equal(t, start, out.Attempts)
 				}
