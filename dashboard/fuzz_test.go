@@ -98,6 +98,12 @@ func FuzzActions(f *testing.F) {
 	f.Add("POST", "/api/dead/delete", []byte(`{"id":5}`), uint8(1), "", "", false)
 	f.Add("POST", "/api/dead/delete", []byte(`{"id":"x","pad":"`+strings.Repeat("y", 4<<10)+`"}`), uint8(1), "", "", false)
 	f.Add("POST", "/api/dead/delete", []byte(`{"id":"x"}`+strings.Repeat(" ", 5000)), uint8(1), "", "", false)
+	// Found by the fuzzer: purge ignored its body, so that any body (an
+	// ID meant for delete, say) deleted every dead letter.
+	f.Add("POST", "/api/dead/purge", []byte(`0`), uint8(1), "", "", false)
+	f.Add("POST", "/api/dead/purge", []byte(`{"id":"x"}`), uint8(1), "", "", false)
+	f.Add("POST", "/api/dead/purge", []byte(`null`), uint8(1), "", "", false)
+	f.Add("POST", "/api/dead/purge", []byte("\u00a0"), uint8(1), "", "", false)
 	f.Add("PUT", "/api/dead/purge", []byte(``), uint8(1), "", "", false)
 	f.Add("GET", "/api/dead/purge", []byte(``), uint8(1), "", "", false)
 	f.Add("POST", "/api/dead/../dead/purge", []byte(``), uint8(1), "", "", false)

@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/subtle"
 	"embed"
@@ -35,9 +36,9 @@ var page = template.Must(template.ParseFS(staticFS, "static/index.html"))
 //	mux.Handle("/tasks/", http.StripPrefix("/tasks", dash))
 //
 // The actions (POST api/dead/requeue and api/dead/delete, whose body is
-// {"id": "..."}, and api/dead/purge) answer 400 Bad Request for a body
-// that is not one such value, 413 Request Entity Too Large for one over
-// 4 KiB, 403 Forbidden when read-only or when the CSRF or cross-origin
+// {"id": "..."}, and api/dead/purge, whose body is empty or {}) answer 400
+// Bad Request for a body that is not one such value, 413 Request Entity
+// Too Large for one over 4 KiB, 403 Forbidden when read-only or when the CSRF or cross-origin
 // checks fail, and 404 Not Found for a dead letter the source does not
 // hold; a wrong method gets 405 Method Not Allowed.
 //
@@ -273,32 +274,55 @@ var (
 	errTooLarge   = errors.New("request body too large")
 )
 
-// idOf reads the {"id": ...} body of an action.
-func idOf(r *http.Request) (string, error) {
-	var body struct {
-		ID string `json:"id"`
-	}
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 4<<10))
-	err := dec.Decode(&body)
-	if err == nil {
-		// One value and nothing after it: a second one is not dropped
-		// silently. The reader's error stays: white space that runs past
-		// the limit is a body too large, not one of the wrong shape.
-		if _, terr := dec.Token(); terr != io.EOF {
-			err = terr
-			if err == nil {
-				err = errors.New("data after the JSON body")
-			}
-		}
-	}
+// maxBody is the largest body of an action.
+const maxBody = 4 << 10
+
+// bodyOf reads the body of an action, of at most maxBody bytes.
+func bodyOf(r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		return "", fmt.Errorf("%w: the body is over %d bytes", errTooLarge, tooLarge.Limit)
-	case err != nil || body.ID == "":
+		return nil, fmt.Errorf("%w: the body is over %d bytes", errTooLarge, tooLarge.Limit)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", errBadRequest, err)
+	}
+	return b, nil
+}
+
+// idOf reads the {"id": ...} body of an action: one value and nothing
+// after it, so that a second one is not dropped silently.
+func idOf(r *http.Request) (string, error) {
+	b, err := bodyOf(r)
+	if err != nil {
+		return "", err
+	}
+	var body struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(b, &body); err != nil || body.ID == "" {
 		return "", fmt.Errorf(`%w: want {"id": "..."}`, errBadRequest)
 	}
 	return body.ID, nil
+}
+
+// noArgs reads the body of an action that takes no argument: empty, or
+// {} as the page sends it. Anything else is refused rather than ignored:
+// a client that sends an ID to purge, say, means something else than
+// deleting every dead letter.
+func noArgs(r *http.Request) error {
+	b, err := bodyOf(r)
+	if err != nil {
+		return err
+	}
+	if len(bytes.Trim(b, " \t\r\n")) == 0 { // JSON's white space
+		return nil
+	}
+	var body map[string]json.RawMessage
+	if err := json.Unmarshal(b, &body); err != nil || body == nil || len(body) > 0 {
+		return fmt.Errorf("%w: want no body or {}", errBadRequest)
+	}
+	return nil
 }
 
 func (h *Handler) requeue(r *http.Request) (any, error) {
@@ -318,6 +342,9 @@ func (h *Handler) delete(r *http.Request) (any, error) {
 }
 
 func (h *Handler) purge(r *http.Request) (any, error) {
+	if err := noArgs(r); err != nil {
+		return nil, err
+	}
 	n, err := h.src.PurgeDeadLetters(r.Context())
 	return map[string]int{"purged": n}, err
 }
