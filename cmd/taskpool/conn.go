@@ -48,7 +48,11 @@ func (e *env) connect(extra ...nats.Option) (*client, error) {
 	case e.tlsCert != "" || e.tlsKey != "":
 		return nil, usagef("--tls-cert and --tls-key go together")
 	}
-	nc, js, err := natsbroker.Connect(e.server, append(opts, extra...)...)
+	dial := natsbroker.Connect
+	if e.dial != nil {
+		dial = e.dial
+	}
+	nc, js, err := dial(e.server, append(opts, extra...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -30,7 +30,7 @@ func cmdDashboard(e *env, args []string) error {
 	}
 	// The address first: a --listen that is not an address is a usage
 	// error, found before connecting like the others.
-	ln, err := listenOn(*listen)
+	ln, err := e.listenOn(*listen)
 	if err != nil {
 		return err
 	}
@@ -97,8 +97,12 @@ func cmdDashboard(e *env, args []string) error {
 // a bad port, a host that does not resolve) is a usage error (exit 2); one
 // that cannot be bound (in use, not this host's, not permitted) is a
 // failed operation (exit 1).
-func listenOn(addr string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
+func (e *env) listenOn(addr string) (net.Listener, error) {
+	listen := net.Listen
+	if e.listen != nil {
+		listen = e.listen
+	}
+	ln, err := listen("tcp", addr)
 	if err == nil {
 		return ln, nil
 	}

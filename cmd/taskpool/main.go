@@ -12,9 +12,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Exit codes.
@@ -61,6 +65,11 @@ type env struct {
 	// once it listens. Tests set them.
 	serveUntil context.Context
 	listening  func(url string)
+	// dial and listen, when not nil, replace natsbroker.Connect and
+	// net.Listen: the fuzz test runs the command without a server and
+	// without binding the addresses it is given.
+	dial   func(url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream, error)
+	listen func(network, addr string) (net.Listener, error)
 }
 
 // usageError is a command line that makes no sense: exit code 2.
