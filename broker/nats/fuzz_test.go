@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -65,6 +66,14 @@ func FuzzMessage(f *testing.F) {
 	f.Add("x", "t", "", "k", "v\n", int8(0), 0, 0, int64(0), []byte(nil), false, true)
 	f.Add("x", "t", "", "k", "v ", int8(0), 0, 0, int64(0), []byte(nil), false, true)
 	f.Add("x", "t", "", "", "", int8(0), 0, 0, int64(0), []byte(`{nope`), false, true)
+	// Found by the fuzzer: an ID, type or unique key that is not valid
+	// UTF-8 was enqueued, and the JSON envelope carried it with U+FFFD in
+	// place of the bad bytes: the consumer saw another type, and another
+	// ID and key than the message ID and the key the producer took, which
+	// it then never released.
+	f.Add("0", "0", "\x9a", "", "", int8(0), 0, 0, int64(1500000), []byte("null"), false, true)
+	f.Add("\xff", "t", "", "", "", int8(0), 0, 0, int64(0), []byte(nil), false, true)
+	f.Add("x", "t\xc3", "", "", "", int8(0), 0, 0, int64(0), []byte(nil), false, true)
 	f.Fuzz(func(t *testing.T, id, typ, key, metaKey, metaVal string, prio int8, maxAttempts, attempt int,
 		timeout int64, params []byte, delayed, schedules bool) {
 		p, err := natsbroker.NewOfflineProducer(schedules, natsbroker.WithQueue("q"))
@@ -101,6 +110,9 @@ func FuzzMessage(f *testing.F) {
 		}
 		if attempt < 0 || maxAttempts < 0 || (id != "" && !headerSafe(id)) ||
 			(task.Metadata != nil && (!token(metaKey) || !headerSafe(metaVal))) {
+			want = append(want, taskpool.ErrInvalidTask)
+		}
+		if !utf8.ValidString(id) || !utf8.ValidString(typ) || !utf8.ValidString(key) {
 			want = append(want, taskpool.ErrInvalidTask)
 		}
 		if params != nil && !json.Valid(params) {

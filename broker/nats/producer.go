@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -91,9 +92,10 @@ func NewProducer(ctx context.Context, js jetstream.JetStream, opts ...Option) (*
 // it, so that a nil error means the task will run at least once. An empty
 // t.ID is replaced by a generated one. The ID is the message's Nats-Msg-Id:
 // enqueueing the same ID again within the duplicate window stores nothing
-// and returns a Receipt with Duplicate set. So that it comes back as it
-// was sent, an ID must hold no control character and not begin or end
-// with a space; Enqueue refuses others with [taskpool.ErrInvalidTask].
+// and returns a Receipt with Duplicate set. So that they come back as
+// they were sent, the ID, type and unique key must be valid UTF-8, and
+// an ID must hold no control character and not begin or end with a
+// space; Enqueue refuses others with [taskpool.ErrInvalidTask].
 //
 // A t.Attempt above 1 counts as in process: the first delivery runs as
 // that attempt, and the runs before count against the retries (it is sent
@@ -493,6 +495,13 @@ func (p *Producer) message(t taskpool.Task, at time.Time) (*nats.Msg, error) {
 		// As the in-process Submit: a negative MaxAttempts would
 		// otherwise mean the consumer's default.
 		return nil, fmt.Errorf("%w: attempt %d, max attempts %d", taskpool.ErrInvalidTask, t.Attempt, t.MaxAttempts)
+	}
+	if !utf8.ValidString(t.ID) || !utf8.ValidString(t.Type) || !utf8.ValidString(t.UniqueKey) {
+		// The envelope is JSON, which would carry them with U+FFFD in
+		// place of the invalid bytes: the consumer would see another
+		// type, and another ID and key than the message ID and the key
+		// taken here, which it would then never release.
+		return nil, fmt.Errorf("%w: task %q: ID %q, type and unique key %q must be valid UTF-8", taskpool.ErrInvalidTask, t.Type, t.ID, t.UniqueKey)
 	}
 	if p.cfg.known != nil && !p.cfg.known(t.Type) {
 		return nil, fmt.Errorf("%w: %q", taskpool.ErrNoHandler, t.Type)
