@@ -234,53 +234,65 @@ type fzParams struct{ s string }
 // FuzzSubmit submits a task with arbitrary fields, through each of the
 // submit variants, at arbitrary times, once or twice (paused in between,
 // so that the first is still pending), with a live or a cancelled
-// context, stopping at once or after the task is due. A submission
+// context, cancelled by ID while pending or not, stopping at once or
+// after the task is due. A submission
 // either returns one of the documented errors that apply to the task
 // (errors.Is) and has no outcome, or the task is settled exactly once:
 // its outcome is the task as submitted (ID filled in when empty), with
 // the error and attempts its handler and retries give, or
-// ErrSchedulerClosed when Stop came before it was due; and Stop returns.
+// ErrSchedulerClosed when Stop came before it was due, or ErrCanceled for
+// the one task Cancel removed; and Stop returns.
 // Its Attempts counts the runs a submitted Attempt above 1 stands for, as
 // Outcome documents.
 func FuzzSubmit(f *testing.F) {
 	// variant, type, ID, unique key, priority, timeout, max attempts,
-	// attempt, delay, metadata value, twice, stop first, cancelled ctx.
-	f.Add(uint8(fzSubmit), "ok", "", "", int8(0), int64(0), 0, 0, int64(0), "", false, false, false)
-	f.Add(uint8(fzTrySubmit), "flaky", "id-1", "key", int8(1), int64(time.Second), 2, 0, int64(0), "m", true, false, false)
-	f.Add(uint8(fzSubmitFuture), "ok", "x", "k", int8(-1), int64(-1), 1, 1, int64(0), "", true, true, false)
-	f.Add(uint8(fzSubmitWait), "flaky", "", "k", int8(0), int64(0), 3, 2, int64(0), "meta", true, false, false)
-	f.Add(uint8(fzSubmitAt), "ok", "d", "", int8(0), int64(0), 0, 0, int64(time.Hour), "", false, false, false)
-	f.Add(uint8(fzSubmitAfter), "flaky", "d", "u", int8(-1), int64(0), 2, 0, int64(time.Minute), "", true, true, false)
-	f.Add(uint8(fzSubmitAtAbsolute), "ok", "", "", int8(1), int64(0), 0, 0, int64(-1), "", false, false, false)
-	f.Add(uint8(fzSubmitAtAbsolute), "ok", "far", "", int8(0), int64(0), 0, 0, int64(1<<63-1), "", false, false, false)
-	f.Add(uint8(fzSubmitAt), "ok", "past", "", int8(0), int64(0), 0, 0, int64(-1<<63), "", false, false, false)
+	// attempt, delay, metadata value, twice, stop first, cancelled ctx,
+	// Cancel by ID while pending.
+	f.Add(uint8(fzSubmit), "ok", "", "", int8(0), int64(0), 0, 0, int64(0), "", false, false, false, false)
+	f.Add(uint8(fzTrySubmit), "flaky", "id-1", "key", int8(1), int64(time.Second), 2, 0, int64(0), "m", true, false, false, false)
+	f.Add(uint8(fzSubmitFuture), "ok", "x", "k", int8(-1), int64(-1), 1, 1, int64(0), "", true, true, false, false)
+	f.Add(uint8(fzSubmitWait), "flaky", "", "k", int8(0), int64(0), 3, 2, int64(0), "meta", true, false, false, false)
+	f.Add(uint8(fzSubmitAt), "ok", "d", "", int8(0), int64(0), 0, 0, int64(time.Hour), "", false, false, false, false)
+	f.Add(uint8(fzSubmitAfter), "flaky", "d", "u", int8(-1), int64(0), 2, 0, int64(time.Minute), "", true, true, false, false)
+	f.Add(uint8(fzSubmitAtAbsolute), "ok", "", "", int8(1), int64(0), 0, 0, int64(-1), "", false, false, false, false)
+	f.Add(uint8(fzSubmitAtAbsolute), "ok", "far", "", int8(0), int64(0), 0, 0, int64(1<<63-1), "", false, false, false, false)
+	f.Add(uint8(fzSubmitAt), "ok", "past", "", int8(0), int64(0), 0, 0, int64(-1<<63), "", false, false, false, false)
 	// A task submitted as its fifth run, as a broker submits a
 	// redelivered one: its Attempts count the four runs before, whether
 	// it runs (4+1) or Stop comes first (4), which Outcome's doc did not
 	// say ("the number of times the handler ran: 0 for a task that never
 	// ran").
-	f.Add(uint8(fzSubmit), "ok", "r", "", int8(0), int64(0), 0, 5, int64(0), "", false, false, false)
-	f.Add(uint8(fzSubmitAfter), "ok", "r", "", int8(0), int64(0), 0, 5, int64(time.Hour), "", false, true, false)
+	f.Add(uint8(fzSubmit), "ok", "r", "", int8(0), int64(0), 0, 5, int64(0), "", false, false, false, false)
+	f.Add(uint8(fzSubmitAfter), "ok", "r", "", int8(0), int64(0), 0, 5, int64(time.Hour), "", false, true, false, false)
 	// Found by the fuzzer: a priority other than -1, 0 or 1 reached the
 	// handler and the outcome as -1 or 1 for a plain task, but as
 	// submitted for one with an ID, a key, a timeout, attempts, metadata
 	// or a delay.
-	f.Add(uint8(fzSubmit), "ok", "", "", int8(31), int64(0), 0, 0, int64(0), "", false, false, false)
-	f.Add(uint8(fzSubmitAt), "ok", "p", "", int8(-128), int64(0), 0, 0, int64(time.Hour), "", false, false, false)
-	f.Add(uint8(fzTrySubmit), "flaky", "p", "", int8(127), int64(0), 2, 0, int64(0), "", false, false, false)
+	f.Add(uint8(fzSubmit), "ok", "", "", int8(31), int64(0), 0, 0, int64(0), "", false, false, false, false)
+	f.Add(uint8(fzSubmitAt), "ok", "p", "", int8(-128), int64(0), 0, 0, int64(time.Hour), "", false, false, false, false)
+	f.Add(uint8(fzTrySubmit), "flaky", "p", "", int8(127), int64(0), 2, 0, int64(0), "", false, false, false, false)
 	// A retry that arises while Stop runs is reported not run, with the
 	// run's error (DelayedReport).
-	f.Add(uint8(fzTrySubmit), "flaky", "0", "0", int8(1), int64(time.Second), 2, 0, int64(0), "0", true, true, false)
+	f.Add(uint8(fzTrySubmit), "flaky", "0", "0", int8(1), int64(time.Second), 2, 0, int64(0), "0", true, true, false, false)
+	// Cancel by ID: a paused queued task, a delayed one, one of two with
+	// the same ID, and IDs that name nothing.
+	f.Add(uint8(fzSubmitFuture), "ok", "c", "k", int8(0), int64(0), 0, 0, int64(0), "", true, false, false, true)
+	f.Add(uint8(fzSubmitAfter), "flaky", "c", "", int8(0), int64(0), 2, 0, int64(time.Minute), "", true, false, false, true)
+	f.Add(uint8(fzSubmitAt), "ok", "c", "", int8(0), int64(0), 0, 0, int64(time.Minute), "", false, true, false, true)
+	f.Add(uint8(fzSubmitAt), "ok", "c", "", int8(0), int64(0), 3, 0, int64(time.Minute), "", false, false, false, true)
+	f.Add(uint8(fzSubmitWait), "ok", "c", "", int8(0), int64(0), 0, 0, int64(0), "", false, false, false, true)
+	f.Add(uint8(fzSubmit), "ok", "", "", int8(0), int64(0), 0, 0, int64(0), "", true, false, false, true)
+	f.Add(uint8(fzSubmit), "", "c", "", int8(0), int64(0), 0, 0, int64(0), "", false, false, false, true)
 	// Each error: an empty or unknown type, a negative attempt or max
 	// attempts, a cancelled context.
-	f.Add(uint8(fzSubmit), "", "", "", int8(0), int64(0), 0, 0, int64(0), "", false, false, false)
-	f.Add(uint8(fzSubmitAt), "nope", "", "", int8(0), int64(0), 0, 0, int64(0), "", false, false, false)
-	f.Add(uint8(fzSubmitFuture), "ok", "", "", int8(0), int64(0), 0, -1, int64(0), "", false, false, false)
-	f.Add(uint8(fzSubmitAfter), "ok", "", "", int8(0), int64(0), -1, 0, int64(0), "", false, false, false)
-	f.Add(uint8(fzSubmitWait), "ok", "", "", int8(0), int64(0), 0, 0, int64(0), "", false, false, true)
-	f.Add(uint8(fzSubmit), "flaky", "", "k", int8(0), int64(0), 0, 0, int64(0), "", false, false, true)
+	f.Add(uint8(fzSubmit), "", "", "", int8(0), int64(0), 0, 0, int64(0), "", false, false, false, false)
+	f.Add(uint8(fzSubmitAt), "nope", "", "", int8(0), int64(0), 0, 0, int64(0), "", false, false, false, false)
+	f.Add(uint8(fzSubmitFuture), "ok", "", "", int8(0), int64(0), 0, -1, int64(0), "", false, false, false, false)
+	f.Add(uint8(fzSubmitAfter), "ok", "", "", int8(0), int64(0), -1, 0, int64(0), "", false, false, false, false)
+	f.Add(uint8(fzSubmitWait), "ok", "", "", int8(0), int64(0), 0, 0, int64(0), "", false, false, true, false)
+	f.Add(uint8(fzSubmit), "flaky", "", "k", int8(0), int64(0), 0, 0, int64(0), "", false, false, true, false)
 	f.Fuzz(func(t *testing.T, variant uint8, typ, id, key string, prio int8, timeout int64, maxAttempts, attempt int,
-		delay int64, meta string, twice, stopFirst, canceled bool) {
+		delay int64, meta string, twice, stopFirst, canceled, cancel bool) {
 		variant %= fzVariants
 		clock := taskpooltest.NewClock(epoch)
 		start := max(attempt, 1) // the number of the first run
@@ -425,11 +437,23 @@ func FuzzSubmit(f *testing.F) {
 				expect(submit(), "second")
 			}
 		}
+		// Cancel, while what was accepted is pending (paused or delayed),
+		// removes one task of that ID; an ID that names none is
+		// ErrTaskNotFound.
+		canceledWant := cancel && id != "" && accepted > 0 && (paused || delayed)
+		if cancel && (paused || delayed || accepted == 0) {
+			err := s.Cancel(id)
+			if canceledWant {
+				require.NoError(t, err, "Cancel(%q)", id)
+			} else {
+				require.ErrorIs(t, err, taskpool.ErrTaskNotFound, "Cancel(%q)", id)
+			}
+		}
 		if paused {
 			require.NoError(t, s.Resume())
 		}
 		notRun := delayed && stopFirst
-		if delayed && !stopFirst && accepted > 0 {
+		if delayed && !stopFirst && accepted > 0 && !(canceledWant && accepted == 1) {
 			wctx, cancel := context.WithTimeout(context.Background(), fzHang)
 			require.NoError(t, clock.WaitArmed(wctx, at), "the delayed task is not armed for %v", at)
 			cancel()
@@ -439,6 +463,7 @@ func FuzzSubmit(f *testing.F) {
 			fzStop(t, s)
 		}
 
+		seenCanceled := false
 		for i := uint64(0); i < accepted; i++ {
 			out := fzRecv(t, outc, "outcome")
 			wantTask := task
@@ -453,6 +478,10 @@ func FuzzSubmit(f *testing.F) {
 			require.Equal(t, wantTask, out.Task, "outcome %+v", out)
 			require.True(t, out.Task.Params == params, "params %#v", out.Task.Params)
 			switch {
+			case errors.Is(out.Err, taskpool.ErrCanceled):
+				require.True(t, canceledWant && !seenCanceled, "an outcome ErrCanceled: %+v", out)
+				seenCanceled = true
+				require.Equal(t, start-1, out.Attempts, "attempts of a task never run")
 			case notRun:
 				require.ErrorIs(t, out.Err, taskpool.ErrSchedulerClosed)
 				require.Equal(t, start-1, out.Attempts, "attempts of a task never run")
@@ -478,9 +507,11 @@ func FuzzSubmit(f *testing.F) {
 				}
 			}
 		}
+		require.Equal(t, canceledWant, seenCanceled, "no outcome ErrCanceled")
 		for _, ch := range waits {
 			w := fzRecv(t, ch, "Future")
 			switch {
+			case canceledWant && errors.Is(w.err, taskpool.ErrCanceled):
 			case notRun:
 				require.ErrorIs(t, w.err, taskpool.ErrSchedulerClosed)
 			case typ == "ok":
@@ -497,6 +528,9 @@ func FuzzSubmit(f *testing.F) {
 			require.Zero(t, runs.Load())
 		}
 		fzSettled(t, s, accepted)
+		if canceledWant {
+			require.Equal(t, uint64(1), s.Stats().Canceled)
+		}
 		for _, err := range []error{
 			s.Submit(context.Background(), taskpool.Task{Type: "ok"}),
 			s.TrySubmit(taskpool.Task{Type: "ok"}),
