@@ -22,10 +22,10 @@ type Outcome struct {
 	// last run's error as well, for a retry that never ran).
 	Err error
 	// Attempts is the number of times the handler ran: 0 for a task that
-	// never ran. A task submitted with an Attempt above 1 (as a broker
+	// never ran. A task submitted with an Attempt n above 1 (as a broker
 	// submits a redelivered one) counts the n-1 runs before it as well:
-	// its Attempts is the number of its last run, or Attempt-1 when it
-	// never ran.
+	// its Attempts is the number of its last run, or n-1 when it never
+	// ran.
 	Attempts int
 }
 
