@@ -48,6 +48,9 @@ type Client interface {
 	// server, which needs it as an expression: [Every] and the cron
 	// sub-module's Parse give one (their String method); a broker
 	// returns an error wrapping [ErrInvalidOption] for another Schedule.
+	// Delayed tasks (SubmitAt, SubmitAfter) and periodic schedules are
+	// two namespaces, on both: a delayed task may have a schedule's ID,
+	// and neither replaces the other.
 	SchedulePeriodic(id string, sched Schedule, t Task) error
 	// Unschedule removes the periodic schedule id; tasks it submitted are
 	// not affected. It returns an error wrapping [ErrTaskNotFound] for an

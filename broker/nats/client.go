@@ -78,7 +78,9 @@ func (c *Client) SubmitWait(ctx context.Context, t taskpool.Task) (any, error) {
 // in-process scheduler, registering an id again replaces its schedule
 // (or changes nothing when it is the same) rather than failing with
 // ErrDuplicateTask: every instance of a service may register its
-// schedules at start-up.
+// schedules at start-up. As in process, a delayed task with the same ID
+// is another namespace: neither replaces the other (see
+// [Producer.Schedule]).
 func (c *Client) SchedulePeriodic(id string, sched taskpool.Schedule, t taskpool.Task) error {
 	s, ok := sched.(fmt.Stringer)
 	if !ok || sched == nil {
@@ -91,9 +93,10 @@ func (c *Client) SchedulePeriodic(id string, sched taskpool.Schedule, t taskpool
 
 // Unschedule removes the periodic schedule id as [Producer.Cancel] does,
 // bounded by CancelTimeout. Ticks already emitted are not affected. As in
-// process, it removes only a periodic schedule: for the ID of a delayed
-// task, or an unknown id, it returns an error wrapping [ErrNotFound]
-// (which is [taskpool.ErrTaskNotFound]) and leaves the delayed task.
+// process, it removes only a periodic schedule: a delayed task with the
+// same ID is left, and for an id with no periodic schedule (the ID of a
+// delayed task among them) it returns an error wrapping [ErrNotFound]
+// (which is [taskpool.ErrTaskNotFound]).
 func (c *Client) Unschedule(id string) error {
 	ctx, cancel := c.timeout()
 	defer cancel()
@@ -113,8 +116,9 @@ func (c *Client) timeout() (context.Context, context.CancelFunc) {
 // cancelled: the error wraps [ErrNotFound], which is also
 // [taskpool.ErrTaskNotFound]. As in process, a periodic schedule is not a
 // task: Cancel of its ID returns that error too and leaves the schedule
-// running ([Client.Unschedule] removes it); a tick is a queued task, which
-// a broker cannot cancel.
+// running ([Client.Unschedule] removes it), and when a delayed task has
+// the ID of a schedule, Cancel removes the task and leaves the schedule;
+// a tick is a queued task, which a broker cannot cancel.
 func (c *Client) Cancel(id string) error {
 	ctx, cancel := c.timeout()
 	defer cancel()

@@ -454,6 +454,32 @@ var scenarios = []struct {
 		assert.ErrorIs(t, w.client.Unschedule("kinds-sched"), taskpool.ErrTaskNotFound)
 		assert.ErrorIs(t, w.client.Cancel("kinds-delayed"), taskpool.ErrTaskNotFound)
 	}},
+	{"a delayed task and a schedule may share an ID", func(t *testing.T, w *world) {
+		// Delayed tasks and periodic schedules are two namespaces:
+		// neither replaces the other, whichever comes first.
+		ctx := context.Background()
+		require.NoError(t, w.client.SchedulePeriodic("shared", taskpool.Every(time.Second), taskpool.Task{Type: "conf.tick"}))
+		require.NoError(t, w.client.SubmitAfter(ctx, taskpool.Task{ID: "shared", Type: "conf.ok"}, 100*time.Millisecond))
+		require.NoError(t, w.wait(t, "shared").err, "the delayed task ran")
+		deadline := time.After(10 * time.Second)
+		for ticked := false; !ticked; {
+			select {
+			case id := <-w.ticks:
+				ticked = strings.HasPrefix(id, "shared@") // not a tick of an earlier scenario
+			case <-deadline:
+				t.Fatal("the schedule no longer ticks")
+			}
+		}
+		require.NoError(t, w.client.Unschedule("shared"), "the schedule was kept")
+		assert.ErrorIs(t, w.client.Cancel("shared"), taskpool.ErrTaskNotFound, "the delayed task ran")
+
+		require.NoError(t, w.client.SubmitAfter(ctx, taskpool.Task{ID: "shared2", Type: "conf.ok"}, time.Hour))
+		require.NoError(t, w.client.SchedulePeriodic("shared2", taskpool.Every(time.Hour), taskpool.Task{Type: "conf.ok"}))
+		require.NoError(t, w.client.Cancel("shared2"), "the delayed task was kept")
+		require.NoError(t, w.client.Unschedule("shared2"), "the schedule was kept")
+		assert.Len(t, w.runsOf("shared"), 1)
+		assert.Empty(t, w.runsOf("shared2"))
+	}},
 	{"cancel a delayed task frees its unique key", func(t *testing.T, w *world) {
 		ctx := context.Background()
 		require.NoError(t, w.client.SubmitAt(ctx, taskpool.Task{ID: "uk-cancel", Type: "conf.ok", UniqueKey: "conf-cancel"}, time.Now().Add(time.Hour)))

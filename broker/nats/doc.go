@@ -71,8 +71,11 @@
 // periodic task that the server emits once per tick, however many
 // processes run; it takes the cron sub-module's dialect (five fields,
 // descriptors, @every, a CRON_TZ= prefix) and gives each tick the ID
-// "<id>@<tick time>" as the in-process scheduler does. On older servers delays fall back to a
-// Taskpool-Not-Before header that consumers honour with NakWithDelay.
+// "<id>@<tick time>" as the in-process scheduler does. Delayed tasks and
+// periodic schedules are two namespaces, as in process: a delayed task and
+// a schedule may share an ID, and neither replaces the other. On older
+// servers delays fall back to a Taskpool-Not-Before header that consumers
+// honour with NakWithDelay.
 //
 // # Wire format
 //

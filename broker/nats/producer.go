@@ -104,7 +104,9 @@ func NewProducer(ctx context.Context, js jetstream.JetStream, opts ...Option) (*
 // t.Priority picks the priority subject, t.UniqueKey makes the task unique
 // across all producers until it has completed or been dead-lettered, and
 // [Delay] or [At] make it due later (a server-side schedule on
-// nats-server 2.12+, see [WithClientSideDelays]).
+// nats-server 2.12+, see [WithClientSideDelays]). A delayed task may have
+// the ID of a periodic schedule ([Producer.Schedule]): they are two
+// namespaces, as in process, and neither replaces the other.
 //
 // Enqueue returns an error wrapping [taskpool.ErrInvalidType] for an empty
 // type, [taskpool.ErrInvalidTask] for a negative Attempt or MaxAttempts
@@ -278,7 +280,13 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 // with the same spec and task again changes nothing (an @every interval
 // keeps running from the first registration), so every instance of a
 // service may register its schedules at start-up; registering it with
-// another spec or task replaces the schedule.
+// another spec or task replaces the schedule. A delayed task with the same
+// ID is another namespace, as in process: Schedule leaves it, and it
+// leaves the schedule. The one exception is a delayed task enqueued by an
+// earlier version of this package, which stored delayed tasks where
+// schedules are stored: until it is due or cancelled, Schedule of its ID
+// returns an error wrapping [taskpool.ErrDuplicateTask] rather than
+// replace it.
 //
 // Each emitted task gets the ID "<t.ID or id>@<tick time>", the time the
 // server stored the tick, to the second, in UTC as RFC 3339 with
@@ -334,6 +342,11 @@ func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Tas
 		case errors.Is(err, jetstream.ErrMsgNotFound):
 		case err != nil:
 			return &EnqueueError{ID: id, Err: err}
+		case isDelayed(have.Header.Get(hdrSchedule)):
+			// A delayed task stored by an earlier version, on the
+			// subject schedules use: a schedule would replace it.
+			return fmt.Errorf("%w: schedule %q: a delayed task enqueued by an earlier version has that ID until it is due (%s) or cancelled",
+				taskpool.ErrDuplicateTask, id, strings.TrimPrefix(have.Header.Get(hdrSchedule), "@at "))
 		case sameSchedule(have, msg):
 			return nil
 		default:
@@ -403,18 +416,20 @@ func sameSchedule(have *jetstream.RawStreamMsg, msg *nats.Msg) bool {
 	return true
 }
 
-// Cancel removes a delayed task that is not yet due, or a periodic
-// schedule, by its ID: both are stored as server schedules under their ID.
-// (The [Client] tells them apart, as the in-process scheduler does: its
-// Cancel removes only a delayed task, its Unschedule only a periodic
-// schedule.) It returns [ErrNotFound] when nothing is scheduled under id
-// (a delayed task that has become due is an ordinary queued task and can
-// no longer be cancelled), and [ErrSchedulesUnsupported] when delays use
-// the client-side fallback, whose delayed tasks cannot be cancelled. As in
-// process, a cancelled delayed task frees its unique key when Cancel
-// returns nil, and one enqueued with [KeepResult] gets its outcome: an
-// error wrapping [taskpool.ErrCanceled], with no attempt, which
-// [Producer.WaitResult] returns.
+// Cancel removes what is scheduled under id and has not run: a delayed
+// task that is not yet due, a periodic schedule, or both. Delayed tasks
+// and periodic schedules are two namespaces, as in process: an ID may name
+// one of each, and Cancel removes both. (The [Client] takes one kind, as
+// the in-process scheduler does: its Cancel removes only a delayed task,
+// its Unschedule only a periodic schedule.) It returns [ErrNotFound] when
+// nothing is scheduled under id (a delayed task that has become due is an
+// ordinary queued task and can no longer be cancelled), and
+// [ErrSchedulesUnsupported] when delays use the client-side fallback,
+// whose delayed tasks cannot be cancelled. As in process, a cancelled
+// delayed task frees its unique key when Cancel returns nil, and one
+// enqueued with [KeepResult] gets its outcome: an error wrapping
+// [taskpool.ErrCanceled], with no attempt, which [Producer.WaitResult]
+// returns.
 func (p *Producer) Cancel(ctx context.Context, id string) error {
 	return p.cancel(ctx, id, anyKind)
 }
@@ -423,67 +438,90 @@ func (p *Producer) Cancel(ctx context.Context, id string) error {
 type scheduleKind uint8
 
 const (
-	anyKind      scheduleKind = iota // either: Producer.Cancel
+	anyKind      scheduleKind = iota // both: Producer.Cancel
 	delayedKind                      // a delayed task not due yet: Client.Cancel
 	periodicKind                     // a periodic schedule: Client.Unschedule
 )
 
-// cancel is Cancel of a schedule of kind want. A schedule of the other
-// kind under id is left as it is, and reported as nothing found.
+// cancel is Cancel of what is scheduled under id of kind want.
 func (p *Producer) cancel(ctx context.Context, id string, want scheduleKind) error {
 	if !p.q.schedules {
 		return ErrSchedulesUnsupported
 	}
-	subj := p.q.schedSubject(id)
+	removed := false
+	if want != periodicKind {
+		ok, _, err := p.remove(ctx, id, p.q.delaySubject(id), delayedKind)
+		if err != nil || ok && want == delayedKind {
+			return err
+		}
+		removed = ok
+	}
+	// The schedule subject holds a periodic schedule, or a delayed task
+	// enqueued by an earlier version.
+	ok, other, err := p.remove(ctx, id, p.q.schedSubject(id), want)
+	switch {
+	case err != nil:
+		return err
+	case ok || removed:
+		return nil
+	case other && want == delayedKind:
+		return fmt.Errorf("%w: no delayed task %q (a periodic schedule has that ID: Unschedule removes it)", ErrNotFound, id)
+	case other && want == periodicKind:
+		return fmt.Errorf("%w: no periodic schedule %q (a delayed task has that ID: Cancel removes it)", ErrNotFound, id)
+	}
+	return fmt.Errorf("%w: nothing scheduled as %q", ErrNotFound, id)
+}
+
+// remove deletes the schedule stored on subj, the subject of id, if it is
+// of kind want. It reports whether it removed one, and whether one of the
+// other kind is stored there (and left).
+func (p *Producer) remove(ctx context.Context, id, subj string, want scheduleKind) (removed, other bool, err error) {
 	raw, err := p.q.tasks.GetLastMsgForSubject(ctx, subj)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return fmt.Errorf("%w: nothing scheduled as %q", ErrNotFound, id)
+		return false, false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("natsbroker: cancel %s: %w", id, err)
+		return false, false, fmt.Errorf("natsbroker: cancel %s: %w", id, err)
 	}
 	// A delayed task is a one-shot "@at" schedule; anything else stored
 	// under a schedule subject is a periodic schedule.
-	delayed := strings.HasPrefix(raw.Header.Get(hdrSchedule), "@at ")
-	switch {
-	case want == delayedKind && !delayed:
-		return fmt.Errorf("%w: no delayed task %q (a periodic schedule has that ID: Unschedule removes it)", ErrNotFound, id)
-	case want == periodicKind && delayed:
-		return fmt.Errorf("%w: no periodic schedule %q (a delayed task has that ID: Cancel removes it)", ErrNotFound, id)
+	delayed := isDelayed(raw.Header.Get(hdrSchedule))
+	if want == delayedKind && !delayed || want == periodicKind && delayed {
+		return false, true, nil
 	}
 	// Delete the very message read, so that a task that became due
 	// meanwhile (the server removed its schedule) is not reported
 	// cancelled, its key freed while it is queued.
 	if err := p.q.tasks.DeleteMsg(ctx, raw.Sequence); err != nil {
 		if _, gerr := p.q.tasks.GetMsg(ctx, raw.Sequence); errors.Is(gerr, jetstream.ErrMsgNotFound) {
-			return fmt.Errorf("%w: nothing scheduled as %q", ErrNotFound, id)
+			return false, false, nil
 		}
-		return fmt.Errorf("natsbroker: cancel %s: %w", id, err)
+		return false, false, fmt.Errorf("natsbroker: cancel %s: %w", id, err)
 	}
 	// Any older message of the subject (an enqueue re-sent past the
 	// duplicate window): none is left scheduled.
 	if err := p.q.tasks.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
-		return fmt.Errorf("natsbroker: cancel %s: %w", id, err)
+		return true, false, fmt.Errorf("natsbroker: cancel %s: %w", id, err)
 	}
 	if !delayed {
-		return nil // a periodic schedule: no key, no outcome
+		return true, false, nil // a periodic schedule: no key, no outcome
 	}
 	t, err := p.cfg.codec.Decode(raw.Data)
 	if err != nil {
-		return nil // not a task this producer can read: nothing it holds
+		return true, false, nil // not a task this producer can read: nothing it holds
 	}
 	if raw.Header.Get(HeaderResult) != "" {
 		rec := resultRecord{V: resultVersion, Error: encodeError(taskpool.ErrCanceled)}
 		if err := p.q.putResult(ctx, p.cfg.logger, t.ID, rec); err != nil {
-			return fmt.Errorf("natsbroker: cancel %s: cancelled, outcome not stored: %w", id, err)
+			return true, false, fmt.Errorf("natsbroker: cancel %s: cancelled, outcome not stored: %w", id, err)
 		}
 	}
 	if t.UniqueKey != "" {
 		if err := p.q.releaseUnique(ctx, t.UniqueKey, t.ID); err != nil {
-			return fmt.Errorf("natsbroker: cancel %s: cancelled, %w", id, err)
+			return true, false, fmt.Errorf("natsbroker: cancel %s: cancelled, %w", id, err)
 		}
 	}
-	return nil
+	return true, false, nil
 }
 
 // message builds the message for t, due at at (zero for now).
@@ -535,11 +573,12 @@ func (p *Producer) message(t taskpool.Task, at time.Time) (*nats.Msg, error) {
 		if p.q.schedules {
 			// A one-shot server-side schedule: the server publishes the
 			// message to the task subject at the given time and purges the
-			// schedule. The schedule subject is per task ID, so a re-sent
-			// enqueue replaces rather than doubles it.
+			// schedule. The subject is per task ID, so a re-sent enqueue
+			// replaces rather than doubles it, and not a periodic
+			// schedule's, which a delayed task with its ID would replace.
 			msg.Header.Set(hdrSchedule, "@at "+formatTime(at))
 			msg.Header.Set(hdrScheduleTarget, msg.Subject)
-			msg.Subject = p.q.schedSubject(t.ID)
+			msg.Subject = p.q.delaySubject(t.ID)
 		} else {
 			msg.Header.Set(HeaderNotBefore, formatTime(at))
 		}

@@ -119,7 +119,8 @@ type names struct {
 	ratesBucket string                // and rate state
 	task        [numPriorities]string // subjects
 	consumer    [numPriorities]string
-	schedPrefix string // + token
+	schedPrefix string // + token: periodic schedules (and delayed tasks of earlier versions)
+	delayPrefix string // + token: delayed tasks; under schedPrefix+">"
 	dead        string
 }
 
@@ -132,6 +133,7 @@ func newNames(queue string) names {
 		slotsBucket: "taskpool_slots_" + queue,
 		ratesBucket: "taskpool_rates_" + queue,
 		schedPrefix: "taskpool." + queue + ".sched.",
+		delayPrefix: "taskpool." + queue + ".sched.at.",
 		dead:        "taskpool." + queue + ".dead",
 	}
 	for i, p := range prioNames {
@@ -141,12 +143,29 @@ func newNames(queue string) names {
 	return n
 }
 
-// schedSubject is the subject holding the schedule of a delayed or periodic
-// task. IDs may hold characters that are not valid in a subject token, so
-// the token is the ID in unpadded base64url.
+// schedSubject is the subject holding the periodic schedule id. IDs may
+// hold characters that are not valid in a subject token, so the token is
+// the ID in unpadded base64url.
+//
+// Earlier versions stored delayed tasks here too, where a delayed task and
+// a schedule with the same ID replaced each other; such a delayed task is
+// still found here (its Nats-Schedule is "@at") until it is due.
 func (n names) schedSubject(id string) string {
 	return n.schedPrefix + base64.RawURLEncoding.EncodeToString([]byte(id))
 }
+
+// delaySubject is the subject holding the delayed task id: a namespace of
+// its own, as in process, where SubmitAt and SchedulePeriodic never
+// replace each other. A base64url token has no '.', so no ID's subject
+// here is a schedule's; and it is under the stream's schedPrefix+">", so
+// that a queue created by an earlier version needs no change.
+func (n names) delaySubject(id string) string {
+	return n.delayPrefix + base64.RawURLEncoding.EncodeToString([]byte(id))
+}
+
+// isDelayed reports whether the stored schedule message with the
+// Nats-Schedule spec is a delayed task: a one-shot "@at" schedule.
+func isDelayed(spec string) bool { return strings.HasPrefix(spec, "@at ") }
 
 // uniqueKey is the KV key for a task's UniqueKey; like subjects, KV keys
 // allow only some characters.

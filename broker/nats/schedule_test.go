@@ -5,9 +5,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -261,4 +264,109 @@ func TestScheduleSpecsAsCronParse(t *testing.T) {
 			assert.Equal(t, accepted, prod.Cancel(ctx, id) == nil, "registered")
 		})
 	}
+}
+
+// kinds lists what Inspector.Schedules holds as "id periodic|delayed",
+// sorted.
+func kinds(t *testing.T, in *natsbroker.Inspector) []string {
+	t.Helper()
+	got, err := in.Schedules(ctxT(t), true)
+	require.NoError(t, err)
+	out := []string{}
+	for _, s := range got {
+		kind := "delayed"
+		if s.Periodic {
+			kind = "periodic " + s.Spec
+		}
+		out = append(out, s.ID+" "+kind)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// A delayed task and a periodic schedule may share an ID, as in process
+// (SubmitAt and SchedulePeriodic): neither replaces the other, whichever
+// comes first; the Client's Cancel takes the delayed task only, its
+// Unschedule the schedule only, and Producer.Cancel both.
+func TestDelayedTaskAndScheduleShareAnID(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("sharedid")
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	in, err := natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err)
+	c := natsbroker.NewClient(prod)
+
+	// The schedule first, then a delayed task with its ID.
+	require.NoError(t, prod.Schedule(ctx, "a", "@every 1h", taskpool.Task{Type: "report"}))
+	r, err := prod.Enqueue(ctx, taskpool.Task{ID: "a", Type: "mail"}, natsbroker.Delay(time.Hour))
+	require.NoError(t, err)
+	assert.False(t, r.Duplicate)
+	// The delayed task first, then a schedule with its ID.
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "b", Type: "mail"}, natsbroker.Delay(time.Hour))
+	require.NoError(t, err)
+	require.NoError(t, prod.Schedule(ctx, "b", "@every 2h", taskpool.Task{Type: "report"}))
+	// Registering the same schedule again still changes nothing.
+	require.NoError(t, prod.Schedule(ctx, "b", "@every 2h", taskpool.Task{Type: "report"}))
+	assert.Equal(t, []string{"a delayed", "a periodic @every 1h", "b delayed", "b periodic @every 2h"}, kinds(t, in))
+
+	// Each kind is removed by its own call, and only by it.
+	require.NoError(t, c.Cancel("a"))
+	assert.ErrorIs(t, c.Cancel("a"), taskpool.ErrTaskNotFound)
+	assert.Equal(t, []string{"a periodic @every 1h", "b delayed", "b periodic @every 2h"}, kinds(t, in))
+	require.NoError(t, c.Unschedule("b"))
+	assert.ErrorIs(t, c.Unschedule("b"), taskpool.ErrTaskNotFound)
+	assert.Equal(t, []string{"a periodic @every 1h", "b delayed"}, kinds(t, in))
+	require.NoError(t, c.Unschedule("a"))
+	require.NoError(t, c.Cancel("b"))
+	assert.Empty(t, kinds(t, in))
+
+	// Producer.Cancel removes whatever is scheduled under the ID: both.
+	require.NoError(t, prod.Schedule(ctx, "c", "@every 1h", taskpool.Task{Type: "report"}))
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "c", Type: "mail"}, natsbroker.Delay(time.Hour))
+	require.NoError(t, err)
+	require.NoError(t, prod.Cancel(ctx, "c"))
+	assert.Empty(t, kinds(t, in))
+	assert.ErrorIs(t, prod.Cancel(ctx, "c"), natsbroker.ErrNotFound)
+}
+
+// A delayed task stored by an earlier version, on the subject periodic
+// schedules use (taskpool.<queue>.sched.<id>), is still a delayed task:
+// listed, cancelled by Client.Cancel and not by Unschedule; and Schedule
+// of its ID refuses with ErrDuplicateTask rather than replace it.
+func TestDelayedTaskOfAnEarlierVersion(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("olddelay")
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	in, err := natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err)
+	c := natsbroker.NewClient(prod)
+
+	// As an earlier producer stored a delayed task.
+	data, err := natsbroker.JSONCodec{}.Encode(taskpool.Task{ID: "old", Type: "mail"})
+	require.NoError(t, err)
+	msg := nats.NewMsg("taskpool.olddelay.sched." + base64.RawURLEncoding.EncodeToString([]byte("old")))
+	msg.Data = data
+	msg.Header.Set(jetstream.MsgIDHeader, "old")
+	msg.Header.Set("Nats-Schedule", "@at "+time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano))
+	msg.Header.Set("Nats-Schedule-Target", "taskpool.olddelay.task.default")
+	_, err = js.PublishMsg(ctx, msg)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"old delayed"}, kinds(t, in))
+
+	err = prod.Schedule(ctx, "old", "@every 1h", taskpool.Task{Type: "report"})
+	assert.ErrorIs(t, err, taskpool.ErrDuplicateTask, "a schedule would replace the delayed task")
+	assert.Equal(t, []string{"old delayed"}, kinds(t, in), "the delayed task is kept")
+	assert.ErrorIs(t, c.Unschedule("old"), taskpool.ErrTaskNotFound)
+	require.NoError(t, c.Cancel("old"))
+	assert.Empty(t, kinds(t, in))
+	require.NoError(t, prod.Schedule(ctx, "old", "@every 1h", taskpool.Task{Type: "report"}), "the ID is free")
+	assert.Equal(t, []string{"old periodic @every 1h"}, kinds(t, in))
 }

@@ -16,7 +16,9 @@ import (
 // Schedule is a periodic schedule registered with [Producer.Schedule], or
 // a delayed task not yet due, as the server holds it.
 type Schedule struct {
-	// ID is the id given to Schedule, or the delayed task's ID.
+	// ID is the id given to Schedule, or the delayed task's ID. Delayed
+	// tasks and periodic schedules are two namespaces, as in process: an
+	// ID may be listed twice, once of each kind.
 	ID string
 	// Spec is the schedule spec; "@at <RFC 3339 time>" for a delayed task.
 	Spec string
@@ -35,9 +37,10 @@ type Schedule struct {
 }
 
 // Schedules returns the periodic schedules and, with delayed set, the
-// delayed tasks not yet due, sorted by NextRun (unknown last), then ID.
-// It reads one message per schedule: a queue holding many delayed tasks
-// makes it slow, which is why delayed tasks are asked for.
+// delayed tasks not yet due, sorted by NextRun (unknown last), then ID,
+// then the delayed task before the schedule. It reads one message per
+// schedule: a queue holding many delayed tasks makes it slow, which is why
+// delayed tasks are asked for.
 func (i *Inspector) Schedules(ctx context.Context, delayed bool) ([]Schedule, error) {
 	st, err := i.q.tasks.Info(ctx, jetstream.WithSubjectFilter(i.q.schedPrefix+">"))
 	if err != nil {
@@ -46,6 +49,14 @@ func (i *Inspector) Schedules(ctx context.Context, delayed bool) ([]Schedule, er
 	now := time.Now()
 	out := []Schedule{}
 	for subj := range st.State.Subjects {
+		// A delayed task's subject, or a periodic schedule's (where
+		// earlier versions also stored delayed tasks).
+		token, delaySubj := strings.CutPrefix(subj, i.q.delayPrefix)
+		if !delaySubj {
+			token = strings.TrimPrefix(subj, i.q.schedPrefix)
+		} else if !delayed {
+			continue
+		}
 		raw, err := i.q.tasks.GetLastMsgForSubject(ctx, subj)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue // fired or cancelled meanwhile
@@ -57,11 +68,11 @@ func (i *Inspector) Schedules(ctx context.Context, delayed bool) ([]Schedule, er
 		if spec == "" {
 			continue // not a schedule (a client-side delay has no subject here)
 		}
-		s := Schedule{Spec: spec, Periodic: !strings.HasPrefix(spec, "@at "), Registered: raw.Time}
+		s := Schedule{Spec: spec, Periodic: !isDelayed(spec), Registered: raw.Time}
 		if !s.Periodic && !delayed {
 			continue
 		}
-		if id, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(subj, i.q.schedPrefix)); err == nil {
+		if id, err := base64.RawURLEncoding.DecodeString(token); err == nil {
 			s.ID = string(id)
 		}
 		s.Task, s.DecodeErr = i.cfg.codec.Decode(raw.Data)
@@ -80,8 +91,15 @@ func (i *Inspector) Schedules(ctx context.Context, delayed bool) ([]Schedule, er
 			return -1
 		case !a.NextRun.Equal(b.NextRun):
 			return a.NextRun.Compare(b.NextRun)
+		case a.ID != b.ID:
+			return strings.Compare(a.ID, b.ID)
+		case a.Periodic != b.Periodic:
+			if a.Periodic {
+				return 1
+			}
+			return -1
 		}
-		return strings.Compare(a.ID, b.ID)
+		return 0
 	})
 	return out, nil
 }
