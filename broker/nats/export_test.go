@@ -56,3 +56,9 @@ const (
 	HeaderSchedule       = hdrSchedule
 	HeaderScheduleTarget = hdrScheduleTarget
 )
+
+// WrapTasks replaces the producer's task stream by wrap's result, for
+// fault injection.
+func (p *Producer) WrapTasks(wrap func(jetstream.Stream) jetstream.Stream) {
+	p.q.tasks = wrap(p.q.tasks)
+}

@@ -498,9 +498,13 @@ func (p *Producer) remove(ctx context.Context, id, subj string, want scheduleKin
 		}
 		return false, false, fmt.Errorf("natsbroker: cancel %s: %w", id, err)
 	}
-	// Any older message of the subject (an enqueue re-sent past the
-	// duplicate window): none is left scheduled.
-	if err := p.q.tasks.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+	// Any older message of the subject, should one be left (the server
+	// rolls a schedule's subject up to its last message): none is left
+	// scheduled. Only older ones: a message stored since the read (a
+	// delayed task enqueued again, or a schedule registered on the
+	// subject of an earlier version's delayed task, which the delete has
+	// just made free) is not this Cancel's to remove.
+	if err := p.q.tasks.Purge(ctx, jetstream.WithPurgeSubject(subj), jetstream.WithPurgeSequence(raw.Sequence)); err != nil {
 		return true, false, fmt.Errorf("natsbroker: cancel %s: %w", id, err)
 	}
 	if !delayed {

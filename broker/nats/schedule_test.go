@@ -370,3 +370,56 @@ func TestDelayedTaskOfAnEarlierVersion(t *testing.T) {
 	require.NoError(t, prod.Schedule(ctx, "old", "@every 1h", taskpool.Task{Type: "report"}), "the ID is free")
 	assert.Equal(t, []string{"old periodic @every 1h"}, kinds(t, in))
 }
+
+// afterDelete is a task stream that calls after once its first DeleteMsg
+// has returned.
+type afterDelete struct {
+	jetstream.Stream
+	after func()
+}
+
+func (s *afterDelete) DeleteMsg(ctx context.Context, seq uint64) error {
+	err := s.Stream.DeleteMsg(ctx, seq)
+	if f := s.after; f != nil {
+		s.after = nil
+		f()
+	}
+	return err
+}
+
+// Cancel deletes the message it read, then purges the older messages of
+// its subject: not one stored meanwhile. Here a delayed task of an earlier
+// version, on the subject schedules use, is cancelled while another
+// producer registers a schedule with its ID, which the cancel has just
+// made free: the schedule is kept.
+func TestCancelKeepsWhatIsStoredMeanwhile(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("cancelrace")
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	other, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	in, err := natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err)
+
+	data, err := natsbroker.JSONCodec{}.Encode(taskpool.Task{ID: "x", Type: "mail"})
+	require.NoError(t, err)
+	msg := nats.NewMsg("taskpool.cancelrace.sched." + base64.RawURLEncoding.EncodeToString([]byte("x")))
+	msg.Data = data
+	msg.Header.Set(jetstream.MsgIDHeader, "x")
+	msg.Header.Set("Nats-Schedule", "@at "+time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano))
+	msg.Header.Set("Nats-Schedule-Target", "taskpool.cancelrace.task.default")
+	_, err = js.PublishMsg(ctx, msg)
+	require.NoError(t, err)
+
+	prod.WrapTasks(func(st jetstream.Stream) jetstream.Stream {
+		return &afterDelete{Stream: st, after: func() {
+			require.NoError(t, other.Schedule(ctx, "x", "@every 1h", taskpool.Task{Type: "report"}))
+		}}
+	})
+	require.NoError(t, natsbroker.NewClient(prod).Cancel("x"))
+	assert.Equal(t, []string{"x periodic @every 1h"}, kinds(t, in), "the schedule stored meanwhile is kept")
+}
