@@ -181,11 +181,11 @@ func FuzzMessage(f *testing.F) {
 			t.Fatalf("params %T", got.Params)
 		}
 
-		// Where it goes: the priority's subject, or its schedule's when
-		// the server delays it.
+		// Where it goes: the priority's subject, or its delayed task's
+		// subject (not a periodic schedule's) when the server delays it.
 		subject := "taskpool.q.task." + taskpool.Priority(prio).String()
 		if delayed && schedules {
-			require.Equal(t, "taskpool.q.sched."+base64.RawURLEncoding.EncodeToString([]byte(gotID)), msg.Subject)
+			require.Equal(t, "taskpool.q.sched.at."+base64.RawURLEncoding.EncodeToString([]byte(gotID)), msg.Subject)
 			require.Equal(t, subject, h.Get(natsbroker.HeaderScheduleTarget))
 			require.Equal(t, "@at 2030-01-02T03:04:05.000000006Z", h.Get(natsbroker.HeaderSchedule))
 		} else {
