@@ -218,12 +218,23 @@ func invalid(name string, v any) error {
 // and '_'; anything else is [ErrInvalidQueue].
 func WithQueue(name string) Option {
 	return optionFunc(func(c *config) error {
-		if !validQueue(name) {
-			return fmt.Errorf("%w: %q", ErrInvalidQueue, name)
+		if err := ValidateQueueName(name); err != nil {
+			return err
 		}
 		c.queue = name
 		return nil
 	})
+}
+
+// ValidateQueueName returns nil if name can name a queue, and otherwise an
+// error wrapping [ErrInvalidQueue]: the check [WithQueue] makes, for a tool
+// that takes a queue name from its user and refuses a bad one before it
+// connects (the taskpool command's --queue).
+func ValidateQueueName(name string) error {
+	if !validQueue(name) {
+		return fmt.Errorf("%w: %q", ErrInvalidQueue, name)
+	}
+	return nil
 }
 
 // WithCodec sets the payload codec. The default is [JSONCodec]. Every

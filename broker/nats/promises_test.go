@@ -102,9 +102,11 @@ func TestOptionValidation(t *testing.T) {
 		_, err = natsbroker.NewInspector(ctx, js, natsbroker.WithQueue(name))
 		assert.ErrorIs(t, err, natsbroker.ErrInvalidQueue, "%q", name)
 		refused(name, err)
+		assert.ErrorIs(t, natsbroker.ValidateQueueName(name), natsbroker.ErrInvalidQueue, "%q", name)
 	}
 	_, err = natsbroker.NewInspector(ctx, js, natsbroker.WithQueue("Az09-_"+strings.Repeat("q", 58)), natsbroker.WithMemoryStorage())
 	require.NoError(t, err, "64 allowed characters")
+	require.NoError(t, natsbroker.ValidateQueueName("Az09-_"+strings.Repeat("q", 58)))
 
 	// The documented minimums are accepted.
 	c, err := natsbroker.NewConsumer(ctx, js, reg, natsbroker.WithQueue("minimums"), natsbroker.WithMemoryStorage(),

@@ -19,6 +19,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/taskpool/taskpool"
+	natsbroker "github.com/taskpool/taskpool/broker/nats"
 )
 
 // Exit codes.
@@ -208,6 +211,12 @@ func (e *env) run(args []string) int {
 	case errors.Is(err, errNotFound):
 		fmt.Fprintf(stderr, "taskpool %s: %v\n", name, err)
 		return exitNotFound
+	case errors.Is(err, taskpool.ErrInvalidOption), errors.Is(err, taskpool.ErrInvalidTask):
+		// A value given on the command line that the broker refuses
+		// once connected (a queue name, a task ID or type): bad input,
+		// as any other usage error, not a failed operation.
+		fmt.Fprintf(stderr, "taskpool %s: %v\n", name, err)
+		return exitUsage
 	default:
 		fmt.Fprintf(stderr, "taskpool %s: %v\n", name, err)
 		return exitError
@@ -240,6 +249,11 @@ func (e *env) parse(fs *flag.FlagSet, usageLine string, args []string) ([]string
 		}
 		if e.timeout <= 0 {
 			return nil, usagef("--timeout must be positive")
+		}
+		if e.queue != "" {
+			if err := natsbroker.ValidateQueueName(e.queue); err != nil {
+				return nil, usagef("--queue: %v", err)
+			}
 		}
 		rest := fs.Args()
 		consumed := len(args) - len(rest)

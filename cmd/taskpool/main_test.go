@@ -107,6 +107,8 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{"enqueue bad priority", []string{"enqueue", "email", "{}", "--priority", "urgent"}, "want high, default or low"},
 		{"TLS cert without key", []string{"queues", "--tls-cert", "c.pem"}, "go together"},
 		{"zero timeout", []string{"queues", "--timeout", "0s"}, "--timeout must be positive"},
+		{"bad queue name", []string{"queues", "--queue", "a b"}, "invalid queue name"},
+		{"bad queue name after the command", []string{"dead", "list", "--queue", "a.b"}, "invalid queue name"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			// No server: usage errors are found before connecting.
@@ -120,6 +122,21 @@ func TestUsageAndExitCodes(t *testing.T) {
 	r = cli(t, nil, "--server", "nats://127.0.0.1:1", "queues")
 	assert.Equal(t, exitError, r.code, "no server")
 	assert.Contains(t, r.stderr, "connect")
+}
+
+// A value the broker refuses once connected (a task ID) is a usage error,
+// exit 2, as one the command refuses before connecting.
+func TestValuesRefusedByTheBrokerAreUsageErrors(t *testing.T) {
+	srv := startServer(t)
+	for _, args := range [][]string{
+		{"enqueue", "--create", "email", "{}", "--id", " x"},
+		{"enqueue", "--create", "email", "{}", "--id", "x\x9a"},
+	} {
+		r := cli(t, srv, args...)
+		assert.Equal(t, exitUsage, r.code, "%q: %s", args, r.stderr)
+		assert.NotEmpty(t, r.stderr)
+		assert.Empty(t, r.stdout)
+	}
 }
 
 // TestQueueNotFound checks that commands on a queue that does not exist
