@@ -184,13 +184,18 @@ func (s *Scheduler) retry(l *local, j *job, r *record, t *Task, err error) bool 
 	if !r.indexed {
 		s.index.add(r) // Cancel reaches what Inspect lists
 	}
+	// Counted before the retry is filed: another worker may run it and
+	// deliver its outcome before this one goes on, and whoever sees that
+	// outcome must see the retry counted (FuzzNew caught Stats.Retried
+	// still 0 in a completion hook of the second run).
+	l.c.retried.Add(1)
 	if !s.retryAt(r, t.Attempt+1, s.now().Add(delay)) {
 		// Stop has begun and the retry is not run early: the task ends
-		// unrun, with its last error.
+		// unrun, with its last error, and no attempt follows.
+		l.c.retried.Add(^uint64(0))
 		s.notRetried(l, r, t, err)
 		return true
 	}
-	l.c.retried.Add(1)
 	s.logFailure(t, err, delay)
 	return true
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -518,4 +519,57 @@ func TestReview26RequeueWithinTheUniqueTTL(t *testing.T) {
 	clock.Advance(time.Minute)
 	require.NoError(t, s.Requeue(context.Background(), "d"))
 	require.True(t, poll(hangAfter, func() bool { return runs.Load() == 2 && len(s.DeadLetters()) == 1 }))
+}
+
+// Stats.Retried counts a failed run once another attempt is scheduled, so
+// the outcome of that attempt never comes before the count: a completion
+// hook (or a Future's waiter) that sees a task succeed at its second run
+// sees it in Retried. Found by FuzzNew in CI: with no backoff, another
+// worker ran the retry and delivered its outcome before the first worker
+// counted it. The window is a few instructions wide (the worker preempted
+// between filing the retry and counting it), so this test catches it only
+// by chance; FuzzNew's seed caught it once in a run of every module's
+// tests.
+func TestReview26RetriedCountedBeforeTheRetryRuns(t *testing.T) {
+	const n = 2000
+	reg := taskpool.NewRegistry()
+	var runs sync.Map
+	require.NoError(t, reg.HandleFunc("flaky", func(_ context.Context, task taskpool.Task) error {
+		if _, again := runs.LoadOrStore(task.ID, true); !again {
+			return errors.New("first run fails")
+		}
+		return nil
+	}))
+	var (
+		s       *taskpool.Scheduler
+		retried atomic.Uint64 // successes at a second run seen by the hook
+		behind  atomic.Int64  // hooks that saw fewer retries counted than that
+		done    = make(chan struct{})
+		settled atomic.Int64
+	)
+	s, err := taskpool.New(reg, taskpool.WithWorkers(4), taskpool.WithRetry(2, taskpool.ConstantBackoff(0)),
+		taskpool.WithCompletionHook(func(o taskpool.Outcome) {
+			if o.Err == nil && o.Attempts == 2 {
+				k := retried.Add(1)
+				if got := s.Stats().Retried; got < k {
+					behind.Add(1)
+				}
+			}
+			if settled.Add(1) == n {
+				close(done)
+			}
+		}))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	for i := range n {
+		require.NoError(t, s.Submit(context.Background(), taskpool.Task{ID: "t" + strconv.Itoa(i), Type: "flaky"}))
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("not every task settled")
+	}
+	require.NoError(t, s.Stop(context.Background()))
+	assert.Zero(t, behind.Load(), "outcomes of a retry seen before the retry was counted")
+	assert.Equal(t, uint64(n), s.Stats().Retried)
 }
