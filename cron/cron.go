@@ -160,6 +160,15 @@ func parse(expr string, loc *time.Location) (taskpool.Schedule, error) {
 		if every <= 0 {
 			return nil, fmt.Errorf("%w %q: interval %v, want > 0", ErrInvalidExpr, expr, every)
 		}
+		if prefixed {
+			// An interval is the same in every zone, but a zone the
+			// prefix names must exist, as for any other expression.
+			_, rest, _ := strings.Cut(expr, "=")
+			zone, _, _ := strings.Cut(rest, " ")
+			if _, err := time.LoadLocation(zone); err != nil {
+				return nil, fmt.Errorf("%w %q: %v", ErrInvalidExpr, expr, err)
+			}
+		}
 		return schedule{s: taskpool.Every(every), expr: expr}, nil
 	}
 	s, err := robfig.ParseStandard(expr)

@@ -52,6 +52,20 @@ func TestReview25EveryRounding(t *testing.T) {
 	}
 }
 
+// A zone prefix before "@every" names a zone that must exist, as before
+// any other expression (the interval itself is the same in every zone).
+func TestReview26EveryWithAnUnknownZone(t *testing.T) {
+	for _, expr := range []string{"CRON_TZ=Mars/Olympus @every 5m", "TZ=Nowhere @every 1s"} {
+		s, err := cron.Parse(expr)
+		assert.Nil(t, s, expr)
+		assert.ErrorIs(t, err, cron.ErrInvalidExpr, expr)
+	}
+	s, err := cron.Parse("TZ=Europe/Paris @every 5m")
+	require.NoError(t, err)
+	after := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	assert.Equal(t, after.Add(5*time.Minute), s.Next(after))
+}
+
 // String parses back to the same schedule for an IANA zone; for a fixed
 // zone, which has no name time.LoadLocation knows, the prefix cannot be
 // read back, as String's doc says, while the schedule itself runs.
