@@ -45,8 +45,8 @@ type Schedule interface {
 // activation. d must be positive; SchedulePeriodic rejects others. The
 // Schedule's String method returns "@every <d>", which a broker's client
 // hands to its server, and which the cron sub-module's Parse reads back as
-// the same schedule. The NATS broker's server runs no interval under a
-// second: its client refuses a shorter d with ErrInvalidOption.
+// the same schedule. The NATS broker's server runs only whole seconds, at
+// least one: its client refuses another d with ErrInvalidOption.
 func Every(d time.Duration) Schedule { return every(d) }
 
 type every time.Duration

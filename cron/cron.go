@@ -16,8 +16,9 @@
 //     the one before, exactly as [taskpool.Every] with that duration, in
 //     process and on a broker's server alike (robfig's parser rounds it
 //     to whole seconds; this package does not). Zero or a negative
-//     duration is an error. A broker's server may run only intervals of
-//     a second or more: the NATS broker refuses a shorter one;
+//     duration is an error. A broker's server may run only some
+//     intervals: the NATS broker's runs whole seconds, at least one,
+//     and its client refuses another;
 //   - an optional "CRON_TZ=Area/City " or "TZ=Area/City " prefix that fixes
 //     the time zone in which the fields are read.
 //

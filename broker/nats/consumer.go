@@ -808,10 +808,10 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 	if next := hdr.Get(hdrScheduleNext); next != "" && next != "purge" {
 		// A tick of a periodic schedule: every tick carries the same
 		// envelope, so give each its own ID, in the in-process format.
-		// The server fires cron schedules at whole seconds and stores
-		// the tick just after: its time to the second is the
-		// activation. Ticks are at least 1s apart (Producer.Schedule
-		// refuses a shorter @every), so no two share a second.
+		// The server fires cron schedules, and @every intervals of
+		// whole seconds (Producer.Schedule refuses others), at whole
+		// seconds and stores the tick just after: its time to the
+		// second is the activation, and no two ticks share a second.
 		t.ID += "@" + meta.Timestamp.UTC().Truncate(time.Second).Format(time.RFC3339Nano)
 	}
 	if nb := hdr.Get(HeaderNotBefore); nb != "" {

@@ -201,7 +201,8 @@ func FuzzMessage(f *testing.F) {
 // pattern and zone. A spec it refuses is an error wrapping ErrInvalidOption
 // (and the core's); one it accepts is a pattern in the server's dialect:
 // an @every interval the server parses as it is written (time.ParseDuration
-// of what follows "@every "), with no zone; a descriptor; or the spec's
+// of what follows "@every ") and runs at that pace (whole seconds), with
+// no zone; a descriptor; or the spec's
 // five fields with a zero seconds field before them. A zone, when given,
 // is one word.
 func FuzzScheduleSpec(f *testing.F) {
@@ -247,6 +248,7 @@ func FuzzScheduleSpec(f *testing.F) {
 			d, err := time.ParseDuration(pattern[len("@every "):])
 			require.NoError(t, err, "the server cannot parse the interval of %q (from %q)", pattern, spec)
 			require.GreaterOrEqual(t, d, time.Second, "the server runs no interval under a second")
+			require.Zero(t, d%time.Second, "the server runs %v at another pace (it rounds each tick to the second)", d)
 			require.Empty(t, zone, "an interval takes no zone")
 		case strings.HasPrefix(pattern, "@"):
 			require.Contains(t, []string{"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}, pattern)

@@ -268,9 +268,12 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 // "@yearly" (@annually), or "@every <duration>" (one space before the
 // duration; sent as written, so that it runs every d on the server as
 // taskpool.Every(d) and Parse's schedule run in process; the server runs
-// no interval under a second, so a shorter one, which runs in process, is
-// refused here with [ErrInvalidOption]), with an optional "CRON_TZ=Area/City " or "TZ=Area/City "
-// prefix naming the zone the fields are read in. Without a prefix the
+// only whole seconds, at least one: it rounds each tick to the second
+// before it adds the interval, so "@every 1.5s" would run every 2s and
+// "@every 1.4s" every second, and such an interval, which runs in
+// process, is refused here with [ErrInvalidOption]), with an optional
+// "CRON_TZ=Area/City " or "TZ=Area/City " prefix naming the zone the
+// fields are read in. Without a prefix the
 // server reads them in UTC (in process, in the clock's location). A spec
 // Parse refuses (a six-field expression with seconds, a zero or negative
 // interval, a zone time.LoadLocation does not know on this machine:
@@ -382,11 +385,14 @@ func serverSchedule(spec string) (pattern, zone string, err error) {
 	}
 	switch {
 	case strings.HasPrefix(expr, "@every "):
-		// Sent as written: the server runs the interval as Every(d)
-		// runs in process, fractions of a second included, but none
-		// under a second, which it would refuse as a rejected message.
-		if d, _ := time.ParseDuration(expr[len("@every "):]); d < time.Second {
-			return "", "", invalid("schedule", fmt.Sprintf("%q: interval %v; the server runs none under 1s", spec, d))
+		// Sent as written: the server runs a whole number of seconds as
+		// Every(d) runs in process. It runs no other: it refuses an
+		// interval under a second as a rejected message, and it counts
+		// each tick from the last one rounded to the second (next =
+		// round(last) + d), so a fraction would change the pace: 1.5s
+		// runs every 2s, 1.4s every second.
+		if d, _ := time.ParseDuration(expr[len("@every "):]); d < time.Second || d%time.Second != 0 {
+			return "", "", invalid("schedule", fmt.Sprintf("%q: interval %v; the server runs only whole seconds, at least one", spec, d))
 		}
 		// An interval is the same in every zone; the server takes none.
 		return expr, "", nil

@@ -78,9 +78,10 @@ func TestScheduleReregisterUnchanged(t *testing.T) {
 
 // Producer.Schedule takes the cron sub-module's dialect (five fields,
 // descriptors, @every, a CRON_TZ= or TZ= prefix) and stores it in the
-// server's (six fields, the zone as a header, @every in whole seconds as
-// cron.Parse rounds it); six fields are refused, as cron.Parse refuses
-// them.
+// server's (six fields, the zone as a header, @every as written); six
+// fields are refused, as cron.Parse refuses them, and so is an @every
+// interval the server would run at another pace (under a second, or not
+// a whole number of seconds).
 func TestScheduleCronDialect(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
@@ -99,9 +100,9 @@ func TestScheduleCronDialect(t *testing.T) {
 		{give: "CRON_TZ=Asia/Tokyo @daily", wantPattern: "@daily", wantZone: "Asia/Tokyo"},
 		{give: "CRON_TZ=Asia/Tokyo @every 1h", wantPattern: "@every 1h"},
 		{give: "@every 90s", wantPattern: "@every 90s"},
-		{give: "@every 1.5s", wantPattern: "@every 1.5s"},
 		{give: "@every 1s", wantPattern: "@every 1s"},
-		{give: "@every 2m30.5s", wantPattern: "@every 2m30.5s"},
+		{give: "@every 2m30s", wantPattern: "@every 2m30s"},
+		{give: "@every 2000ms", wantPattern: "@every 2000ms"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.give, func(t *testing.T) {
@@ -115,7 +116,8 @@ func TestScheduleCronDialect(t *testing.T) {
 		})
 	}
 	for _, bad := range []string{"0 0 3 * * *", "* * * *", "@fortnightly", "CRON_TZ= 0 3 * * *", "CRON_TZ=Europe/Paris",
-		"@every -1h", "@every 0s", "@every soon", "@every 500ms", "@every 999ms", "TZ=UTC @every 1ns"} {
+		"@every -1h", "@every 0s", "@every soon", "@every 500ms", "@every 999ms", "TZ=UTC @every 1ns",
+		"@every 1.5s", "@every 1.4s", "@every 2m30.5s", "@every 1s1ns"} {
 		assert.ErrorIs(t, prod.Schedule(ctx, "bad", bad, taskpool.Task{Type: "report"}), natsbroker.ErrInvalidOption, bad)
 	}
 	err = prod.Schedule(ctx, "zone", "CRON_TZ=Mars/Olympus 0 3 * * *", taskpool.Task{Type: "report"})
@@ -126,15 +128,17 @@ func TestScheduleCronDialect(t *testing.T) {
 	err = c.SchedulePeriodic("custom", scheduleFunc(func(after time.Time) time.Time { return after.Add(time.Minute) }), taskpool.Task{Type: "report"})
 	assert.ErrorIs(t, err, taskpool.ErrInvalidOption, "a Schedule without an expression cannot run on the server")
 	require.NoError(t, c.SchedulePeriodic("every", taskpool.Every(time.Hour), taskpool.Task{Type: "report"}))
-	// Every(d) runs every d on the server as in process, fractions of a
-	// second included; under a second, which the server cannot run, it
-	// is refused rather than run at another pace.
-	require.NoError(t, c.SchedulePeriodic("every-frac", taskpool.Every(1500*time.Millisecond), taskpool.Task{Type: "report"}))
-	m, err := st.GetLastMsgForSubject(ctx, "taskpool.dialect.sched."+base64.RawURLEncoding.EncodeToString([]byte("every-frac")))
+	// Every(d) of whole seconds runs every d on the server as in
+	// process; another d, which the server cannot run (under a second)
+	// or would run at another pace (it rounds each tick to the second
+	// before it adds the interval: 1.5s would run every 2s), is refused.
+	require.NoError(t, c.SchedulePeriodic("every-secs", taskpool.Every(90*time.Second), taskpool.Task{Type: "report"}))
+	m, err := st.GetLastMsgForSubject(ctx, "taskpool.dialect.sched."+base64.RawURLEncoding.EncodeToString([]byte("every-secs")))
 	require.NoError(t, err)
-	assert.Equal(t, "@every 1.5s", m.Header.Get("Nats-Schedule"))
-	require.NoError(t, c.Unschedule("every-frac"))
+	assert.Equal(t, "@every 1m30s", m.Header.Get("Nats-Schedule"))
+	require.NoError(t, c.Unschedule("every-secs"))
 	assert.ErrorIs(t, c.SchedulePeriodic("every-fast", taskpool.Every(500*time.Millisecond), taskpool.Task{Type: "report"}), taskpool.ErrInvalidOption)
+	assert.ErrorIs(t, c.SchedulePeriodic("every-frac", taskpool.Every(1500*time.Millisecond), taskpool.Task{Type: "report"}), taskpool.ErrInvalidOption)
 	require.NoError(t, c.Unschedule("every"))
 }
 
@@ -210,9 +214,10 @@ func TestScheduleSpecsAsCronParse(t *testing.T) {
 	tests := []struct {
 		give string
 		want bool // accepted
-		// fast: an interval under a second, which Parse accepts (it
-		// runs in process) and Schedule refuses (the server cannot run
-		// it) with ErrInvalidOption, rather than run it at another pace
+		// fast: an interval under a second or not of whole seconds,
+		// which Parse accepts (it runs in process) and Schedule refuses
+		// (the server cannot run it, or runs it at another pace) with
+		// ErrInvalidOption
 		fast bool
 	}{
 		{give: "@every 5s", want: true},
@@ -231,7 +236,8 @@ func TestScheduleSpecsAsCronParse(t *testing.T) {
 		{give: "@every -1s"},
 		{give: "@every 500ms", want: true, fast: true},
 		{give: "@every 1ns", want: true, fast: true},
-		{give: "@every 1.5s", want: true},
+		{give: "@every 1.5s", want: true, fast: true},
+		{give: "@every 3s", want: true},
 		{give: "@every 1h30m", want: true},
 		{give: "@daily", want: true},
 		{give: " @daily ", want: true},
