@@ -429,3 +429,56 @@ func TestCancelKeepsWhatIsStoredMeanwhile(t *testing.T) {
 	require.NoError(t, natsbroker.NewClient(prod).Cancel("x"))
 	assert.Equal(t, []string{"x periodic @every 1h"}, kinds(t, in), "the schedule stored meanwhile is kept")
 }
+
+// Inspector.Schedules computes NextRun as the server runs the schedule:
+// an @every interval from the time it was registered rounded to the
+// second (the server counts each tick from the last one rounded to the
+// second), and @hourly and @daily in the schedule's time zone.
+func TestInspectorSchedulesNextRunAsTheServerRunsIt(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("nextrun")
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	in, err := natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err)
+	tokyo, err := time.LoadLocation("Asia/Tokyo")
+	require.NoError(t, err)
+	kolkata, err := time.LoadLocation("Asia/Kolkata")
+	require.NoError(t, err)
+
+	st, err := js.Stream(ctx, "TASKPOOL_nextrun")
+	require.NoError(t, err)
+	require.NoError(t, prod.Schedule(ctx, "every", "@every 2s", taskpool.Task{Type: "ping"}))
+	require.NoError(t, prod.Schedule(ctx, "daily", "CRON_TZ=Asia/Tokyo @daily", taskpool.Task{Type: "report"}))
+	require.NoError(t, prod.Schedule(ctx, "hourly", "CRON_TZ=Asia/Kolkata @hourly", taskpool.Task{Type: "report"}))
+	// The first tick (no consumer takes it) says when the server fires
+	// next.
+	var tick *jetstream.RawStreamMsg
+	require.Eventually(t, func() bool {
+		tick, err = st.GetLastMsgForSubject(ctx, "taskpool.nextrun.task.default")
+		return err == nil
+	}, 10*time.Second, 10*time.Millisecond, "the first tick")
+	next, err := time.Parse(time.RFC3339Nano, tick.Header.Get("Nats-Schedule-Next"))
+	require.NoError(t, err)
+
+	before := time.Now()
+	got, err := in.Schedules(ctx, false)
+	require.NoError(t, err)
+	byID := map[string]natsbroker.Schedule{}
+	for _, s := range got {
+		byID[s.ID] = s
+	}
+	// The next tick, or the one after if the server fired meanwhile.
+	every := byID["every"].NextRun
+	assert.True(t, every.Equal(next) || every.Equal(next.Add(2*time.Second)), "NextRun %v, the server's next %v", every, next)
+
+	daily := byID["daily"].NextRun.In(tokyo)
+	assert.Equal(t, "00:00:00", daily.Format(time.TimeOnly), "midnight in Tokyo: %v", daily)
+	assert.WithinRange(t, daily, before, before.Add(24*time.Hour))
+	hourly := byID["hourly"].NextRun.In(kolkata)
+	assert.Equal(t, "00:00", hourly.Format("04:05"), "on the hour in Kolkata (UTC+5:30): %v", hourly)
+	assert.WithinRange(t, hourly, before, before.Add(time.Hour))
+}

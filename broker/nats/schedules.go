@@ -30,9 +30,11 @@ type Schedule struct {
 	DecodeErr error
 	// Registered is when the schedule was stored.
 	Registered time.Time
-	// NextRun is when the server next emits the task, computed from Spec:
-	// exact for "@at", "@every", "@hourly" and "@daily" (intervals count
-	// from Registered), zero for the other specs.
+	// NextRun is when the server next emits the task, computed from Spec
+	// as the server runs it: exact for "@at", "@every" (intervals count
+	// from Registered rounded to the second, as the server counts them),
+	// "@hourly" and "@daily" (@midnight; in the schedule's time zone, UTC
+	// without one), zero for the other specs.
 	NextRun time.Time
 }
 
@@ -79,7 +81,7 @@ func (i *Inspector) Schedules(ctx context.Context, delayed bool) ([]Schedule, er
 		if s.DecodeErr == nil {
 			s.Task.Metadata = metadataOf(raw.Header)
 		}
-		s.NextRun = nextRun(spec, raw.Time, now)
+		s.NextRun = nextRun(spec, raw.Header.Get(hdrScheduleTimeZone), raw.Time, now)
 		out = append(out, s)
 	}
 	slices.SortFunc(out, func(a, b Schedule) int {
@@ -104,10 +106,18 @@ func (i *Inspector) Schedules(ctx context.Context, delayed bool) ([]Schedule, er
 	return out, nil
 }
 
-// nextRun computes the next tick after now of spec, registered at reg;
-// zero for a spec it does not compute (cron expressions, @weekly and
-// longer).
-func nextRun(spec string, reg, now time.Time) time.Time {
+// nextRun computes the next tick after now of spec in zone (the
+// Nats-Schedule-Time-Zone header, empty for UTC), registered at reg, as
+// the server computes it; zero for a spec it does not compute (cron
+// expressions, @weekly and longer, a zone this machine does not know).
+func nextRun(spec, zone string, reg, now time.Time) time.Time {
+	loc := time.UTC
+	if zone != "" {
+		var err error
+		if loc, err = time.LoadLocation(zone); err != nil {
+			return time.Time{}
+		}
+	}
 	switch {
 	case strings.HasPrefix(spec, "@at "):
 		t, _ := time.Parse(time.RFC3339Nano, strings.TrimPrefix(spec, "@at "))
@@ -117,15 +127,21 @@ func nextRun(spec string, reg, now time.Time) time.Time {
 		if err != nil || d <= 0 {
 			return time.Time{}
 		}
+		// The server counts each tick from the last one rounded to the
+		// second, the first from the time it stored the schedule.
+		reg = reg.Round(time.Second)
 		if now.Before(reg) {
 			return reg.Add(d)
 		}
 		return reg.Add(d * (now.Sub(reg)/d + 1))
 	case spec == "@hourly":
-		return now.UTC().Truncate(time.Hour).Add(time.Hour)
-	case spec == "@daily":
-		y, m, d := now.UTC().Date()
-		return time.Date(y, m, d+1, 0, 0, 0, 0, time.UTC)
+		// On the hour in the zone (Asia/Kolkata's is at half past in
+		// UTC).
+		t := now.In(loc)
+		return time.Date(t.Year(), t.Month(), t.Day(), t.Hour()+1, 0, 0, 0, loc)
+	case spec == "@daily", spec == "@midnight":
+		y, m, d := now.In(loc).Date()
+		return time.Date(y, m, d+1, 0, 0, 0, 0, loc)
 	}
 	return time.Time{}
 }
