@@ -45,7 +45,8 @@ func wireHeader(h nats.Header) []byte {
 // block as the client writes it and parses it, the payload with the
 // codec. Bad input is refused with the documented errors (errors.Is);
 // every task the producer accepts comes back as it was sent: its ID (the
-// message ID and the envelope's), type, unique key, priority, attempts,
+// message ID and the envelope's), type, unique key, priority (as one of
+// the three, as in process), attempts,
 // params and metadata, and its timeout in whole milliseconds (at least
 // one), as Codec documents.
 func FuzzMessage(f *testing.F) {
@@ -75,6 +76,9 @@ func FuzzMessage(f *testing.F) {
 	f.Add("0", "0", "\x9a", "", "", int8(0), 0, 0, int64(1500000), []byte("null"), false, true)
 	f.Add("\xff", "t", "", "", "", int8(0), 0, 0, int64(0), []byte(nil), false, true)
 	f.Add("x", "t\xc3", "", "", "", int8(0), 0, 0, int64(0), []byte(nil), false, true)
+	// A priority outside -1..1 is sent as the priority of its subject.
+	f.Add("x", "t", "", "", "", int8(5), 0, 0, int64(0), []byte(nil), true, true)
+	f.Add("x", "t", "", "", "", int8(-128), 0, 0, int64(0), []byte(nil), false, true)
 	f.Fuzz(func(t *testing.T, id, typ, key, metaKey, metaVal string, prio int8, maxAttempts, attempt int,
 		timeout int64, params []byte, delayed, schedules bool) {
 		p, err := natsbroker.NewOfflineProducer(schedules, natsbroker.WithQueue("q"))
@@ -148,7 +152,14 @@ func FuzzMessage(f *testing.F) {
 		require.Equal(t, gotID, got.ID, "the envelope's ID is the message ID")
 		require.Equal(t, typ, got.Type)
 		require.Equal(t, key, got.UniqueKey)
-		require.Equal(t, task.Priority, got.Priority)
+		wantPrio := taskpool.PriorityDefault // one of the three, as in process
+		switch {
+		case task.Priority > 0:
+			wantPrio = taskpool.PriorityHigh
+		case task.Priority < 0:
+			wantPrio = taskpool.PriorityLow
+		}
+		require.Equal(t, wantPrio, got.Priority)
 		require.Equal(t, maxAttempts, got.MaxAttempts)
 		wantTimeout := task.Timeout
 		switch {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -120,4 +121,50 @@ func TestParityEnqueuedAttemptResubmitAndTicksCountFromOne(t *testing.T) {
 	tick := next("a tick")
 	assert.Equal(t, 1, tick.Attempt, "tick %s", tick.ID)
 	require.NoError(t, prod.Cancel(ctx, "tick"))
+}
+
+// A task's Priority outside -1..1 is seen as one of the three, as in
+// process (Task.Priority's doc: handlers, hooks and outcomes see -1, 0 or
+// 1): the producer sends the priority of the subject it picks, so that a
+// delayed task listed by Inspector.Schedules and a dead letter show it as
+// the handler saw it, not the value submitted.
+func TestParityPriorityIsOneOfTheThree(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("prio3")
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	in, err := natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err)
+
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "later", Type: "fail", Priority: 5}, natsbroker.Delay(time.Hour))
+	require.NoError(t, err)
+	scheds, err := in.Schedules(ctx, true)
+	require.NoError(t, err)
+	require.Len(t, scheds, 1)
+	assert.Equal(t, taskpool.PriorityHigh, scheds[0].Task.Priority, "the delayed task")
+
+	seen := make(chan taskpool.Priority, 1)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("fail", func(_ context.Context, t taskpool.Task) error {
+		seen <- t.Priority
+		return taskpool.ErrSkipRetry
+	}))
+	startConsumer(t, js, reg, q)
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "dead", Type: "fail", Priority: -7})
+	require.NoError(t, err)
+	select {
+	case p := <-seen:
+		assert.Equal(t, taskpool.PriorityLow, p, "the handler")
+	case <-ctx.Done():
+		t.Fatal("the task did not run")
+	}
+	var dead []natsbroker.DeadLetter
+	require.Eventually(t, func() bool {
+		dead, err = in.DeadLetters(ctx, 0, 10)
+		return err == nil && len(dead) == 1
+	}, 10*time.Second, 10*time.Millisecond, "the dead letter")
+	assert.Equal(t, taskpool.PriorityLow, dead[0].Task.Priority, "the dead letter")
 }

@@ -101,7 +101,10 @@ func NewProducer(ctx context.Context, js jetstream.JetStream, opts ...Option) (*
 // that attempt, and the runs before count against the retries (it is sent
 // as [HeaderFirstAttempt]; the payload does not carry it).
 //
-// t.Priority picks the priority subject, t.UniqueKey makes the task unique
+// t.Priority picks the priority subject (any value below zero is low and
+// any above is high, and the task is sent with -1, 0 or 1, so that
+// handlers, hooks, dead letters and listings see one of the three, as in
+// process), t.UniqueKey makes the task unique
 // across all producers until it has completed or been dead-lettered, and
 // [Delay] or [At] make it due later (a server-side schedule on
 // nats-server 2.12+, see [WithClientSideDelays]). A delayed task may have
@@ -561,12 +564,17 @@ func (p *Producer) message(t taskpool.Task, at time.Time) (*nats.Msg, error) {
 		// changed: " a" and "a" would be one task to the duplicate window.
 		return nil, fmt.Errorf("%w: task %s: ID %q has a control character or a leading or trailing space", taskpool.ErrInvalidTask, t.Type, t.ID)
 	}
+	// The priority of the subject, as in process, where admit stores the
+	// lane's: handlers, hooks, dead letters and listings see one of the
+	// three, whatever the value submitted.
+	prio := prioIndex(t.Priority)
+	t.Priority = prioValues[prio]
 	data, err := p.cfg.codec.Encode(t)
 	if err != nil {
 		return nil, err
 	}
 	msg := &nats.Msg{
-		Subject: p.q.task[prioIndex(t.Priority)],
+		Subject: p.q.task[prio],
 		Data:    data,
 		Header:  make(nats.Header, 1+len(t.Metadata)),
 	}

@@ -99,6 +99,9 @@ const (
 
 var prioNames = [numPriorities]string{"high", "default", "low"}
 
+// prioValues are the priorities of the subjects.
+var prioValues = [numPriorities]taskpool.Priority{taskpool.PriorityHigh, taskpool.PriorityDefault, taskpool.PriorityLow}
+
 func prioIndex(p taskpool.Priority) int {
 	switch {
 	case p > 0:
