@@ -792,7 +792,7 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 	if n, err := strconv.Atoi(hdr.Get(HeaderFirstAttempt)); err == nil && n > 1 {
 		first = n
 	}
-	attempt := first - 1 + deliveries
+	attempt := attemptOf(first, deliveries)
 	t, err := c.cfg.codec.Decode(m.Data())
 	if err != nil {
 		if !errors.Is(err, ErrBadPayload) {
@@ -823,8 +823,8 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 			}
 			if meta.Timestamp.Before(at) && deliveries > 1 {
 				// The first delivery was a deferral, not a run.
-				attempt--
 				deliveries--
+				attempt = attemptOf(first, deliveries)
 			}
 		}
 	}
@@ -1053,6 +1053,18 @@ func (c *Consumer) retry(f *flight, out taskpool.Outcome) (a Action) {
 	}
 	_ = f.msg.NakWithDelay(d)
 	return ActionRetry
+}
+
+// attemptOf is the attempt number of a task enqueued as attempt first at
+// its deliveries-th delivery. It stops at math.MaxInt: a task enqueued
+// with the largest Attempt would otherwise wrap at its redelivery to a
+// negative attempt, which the local scheduler refuses, and go round until
+// MaxDeliveries instead of being dead-lettered as exhausted.
+func attemptOf(first, deliveries int) int {
+	if first-1 > math.MaxInt-deliveries {
+		return math.MaxInt
+	}
+	return first - 1 + deliveries
 }
 
 // ranBefore is Outcome.Attempts for a delivery whose handler did not run:

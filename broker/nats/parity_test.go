@@ -6,6 +6,7 @@ package natsbroker_test
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -167,4 +168,58 @@ func TestParityPriorityIsOneOfTheThree(t *testing.T) {
 		return err == nil && len(dead) == 1
 	}, 10*time.Second, 10*time.Millisecond, "the dead letter")
 	assert.Equal(t, taskpool.PriorityLow, dead[0].Task.Priority, "the dead letter")
+}
+
+// A task enqueued with the largest Attempt counts its deliveries from it
+// without overflowing: interrupted on its first delivery (as
+// TestAttemptsExhaustedByInterruptions), its redelivery is past
+// MaxAttempts and is dead-lettered as exhausted, as one enqueued with
+// Attempt 5 of 3 is, with the attempt number math.MaxInt. (The attempt
+// wrapped to a negative number: the local scheduler refused the task with
+// ErrInvalidTask, which was retried until MaxDeliveries, never run.)
+func TestParityFirstAttemptDoesNotOverflow(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("bigattempt")
+	started := make(chan int, 2)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("hang", func(ctx context.Context, t taskpool.Task) error {
+		started <- t.Attempt
+		<-ctx.Done()
+		return ctx.Err()
+	}))
+	c, err := natsbroker.NewConsumer(ctx, js, reg, q)
+	require.NoError(t, err)
+	require.NoError(t, c.Start())
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "late", Type: "hang", Attempt: math.MaxInt})
+	require.NoError(t, err)
+	assert.Equal(t, math.MaxInt, <-started, "the first delivery runs as the attempt enqueued")
+	sctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	require.Error(t, c.Stop(sctx))
+
+	dead := make(chan taskpool.Outcome, 1)
+	startConsumer(t, js, reg, q, natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+		if a == natsbroker.ActionDeadLetter {
+			dead <- out
+		}
+	}))
+	select {
+	case out := <-dead:
+		assert.ErrorIs(t, out.Err, natsbroker.ErrAttemptsExhausted)
+		assert.Equal(t, math.MaxInt-1, out.Attempts, "the runs before the redelivery, which did not run")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the redelivery was not dead-lettered")
+	}
+	assert.Len(t, started, 0, "not run again")
+	in, err := natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err)
+	dl, err := in.DeadLetters(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Len(t, dl, 1)
+	assert.Equal(t, math.MaxInt, dl[0].Attempts)
 }
