@@ -233,6 +233,9 @@ func FuzzScheduleSpec(f *testing.F) {
 		// the schedule at publish instead of Schedule refusing it with
 		// ErrInvalidOption.
 		"@every  1s", "@every \t1m", "TZ=UTC @every  5s",
+		// "Local" is the zone of the machine that reads it: the server's
+		// is not the producer's.
+		"CRON_TZ=Local 0 9 * * *", "TZ=Local @daily",
 	} {
 		f.Add(spec)
 	}
@@ -246,6 +249,7 @@ func FuzzScheduleSpec(f *testing.F) {
 			return
 		}
 		require.False(t, strings.ContainsFunc(zone, func(r rune) bool { return r <= ' ' || r == 0x7f }), "zone %q", zone)
+		require.NotEqual(t, "Local", zone, "the server's local zone is not the producer's")
 		expr := strings.TrimSpace(spec)
 		if zone != "" || strings.HasPrefix(expr, "TZ=") || strings.HasPrefix(expr, "CRON_TZ=") {
 			_, rest, _ := strings.Cut(expr, "=")

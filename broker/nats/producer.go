@@ -276,8 +276,10 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 // "@every 1.4s" every second, and such an interval, which runs in
 // process, is refused here with [ErrInvalidOption]), with an optional
 // "CRON_TZ=Area/City " or "TZ=Area/City " prefix naming the zone the
-// fields are read in. Without a prefix the
-// server reads them in UTC (in process, in the clock's location). A spec
+// fields are read in ("Local", the zone of the machine that reads it,
+// which would be the server's there, is refused with [ErrInvalidOption]).
+// Without a prefix the server reads them in UTC (in process, in the
+// clock's location). A spec
 // Parse refuses (a six-field expression with seconds, a zero or negative
 // interval, a zone time.LoadLocation does not know on this machine:
 // import time/tzdata where the system has no zone database) is refused
@@ -385,6 +387,13 @@ func serverSchedule(spec string) (pattern, zone string, err error) {
 		_, rest, _ := strings.Cut(expr, "=")
 		zone, expr, _ = strings.Cut(rest, " ")
 		expr = strings.TrimSpace(expr)
+		if zone == "Local" {
+			// time.LoadLocation's name for the zone of the machine that
+			// reads it: the server would run the schedule in its own
+			// zone, not in the producer's, as the in-process scheduler
+			// does.
+			return "", "", invalid("schedule", fmt.Sprintf("%q: zone Local would be the server's there, not this machine's; name the zone", spec))
+		}
 	}
 	switch {
 	case strings.HasPrefix(expr, "@every "):
