@@ -30,7 +30,12 @@ type QueueInfo struct {
 	Queue string
 	// Priorities has one entry per priority: high, default, low.
 	Priorities []PriorityInfo
-	// Scheduled counts delayed tasks not yet due and periodic schedules.
+	// Scheduled counts the schedules the server holds: periodic
+	// schedules, and delayed tasks not yet due. A task delayed on the
+	// client side ([WithClientSideDelays], or a server without message
+	// schedules) is not among them: it is stored as a queued task and
+	// counted in its priority's Pending (InFlight while a consumer puts
+	// it back) until it runs.
 	Scheduled uint64
 	// DeadLetters counts messages in the dead-letter stream.
 	DeadLetters uint64
@@ -40,7 +45,8 @@ type QueueInfo struct {
 type PriorityInfo struct {
 	Priority taskpool.Priority
 	// Pending counts tasks waiting for a worker: not delivered, or put
-	// back for a retry and waiting for their backoff.
+	// back for a retry and waiting for their backoff; tasks delayed on
+	// the client side among them, due or not.
 	Pending uint64
 	// InFlight counts tasks delivered to a worker and not yet settled.
 	InFlight int

@@ -483,3 +483,30 @@ func TestInspectorSchedulesNextRunAsTheServerRunsIt(t *testing.T) {
 	assert.Equal(t, "00:00", hourly.Format("04:05"), "on the hour in Kolkata (UTC+5:30): %v", hourly)
 	assert.WithinRange(t, hourly, before, before.Add(time.Hour))
 }
+
+// QueueInfo.Scheduled counts the schedules the server holds; a task
+// delayed on the client side (WithClientSideDelays, or a server without
+// schedules) is stored as a queued task and counted in its priority's
+// Pending until it is due, as QueueInfo's doc says. Inspector.Schedules
+// does not list it either.
+func TestQueueInfoCountsClientSideDelaysAsPending(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("clientdelay")
+	prod, err := natsbroker.NewProducer(ctx, js, q, natsbroker.WithClientSideDelays())
+	require.NoError(t, err)
+	in, err := natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err)
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "later", Type: "mail"}, natsbroker.Delay(time.Hour))
+	require.NoError(t, err)
+
+	info, err := in.Queue(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, info.Scheduled, "not a schedule the server holds")
+	assert.EqualValues(t, 1, info.Priorities[1].Pending, "a queued task until it is due")
+	got, err := in.Schedules(ctx, true)
+	require.NoError(t, err)
+	assert.Empty(t, got)
+}

@@ -39,7 +39,9 @@ type Schedule struct {
 }
 
 // Schedules returns the periodic schedules and, with delayed set, the
-// delayed tasks not yet due, sorted by NextRun (unknown last), then ID,
+// delayed tasks not yet due that the server holds (not those delayed on
+// the client side, stored as queued tasks: see QueueInfo.Scheduled),
+// sorted by NextRun (unknown last), then ID,
 // then the delayed task before the schedule. It reads one message per
 // schedule: a queue holding many delayed tasks makes it slow, which is why
 // delayed tasks are asked for.
