@@ -997,7 +997,7 @@ func (c *Consumer) finish(f *flight, out taskpool.Outcome) {
 	case out.Err == nil:
 		// The result is stored before the ack: a crash in between runs
 		// the task again rather than losing its result.
-		if err := c.storeResult(f.msg, out.Task.ID, out.Result, nil, f.attempt, false); err != nil {
+		if err := c.storeResult(f.msg, f.seq, out.Task.ID, out.Result, nil, f.attempt, false); err != nil {
 			_ = f.msg.NakWithDelay(c.cfg.backoff(f.attempt))
 			a = ActionRetry
 			break
@@ -1103,7 +1103,7 @@ func (c *Consumer) release(key, id string) {
 // a task is never dropped without a trace.
 func (c *Consumer) deadLetter(m jetstream.Msg, seq uint64, id string, attempts int, cause error) Action {
 	// The result first, as for an ack: see storeResult.
-	if err := c.storeResult(m, id, nil, cause, attempts, true); err != nil {
+	if err := c.storeResult(m, seq, id, nil, cause, attempts, true); err != nil {
 		_ = m.NakWithDelay(c.cfg.backoff(attempts))
 		return ActionRetry
 	}

@@ -62,3 +62,9 @@ const (
 func (p *Producer) WrapTasks(wrap func(jetstream.Stream) jetstream.Stream) {
 	p.q.tasks = wrap(p.q.tasks)
 }
+
+// WrapDeadLetters replaces the inspector's dead-letter stream by wrap's
+// result, for fault injection.
+func (i *Inspector) WrapDeadLetters(wrap func(jetstream.Stream) jetstream.Stream) {
+	i.q.dlq = wrap(i.q.dlq)
+}

@@ -226,10 +226,14 @@ func (i *Inspector) Resubmit(ctx context.Context, seq uint64) (Receipt, error) {
 	// stored: delete it, or WaitResult would return it rather than wait
 	// for the new run. Before the publish, so that the new run's outcome,
 	// which may be stored as soon as the task is published, cannot be the
-	// one deleted.
+	// one deleted; and only the outcome of the delivery this dead letter
+	// is of, so that a Resubmit repeated (its publish a duplicate) does not
+	// delete the outcome of the run the first one started, dead-lettered
+	// in turn.
 	var cleared jetstream.KeyValueEntry
 	if dl.Task.ID != "" && msg.Header.Get(HeaderResult) != "" {
-		if cleared, err = i.q.clearResult(ctx, i.cfg.logger, dl.Task.ID); err != nil {
+		of, _ := strconv.ParseUint(dl.Header.Get(HeaderSequence), 10, 64)
+		if cleared, err = i.q.clearResult(ctx, i.cfg.logger, dl.Task.ID, of); err != nil {
 			return Receipt{}, &EnqueueError{ID: dl.Task.ID, Err: fmt.Errorf("stored outcome not cleared: %w", err)}
 		}
 	}

@@ -159,3 +159,76 @@ func TestResubmitTickKeepsItsID(t *testing.T) {
 		}
 	}
 }
+
+// failDelete is a dead-letter stream whose next DeleteMsg fails.
+type failDelete struct {
+	jetstream.Stream
+	fail atomic.Bool
+}
+
+func (s *failDelete) DeleteMsg(ctx context.Context, seq uint64) error {
+	if s.fail.CompareAndSwap(true, false) {
+		return errors.New("injected: delete failed")
+	}
+	return s.Stream.DeleteMsg(ctx, seq)
+}
+
+// A Resubmit repeated (after one that failed once it had published, or
+// two at once from the dashboard and the command) stores the task once,
+// as Resubmit's doc says, and does not delete the outcome of the run the
+// first one started: here that run was dead-lettered again, and its
+// outcome is what WaitResult returns. (The second Resubmit deleted it as
+// the dead letter's own, though its publish was a duplicate: no run came
+// to store another, and WaitResult waited for ever.)
+func TestResubmitAgainKeepsTheOutcomeOfTheRunItStarted(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("resubagain")
+	runs := make(chan struct{}, 4)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("doomed", func(context.Context, taskpool.Task) error {
+		runs <- struct{}{}
+		return taskpool.SkipRetry(errors.New("fails every time"))
+	}))
+	startConsumer(t, js, reg, q, natsbroker.WithMaxAttempts(1), natsbroker.WithPollWait(100*time.Millisecond))
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	insp, err := natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err)
+
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "k", Type: "doomed"}, natsbroker.KeepResult())
+	require.NoError(t, err)
+	res, err := prod.WaitResult(ctx, "k")
+	require.NoError(t, err)
+	require.True(t, res.DeadLettered)
+	dls, err := insp.DeadLetters(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	first := dls[0].Sequence
+
+	// The first Resubmit publishes, then fails to delete the dead letter.
+	dlq := &failDelete{}
+	insp.WrapDeadLetters(func(s jetstream.Stream) jetstream.Stream { dlq.Stream = s; return dlq })
+	dlq.fail.Store(true)
+	_, err = insp.Resubmit(ctx, first)
+	require.Error(t, err)
+	// The run it started is dead-lettered again, its outcome stored.
+	require.Eventually(t, func() bool {
+		dls, err = insp.DeadLetters(ctx, first, 10)
+		return err == nil && len(dls) == 1
+	}, 10*time.Second, 10*time.Millisecond, "the resubmitted run dead-lettered")
+	<-runs
+	<-runs
+
+	r, err := insp.Resubmit(ctx, first)
+	require.NoError(t, err)
+	assert.True(t, r.Duplicate, "stored once")
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	res, err = prod.WaitResult(short, "k")
+	require.NoError(t, err, "the outcome of the resubmitted run is kept")
+	assert.True(t, res.DeadLettered)
+	assert.Len(t, runs, 0, "no other run")
+}

@@ -103,6 +103,10 @@ type resultRecord struct {
 	Error    *errorRecord    `json:"error,omitempty"`
 	Attempts int             `json:"attempts"`
 	Dead     bool            `json:"dead,omitempty"`
+	// Seq is the stream sequence of the task message whose outcome this
+	// is (0 from an earlier version): Resubmit clears a dead-lettered
+	// outcome only when it is its dead letter's.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 type errorRecord struct {
@@ -249,14 +253,16 @@ func (q *queue) putResult(ctx context.Context, log *slog.Logger, id string, rec 
 	return err
 }
 
-// clearResult deletes the stored outcome of the task id when it is a
-// dead-lettered one, so that a waiter waits for the outcome of the task's
-// next run (see [Inspector.Resubmit]). It returns the entry it deleted,
-// nil when there was none to delete. An outcome that is not a dead
-// letter's, or one rewritten between the read and the delete, was stored
-// by a run after the dead letter (a concurrent Resubmit of the same dead
-// letter): it is kept.
-func (q *queue) clearResult(ctx context.Context, log *slog.Logger, id string) (jetstream.KeyValueEntry, error) {
+// clearResult deletes the stored outcome of the task id when it is the
+// dead-lettered one of the delivery with stream sequence seq (0: any
+// dead-lettered one), so that a waiter waits for the outcome of the
+// task's next run (see [Inspector.Resubmit]). It returns the entry it
+// deleted, nil when there was none to delete. An outcome that is not a
+// dead letter's, one of another delivery, or one rewritten between the
+// read and the delete, was stored by a run after the dead letter (the run
+// an earlier or concurrent Resubmit of the same dead letter started,
+// which may have been dead-lettered in turn): it is kept.
+func (q *queue) clearResult(ctx context.Context, log *slog.Logger, id string, seq uint64) (jetstream.KeyValueEntry, error) {
 	key := resultKey(id)
 	e, err := request(ctx, log, "result get", func(ctx context.Context) (jetstream.KeyValueEntry, error) {
 		return q.results.Get(ctx, key)
@@ -268,7 +274,7 @@ func (q *queue) clearResult(ctx context.Context, log *slog.Logger, id string) (j
 		return nil, err
 	}
 	var rec resultRecord
-	if json.Unmarshal(e.Value(), &rec) == nil && !rec.Dead {
+	if json.Unmarshal(e.Value(), &rec) == nil && (!rec.Dead || seq != 0 && rec.Seq != 0 && rec.Seq != seq) {
 		return nil, nil
 	}
 	_, err = request(ctx, log, "result delete", func(ctx context.Context) (struct{}, error) {
@@ -283,14 +289,14 @@ func (q *queue) clearResult(ctx context.Context, log *slog.Logger, id string) (j
 	return e, nil
 }
 
-// storeResult writes the final outcome of the task delivered as m to the
-// results bucket when it was enqueued with KeepResult. A nil error means
-// stored, or not asked for.
-func (c *Consumer) storeResult(m jetstream.Msg, id string, result any, taskErr error, attempts int, dead bool) error {
+// storeResult writes the final outcome of the task delivered as m, the
+// message of stream sequence seq, to the results bucket when it was
+// enqueued with KeepResult. A nil error means stored, or not asked for.
+func (c *Consumer) storeResult(m jetstream.Msg, seq uint64, id string, result any, taskErr error, attempts int, dead bool) error {
 	if id == "" || m.Headers().Get(HeaderResult) == "" {
 		return nil
 	}
-	rec := resultRecord{V: resultVersion, Attempts: attempts, Dead: dead}
+	rec := resultRecord{V: resultVersion, Attempts: attempts, Dead: dead, Seq: seq}
 	if result != nil && taskErr == nil {
 		b, err := json.Marshal(result)
 		if err != nil {
