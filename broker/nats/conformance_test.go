@@ -13,6 +13,7 @@ import (
 
 	"github.com/taskpool/taskpool"
 	natsbroker "github.com/taskpool/taskpool/broker/nats"
+	"github.com/taskpool/taskpool/cron"
 )
 
 // The conformance suite: one table of scenarios, written once against
@@ -479,6 +480,16 @@ var scenarios = []struct {
 		require.NoError(t, w.client.Unschedule("shared2"), "the schedule was kept")
 		assert.Len(t, w.runsOf("shared"), 1)
 		assert.Empty(t, w.runsOf("shared2"))
+	}},
+	{"a schedule with no activation is an invalid option", func(t *testing.T, w *world) {
+		// February 30th and April 31st never come: SchedulePeriodic
+		// refuses such a schedule before it is stored, on both.
+		for _, expr := range []string{"0 0 30 2 *", "0 0 31 4 *", "CRON_TZ=Europe/Paris 0 0 30 2 *"} {
+			sched, err := cron.Parse(expr)
+			require.NoError(t, err, expr)
+			assert.ErrorIs(t, w.client.SchedulePeriodic("never", sched, taskpool.Task{Type: "conf.tick"}), taskpool.ErrInvalidOption, expr)
+			assert.ErrorIs(t, w.client.Unschedule("never"), taskpool.ErrTaskNotFound, "not stored")
+		}
 	}},
 	{"cancel a delayed task frees its unique key", func(t *testing.T, w *world) {
 		ctx := context.Background()

@@ -283,8 +283,11 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 // Parse refuses (a six-field expression with seconds, a zero or negative
 // interval, a zone time.LoadLocation does not know on this machine:
 // import time/tzdata where the system has no zone database) is refused
-// with an error wrapping [ErrInvalidOption] and cron.ErrInvalidExpr; the
-// server still refuses a spec it cannot run. Registering the same id
+// with an error wrapping [ErrInvalidOption] and cron.ErrInvalidExpr, and
+// one with no activation (a date that never comes, such as February
+// 30th) with an error wrapping ErrInvalidOption, as the in-process
+// SchedulePeriodic refuses it; the server still refuses a spec it cannot
+// run. Registering the same id
 // with the same spec and task again changes nothing (an @every interval
 // keeps running from the first registration), so every instance of a
 // service may register its schedules at start-up; registering it with
@@ -378,8 +381,17 @@ func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Tas
 // accepts exactly what the in-process scheduler does; what is left here
 // is the translation of a valid spec.
 func serverSchedule(spec string) (pattern, zone string, err error) {
-	if _, err := cron.Parse(spec); err != nil {
+	sched, err := cron.Parse(spec)
+	if err != nil {
 		return "", "", fmt.Errorf("%w: schedule: %w", ErrInvalidOption, err)
+	}
+	if sched.Next(time.Now()).IsZero() {
+		// A date that never comes (February 30th): the in-process
+		// SchedulePeriodic refuses a schedule with no activation with
+		// ErrInvalidOption, where the server would reject the message
+		// (ErrRejected). Parse's schedules and the server's cron look as
+		// far ahead, five years.
+		return "", "", invalid("schedule", fmt.Sprintf("%q: no activation", spec))
 	}
 	expr := strings.TrimSpace(spec)
 	if strings.HasPrefix(expr, "TZ=") || strings.HasPrefix(expr, "CRON_TZ=") {

@@ -118,7 +118,7 @@ func TestScheduleCronDialect(t *testing.T) {
 	for _, bad := range []string{"0 0 3 * * *", "* * * *", "@fortnightly", "CRON_TZ= 0 3 * * *", "CRON_TZ=Europe/Paris",
 		"@every -1h", "@every 0s", "@every soon", "@every 500ms", "@every 999ms", "TZ=UTC @every 1ns",
 		"@every 1.5s", "@every 1.4s", "@every 2m30.5s", "@every 1s1ns",
-		"CRON_TZ=Local 0 9 * * *", "TZ=Local @daily"} {
+		"CRON_TZ=Local 0 9 * * *", "TZ=Local @daily", "0 0 30 2 *", "0 0 31 4 *"} {
 		assert.ErrorIs(t, prod.Schedule(ctx, "bad", bad, taskpool.Task{Type: "report"}), natsbroker.ErrInvalidOption, bad)
 	}
 	err = prod.Schedule(ctx, "zone", "CRON_TZ=Mars/Olympus 0 3 * * *", taskpool.Task{Type: "report"})
