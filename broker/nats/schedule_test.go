@@ -510,3 +510,30 @@ func TestQueueInfoCountsClientSideDelaysAsPending(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, got)
 }
+
+// A delayed task enqueued with an Attempt above 1 is listed with it, as
+// in process Inspect lists a delayed task's Attempt: the payload does not
+// carry it, Taskpool-First-Attempt does.
+func TestInspectorSchedulesDelayedAttempt(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("delayedattempt")
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	in, err := natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err)
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "third", Type: "mail", Attempt: 3}, natsbroker.Delay(time.Hour))
+	require.NoError(t, err)
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "first", Type: "mail"}, natsbroker.Delay(2*time.Hour))
+	require.NoError(t, err)
+
+	got, err := in.Schedules(ctx, true)
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	assert.Equal(t, "third", got[0].ID)
+	assert.Equal(t, 3, got[0].Task.Attempt)
+	assert.Equal(t, "first", got[1].ID)
+	assert.Equal(t, 1, got[1].Task.Attempt)
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,7 +25,10 @@ type Schedule struct {
 	Spec string
 	// Periodic is false for a delayed task.
 	Periodic bool
-	// Task is the task emitted on each tick; zero when DecodeErr is set.
+	// Task is the task emitted on each tick, or the delayed task; zero
+	// when DecodeErr is set. Its Attempt is the attempt its first run will
+	// be: 1, or the Attempt a delayed task was enqueued with (carried by
+	// [HeaderFirstAttempt]), as the in-process Inspect lists it.
 	Task taskpool.Task
 	// DecodeErr is the codec's error for a payload that is not a task.
 	DecodeErr error
@@ -82,6 +86,10 @@ func (i *Inspector) Schedules(ctx context.Context, delayed bool) ([]Schedule, er
 		s.Task, s.DecodeErr = i.cfg.codec.Decode(raw.Data)
 		if s.DecodeErr == nil {
 			s.Task.Metadata = metadataOf(raw.Header)
+			s.Task.Attempt = 1
+			if n, err := strconv.Atoi(raw.Header.Get(HeaderFirstAttempt)); err == nil && n > 1 {
+				s.Task.Attempt = n
+			}
 		}
 		s.NextRun = nextRun(spec, raw.Header.Get(hdrScheduleTimeZone), raw.Time, now)
 		out = append(out, s)

@@ -67,7 +67,7 @@ func (s *Source) Snapshot(ctx context.Context) (dashboard.Snapshot, error) {
 			continue
 		}
 		snap.Delayed = append(snap.Delayed, dashboard.Task{
-			ID: sc.ID, Type: sc.Task.Type, Priority: sc.Task.Priority.String(), Attempt: 1, NextRun: sc.NextRun, Reason: "delayed",
+			ID: sc.ID, Type: sc.Task.Type, Priority: sc.Task.Priority.String(), Attempt: max(sc.Task.Attempt, 1), NextRun: sc.NextRun, Reason: "delayed",
 		})
 	}
 	dead, err := s.in.DeadLetters(ctx, 0, MaxDeadLetters)

@@ -176,3 +176,28 @@ func TestPayloadClippedAtRuneBoundary(t *testing.T) {
 	assert.Equal(t, len(head+"…"), len(got))
 	assert.True(t, got == head+"…", "ends with %q", got[len(got)-12:])
 }
+
+// A delayed task enqueued with an Attempt above 1 shows it, as the
+// in-process source shows a delayed task's Attempt.
+func TestDelayedTaskShowsItsAttempt(t *testing.T) {
+	srv, err := devserver.Start(devserver.Options{StoreDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(srv.Shutdown)
+	nc, js, err := natsbroker.Connect(srv.URL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	prod, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	_, err = prod.Enqueue(ctx, taskpool.Task{Type: "mail", ID: "again", Attempt: 3}, natsbroker.Delay(time.Hour))
+	require.NoError(t, err)
+	in, err := natsbroker.NewInspector(ctx, js)
+	require.NoError(t, err)
+
+	snap, err := natssource.New(in, natsbroker.DefaultQueue).Snapshot(ctx)
+	require.NoError(t, err)
+	require.Len(t, snap.Delayed, 1)
+	assert.Equal(t, "again", snap.Delayed[0].ID)
+	assert.Equal(t, 3, snap.Delayed[0].Attempt)
+}
