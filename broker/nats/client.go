@@ -3,6 +3,7 @@ package natsbroker
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/taskpool/taskpool"
@@ -74,7 +75,9 @@ func (c *Client) SubmitWait(ctx context.Context, t taskpool.Task) (any, error) {
 // [Producer.Schedule], bounded by CancelTimeout. sched must say its
 // expression with a String method, as [taskpool.Every] and the cron
 // sub-module's Parse do; another Schedule is refused with
-// [ErrInvalidOption], since the server runs the schedule. Unlike the
+// [ErrInvalidOption], since the server runs the schedule, and so is one
+// whose String panics (the error wraps the [*taskpool.PanicError], as in
+// process for a schedule whose first Next panics). Unlike the
 // in-process scheduler, registering an id again replaces its schedule
 // (or changes nothing when it is the same) rather than failing with
 // ErrDuplicateTask: every instance of a service may register its
@@ -86,9 +89,25 @@ func (c *Client) SchedulePeriodic(id string, sched taskpool.Schedule, t taskpool
 	if !ok || sched == nil {
 		return invalid("schedule", fmt.Sprintf("%T has no expression (String method) the server can run", sched))
 	}
+	spec, err := specOf(s)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := c.timeout()
 	defer cancel()
-	return c.Producer.Schedule(ctx, id, s.String(), t)
+	return c.Producer.Schedule(ctx, id, spec, t)
+}
+
+// specOf is s's String. A String that panics (a nil pointer, say) is
+// refused with ErrInvalidOption wrapping the *taskpool.PanicError, as the
+// in-process SchedulePeriodic refuses a schedule whose first Next panics.
+func specOf(s fmt.Stringer) (spec string, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("%w: schedule: %w", ErrInvalidOption, &taskpool.PanicError{Value: v, Stack: debug.Stack()})
+		}
+	}()
+	return s.String(), nil
 }
 
 // Unschedule removes the periodic schedule id as [Producer.Cancel] does,

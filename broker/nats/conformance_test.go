@@ -491,6 +491,18 @@ var scenarios = []struct {
 			assert.ErrorIs(t, w.client.Unschedule("never"), taskpool.ErrTaskNotFound, "not stored")
 		}
 	}},
+	{"a Schedule that panics is an invalid option", func(t *testing.T, w *world) {
+		// A nil *nilSchedule, whose methods dereference it: in process
+		// its first Next panics, on a broker its String does. Either is
+		// refused with ErrInvalidOption wrapping the *PanicError, not
+		// panicked in the caller.
+		var sched *nilSchedule
+		err := w.client.SchedulePeriodic("nil-sched", sched, taskpool.Task{Type: "conf.tick"})
+		assert.ErrorIs(t, err, taskpool.ErrInvalidOption)
+		var pe *taskpool.PanicError
+		assert.ErrorAs(t, err, &pe)
+		assert.ErrorIs(t, w.client.Unschedule("nil-sched"), taskpool.ErrTaskNotFound, "not stored")
+	}},
 	{"cancel a delayed task frees its unique key", func(t *testing.T, w *world) {
 		ctx := context.Background()
 		require.NoError(t, w.client.SubmitAt(ctx, taskpool.Task{ID: "uk-cancel", Type: "conf.ok", UniqueKey: "conf-cancel"}, time.Now().Add(time.Hour)))
@@ -517,3 +529,10 @@ func TestConformance(t *testing.T) {
 		})
 	}
 }
+
+// nilSchedule is a Schedule with a String, whose methods read through the
+// pointer: a nil one panics in both.
+type nilSchedule struct{ every time.Duration }
+
+func (s *nilSchedule) Next(after time.Time) time.Time { return after.Add(s.every) }
+func (s *nilSchedule) String() string                 { return "@every " + s.every.String() }
