@@ -424,49 +424,43 @@ func BenchmarkLatencyIdle(b *testing.B) {
 }
 
 func measureIdleLatency(b *testing.B, l lib, workers int) {
-	n := b.N
-	base := time.Now()
-	since := func() int64 { return int64(time.Since(base)) }
-	submitted := make([]int64, n)
-	started := make([]int64, n)
 	done := make(chan struct{}, 1)
-	tasks := make([]func(), n)
-	for i := range tasks {
-		tasks[i] = func() {
-			started[i] = since()
-			done <- struct{}{}
-		}
-	}
-	r, err := l.start(workers)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	start := since()
-	for i := range n {
-		time.Sleep(idleGap)
-		submitted[i] = since()
-		if err := r.Go(tasks[i]); err != nil {
-			b.Fatal(err)
-		}
-		<-done
-	}
-	if err := r.Wait(); err != nil {
-		b.Fatal(err)
-	}
-	elapsed := since() - start
-	b.StopTimer()
-	lat := make([]int64, n)
-	for i := range lat {
-		lat[i] = started[i] - submitted[i]
-	}
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[n/2]), "p50-ns")
-	b.ReportMetric(float64(lat[n*99/100]), "p99-ns")
-	reportPerTask(b, time.Duration(elapsed), n)
+	measure(b, l, workers, latencyRun{
+		work: func() { done <- struct{}{} },
+		pace: func(int, int64, func() int64) { time.Sleep(idleGap) },
+		wait: func() { <-done },
+	})
 }
 
 func measureLatency(b *testing.B, l lib, workers int, interval time.Duration) {
+	measure(b, l, workers, latencyRun{
+		work: func() { spin(latencyTask) },
+		pace: func(i int, start int64, since func() int64) {
+			next := start + int64(i)*int64(interval)
+			for since() < next {
+				runtime.Gosched()
+			}
+		},
+		overrun: int64(latencyTask) * 3 / 2,
+	})
+}
+
+// latencyRun is how a latency benchmark submits its tasks: each task
+// records its start and does work; pace returns when submit i is due
+// (start and since are on the run's clock); wait, if not nil, follows each
+// submit; a task whose work took more than overrun (if not zero) counts as
+// an overrun.
+type latencyRun struct {
+	work    func()
+	pace    func(i int, start int64, since func() int64)
+	wait    func()
+	overrun int64
+}
+
+// measure submits b.N tasks to a fresh pool of l as run says and reports
+// the p50 and p99 of the time from each Submit call to its task's start,
+// the share of overruns when run counts them, and ns/task.
+func measure(b *testing.B, l lib, workers int, run latencyRun) {
 	n := b.N
 	base := time.Now()
 	since := func() int64 { return int64(time.Since(base)) }
@@ -477,7 +471,7 @@ func measureLatency(b *testing.B, l lib, workers int, interval time.Duration) {
 	for i := range tasks {
 		tasks[i] = func() {
 			started[i] = since()
-			spin(latencyTask)
+			run.work()
 			ended[i] = since()
 		}
 	}
@@ -488,13 +482,13 @@ func measureLatency(b *testing.B, l lib, workers int, interval time.Duration) {
 	b.ResetTimer()
 	start := since()
 	for i := range n {
-		next := start + int64(i)*int64(interval)
-		for since() < next {
-			runtime.Gosched()
-		}
+		run.pace(i, start, since)
 		submitted[i] = since()
 		if err := r.Go(tasks[i]); err != nil {
 			b.Fatal(err)
+		}
+		if run.wait != nil {
+			run.wait()
 		}
 	}
 	if err := r.Wait(); err != nil {
@@ -506,13 +500,15 @@ func measureLatency(b *testing.B, l lib, workers int, interval time.Duration) {
 	overruns := 0
 	for i := range lat {
 		lat[i] = started[i] - submitted[i]
-		if ended[i]-started[i] > int64(latencyTask)*3/2 {
+		if run.overrun > 0 && ended[i]-started[i] > run.overrun {
 			overruns++
 		}
 	}
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[n/2]), "p50-ns")
 	b.ReportMetric(float64(lat[n*99/100]), "p99-ns")
-	b.ReportMetric(float64(overruns)*100/float64(n), "overrun-%")
+	if run.overrun > 0 {
+		b.ReportMetric(float64(overruns)*100/float64(n), "overrun-%")
+	}
 	reportPerTask(b, time.Duration(elapsed), n)
 }
