@@ -82,6 +82,18 @@ func params(dl natsbroker.DeadLetter) json.RawMessage {
 }
 
 func cmdDead(e *env, args []string) error {
+	// The global flags may come between "dead" and its subcommand too
+	// ("dead --json list"), as before and after any command; the
+	// subcommand's own flags come after it.
+	fs := e.flags("dead")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(e.stdout, deadUsage)
+			return flag.ErrHelp
+		}
+		return usagef("%v (see --help)", err)
+	}
+	args = fs.Args()
 	if len(args) == 0 {
 		return usagef("want list, show, requeue, delete or purge")
 	}

@@ -147,6 +147,7 @@ func TestQueueNotFound(t *testing.T) {
 		{"queues", "--queue", "nope"},
 		{"stats", "--queue", "nope"},
 		{"dead", "list", "--queue", "nope"},
+		{"dead", "--queue", "nope", "list"},
 		{"dead", "purge", "--yes", "--queue", "nope"},
 		{"enqueue", "email", "{}", "--queue", "nope"},
 	} {
