@@ -178,6 +178,31 @@ func TestInspectorSchedules(t *testing.T) {
 	assert.Equal(t, "nightly", got[1].ID)
 	assert.Equal(t, "report", got[1].Task.Type)
 	assert.Equal(t, got[1].NextRun.Truncate(24*time.Hour), got[1].NextRun, "midnight UTC")
+
+	// Spec is the schedule as Producer.Schedule took it (and as the
+	// in-process Inspect shows it): five fields, the zone as a prefix,
+	// which cron.Parse reads back as the same schedule.
+	for spec, want := range map[string]string{
+		"CRON_TZ=Asia/Tokyo 0 3 * * *":  "CRON_TZ=Asia/Tokyo 0 3 * * *",
+		" TZ=Europe/Paris  30 8 1 * * ": "CRON_TZ=Europe/Paris 30 8 1 * *",
+		"*/15 9-17 * * MON-FRI":         "*/15 9-17 * * MON-FRI",
+		"CRON_TZ=Asia/Tokyo @daily":     "CRON_TZ=Asia/Tokyo @daily",
+	} {
+		require.NoError(t, prod.Schedule(ctx, "spec", spec, taskpool.Task{Type: "report"}))
+		list, err := in.Schedules(ctx, false)
+		require.NoError(t, err)
+		var found bool
+		for _, sc := range list {
+			if sc.ID == "spec" {
+				found = true
+				assert.Equal(t, want, sc.Spec, spec)
+				_, err := cron.Parse(sc.Spec)
+				assert.NoError(t, err, "cron.Parse reads Spec %q", sc.Spec)
+			}
+		}
+		assert.True(t, found, spec)
+		require.NoError(t, prod.Cancel(ctx, "spec"))
+	}
 	assert.WithinRange(t, got[1].NextRun, before, time.Now().Add(24*time.Hour))
 
 	got, err = in.Schedules(ctx, true)

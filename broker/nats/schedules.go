@@ -21,7 +21,11 @@ type Schedule struct {
 	// tasks and periodic schedules are two namespaces, as in process: an
 	// ID may be listed twice, once of each kind.
 	ID string
-	// Spec is the schedule spec; "@at <RFC 3339 time>" for a delayed task.
+	// Spec is the schedule in the dialect Producer.Schedule takes and
+	// cron.Parse reads, as the in-process Inspect shows a schedule's:
+	// five fields, a descriptor or "@every <d>", with a "CRON_TZ=<zone> "
+	// prefix when the schedule has a zone. A delayed task's is
+	// "@at <RFC 3339 time>".
 	Spec string
 	// Periodic is false for a delayed task.
 	Periodic bool
@@ -91,7 +95,11 @@ func (i *Inspector) Schedules(ctx context.Context, delayed bool) ([]Schedule, er
 				s.Task.Attempt = n
 			}
 		}
-		s.NextRun = nextRun(spec, raw.Header.Get(hdrScheduleTimeZone), raw.Time, now)
+		zone := raw.Header.Get(hdrScheduleTimeZone)
+		s.NextRun = nextRun(spec, zone, raw.Time, now)
+		if s.Periodic {
+			s.Spec = dialectSpec(spec, zone)
+		}
 		out = append(out, s)
 	}
 	slices.SortFunc(out, func(a, b Schedule) int {
@@ -114,6 +122,21 @@ func (i *Inspector) Schedules(ctx context.Context, delayed bool) ([]Schedule, er
 		return 0
 	})
 	return out, nil
+}
+
+// dialectSpec turns a schedule as the server holds it (six fields, seconds
+// first, and its zone in a header of its own) back into the cron dialect
+// Producer.Schedule took it in: the seconds field, always 0, dropped, and
+// the zone as a CRON_TZ= prefix.
+func dialectSpec(pattern, zone string) string {
+	spec := pattern
+	if f := strings.Fields(pattern); len(f) == 6 && f[0] == "0" {
+		spec = strings.Join(f[1:], " ")
+	}
+	if zone != "" {
+		spec = "CRON_TZ=" + zone + " " + spec
+	}
+	return spec
 }
 
 // nextRun computes the next tick after now of spec in zone (the
