@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -572,4 +573,98 @@ func TestReview26RetriedCountedBeforeTheRetryRuns(t *testing.T) {
 	require.NoError(t, s.Stop(context.Background()))
 	assert.Zero(t, behind.Load(), "outcomes of a retry seen before the retry was counted")
 	assert.Equal(t, uint64(n), s.Stats().Retried)
+}
+
+// inspectingHandler is a slog.Handler that calls the scheduler's Inspect
+// when it handles a record whose message contains match, and then closes
+// done: a logger that looks at the scheduler, as the logger given to
+// WithLogger may.
+type inspectingHandler struct {
+	s     func() *taskpool.Scheduler
+	match string
+	once  sync.Once
+	done  chan struct{}
+}
+
+func (h *inspectingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *inspectingHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *inspectingHandler) WithGroup(string) slog.Handler            { return h }
+func (h *inspectingHandler) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, h.match) {
+		h.once.Do(func() {
+			h.s().Inspect()
+			close(h.done)
+		})
+	}
+	return nil
+}
+
+// The logger is user code: the scheduler calls it holding none of its
+// locks, so that it may call the scheduler. The timer goroutine logged a
+// schedule whose Next called runtime.Goexit holding the timer heap's lock,
+// which Inspect takes: a logger calling Inspect hung the timer goroutine.
+func TestReview26LoggerMayCallTheSchedulerWhenNextExits(t *testing.T) {
+	clock := taskpooltest.NewClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	var s *taskpool.Scheduler
+	h := &inspectingHandler{s: func() *taskpool.Scheduler { return s }, match: "Goexit", done: make(chan struct{})}
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("a", func(context.Context, taskpool.Task) error { return nil }))
+	s, err := taskpool.New(reg, taskpool.WithWorkers(1), taskpool.WithClock(clock), taskpool.WithLogger(slog.New(h)))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	require.NoError(t, s.SchedulePeriodic("a", &goexitSchedule{d: time.Minute, armed: 1}, taskpool.Task{Type: "a"}))
+	clock.Advance(time.Minute)
+	// The next round of the timer goroutine (a new one) logs the removal.
+	clock.Advance(time.Minute)
+	select {
+	case <-h.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the logger's Inspect did not return: called under the timer heap's lock")
+	}
+	require.NoError(t, s.Stop(context.Background()))
+}
+
+// inspectingClock is a Clock whose Now calls the scheduler's Inspect once
+// armed, then closes done.
+type inspectingClock struct {
+	*taskpooltest.Clock
+	s     func() *taskpool.Scheduler
+	armed atomic.Bool
+	done  chan struct{}
+}
+
+func (c *inspectingClock) Now() time.Time {
+	if c.armed.CompareAndSwap(true, false) {
+		c.s().Inspect()
+		close(c.done)
+	}
+	return c.Clock.Now()
+}
+
+// The Clock is user code too: Stop's flush of the timer heap read it
+// holding the heap's lock, so a Clock calling Inspect hung Stop.
+func TestReview26ClockMayCallTheSchedulerWhenStopFlushes(t *testing.T) {
+	c := &inspectingClock{Clock: taskpooltest.NewClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)), done: make(chan struct{})}
+	var s *taskpool.Scheduler
+	c.s = func() *taskpool.Scheduler { return s }
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("a", func(context.Context, taskpool.Task) error { return nil }))
+	s, err := taskpool.New(reg, taskpool.WithWorkers(1), taskpool.WithClock(c))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	require.NoError(t, s.SubmitAfter(context.Background(), taskpool.Task{Type: "a"}, time.Hour))
+	c.armed.Store(true)
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.Stop(context.Background()) }()
+	select {
+	case <-c.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the Clock's Inspect did not return: called under the timer heap's lock")
+	}
+	select {
+	case err := <-stopped:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not return")
+	}
 }

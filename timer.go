@@ -301,7 +301,11 @@ func (s *Scheduler) fireDue(now time.Time) time.Time {
 		if q.periodic[p.task.ID] == p {
 			delete(q.periodic, p.task.ID)
 		}
+		// Logged without the lock: the logger is the user's, and may
+		// call the scheduler (Inspect takes this lock).
+		q.mu.Unlock()
 		s.opts.logger.Error("taskpool: periodic schedule removed: Next called runtime.Goexit", "id", p.task.ID)
+		q.mu.Lock()
 	}
 	for len(q.h) > 0 && !q.h[0].at.After(now) {
 		r := q.h[0]
@@ -436,13 +440,15 @@ func (s *Scheduler) fire(r *record) {
 // as WithDelayedOnStop says.
 func (s *Scheduler) flushTimers() {
 	q := &s.timers
+	// Read before the lock: the Clock is the user's, and may call the
+	// scheduler (Inspect takes this lock).
+	now := s.now()
 	q.mu.Lock()
 	if q.flushed {
 		q.mu.Unlock()
 		return
 	}
 	q.flushed = true
-	now := s.now()
 	runEarly := s.opts.delayedOnStop == DelayedRunEarly
 	var run, keep []*record
 	for _, r := range q.h {
