@@ -78,7 +78,7 @@ func NewClient(c taskpool.Client, opts ...Option) *Client {
 		common: append([]attribute.KeyValue{attrSystem, attrSendName}, cfg.extra()...),
 	}
 	var err error
-	cl.sent, err = cfg.meter().Int64Counter(MetricSentMessages, metric.WithUnit("{message}"),
+	cl.sent, err = int64Counter(cfg.meter(), MetricSentMessages, metric.WithUnit("{message}"),
 		metric.WithDescription("Number of messages producer attempted to send to the broker."))
 	if err != nil {
 		otel.Handle(err)

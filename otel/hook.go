@@ -44,9 +44,9 @@ const (
 func CompletionHook(opts ...Option) func(taskpool.Outcome) {
 	c := newConfig(opts)
 	meter := c.meter()
-	completed, err1 := meter.Int64Counter(MetricCompleted, metric.WithUnit("{task}"),
+	completed, err1 := int64Counter(meter, MetricCompleted, metric.WithUnit("{task}"),
 		metric.WithDescription("Tasks by final outcome."))
-	attempts, err2 := meter.Int64Histogram(MetricAttempts, metric.WithUnit("{attempt}"),
+	attempts, err2 := int64Histogram(meter, MetricAttempts, metric.WithUnit("{attempt}"),
 		metric.WithDescription("Runs a task took to reach its final outcome."),
 		metric.WithExplicitBucketBoundaries(0, 1, 2, 3, 5, 10, 25))
 	if err := errors.Join(err1, err2); err != nil {
@@ -100,7 +100,7 @@ const MetricDeadLettered = "taskpool.task.dead_lettered"
 // otel.Handle and replaced by a no-op.
 func DeadLetterHook(opts ...Option) func(taskpool.Outcome) {
 	c := newConfig(opts)
-	dead, err := c.meter().Int64Counter(MetricDeadLettered, metric.WithUnit("{task}"),
+	dead, err := int64Counter(c.meter(), MetricDeadLettered, metric.WithUnit("{task}"),
 		metric.WithDescription("Tasks filed as dead letters."))
 	if err != nil {
 		otel.Handle(err)

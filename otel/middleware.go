@@ -94,20 +94,20 @@ func Middleware(opts ...Option) taskpool.Middleware {
 	}
 	meter := c.meter()
 	var err, e error
-	m.started, e = meter.Int64Counter(MetricStarted, metric.WithUnit("{attempt}"),
+	m.started, e = int64Counter(meter, MetricStarted, metric.WithUnit("{attempt}"),
 		metric.WithDescription("Handler runs started, one per attempt of a task."))
 	err = errors.Join(err, e)
-	m.succeeded, e = meter.Int64Counter(MetricSucceeded, metric.WithUnit("{attempt}"),
+	m.succeeded, e = int64Counter(meter, MetricSucceeded, metric.WithUnit("{attempt}"),
 		metric.WithDescription("Handler runs that succeeded."))
 	err = errors.Join(err, e)
-	m.failed, e = meter.Int64Counter(MetricFailed, metric.WithUnit("{attempt}"),
+	m.failed, e = int64Counter(meter, MetricFailed, metric.WithUnit("{attempt}"),
 		metric.WithDescription("Handler runs that failed, whether the task is retried or not."))
 	err = errors.Join(err, e)
-	m.duration, e = meter.Float64Histogram(MetricProcessDuration, metric.WithUnit("s"),
+	m.duration, e = float64Histogram(meter, MetricProcessDuration, metric.WithUnit("s"),
 		metric.WithDescription("Duration of processing operation."),
 		metric.WithExplicitBucketBoundaries(durationBuckets...))
 	err = errors.Join(err, e)
-	m.wait, e = meter.Float64Histogram(MetricQueueWait, metric.WithUnit("s"),
+	m.wait, e = float64Histogram(meter, MetricQueueWait, metric.WithUnit("s"),
 		metric.WithDescription("Time a task waited, from its submit (or due time) to the start of its first run."),
 		metric.WithExplicitBucketBoundaries(waitBuckets...))
 	err = errors.Join(err, e)

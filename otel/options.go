@@ -4,6 +4,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -111,3 +112,32 @@ func (c *config) extra() []attribute.KeyValue {
 // Version is the version of this instrumentation, reported as the scope's
 // version.
 const Version = "0.1.0"
+
+// A meter may return no instrument with the error of one it cannot
+// create: these replace it by a no-op, so that a measurement does not
+// panic on a nil instrument. An instrument returned with an error (the
+// SDK's for an invalid name) is kept: it was created.
+
+func int64Counter(m metric.Meter, name string, opts ...metric.Int64CounterOption) (metric.Int64Counter, error) {
+	i, err := m.Int64Counter(name, opts...)
+	if i == nil {
+		return noop.Int64Counter{}, err
+	}
+	return i, err
+}
+
+func int64Histogram(m metric.Meter, name string, opts ...metric.Int64HistogramOption) (metric.Int64Histogram, error) {
+	i, err := m.Int64Histogram(name, opts...)
+	if i == nil {
+		return noop.Int64Histogram{}, err
+	}
+	return i, err
+}
+
+func float64Histogram(m metric.Meter, name string, opts ...metric.Float64HistogramOption) (metric.Float64Histogram, error) {
+	i, err := m.Float64Histogram(name, opts...)
+	if i == nil {
+		return noop.Float64Histogram{}, err
+	}
+	return i, err
+}
