@@ -17,7 +17,13 @@ import (
 // (WithTaskTimeout, WithBaseContext, ...).
 // ctx bounds the wait: when it ends first Run returns its error, after
 // cancelling the handler's context and waiting for the handler to return.
+// It returns taskpool.ErrNilHandler for a nil h (a nil interface,
+// HandlerFunc or *Registry), as taskpool.New does, without running t.
 func Run(ctx context.Context, h taskpool.Handler, t taskpool.Task, opts ...taskpool.Option) (any, error) {
+	if nilHandler(h) {
+		// New sees typeOnly, never h: check h as New would.
+		return nil, taskpool.ErrNilHandler
+	}
 	if t.Type == "" {
 		t.Type = "taskpooltest"
 	}
@@ -58,4 +64,18 @@ type typeOnly struct {
 func (t typeOnly) HandleTask(ctx context.Context, tk taskpool.Task) error {
 	tk.MaxAttempts = t.maxAttempts
 	return t.h.HandleTask(ctx, tk)
+}
+
+// nilHandler reports whether h is nil as taskpool.New tells it: a nil
+// interface, HandlerFunc or *Registry.
+func nilHandler(h taskpool.Handler) bool {
+	switch v := h.(type) {
+	case nil:
+		return true
+	case taskpool.HandlerFunc:
+		return v == nil
+	case *taskpool.Registry:
+		return v == nil
+	}
+	return false
 }
