@@ -3,6 +3,7 @@ package taskpoolotel_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -65,4 +66,38 @@ func TestReview26bInstrumentsThatCannotBeCreatedAreNoOps(t *testing.T) {
 	assert.NotPanics(t, func() { completion(got["m-1"]) })
 	assert.NotPanics(t, func() { dead(taskpool.Outcome{Task: taskpool.Task{Type: "t"}, Err: errors.New("x")}) })
 	assert.Len(t, tel.spans.GetSpans(), 2, "a send and a process span")
+}
+
+// The README: the enqueue time "comes from the producer's clock and is
+// read by the consumer's, so across machines it includes their clock skew
+// (negative waits are recorded as 0)"; and MetricQueueWait: "tasks without
+// it are not measured", which a value that is not Unix nanoseconds is
+// not.
+func TestReview26bQueueWaitSkewAndMalformed(t *testing.T) {
+	tel := newTelemetry(t)
+	outs := newOutcomes(2)
+	s := start(t, taskpool.HandlerFunc(func(context.Context, taskpool.Task) error { return nil }),
+		taskpool.WithMiddleware(taskpoolotel.Middleware(tel.opts()...)),
+		taskpool.WithCompletionHook(outs.hook))
+	ahead := strconv.FormatInt(time.Now().Add(time.Hour).UnixNano(), 10)
+	require.NoError(t, s.Submit(ctxT(t), taskpool.Task{ID: "ahead", Type: "ahead",
+		Metadata: map[string]string{taskpoolotel.MetadataEnqueuedAt: ahead}}))
+	require.NoError(t, s.Submit(ctxT(t), taskpool.Task{ID: "bad", Type: "bad",
+		Metadata: map[string]string{taskpoolotel.MetadataEnqueuedAt: "yesterday"}}))
+	outs.wait(t, 2)
+
+	qw := tel.collect(t)[taskpoolotel.MetricQueueWait]
+	n, total := histCount(t, qw, taskpoolotel.TaskTypeKey.String("ahead"))
+	assert.Equal(t, uint64(1), n, "a wait from a clock ahead is recorded")
+	assert.Zero(t, total, "as 0")
+	n, _ = histCount(t, qw, taskpoolotel.TaskTypeKey.String("bad"))
+	assert.Zero(t, n, "a malformed enqueue time is not measured")
+
+	spans := spansByID(tel.spans.GetSpans())
+	require.Len(t, spans["ahead"], 1)
+	require.Len(t, spans["bad"], 1)
+	wait, ok := spanAttrs(spans["ahead"][0])[taskpoolotel.TaskQueueWaitKey]
+	require.True(t, ok)
+	assert.Zero(t, wait.AsFloat64())
+	assert.NotContains(t, spanAttrs(spans["bad"][0]), taskpoolotel.TaskQueueWaitKey)
 }
