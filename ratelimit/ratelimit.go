@@ -81,5 +81,15 @@ func (l *Limiter) Reserve(now time.Time) time.Duration {
 	// The reservation is always OK: one token never exceeds a burst of at
 	// least 1, and ReserveN allows any wait. (An extremely small rate makes
 	// the wait saturate at rate.InfDuration, about 292 years.)
-	return l.l.ReserveN(now, 1).DelayFrom(now)
+	r := l.l.ReserveN(now, 1)
+	d := r.DelayFrom(now)
+	if d == 0 && r.DelayFrom(now.Add(-time.Nanosecond)) == 0 {
+		// The token is due before now, which no reservation is: a wait
+		// that x/time/rate computed as about 2^63 ns (an interval close to
+		// the largest Duration) overflowed when it was converted to a
+		// Duration. It is the saturated wait. (A reservation due now is
+		// due a nanosecond after now-1ns.)
+		return rate.InfDuration
+	}
+	return d
 }
