@@ -63,8 +63,8 @@ var (
 // tracer and meter providers, [WithPropagator], [WithQueue] and
 // [WithAttributes] from opts. An instrument that cannot be created is
 // reported to otel.Handle and replaced by a no-op. A nil c (a nil
-// interface or a nil pointer) makes every method return an error wrapping
-// [ErrNilClient] rather than panic.
+// interface, or a nil pointer, func, map, chan or slice) makes every
+// method return an error wrapping [ErrNilClient] rather than panic.
 func NewClient(c taskpool.Client, opts ...Option) *Client {
 	if isNil(c) {
 		c = nilClient{}
@@ -251,11 +251,15 @@ func (nilClient) SchedulePeriodic(string, taskpool.Schedule, taskpool.Task) erro
 }
 func (nilClient) Unschedule(string) error { return ErrNilClient }
 
-// isNil reports whether v is a nil interface or holds a nil pointer.
+// isNil reports whether v is a nil interface or holds a nil pointer,
+// func, map, chan or slice: a method called on any of them may panic.
 func isNil(v any) bool {
 	if v == nil {
 		return true
 	}
-	r := reflect.ValueOf(v)
-	return r.Kind() == reflect.Pointer && r.IsNil()
+	switch r := reflect.ValueOf(v); r.Kind() {
+	case reflect.Pointer, reflect.Func, reflect.Map, reflect.Chan, reflect.Slice, reflect.UnsafePointer:
+		return r.IsNil()
+	}
+	return false
 }

@@ -58,9 +58,9 @@ const (
 //
 // Unregister the returned registration when s is gone: until then the
 // meter keeps s. It returns an error wrapping [ErrNilStatsReader] when s is
-// nil (a nil interface or a nil pointer, such as the *Scheduler of a New
-// whose error was not checked), and an error when an instrument or the
-// callback cannot be registered.
+// nil (a nil interface, or a nil pointer, such as the *Scheduler of a New
+// whose error was not checked, func, map, chan or slice), and an error when
+// an instrument or the callback cannot be registered.
 func Observe(s StatsReader, opts ...Option) (metric.Registration, error) {
 	if isNil(s) {
 		return nil, fmt.Errorf("%w: %T", ErrNilStatsReader, s)

@@ -101,3 +101,15 @@ func TestReview26bQueueWaitSkewAndMalformed(t *testing.T) {
 	assert.Zero(t, wait.AsFloat64())
 	assert.NotContains(t, spanAttrs(spans["bad"][0]), taskpoolotel.TaskQueueWaitKey)
 }
+
+// Observe returns ErrNilStatsReader for a nil StatsReader "rather than
+// registering a callback that panics at the first collection": a nil of a
+// func (or map, chan) type is one as much as a nil pointer, and it was
+// registered, and the collection panicked.
+func TestReview26bObserveNilFunc(t *testing.T) {
+	tel := newTelemetry(t)
+	reg, err := taskpoolotel.Observe(statsFunc(nil), tel.opts()...)
+	require.ErrorIs(t, err, taskpoolotel.ErrNilStatsReader)
+	assert.Nil(t, reg)
+	assert.NotPanics(t, func() { tel.collect(t) })
+}
