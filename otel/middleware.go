@@ -3,6 +3,7 @@ package taskpoolotel
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -251,7 +252,7 @@ func (h *handler) HandleTask(ctx context.Context, t taskpool.Task) error {
 	err := h.next.HandleTask(ctx, t)
 	returned = true
 	if err != nil {
-		h.end(ctx, span, ta, start, err, errorType(err))
+		h.end(ctx, span, ta, start, err, runErrorType(ctx, err))
 	} else {
 		h.end(ctx, span, ta, start, nil, "")
 	}
@@ -276,4 +277,19 @@ func (h *handler) end(ctx context.Context, span trace.Span, ta *typeAttrs, start
 		span.SetStatus(codes.Error, err.Error())
 	}
 	span.End()
+}
+
+// runErrorType is errorType for a run, which is never "not_run": a
+// handler that returns the cause of its context cancelled by Stop's
+// deadline (ErrSchedulerClosed) was canceled; one that returns that error
+// from elsewhere (a submit to a closed scheduler) has its Go type.
+func runErrorType(ctx context.Context, err error) string {
+	et := errorType(err)
+	if et != ErrorTypeNotRun {
+		return et
+	}
+	if ctx.Err() != nil {
+		return ErrorTypeCanceled
+	}
+	return fmt.Sprintf("%T", err)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
 	"github.com/taskpool/taskpool"
 	taskpoolotel "github.com/taskpool/taskpool/otel"
@@ -112,4 +113,37 @@ func TestReview26bObserveNilFunc(t *testing.T) {
 	require.ErrorIs(t, err, taskpoolotel.ErrNilStatsReader)
 	assert.Nil(t, reg)
 	assert.NotPanics(t, func() { tel.collect(t) })
+}
+
+// Middleware: "A failed run ... adds error.type: "panic", "timeout",
+// "canceled", "no_handler" or the error's Go type". A run that Stop's
+// deadline cancelled, whose handler returns context.Cause(ctx)
+// (ErrSchedulerClosed), was recorded as "not_run", the completion hook's
+// error.type of a task that never ran: this one ran, and was canceled.
+func TestReview26bRunCanceledByStopIsNotNotRun(t *testing.T) {
+	tel := newTelemetry(t)
+	outs := newOutcomes(1)
+	started := make(chan struct{})
+	s, err := taskpool.New(taskpool.HandlerFunc(func(ctx context.Context, _ taskpool.Task) error {
+		close(started)
+		<-ctx.Done()
+		return context.Cause(ctx)
+	}), taskpool.WithMiddleware(taskpoolotel.Middleware(tel.opts()...)), taskpool.WithCompletionHook(outs.hook))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	require.NoError(t, s.Submit(ctxT(t), taskpool.Task{ID: "c-1", Type: "cause"}))
+	<-started
+	expired, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.Error(t, s.Stop(expired))
+	got := outs.wait(t, 1)
+	require.ErrorIs(t, got["c-1"].Err, taskpool.ErrSchedulerClosed, "the handler's own error")
+	require.Equal(t, 1, got["c-1"].Attempts)
+
+	spans := spansByID(tel.spans.GetSpans())
+	require.Len(t, spans["c-1"], 1)
+	assert.Equal(t, taskpoolotel.ErrorTypeCanceled, spanAttrs(spans["c-1"][0])["error.type"].AsString())
+	n, _ := sum(t, tel.collect(t)[taskpoolotel.MetricFailed],
+		taskpoolotel.TaskTypeKey.String("cause"), semconv.ErrorTypeKey.String(taskpoolotel.ErrorTypeCanceled))
+	assert.Equal(t, int64(1), n)
 }
