@@ -3,6 +3,7 @@ package taskpoolotel
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"go.opentelemetry.io/otel"
@@ -59,6 +60,14 @@ func CompletionHook(opts ...Option) func(taskpool.Outcome) {
 		if out.Err != nil {
 			k.errType = errorType(out.Err)
 			switch {
+			case ranIntoStop(out):
+				// Failed, as Stats counts it; error.type canceled for
+				// ErrSchedulerClosed itself, the context's cause (as
+				// Middleware records that run), else the error's Go type.
+				k.outcome, k.errType = OutcomeFailed, ErrorTypeCanceled
+				if out.Err != taskpool.ErrSchedulerClosed {
+					k.errType = fmt.Sprintf("%T", out.Err)
+				}
 			case errors.Is(out.Err, taskpool.ErrSchedulerClosed):
 				k.outcome = OutcomeNotRun
 			case errors.Is(out.Err, taskpool.ErrCanceled):
@@ -81,6 +90,25 @@ func CompletionHook(opts ...Option) func(taskpool.Outcome) {
 		completed.Add(ctx, 1, opt)
 		attempts.Record(ctx, int64(out.Attempts), opt)
 	}
+}
+
+// ranIntoStop reports whether out is a run that failed with an error
+// wrapping ErrSchedulerClosed (the cause of its context cancelled by
+// Stop's deadline, returned by its handler) rather than a task Stop left
+// unrun. The scheduler gives one of those ErrSchedulerClosed itself with
+// fewer Attempts than the attempt it would have run as (0 for a task that
+// never ran), or joined before the last run's error for a retry that never
+// ran.
+func ranIntoStop(out taskpool.Outcome) bool {
+	if !errors.Is(out.Err, taskpool.ErrSchedulerClosed) {
+		return false
+	}
+	if j, ok := out.Err.(interface{ Unwrap() []error }); ok {
+		if es := j.Unwrap(); len(es) > 0 && es[0] == taskpool.ErrSchedulerClosed {
+			return false
+		}
+	}
+	return out.Err != taskpool.ErrSchedulerClosed || (out.Attempts > 0 && out.Attempts >= out.Task.Attempt)
 }
 
 type outcomeKey struct {

@@ -147,3 +147,55 @@ func TestReview26bRunCanceledByStopIsNotNotRun(t *testing.T) {
 		taskpoolotel.TaskTypeKey.String("cause"), semconv.ErrorTypeKey.String(taskpoolotel.ErrorTypeCanceled))
 	assert.Equal(t, int64(1), n)
 }
+
+// CompletionHook's not_run outcome is the task "not run" that Stop
+// reported, as Stats.NotRun and Observe's taskpool.scheduler.not_run count
+// it. A task whose handler ran and returned the cause of its context
+// cancelled by Stop's deadline (ErrSchedulerClosed itself) is a failure
+// there, one run; the hook counted it not_run. Tasks Stop left unrun stay
+// not_run: one never started, one redelivered (Attempt 3) never started,
+// and a retry waiting for its backoff.
+func TestReview26bCompletionHookNotRunAgreesWithStats(t *testing.T) {
+	tel := newTelemetry(t)
+	outs := newOutcomes(4)
+	hook := taskpoolotel.CompletionHook(tel.opts()...)
+	started := make(chan struct{})
+	failed := make(chan struct{})
+	s, err := taskpool.New(taskpool.HandlerFunc(func(ctx context.Context, tk taskpool.Task) error {
+		if tk.Type == "retry" {
+			defer close(failed)
+			return errors.New("again")
+		}
+		close(started)
+		<-ctx.Done()
+		return context.Cause(ctx)
+	}), taskpool.WithWorkers(1), taskpool.WithRetry(1, taskpool.ConstantBackoff(time.Hour)),
+		taskpool.WithCompletionHook(func(o taskpool.Outcome) { hook(o); outs.hook(o) }))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	ctx := ctxT(t)
+	require.NoError(t, s.Submit(ctx, taskpool.Task{ID: "retry", Type: "retry", MaxAttempts: 2}))
+	<-failed
+	require.NoError(t, s.Submit(ctx, taskpool.Task{ID: "ran", Type: "ran"}))
+	<-started
+	require.NoError(t, s.Submit(ctx, taskpool.Task{ID: "never", Type: "never"}))
+	require.NoError(t, s.Submit(ctx, taskpool.Task{ID: "redelivered", Type: "never", Attempt: 3}))
+	expired, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.Error(t, s.Stop(expired))
+	got := outs.wait(t, 4)
+	require.ErrorIs(t, got["ran"].Err, taskpool.ErrSchedulerClosed)
+	st := s.Stats()
+	require.Equal(t, uint64(3), st.NotRun)
+	require.Equal(t, uint64(1), st.Failed)
+
+	completed := tel.collect(t)[taskpoolotel.MetricCompleted]
+	n, _ := sum(t, completed, taskpoolotel.TaskOutcomeKey.String(taskpoolotel.OutcomeNotRun))
+	assert.Equal(t, int64(st.NotRun), n, "not_run")
+	n, _ = sum(t, completed, taskpoolotel.TaskOutcomeKey.String(taskpoolotel.OutcomeFailed))
+	assert.Equal(t, int64(st.Failed), n, "failed")
+	n, _ = sum(t, completed, taskpoolotel.TaskTypeKey.String("ran"),
+		taskpoolotel.TaskOutcomeKey.String(taskpoolotel.OutcomeFailed),
+		semconv.ErrorTypeKey.String(taskpoolotel.ErrorTypeCanceled))
+	assert.Equal(t, int64(1), n, "the run was canceled, as Middleware records it")
+}
