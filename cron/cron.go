@@ -128,24 +128,22 @@ func (s schedule) Next(after time.Time) time.Time {
 func parse(expr string, loc *time.Location) (taskpool.Schedule, error) {
 	expr = strings.TrimSpace(expr)
 	prefixed := strings.HasPrefix(expr, "TZ=") || strings.HasPrefix(expr, "CRON_TZ=")
+	body, zone := expr, ""
 	if prefixed {
 		// robfig's parser slices the zone name up to the first space and
 		// panics when there is none ("TZ=UTC", "TZ=UTC\t@daily"); it also
 		// reads an empty name as UTC, which is more likely an unset
 		// template variable than a choice. Reject both here.
 		_, rest, _ := strings.Cut(expr, "=")
-		zone, _, found := strings.Cut(rest, " ")
+		var found bool
+		zone, body, found = strings.Cut(rest, " ")
 		if !found {
 			return nil, fmt.Errorf("%w %q: no space after the time zone", ErrInvalidExpr, expr)
 		}
 		if zone == "" {
 			return nil, fmt.Errorf("%w %q: empty time zone", ErrInvalidExpr, expr)
 		}
-	}
-	body := expr
-	if prefixed {
 		// robfig trims the white space after the zone as well.
-		_, body, _ = strings.Cut(expr, " ")
 		body = strings.TrimSpace(body)
 	}
 	if d, ok := strings.CutPrefix(body, "@every "); ok {
@@ -164,8 +162,6 @@ func parse(expr string, loc *time.Location) (taskpool.Schedule, error) {
 		if prefixed {
 			// An interval is the same in every zone, but a zone the
 			// prefix names must exist, as for any other expression.
-			_, rest, _ := strings.Cut(expr, "=")
-			zone, _, _ := strings.Cut(rest, " ")
 			if _, err := time.LoadLocation(zone); err != nil {
 				return nil, fmt.Errorf("%w %q: %v", ErrInvalidExpr, expr, err)
 			}
