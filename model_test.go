@@ -2,8 +2,8 @@ package taskpool_test
 
 // Model-based test of the core promises (issue 9): random programs of
 // Submit, TrySubmit, SubmitFuture, SubmitAt, SubmitAfter, Cancel, Resize,
-// Pause, Resume, Requeue and Stop (with and without a deadline), on the fake
-// clock and on the real one, with handlers that succeed, fail, fail with
+// Pause, Resume, Requeue, SchedulePeriodic, Unschedule and Stop (with and
+// without a deadline), on the fake clock and on the real one, with handlers that succeed, fail, fail with
 // SkipRetry, panic, call runtime.Goexit, block until released or time out,
 // on types with concurrency limits and retries. Each program is checked
 // against a small reference model of the promises:
@@ -11,6 +11,9 @@ package taskpool_test
 //   - every accepted task (a submit that returned nil, or a Requeue) gets
 //     exactly one outcome from the completion hook, and its Future (if any)
 //     the same one;
+//   - every periodic activation gets exactly one outcome (one more per
+//     Requeue of it), with the ID "<schedule id>@<activation time>", and
+//     none is due after Unschedule of its schedule returned;
 //   - a task's handler runs at most its attempts, and the outcome's
 //     Attempts add up to the runs;
 //   - no handler starts after Pause returned and before Resume (checked
@@ -34,6 +37,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -133,11 +137,13 @@ const (
 	opRelease
 	opTime // fake clock: Advance; real clock: yield
 	opRead // Stats and Inspect
+	opSchedule
+	opUnschedule
 	numOps
 )
 
 var opNames = [numOps]string{"Submit", "TrySubmit", "SubmitFuture", "SubmitAt", "SubmitAfter", "Cancel",
-	"Resize", "Pause", "Resume", "Requeue", "Release", "Time", "Read"}
+	"Resize", "Pause", "Resume", "Requeue", "Release", "Time", "Read", "Schedule", "Unschedule"}
 
 type modelOp struct {
 	op    int
@@ -186,8 +192,26 @@ func genProgram(name string, c *choices) program {
 	nops := 10 + c.n(40)
 	token := 0
 	for range nops {
-		op := modelOp{op: c.pick(6, 4, 5, 3, 3, 3, 2, 2, 2, 2, 2, 2, 1)}
+		op := modelOp{op: c.pick(6, 4, 5, 3, 3, 3, 2, 2, 2, 2, 2, 2, 1, 3, 2)}
 		switch op.op {
+		case opSchedule:
+			// A periodic task: no unique key (its activations' keys
+			// would be taken by tasks the model does not see accepted).
+			token++
+			kind := c.pick(8, 4, 1, 2, 1, 3, 1, 3)
+			op.task = taskpool.Task{
+				Type:        modelTypes[c.n(len(modelTypes))],
+				Params:      modelParams{Token: token, Kind: kind, FailUntil: 1 + c.n(3)},
+				Priority:    taskpool.Priority(c.n(3) - 1),
+				MaxAttempts: c.n(4),
+			}
+			if kind == kTimeout {
+				op.task.Timeout = time.Duration(1+c.n(3)) * time.Millisecond
+			}
+			op.n = c.n(3) // schedule s<n>: a few, so that IDs collide
+			op.delay = []time.Duration{50 * time.Microsecond, time.Millisecond, 20 * time.Millisecond}[c.n(3)]
+		case opUnschedule:
+			op.n = c.n(4)
 		case opSubmit, opTrySubmit, opSubmitFuture, opSubmitAt, opSubmitAfter:
 			token++
 			typ := modelTypes[c.n(len(modelTypes))]
@@ -238,6 +262,12 @@ func (p program) String() string {
 			b.WriteString("\n ")
 		}
 		fmt.Fprintf(&b, " %s", opNames[op.op])
+		switch op.op {
+		case opSchedule:
+			fmt.Fprintf(&b, "[s%d every %v]", op.n, op.delay)
+		case opUnschedule:
+			fmt.Fprintf(&b, "[s%d]", op.n)
+		}
 		if mp, ok := op.task.Params.(modelParams); ok {
 			fmt.Fprintf(&b, "(%s %s #%d)", op.task.Type, kindNames[mp.Kind], mp.Token)
 		}
@@ -274,6 +304,16 @@ type model struct {
 	keyTrying  map[string]int             // unique key -> submits in flight
 	keyStarts  map[string]int             // unique key -> submits started so far
 	violations []string
+
+	// Periodic schedules. schedMu serialises SchedulePeriodic and
+	// Unschedule with the model's view of which schedules are live.
+	schedMu  sync.Mutex
+	sched    map[int]string             // token -> its schedule's id (set before SchedulePeriodic)
+	live     map[string]int             // schedule id -> token, while scheduled
+	cutoff   map[int]time.Time          // token -> the clock when Unschedule returned nil
+	actRuns  map[string]int             // activation ID -> handler runs
+	actOuts  map[int][]taskpool.Outcome // token -> its activations' outcomes
+	requeued map[string]int             // activation ID -> Requeues that returned nil
 }
 
 func newModel(p program) *model {
@@ -290,6 +330,12 @@ func newModel(p program) *model {
 		keyLive:    map[string]int{},
 		keyTrying:  map[string]int{},
 		keyStarts:  map[string]int{},
+		sched:      map[int]string{},
+		live:       map[string]int{},
+		cutoff:     map[int]time.Time{},
+		actRuns:    map[string]int{},
+		actOuts:    map[int][]taskpool.Outcome{},
+		requeued:   map[string]int{},
 	}
 }
 
@@ -312,6 +358,9 @@ func (m *model) handle(ctx context.Context, tk taskpool.Task) error {
 		m.violate("task #%d (%s) started after Pause returned", p.Token, tk.ID)
 	}
 	m.runs[p.Token]++
+	if _, ok := m.sched[p.Token]; ok {
+		m.actRuns[tk.ID]++
+	}
 	m.cur[tk.Type]++
 	if lim := m.p.limits[tk.Type]; lim > 0 && m.cur[tk.Type] > lim {
 		m.violate("type %s: %d running, limit %d", tk.Type, m.cur[tk.Type], lim)
@@ -362,6 +411,10 @@ func (m *model) hook(out taskpool.Outcome) {
 	defer m.mu.Unlock()
 	if !ok {
 		m.violate("outcome without the model's params: %+v", out)
+		return
+	}
+	if _, ok := m.sched[p.Token]; ok {
+		m.actOuts[p.Token] = append(m.actOuts[p.Token], out)
 		return
 	}
 	m.outcomes[p.Token] = append(m.outcomes[p.Token], out)
@@ -520,7 +573,9 @@ func (m *model) exec(s *taskpool.Scheduler, clock *taskpooltest.Clock, now func(
 		if key != "" {
 			m.keyTrying[key]--
 		}
-		if err == nil {
+		if _, periodic := m.sched[p.Token]; err == nil && periodic {
+			m.requeued[out.Task.ID]++
+		} else if err == nil {
 			m.lives[p.Token] = append(m.lives[p.Token], life{})
 			if key != "" {
 				m.keyLive[key]++
@@ -535,6 +590,10 @@ func (m *model) exec(s *taskpool.Scheduler, clock *taskpooltest.Clock, now func(
 	case opTime:
 		if clock != nil {
 			clock.Advance(op.delay)
+		} else if op.delay <= 20*time.Millisecond {
+			// The real clock's Advance: let a little time pass, so
+			// that periodic schedules fire and delays come due.
+			<-time.After(op.delay / 20)
 		} else {
 			yield(50)
 		}
@@ -542,6 +601,76 @@ func (m *model) exec(s *taskpool.Scheduler, clock *taskpooltest.Clock, now func(
 		// Read while tasks move: for the race detector and for hangs.
 		_ = s.Stats()
 		_ = s.Inspect()
+	case opSchedule:
+		m.schedule(s, fmt.Sprintf("s%d", op.n), op)
+	case opUnschedule:
+		m.unschedule(s, fmt.Sprintf("s%d", op.n), now)
+	}
+}
+
+// schedule runs SchedulePeriodic(id) and checks its error against the
+// schedules the model knows to be live.
+func (m *model) schedule(s *taskpool.Scheduler, id string, op modelOp) {
+	tok := op.task.Params.(modelParams).Token
+	m.schedMu.Lock()
+	defer m.schedMu.Unlock()
+	m.mu.Lock()
+	m.sched[tok] = id
+	m.params[tok] = op.task
+	m.mu.Unlock()
+	err := s.SchedulePeriodic(id, taskpool.Every(op.delay), op.task)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old, taken := m.live[id]
+	switch {
+	case err == nil:
+		if taken {
+			m.violate("SchedulePeriodic(%s) accepted while #%d holds the id", id, old)
+		}
+		m.live[id] = tok
+		return
+	case errors.Is(err, taskpool.ErrDuplicateTask):
+		if !taken {
+			m.violate("SchedulePeriodic(%s): %v, no schedule holds the id", id, err)
+		}
+	case errors.Is(err, taskpool.ErrSchedulerClosed):
+		if !m.stopBegun {
+			m.violate("SchedulePeriodic(%s): %v before Stop", id, err)
+		}
+	default:
+		m.violate("SchedulePeriodic(%s): %v", id, err)
+	}
+	delete(m.sched, tok)
+}
+
+// unschedule runs Unschedule(id), checks its error and notes when the
+// schedule ended: none of its activations may be due after that.
+func (m *model) unschedule(s *taskpool.Scheduler, id string, now func() time.Time) {
+	m.schedMu.Lock()
+	defer m.schedMu.Unlock()
+	err := s.Unschedule(id)
+	at := now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	tok, live := m.live[id]
+	switch {
+	case err == nil:
+		if !live {
+			m.violate("Unschedule(%s) returned nil, no schedule holds the id", id)
+			return
+		}
+		m.cutoff[tok] = at
+		delete(m.live, id)
+	case errors.Is(err, taskpool.ErrTaskNotFound):
+		if live {
+			m.violate("Unschedule(%s): %v, #%d holds the id", id, err, tok)
+		}
+	case errors.Is(err, taskpool.ErrSchedulerClosed):
+		if !m.stopBegun {
+			m.violate("Unschedule(%s): %v before Stop", id, err)
+		}
+	default:
+		m.violate("Unschedule(%s): %v", id, err)
 	}
 }
 
@@ -556,6 +685,8 @@ func runProgram(t *testing.T, p program) {
 		taskpool.WithWorkers(p.workers), taskpool.WithBatchSize(p.batch), taskpool.WithQueueSize(p.queue),
 		taskpool.WithDelayedOnStop(p.policy), taskpool.WithRetry(defaultAttempts, taskpool.ConstantBackoff(p.backoff)),
 		taskpool.WithCompletionHook(m.hook),
+		// Activations skipped on a full queue are logged: not a failure.
+		taskpool.WithLogger(slog.New(slog.DiscardHandler)),
 	}
 	if p.deadCap > 0 {
 		opts = append(opts, taskpool.WithDeadLetters(p.deadCap, nil))
@@ -666,6 +797,39 @@ func runProgram(t *testing.T, p program) {
 		fail("%s", v)
 	}
 	var accepted, ok, failed, notRun, canceled uint64
+	// outcome checks one outcome of task #tok against its kind, and counts it.
+	outcome := func(tok int, tk taskpool.Task, out taskpool.Outcome) {
+		t.Helper()
+		kind := tk.Params.(modelParams).Kind
+		if out.Task.ID == "" {
+			fail("task #%d: outcome without an ID: %+v", tok, out)
+		}
+		if out.Attempts > maxAttempts(tk) || out.Attempts < 0 {
+			fail("task #%d (%s): %d attempts, at most %d", tok, kindNames[kind], out.Attempts, maxAttempts(tk))
+		}
+		switch {
+		case out.Err == nil:
+			ok++
+			if kind != kSucceed && kind != kFlaky && kind != kBlock {
+				fail("task #%d (%s): succeeded", tok, kindNames[kind])
+			}
+		case errors.Is(out.Err, taskpool.ErrCanceled):
+			canceled++
+		case errors.Is(out.Err, taskpool.ErrSchedulerClosed):
+			notRun++
+		default:
+			failed++
+			if kind == kSucceed {
+				fail("task #%d (succeed): %v", tok, out.Err)
+			}
+			if kind == kGoexit && !errors.Is(out.Err, taskpool.ErrHandlerExited) {
+				fail("task #%d (goexit): %v", tok, out.Err)
+			}
+		}
+		if (kind == kGoexit || kind == kSkip) && out.Attempts > 1 {
+			fail("task #%d (%s): retried, %d attempts", tok, kindNames[kind], out.Attempts)
+		}
+	}
 	for tok, lives := range m.lives {
 		tk := m.params[tok]
 		kind := tk.Params.(modelParams).Kind
@@ -678,34 +842,7 @@ func runProgram(t *testing.T, p program) {
 		attempts := 0
 		for _, out := range outs {
 			attempts += out.Attempts
-			if out.Task.ID == "" {
-				fail("task #%d: outcome without an ID: %+v", tok, out)
-			}
-			if out.Attempts > maxAttempts(tk) || out.Attempts < 0 {
-				fail("task #%d (%s): %d attempts, at most %d", tok, kindNames[kind], out.Attempts, maxAttempts(tk))
-			}
-			switch {
-			case out.Err == nil:
-				ok++
-				if kind != kSucceed && kind != kFlaky && kind != kBlock {
-					fail("task #%d (%s): succeeded", tok, kindNames[kind])
-				}
-			case errors.Is(out.Err, taskpool.ErrCanceled):
-				canceled++
-			case errors.Is(out.Err, taskpool.ErrSchedulerClosed):
-				notRun++
-			default:
-				failed++
-				if kind == kSucceed {
-					fail("task #%d (succeed): %v", tok, out.Err)
-				}
-				if kind == kGoexit && !errors.Is(out.Err, taskpool.ErrHandlerExited) {
-					fail("task #%d (goexit): %v", tok, out.Err)
-				}
-			}
-			if (kind == kGoexit || kind == kSkip) && out.Attempts > 1 {
-				fail("task #%d (%s): retried, %d attempts", tok, kindNames[kind], out.Attempts)
-			}
+			outcome(tok, tk, out)
 		}
 		if attempts != m.runs[tok] {
 			fail("task #%d (%s): the handler ran %d times, the outcomes count %d attempts: %+v", tok, kindNames[kind], m.runs[tok], attempts, outs)
@@ -727,6 +864,50 @@ func runProgram(t *testing.T, p program) {
 			if !same {
 				fail("task #%d: the Future's outcome %+v is none of the hook's %+v", tok, fo, outs)
 			}
+		}
+	}
+	// Periodic activations: the model does not see them accepted, so it
+	// counts their outcomes and checks them against the runs it saw and
+	// against Stats.Submitted below.
+	for tok, outs := range m.actOuts {
+		tk, id := m.params[tok], m.sched[tok]
+		byID := map[string][]taskpool.Outcome{}
+		for _, out := range outs {
+			accepted++
+			outcome(tok, tk, out)
+			byID[out.Task.ID] = append(byID[out.Task.ID], out)
+			at, found := strings.CutPrefix(out.Task.ID, id+"@")
+			due, err := time.Parse(time.RFC3339Nano, at)
+			if !found || err != nil {
+				fail("schedule %s (#%d): activation ID %q", id, tok, out.Task.ID)
+				continue
+			}
+			if end, ok := m.cutoff[tok]; ok && due.After(end) {
+				fail("schedule %s (#%d): activation %s due after Unschedule returned at %v", id, tok, out.Task.ID, end)
+			}
+		}
+		for aid, outs := range byID {
+			attempts := 0
+			for _, out := range outs {
+				attempts += out.Attempts
+			}
+			if want := 1 + m.requeued[aid]; len(outs) != want {
+				fail("activation %s: %d outcomes, want %d: %+v", aid, len(outs), want, outs)
+			}
+			if attempts != m.actRuns[aid] {
+				fail("activation %s: the handler ran %d times, the outcomes count %d attempts: %+v", aid, m.actRuns[aid], attempts, outs)
+			}
+		}
+	}
+	settled := map[string]bool{}
+	for _, outs := range m.actOuts {
+		for _, out := range outs {
+			settled[out.Task.ID] = true
+		}
+	}
+	for aid, n := range m.actRuns {
+		if !settled[aid] {
+			fail("activation %s ran %d times and has no outcome", aid, n)
 		}
 	}
 	for tok, outs := range m.outcomes {
