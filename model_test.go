@@ -359,6 +359,9 @@ func (m *model) handle(ctx context.Context, tk taskpool.Task) error {
 	}
 	m.runs[p.Token]++
 	if _, ok := m.sched[p.Token]; ok {
+		if m.actRuns[tk.ID] == 0 {
+			m.ids = append(m.ids, tk.ID) // for Cancel: a retry of it may wait
+		}
 		m.actRuns[tk.ID]++
 	}
 	m.cur[tk.Type]++
@@ -413,14 +416,14 @@ func (m *model) hook(out taskpool.Outcome) {
 		m.violate("outcome without the model's params: %+v", out)
 		return
 	}
+	if errors.Is(out.Err, taskpool.ErrCanceled) {
+		m.canceledAt[out.Task.ID]++
+	}
 	if _, ok := m.sched[p.Token]; ok {
 		m.actOuts[p.Token] = append(m.actOuts[p.Token], out)
 		return
 	}
 	m.outcomes[p.Token] = append(m.outcomes[p.Token], out)
-	if errors.Is(out.Err, taskpool.ErrCanceled) {
-		m.canceledAt[out.Task.ID]++
-	}
 	if k := out.Task.UniqueKey; k != "" {
 		m.keyLive[k]--
 	}
