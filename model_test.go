@@ -5,7 +5,7 @@ package taskpool_test
 // Pause, Resume, Requeue, SchedulePeriodic, Unschedule and Stop (with and
 // without a deadline), on the fake clock and on the real one, with handlers that succeed, fail, fail with
 // SkipRetry, panic, call runtime.Goexit, block until released or time out,
-// on types with concurrency limits and retries. Each program is checked
+// on types with concurrency limits, a rate limit and retries. Each program is checked
 // against a small reference model of the promises:
 //
 //   - every accepted task (a submit that returned nil, or a Requeue) gets
@@ -19,6 +19,10 @@ package taskpool_test
 //   - no handler starts after Pause returned and before Resume (checked
 //     with a flag set a few yields after Pause returned: see settlePause);
 //   - per-type concurrency never exceeds the type's limit;
+//   - no task of the rate-limited type starts before the time its
+//     RateLimiter gave (the k-th start is no earlier than the k-th
+//     reservation), a graceful Stop included (on the fake clock, time goes
+//     on while Stop waits);
 //   - Cancel that returns nil has delivered ErrCanceled already, and a
 //     task is cancelled exactly as often as Cancel said so;
 //   - Stop returns within its deadline plus a bounded grace;
@@ -41,6 +45,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -163,13 +168,14 @@ type program struct {
 	deadCap   int
 	backoff   time.Duration
 	limits    map[string]int
+	rateGap   time.Duration // the rate type's limiter: one start per gap
 	executors int
 	ops       []modelOp
 	stopAt    int           // op index of executor 0 at which Stop begins
 	deadline  time.Duration // <0: graceful Stop
 }
 
-var modelTypes = []string{"plain", "retry", "lim", "lim1"}
+var modelTypes = []string{"plain", "retry", "lim", "lim1", "rate"}
 
 // typeAttempts are the per-type WithRetry attempts (0: the scheduler's).
 var typeAttempts = map[string]int{"plain": 0, "retry": 3, "lim": 2, "lim1": 0}
@@ -188,6 +194,7 @@ func genProgram(name string, c *choices) program {
 		backoff:   []time.Duration{0, time.Millisecond, 10 * time.Millisecond, time.Second}[c.n(4)],
 		limits:    map[string]int{"lim": 1 + c.n(2), "lim1": 1},
 		executors: 1 + c.n(2),
+		rateGap:   []time.Duration{100 * time.Microsecond, time.Millisecond, 20 * time.Millisecond}[c.n(3)],
 	}
 	nops := 10 + c.n(40)
 	token := 0
@@ -255,8 +262,8 @@ func genProgram(name string, c *choices) program {
 
 func (p program) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: fake=%v workers=%d batch=%d queue=%d policy=%d dead=%d backoff=%v limits=%v executors=%d stopAt=%d deadline=%v ops:",
-		p.name, p.fake, p.workers, p.batch, p.queue, p.policy, p.deadCap, p.backoff, p.limits, p.executors, p.stopAt, p.deadline)
+	fmt.Fprintf(&b, "%s: fake=%v workers=%d batch=%d queue=%d policy=%d dead=%d backoff=%v limits=%v rate=%v executors=%d stopAt=%d deadline=%v ops:",
+		p.name, p.fake, p.workers, p.batch, p.queue, p.policy, p.deadCap, p.backoff, p.limits, p.rateGap, p.executors, p.stopAt, p.deadline)
 	for i, op := range p.ops {
 		if i%8 == 0 {
 			b.WriteString("\n ")
@@ -314,11 +321,44 @@ type model struct {
 	actRuns  map[string]int             // activation ID -> handler runs
 	actOuts  map[int][]taskpool.Outcome // token -> its activations' outcomes
 	requeued map[string]int             // activation ID -> Requeues that returned nil
+
+	now        func() time.Time // the scheduler's clock
+	limiter    *modelLimiter    // the rate type's
+	rateStarts []time.Time      // when the rate type's handlers started
+}
+
+// modelLimiter is the rate type's RateLimiter: one start per gap, each
+// reservation noted.
+type modelLimiter struct {
+	mu   sync.Mutex
+	gap  time.Duration
+	next time.Time
+	res  []time.Time
+}
+
+// reserved returns the reservations so far, soonest first.
+func (l *modelLimiter) reserved() []time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.SortedFunc(slices.Values(l.res), time.Time.Compare)
+}
+
+func (l *modelLimiter) Reserve(now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	at := now
+	if l.next.After(at) {
+		at = l.next
+	}
+	l.next = at.Add(l.gap)
+	l.res = append(l.res, at)
+	return at.Sub(now)
 }
 
 func newModel(p program) *model {
 	return &model{
 		p:          p,
+		limiter:    &modelLimiter{gap: p.rateGap},
 		release:    make(chan struct{}),
 		runs:       map[int]int{},
 		cur:        map[string]int{},
@@ -351,6 +391,10 @@ func (m *model) handle(ctx context.Context, tk taskpool.Task) error {
 	// Read before taking m.mu: a handler blocked on the model's lock after
 	// it started would otherwise look as if it started later.
 	pausedAtEntry := m.pausedFlag.Load()
+	var started time.Time
+	if tk.Type == "rate" {
+		started = m.now()
+	}
 	m.inside.Add(1)
 	defer m.inside.Add(-1)
 	m.mu.Lock()
@@ -358,6 +402,9 @@ func (m *model) handle(ctx context.Context, tk taskpool.Task) error {
 		m.violate("task #%d (%s) started after Pause returned", p.Token, tk.ID)
 	}
 	m.runs[p.Token]++
+	if tk.Type == "rate" {
+		m.rateStarts = append(m.rateStarts, started)
+	}
 	if _, ok := m.sched[p.Token]; ok {
 		if m.actRuns[tk.ID] == 0 {
 			m.ids = append(m.ids, tk.ID) // for Cancel: a retry of it may wait
@@ -451,6 +498,9 @@ func (m *model) registry(t testing.TB) *taskpool.Registry {
 		}
 		if lim := m.p.limits[typ]; lim > 0 {
 			opts = append(opts, taskpool.WithConcurrencyLimit(lim))
+		}
+		if typ == "rate" {
+			opts = append(opts, taskpool.WithRateLimit(m.limiter))
 		}
 		require.NoError(t, reg.HandleFunc(typ, m.handle, opts...))
 	}
@@ -699,6 +749,7 @@ func runProgram(t *testing.T, p program) {
 		now = clock.Now
 		opts = append(opts, taskpool.WithClock(clock))
 	}
+	m.now = now
 	s, err := taskpool.New(m.registry(t), opts...)
 	require.NoError(t, err)
 	require.NoError(t, s.Start())
@@ -750,6 +801,27 @@ func runProgram(t *testing.T, p program) {
 	}
 	wg.Wait()
 	beginStop()
+	stopTicking := func() {}
+	if clock != nil {
+		// Time goes on while Stop waits: a task the rate limiter holds
+		// back comes due, as on the real clock.
+		stopped, ticking := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(ticking)
+			for {
+				select {
+				case <-stopped:
+					return
+				default:
+					clock.Advance(time.Millisecond)
+					yield(1)
+				}
+			}
+		}()
+		var once sync.Once
+		stopTicking = func() { once.Do(func() { close(stopped); <-ticking }) }
+		defer stopTicking() // t.Fatalf below
+	}
 	limit := stopGrace
 	if p.deadline >= 0 {
 		limit += p.deadline
@@ -761,6 +833,7 @@ func runProgram(t *testing.T, p program) {
 	var stopErr error
 	select {
 	case stopErr = <-stopResult:
+		stopTicking()
 	case <-timer.C:
 		m.mu.Lock()
 		var pending []string
@@ -899,6 +972,20 @@ func runProgram(t *testing.T, p program) {
 			}
 			if attempts != m.actRuns[aid] {
 				fail("activation %s: the handler ran %d times, the outcomes count %d attempts: %+v", aid, m.actRuns[aid], attempts, outs)
+			}
+		}
+	}
+	// A rate-limited start comes no sooner than a reservation: the k-th
+	// start is no earlier than the k-th reservation.
+	res := m.limiter.reserved()
+	starts := slices.SortedFunc(slices.Values(m.rateStarts), time.Time.Compare)
+	if len(starts) > len(res) {
+		fail("rate type: %d starts, %d reservations", len(starts), len(res))
+	} else {
+		for k, at := range starts {
+			if at.Before(res[k]) {
+				fail("rate type: start %d at %v, before its reservation at %v (gap %v)", k, at, res[k], m.p.rateGap)
+				break
 			}
 		}
 	}
