@@ -27,6 +27,57 @@ type Outcome struct {
 	// its Attempts is the number of its last run, or n-1 when it never
 	// ran.
 	Attempts int
+	// Status is how the task ended, as the scheduler counts it in
+	// [Stats]: read it rather than inferring it from Err, which cannot
+	// tell a task that Stop left unrun from one whose handler returned
+	// its context's cause, ErrSchedulerClosed. Every Outcome a scheduler
+	// gives has one of the four statuses; the zero value, which an
+	// Outcome built by hand has, is none of them.
+	Status OutcomeStatus
+}
+
+// OutcomeStatus is how a task ended: [OutcomeSucceeded], [OutcomeFailed],
+// [OutcomeCanceled] or [OutcomeNotRun], each counted in the [Stats] field
+// of that name. The zero value is not a status: it marks an [Outcome] that
+// no scheduler built (a literal in a test), whose String is "status(0)".
+type OutcomeStatus uint8
+
+// Statuses of an [Outcome].
+const (
+	// OutcomeSucceeded is a task whose last run returned nil; Err is nil.
+	// Counted in Stats.Succeeded.
+	OutcomeSucceeded OutcomeStatus = iota + 1
+	// OutcomeFailed is a task whose last run failed and is not retried:
+	// its handler returned an error (one wrapping ErrSchedulerClosed, the
+	// cause of its context once Stop's deadline has passed, included),
+	// panicked (a [*PanicError]) or called runtime.Goexit
+	// ([ErrHandlerExited]). Its dead letter is kept (see
+	// [WithDeadLetters]). Counted in Stats.Failed.
+	OutcomeFailed
+	// OutcomeCanceled is a task removed by [Scheduler.Cancel] before it
+	// ran (again); Err is [ErrCanceled]. Counted in Stats.Canceled.
+	OutcomeCanceled
+	// OutcomeNotRun is a task that Stop reported without running it
+	// (again); Err wraps [ErrSchedulerClosed], and the last run's error
+	// for a retry that never ran. Counted in Stats.NotRun.
+	OutcomeNotRun
+)
+
+// String returns the status's name: "succeeded", "failed", "canceled" or
+// "not_run" (the values of the OpenTelemetry integration's
+// taskpool.task.outcome attribute), or "status(N)" for any other value.
+func (s OutcomeStatus) String() string {
+	switch s {
+	case OutcomeSucceeded:
+		return "succeeded"
+	case OutcomeFailed:
+		return "failed"
+	case OutcomeCanceled:
+		return "canceled"
+	case OutcomeNotRun:
+		return "not_run"
+	}
+	return fmt.Sprintf("status(%d)", uint8(s))
 }
 
 // Future is the pending outcome of a task submitted with
@@ -46,6 +97,7 @@ type Future struct {
 	result   any
 	err      error
 	attempts int
+	status   OutcomeStatus
 }
 
 func (f *Future) init(t *Task) {
@@ -98,12 +150,12 @@ func (f *Future) Outcome() (Outcome, bool) {
 	if !f.done {
 		return Outcome{}, false
 	}
-	return Outcome{Task: *f.task, Result: f.result, Err: f.err, Attempts: f.attempts}, true
+	return Outcome{Task: *f.task, Result: f.result, Err: f.err, Attempts: f.attempts, Status: f.status}, true
 }
 
 func (f *Future) complete(out Outcome) {
 	f.mu.Lock()
-	f.result, f.err, f.attempts = out.Result, out.Err, out.Attempts
+	f.result, f.err, f.attempts, f.status = out.Result, out.Err, out.Attempts, out.Status
 	f.done = true
 	if f.ch != nil {
 		close(f.ch)

@@ -65,7 +65,7 @@ const (
 )
 
 // finalize settles a task: the one path every accepted task leaves by,
-// exactly once. It counts the outcome, releases the unique key and the
+// exactly once. It decides the outcome's status and counts it, releases the unique key and the
 // Cancel index entry, keeps a dead letter of a failure, and only then tells
 // the dead-letter hook, the completion hook and the Future, in that order.
 // l is the worker settling it, or nil off the workers. The caller owns the
@@ -80,18 +80,24 @@ func (s *Scheduler) finalize(l *local, r *record, t *Task, res any, err error, a
 		l.stage = stageDelivering
 		defer func() { l.stage = stageIdle }()
 	}
-	failure := false
+	// The status is decided here, once, and counted as it is given to
+	// the hooks and the Future: they and Stats cannot disagree.
+	var status OutcomeStatus
 	switch {
 	case how == settledCanceled:
+		status = OutcomeCanceled
 		c.canceled.Add(1)
 	case how == settledNotRun:
+		status = OutcomeNotRun
 		c.notRun.Add(1)
 	case err == nil:
+		status = OutcomeSucceeded
 		c.succeeded.Add(1)
 	default:
+		status = OutcomeFailed
 		c.failed.Add(1)
-		failure = true
 	}
+	failure := status == OutcomeFailed
 	if r != nil {
 		r.state.Store(stDone)
 		if r.indexed {
@@ -116,7 +122,7 @@ func (s *Scheduler) finalize(l *local, r *record, t *Task, res any, err error, a
 		return
 	}
 	t.result = nil
-	out := Outcome{Task: *t, Result: res, Err: err, Attempts: attempts}
+	out := Outcome{Task: *t, Result: res, Err: err, Attempts: attempts, Status: status}
 	if failure && s.dead.capacity > 0 {
 		kept := out
 		kept.Task.ID = strings.Clone(out.Task.ID) // do not pin an ID slab
