@@ -25,6 +25,7 @@ import (
 type final struct {
 	err      error
 	attempts int
+	status   taskpool.OutcomeStatus
 }
 
 // world is what a scenario sees: the client, and what the handlers and
@@ -60,8 +61,8 @@ func (w *world) finalCh(id string) chan final {
 	return ch
 }
 
-func (w *world) settle(id string, err error, attempts int) {
-	w.finalCh(id) <- final{err, attempts}
+func (w *world) settle(out taskpool.Outcome) {
+	w.finalCh(out.Task.ID) <- final{out.Err, out.Attempts, out.Status}
 }
 
 // wait returns the final outcome of task id.
@@ -198,9 +199,7 @@ type transport struct {
 
 var transports = []transport{
 	{"inprocess", func(t *testing.T, reg *taskpool.Registry, w *world, sopts ...taskpool.Option) taskpool.Client {
-		s, err := taskpool.New(reg, append(sopts, taskpool.WithCompletionHook(func(out taskpool.Outcome) {
-			w.settle(out.Task.ID, out.Err, out.Attempts)
-		}))...)
+		s, err := taskpool.New(reg, append(sopts, taskpool.WithCompletionHook(w.settle))...)
 		require.NoError(t, err)
 		require.NoError(t, s.Start())
 		t.Cleanup(func() { assert.NoError(t, s.Stop(context.Background())) })
@@ -210,9 +209,7 @@ var transports = []transport{
 	// NATS delivers them (taskpool.WithStrictCodec).
 	{"inprocess-strict", func(t *testing.T, reg *taskpool.Registry, w *world, sopts ...taskpool.Option) taskpool.Client {
 		s, err := taskpool.New(reg, append(sopts, taskpool.WithStrictCodec(natsbroker.JSONCodec{}),
-			taskpool.WithCompletionHook(func(out taskpool.Outcome) {
-				w.settle(out.Task.ID, out.Err, out.Attempts)
-			}))...)
+			taskpool.WithCompletionHook(w.settle))...)
 		require.NoError(t, err)
 		require.NoError(t, s.Start())
 		t.Cleanup(func() { assert.NoError(t, s.Stop(context.Background())) })
@@ -223,7 +220,7 @@ var transports = []transport{
 		_, js := connect(t, srv.URL())
 		startConsumer(t, js, reg, natsbroker.WithSchedulerOptions(sopts...), natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
 			if a == natsbroker.ActionAck || a == natsbroker.ActionDeadLetter {
-				w.settle(out.Task.ID, out.Err, out.Attempts)
+				w.settle(out)
 			}
 		}))
 		p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithKnownTypes(reg))
@@ -303,6 +300,30 @@ var scenarios = []struct {
 		require.ErrorAs(t, f.err, &pe)
 		assert.Equal(t, "handler bug", pe.Value)
 		assert.Equal(t, 1, f.attempts)
+	}},
+	{"the final outcome's status", func(t *testing.T, w *world) {
+		// Outcome.Status, as the completion hook and the settle hook (of
+		// an ack or a dead letter) give it: succeeded, or failed however
+		// the task failed.
+		ctx := context.Background()
+		want := map[string]taskpool.OutcomeStatus{
+			"st-ok": taskpool.OutcomeSucceeded, "st-result": taskpool.OutcomeSucceeded,
+			"st-flaky": taskpool.OutcomeFailed, "st-skip": taskpool.OutcomeFailed,
+			"st-panic": taskpool.OutcomeFailed, "st-typed-bad": taskpool.OutcomeFailed,
+		}
+		require.NoError(t, w.client.Submit(ctx, taskpool.Task{ID: "st-ok", Type: "conf.ok"}))
+		require.NoError(t, w.client.Submit(ctx, taskpool.Task{ID: "st-result", Type: "conf.result"}))
+		require.NoError(t, w.client.Submit(ctx, taskpool.Task{ID: "st-flaky", Type: "conf.flaky", MaxAttempts: 2}))
+		require.NoError(t, w.client.Submit(ctx, taskpool.Task{ID: "st-skip", Type: "conf.skip"}))
+		require.NoError(t, w.client.Submit(ctx, taskpool.Task{ID: "st-panic", Type: "conf.panic"}))
+		require.NoError(t, w.client.Submit(ctx, taskpool.Task{ID: "st-typed-bad", Type: "conf.typed", Params: "not an object"}))
+		got := map[string]taskpool.OutcomeStatus{}
+		for id := range want {
+			f := w.wait(t, id)
+			got[id] = f.status
+			assert.Equal(t, f.err == nil, f.status == taskpool.OutcomeSucceeded, "%s: %v", id, f.err)
+		}
+		assert.Equal(t, want, got)
 	}},
 	{"metadata round trip", func(t *testing.T, w *world) {
 		md := map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tenant": "acme"}

@@ -799,7 +799,7 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 			err = fmt.Errorf("%w: %w", ErrBadPayload, err)
 		}
 		a := c.deadLetter(m, meta.Sequence.Stream, "", attempt, err)
-		c.settled(taskpool.Outcome{Err: err, Attempts: ranBefore(attempt)}, a)
+		c.settled(taskpool.Outcome{Err: err, Attempts: ranBefore(attempt), Status: taskpool.OutcomeFailed}, a)
 		return
 	}
 	if md := metadataOf(hdr); md != nil {
@@ -818,7 +818,7 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		if at, err := time.Parse(time.RFC3339Nano, nb); err == nil {
 			if d := time.Until(at); d > 0 {
 				_ = m.NakWithDelay(d)
-				c.settled(taskpool.Outcome{Task: t, Attempts: ranBefore(attempt)}, ActionDefer)
+				c.settled(taskpool.Outcome{Task: t, Attempts: ranBefore(attempt), Status: taskpool.OutcomeNotRun}, ActionDefer)
 				return
 			}
 			if meta.Timestamp.Before(at) && deliveries > 1 {
@@ -844,7 +844,7 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		if a == ActionDeadLetter && t.UniqueKey != "" {
 			c.release(t.UniqueKey, t.ID)
 		}
-		c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(attempt)}, a)
+		c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(attempt), Status: taskpool.OutcomeFailed}, a)
 		return
 	}
 	f := &flight{msg: m, seq: meta.Sequence.Stream, attempt: attempt, uniqueKey: t.UniqueKey, maxAttempts: t.MaxAttempts,
@@ -895,7 +895,7 @@ func (c *Consumer) submit(f *flight, t taskpool.Task) bool {
 	c.forgetUniqueKey(f)
 	// An invalid task (or a type a handler without Lookup rejects at
 	// submit): a failure like any other, through the retry policy.
-	c.finish(f, taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(f.attempt)})
+	c.finish(f, taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(f.attempt), Status: taskpool.OutcomeFailed})
 	return false
 }
 
@@ -908,7 +908,7 @@ func (c *Consumer) putBack(f *flight, t taskpool.Task, err error) {
 	c.mu.Unlock()
 	c.forgetUniqueKey(f)
 	_ = f.msg.Nak()
-	c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(f.attempt)}, ActionRelease)
+	c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(f.attempt), Status: taskpool.OutcomeNotRun}, ActionRelease)
 }
 
 // unknownType settles a delivery of a type the consumer has no handler
@@ -920,7 +920,8 @@ func (c *Consumer) unknownType(m jetstream.Msg, meta *jetstream.MsgMetadata, t t
 	age := time.Since(meta.Timestamp)
 	if (age < grace || meta.NumDelivered < 2) && meta.NumDelivered < MaxDeliveries {
 		_ = m.NakWithDelay(min(max(grace-age, grace/4), grace))
-		c.settled(taskpool.Outcome{Task: t, Err: fmt.Errorf("%w: %q", taskpool.ErrNoHandler, t.Type), Attempts: ranBefore(attempt)}, ActionRetry)
+		c.settled(taskpool.Outcome{Task: t, Err: fmt.Errorf("%w: %q", taskpool.ErrNoHandler, t.Type),
+			Attempts: ranBefore(attempt), Status: taskpool.OutcomeNotRun}, ActionRetry)
 		return
 	}
 	err := fmt.Errorf("%w: %q (after %v)", taskpool.ErrNoHandler, t.Type, age.Round(time.Millisecond))
@@ -928,7 +929,7 @@ func (c *Consumer) unknownType(m jetstream.Msg, meta *jetstream.MsgMetadata, t t
 	if a == ActionDeadLetter && t.UniqueKey != "" {
 		c.release(t.UniqueKey, t.ID)
 	}
-	c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(attempt)}, a)
+	c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(attempt), Status: taskpool.OutcomeFailed}, a)
 }
 
 // complete is the local scheduler's completion hook.

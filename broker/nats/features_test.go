@@ -359,11 +359,11 @@ func TestStopDeadlineReleasesTasks(t *testing.T) {
 		<-ctx.Done() // runs until cancelled
 		return ctx.Err()
 	}))
-	released := make(chan string, 8)
+	released := make(chan taskpool.Outcome, 8)
 	c, err := natsbroker.NewConsumer(ctx, js, stubborn, natsbroker.WithWorkers(2),
 		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
 			if a == natsbroker.ActionRelease {
-				released <- out.Task.ID
+				released <- out
 			}
 		}))
 	require.NoError(t, err)
@@ -381,7 +381,13 @@ func TestStopDeadlineReleasesTasks(t *testing.T) {
 	err = c.Stop(sctx)
 	var se *taskpool.StopError
 	require.ErrorAs(t, err, &se)
-	assert.Len(t, released, 2)
+	require.Len(t, released, 2)
+	// The settle hook's Status is the local scheduler's, counted in
+	// Stats: the handlers ran, and failed with their cancelled context.
+	for range 2 {
+		assert.Equal(t, taskpool.OutcomeFailed, (<-released).Status)
+	}
+	assert.Equal(t, uint64(2), c.Stats().Failed)
 
 	// Released at once, not after the ack wait: another worker runs them.
 	done := make(chan taskpool.Task, 2)
@@ -502,5 +508,6 @@ func TestAttemptsExhaustedByInterruptions(t *testing.T) {
 	out := <-dead
 	assert.ErrorIs(t, out.Err, natsbroker.ErrAttemptsExhausted)
 	assert.Equal(t, 1, out.Attempts, "the handler ran once (Outcome.Attempts counts runs; the delivery count is 2)")
+	assert.Equal(t, taskpool.OutcomeFailed, out.Status, "dead-lettered: failed (WithSettleHook)")
 	assert.Len(t, started, 0, "not run again")
 }

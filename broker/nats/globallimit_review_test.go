@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -250,10 +251,14 @@ func TestGlobalLimitStopDeadlineReportsWaiting(t *testing.T) {
 	_, reg := newGatedRun()
 	var released sync.WaitGroup
 	released.Add(2)
+	var notRun atomic.Int32
 	_, js := connect(t, srv.URL())
 	c, err := natsbroker.NewConsumer(ctxT(t), js, reg, natsbroker.WithQueue(queue), natsbroker.WithWorkers(2),
-		natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) {
+		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
 			if a == natsbroker.ActionRelease {
+				if out.Status == taskpool.OutcomeNotRun {
+					notRun.Add(1)
+				}
 				released.Done()
 			}
 		}),
@@ -280,6 +285,7 @@ func TestGlobalLimitStopDeadlineReportsWaiting(t *testing.T) {
 	require.ErrorAs(t, err, &se, "tasks put back at the deadline")
 	assert.Equal(t, 2, se.NotRun)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, int32(2), notRun.Load(), "put back unrun: OutcomeNotRun (WithSettleHook)")
 }
 
 // lostCreateKV applies the first Create it is asked for but answers it

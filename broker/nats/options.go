@@ -558,7 +558,18 @@ func WithSchedulerOptions(opts ...taskpool.Option) Option {
 // one less when it did not (a bad payload, a deferral, an unknown type,
 // attempts exhausted, a task put back), every earlier delivery counted as
 // a run; [Result].Attempts and [DeadLetter].Attempts are the delivery
-// count. fn runs on a worker
+// count. Outcome.Status says how the delivery ended, with the core's
+// meaning: for a task the local scheduler settled, the status it gave
+// (and counted in [Consumer.Stats]); for a delivery that never reached
+// it, [taskpool.OutcomeFailed] when the consumer failed it (a bad
+// payload, attempts exhausted, an unknown type past its grace, a task the
+// scheduler refused as invalid) and [taskpool.OutcomeNotRun] when it put
+// it back unrun (a deferral, an unknown type within its grace, a
+// scheduler closing or full, a task waiting for a global limit at Stop's
+// deadline). So [ActionAck] always comes with OutcomeSucceeded and
+// [ActionDeadLetter] with OutcomeFailed; after [ActionRetry] and
+// [ActionRelease] the task is not over, and the status is this
+// delivery's. fn runs on a worker
 // goroutine for a task that ran, and on the consumer's own goroutines (its
 // fetch loop, a global limit's, or Stop's) for a delivery that never
 // reached a worker (a bad payload, an unknown type, a deferral, attempts

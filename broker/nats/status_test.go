@@ -1,0 +1,85 @@
+package natsbroker_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskpool/taskpool"
+	natsbroker "github.com/taskpool/taskpool/broker/nats"
+)
+
+// WithSettleHook: for a delivery that never reached the local scheduler,
+// Outcome.Status is "taskpool.OutcomeFailed when the consumer failed it
+// (a bad payload, ..., an unknown type past its grace, ...) and
+// taskpool.OutcomeNotRun when it put it back unrun (a deferral, an
+// unknown type within its grace, ...)"; so "ActionAck always comes with
+// OutcomeSucceeded and ActionDeadLetter with OutcomeFailed". The consumer
+// built these outcomes with no status.
+func TestSettleHookStatusOfDeliveriesThatNeverRan(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("ok", nop))
+	type settle struct {
+		out taskpool.Outcome
+		a   natsbroker.Action
+	}
+	settled := make(chan settle, 16)
+	startConsumer(t, js, reg, natsbroker.WithUnknownTypeGrace(50*time.Millisecond),
+		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+			settled <- settle{out, a}
+		}))
+	next := func(what string) settle {
+		t.Helper()
+		select {
+		case s := <-settled:
+			return s
+		case <-ctx.Done():
+			t.Fatalf("%s not settled", what)
+			return settle{}
+		}
+	}
+	const subject = "taskpool.default.task.default"
+
+	_, err := js.Publish(ctx, subject, []byte("\x00garbage{"))
+	require.NoError(t, err)
+	s := next("the bad payload")
+	assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
+	assert.Equal(t, taskpool.OutcomeFailed, s.out.Status, "bad payload")
+
+	body, err := natsbroker.JSONCodec{}.Encode(taskpool.Task{ID: "later", Type: "ok"})
+	require.NoError(t, err)
+	msg := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
+	msg.Header.Set(natsbroker.HeaderNotBefore, time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano))
+	_, err = js.PublishMsg(ctx, msg)
+	require.NoError(t, err)
+	s = next("the deferral")
+	assert.Equal(t, natsbroker.ActionDefer, s.a)
+	assert.Equal(t, taskpool.OutcomeNotRun, s.out.Status, "deferral")
+
+	prod, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "nope", Type: "nope"})
+	require.NoError(t, err)
+	s = next("the unknown type, within its grace")
+	assert.Equal(t, natsbroker.ActionRetry, s.a)
+	assert.ErrorIs(t, s.out.Err, taskpool.ErrNoHandler)
+	assert.Equal(t, taskpool.OutcomeNotRun, s.out.Status, "unknown type within its grace")
+	for s.a == natsbroker.ActionRetry {
+		s = next("the unknown type, past its grace")
+	}
+	assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
+	assert.Equal(t, taskpool.OutcomeFailed, s.out.Status, "unknown type past its grace")
+
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "good", Type: "ok"})
+	require.NoError(t, err)
+	s = next("the good task")
+	assert.Equal(t, natsbroker.ActionAck, s.a)
+	assert.Equal(t, taskpool.OutcomeSucceeded, s.out.Status, "ran")
+}
