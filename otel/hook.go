@@ -25,12 +25,13 @@ const (
 	MetricAttempts = "taskpool.task.attempts"
 )
 
-// Outcomes, the values of taskpool.task.outcome.
+// Outcomes, the values of taskpool.task.outcome: the names of the
+// [taskpool.OutcomeStatus] values (their String).
 const (
-	OutcomeSucceeded = "succeeded"
-	OutcomeFailed    = "failed"
-	OutcomeNotRun    = "not_run"
-	OutcomeCanceled  = "canceled"
+	OutcomeSucceeded = "succeeded" // taskpool.OutcomeSucceeded
+	OutcomeFailed    = "failed"    // taskpool.OutcomeFailed
+	OutcomeNotRun    = "not_run"   // taskpool.OutcomeNotRun
+	OutcomeCanceled  = "canceled"  // taskpool.OutcomeCanceled
 )
 
 // CompletionHook returns a function to pass to [taskpool.WithCompletionHook]
@@ -38,6 +39,19 @@ const (
 // and records the runs it took in taskpool.task.attempts. Where the
 // middleware counts runs, this counts tasks: a task retried twice before
 // it succeeded is three runs and one completion.
+//
+// taskpool.task.outcome is the Outcome's Status ([taskpool.Outcome]), the
+// scheduler's decision, so the hook's counts by outcome are the
+// scheduler's Stats (and [Observe]'s counters): a handler that returns an
+// error wrapping ErrCanceled or ErrSchedulerClosed failed, whatever its
+// error says. An Outcome with no Status (one built by hand) counts as
+// succeeded when its Err is nil, failed otherwise. error.type, on every
+// outcome with an error, names its kind as [Middleware] does ("panic",
+// "timeout", "canceled", "no_handler" or the error's Go type), and is
+// "not_run" for the not_run outcome only: a failure whose error wraps
+// ErrSchedulerClosed is "canceled" for ErrSchedulerClosed itself (the
+// cause of its context once Stop's deadline has passed) and the error's
+// Go type otherwise.
 //
 // The NATS consumer keeps the completion hook of its local scheduler for
 // itself; call the returned function from its settle hook instead, for the
@@ -56,24 +70,19 @@ func CompletionHook(opts ...Option) func(taskpool.Outcome) {
 	common := append([]attribute.KeyValue{attrSystem}, c.extra()...)
 	var sets sync.Map // outcomeKey -> metric.MeasurementOption
 	return func(out taskpool.Outcome) {
-		k := outcomeKey{typ: out.Task.Type, outcome: OutcomeSucceeded}
+		k := outcomeKey{typ: out.Task.Type, outcome: outcomeOf(out)}
 		if out.Err != nil {
 			k.errType = errorType(out.Err)
-			switch {
-			case ranIntoStop(out):
-				// Failed, as Stats counts it; error.type canceled for
-				// ErrSchedulerClosed itself, the context's cause (as
-				// Middleware records that run), else the error's Go type.
-				k.outcome, k.errType = OutcomeFailed, ErrorTypeCanceled
+			if k.outcome == OutcomeFailed && errors.Is(out.Err, taskpool.ErrSchedulerClosed) {
+				// A run that failed with the cause of its context
+				// cancelled by Stop's deadline: error.type canceled for
+				// ErrSchedulerClosed itself (as Middleware records that
+				// run), else the error's Go type; not not_run, which is a
+				// task that never ran.
+				k.errType = ErrorTypeCanceled
 				if out.Err != taskpool.ErrSchedulerClosed {
 					k.errType = fmt.Sprintf("%T", out.Err)
 				}
-			case errors.Is(out.Err, taskpool.ErrSchedulerClosed):
-				k.outcome = OutcomeNotRun
-			case errors.Is(out.Err, taskpool.ErrCanceled):
-				k.outcome = OutcomeCanceled
-			default:
-				k.outcome = OutcomeFailed
 			}
 		}
 		v, ok := sets.Load(k)
@@ -92,23 +101,18 @@ func CompletionHook(opts ...Option) func(taskpool.Outcome) {
 	}
 }
 
-// ranIntoStop reports whether out is a run that failed with an error
-// wrapping ErrSchedulerClosed (the cause of its context cancelled by
-// Stop's deadline, returned by its handler) rather than a task Stop left
-// unrun. The scheduler gives one of those ErrSchedulerClosed itself with
-// fewer Attempts than the attempt it would have run as (0 for a task that
-// never ran), or joined before the last run's error for a retry that never
-// ran.
-func ranIntoStop(out taskpool.Outcome) bool {
-	if !errors.Is(out.Err, taskpool.ErrSchedulerClosed) {
-		return false
+// outcomeOf is the value of taskpool.task.outcome for out: its Status,
+// the scheduler's decision. An Outcome with no Status (built by hand) is
+// succeeded when its Err is nil and failed otherwise.
+func outcomeOf(out taskpool.Outcome) string {
+	switch out.Status {
+	case taskpool.OutcomeSucceeded, taskpool.OutcomeFailed, taskpool.OutcomeCanceled, taskpool.OutcomeNotRun:
+		return out.Status.String()
 	}
-	if j, ok := out.Err.(interface{ Unwrap() []error }); ok {
-		if es := j.Unwrap(); len(es) > 0 && es[0] == taskpool.ErrSchedulerClosed {
-			return false
-		}
+	if out.Err == nil {
+		return OutcomeSucceeded
 	}
-	return out.Err != taskpool.ErrSchedulerClosed || (out.Attempts > 0 && out.Attempts >= out.Task.Attempt)
+	return OutcomeFailed
 }
 
 type outcomeKey struct {
