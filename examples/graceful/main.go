@@ -45,7 +45,7 @@ func main() {
 		taskpool.WithQueueSize(64),
 		taskpool.WithLogger(logger),
 		taskpool.WithCompletionHook(func(o taskpool.Outcome) {
-			if errors.Is(o.Err, taskpool.ErrSchedulerClosed) {
+			if o.Status == taskpool.OutcomeNotRun {
 				notRun.Add(1)
 			}
 		}),
