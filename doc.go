@@ -48,7 +48,9 @@
 // returns when every goroutine has exited. If its context ends first, the
 // running handlers' contexts are cancelled and each task that did not run is
 // reported to the completion hook ([WithCompletionHook]) with
-// [ErrSchedulerClosed]: no accepted task is dropped silently.
+// [ErrSchedulerClosed] and the status [OutcomeNotRun]: no accepted task is
+// dropped silently. A handler that returns its context's cause,
+// ErrSchedulerClosed, ran: its status is [OutcomeFailed].
 //
 // # Panics
 //

@@ -40,7 +40,8 @@ var (
 	// ErrSchedulerClosed is returned by Submit and its variants once
 	// [Scheduler.Stop] has been called, and by Start after Stop. It is also
 	// the error reported for an accepted task that never ran because Stop's
-	// deadline passed, and the cause of the handler contexts cancelled then.
+	// deadline passed, and the cause of the handler contexts cancelled then:
+	// [Outcome.Status] tells the two apart.
 	ErrSchedulerClosed = errors.New("taskpool: scheduler closed")
 
 	// ErrQueueFull is returned by [Scheduler.TrySubmit] when the task queue
