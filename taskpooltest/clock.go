@@ -37,7 +37,13 @@ func (c *Clock) Now() time.Time {
 	return c.now
 }
 
-// NewTimer returns a timer that fires when the fake time reaches now+d.
+// NewTimer returns a timer that fires when the fake time reaches now+d
+// (at once for d <= 0), sending the fake time on its channel. It behaves as
+// a time.Timer does since Go 1.23: no value from before a Stop or Reset is
+// received after the call returns, and both report true when they stop a
+// timer that fired and whose value was not received (so that the older
+// idiom "if !t.Stop() { <-t.C() }" does not block), false once the value
+// was received or the timer stopped.
 func (c *Clock) NewTimer(d time.Duration) taskpool.Timer {
 	t := &timer{c: c, ch: make(chan time.Time, 1)}
 	t.Reset(d)
