@@ -5,6 +5,7 @@ package taskpooltest
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -12,10 +13,15 @@ import (
 )
 
 // Clock is a fake clock. Its zero value is not usable; call NewClock. It
-// is safe for concurrent use.
+// is safe for concurrent use. It keeps only the timers that are set: one
+// that fires or is stopped is dropped until it is set again, so a long
+// test that makes timer after timer does not grow it.
 type Clock struct {
-	mu     sync.Mutex
-	now    time.Time
+	mu  sync.Mutex
+	now time.Time
+	// timers are the timers set and not fired: a timer leaves when it
+	// fires or is stopped, and comes back when it is set again, so that a
+	// long test that makes timer after timer does not keep them all.
 	timers []*timer
 	armed  chan struct{} // signalled whenever a timer is (re)armed, for Armed
 	// wake is closed and replaced whenever a timer is (re)armed: every
@@ -55,15 +61,20 @@ func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
+	set := c.timers[:0]
 	for _, t := range c.timers {
-		if t.active && !t.at.After(c.now) {
-			// Under the lock, as Stop and Reset drain the channel: a
-			// value sent after one of them returned would fire a timer
-			// stopped or set again. The send does not block.
-			t.active = false
-			t.fire(c.now)
+		if t.at.After(c.now) {
+			set = append(set, t)
+			continue
 		}
+		// Under the lock, as Stop and Reset drain the channel: a value
+		// sent after one of them returned would fire a timer stopped or
+		// set again. The send does not block.
+		t.active = false
+		t.fire(c.now)
 	}
+	clear(c.timers[len(set):]) // keep no fired timer
+	c.timers = set
 }
 
 // Skip moves the fake time forward by d without firing any timer, as if
@@ -84,9 +95,7 @@ func (c *Clock) Pending() []time.Time {
 	defer c.mu.Unlock()
 	var at []time.Time
 	for _, t := range c.timers {
-		if t.active {
-			at = append(at, t.at)
-		}
+		at = append(at, t.at)
 	}
 	return at
 }
@@ -104,7 +113,7 @@ func (c *Clock) WaitArmed(ctx context.Context, by time.Time) error {
 	for {
 		c.mu.Lock()
 		for _, t := range c.timers {
-			if t.active && !t.at.After(by) {
+			if !t.at.After(by) {
 				c.mu.Unlock()
 				return nil
 			}
@@ -123,7 +132,7 @@ type timer struct {
 	c      *Clock
 	ch     chan time.Time
 	at     time.Time
-	active bool
+	active bool // set and not fired: in c.timers
 }
 
 func (t *timer) C() <-chan time.Time { return t.ch }
@@ -145,8 +154,20 @@ func (t *timer) Stop() bool {
 	t.c.mu.Lock()
 	defer t.c.mu.Unlock()
 	was := t.active
-	t.active = false
+	t.unset()
 	return t.discard() || was
+}
+
+// unset takes an active timer out of c.timers. The caller holds c.mu.
+func (t *timer) unset() {
+	if !t.active {
+		return
+	}
+	t.active = false
+	c := t.c
+	if i := slices.Index(c.timers, t); i >= 0 {
+		c.timers = slices.Delete(c.timers, i, i+1)
+	}
 }
 
 // discard empties the channel, reporting whether a value waited there.
@@ -166,17 +187,13 @@ func (t *timer) Reset(d time.Duration) bool {
 	// Like Go 1.23 timers: a reset discards a value not yet received, and
 	// reports true for it, as Stop does.
 	was := t.discard() || t.active
-	t.at, t.active = c.now.Add(d), true
-	registered := false
-	for _, x := range c.timers {
-		registered = registered || x == t
-	}
-	if !registered {
-		c.timers = append(c.timers, t)
-	}
+	t.at = c.now.Add(d)
 	if !t.at.After(c.now) {
-		t.active = false
+		t.unset()
 		t.fire(c.now)
+	} else if !t.active {
+		t.active = true
+		c.timers = append(c.timers, t)
 	}
 	close(c.wake)
 	c.wake = make(chan struct{})
