@@ -51,8 +51,8 @@ const (
 	// its handler returned an error (one wrapping ErrSchedulerClosed, the
 	// cause of its context once Stop's deadline has passed, included),
 	// panicked (a [*PanicError]) or called runtime.Goexit
-	// ([ErrHandlerExited]). Its dead letter is kept (see
-	// [WithDeadLetters]). Counted in Stats.Failed.
+	// ([ErrHandlerExited]). It is the one status that [WithDeadLetters]
+	// keeps and tells its hook. Counted in Stats.Failed.
 	OutcomeFailed
 	// OutcomeCanceled is a task removed by [Scheduler.Cancel] before it
 	// ran (again); Err is [ErrCanceled]. Counted in Stats.Canceled.
