@@ -23,6 +23,7 @@ package taskpool_test
 //     RateLimiter gave (the k-th start is no earlier than the k-th
 //     reservation), a graceful Stop included (on the fake clock, time goes
 //     on while Stop waits);
+//   - each outcome's Status is the kind of its Err (and Stats counts it so);
 //   - Cancel that returns nil has delivered ErrCanceled already, and a
 //     task is cancelled exactly as often as Cancel said so;
 //   - Stop returns within its deadline plus a bounded grace;
@@ -882,6 +883,18 @@ func runProgram(t *testing.T, p program) {
 		}
 		if out.Attempts > maxAttempts(tk) || out.Attempts < 0 {
 			fail("task #%d (%s): %d attempts, at most %d", tok, kindNames[kind], out.Attempts, maxAttempts(tk))
+		}
+		want := taskpool.OutcomeFailed
+		switch {
+		case out.Err == nil:
+			want = taskpool.OutcomeSucceeded
+		case errors.Is(out.Err, taskpool.ErrCanceled):
+			want = taskpool.OutcomeCanceled
+		case errors.Is(out.Err, taskpool.ErrSchedulerClosed):
+			want = taskpool.OutcomeNotRun
+		}
+		if out.Status != want {
+			fail("task #%d (%s): status %v, want %v: %+v", tok, kindNames[kind], out.Status, want, out)
 		}
 		switch {
 		case out.Err == nil:
