@@ -51,12 +51,16 @@ const EnvelopeVersion = 1
 //	  "priority": 1,              // -1 low, 0 default, 1 high; optional
 //	  "unique_key": "…",          // optional
 //	  "max_attempts": 5,          // optional; 0 means the consumer's default
-//	  "timeout_ms": 30000         // optional; -1 means no timeout
+//	  "timeout_ms": 30000,        // optional; -1 means no timeout
+//	  "timeout_ns": 1500000       // optional; the timeout exactly
 //	}
 //
-// A timeout travels in whole milliseconds: Encode rounds a fraction up
-// (1.5ms is sent as 2, 500µs as 1), so that a task never runs with less
-// time than it was given.
+// A timeout travels in whole milliseconds, a fraction rounded up (1.5ms is
+// sent as 2, 500µs as 1), so that a reader that knows only timeout_ms
+// never runs a task with less time than it was given; a timeout that is
+// not a whole number of milliseconds, or a negative one other than -1ms,
+// also travels exactly as timeout_ns, which Decode prefers, so that
+// handlers see the Timeout that was submitted, as in process.
 //
 // Unknown fields are ignored, so later minor additions stay readable by
 // older consumers; an incompatible change bumps "v".
@@ -78,6 +82,7 @@ type envelope struct {
 	UniqueKey   string          `json:"unique_key,omitempty"`
 	MaxAttempts int             `json:"max_attempts,omitempty"`
 	TimeoutMS   int64           `json:"timeout_ms,omitempty"`
+	TimeoutNS   int64           `json:"timeout_ns,omitempty"`
 }
 
 // Encode returns t as a version 1 envelope. It returns an error wrapping
@@ -126,6 +131,10 @@ func (JSONCodec) Encode(t taskpool.Task) ([]byte, error) {
 		b = append(b, `,"timeout_ms":`...)
 		b = strconv.AppendInt(b, ms, 10)
 	}
+	if t.Timeout%time.Millisecond != 0 || (t.Timeout < 0 && t.Timeout != -1) {
+		b = append(b, `,"timeout_ns":`...)
+		b = strconv.AppendInt(b, int64(t.Timeout), 10)
+	}
 	return append(b, '}'), nil
 }
 
@@ -172,6 +181,10 @@ func (e *envelope) task() (taskpool.Task, error) {
 		t.Params = e.Params
 	}
 	switch {
+	case e.TimeoutNS != 0 && (e.TimeoutNS < 0) == (e.TimeoutMS < 0):
+		// Exact, where the writer knew it; one that contradicts
+		// timeout_ms (another writer's) is ignored.
+		t.Timeout = time.Duration(e.TimeoutNS)
 	case e.TimeoutMS < 0:
 		t.Timeout = -1
 	case e.TimeoutMS > math.MaxInt64/int64(time.Millisecond):
@@ -235,6 +248,8 @@ func decodeFast(data []byte) (envelope, bool) {
 			e.MaxAttempts = int(n)
 		case "timeout_ms":
 			e.TimeoutMS, ok = plainInt(val, 64)
+		case "timeout_ns":
+			e.TimeoutNS, ok = plainInt(val, 64)
 		default:
 			// encoding/json matches keys case-insensitively.
 			ok = !knownKeyFold(key)
@@ -245,7 +260,7 @@ func decodeFast(data []byte) (envelope, bool) {
 	}
 }
 
-var envelopeKeys = []string{"v", "id", "type", "params", "priority", "unique_key", "max_attempts", "timeout_ms"}
+var envelopeKeys = []string{"v", "id", "type", "params", "priority", "unique_key", "max_attempts", "timeout_ms", "timeout_ns"}
 
 func knownKeyFold(k string) bool {
 	for _, name := range envelopeKeys {

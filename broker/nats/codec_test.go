@@ -45,23 +45,29 @@ func TestJSONCodecRoundTrip(t *testing.T) {
 	assert.Equal(t, time.Duration(-1), out.Timeout)
 }
 
-// The envelope carries a timeout in whole milliseconds: Encode rounds a
-// fraction up, so that a task never gets less time than it was given,
-// and Decode reads one too large for a time.Duration as the longest.
+// The envelope carries a timeout in whole milliseconds, a fraction rounded
+// up, so that a reader that knows only timeout_ms never gives a task less
+// time than it was given; and exactly, as timeout_ns, when that is not the
+// same, which Decode prefers: handlers see the Timeout submitted, as in
+// process (TestConformanceDifferential). Decode reads a timeout_ms too
+// large for a time.Duration as the longest.
 func TestJSONCodecTimeoutRoundTrip(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		give, want time.Duration
+		give   time.Duration
+		wantMS int64 // timeout_ms in the payload, 0 if absent
 	}{
-		{give: 1500 * time.Microsecond, want: 2 * time.Millisecond},
-		{give: 500 * time.Microsecond, want: time.Millisecond},
-		{give: time.Nanosecond, want: time.Millisecond},
-		{give: time.Millisecond + time.Nanosecond, want: 2 * time.Millisecond},
-		{give: 2 * time.Millisecond, want: 2 * time.Millisecond},
-		{give: time.Hour, want: time.Hour},
-		{give: math.MaxInt64, want: math.MaxInt64},
-		{give: -1, want: -1},
-		{give: 0, want: 0},
+		{give: 1500 * time.Microsecond, wantMS: 2},
+		{give: 500 * time.Microsecond, wantMS: 1},
+		{give: time.Nanosecond, wantMS: 1},
+		{give: time.Millisecond + time.Nanosecond, wantMS: 2},
+		{give: 2 * time.Millisecond, wantMS: 2},
+		{give: time.Hour, wantMS: 3600000},
+		{give: math.MaxInt64, wantMS: math.MaxInt64/int64(time.Millisecond) + 1},
+		{give: -1, wantMS: -1},
+		{give: -time.Second, wantMS: -1},
+		{give: -1500 * time.Microsecond, wantMS: -1},
+		{give: 0},
 	}
 	var c natsbroker.JSONCodec
 	for _, tt := range tests {
@@ -70,10 +76,35 @@ func TestJSONCodecTimeoutRoundTrip(t *testing.T) {
 			require.NoError(t, err)
 			out, err := c.Decode(data)
 			require.NoError(t, err)
-			assert.Equal(t, tt.want, out.Timeout, "%s", data)
+			assert.Equal(t, tt.give, out.Timeout, "%s", data)
+			var env struct {
+				MS *int64 `json:"timeout_ms"`
+				NS *int64 `json:"timeout_ns"`
+			}
+			require.NoError(t, json.Unmarshal(data, &env))
+			if tt.wantMS == 0 {
+				assert.Nil(t, env.MS, "%s", data)
+			} else if assert.NotNil(t, env.MS, "%s", data) {
+				assert.Equal(t, tt.wantMS, *env.MS, "%s", data)
+			}
+			if exact := tt.give%time.Millisecond != 0 || (tt.give < 0 && tt.give != -1); exact {
+				if assert.NotNil(t, env.NS, "%s", data) {
+					assert.Equal(t, int64(tt.give), *env.NS, "%s", data)
+				}
+			} else {
+				assert.Nil(t, env.NS, "%s: whole milliseconds travel as timeout_ms alone", data)
+			}
 		})
 	}
-	out, err := c.Decode([]byte(`{"v":1,"id":"a","type":"t","timeout_ms":9223372036854775807}`))
+	// A reader of timeout_ms alone: an earlier version's payload.
+	out, err := c.Decode([]byte(`{"v":1,"id":"a","type":"t","timeout_ms":2}`))
+	require.NoError(t, err)
+	assert.Equal(t, 2*time.Millisecond, out.Timeout)
+	// A timeout_ns whose sign contradicts timeout_ms is not this codec's: ignored.
+	out, err = c.Decode([]byte(`{"v":1,"id":"a","type":"t","timeout_ms":5,"timeout_ns":-3}`))
+	require.NoError(t, err)
+	assert.Equal(t, 5*time.Millisecond, out.Timeout)
+	out, err = c.Decode([]byte(`{"v":1,"id":"a","type":"t","timeout_ms":9223372036854775807}`))
 	require.NoError(t, err)
 	assert.Equal(t, time.Duration(math.MaxInt64), out.Timeout, "a timeout too long for a Duration")
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"math"
 	"net/textproto"
 	"slices"
 	"strings"
@@ -161,23 +160,8 @@ func FuzzMessage(f *testing.F) {
 		}
 		require.Equal(t, wantPrio, got.Priority)
 		require.Equal(t, maxAttempts, got.MaxAttempts)
+		// Exact: timeout_ns carries what timeout_ms would round.
 		wantTimeout := task.Timeout
-		switch {
-		case wantTimeout < 0:
-			wantTimeout = -1
-		case wantTimeout > 0:
-			// Rounded up to whole milliseconds (JSONCodec), and a
-			// number of them past the longest Duration read as the
-			// longest.
-			ms := wantTimeout.Milliseconds()
-			if wantTimeout%time.Millisecond != 0 {
-				ms++
-			}
-			wantTimeout = time.Duration(math.MaxInt64)
-			if ms <= math.MaxInt64/int64(time.Millisecond) {
-				wantTimeout = time.Duration(ms) * time.Millisecond
-			}
-		}
 		require.Equal(t, wantTimeout, got.Timeout)
 		switch p := got.Params.(type) {
 		case nil:
