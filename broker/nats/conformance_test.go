@@ -26,6 +26,7 @@ type final struct {
 	err      error
 	attempts int
 	status   taskpool.OutcomeStatus
+	task     taskpool.Task // the outcome's
 }
 
 // world is what a scenario sees: the client, and what the handlers and
@@ -62,7 +63,7 @@ func (w *world) finalCh(id string) chan final {
 }
 
 func (w *world) settle(out taskpool.Outcome) {
-	w.finalCh(out.Task.ID) <- final{out.Err, out.Attempts, out.Status}
+	w.finalCh(out.Task.ID) <- final{out.Err, out.Attempts, out.Status, out.Task}
 }
 
 // wait returns the final outcome of task id.
@@ -285,6 +286,21 @@ var scenarios = []struct {
 		runs := w.runsOf("from5")
 		require.Len(t, runs, 1)
 		assert.Equal(t, 5, runs[0].Attempt)
+	}},
+	{"handlers and outcomes see the task's MaxAttempts and Timeout as submitted", func(t *testing.T, w *world) {
+		for _, tk := range []taskpool.Task{
+			{ID: "own-max", Type: "conf.flaky", MaxAttempts: 2, Timeout: 1500 * time.Microsecond},
+			{ID: "no-max", Type: "conf.ok", Timeout: -time.Second},
+		} {
+			require.NoError(t, w.client.Submit(context.Background(), tk))
+			f := w.wait(t, tk.ID)
+			assert.Equal(t, tk.MaxAttempts, f.task.MaxAttempts, "the outcome's")
+			assert.Equal(t, tk.Timeout, f.task.Timeout, "the outcome's")
+			for _, r := range w.runsOf(tk.ID) {
+				assert.Equal(t, tk.MaxAttempts, r.MaxAttempts, "run %d", r.Attempt)
+				assert.Equal(t, tk.Timeout, r.Timeout, "run %d", r.Attempt)
+			}
+		}
 	}},
 	{"SkipRetry is final", func(t *testing.T, w *world) {
 		require.NoError(t, w.client.Submit(context.Background(), taskpool.Task{ID: "skip", Type: "conf.skip"}))

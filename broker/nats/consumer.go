@@ -52,7 +52,6 @@ type Consumer struct {
 	adaptive   bool                                  // prefetch follows the measured task and fetch times
 	refillAt   atomic.Int64                          // held count at or below which a freed worker wakes the fetch loop
 	runTime    ewma                                  // handler run time
-	nUnique    atomic.Int64                          // flights with a unique key: none, no lookup in uniqueKeyBack
 	fetchRTT   ewma                                  // no-wait fetch round trip, messages dispatched
 	prefetchN  atomic.Int64                          // current prefetch, for Health and tests
 	fetchFails atomic.Int64                          // consecutive failed fetches
@@ -91,10 +90,10 @@ type flight struct {
 	msg         jetstream.Msg
 	seq         uint64
 	attempt     int
-	last        bool // a failure of this attempt is final
-	maxAttempts int  // the task's own, for the retry policy
-	uniqueKey   string
-	gate        *gate // with slot and lease: the global slot lease the task holds
+	last        bool   // a failure of this attempt is final
+	maxAttempts int    // the task's own: the local scheduler's copy has 1
+	uniqueKey   string // the task's own: the local scheduler's copy has none
+	gate        *gate  // with slot and lease: the global slot lease the task holds
 	slot        int
 	lease       uint64
 }
@@ -107,6 +106,14 @@ type flight struct {
 // being delivered after it, and stays in the stream: the server then
 // publishes a max-deliveries advisory).
 const MaxDeliveries = 100
+
+// restore gives t back the fields the consumer changed in the copy it gave
+// the local scheduler, which must neither retry it nor check its unique
+// key (both are the broker's, across processes): handlers, middleware,
+// hooks and dead letters see the task as it was enqueued, as in process.
+func (f *flight) restore(t *taskpool.Task) {
+	t.MaxAttempts, t.UniqueKey = f.maxAttempts, f.uniqueKey
+}
 
 // NewConsumer returns a Consumer that runs the queue's tasks with h,
 // usually the same [*taskpool.Registry] an in-process scheduler would
@@ -133,9 +140,9 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, h taskpool.Handler
 		tickDone: make(chan struct{}),
 		stopped:  make(chan struct{}),
 	}
-	// Outermost: the unique key, which the local scheduler must not see
-	// at submit, is given back to the task before any middleware.
-	sopts := append(append([]taskpool.Option{taskpool.WithMiddleware(c.uniqueKeyBack)}, cfg.schedOpts...),
+	// Outermost: the fields the local scheduler must not see at submit
+	// are given back to the task before any middleware (flight.restore).
+	sopts := append(append([]taskpool.Option{taskpool.WithMiddleware(c.taskBack)}, cfg.schedOpts...),
 		taskpool.WithWorkers(cfg.workers),
 		// Room for the largest capacity, and one message per priority
 		// beyond it (see fetchLoop).
@@ -861,9 +868,6 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 	c.flights[t.ID] = f
 	c.held.Add(1)
 	c.mu.Unlock()
-	if t.UniqueKey != "" {
-		c.nUnique.Add(1)
-	}
 
 	t.Attempt = attempt
 	t.MaxAttempts = 1 // the broker owns retries: the local scheduler must not retry
@@ -892,7 +896,6 @@ func (c *Consumer) submit(f *flight, t taskpool.Task) bool {
 	delete(c.flights, t.ID)
 	c.held.Add(-1)
 	c.mu.Unlock()
-	c.forgetUniqueKey(f)
 	// An invalid task (or a type a handler without Lookup rejects at
 	// submit): a failure like any other, through the retry policy.
 	c.finish(f, taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(f.attempt), Status: taskpool.OutcomeFailed})
@@ -906,8 +909,8 @@ func (c *Consumer) putBack(f *flight, t taskpool.Task, err error) {
 	delete(c.flights, t.ID)
 	c.held.Add(-1)
 	c.mu.Unlock()
-	c.forgetUniqueKey(f)
 	_ = f.msg.Nak()
+	f.restore(&t)
 	c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(f.attempt), Status: taskpool.OutcomeNotRun}, ActionRelease)
 }
 
@@ -957,34 +960,22 @@ func (c *Consumer) complete(out taskpool.Outcome) {
 	if f.gate != nil {
 		f.gate.giveBack(f.slot, f.lease) // the handler returned: no longer running
 	}
-	c.forgetUniqueKey(f)
 	c.finish(f, out)
 }
 
-// uniqueKeyBack is the consumer's outermost middleware: it gives a task
-// its unique key back from its flight, which the consumer took off for the
-// local scheduler (uniqueness is the broker's, across processes), so that
-// middleware and handlers see the task as it was enqueued. While no
-// flight has a key, it looks nothing up.
-func (c *Consumer) uniqueKeyBack(next taskpool.Handler) taskpool.Handler {
+// taskBack is the consumer's outermost middleware: it gives a task back
+// the fields the consumer changed for the local scheduler, from its flight
+// (flight.restore), so that middleware and handlers see the task as it was
+// enqueued.
+func (c *Consumer) taskBack(next taskpool.Handler) taskpool.Handler {
 	return taskpool.HandlerFunc(func(ctx context.Context, t taskpool.Task) error {
-		if c.nUnique.Load() > 0 {
-			c.mu.Lock()
-			if f := c.flights[t.ID]; f != nil {
-				t.UniqueKey = f.uniqueKey
-			}
-			c.mu.Unlock()
+		c.mu.Lock()
+		if f := c.flights[t.ID]; f != nil {
+			f.restore(&t)
 		}
+		c.mu.Unlock()
 		return next.HandleTask(ctx, t)
 	})
-}
-
-// forgetUniqueKey counts out the flight f, which has left the local
-// scheduler, if it had a unique key.
-func (c *Consumer) forgetUniqueKey(f *flight) {
-	if f.uniqueKey != "" {
-		c.nUnique.Add(-1)
-	}
 }
 
 // finish settles a delivery from its task's outcome. out.Attempts is left
@@ -992,7 +983,7 @@ func (c *Consumer) forgetUniqueKey(f *flight) {
 // one less if it did not (the task was submitted with Attempt set to the
 // delivery count).
 func (c *Consumer) finish(f *flight, out taskpool.Outcome) {
-	out.Task.UniqueKey = f.uniqueKey
+	f.restore(&out.Task)
 	var a Action
 	switch {
 	case out.Err == nil:
@@ -1036,8 +1027,7 @@ func (c *Consumer) finished(f *flight, out taskpool.Outcome, a Action) {
 // delivery on its way out (finish does not go on), so that the message is
 // not held, its lease extended, for as long as the consumer runs.
 func (c *Consumer) retry(f *flight, out taskpool.Outcome) (a Action) {
-	t := out.Task
-	t.MaxAttempts = f.maxAttempts
+	t := out.Task // restored by finish: the task's own MaxAttempts
 	exited := true
 	defer func() {
 		if exited {
