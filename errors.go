@@ -10,8 +10,8 @@ import (
 // them are wrapped with the offending value.
 var (
 	// ErrInvalidType reports a task type that is empty, at registration or
-	// at submission, or an [Args] type whose Kind cannot be called on its
-	// zero value ([Handle]).
+	// at submission, or not valid UTF-8 at registration, or an [Args]
+	// type whose Kind cannot be called on its zero value ([Handle]).
 	ErrInvalidType = errors.New("taskpool: invalid task type")
 
 	// ErrNilHandler reports a nil handler given to a registry or to [New].
@@ -24,7 +24,8 @@ var (
 	ErrNoHandler = errors.New("taskpool: no handler for task type")
 
 	// ErrInvalidTask reports a task whose fields are out of range at
-	// submission: a negative Attempt or MaxAttempts.
+	// submission: a negative Attempt or MaxAttempts, or an ID, type or
+	// unique key (or periodic schedule id) that is not valid UTF-8.
 	ErrInvalidTask = errors.New("taskpool: invalid task")
 
 	// ErrInvalidOption reports an option value that is out of range.

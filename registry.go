@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 )
 
 // Handler runs tasks. HandleTask returns nil when the task succeeded. It
@@ -102,12 +103,18 @@ func NewRegistry() *Registry { return new(Registry) }
 
 // Handle registers h for tasks of type typ, with the type's own settings
 // ([WithRetry], [WithConcurrencyLimit], [WithRateLimit]). It returns an
-// error wrapping [ErrInvalidType] for an empty typ, [ErrNilHandler] for a
+// error wrapping [ErrInvalidType] for an empty typ or one that is not
+// valid UTF-8 (no task of it could be submitted), [ErrNilHandler] for a
 // nil h, [ErrDuplicateType] when typ already has a handler, and
 // [ErrInvalidOption] for a bad option.
 func (r *Registry) Handle(typ string, h Handler, opts ...HandleOption) error {
 	if typ == "" {
 		return fmt.Errorf("%w: empty", ErrInvalidType)
+	}
+	if !utf8.ValidString(typ) {
+		// No task of it could be submitted: Submit refuses such a type
+		// with ErrInvalidTask, as the NATS broker does.
+		return fmt.Errorf("%w: %q is not valid UTF-8", ErrInvalidType, typ)
 	}
 	if isNil(h) {
 		return fmt.Errorf("%w: type %q", ErrNilHandler, typ)

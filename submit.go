@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/taskpool/taskpool/internal/engine"
 )
@@ -31,7 +32,9 @@ type binding struct {
 //
 // Submit returns an error wrapping [ErrInvalidType] for an empty type,
 // [ErrNoHandler] for a type the registry does not know, [ErrInvalidTask]
-// for a negative Attempt or MaxAttempts, [ErrDuplicateTask] when t.UniqueKey is taken,
+// for a negative Attempt or MaxAttempts or for an ID, type or unique key
+// that is not valid UTF-8 (as the NATS broker, whose JSON envelope could
+// not carry it), [ErrDuplicateTask] when t.UniqueKey is taken,
 // [ErrNotStarted] before Start, [ErrSchedulerClosed] once Stop has begun,
 // or ctx's error. A nil error means the task was accepted: it gets exactly
 // one outcome, delivered to the completion hook and to its Future.
@@ -179,6 +182,12 @@ func (s *Scheduler) check(t *Task) (*binding, error) {
 	if t.MaxAttempts < 0 {
 		return nil, fmt.Errorf("%w: max attempts %d", ErrInvalidTask, t.MaxAttempts)
 	}
+	if !utf8.ValidString(t.ID) || !utf8.ValidString(t.UniqueKey) {
+		// As the NATS broker refuses them, whose JSON envelope would
+		// carry another string: a task is accepted by both transports or
+		// by neither. The type is checked once, when it is bound.
+		return nil, fmt.Errorf("%w: task %q: ID %q and unique key %q must be valid UTF-8", ErrInvalidTask, t.Type, t.ID, t.UniqueKey)
+	}
 	a := s.lastBind.Load()
 	if a == nil || a[0].typ != t.Type {
 		if bs := s.binds.Load(); bs != nil {
@@ -204,6 +213,13 @@ func (s *Scheduler) check(t *Task) (*binding, error) {
 // bind makes the bindings of a type on its first use. The map is copied
 // on write, so that the task path reads it without a lock.
 func (s *Scheduler) bind(typ string) (*[numPriorities]binding, error) {
+	if !utf8.ValidString(typ) {
+		// Here, not in check: a type that is bound is valid, so only its
+		// first use pays. ErrInvalidTask, as the NATS broker says, and
+		// before the lookup, which would say ErrNoHandler: no registry
+		// holds such a type.
+		return nil, fmt.Errorf("%w: type %q must be valid UTF-8", ErrInvalidTask, typ)
+	}
 	var ent *handlerEntry
 	h := s.handler
 	if s.reg != nil {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // timerKind says why a record waits in the timer heap.
@@ -549,10 +550,12 @@ func sortByDue(rs []*record) {
 // running, say), is skipped, with a warning logged, and not replayed.
 // sched.Next is called on the timer goroutine and must return quickly; a
 // schedule whose Next does not move forward, or panics, is removed and an
-// error logged. It returns an error wrapping [ErrInvalidOption] for an
-// empty id, a nil schedule or one with no activation after now (its first
-// Next returns the zero time or a time not after now, or panics: the error
-// wraps the [*PanicError] then, and nothing is logged), or
+// error logged. It returns an error wrapping [ErrInvalidTask] for an id
+// that is not valid UTF-8 (as Submit for such a task ID),
+// [ErrInvalidOption] for an empty id, a nil schedule or one with no
+// activation after now (its first Next returns the zero time or a time
+// not after now, or panics: the error wraps the [*PanicError] then, and
+// nothing is logged), or
 // [ErrDuplicateTask] for an id already scheduled, and the errors of
 // [Scheduler.Submit] for t.
 func (s *Scheduler) SchedulePeriodic(id string, sched Schedule, t Task) error {
@@ -561,6 +564,10 @@ func (s *Scheduler) SchedulePeriodic(id string, sched Schedule, t Task) error {
 	}
 	if sched == nil {
 		return invalid("schedule", "nil")
+	}
+	if !utf8.ValidString(id) {
+		// The ID of every copy: refused as Submit refuses such an ID.
+		return fmt.Errorf("%w: schedule id %q must be valid UTF-8", ErrInvalidTask, id)
 	}
 	b, err := s.check(&t)
 	if err != nil {

@@ -372,6 +372,29 @@ var scenarios = []struct {
 	{"empty type rejected", func(t *testing.T, w *world) {
 		assert.ErrorIs(t, w.client.Submit(context.Background(), taskpool.Task{}), taskpool.ErrInvalidType)
 	}},
+	{"strings that are not valid UTF-8 rejected", func(t *testing.T, w *world) {
+		// The JSON envelope would carry them with U+FFFD in place of the
+		// bad bytes: refused by both, with the same error, and nothing
+		// runs. A type that is not valid UTF-8 is ErrInvalidTask too, not
+		// ErrNoHandler: no registry can hold it.
+		ctx := context.Background()
+		for _, give := range []taskpool.Task{
+			{ID: "utf8-\xff", Type: "conf.ok"},
+			{ID: "utf8-type", Type: "conf.ok\xc3"},
+			{ID: "utf8-key", Type: "conf.ok", UniqueKey: "key\xfe"},
+		} {
+			assert.ErrorIs(t, w.client.Submit(ctx, give), taskpool.ErrInvalidTask, "Submit %q", give.ID)
+			assert.ErrorIs(t, w.client.SubmitAfter(ctx, give, time.Hour), taskpool.ErrInvalidTask, "SubmitAfter %q", give.ID)
+			_, err := w.client.SubmitWait(ctx, give)
+			assert.ErrorIs(t, err, taskpool.ErrInvalidTask, "SubmitWait %q", give.ID)
+			assert.Empty(t, w.runsOf(give.ID))
+		}
+		// A periodic schedule's id, whatever the task's ID, and its type.
+		assert.ErrorIs(t, w.client.SchedulePeriodic("utf8-\xff", taskpool.Every(time.Hour), taskpool.Task{Type: "conf.ok"}), taskpool.ErrInvalidTask)
+		assert.ErrorIs(t, w.client.SchedulePeriodic("utf8-\xff", taskpool.Every(time.Hour), taskpool.Task{ID: "utf8-sched", Type: "conf.ok"}), taskpool.ErrInvalidTask)
+		assert.ErrorIs(t, w.client.SchedulePeriodic("utf8-sched", taskpool.Every(time.Hour), taskpool.Task{Type: "conf.ok\xc3"}), taskpool.ErrInvalidTask)
+		assert.ErrorIs(t, w.client.Unschedule("utf8-sched"), taskpool.ErrTaskNotFound)
+	}},
 	{"params round trip via ParamsAs", func(t *testing.T, w *world) {
 		p := confParams{Name: "ada", N: 1 << 40, Tags: []string{"a", "b"}, Attrs: map[string]string{"k": "v"},
 			At: time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.UTC)}

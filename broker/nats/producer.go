@@ -303,7 +303,9 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 // server stored the tick, to the second, in UTC as RFC 3339 with
 // nanoseconds: the format the in-process scheduler uses. t.UniqueKey is
 // not supported on periodic tasks: Schedule refuses it, as it refuses an
-// empty id or spec, with [ErrInvalidOption]. Schedule returns
+// empty id or spec, with [ErrInvalidOption]. An id that is not valid
+// UTF-8 is refused with [taskpool.ErrInvalidTask], as in process, and so
+// is a t that Enqueue would refuse. Schedule returns
 // [ErrSchedulesUnsupported] when the server cannot run schedules or the
 // producer was given [WithClientSideDelays].
 func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Task) error {
@@ -312,6 +314,11 @@ func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Tas
 	}
 	if id == "" || spec == "" {
 		return invalid("schedule", fmt.Sprintf("id %q, spec %q", id, spec))
+	}
+	if !utf8.ValidString(id) {
+		// As in process, where id is the ID of every tick; here it is
+		// when t has none, and is refused as a task ID whatever t's.
+		return fmt.Errorf("%w: schedule id %q must be valid UTF-8", taskpool.ErrInvalidTask, id)
 	}
 	if t.UniqueKey != "" {
 		return invalid("schedule", "UniqueKey on a periodic task")
