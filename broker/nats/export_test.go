@@ -68,3 +68,9 @@ func (p *Producer) WrapTasks(wrap func(jetstream.Stream) jetstream.Stream) {
 func (i *Inspector) WrapDeadLetters(wrap func(jetstream.Stream) jetstream.Stream) {
 	i.q.dlq = wrap(i.q.dlq)
 }
+
+// WrapJetStream replaces the inspector's JetStream by wrap's result, for
+// fault injection (Resubmit's publish).
+func (i *Inspector) WrapJetStream(wrap func(jetstream.JetStream) jetstream.JetStream) {
+	i.q.js = wrap(i.q.js)
+}

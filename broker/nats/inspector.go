@@ -181,10 +181,16 @@ func (i *Inspector) DeadLetters(ctx context.Context, after uint64, limit int) ([
 // periodic schedule's tick included. Resubmitting the same dead letter
 // twice within the duplicate window stores it once. A unique key released
 // when the task was dead-lettered is not taken again. For a task enqueued
-// with [KeepResult], Resubmit first deletes its stored dead-lettered
-// outcome, so that [Producer.WaitResult] waits for the new run's. It
-// returns [ErrNotFound] for an unknown seq, and [ErrPayloadDropped] for a
-// dead letter stored without its payload (see [HeaderDropped]).
+// with [KeepResult], Resubmit deletes its stored dead-lettered outcome
+// once the server has confirmed the task published, so that
+// [Producer.WaitResult] called after Resubmit returns waits for the new
+// run's. A Resubmit that returns an error leaves that outcome, as it
+// leaves the dead letter: when the publish was not confirmed
+// ([ErrNotConfirmed]) the task may not have been stored, and then no run
+// would store another; if it was, its run's outcome replaces it, and
+// Resubmit again (a duplicate) keeps that. It returns [ErrNotFound] for
+// an unknown seq, and [ErrPayloadDropped] for a dead letter stored
+// without its payload (see [HeaderDropped]).
 func (i *Inspector) Resubmit(ctx context.Context, seq uint64) (Receipt, error) {
 	dl, err := i.deadLetter(ctx, seq)
 	if err != nil {
@@ -222,29 +228,25 @@ func (i *Inspector) Resubmit(ctx context.Context, seq uint64) (Receipt, error) {
 		msg.Header[k] = v
 	}
 	msg.Header.Set(jetstream.MsgIDHeader, "resubmit-"+i.cfg.queue+"-"+strconv.FormatUint(seq, 10))
-	// A task enqueued with KeepResult has its dead-lettered outcome
-	// stored: delete it, or WaitResult would return it rather than wait
-	// for the new run. Before the publish, so that the new run's outcome,
-	// which may be stored as soon as the task is published, cannot be the
-	// one deleted; and only the outcome of the delivery this dead letter
-	// is of, so that a Resubmit repeated (its publish a duplicate) does not
-	// delete the outcome of the run the first one started, dead-lettered
-	// in turn.
-	var cleared jetstream.KeyValueEntry
-	if dl.Task.ID != "" && msg.Header.Get(HeaderResult) != "" {
-		of, _ := strconv.ParseUint(dl.Header.Get(HeaderSequence), 10, 64)
-		if cleared, err = i.q.clearResult(ctx, i.cfg.logger, dl.Task.ID, of); err != nil {
-			return Receipt{}, &EnqueueError{ID: dl.Task.ID, Err: fmt.Errorf("stored outcome not cleared: %w", err)}
-		}
-	}
 	ack, _, err := publish(ctx, i.q.js, i.cfg.logger, msg)
 	if err != nil {
-		if cleared != nil && (errors.Is(err, ErrMaxPayload) || errors.Is(err, ErrRejected)) {
-			// Not stored: the task stays dead-lettered, and so does
-			// its outcome, unless one was stored meanwhile.
-			_, _ = i.q.results.Create(ctx, cleared.Key(), cleared.Value())
-		}
+		// The dead-lettered outcome is kept, as the dead letter is:
+		// the task may not have been stored, and then no run would
+		// store another. Stored but unconfirmed, its run overwrites it.
 		return Receipt{}, &EnqueueError{ID: dl.Task.ID, Err: err}
+	}
+	// A task enqueued with KeepResult has its dead-lettered outcome
+	// stored: delete it, or WaitResult would return it rather than wait
+	// for the new run. After the publish, so that a publish that fails,
+	// or is never confirmed, leaves it; and only an outcome of a message
+	// older than the one published (a repeated Resubmit's ack is that of
+	// the first one's message), so that the outcome of the new run,
+	// which may be stored as soon as the task is published, or of the run
+	// an earlier Resubmit of this dead letter started, is kept.
+	if dl.Task.ID != "" && msg.Header.Get(HeaderResult) != "" {
+		if err := i.q.clearResult(ctx, i.cfg.logger, dl.Task.ID, ack.Sequence); err != nil {
+			return Receipt{}, &EnqueueError{ID: dl.Task.ID, Err: fmt.Errorf("resubmitted, stored outcome not cleared: %w", err)}
+		}
 	}
 	if err := i.q.dlq.DeleteMsg(ctx, seq); err != nil && !i.missing(ctx, seq) {
 		return Receipt{}, fmt.Errorf("natsbroker: resubmitted dead letter %d not deleted: %w", seq, err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -230,5 +231,133 @@ func TestResubmitAgainKeepsTheOutcomeOfTheRunItStarted(t *testing.T) {
 	res, err = prod.WaitResult(short, "k")
 	require.NoError(t, err, "the outcome of the resubmitted run is kept")
 	assert.True(t, res.DeadLettered)
+	assert.Len(t, runs, 0, "no other run")
+}
+
+// unconfirmedPublish is a JetStream whose publishes are never confirmed:
+// each times out, after it has been stored when store is set (the reply
+// lost), before otherwise (the request lost).
+type unconfirmedPublish struct {
+	jetstream.JetStream
+	store bool
+}
+
+func (j *unconfirmedPublish) PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	if j.store {
+		if _, err := j.JetStream.PublishMsg(ctx, msg, opts...); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nats.ErrTimeout
+}
+
+// deadLetteredKept enqueues the task "k" with KeepResult on queue q, has
+// its first run dead-lettered and returns the producer, the inspector and
+// the dead letter's sequence. Runs after the first succeed, with the
+// result "again", and are counted on runs.
+func deadLetteredKept(t *testing.T, q string, runs chan struct{}) (*natsbroker.Producer, *natsbroker.Inspector, uint64) {
+	t.Helper()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	var first atomic.Bool
+	first.Store(true)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("once", func(_ context.Context, task taskpool.Task) error {
+		if first.CompareAndSwap(true, false) {
+			return taskpool.SkipRetry(errors.New("first run fails"))
+		}
+		runs <- struct{}{}
+		task.SetResult("again")
+		return nil
+	}))
+	opt := natsbroker.WithQueue(q)
+	startConsumer(t, js, reg, opt, natsbroker.WithMaxAttempts(1), natsbroker.WithPollWait(100*time.Millisecond))
+	prod, err := natsbroker.NewProducer(ctx, js, opt)
+	require.NoError(t, err)
+	insp, err := natsbroker.NewInspector(ctx, js, opt)
+	require.NoError(t, err)
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "k", Type: "once"}, natsbroker.KeepResult())
+	require.NoError(t, err)
+	res, err := prod.WaitResult(ctx, "k")
+	require.NoError(t, err)
+	require.True(t, res.DeadLettered)
+	// The outcome is stored before the dead letter.
+	var dls []natsbroker.DeadLetter
+	require.Eventually(t, func() bool {
+		dls, err = insp.DeadLetters(ctx, 0, 10)
+		return err == nil && len(dls) == 1
+	}, 10*time.Second, 10*time.Millisecond, "dead-lettered")
+	return prod, insp, dls[0].Sequence
+}
+
+// A Resubmit whose publish is never confirmed, and was not stored, leaves
+// the dead-lettered outcome stored, as it leaves the dead letter: no run
+// comes to store another. (Resubmit deleted the outcome before the
+// publish and did not put it back after an unconfirmed one: WaitResult
+// waited for ever.)
+func TestResubmitUnconfirmedNotStoredKeepsTheOutcome(t *testing.T) {
+	t.Parallel()
+	runs := make(chan struct{}, 4)
+	prod, insp, seq := deadLetteredKept(t, "resubunconf", runs)
+	ctx := ctxT(t)
+	insp.WrapJetStream(func(js jetstream.JetStream) jetstream.JetStream { return &unconfirmedPublish{JetStream: js} })
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err := insp.Resubmit(short, seq)
+	cancel()
+	require.ErrorIs(t, err, natsbroker.ErrNotConfirmed)
+
+	short, cancel = context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	res, err := prod.WaitResult(short, "k")
+	require.NoError(t, err, "the dead-lettered outcome is gone, and no run will store another")
+	assert.True(t, res.DeadLettered)
+	dls, err := insp.DeadLetters(ctx, 0, 10)
+	require.NoError(t, err)
+	assert.Len(t, dls, 1, "the dead letter is kept")
+	assert.Len(t, runs, 0, "no run")
+}
+
+// A Resubmit whose publish was stored but never confirmed starts a run,
+// whose outcome is stored; Resubmit again, as ErrNotConfirmed invites,
+// is a duplicate and keeps that outcome.
+func TestResubmitUnconfirmedStoredThenAgainKeepsTheNewOutcome(t *testing.T) {
+	t.Parallel()
+	runs := make(chan struct{}, 4)
+	prod, insp, seq := deadLetteredKept(t, "resubunconfstored", runs)
+	ctx := ctxT(t)
+	var real jetstream.JetStream
+	insp.WrapJetStream(func(js jetstream.JetStream) jetstream.JetStream {
+		real = js
+		return &unconfirmedPublish{JetStream: js, store: true}
+	})
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err := insp.Resubmit(short, seq)
+	cancel()
+	require.ErrorIs(t, err, natsbroker.ErrNotConfirmed)
+	select {
+	case <-runs:
+	case <-ctx.Done():
+		t.Fatal("the stored resubmit did not run")
+	}
+	require.Eventually(t, func() bool {
+		short, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		res, err := prod.WaitResult(short, "k")
+		return err == nil && !res.DeadLettered
+	}, 10*time.Second, 10*time.Millisecond, "the new run's outcome is stored")
+
+	insp.WrapJetStream(func(jetstream.JetStream) jetstream.JetStream { return real })
+	r, err := insp.Resubmit(ctx, seq)
+	require.NoError(t, err)
+	assert.True(t, r.Duplicate, "stored once")
+	short, cancel = context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	res, err := prod.WaitResult(short, "k")
+	require.NoError(t, err, "the new run's outcome is kept")
+	assert.False(t, res.DeadLettered)
+	v, err := taskpool.ResultAs[string](res.Value)
+	require.NoError(t, err)
+	assert.Equal(t, "again", v)
 	assert.Len(t, runs, 0, "no other run")
 }

@@ -104,8 +104,9 @@ type resultRecord struct {
 	Attempts int             `json:"attempts"`
 	Dead     bool            `json:"dead,omitempty"`
 	// Seq is the stream sequence of the task message whose outcome this
-	// is (0 from an earlier version): Resubmit clears a dead-lettered
-	// outcome only when it is its dead letter's.
+	// is (0 from an earlier version, or for a cancelled task): Resubmit
+	// clears only an outcome of a message older than the one it
+	// published.
 	Seq uint64 `json:"seq,omitempty"`
 }
 
@@ -254,39 +255,35 @@ func (q *queue) putResult(ctx context.Context, log *slog.Logger, id string, rec 
 }
 
 // clearResult deletes the stored outcome of the task id when it is the
-// dead-lettered one of the delivery with stream sequence seq (0: any
-// dead-lettered one), so that a waiter waits for the outcome of the
-// task's next run (see [Inspector.Resubmit]). It returns the entry it
-// deleted, nil when there was none to delete. An outcome that is not a
-// dead letter's, one of another delivery, or one rewritten between the
-// read and the delete, was stored by a run after the dead letter (the run
-// an earlier or concurrent Resubmit of the same dead letter started,
-// which may have been dead-lettered in turn): it is kept.
-func (q *queue) clearResult(ctx context.Context, log *slog.Logger, id string, seq uint64) (jetstream.KeyValueEntry, error) {
+// outcome of a message older than the task message of stream sequence
+// seq, just published, so that a waiter waits for the outcome of that
+// message's run (see [Inspector.Resubmit]). An outcome of seq or a later
+// message, or one rewritten between the read and the delete, was stored
+// by that run or a later one: it is kept. An outcome stored by an earlier
+// version, without its message's sequence, is deleted only when it is a
+// dead letter's, the outcome a Resubmit replaces.
+func (q *queue) clearResult(ctx context.Context, log *slog.Logger, id string, seq uint64) error {
 	key := resultKey(id)
 	e, err := request(ctx, log, "result get", func(ctx context.Context) (jetstream.KeyValueEntry, error) {
 		return q.results.Get(ctx, key)
 	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
+		return nil
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var rec resultRecord
-	if json.Unmarshal(e.Value(), &rec) == nil && (!rec.Dead || seq != 0 && rec.Seq != 0 && rec.Seq != seq) {
-		return nil, nil
+	if json.Unmarshal(e.Value(), &rec) == nil && (rec.Seq >= seq || rec.Seq == 0 && !rec.Dead) {
+		return nil
 	}
 	_, err = request(ctx, log, "result delete", func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, q.results.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
 	})
 	if isWrongLastSeq(err) {
-		return nil, nil
+		return nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	return e, nil
+	return err
 }
 
 // storeResult writes the final outcome of the task delivered as m, the
