@@ -806,7 +806,7 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 			err = fmt.Errorf("%w: %w", ErrBadPayload, err)
 		}
 		a := c.deadLetter(m, meta.Sequence.Stream, "", attempt, err)
-		c.settled(taskpool.Outcome{Err: err, Attempts: ranBefore(attempt), Status: taskpool.OutcomeFailed}, a)
+		c.settledAside(taskpool.Outcome{Err: err, Attempts: ranBefore(attempt), Status: taskpool.OutcomeFailed}, a)
 		return
 	}
 	if md := metadataOf(hdr); md != nil {
@@ -825,7 +825,7 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		if at, err := time.Parse(time.RFC3339Nano, nb); err == nil {
 			if d := time.Until(at); d > 0 {
 				_ = m.NakWithDelay(d)
-				c.settled(taskpool.Outcome{Task: t, Attempts: ranBefore(attempt), Status: taskpool.OutcomeNotRun}, ActionDefer)
+				c.settledAside(taskpool.Outcome{Task: t, Attempts: ranBefore(attempt), Status: taskpool.OutcomeNotRun}, ActionDefer)
 				return
 			}
 			if meta.Timestamp.Before(at) && deliveries > 1 {
@@ -851,7 +851,7 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		if a == ActionDeadLetter && t.UniqueKey != "" {
 			c.release(t.UniqueKey, t.ID)
 		}
-		c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(attempt), Status: taskpool.OutcomeFailed}, a)
+		c.settledAside(taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(attempt), Status: taskpool.OutcomeFailed}, a)
 		return
 	}
 	f := &flight{msg: m, seq: meta.Sequence.Stream, attempt: attempt, uniqueKey: t.UniqueKey, maxAttempts: t.MaxAttempts,
@@ -897,8 +897,9 @@ func (c *Consumer) submit(f *flight, t taskpool.Task) bool {
 	c.held.Add(-1)
 	c.mu.Unlock()
 	// An invalid task (or a type a handler without Lookup rejects at
-	// submit): a failure like any other, through the retry policy.
-	c.finish(f, taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(f.attempt), Status: taskpool.OutcomeFailed})
+	// submit): a failure like any other, through the retry policy. Aside:
+	// the Backoff and the settle hook may call runtime.Goexit.
+	c.aside(func() { c.finish(f, taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(f.attempt), Status: taskpool.OutcomeFailed}) })
 	return false
 }
 
@@ -911,7 +912,7 @@ func (c *Consumer) putBack(f *flight, t taskpool.Task, err error) {
 	c.mu.Unlock()
 	_ = f.msg.Nak()
 	f.restore(&t)
-	c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(f.attempt), Status: taskpool.OutcomeNotRun}, ActionRelease)
+	c.settledAside(taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(f.attempt), Status: taskpool.OutcomeNotRun}, ActionRelease)
 }
 
 // unknownType settles a delivery of a type the consumer has no handler
@@ -923,8 +924,7 @@ func (c *Consumer) unknownType(m jetstream.Msg, meta *jetstream.MsgMetadata, t t
 	age := time.Since(meta.Timestamp)
 	if (age < grace || meta.NumDelivered < 2) && meta.NumDelivered < MaxDeliveries {
 		_ = m.NakWithDelay(min(max(grace-age, grace/4), grace))
-		c.settled(taskpool.Outcome{Task: t, Err: fmt.Errorf("%w: %q", taskpool.ErrNoHandler, t.Type),
-			Attempts: ranBefore(attempt), Status: taskpool.OutcomeNotRun}, ActionRetry)
+		c.settledAside(taskpool.Outcome{Task: t, Err: fmt.Errorf("%w: %q", taskpool.ErrNoHandler, t.Type), Attempts: ranBefore(attempt), Status: taskpool.OutcomeNotRun}, ActionRetry)
 		return
 	}
 	err := fmt.Errorf("%w: %q (after %v)", taskpool.ErrNoHandler, t.Type, age.Round(time.Millisecond))
@@ -932,7 +932,7 @@ func (c *Consumer) unknownType(m jetstream.Msg, meta *jetstream.MsgMetadata, t t
 	if a == ActionDeadLetter && t.UniqueKey != "" {
 		c.release(t.UniqueKey, t.ID)
 	}
-	c.settled(taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(attempt), Status: taskpool.OutcomeFailed}, a)
+	c.settledAside(taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(attempt), Status: taskpool.OutcomeFailed}, a)
 }
 
 // complete is the local scheduler's completion hook.
@@ -1077,6 +1077,33 @@ func (c *Consumer) settled(out taskpool.Outcome, a Action) {
 		}
 	}()
 	c.cfg.settle(out, a)
+}
+
+// settledAside tells the settle hook of a delivery settled on one of the
+// consumer's own goroutines (the fetch loop, a global limit's, Stop's),
+// as aside says.
+func (c *Consumer) settledAside(out taskpool.Outcome, a Action) {
+	if c.cfg.settle == nil {
+		return
+	}
+	c.aside(func() { c.settled(out, a) })
+}
+
+// aside runs fn, which calls the user's settle hook or Backoff, on a
+// goroutine of its own and waits for it. On a worker the local scheduler
+// survives a runtime.Goexit there (it replaces the worker); on one of the
+// consumer's own goroutines Goexit would end the fetch loop, a global
+// limit's loop or Stop's caller, so that the consumer would fetch no
+// more, or Stop not return: aside, it ends only fn, whose deferred calls
+// still settle the delivery (see retry). Only deliveries that never reach
+// a worker pay for the goroutine.
+func (c *Consumer) aside(fn func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	<-done
 }
 
 func (c *Consumer) release(key, id string) {

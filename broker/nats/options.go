@@ -575,10 +575,12 @@ func WithSchedulerOptions(opts ...taskpool.Option) Option {
 // reached a worker (a bad payload, an unknown type, a deferral, attempts
 // exhausted, a task put back); it must be safe for concurrent use and
 // return quickly. A panic in fn is logged at Error and changes nothing
-// else: the delivery stays settled and the consumer goes on. fn must not
-// call runtime.Goexit (t.FailNow in a test): on a worker it ends only that
-// call, the delivery settled, but on the fetch loop it ends the loop, and
-// the consumer fetches no more. Consumer only.
+// else: the delivery stays settled and the consumer goes on. A
+// runtime.Goexit in fn (t.FailNow in a test) ends only that call, as a
+// completion hook's in process: the delivery stays settled, once, the
+// consumer goes on fetching and Stop returns (on a worker the local
+// scheduler replaces the worker; elsewhere fn is called on a goroutine
+// of its own, waited for). Consumer only.
 func WithSettleHook(fn func(out taskpool.Outcome, a Action)) Option {
 	return consumerOption("WithSettleHook", func(c *config) error {
 		c.settle = fn
