@@ -562,3 +562,74 @@ func TestInspectorSchedulesDelayedAttempt(t *testing.T) {
 	assert.Equal(t, "first", got[1].ID)
 	assert.Equal(t, 1, got[1].Task.Attempt)
 }
+
+// After an outage of the server across more than an interval of an
+// "@every" schedule, the server fires the tick it missed when it is back
+// and, that firing being more than an interval late, counts the next tick
+// from it, rounded to the second, not from the registration: its next
+// tick (the Nats-Schedule-Next of the tick it stores) is an interval
+// after a time after the outage. It keeps that state to itself (the
+// ticks that say it are consumed), so Inspector.Schedules' NextRun stays
+// on the grid of the registration, as Schedule.NextRun's doc says: after
+// now and within one interval, Registered rounded to the second plus a
+// whole number of intervals.
+func TestInspectorSchedulesNextRunAfterAnOutage(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv := startServerAt(t, 0, dir)
+	port := srv.Port()
+	nc, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("nextrunoutage")
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	in, err := natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err)
+	const every = 2 * time.Second
+	require.NoError(t, prod.Schedule(ctx, "every", "@every 2s", taskpool.Task{Type: "ping"}))
+	const subject = "taskpool.nextrunoutage.task.default"
+	lastTick := func() (*jetstream.RawStreamMsg, error) {
+		st, err := js.Stream(ctx, "TASKPOOL_nextrunoutage")
+		if err != nil {
+			return nil, err
+		}
+		return st.GetLastMsgForSubject(ctx, subject)
+	}
+	// No consumer takes the ticks: the last one says when the server
+	// fires next.
+	var tick *jetstream.RawStreamMsg
+	require.Eventually(t, func() bool {
+		tick, err = lastTick()
+		return err == nil
+	}, 10*time.Second, 10*time.Millisecond, "the first tick")
+	next, err := time.Parse(time.RFC3339Nano, tick.Header.Get("Nats-Schedule-Next"))
+	require.NoError(t, err)
+
+	// Down from before the next tick until more than an interval after
+	// it: the server fires it more than an interval late.
+	srv.Shutdown()
+	require.Eventually(t, func() bool { return !nc.IsConnected() }, 5*time.Second, 5*time.Millisecond)
+	outage := time.NewTimer(time.Until(next.Add(every + every/2)))
+	<-outage.C
+	back := time.Now()
+	startServerAt(t, port, dir)
+	require.Eventually(t, nc.IsConnected, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool {
+		tick, err = lastTick()
+		return err == nil && tick.Time.After(back)
+	}, 10*time.Second, 10*time.Millisecond, "a tick after the outage")
+	serverNext, err := time.Parse(time.RFC3339Nano, tick.Header.Get("Nats-Schedule-Next"))
+	require.NoError(t, err)
+	// Fired between the restart and the time the tick was stored.
+	assert.WithinRange(t, serverNext, back.Add(every-time.Second), tick.Time.Add(every+time.Second),
+		"the server counts from its first tick after the outage")
+
+	got, err := in.Schedules(ctx, false)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	s := got[0]
+	now := time.Now()
+	assert.True(t, s.NextRun.After(now.Add(-time.Second)) && !s.NextRun.After(now.Add(every)), "NextRun %v, now %v", s.NextRun, now)
+	assert.Zero(t, s.NextRun.Sub(s.Registered.Round(time.Second))%every, "NextRun %v on the grid of the registration %v", s.NextRun, s.Registered)
+	t.Logf("registered %v; missed %v; back %v; the server's next tick %v, NextRun %v", s.Registered, next, back, serverNext, s.NextRun)
+}
