@@ -42,15 +42,16 @@ type Schedule struct {
 	// as the server runs it: exact for "@at", "@every" (intervals count
 	// from Registered rounded to the second, as the server counts them),
 	// "@hourly" and "@daily" (@midnight; in the schedule's time zone, UTC
-	// without one), zero for the other specs. The exception is an
-	// "@every" tick the server fires more than an interval late (it was
-	// down, or the stream had no leader, across the tick and the interval
-	// after it): the server counts the later ticks from that firing,
-	// rounded to the second, and does not store that where it can be
-	// read, so NextRun stays on the grid of Registered, after now and up
-	// to an interval off the server's next tick, until the schedule is
-	// registered with another spec or task, or cancelled and registered
-	// again.
+	// without one), zero for the other specs. The exception is "@every"
+	// after an outage: a server that fires a tick more than an interval
+	// late (it was down, or the stream had no leader, across the tick and
+	// the interval after it) counts the later ticks from that firing,
+	// rounded to the second, and one restarted after a crash without the
+	// schedule state it saves counts from its start-up. It does not store
+	// that where it can be read, so NextRun stays on the grid of
+	// Registered, after now and up to an interval off the server's next
+	// tick, until the schedule is registered with another spec or task, or
+	// cancelled and registered again.
 	NextRun time.Time
 }
 
