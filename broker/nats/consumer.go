@@ -899,7 +899,9 @@ func (c *Consumer) submit(f *flight, t taskpool.Task) bool {
 	// An invalid task (or a type a handler without Lookup rejects at
 	// submit): a failure like any other, through the retry policy. Aside:
 	// the Backoff and the settle hook may call runtime.Goexit.
-	c.aside(func() { c.finish(f, taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(f.attempt), Status: taskpool.OutcomeFailed}) })
+	c.aside(func() {
+		c.finish(f, taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(f.attempt), Status: taskpool.OutcomeFailed})
+	})
 	return false
 }
 
