@@ -31,8 +31,9 @@ type Args interface {
 // on a pointer to the zero value (not on a nil pointer), so a Kind with a
 // value receiver serves A and *A alike.
 //
-// Handle returns the errors of [Registry.Handle] (an empty Kind wraps
-// [ErrInvalidType], a kind already registered [ErrDuplicateType], a nil h
+// Handle returns the errors of [Registry.Handle] (an empty Kind, or one
+// that is not valid UTF-8, wraps [ErrInvalidType], a kind already
+// registered [ErrDuplicateType], a nil h
 // or a nil reg [ErrNilHandler]), and an error wrapping [ErrInvalidType]
 // when Kind panics on the zero T (an interface T, say).
 func Handle[T Args](reg *Registry, h func(ctx context.Context, args T, t Task) error, opts ...HandleOption) error {
