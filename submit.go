@@ -32,9 +32,10 @@ type binding struct {
 //
 // Submit returns an error wrapping [ErrInvalidType] for an empty type,
 // [ErrNoHandler] for a type the registry does not know, [ErrInvalidTask]
-// for a negative Attempt or MaxAttempts or for an ID, type or unique key
-// that is not valid UTF-8 (as the NATS broker, whose JSON envelope could
-// not carry it), [ErrDuplicateTask] when t.UniqueKey is taken,
+// for a task that [Task.Validate] refuses (a negative Attempt or
+// MaxAttempts; an ID, type or unique key that is not valid UTF-8; an ID or
+// metadata a header cannot carry: the NATS broker's rules, applied here
+// too), [ErrDuplicateTask] when t.UniqueKey is taken,
 // [ErrNotStarted] before Start, [ErrSchedulerClosed] once Stop has begun,
 // or ctx's error. A nil error means the task was accepted: it gets exactly
 // one outcome, delivered to the completion hook and to its Future.
@@ -182,11 +183,13 @@ func (s *Scheduler) check(t *Task) (*binding, error) {
 	if t.MaxAttempts < 0 {
 		return nil, fmt.Errorf("%w: max attempts %d", ErrInvalidTask, t.MaxAttempts)
 	}
-	if !utf8.ValidString(t.ID) || !utf8.ValidString(t.UniqueKey) {
-		// As the NATS broker refuses them, whose JSON envelope would
-		// carry another string: a task is accepted by both transports or
-		// by neither. The type is checked once, when it is bound.
-		return nil, fmt.Errorf("%w: task %q: ID %q and unique key %q must be valid UTF-8", ErrInvalidTask, t.Type, t.ID, t.UniqueKey)
+	if t.ID != "" || t.UniqueKey != "" || len(t.Metadata) > 0 {
+		// Task.Validate's rules, which the NATS producer applies too: a
+		// task is accepted by both transports or by neither. The type is
+		// checked once, when it is bound.
+		if err := t.validateFields(); err != nil {
+			return nil, err
+		}
 	}
 	a := s.lastBind.Load()
 	if a == nil || a[0].typ != t.Type {

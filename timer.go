@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 )
 
 // timerKind says why a record waits in the timer heap.
@@ -545,13 +544,13 @@ func sortByDue(rs []*record) {
 // SchedulePeriodic submits a copy of t at every activation of sched (see
 // [Every] and the cron sub-module) until [Scheduler.Unschedule] or Stop.
 // Each copy gets the ID "<id>@<activation time>", the time in UTC as RFC
-// 3339 with nanoseconds. An activation missed while the queue was full, or
+// 3339 with nanoseconds (t.ID is not used). An activation missed while the queue was full, or
 // while t's UniqueKey was taken (by the last activation, still queued or
 // running, say), is skipped, with a warning logged, and not replayed.
 // sched.Next is called on the timer goroutine and must return quickly; a
 // schedule whose Next does not move forward, or panics, is removed and an
 // error logged. It returns an error wrapping [ErrInvalidTask] for an id
-// that is not valid UTF-8 (as Submit for such a task ID),
+// that Submit would refuse as a task ID (see [Task.Validate]),
 // [ErrInvalidOption] for an empty id, a nil schedule or one with no
 // activation after now (its first Next returns the zero time or a time
 // not after now, or panics: the error wraps the [*PanicError] then, and
@@ -565,10 +564,9 @@ func (s *Scheduler) SchedulePeriodic(id string, sched Schedule, t Task) error {
 	if sched == nil {
 		return invalid("schedule", "nil")
 	}
-	if !utf8.ValidString(id) {
-		// The ID of every copy: refused as Submit refuses such an ID.
-		return fmt.Errorf("%w: schedule id %q must be valid UTF-8", ErrInvalidTask, id)
-	}
+	// id is the ID of every copy (t.ID is not used): checked as Submit
+	// checks an ID (Task.Validate).
+	t.ID = id
 	b, err := s.check(&t)
 	if err != nil {
 		return err

@@ -1,0 +1,90 @@
+package taskpool
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// Validate reports whether every transport accepts t, as far as t alone
+// can tell (whether its type has a handler, or its unique key is free, is
+// for the scheduler or the broker to say). It returns an error wrapping
+// [ErrInvalidType] for an empty Type, and [ErrInvalidTask] for:
+//
+//   - a negative Attempt or MaxAttempts;
+//   - an ID, Type or UniqueKey that is not valid UTF-8;
+//   - an ID with a control character, or with a space at either end;
+//   - a Metadata key that is not a header token (ASCII letters, digits and
+//     !#$%&'*+-.^_`|~), or a value with a control character or a space at
+//     either end.
+//
+// These are the rules of a task that travels as a message with headers
+// (the NATS broker sends the ID and the metadata as headers, which cannot
+// carry the rest unchanged). [Scheduler.Submit] and every other way of
+// submitting apply them in process as well, so that a task accepted by one
+// transport is accepted by the other, and means the same on both.
+func (t Task) Validate() error {
+	if t.Type == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidType)
+	}
+	if t.Attempt < 0 || t.MaxAttempts < 0 {
+		return fmt.Errorf("%w: task %s: attempt %d, max attempts %d", ErrInvalidTask, t.Type, t.Attempt, t.MaxAttempts)
+	}
+	if !utf8.ValidString(t.Type) {
+		return fmt.Errorf("%w: type %q must be valid UTF-8", ErrInvalidTask, t.Type)
+	}
+	return t.validateFields()
+}
+
+// validateFields is Validate without the checks that Submit makes on every
+// task (an empty type, negative attempts) or once per type (UTF-8): what a
+// task with an ID, a unique key or metadata must pass as well.
+func (t *Task) validateFields() error {
+	if !utf8.ValidString(t.ID) || !utf8.ValidString(t.UniqueKey) {
+		return fmt.Errorf("%w: task %s: ID %q and unique key %q must be valid UTF-8", ErrInvalidTask, t.Type, t.ID, t.UniqueKey)
+	}
+	if !headerValue(t.ID) {
+		return fmt.Errorf("%w: task %s: ID %q has a control character or a space at an end", ErrInvalidTask, t.Type, t.ID)
+	}
+	for k, v := range t.Metadata {
+		if !headerToken(k) {
+			return fmt.Errorf("%w: task %s: metadata key %q is not a header token", ErrInvalidTask, t.Type, k)
+		}
+		if !headerValue(v) {
+			return fmt.Errorf("%w: task %s: metadata %q: value %q has a control character or a space at an end", ErrInvalidTask, t.Type, k, v)
+		}
+	}
+	return nil
+}
+
+// headerToken reports whether k is a header field name (RFC 9110's token).
+func headerToken(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// headerValue reports whether v travels as a header value unchanged: no
+// control character, and no space at either end (header parsers trim
+// them).
+func headerValue(v string) bool {
+	if v != "" && (v[0] == ' ' || v[len(v)-1] == ' ') {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
