@@ -1,7 +1,6 @@
 package natsbroker
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -19,19 +18,12 @@ import (
 // [taskpool.ErrInvalidTask].
 const MetadataHeaderPrefix = "Taskpool-Meta-"
 
-// setMetadata writes t's metadata into h, or returns an error wrapping
-// taskpool.ErrInvalidTask for an entry that cannot travel as a header.
-func setMetadata(h nats.Header, t taskpool.Task) error {
+// setMetadata writes t's metadata into h. t has passed Validate: every
+// entry travels as a header unchanged.
+func setMetadata(h nats.Header, t taskpool.Task) {
 	for k, v := range t.Metadata {
-		if !validMetaKey(k) {
-			return fmt.Errorf("%w: task %s: metadata key %q is not a header token", taskpool.ErrInvalidTask, t.Type, k)
-		}
-		if !validMetaValue(v) {
-			return fmt.Errorf("%w: task %s: metadata %q: value %q has a control character or a leading or trailing space", taskpool.ErrInvalidTask, t.Type, k, v)
-		}
 		h.Set(MetadataHeaderPrefix+k, v)
 	}
-	return nil
 }
 
 // metadataOf returns the metadata carried by h, or nil when there is none.
@@ -47,32 +39,4 @@ func metadataOf(h nats.Header) map[string]string {
 		md[k[len(MetadataHeaderPrefix):]] = v[0]
 	}
 	return md
-}
-
-func validMetaKey(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-func validMetaValue(v string) bool {
-	if v != "" && (v[0] == ' ' || v[len(v)-1] == ' ') {
-		return false // the header parser trims them
-	}
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < 0x20 || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -299,13 +298,14 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 // returns an error wrapping [taskpool.ErrDuplicateTask] rather than
 // replace it.
 //
-// Each emitted task gets the ID "<t.ID or id>@<tick time>", the time the
-// server stored the tick, to the second, in UTC as RFC 3339 with
-// nanoseconds: the format the in-process scheduler uses. t.UniqueKey is
+// Each emitted task gets the ID "<id>@<tick time>" (t.ID is not used, as
+// in process), the time the server stored the tick, to the second, in UTC
+// as RFC 3339 with nanoseconds: the format the in-process scheduler uses. t.UniqueKey is
 // not supported on periodic tasks: Schedule refuses it, as it refuses an
-// empty id or spec, with [ErrInvalidOption]. An id that is not valid
-// UTF-8 is refused with [taskpool.ErrInvalidTask], as in process, and so
-// is a t that Enqueue would refuse. Schedule returns
+// empty id or spec, with [ErrInvalidOption]. An id that Enqueue would
+// refuse as a task ID (see [taskpool.Task.Validate]) is refused with
+// [taskpool.ErrInvalidTask], as in process, and so is a t that Enqueue
+// would refuse. Schedule returns
 // [ErrSchedulesUnsupported] when the server cannot run schedules or the
 // producer was given [WithClientSideDelays].
 func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Task) error {
@@ -315,11 +315,6 @@ func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Tas
 	if id == "" || spec == "" {
 		return invalid("schedule", fmt.Sprintf("id %q, spec %q", id, spec))
 	}
-	if !utf8.ValidString(id) {
-		// As in process, where id is the ID of every tick; here it is
-		// when t has none, and is refused as a task ID whatever t's.
-		return fmt.Errorf("%w: schedule id %q must be valid UTF-8", taskpool.ErrInvalidTask, id)
-	}
 	if t.UniqueKey != "" {
 		return invalid("schedule", "UniqueKey on a periodic task")
 	}
@@ -327,9 +322,7 @@ func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Tas
 	if err != nil {
 		return err
 	}
-	if t.ID == "" {
-		t.ID = id
-	}
+	t.ID = id // the ID of every tick, checked as a task ID by message
 	if err := p.intercept(ctx, &t); err != nil {
 		return err
 	}
@@ -567,30 +560,21 @@ func (p *Producer) remove(ctx context.Context, id, subj string, want scheduleKin
 
 // message builds the message for t, due at at (zero for now).
 func (p *Producer) message(t taskpool.Task, at time.Time) (*nats.Msg, error) {
-	if t.Type == "" {
-		return nil, fmt.Errorf("%w: empty", taskpool.ErrInvalidType)
-	}
-	if t.Attempt < 0 || t.MaxAttempts < 0 {
-		// As the in-process Submit: a negative MaxAttempts would
-		// otherwise mean the consumer's default.
-		return nil, fmt.Errorf("%w: attempt %d, max attempts %d", taskpool.ErrInvalidTask, t.Attempt, t.MaxAttempts)
-	}
-	if !utf8.ValidString(t.ID) || !utf8.ValidString(t.Type) || !utf8.ValidString(t.UniqueKey) {
-		// The envelope is JSON, which would carry them with U+FFFD in
-		// place of the invalid bytes: the consumer would see another
-		// type, and another ID and key than the message ID and the key
-		// taken here, which it would then never release.
-		return nil, fmt.Errorf("%w: task %q: ID %q, type and unique key %q must be valid UTF-8", taskpool.ErrInvalidTask, t.Type, t.ID, t.UniqueKey)
+	// The core's rules, which the in-process Submit applies too: the ID
+	// travels as the Nats-Msg-Id header and the metadata as headers, which
+	// would bring some strings back changed (" a" and "a" would be one
+	// task to the duplicate window), and the envelope is JSON, which would
+	// carry strings that are not UTF-8 with U+FFFD in place of the invalid
+	// bytes (the consumer would see another type, ID and key than the
+	// message ID and the key taken here, which it would never release).
+	if err := t.Validate(); err != nil {
+		return nil, err
 	}
 	if p.cfg.known != nil && !p.cfg.known(t.Type) {
 		return nil, fmt.Errorf("%w: %q", taskpool.ErrNoHandler, t.Type)
 	}
 	if t.ID == "" {
 		t.ID = nuid.Next()
-	} else if !validMetaValue(t.ID) {
-		// The ID travels as the Nats-Msg-Id header, which would come back
-		// changed: " a" and "a" would be one task to the duplicate window.
-		return nil, fmt.Errorf("%w: task %s: ID %q has a control character or a leading or trailing space", taskpool.ErrInvalidTask, t.Type, t.ID)
 	}
 	// The priority of the subject, as in process, where admit stores the
 	// lane's: handlers, hooks, dead letters and listings see one of the
@@ -612,9 +596,7 @@ func (p *Producer) message(t taskpool.Task, at time.Time) (*nats.Msg, error) {
 		// deliveries from it.
 		msg.Header.Set(HeaderFirstAttempt, strconv.Itoa(t.Attempt))
 	}
-	if err := setMetadata(msg.Header, t); err != nil {
-		return nil, err
-	}
+	setMetadata(msg.Header, t)
 	if !at.IsZero() {
 		if p.q.schedules {
 			// A one-shot server-side schedule: the server publishes the
