@@ -633,3 +633,25 @@ func TestInspectorSchedulesNextRunAfterAnOutage(t *testing.T) {
 	assert.Zero(t, s.NextRun.Sub(s.Registered.Round(time.Second))%every, "NextRun %v on the grid of the registration %v", s.NextRun, s.Registered)
 	t.Logf("registered %v; missed %v; back %v; the server's next tick %v, NextRun %v", s.Registered, next, back, serverNext, s.NextRun)
 }
+
+// A periodic task with a unique key: in process an activation is skipped
+// while the last one holds the key; on NATS the server emits the ticks and
+// no producer takes the key, so Schedule refuses it (the root README's
+// "Going distributed" lists the difference).
+func TestSchedulePeriodicUniqueKeyIsRefused(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	prod, err := natsbroker.NewProducer(ctx, js, natsbroker.WithQueue("uniqsched"))
+	require.NoError(t, err)
+	task := taskpool.Task{Type: "report", UniqueKey: "one-at-a-time"}
+	assert.ErrorIs(t, prod.Schedule(ctx, "nightly", "@every 1h", task), taskpool.ErrInvalidOption)
+	assert.ErrorIs(t, natsbroker.NewClient(prod).SchedulePeriodic("nightly", taskpool.Every(time.Hour), task), taskpool.ErrInvalidOption)
+
+	s, err := taskpool.New(taskpool.HandlerFunc(func(context.Context, taskpool.Task) error { return nil }))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	defer func() { require.NoError(t, s.Stop(context.Background())) }()
+	assert.NoError(t, s.SchedulePeriodic("nightly", taskpool.Every(time.Hour), task), "in process")
+}
