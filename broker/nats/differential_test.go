@@ -240,6 +240,38 @@ func runDiffProgram(t *testing.T, names []string, worlds []*world, ops []diffOp)
 		differ(what+": the final outcome", finals)
 		differ(what+": the runs", runs)
 	}
+	// Periodic schedules an hour apart (no tick while the test runs):
+	// the same answers to SchedulePeriodic, Unschedule and Unschedule
+	// again, with the odd IDs and tasks above.
+	var scheduled []string
+	for i, op := range ops[:min(len(ops), 20)] {
+		id := op.task.ID
+		if id == "" || i%4 == 3 {
+			id = fmt.Sprintf("sched-%d", i)
+		}
+		tk := op.task
+		// A unique key on a periodic task is a documented difference
+		// (TestSchedulePeriodicUniqueKeyIsRefused).
+		tk.UniqueKey = ""
+		classes := make([]string, len(worlds))
+		accepted := true
+		for j, w := range worlds {
+			err := w.client.SchedulePeriodic(id, taskpool.Every(time.Hour), tk)
+			classes[j] = errClass(err)
+			accepted = accepted && err == nil
+		}
+		differ(fmt.Sprintf("SchedulePeriodic(%q, %+v)", id, tk), classes)
+		if accepted {
+			scheduled = append(scheduled, id)
+		}
+	}
+	for _, id := range append(scheduled, scheduled...) {
+		errs := make([]string, len(worlds))
+		for i, w := range worlds {
+			errs[i] = errClass(w.client.Unschedule(id))
+		}
+		differ(fmt.Sprintf("Unschedule(%q)", id), errs)
+	}
 	pending = append(pending, "d-unknown")
 	for _, id := range pending {
 		errs := make([]string, len(worlds))

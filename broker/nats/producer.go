@@ -322,7 +322,12 @@ func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Tas
 	if err != nil {
 		return err
 	}
-	t.ID = id // the ID of every tick, checked as a task ID by message
+	t.ID = id // the ID of every tick
+	// Checked as given, as in process: message checks it again once its
+	// Attempt is set for a tick, which would hide a negative one.
+	if err := t.Validate(); err != nil {
+		return err
+	}
 	if err := p.intercept(ctx, &t); err != nil {
 		return err
 	}
