@@ -21,6 +21,38 @@ import (
 // fetch loop: the next task never ran.)
 func TestSettleHookGoexitOnTheFetchLoop(t *testing.T) {
 	t.Parallel()
+	goexitOnTheFetchLoop(t, []byte("not a task"), nil)
+}
+
+// badIDCodec is the JSON codec, except that it decodes the payload
+// "bad id" to a task whose ID is not valid UTF-8, which the local
+// scheduler refuses (taskpool.ErrInvalidTask).
+type badIDCodec struct{ natsbroker.JSONCodec }
+
+func (c badIDCodec) Decode(data []byte) (taskpool.Task, error) {
+	if string(data) == "bad id" {
+		return taskpool.Task{ID: "bad\xff", Type: "ok"}, nil
+	}
+	return c.JSONCodec.Decode(data)
+}
+
+// A task the local scheduler refuses is failed through the retry policy
+// on the fetch loop: a Backoff that calls runtime.Goexit there ends the
+// retries (the delivery is dead-lettered), and a settle hook that calls
+// it ends only that call, as on a worker: the consumer fetches on, runs
+// the next task, and Stop returns.
+func TestSettleHookAndBackoffGoexitOnTheFetchLoopForARefusedTask(t *testing.T) {
+	t.Parallel()
+	goexitOnTheFetchLoop(t, []byte("bad id"), natsbroker.WithCodec(badIDCodec{}),
+		taskpool.WithRetry(3, func(int) time.Duration { runtime.Goexit(); return 0 }))
+}
+
+// goexitOnTheFetchLoop publishes payload twice to a consumer whose settle
+// hook calls runtime.Goexit, and checks that each delivery is
+// dead-lettered once, that the next task runs and is acked, and that Stop
+// returns with nothing held. codec, if not nil, is the consumer's codec
+// option, and retry the "ok" type's.
+func goexitOnTheFetchLoop(t *testing.T, payload []byte, codec natsbroker.Option, retry ...taskpool.HandleOption) {
 	srv := startServer(t)
 	_, js := connect(t, srv.URL())
 	ctx := ctxT(t)
@@ -29,20 +61,24 @@ func TestSettleHookGoexitOnTheFetchLoop(t *testing.T) {
 	require.NoError(t, reg.HandleFunc("ok", func(_ context.Context, t taskpool.Task) error {
 		ran <- t.ID
 		return nil
-	}))
+	}, retry...))
 	told := make(chan natsbroker.Action, 8)
-	cons := startConsumer(t, js, reg, natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) {
+	opts := []natsbroker.Option{natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) {
 		told <- a
 		runtime.Goexit()
-	}), natsbroker.WithPollWait(100*time.Millisecond))
+	}), natsbroker.WithPollWait(100 * time.Millisecond)}
+	if codec != nil {
+		opts = append(opts, codec)
+	}
+	cons := startConsumer(t, js, reg, opts...)
 	for range 2 {
-		_, err := js.Publish(ctx, "taskpool.default.task.default", []byte("not a task"))
+		_, err := js.Publish(ctx, "taskpool.default.task.default", payload)
 		require.NoError(t, err)
 		select {
 		case a := <-told:
 			assert.Equal(t, natsbroker.ActionDeadLetter, a)
 		case <-time.After(10 * time.Second):
-			t.Fatal("bad payload not settled: the fetch loop has ended")
+			t.Fatal("delivery not settled: the fetch loop has ended")
 		}
 	}
 	p, err := natsbroker.NewProducer(ctx, js)
@@ -67,82 +103,8 @@ func TestSettleHookGoexitOnTheFetchLoop(t *testing.T) {
 	require.NoError(t, err)
 	dls, err := insp.DeadLetters(ctx, 0, 10)
 	require.NoError(t, err)
-	assert.Len(t, dls, 2, "each bad payload dead-lettered once")
+	assert.Len(t, dls, 2, "each delivery dead-lettered once")
 
-	stopped := make(chan error, 1)
-	go func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		stopped <- cons.Stop(sctx)
-	}()
-	select {
-	case err := <-stopped:
-		require.NoError(t, err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("Stop hangs")
-	}
-	assert.Len(t, told, 0, "no delivery settled twice")
-}
-
-// badIDCodec is the JSON codec, except that it decodes the payload
-// "bad id" to a task whose ID is not valid UTF-8, which the local
-// scheduler refuses (taskpool.ErrInvalidTask).
-type badIDCodec struct{ natsbroker.JSONCodec }
-
-func (c badIDCodec) Decode(data []byte) (taskpool.Task, error) {
-	if string(data) == "bad id" {
-		return taskpool.Task{ID: "bad\xff", Type: "ok"}, nil
-	}
-	return c.JSONCodec.Decode(data)
-}
-
-// A task the local scheduler refuses is failed through the retry policy
-// on the fetch loop: a Backoff that calls runtime.Goexit there ends the
-// retries (the delivery is dead-lettered), and a settle hook that calls
-// it ends only that call, as on a worker: the consumer fetches on, runs
-// the next task, and Stop returns.
-func TestSettleHookAndBackoffGoexitOnTheFetchLoopForARefusedTask(t *testing.T) {
-	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
-	reg := taskpool.NewRegistry()
-	ran := make(chan string, 8)
-	require.NoError(t, reg.HandleFunc("ok", func(_ context.Context, t taskpool.Task) error {
-		ran <- t.ID
-		return nil
-	}, taskpool.WithRetry(3, func(int) time.Duration { runtime.Goexit(); return 0 })))
-	told := make(chan natsbroker.Action, 8)
-	cons := startConsumer(t, js, reg, natsbroker.WithCodec(badIDCodec{}), natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) {
-		told <- a
-		runtime.Goexit()
-	}), natsbroker.WithPollWait(100*time.Millisecond))
-	for range 2 {
-		_, err := js.Publish(ctx, "taskpool.default.task.default", []byte("bad id"))
-		require.NoError(t, err)
-		select {
-		case a := <-told:
-			assert.Equal(t, natsbroker.ActionDeadLetter, a)
-		case <-time.After(10 * time.Second):
-			t.Fatal("refused task not settled: the fetch loop has ended")
-		}
-	}
-	p, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
-	_, err = p.Enqueue(ctx, taskpool.Task{ID: "next", Type: "ok"})
-	require.NoError(t, err)
-	select {
-	case got := <-ran:
-		assert.Equal(t, "next", got)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the next task did not run: the fetch loop has ended")
-	}
-	select {
-	case a := <-told:
-		assert.Equal(t, natsbroker.ActionAck, a)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the next task not settled")
-	}
 	stopped := make(chan error, 1)
 	go func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
