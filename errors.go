@@ -24,8 +24,11 @@ var (
 	ErrNoHandler = errors.New("taskpool: no handler for task type")
 
 	// ErrInvalidTask reports a task whose fields are out of range at
-	// submission: a negative Attempt or MaxAttempts, or an ID, type or
-	// unique key (or periodic schedule id) that is not valid UTF-8.
+	// submission, on either transport: one that [Task.Validate] refuses (a
+	// negative Attempt or MaxAttempts; an ID, type or unique key that is
+	// not valid UTF-8; an ID with a control character or a space at an
+	// end; metadata a header cannot carry), or a periodic schedule id that
+	// it would refuse as a task ID.
 	ErrInvalidTask = errors.New("taskpool: invalid task")
 
 	// ErrInvalidOption reports an option value that is out of range.

@@ -58,9 +58,10 @@ const EnvelopeVersion = 1
 // A timeout travels in whole milliseconds, a fraction rounded up (1.5ms is
 // sent as 2, 500µs as 1), so that a reader that knows only timeout_ms
 // never runs a task with less time than it was given; a timeout that is
-// not a whole number of milliseconds, or a negative one other than -1ms,
-// also travels exactly as timeout_ns, which Decode prefers, so that
-// handlers see the Timeout that was submitted, as in process.
+// not a whole number of milliseconds, or a negative one other than -1ns
+// (the Timeout that timeout_ms -1 decodes to), also travels exactly as
+// timeout_ns, which Decode prefers, so that handlers see the Timeout that
+// was submitted, as in process.
 //
 // Unknown fields are ignored, so later minor additions stay readable by
 // older consumers; an incompatible change bumps "v".

@@ -65,6 +65,7 @@ func TestJSONCodecTimeoutRoundTrip(t *testing.T) {
 		{give: time.Hour, wantMS: 3600000},
 		{give: math.MaxInt64, wantMS: math.MaxInt64/int64(time.Millisecond) + 1},
 		{give: -1, wantMS: -1},
+		{give: -time.Millisecond, wantMS: -1}, // exact as timeout_ns too: -1 is -1ns
 		{give: -time.Second, wantMS: -1},
 		{give: -1500 * time.Microsecond, wantMS: -1},
 		{give: 0},

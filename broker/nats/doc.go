@@ -80,10 +80,11 @@
 // # Wire format
 //
 // A task message is the [Codec]'s payload ([JSONCodec] by default, a
-// versioned JSON envelope) with the headers Nats-Msg-Id (the task ID, for
-// publish deduplication) and Taskpool-Type. A task's Timeout travels in
-// whole milliseconds, a fraction rounded up, and exactly beside them when
-// that is not the same (see [JSONCodec]). See
+// versioned JSON envelope) with the header Nats-Msg-Id (the task ID, for
+// publish deduplication) and one header per metadata entry
+// ([MetadataHeaderPrefix]); the type travels in the payload only. A task's
+// Timeout travels in whole milliseconds, a fraction rounded up, and
+// exactly beside them when that is not the same (see [JSONCodec]). See
 // README.md for the full specification.
 //
 // # Development

@@ -184,13 +184,15 @@ func (i *Inspector) DeadLetters(ctx context.Context, after uint64, limit int) ([
 // with [KeepResult], Resubmit deletes its stored dead-lettered outcome
 // once the server has confirmed the task published, so that
 // [Producer.WaitResult] called after Resubmit returns waits for the new
-// run's. A Resubmit that returns an error leaves that outcome, as it
-// leaves the dead letter: when the publish was not confirmed
-// ([ErrNotConfirmed]) the task may not have been stored, and then no run
-// would store another; if it was, its run's outcome replaces it, and
-// Resubmit again (a duplicate) keeps that. It returns [ErrNotFound] for
-// an unknown seq, and [ErrPayloadDropped] for a dead letter stored
-// without its payload (see [HeaderDropped]).
+// run's. A Resubmit whose publish fails leaves that outcome, as it leaves
+// the dead letter: when the publish was not confirmed ([ErrNotConfirmed])
+// the task may not have been stored, and then no run would store
+// another; if it was, its run's outcome replaces it, and Resubmit again
+// (a duplicate) keeps that. One that fails after its publish was
+// confirmed (the outcome or the dead letter not deleted) may have cleared
+// the outcome: the task is stored, and its run stores the next. It
+// returns [ErrNotFound] for an unknown seq, and [ErrPayloadDropped] for a
+// dead letter stored without its payload (see [HeaderDropped]).
 func (i *Inspector) Resubmit(ctx context.Context, seq uint64) (Receipt, error) {
 	dl, err := i.deadLetter(ctx, seq)
 	if err != nil {

@@ -92,9 +92,11 @@ func NewProducer(ctx context.Context, js jetstream.JetStream, opts ...Option) (*
 // t.ID is replaced by a generated one. The ID is the message's Nats-Msg-Id:
 // enqueueing the same ID again within the duplicate window stores nothing
 // and returns a Receipt with Duplicate set. So that they come back as
-// they were sent, the ID, type and unique key must be valid UTF-8, and
-// an ID must hold no control character and not begin or end with a
-// space; Enqueue refuses others with [taskpool.ErrInvalidTask].
+// they were sent, the ID, type and unique key must be valid UTF-8, an ID
+// must hold no control character and not begin or end with a space, and
+// metadata must travel as headers ([MetadataHeaderPrefix]): Enqueue
+// refuses others with [taskpool.ErrInvalidTask], as the in-process Submit
+// does (see [taskpool.Task.Validate]).
 //
 // A t.Attempt above 1 counts as in process: the first delivery runs as
 // that attempt, and the runs before count against the retries (it is sent
@@ -111,8 +113,9 @@ func NewProducer(ctx context.Context, js jetstream.JetStream, opts ...Option) (*
 // namespaces, as in process, and neither replaces the other.
 //
 // Enqueue returns an error wrapping [taskpool.ErrInvalidType] for an empty
-// type, [taskpool.ErrInvalidTask] for a negative Attempt or MaxAttempts
-// (as the in-process Submit), [ErrBadParams] for params the codec cannot
+// type, [taskpool.ErrInvalidTask] for a task [taskpool.Task.Validate]
+// refuses (a negative Attempt or MaxAttempts, and the strings above, as
+// the in-process Submit), [ErrBadParams] for params the codec cannot
 // encode, [ErrDuplicateTask] when another task holds t.UniqueKey, and an
 // [*EnqueueError] when the task was not stored or not confirmed.
 //
