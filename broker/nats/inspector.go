@@ -230,6 +230,18 @@ func (i *Inspector) Resubmit(ctx context.Context, seq uint64) (Receipt, error) {
 		msg.Header[k] = v
 	}
 	msg.Header.Set(jetstream.MsgIDHeader, "resubmit-"+i.cfg.queue+"-"+strconv.FormatUint(seq, 10))
+	// A task enqueued with KeepResult has its dead-lettered outcome
+	// stored: it is deleted after the publish, or WaitResult would return
+	// it rather than wait for the new run. Read before the publish, so
+	// that an outcome stored after it, by the new run, is never the one
+	// deleted, whatever version of the consumer stored it (an earlier
+	// one stores no sequence; the delete expects the revision read here).
+	var stored jetstream.KeyValueEntry
+	if dl.Task.ID != "" && msg.Header.Get(HeaderResult) != "" {
+		if stored, err = i.q.storedResult(ctx, i.cfg.logger, dl.Task.ID); err != nil {
+			return Receipt{}, &EnqueueError{ID: dl.Task.ID, Err: fmt.Errorf("stored outcome not read: %w", err)}
+		}
+	}
 	ack, _, err := publish(ctx, i.q.js, i.cfg.logger, msg)
 	if err != nil {
 		// The dead-lettered outcome is kept, as the dead letter is:
@@ -237,16 +249,13 @@ func (i *Inspector) Resubmit(ctx context.Context, seq uint64) (Receipt, error) {
 		// store another. Stored but unconfirmed, its run overwrites it.
 		return Receipt{}, &EnqueueError{ID: dl.Task.ID, Err: err}
 	}
-	// A task enqueued with KeepResult has its dead-lettered outcome
-	// stored: delete it, or WaitResult would return it rather than wait
-	// for the new run. After the publish, so that a publish that fails,
-	// or is never confirmed, leaves it; and only an outcome of a message
-	// older than the one published (a repeated Resubmit's ack is that of
-	// the first one's message), so that the outcome of the new run,
-	// which may be stored as soon as the task is published, or of the run
-	// an earlier Resubmit of this dead letter started, is kept.
-	if dl.Task.ID != "" && msg.Header.Get(HeaderResult) != "" {
-		if err := i.q.clearResult(ctx, i.cfg.logger, dl.Task.ID, ack.Sequence); err != nil {
+	// Deleted after the publish, so that a publish that fails, or is
+	// never confirmed, leaves it; and only an outcome of a message older
+	// than the one published (a repeated Resubmit's ack is that of the
+	// first one's message), so that the outcome of the run an earlier
+	// Resubmit of this dead letter started is kept.
+	if stored != nil {
+		if err := i.q.clearResult(ctx, i.cfg.logger, stored, ack.Sequence); err != nil {
 			return Receipt{}, &EnqueueError{ID: dl.Task.ID, Err: fmt.Errorf("resubmitted, stored outcome not cleared: %w", err)}
 		}
 	}

@@ -361,3 +361,75 @@ func TestResubmitUnconfirmedStoredThenAgainKeepsTheNewOutcome(t *testing.T) {
 	assert.Equal(t, "again", v)
 	assert.Len(t, runs, 0, "no other run")
 }
+
+// olderConsumerRun is a JetStream whose publishes, once stored and
+// confirmed, are followed by the outcome an earlier version of the
+// consumer stores for the task id (no "seq" in the record) when it runs
+// the message at once and dead-letters it: a rolling upgrade, the
+// inspector new and a consumer old.
+type olderConsumerRun struct {
+	jetstream.JetStream
+	results jetstream.KeyValue
+	id      string
+}
+
+func (j *olderConsumerRun) PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	ack, err := j.JetStream.PublishMsg(ctx, msg, opts...)
+	if err != nil {
+		return nil, err
+	}
+	rec := `{"v":1,"error":{"message":"failed on an older consumer"},"attempts":1,"dead":true}`
+	if _, err := j.results.Put(ctx, base64.RawURLEncoding.EncodeToString([]byte(j.id)), []byte(rec)); err != nil {
+		return nil, err
+	}
+	return ack, nil
+}
+
+// A Resubmit whose task an earlier version of the consumer runs and
+// dead-letters before Resubmit has cleared the outcome it replaces keeps
+// that run's outcome: it was stored after the publish. (Resubmit read
+// the outcome after the publish, took the earlier version's dead-lettered
+// record, which has no sequence, for the one it replaces and deleted it:
+// no run was left to store another, and WaitResult waited for ever.)
+func TestResubmitKeepsAnOlderConsumersOutcomeOfTheNewRun(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	const q = "resubolder"
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("once", func(context.Context, taskpool.Task) error {
+		return taskpool.SkipRetry(errors.New("first run fails"))
+	}))
+	opt := natsbroker.WithQueue(q)
+	c := startConsumer(t, js, reg, opt, natsbroker.WithMaxAttempts(1), natsbroker.WithPollWait(100*time.Millisecond))
+	prod, err := natsbroker.NewProducer(ctx, js, opt)
+	require.NoError(t, err)
+	insp, err := natsbroker.NewInspector(ctx, js, opt)
+	require.NoError(t, err)
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "k", Type: "once"}, natsbroker.KeepResult())
+	require.NoError(t, err)
+	res, err := prod.WaitResult(ctx, "k")
+	require.NoError(t, err)
+	require.True(t, res.DeadLettered)
+	var dls []natsbroker.DeadLetter
+	require.Eventually(t, func() bool {
+		dls, err = insp.DeadLetters(ctx, 0, 10)
+		return err == nil && len(dls) == 1
+	}, 10*time.Second, 10*time.Millisecond, "dead-lettered")
+	require.NoError(t, c.Stop(ctx)) // the older consumer below runs the resubmitted task
+
+	kv, err := js.KeyValue(ctx, "taskpool_results_"+q)
+	require.NoError(t, err)
+	insp.WrapJetStream(func(js jetstream.JetStream) jetstream.JetStream {
+		return &olderConsumerRun{JetStream: js, results: kv, id: "k"}
+	})
+	_, err = insp.Resubmit(ctx, dls[0].Sequence)
+	require.NoError(t, err)
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	res, err = prod.WaitResult(short, "k")
+	require.NoError(t, err, "the new run's outcome was deleted, and no run will store another")
+	assert.True(t, res.DeadLettered)
+	assert.EqualError(t, res.Err, "failed on an older consumer")
+}

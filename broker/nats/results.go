@@ -254,31 +254,34 @@ func (q *queue) putResult(ctx context.Context, log *slog.Logger, id string, rec 
 	return err
 }
 
-// clearResult deletes the stored outcome of the task id when it is the
-// outcome of a message older than the task message of stream sequence
-// seq, just published, so that a waiter waits for the outcome of that
-// message's run (see [Inspector.Resubmit]). An outcome of seq or a later
-// message, or one rewritten between the read and the delete, was stored
-// by that run or a later one: it is kept. An outcome stored by an earlier
-// version, without its message's sequence, is deleted only when it is a
-// dead letter's, the outcome a Resubmit replaces.
-func (q *queue) clearResult(ctx context.Context, log *slog.Logger, id string, seq uint64) error {
-	key := resultKey(id)
+// storedResult returns the stored outcome of the task id, nil when there
+// is none.
+func (q *queue) storedResult(ctx context.Context, log *slog.Logger, id string) (jetstream.KeyValueEntry, error) {
 	e, err := request(ctx, log, "result get", func(ctx context.Context) (jetstream.KeyValueEntry, error) {
-		return q.results.Get(ctx, key)
+		return q.results.Get(ctx, resultKey(id))
 	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
+		return nil, nil
 	}
-	if err != nil {
-		return err
-	}
+	return e, err
+}
+
+// clearResult deletes e, the stored outcome of a task read before the
+// task message of stream sequence seq was published, when it is the
+// outcome of a message older than that one, so that a waiter waits for
+// the outcome of that message's run (see [Inspector.Resubmit]). An
+// outcome of seq or a later message was stored by that run or a later
+// one, and one rewritten since e was read (by that run, whichever version
+// of the consumer ran it) is not e: both are kept. An outcome stored by
+// an earlier version, without its message's sequence, is deleted only
+// when it is a dead letter's, the outcome a Resubmit replaces.
+func (q *queue) clearResult(ctx context.Context, log *slog.Logger, e jetstream.KeyValueEntry, seq uint64) error {
 	var rec resultRecord
 	if json.Unmarshal(e.Value(), &rec) == nil && (rec.Seq >= seq || rec.Seq == 0 && !rec.Dead) {
 		return nil
 	}
-	_, err = request(ctx, log, "result delete", func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, q.results.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+	_, err := request(ctx, log, "result delete", func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, q.results.Delete(ctx, e.Key(), jetstream.LastRevision(e.Revision()))
 	})
 	if isWrongLastSeq(err) {
 		return nil
