@@ -303,12 +303,16 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 //
 // Each emitted task gets the ID "<id>@<tick time>" (t.ID is not used, as
 // in process), the time the server stored the tick, to the second, in UTC
-// as RFC 3339 with nanoseconds: the format the in-process scheduler uses. t.UniqueKey is
-// not supported on periodic tasks: Schedule refuses it, as it refuses an
-// empty id or spec, with [ErrInvalidOption]. An id that Enqueue would
-// refuse as a task ID (see [taskpool.Task.Validate]) is refused with
-// [taskpool.ErrInvalidTask], as in process, and so is a t that Enqueue
-// would refuse. Schedule returns
+// as RFC 3339 with nanoseconds: the format the in-process scheduler uses.
+// (A schedule registered by an earlier version, which used t.ID when set,
+// names its ticks "<t.ID>@<tick time>" until it is registered again; so
+// registering it again here replaces it, an @every interval counting from
+// then, as it does one whose Timeout a [JSONCodec] payload now also
+// carries as timeout_ns.) t.UniqueKey is not supported on periodic
+// tasks: Schedule refuses it, as it refuses an empty id or spec, with
+// [ErrInvalidOption]. An id that Enqueue would refuse as a task ID (see
+// [taskpool.Task.Validate]) is refused with [taskpool.ErrInvalidTask], as
+// in process, and so is a t that Enqueue would refuse. Schedule returns
 // [ErrSchedulesUnsupported] when the server cannot run schedules or the
 // producer was given [WithClientSideDelays].
 func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Task) error {
