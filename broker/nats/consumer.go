@@ -896,9 +896,15 @@ func (c *Consumer) submit(f *flight, t taskpool.Task) bool {
 	delete(c.flights, t.ID)
 	c.held.Add(-1)
 	c.mu.Unlock()
-	// An invalid task (or a type a handler without Lookup rejects at
-	// submit): a failure like any other, through the retry policy. Aside:
-	// the Backoff and the settle hook may call runtime.Goexit.
+	// An invalid task (Task.Validate's rules, which a producer of this
+	// version applies, but not another's, or a custom codec) is refused
+	// by every delivery, as Submit refuses it in process: dead-lettered
+	// now rather than retried. Any other refusal (a type a handler
+	// without Lookup rejects) goes through the retry policy. Aside: the
+	// Backoff and the settle hook may call runtime.Goexit.
+	if errors.Is(err, taskpool.ErrInvalidTask) || errors.Is(err, taskpool.ErrInvalidType) {
+		f.last = true
+	}
 	c.aside(func() {
 		c.finish(f, taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(f.attempt), Status: taskpool.OutcomeFailed})
 	})

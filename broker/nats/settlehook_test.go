@@ -36,15 +36,17 @@ func (c badIDCodec) Decode(data []byte) (taskpool.Task, error) {
 	return c.JSONCodec.Decode(data)
 }
 
-// A task the local scheduler refuses is failed through the retry policy
-// on the fetch loop: a Backoff that calls runtime.Goexit there ends the
-// retries (the delivery is dead-lettered), and a settle hook that calls
-// it ends only that call, as on a worker: the consumer fetches on, runs
-// the next task, and Stop returns.
+// A task the local scheduler refuses as invalid is dead-lettered at once
+// on the fetch loop (every delivery would be refused, as Submit refuses
+// it in process: its Backoff is not consulted), and a settle hook that
+// calls runtime.Goexit there ends only that call, as on a worker: the
+// consumer fetches on, runs the next task, and Stop returns.
 func TestSettleHookAndBackoffGoexitOnTheFetchLoopForARefusedTask(t *testing.T) {
 	t.Parallel()
+	backoff := make(chan int, 8)
 	goexitOnTheFetchLoop(t, []byte("bad id"), natsbroker.WithCodec(badIDCodec{}),
-		taskpool.WithRetry(3, func(int) time.Duration { runtime.Goexit(); return 0 }))
+		taskpool.WithRetry(3, func(n int) time.Duration { backoff <- n; runtime.Goexit(); return 0 }))
+	assert.Empty(t, backoff, "an invalid task is not retried")
 }
 
 // goexitOnTheFetchLoop publishes payload twice to a consumer whose settle
@@ -104,6 +106,9 @@ func goexitOnTheFetchLoop(t *testing.T, payload []byte, codec natsbroker.Option,
 	dls, err := insp.DeadLetters(ctx, 0, 10)
 	require.NoError(t, err)
 	assert.Len(t, dls, 2, "each delivery dead-lettered once")
+	for _, dl := range dls {
+		assert.Equal(t, 1, dl.Attempts, "dead-lettered at its first delivery")
+	}
 
 	stopped := make(chan error, 1)
 	go func() {
