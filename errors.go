@@ -26,8 +26,9 @@ var (
 	// ErrInvalidTask reports a task whose fields are out of range at
 	// submission, on either transport: one that [Task.Validate] refuses (a
 	// negative Attempt or MaxAttempts; an ID, type or unique key that is
-	// not valid UTF-8; an ID with a control character or a space at an
-	// end; metadata a header cannot carry), or a periodic schedule id that
+	// not valid UTF-8; an ID or unique key over [MaxIDLength] bytes; an
+	// ID with a control character or a space at an end; metadata a header
+	// cannot carry), or a periodic schedule id that
 	// it would refuse as a task ID.
 	ErrInvalidTask = errors.New("taskpool: invalid task")
 

@@ -6,6 +6,12 @@ import (
 	"unicode/utf8"
 )
 
+// MaxIDLength is the longest task ID, unique key or periodic schedule ID,
+// in bytes, that [Task.Validate] accepts: encoded into a NATS subject, as
+// the broker names a delayed task, a result or a unique key, a longer one
+// could pass the server's default limit on a protocol line (4 KiB).
+const MaxIDLength = 1024
+
 // Validate reports whether every transport accepts t, as far as t alone
 // can tell (whether its type has a handler, or its unique key is free, is
 // for the scheduler or the broker to say). It returns an error wrapping
@@ -13,6 +19,7 @@ import (
 //
 //   - a negative Attempt or MaxAttempts;
 //   - an ID, Type or UniqueKey that is not valid UTF-8;
+//   - an ID or UniqueKey longer than [MaxIDLength] bytes;
 //   - an ID with a control character, or with a space at either end;
 //   - a Metadata key that is not a header token (ASCII letters, digits and
 //     !#$%&'*+-.^_`|~), or a value with a control character or a space at
@@ -20,7 +27,8 @@ import (
 //
 // These are the rules of a task that travels as a message with headers
 // (the NATS broker sends the ID and the metadata as headers, which cannot
-// carry the rest unchanged). [Scheduler.Submit] and every other way of
+// carry the rest unchanged, and names delayed tasks, results and unique
+// keys by subjects made of the ID or key, which a server limits in length). [Scheduler.Submit] and every other way of
 // submitting apply them in process as well, so that a task accepted by one
 // transport is accepted by the other, and means the same on both.
 func (t Task) Validate() error {
@@ -42,6 +50,9 @@ func (t Task) Validate() error {
 func (t *Task) validateFields() error {
 	if !utf8.ValidString(t.ID) || !utf8.ValidString(t.UniqueKey) {
 		return fmt.Errorf("%w: task %s: ID %q and unique key %q must be valid UTF-8", ErrInvalidTask, t.Type, t.ID, t.UniqueKey)
+	}
+	if len(t.ID) > MaxIDLength || len(t.UniqueKey) > MaxIDLength {
+		return fmt.Errorf("%w: task %s: ID of %d bytes, unique key of %d, at most %d each", ErrInvalidTask, t.Type, len(t.ID), len(t.UniqueKey), MaxIDLength)
 	}
 	if !headerValue(t.ID) {
 		return fmt.Errorf("%w: task %s: ID %q has a control character or a space at an end", ErrInvalidTask, t.Type, t.ID)

@@ -3,6 +3,7 @@ package taskpool_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ func TestTaskValidate(t *testing.T) {
 		{Type: "t", ID: "a.b*c>d/é e", UniqueKey: "any key\twith a tab", Attempt: 3, MaxAttempts: 2},
 		{Type: "ü", Metadata: map[string]string{"tenant": "acme", "x-Trace_1": "00-ab é", "empty": ""}},
 		{Type: "t", Priority: 7, Timeout: -time.Second},
+		{Type: "t", ID: strings.Repeat("i", taskpool.MaxIDLength), UniqueKey: strings.Repeat("k", taskpool.MaxIDLength)},
 	}
 	for _, tk := range valid {
 		assert.NoError(t, tk.Validate(), "%+v", tk)
@@ -36,6 +38,8 @@ func TestTaskValidate(t *testing.T) {
 		{taskpool.Task{Type: "bad\xff"}, taskpool.ErrInvalidTask},
 		{taskpool.Task{Type: "t", ID: "bad\xff"}, taskpool.ErrInvalidTask},
 		{taskpool.Task{Type: "t", UniqueKey: "bad\xff"}, taskpool.ErrInvalidTask},
+		{taskpool.Task{Type: "t", ID: strings.Repeat("i", taskpool.MaxIDLength+1)}, taskpool.ErrInvalidTask},
+		{taskpool.Task{Type: "t", UniqueKey: strings.Repeat("k", taskpool.MaxIDLength+1)}, taskpool.ErrInvalidTask},
 		{taskpool.Task{Type: "t", ID: "tab\t"}, taskpool.ErrInvalidTask},
 		{taskpool.Task{Type: "t", ID: "nul\x00"}, taskpool.ErrInvalidTask},
 		{taskpool.Task{Type: "t", ID: " lead"}, taskpool.ErrInvalidTask},

@@ -45,7 +45,7 @@ func genDiffProgram(r *rand.Rand, prefix string, n int) []diffOp {
 	ops := make([]diffOp, n)
 	for i := range ops {
 		t := taskpool.Task{
-			ID: prefix + strconv.Itoa(i) + pickOne(r, "", "", "", ".dot", " space", "*", ">", "é", "/slash", "-"+strings.Repeat("x", 200), "tab\t", "nul\x00"),
+			ID: prefix + strconv.Itoa(i) + pickOne(r, "", "", "", ".dot", " space", "*", ">", "é", "/slash", "-"+strings.Repeat("x", 200), "-"+strings.Repeat("y", taskpool.MaxIDLength), "-"+strings.Repeat("z", 3000), "tab\t", "nul\x00"),
 			Type: pickOne(r, "conf.ok", "conf.ok", "conf.ok", "conf.flaky", "conf.skip", "conf.panic", "conf.default",
 				"conf.result", "conf.params", "conf.mw", "conf.nope", ""),
 			Priority:    taskpool.Priority(pickOne(r, 0, 0, -1, 1, -3, 2)),
@@ -86,7 +86,7 @@ func genDiffProgram(r *rand.Rand, prefix string, n int) []diffOp {
 		}
 		op := diffOp{task: t, delayed: r.IntN(5) == 0}
 		if op.delayed {
-			t.UniqueKey = pickOne(r, "", "", "k1", "k2")
+			t.UniqueKey = pickOne(r, "", "", "k1", "k2", strings.Repeat("k", 3000))
 			op.task = t
 		}
 		ops[i] = op

@@ -93,7 +93,9 @@ func NewProducer(ctx context.Context, js jetstream.JetStream, opts ...Option) (*
 // enqueueing the same ID again within the duplicate window stores nothing
 // and returns a Receipt with Duplicate set. So that they come back as
 // they were sent, the ID, type and unique key must be valid UTF-8, an ID
-// must hold no control character and not begin or end with a space, and
+// must hold no control character and not begin or end with a space, an
+// ID or unique key must be at most [taskpool.MaxIDLength] bytes (a longer
+// one, in a subject, could make the server close the connection), and
 // metadata must travel as headers ([MetadataHeaderPrefix]): Enqueue
 // refuses others with [taskpool.ErrInvalidTask], as the in-process Submit
 // does (see [taskpool.Task.Validate]).
