@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskpool/taskpool"
+	natsbroker "github.com/taskpool/taskpool/broker/nats"
 )
 
 // The differential conformance test: random tasks, odd ones included (IDs
@@ -280,4 +282,39 @@ func runDiffProgram(t *testing.T, names []string, worlds []*world, ops []diffOp)
 		}
 		differ(fmt.Sprintf("Cancel(%q)", id), errs)
 	}
+}
+
+// IDs over taskpool.MaxIDLength: nothing is stored under one (Enqueue and
+// Schedule refuse it), so Cancel and Unschedule answer ErrTaskNotFound and
+// WaitResult ErrInvalidTask, as in process, without putting a subject that
+// long on the wire (WaitResult's watch of a 5000-byte one made the server
+// close the connection); a global limit on such a type is an invalid
+// option.
+func TestIDsOverMaxIDLength(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	p, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	c := natsbroker.NewClient(p)
+	s, err := taskpool.New(taskpool.HandlerFunc(func(context.Context, taskpool.Task) error { return nil }))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	defer func() { require.NoError(t, s.Stop(context.Background())) }()
+	long := strings.Repeat("x", 5000)
+	for _, cl := range []taskpool.Client{c, s} {
+		assert.ErrorIs(t, cl.Cancel(long), taskpool.ErrTaskNotFound)
+		assert.ErrorIs(t, cl.Unschedule(long), taskpool.ErrTaskNotFound)
+		assert.ErrorIs(t, cl.SubmitAfter(ctx, taskpool.Task{ID: long, Type: "t"}, time.Hour), taskpool.ErrInvalidTask)
+		assert.ErrorIs(t, cl.SchedulePeriodic(long, taskpool.Every(time.Hour), taskpool.Task{Type: "t"}), taskpool.ErrInvalidTask)
+	}
+	assert.ErrorIs(t, p.Cancel(ctx, long), taskpool.ErrTaskNotFound)
+	_, err = p.WaitResult(ctx, long)
+	assert.ErrorIs(t, err, taskpool.ErrInvalidTask)
+	_, err = natsbroker.NewConsumer(ctx, js, taskpool.NewRegistry(), natsbroker.WithGlobalLimit(long, natsbroker.Limit{Concurrency: 1}))
+	assert.ErrorIs(t, err, taskpool.ErrInvalidOption)
+	// The connection is still up.
+	_, err = p.Enqueue(ctx, taskpool.Task{ID: "after", Type: "t"})
+	assert.NoError(t, err)
 }

@@ -72,7 +72,8 @@ const maxRateSpan = 10 * 365 * 24 * time.Hour
 // different ones enforce the larger concurrency, and share one rate
 // state that each moves on by its own interval.
 //
-// It returns an error wrapping [ErrInvalidOption] for an empty typ, a
+// It returns an error wrapping [ErrInvalidOption] for an empty typ or one
+// over [taskpool.MaxIDLength] bytes (a key of the limits' buckets), a
 // Limit with no limit, a negative field, a Concurrency above
 // [MaxGlobalConcurrency], a Rate that is not finite or above 1e9, a Burst
 // without a Rate, a Burst/Rate above ten years (fewer than one start per
@@ -82,6 +83,9 @@ func WithGlobalLimit(typ string, l Limit) Option {
 		switch {
 		case typ == "":
 			return invalid("global limit type", `""`)
+		case len(typ) > taskpool.MaxIDLength:
+			// A key of the limits' buckets: as long as an ID may be.
+			return invalid("global limit type", fmt.Sprintf("of %d bytes, at most %d", len(typ), taskpool.MaxIDLength))
 		case l.Concurrency < 0 || l.Concurrency > MaxGlobalConcurrency:
 			return invalid("global concurrency of "+typ, l.Concurrency)
 		case l.Rate < 0 || l.Rate > 1e9 || math.IsNaN(l.Rate) || math.IsInf(l.Rate, 0):

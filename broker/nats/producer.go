@@ -467,7 +467,8 @@ func sameSchedule(have *jetstream.RawStreamMsg, msg *nats.Msg) bool {
 // the in-process scheduler does: its Cancel removes only a delayed task,
 // its Unschedule only a periodic schedule.) It returns [ErrNotFound] when
 // nothing is scheduled under id (a delayed task that has become due is an
-// ordinary queued task and can no longer be cancelled), and
+// ordinary queued task and can no longer be cancelled; an id over
+// [taskpool.MaxIDLength] bytes, which nothing has), and
 // [ErrSchedulesUnsupported] when delays use the client-side fallback,
 // whose delayed tasks cannot be cancelled. As in process, a cancelled
 // delayed task frees its unique key when Cancel returns nil, and one
@@ -491,6 +492,10 @@ const (
 func (p *Producer) cancel(ctx context.Context, id string, want scheduleKind) error {
 	if !p.q.schedules {
 		return ErrSchedulesUnsupported
+	}
+	if len(id) > taskpool.MaxIDLength {
+		// Refused at Enqueue and Schedule: nothing is stored under it.
+		return fmt.Errorf("%w: %d-byte id", ErrNotFound, len(id))
 	}
 	removed := false
 	if want != periodicKind {

@@ -204,11 +204,18 @@ func resultKey(id string) string {
 // process, before or after the task ran. The task's own error is in
 // Result.Err; WaitResult's error is ctx's when it ends first (a ctx that
 // has ended before the call gets its error even for a stored outcome,
-// which it cannot read without one), or the server's. A task ID names one task: waiting on an ID reused after its
-// result was stored returns that stored result.
+// which it cannot read without one), or the server's; an error wrapping
+// [taskpool.ErrInvalidTask] for an ID over [taskpool.MaxIDLength] bytes,
+// which no task has. A task ID names one task: waiting on an ID reused
+// after its result was stored returns that stored result.
 func (p *Producer) WaitResult(ctx context.Context, id string) (Result, error) {
 	if id == "" {
 		return Result{}, invalid("task ID", `""`)
+	}
+	if len(id) > taskpool.MaxIDLength {
+		// No task has it (Enqueue refuses it), and its key could be too
+		// long a subject for the server.
+		return Result{}, fmt.Errorf("%w: %d-byte task ID, at most %d", taskpool.ErrInvalidTask, len(id), taskpool.MaxIDLength)
 	}
 	w, err := p.q.results.Watch(ctx, resultKey(id))
 	if err != nil {
