@@ -53,12 +53,14 @@ type Result struct {
 }
 
 // RemoteError is a task's error as it crossed the wire in a result: its
-// message, and the sentinels it wrapped that errors.Is can still find
-// ([taskpool.ErrSkipRetry], [taskpool.ErrNoHandler],
-// [taskpool.ErrHandlerExited], [taskpool.ErrSchedulerClosed],
-// [taskpool.ErrCanceled], context.DeadlineExceeded (a task timeout),
-// context.Canceled, [ErrAttemptsExhausted], [ErrBadPayload],
-// [ErrBadResult]). Other wrapped errors and types are not carried. A
+// message, and the sentinels it wrapped that errors.Is can still find:
+// every sentinel of package taskpool ([taskpool.ErrSkipRetry],
+// [taskpool.ErrNoHandler], [taskpool.ErrHandlerExited],
+// [taskpool.ErrSchedulerClosed], [taskpool.ErrCanceled],
+// [taskpool.ErrInvalidParams] and the others), context.DeadlineExceeded
+// (a task timeout), context.Canceled, [ErrAttemptsExhausted],
+// [ErrBadPayload] and [ErrBadResult]. Other wrapped errors and types are
+// not carried. A
 // handler panic comes back as a [*taskpool.PanicError] whose Value is the
 // panic value's text (a *RemoteError when the value was an error) and
 // whose Stack is the stack from the worker.
@@ -94,6 +96,21 @@ var resultSentinels = []struct {
 	{"attempts_exhausted", ErrAttemptsExhausted},
 	{"bad_payload", ErrBadPayload},
 	{"bad_result", ErrBadResult},
+	// The core's other sentinels, which a handler's error may wrap
+	// (ErrInvalidParams from ParamsAs, say): a reader that does not know
+	// a name skips it.
+	{"invalid_type", taskpool.ErrInvalidType},
+	{"nil_handler", taskpool.ErrNilHandler},
+	{"duplicate_type", taskpool.ErrDuplicateType},
+	{"invalid_task", taskpool.ErrInvalidTask},
+	{"invalid_option", taskpool.ErrInvalidOption},
+	{"not_started", taskpool.ErrNotStarted},
+	{"already_started", taskpool.ErrAlreadyStarted},
+	{"queue_full", taskpool.ErrQueueFull},
+	{"duplicate_task", taskpool.ErrDuplicateTask},
+	{"task_not_found", taskpool.ErrTaskNotFound},
+	{"invalid_params", taskpool.ErrInvalidParams},
+	{"invalid_result", taskpool.ErrInvalidResult},
 }
 
 // resultRecord is the JSON stored per task in the results bucket.

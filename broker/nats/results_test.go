@@ -3,6 +3,7 @@ package natsbroker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -170,5 +171,40 @@ func waitFor(t *testing.T, ch <-chan string, id string) {
 		case <-time.After(20 * time.Second):
 			t.Fatalf("task %s never settled", id)
 		}
+	}
+}
+
+// Every core sentinel a handler's error wraps crosses the wire: errors.Is
+// finds it in the waiter's RemoteError as in an in-process Future's error
+// (ErrInvalidParams from a ParamsAs that failed, among them; only a few
+// crossed before).
+func TestResultErrorKeepsEveryCoreSentinel(t *testing.T) {
+	t.Parallel()
+	sentinels := []error{
+		taskpool.ErrInvalidType, taskpool.ErrNilHandler, taskpool.ErrDuplicateType, taskpool.ErrNoHandler,
+		taskpool.ErrInvalidTask, taskpool.ErrInvalidOption, taskpool.ErrNotStarted, taskpool.ErrAlreadyStarted,
+		taskpool.ErrSchedulerClosed, taskpool.ErrQueueFull, taskpool.ErrDuplicateTask, taskpool.ErrCanceled,
+		taskpool.ErrTaskNotFound, taskpool.ErrHandlerExited, taskpool.ErrInvalidParams, taskpool.ErrInvalidResult,
+		taskpool.ErrSkipRetry,
+	}
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("sentinel", func(ctx context.Context, t taskpool.Task) error {
+		i, err := taskpool.ParamsAs[int](t)
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("handler: %w", sentinels[i])
+	}))
+	startConsumer(t, js, reg, natsbroker.WithMaxAttempts(1))
+	p, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	c := natsbroker.NewClient(p)
+	for i, want := range sentinels {
+		_, err := c.SubmitWait(ctx, taskpool.Task{Type: "sentinel", Params: i})
+		assert.ErrorIs(t, err, want)
+		assert.EqualError(t, err, "handler: "+want.Error())
 	}
 }
