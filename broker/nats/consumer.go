@@ -805,7 +805,7 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		if !errors.Is(err, ErrBadPayload) {
 			err = fmt.Errorf("%w: %w", ErrBadPayload, err)
 		}
-		a := c.deadLetter(m, meta.Sequence.Stream, "", attempt, err)
+		a := c.deadLetter(m, meta.Sequence.Stream, "", attempt, nil, err)
 		c.settledAside(taskpool.Outcome{Err: err, Attempts: ranBefore(attempt), Status: taskpool.OutcomeFailed}, a)
 		return
 	}
@@ -847,7 +847,7 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		// died or lost the lease. (A first delivery past MaxAttempts,
 		// enqueued with a high Attempt, runs once, as in process.)
 		err := fmt.Errorf("%w: delivered %d times, max %d", ErrAttemptsExhausted, attempt, maxAttempts)
-		a := c.deadLetter(m, meta.Sequence.Stream, t.ID, attempt, err)
+		a := c.deadLetter(m, meta.Sequence.Stream, t.ID, attempt, nil, err)
 		if a == ActionDeadLetter && t.UniqueKey != "" {
 			c.release(t.UniqueKey, t.ID)
 		}
@@ -936,7 +936,7 @@ func (c *Consumer) unknownType(m jetstream.Msg, meta *jetstream.MsgMetadata, t t
 		return
 	}
 	err := fmt.Errorf("%w: %q (after %v)", taskpool.ErrNoHandler, t.Type, age.Round(time.Millisecond))
-	a := c.deadLetter(m, meta.Sequence.Stream, t.ID, attempt, err)
+	a := c.deadLetter(m, meta.Sequence.Stream, t.ID, attempt, nil, err)
 	if a == ActionDeadLetter && t.UniqueKey != "" {
 		c.release(t.UniqueKey, t.ID)
 	}
@@ -1012,7 +1012,7 @@ func (c *Consumer) finish(f *flight, out taskpool.Outcome) {
 		_ = f.msg.Nak()
 		a = ActionRelease
 	case !taskpool.Retryable(out.Err) || f.last:
-		a = c.deadLetter(f.msg, f.seq, out.Task.ID, f.attempt, out.Err)
+		a = c.deadLetter(f.msg, f.seq, out.Task.ID, f.attempt, out.Result, out.Err)
 	default:
 		a = c.retry(f, out)
 	}
@@ -1040,7 +1040,7 @@ func (c *Consumer) retry(f *flight, out taskpool.Outcome) (a Action) {
 	defer func() {
 		if exited {
 			c.cfg.logger.Error("natsbroker: Backoff called runtime.Goexit", "queue", c.cfg.queue, "type", t.Type)
-			c.finished(f, out, c.deadLetter(f.msg, f.seq, out.Task.ID, f.attempt, out.Err))
+			c.finished(f, out, c.deadLetter(f.msg, f.seq, out.Task.ID, f.attempt, out.Result, out.Err))
 		}
 	}()
 	d, err := c.policy.Wait(t, f.attempt)
@@ -1048,7 +1048,7 @@ func (c *Consumer) retry(f *flight, out taskpool.Outcome) (a Action) {
 	if err != nil {
 		// A Backoff that panics: the task is not retried, as in process.
 		c.cfg.logger.Error("natsbroker: panic in Backoff", "queue", c.cfg.queue, "type", t.Type, "error", err)
-		return c.deadLetter(f.msg, f.seq, out.Task.ID, f.attempt, errors.Join(out.Err, err))
+		return c.deadLetter(f.msg, f.seq, out.Task.ID, f.attempt, out.Result, errors.Join(out.Err, err))
 	}
 	_ = f.msg.NakWithDelay(d)
 	return ActionRetry
@@ -1126,10 +1126,11 @@ func (c *Consumer) release(key, id string) {
 // deadLetter copies m to the dead-letter stream with the error and the
 // delivery count, then terminates it. If the copy is not confirmed the
 // message is put back instead, to be dead-lettered on its next delivery:
-// a task is never dropped without a trace.
-func (c *Consumer) deadLetter(m jetstream.Msg, seq uint64, id string, attempts int, cause error) Action {
+// a task is never dropped without a trace. result is what the last run
+// set, stored with the error for a waiter as in process.
+func (c *Consumer) deadLetter(m jetstream.Msg, seq uint64, id string, attempts int, result any, cause error) Action {
 	// The result first, as for an ack: see storeResult.
-	if err := c.storeResult(m, seq, id, nil, cause, attempts, true); err != nil {
+	if err := c.storeResult(m, seq, id, result, cause, attempts, true); err != nil {
 		_ = m.NakWithDelay(c.cfg.backoff(attempts))
 		return ActionRetry
 	}

@@ -40,6 +40,9 @@ type Result struct {
 	ID string
 	// Value is the handler's result ([taskpool.Task.SetResult]) encoded
 	// as JSON, or nil when it set none. [taskpool.ResultAs] decodes it.
+	// A task that failed for good keeps its last run's result, as an
+	// in-process Future does (without it when JSON cannot encode it: Err
+	// is then the task's own error).
 	Value json.RawMessage
 	// Err is the task's final error, nil on success. It is rebuilt from
 	// what crossed the wire: see [RemoteError].
@@ -321,12 +324,16 @@ func (c *Consumer) storeResult(m jetstream.Msg, seq uint64, id string, result an
 		return nil
 	}
 	rec := resultRecord{V: resultVersion, Attempts: attempts, Dead: dead, Seq: seq}
-	if result != nil && taskErr == nil {
+	if result != nil {
+		// A failed task keeps its last run's result, as an in-process
+		// Future does; one JSON cannot encode is dropped there, the
+		// task's own error kept.
 		b, err := json.Marshal(result)
-		if err != nil {
-			taskErr = fmt.Errorf("%w: %w", ErrBadResult, err)
-		} else {
+		switch {
+		case err == nil:
 			rec.Result = b
+		case taskErr == nil:
+			taskErr = fmt.Errorf("%w: %w", ErrBadResult, err)
 		}
 	}
 	rec.Error = encodeError(taskErr)

@@ -208,3 +208,38 @@ func TestResultErrorKeepsEveryCoreSentinel(t *testing.T) {
 		assert.EqualError(t, err, "handler: "+want.Error())
 	}
 }
+
+// A task that failed for good keeps the result its last run set, as an
+// in-process Future does (Client.SubmitWait: "the handler's result (nil
+// if it set none) and the task's final error"): it was dropped from a
+// dead-lettered outcome. A result JSON cannot encode is dropped there,
+// the task's own error kept.
+func TestResultOfAFailedTask(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("partial", func(ctx context.Context, t taskpool.Task) error {
+		t.SetResult(map[string]int{"done": t.Attempt})
+		return errQuota
+	}))
+	require.NoError(t, reg.HandleFunc("partial.chan", func(ctx context.Context, t taskpool.Task) error {
+		t.SetResult(make(chan int))
+		return errQuota
+	}))
+	startConsumer(t, js, reg, natsbroker.WithMaxAttempts(2), natsbroker.WithBackoff(taskpool.ConstantBackoff(time.Millisecond)))
+	p, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	c := natsbroker.NewClient(p)
+
+	v, err := c.SubmitWait(ctx, taskpool.Task{Type: "partial"})
+	assert.EqualError(t, err, "quota exceeded")
+	got, rerr := taskpool.ResultAs[map[string]int](v)
+	require.NoError(t, rerr)
+	assert.Equal(t, map[string]int{"done": 2}, got, "the last run's")
+
+	v, err = c.SubmitWait(ctx, taskpool.Task{Type: "partial.chan"})
+	assert.EqualError(t, err, "quota exceeded")
+	assert.Nil(t, v)
+}
