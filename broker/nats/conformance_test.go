@@ -219,7 +219,9 @@ var transports = []transport{
 	{"nats", func(t *testing.T, reg *taskpool.Registry, w *world, sopts ...taskpool.Option) taskpool.Client {
 		srv := startServer(t)
 		_, js := connect(t, srv.URL())
-		startConsumer(t, js, reg, natsbroker.WithSchedulerOptions(sopts...), natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+		// A short long poll: a retry's redelivery on a priority the
+		// consumer is not polling waits for at most that.
+		startConsumer(t, js, reg, natsbroker.WithPollWait(50*time.Millisecond), natsbroker.WithSchedulerOptions(sopts...), natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
 			if a == natsbroker.ActionAck || a == natsbroker.ActionDeadLetter {
 				w.settle(out)
 			}

@@ -2,10 +2,13 @@ package natsbroker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,20 +25,44 @@ import (
 // with dots, wildcards and spaces, metadata a NATS header cannot carry,
 // params JSON cannot encode, out-of-range priorities and attempts),
 // submitted in the same order to the in-process scheduler (with the wire
-// codec) and to a NATS producer and consumer. Both must answer each
-// Submit and Cancel with the same error, and each accepted task must run
-// the same way on both: the same attempts, each seen by its handler with
-// the same fields, and the same final error. Where the table of scenarios
+// codec) and to a NATS producer and consumer, through taskpool.Client:
+// Submit, SubmitWait, SubmitAfter and SubmitAt (an hour away, cancelled at
+// the end, or a few milliseconds away, run), then SchedulePeriodic,
+// Unschedule and Cancel. Both must answer each call with the same error,
+// and each accepted task must run the same way on both: the same
+// attempts, each seen by its handler with the same fields, and the same
+// final error and status. SubmitWait must return the same result (read
+// with ResultAs) and error (its message too), and the same error class
+// as the hooks' outcome. A cancelled task's unique key must be free again
+// on both. The handlers (diffRegistry) end every way a handler can: a
+// timeout, runtime.Goexit, errors wrapping core sentinels, panics with
+// values that are not strings, a result with a failure, a result JSON
+// cannot encode. Where the table of scenarios
 // (conformance_test.go) checks what its authors thought of, this checks
 // what they did not.
 //
 // TASKPOOL_DIFF_SEED=S runs the program of seed S; TASKPOOL_DIFF_OPS=N
 // makes programs of N tasks.
 
+// diffMode is how a program submits a task.
+type diffMode int
+
+const (
+	modeSubmit  diffMode = iota // Submit, then wait for the hooks' outcome
+	modeWait                    // SubmitWait: its result and error too
+	modeDelayed                 // SubmitAfter an hour: pending until the program cancels it
+	modeSoon                    // SubmitAfter a few ms: runs
+	modeAt                      // SubmitAt a few ms from now: runs
+)
+
+func (m diffMode) String() string {
+	return [...]string{"Submit", "SubmitWait", "SubmitAfter(1h)", "SubmitAfter(soon)", "SubmitAt(soon)"}[m]
+}
+
 // diffOp is one submit of a program.
 type diffOp struct {
-	task    taskpool.Task
-	delayed bool // SubmitAfter an hour: pending until the program cancels it
+	task taskpool.Task
+	mode diffMode
 }
 
 // unencodable is a params value JSON cannot encode.
@@ -49,16 +76,32 @@ func genDiffProgram(r *rand.Rand, prefix string, n int) []diffOp {
 		t := taskpool.Task{
 			ID: prefix + strconv.Itoa(i) + pickOne(r, "", "", "", ".dot", " space", "*", ">", "é", "/slash", "-"+strings.Repeat("x", 200), "-"+strings.Repeat("y", taskpool.MaxIDLength), "-"+strings.Repeat("z", 3000), "tab\t", "nul\x00"),
 			Type: pickOne(r, "conf.ok", "conf.ok", "conf.ok", "conf.flaky", "conf.skip", "conf.panic", "conf.default",
-				"conf.result", "conf.params", "conf.mw", "conf.nope", ""),
-			Priority:    taskpool.Priority(pickOne(r, 0, 0, -1, 1, -3, 2)),
-			Attempt:     pickOne(r, 0, 0, 0, 1, 2, -1),
-			MaxAttempts: pickOne(r, 0, 0, 0, 1, 2, -1),
+				"conf.result", "conf.params", "conf.mw", "conf.nope", "", "conf.typed", "conf.typed",
+				"diff.ctxwait", "diff.goexit", "diff.errcanceled", "diff.errclosed", "diff.skipwrap",
+				"diff.panicerr", "diff.panicint", "diff.panicnil", "diff.resultfail", "diff.resultbad"),
+			Priority:    taskpool.Priority(pickOne(r, 0, 0, -1, 1, -3, 2, 100, math.MinInt32)),
+			Attempt:     pickOne(r, 0, 0, 0, 1, 2, -1, 5),
+			MaxAttempts: pickOne(r, 0, 0, 0, 1, 2, -1, 3),
 			Timeout:     pickOne(r, time.Duration(0), 0, time.Hour, -time.Second, 1500*time.Microsecond),
 		}
 		if r.IntN(8) == 0 {
 			t.ID = "" // generated: only the Submit's error is compared
 		}
-		switch r.IntN(8) {
+		switch t.Type {
+		case "diff.ctxwait":
+			// Waits for its context: a short timeout ends it.
+			t.Timeout = pickOne(r, 20*time.Millisecond, 1500*time.Microsecond)
+		case "conf.ok", "conf.skip", "conf.result", "conf.mw", "diff.goexit", "diff.errcanceled", "diff.skipwrap":
+			// Types that do not fail in a way retried: a huge MaxAttempts
+			// or Attempt cannot make them run for ever.
+			if r.IntN(6) == 0 {
+				t.MaxAttempts = pickOne(r, math.MaxInt32, math.MaxInt)
+			}
+			if r.IntN(8) == 0 {
+				t.Attempt = pickOne(r, math.MaxInt32, math.MaxInt-1)
+			}
+		}
+		switch r.IntN(14) {
 		case 0:
 			t.Params = confParams{Name: "n", N: r.IntN(100), Tags: []string{"a"}, Attrs: map[string]string{"k": "v"}}
 		case 1:
@@ -69,6 +112,18 @@ func genDiffProgram(r *rand.Rand, prefix string, n int) []diffOp {
 			t.Params = unencodable{C: make(chan int)}
 		case 4:
 			t.Params = map[string]any{"a": 1.5, "b": []any{"x"}}
+		case 5:
+			t.Params = confArgs{Name: "typed", N: r.IntN(100)}
+		case 6:
+			t.Params = []byte(`{"name": "bytes", "n": 3}`)
+		case 7:
+			t.Params = []byte(`{not json`)
+		case 8:
+			t.Params = json.RawMessage(`{"name":"raw","n":4}`)
+		case 9:
+			t.Params = map[string]any(nil)
+		case 10:
+			t.Params = map[string]any{"name": 5, "n": "five"} // the wrong shape for confArgs
 		}
 		switch r.IntN(10) {
 		case 0:
@@ -86,14 +141,98 @@ func genDiffProgram(r *rand.Rand, prefix string, n int) []diffOp {
 		case 6:
 			t.Metadata = map[string]string{"k": ""}
 		}
-		op := diffOp{task: t, delayed: r.IntN(5) == 0}
-		if op.delayed {
-			t.UniqueKey = pickOne(r, "", "", "k1", "k2", strings.Repeat("k", 3000))
-			op.task = t
+		if r.IntN(2) == 0 {
+			// Half the tasks have only what both accept, so that most
+			// handler behaviours run, not only the checks at submit.
+			t = acceptable(t, prefix+strconv.Itoa(i))
+		}
+		op := diffOp{task: t, mode: pickOne(r, modeSubmit, modeSubmit, modeSubmit, modeSubmit, modeWait, modeWait, modeWait, modeDelayed, modeSoon, modeAt)}
+		if op.mode == modeDelayed || op.mode == modeSoon {
+			op.task.UniqueKey = pickOne(r, "", "", "k1", "k2", "k3", strings.Repeat("k", 3000))
 		}
 		ops[i] = op
 	}
 	return ops
+}
+
+// diffRegistry is the conformance registry and handlers that end in other
+// ways: waiting for their context, runtime.Goexit, errors wrapping core
+// sentinels, panics with values that are not strings, a result with an
+// error, a result JSON cannot encode.
+func diffRegistry(w *world) *taskpool.Registry {
+	reg := conformanceRegistry(w)
+	once := taskpool.WithRetry(1, nil)
+	handlers := []struct {
+		typ  string
+		h    taskpool.HandlerFunc
+		opts []taskpool.HandleOption
+	}{
+		{"diff.ctxwait", func(ctx context.Context, t taskpool.Task) error {
+			<-ctx.Done()
+			return ctx.Err()
+		}, []taskpool.HandleOption{taskpool.WithRetry(2, taskpool.ConstantBackoff(10*time.Millisecond))}},
+		{"diff.goexit", func(ctx context.Context, t taskpool.Task) error {
+			runtime.Goexit()
+			return nil
+		}, nil},
+		{"diff.errcanceled", func(ctx context.Context, t taskpool.Task) error {
+			return fmt.Errorf("handler: %w", taskpool.ErrCanceled)
+		}, nil},
+		{"diff.errclosed", func(ctx context.Context, t taskpool.Task) error {
+			return fmt.Errorf("handler: %w", taskpool.ErrSchedulerClosed)
+		}, []taskpool.HandleOption{once}},
+		{"diff.skipwrap", func(ctx context.Context, t taskpool.Task) error {
+			return fmt.Errorf("outer: %w", taskpool.SkipRetry(errors.New("inner")))
+		}, nil},
+		{"diff.panicerr", func(ctx context.Context, t taskpool.Task) error {
+			panic(fmt.Errorf("boom: %w", taskpool.ErrSkipRetry))
+		}, []taskpool.HandleOption{once}},
+		{"diff.panicint", func(ctx context.Context, t taskpool.Task) error {
+			panic(42)
+		}, []taskpool.HandleOption{once}},
+		{"diff.panicnil", func(ctx context.Context, t taskpool.Task) error {
+			panic(nil) // a *runtime.PanicNilError since Go 1.21
+		}, []taskpool.HandleOption{once}},
+		{"diff.resultfail", func(ctx context.Context, t taskpool.Task) error {
+			t.SetResult(confResult{Sum: 1, ID: t.ID})
+			return taskpool.SkipRetry(errors.New("failed with a result"))
+		}, nil},
+		{"diff.resultbad", func(ctx context.Context, t taskpool.Task) error {
+			t.SetResult(unencodable{})
+			return nil
+		}, nil},
+	}
+	for _, h := range handlers {
+		f := h.h
+		err := reg.HandleFunc(h.typ, func(ctx context.Context, t taskpool.Task) error {
+			w.ran(t)
+			return f(ctx, t)
+		}, h.opts...)
+		if err != nil {
+			panic(err)
+		}
+	}
+	return reg
+}
+
+// acceptable is t without what a submit refuses: the ID id, attempts not
+// negative, params JSON can encode, metadata a header carries.
+func acceptable(t taskpool.Task, id string) taskpool.Task {
+	t.ID = id
+	t.Attempt = max(t.Attempt, 0)
+	t.MaxAttempts = max(t.MaxAttempts, 0)
+	switch p := t.Params.(type) {
+	case unencodable:
+		t.Params = nil
+	case []byte:
+		if !json.Valid(p) {
+			t.Params = nil
+		}
+	}
+	if t.Metadata != nil && t.Validate() != nil {
+		t.Metadata = map[string]string{"k": "v"}
+	}
+	return t
 }
 
 // errClass names the sentinel errors err wraps, for comparison across
@@ -119,6 +258,9 @@ func errClass(err error) string {
 		{"InvalidParams", taskpool.ErrInvalidParams},
 		{"SchedulerClosed", taskpool.ErrSchedulerClosed},
 		{"DeadlineExceeded", context.DeadlineExceeded},
+		{"ContextCanceled", context.Canceled},
+		{"InvalidResult", taskpool.ErrInvalidResult},
+		{"BadResult", natsbroker.ErrBadResult},
 	} {
 		if errors.Is(err, s.err) {
 			names = append(names, s.name)
@@ -164,7 +306,7 @@ func TestConformanceDifferential(t *testing.T) {
 			continue // params compared as the wire delivers them: inprocess-strict
 		}
 		w := &world{runs: map[string][]taskpool.Task{}, finals: map[string]chan final{}, ticks: make(chan string, 16)}
-		w.client = tr.start(t, conformanceRegistry(w), w, confSchedulerRetry, confSchedulerMW)
+		w.client = tr.start(t, diffRegistry(w), w, confSchedulerRetry, confSchedulerMW)
 		names, worlds = append(names, tr.name), append(worlds, w)
 	}
 	n := 60
@@ -181,12 +323,14 @@ func TestConformanceDifferential(t *testing.T) {
 		prefix := fmt.Sprintf("d%d-", pi)
 		ops := genDiffProgram(rand.New(rand.NewPCG(seed, seed)), prefix, n)
 		t.Run(fmt.Sprintf("TASKPOOL_DIFF_SEED=%d", seed), func(t *testing.T) {
-			runDiffProgram(t, names, worlds, ops)
+			runDiffProgram(t, names, worlds, prefix, ops)
 		})
 	}
 }
 
-func runDiffProgram(t *testing.T, names []string, worlds []*world, ops []diffOp) {
+// runDiffProgram runs ops on every world; prefix begins the IDs the
+// program makes up.
+func runDiffProgram(t *testing.T, names []string, worlds []*world, prefix string, ops []diffOp) {
 	ctx := context.Background()
 	differ := func(what string, got []string) {
 		t.Helper()
@@ -201,18 +345,53 @@ func runDiffProgram(t *testing.T, names []string, worlds []*world, ops []diffOp)
 			}
 		}
 	}
-	var pending []string
+	// outcomeOf compares a task's final outcome and runs, as the hooks
+	// and the handlers saw them.
+	outcomeOf := func(what, id string) []final {
+		t.Helper()
+		fs := make([]final, len(worlds))
+		finals := make([]string, len(worlds))
+		runs := make([]string, len(worlds))
+		for i, w := range worlds {
+			f := w.wait(t, id)
+			fs[i] = f
+			finals[i] = fmt.Sprintf("%s attempts %d %v, task %+v", errClass(f.err), f.attempts, f.status, viewOf(f.task))
+			var vs []runView
+			for _, r := range w.runsOf(id) {
+				vs = append(vs, viewOf(r))
+			}
+			runs[i] = fmt.Sprintf("%+v", vs)
+		}
+		differ(what+": the final outcome", finals)
+		differ(what+": the runs", runs)
+		return fs
+	}
+	type pendingTask struct{ id, key string }
+	var pending []pendingTask
 	for _, op := range ops {
 		tk := op.task
-		what := fmt.Sprintf("task %q (%s, delayed %v, %+v)", tk.ID, tk.Type, op.delayed, tk)
+		what := fmt.Sprintf("task %q (%s, %v, %+v)", tk.ID, tk.Type, op.mode, tk)
 		classes := make([]string, len(worlds))
+		waitVals := make([]any, len(worlds))
+		waitErrs := make([]error, len(worlds))
 		accepted := true
 		for i, w := range worlds {
 			var err error
-			if op.delayed {
-				err = w.client.SubmitAfter(ctx, tk, time.Hour)
-			} else {
+			switch op.mode {
+			case modeSubmit:
 				err = w.client.Submit(ctx, tk)
+			case modeWait:
+				var v any
+				wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+				v, err = w.client.SubmitWait(wctx, tk)
+				cancel()
+				waitErrs[i], waitVals[i] = err, v
+			case modeDelayed:
+				err = w.client.SubmitAfter(ctx, tk, time.Hour)
+			case modeSoon:
+				err = w.client.SubmitAfter(ctx, tk, 30*time.Millisecond)
+			case modeAt:
+				err = w.client.SubmitAt(ctx, tk, time.Now().Add(20*time.Millisecond))
 			}
 			classes[i] = errClass(err)
 			if classes[i] == "other" {
@@ -220,27 +399,46 @@ func runDiffProgram(t *testing.T, names []string, worlds []*world, ops []diffOp)
 			}
 			accepted = accepted && err == nil
 		}
+		if op.mode == modeWait {
+			// A refusal is compared by its class (its message names
+			// the check that refused it); the task's own error by its
+			// message too, and its result through ResultAs.
+			if refused(waitErrs) {
+				differ(what+": SubmitWait's error", classes)
+				continue
+			}
+			// A result JSON cannot encode is a documented difference
+			// (README, Going distributed, "Results"): the value in
+			// process, ErrBadResult for a NATS waiter, whose task
+			// succeeded all the same. Its outcome and runs are compared.
+			badResult := tk.Type == "diff.resultbad"
+			waited := make([]string, len(worlds))
+			for i := range worlds {
+				waited[i] = diffResult(tk.ID, waitVals[i], waitErrs[i])
+			}
+			if !badResult {
+				differ(what+": SubmitWait", waited)
+			}
+			// Through the front door the same as through the hooks.
+			if tk.ID != "" {
+				fs := outcomeOf(what, tk.ID)
+				for i := range worlds {
+					if got, want := errClass(waitErrs[i]), errClass(fs[i].err); got != want && !badResult {
+						t.Errorf("%s on %s: SubmitWait's error %s, the hook's %s", what, names[i], got, want)
+					}
+				}
+			}
+			continue
+		}
 		differ(what+": Submit's error", classes)
 		if !accepted || tk.ID == "" {
 			continue
 		}
-		if op.delayed {
-			pending = append(pending, tk.ID)
+		if op.mode == modeDelayed {
+			pending = append(pending, pendingTask{tk.ID, tk.UniqueKey})
 			continue
 		}
-		finals := make([]string, len(worlds))
-		runs := make([]string, len(worlds))
-		for i, w := range worlds {
-			f := w.wait(t, tk.ID)
-			finals[i] = fmt.Sprintf("%s attempts %d %v, task %+v", errClass(f.err), f.attempts, f.status, viewOf(f.task))
-			var vs []runView
-			for _, r := range w.runsOf(tk.ID) {
-				vs = append(vs, viewOf(r))
-			}
-			runs[i] = fmt.Sprintf("%+v", vs)
-		}
-		differ(what+": the final outcome", finals)
-		differ(what+": the runs", runs)
+		outcomeOf(what, tk.ID)
 	}
 	// Periodic schedules an hour apart (no tick while the test runs):
 	// the same answers to SchedulePeriodic, Unschedule and Unschedule
@@ -274,13 +472,33 @@ func runDiffProgram(t *testing.T, names []string, worlds []*world, ops []diffOp)
 		}
 		differ(fmt.Sprintf("Unschedule(%q)", id), errs)
 	}
-	pending = append(pending, "d-unknown")
-	for _, id := range pending {
+	// Cancel each pending task; one with a unique key frees it: a task
+	// with that key is accepted again, and runs.
+	pending = append(pending, pendingTask{id: "d-unknown"})
+	for i, p := range pending {
 		errs := make([]string, len(worlds))
+		canceled := true
 		for i, w := range worlds {
-			errs[i] = errClass(w.client.Cancel(id))
+			err := w.client.Cancel(p.id)
+			errs[i] = errClass(err)
+			canceled = canceled && err == nil
 		}
-		differ(fmt.Sprintf("Cancel(%q)", id), errs)
+		differ(fmt.Sprintf("Cancel(%q)", p.id), errs)
+		if !canceled || p.key == "" {
+			continue
+		}
+		again := taskpool.Task{ID: fmt.Sprintf("%sagain-%d", prefix, i), Type: "conf.ok", UniqueKey: p.key}
+		accepted := true
+		for i, w := range worlds {
+			err := w.client.Submit(ctx, again)
+			errs[i] = errClass(err)
+			accepted = accepted && err == nil
+		}
+		what := fmt.Sprintf("task %q with the key of cancelled %q", again.ID, p.id)
+		differ(what+": Submit's error", errs)
+		if accepted {
+			outcomeOf(what, again.ID)
+		}
 	}
 }
 
@@ -317,4 +535,35 @@ func TestIDsOverMaxIDLength(t *testing.T) {
 	// The connection is still up.
 	_, err = p.Enqueue(ctx, taskpool.Task{ID: "after", Type: "t"})
 	assert.NoError(t, err)
+}
+
+// refused reports whether any of errs is a submission refused.
+func refused(errs []error) bool {
+	for _, err := range errs {
+		switch {
+		case errors.Is(err, taskpool.ErrInvalidTask), errors.Is(err, taskpool.ErrInvalidType),
+			errors.Is(err, taskpool.ErrDuplicateTask), errors.Is(err, taskpool.ErrInvalidOption):
+			return true
+		case errors.Is(err, taskpool.ErrNoHandler):
+			// An unknown type is refused at submit on both (WithKnownTypes).
+			return true
+		}
+	}
+	return false
+}
+
+// diffResult is what SubmitWait returned, for comparison: the error's
+// classes and message, and the result read with ResultAs.
+// A task submitted without an ID has one generated, in another format on
+// each transport: its result's ID is not compared.
+func diffResult(id string, v any, err error) string {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	res, rerr := taskpool.ResultAs[confResult](v)
+	if id == "" {
+		res.ID = ""
+	}
+	return fmt.Sprintf("error %s %q; result %+v (%s, nil %v)", errClass(err), msg, res, errClass(rerr), v == nil)
 }
