@@ -21,7 +21,10 @@ import (
 // as a T, as [ParamsAs] does for params.
 type Client interface {
 	// Submit enqueues t. A nil error means the task was accepted and
-	// will run (at least once, distributed).
+	// will run (at least once, distributed). A task with the ID of
+	// another is accepted in process; a broker that keeps IDs unique
+	// refuses it with an error wrapping [ErrDuplicateTask] (the NATS
+	// broker, within its duplicate window).
 	Submit(ctx context.Context, t Task) error
 	// SubmitAt enqueues t to run at time at.
 	SubmitAt(ctx context.Context, t Task, at time.Time) error

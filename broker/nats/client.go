@@ -32,22 +32,41 @@ var _ taskpool.Client = (*Client)(nil)
 // NewClient returns p as a [taskpool.Client].
 func NewClient(p *Producer) *Client { return &Client{Producer: p} }
 
-// Submit enqueues t; see [Producer.Enqueue].
+// Submit enqueues t; see [Producer.Enqueue]. An ID the stream already
+// holds within its duplicate window ([WithDuplicateWindow]) is refused
+// with an error wrapping [taskpool.ErrDuplicateTask]: the server dropped
+// the task, which will not run (where the in-process scheduler runs a
+// second task with that ID). After an error wrapping [ErrNotConfirmed],
+// a Submit again with the same ID that returns it means the first was
+// stored.
 func (c *Client) Submit(ctx context.Context, t taskpool.Task) error {
-	_, err := c.Producer.Enqueue(ctx, t)
+	_, err := c.enqueue(ctx, t)
 	return err
 }
 
-// SubmitAt enqueues t to be due at at; see [At].
+// SubmitAt enqueues t to be due at at; see [At]. A duplicate ID is
+// refused as by Submit.
 func (c *Client) SubmitAt(ctx context.Context, t taskpool.Task, at time.Time) error {
-	_, err := c.Producer.Enqueue(ctx, t, At(at))
+	_, err := c.enqueue(ctx, t, At(at))
 	return err
 }
 
-// SubmitAfter enqueues t to be due d from now; see [Delay].
+// SubmitAfter enqueues t to be due d from now; see [Delay]. A duplicate
+// ID is refused as by Submit.
 func (c *Client) SubmitAfter(ctx context.Context, t taskpool.Task, d time.Duration) error {
-	_, err := c.Producer.Enqueue(ctx, t, Delay(d))
+	_, err := c.enqueue(ctx, t, Delay(d))
 	return err
+}
+
+// enqueue is Enqueue, with a task the server dropped as a duplicate
+// refused: taskpool.Client promises that a nil error means the task will
+// run.
+func (c *Client) enqueue(ctx context.Context, t taskpool.Task, opts ...EnqueueOption) (Receipt, error) {
+	r, err := c.Producer.Enqueue(ctx, t, opts...)
+	if err == nil && r.Duplicate {
+		return r, fmt.Errorf("natsbroker: task %q: the stream already holds this ID (duplicate window): %w", r.ID, taskpool.ErrDuplicateTask)
+	}
+	return r, err
 }
 
 // SubmitWait enqueues t with [KeepResult] and waits for its outcome with
@@ -55,9 +74,9 @@ func (c *Client) SubmitAfter(ctx context.Context, t taskpool.Task, d time.Durati
 // json.RawMessage, nil when it set none; [taskpool.ResultAs] decodes it)
 // and the task's final error (see [RemoteError]). ctx bounds the enqueue
 // and the wait; when it ends first the task goes on, and its outcome can
-// still be waited for by ID.
+// still be waited for by ID. A duplicate ID is refused as by Submit.
 func (c *Client) SubmitWait(ctx context.Context, t taskpool.Task) (any, error) {
-	r, err := c.Producer.Enqueue(ctx, t, KeepResult())
+	r, err := c.enqueue(ctx, t, KeepResult())
 	if err != nil {
 		return nil, err
 	}

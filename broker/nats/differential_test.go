@@ -84,6 +84,8 @@ func genDiffProgram(r *rand.Rand, prefix string, n int) []diffOp {
 			MaxAttempts: pickOne(r, 0, 0, 0, 1, 2, -1, 3),
 			Timeout:     pickOne(r, time.Duration(0), 0, time.Hour, -time.Second, 1500*time.Microsecond),
 		}
+		// Each ID is used once: a reused ID is a documented difference
+		// (README, Going distributed, "Task IDs"; TestReusedTaskID).
 		if r.IntN(8) == 0 {
 			t.ID = "" // generated: only the Submit's error is compared
 		}
@@ -566,4 +568,31 @@ func diffResult(id string, v any, err error) string {
 		res.ID = ""
 	}
 	return fmt.Sprintf("error %s %q; result %+v (%s, nil %v)", errClass(err), msg, res, errClass(rerr), v == nil)
+}
+
+// TestReusedTaskID holds the difference README's Going distributed lists
+// under "Task IDs", which the differential test leaves out (its IDs are
+// unique): a task with the ID of one that ran is accepted and runs in
+// process, and refused with ErrDuplicateTask on NATS, whose stream would
+// drop it.
+func TestReusedTaskID(t *testing.T) {
+	t.Parallel()
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			t.Parallel()
+			w := &world{runs: map[string][]taskpool.Task{}, finals: map[string]chan final{}, ticks: make(chan string, 16)}
+			w.client = tr.start(t, conformanceRegistry(w), w)
+			ctx := context.Background()
+			require.NoError(t, w.client.Submit(ctx, taskpool.Task{ID: "reused", Type: "conf.ok"}))
+			require.NoError(t, w.wait(t, "reused").err)
+			err := w.client.Submit(ctx, taskpool.Task{ID: "reused", Type: "conf.ok"})
+			if tr.name == "nats" {
+				require.ErrorIs(t, err, taskpool.ErrDuplicateTask)
+				return
+			}
+			require.NoError(t, err)
+			require.NoError(t, w.wait(t, "reused").err)
+			require.Len(t, w.runsOf("reused"), 2)
+		})
+	}
 }
