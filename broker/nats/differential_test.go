@@ -149,9 +149,7 @@ func genDiffProgram(r *rand.Rand, prefix string, n int) []diffOp {
 			t = acceptable(t, prefix+strconv.Itoa(i))
 		}
 		op := diffOp{task: t, mode: pickOne(r, modeSubmit, modeSubmit, modeSubmit, modeSubmit, modeWait, modeWait, modeWait, modeDelayed, modeSoon, modeAt)}
-		if op.mode == modeDelayed || op.mode == modeSoon {
-			op.task.UniqueKey = pickOne(r, "", "", "k1", "k2", "k3", strings.Repeat("k", 3000))
-		}
+		op.task.UniqueKey = pickOne(r, "", "", "", "k1", "k2", "k3", strings.Repeat("k", 3000))
 		ops[i] = op
 	}
 	return ops
@@ -368,10 +366,37 @@ func runDiffProgram(t *testing.T, names []string, worlds []*world, prefix string
 		differ(what+": the runs", runs)
 		return fs
 	}
+	// afterRun checks what follows a task's final outcome, on both: there
+	// is nothing left to Cancel under its ID, and its unique key is free
+	// (unless a pending task holds it: refused on both).
+	afterRun := func(what string, tk taskpool.Task, probeID string) {
+		t.Helper()
+		errs := make([]string, len(worlds))
+		for i, w := range worlds {
+			errs[i] = errClass(w.client.Cancel(tk.ID))
+		}
+		differ(what+": Cancel after its outcome", errs)
+		if tk.UniqueKey == "" {
+			return
+		}
+		probe := taskpool.Task{ID: probeID, Type: "conf.ok", UniqueKey: tk.UniqueKey}
+		accepted := true
+		for i, w := range worlds {
+			err := w.client.Submit(ctx, probe)
+			errs[i] = errClass(err)
+			accepted = accepted && err == nil
+		}
+		what = fmt.Sprintf("task %q with the key of %q after its outcome", probe.ID, tk.ID)
+		differ(what+": Submit's error", errs)
+		if accepted {
+			outcomeOf(what, probe.ID)
+		}
+	}
 	type pendingTask struct{ id, key string }
 	var pending []pendingTask
-	for _, op := range ops {
+	for n, op := range ops {
 		tk := op.task
+		probeID := fmt.Sprintf("%sprobe-%d", prefix, n)
 		what := fmt.Sprintf("task %q (%s, %v, %+v)", tk.ID, tk.Type, op.mode, tk)
 		classes := make([]string, len(worlds))
 		waitVals := make([]any, len(worlds))
@@ -429,6 +454,7 @@ func runDiffProgram(t *testing.T, names []string, worlds []*world, prefix string
 						t.Errorf("%s on %s: SubmitWait's error %s, the hook's %s", what, names[i], got, want)
 					}
 				}
+				afterRun(what, tk, probeID)
 			}
 			continue
 		}
@@ -441,6 +467,7 @@ func runDiffProgram(t *testing.T, names []string, worlds []*world, prefix string
 			continue
 		}
 		outcomeOf(what, tk.ID)
+		afterRun(what, tk, probeID)
 	}
 	// Periodic schedules an hour apart (no tick while the test runs):
 	// the same answers to SchedulePeriodic, Unschedule and Unschedule
