@@ -48,15 +48,19 @@ import (
 type diffMode int
 
 const (
-	modeSubmit  diffMode = iota // Submit, then wait for the hooks' outcome
-	modeWait                    // SubmitWait: its result and error too
-	modeDelayed                 // SubmitAfter an hour: pending until the program cancels it
-	modeSoon                    // SubmitAfter a few ms: runs
-	modeAt                      // SubmitAt a few ms from now: runs
+	modeSubmit   diffMode = iota // Submit, then wait for the hooks' outcome
+	modeWait                     // SubmitWait: its result and error too
+	modeDelayed                  // SubmitAfter an hour: pending until the program cancels it
+	modeSoon                     // SubmitAfter a few ms: runs
+	modeAt                       // SubmitAt a few ms from now: runs
+	modePast                     // SubmitAt an hour ago: runs at once
+	modeZero                     // SubmitAt the zero time: runs at once
+	modeNegative                 // SubmitAfter a negative delay: runs at once
 )
 
 func (m diffMode) String() string {
-	return [...]string{"Submit", "SubmitWait", "SubmitAfter(1h)", "SubmitAfter(soon)", "SubmitAt(soon)"}[m]
+	return [...]string{"Submit", "SubmitWait", "SubmitAfter(1h)", "SubmitAfter(soon)", "SubmitAt(soon)",
+		"SubmitAt(an hour ago)", "SubmitAt(zero time)", "SubmitAfter(-1s)"}[m]
 }
 
 // diffOp is one submit of a program.
@@ -148,8 +152,13 @@ func genDiffProgram(r *rand.Rand, prefix string, n int) []diffOp {
 			// handler behaviours run, not only the checks at submit.
 			t = acceptable(t, prefix+strconv.Itoa(i))
 		}
-		op := diffOp{task: t, mode: pickOne(r, modeSubmit, modeSubmit, modeSubmit, modeSubmit, modeWait, modeWait, modeWait, modeDelayed, modeSoon, modeAt)}
-		op.task.UniqueKey = pickOne(r, "", "", "", "k1", "k2", "k3", strings.Repeat("k", 3000))
+		op := diffOp{task: t, mode: pickOne(r, modeSubmit, modeSubmit, modeSubmit, modeSubmit, modeWait, modeWait, modeWait, modeDelayed, modeSoon, modeAt, pickOne(r, modePast, modeZero, modeNegative))}
+		if t.ID != "" {
+			// Not for a task whose outcome is not waited for (no ID to
+			// wait on): its key might still be held on one transport
+			// only when the next task with it comes.
+			op.task.UniqueKey = pickOne(r, "", "", "", "k1", "k2", "k3", strings.Repeat("k", 3000))
+		}
 		ops[i] = op
 	}
 	return ops
@@ -419,6 +428,12 @@ func runDiffProgram(t *testing.T, names []string, worlds []*world, prefix string
 				err = w.client.SubmitAfter(ctx, tk, 30*time.Millisecond)
 			case modeAt:
 				err = w.client.SubmitAt(ctx, tk, time.Now().Add(20*time.Millisecond))
+			case modePast:
+				err = w.client.SubmitAt(ctx, tk, time.Now().Add(-time.Hour))
+			case modeZero:
+				err = w.client.SubmitAt(ctx, tk, time.Time{})
+			case modeNegative:
+				err = w.client.SubmitAfter(ctx, tk, -time.Second)
 			}
 			classes[i] = errClass(err)
 			if classes[i] == "other" {
