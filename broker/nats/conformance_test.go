@@ -27,6 +27,7 @@ type final struct {
 	attempts int
 	status   taskpool.OutcomeStatus
 	task     taskpool.Task // the outcome's
+	result   any
 }
 
 // world is what a scenario sees: the client, and what the handlers and
@@ -63,7 +64,7 @@ func (w *world) finalCh(id string) chan final {
 }
 
 func (w *world) settle(out taskpool.Outcome) {
-	w.finalCh(out.Task.ID) <- final{out.Err, out.Attempts, out.Status, out.Task}
+	w.finalCh(out.Task.ID) <- final{out.Err, out.Attempts, out.Status, out.Task, out.Result}
 }
 
 // wait returns the final outcome of task id.

@@ -364,7 +364,8 @@ func runDiffProgram(t *testing.T, names []string, worlds []*world, prefix string
 		for i, w := range worlds {
 			f := w.wait(t, id)
 			fs[i] = f
-			finals[i] = fmt.Sprintf("%s attempts %d %v, task %+v", errClass(f.err), f.attempts, f.status, viewOf(f.task))
+			res, rerr := taskpool.ResultAs[confResult](f.result)
+			finals[i] = fmt.Sprintf("%s attempts %d %v, task %+v, result %+v (%s)", errClass(f.err), f.attempts, f.status, viewOf(f.task), res, errClass(rerr))
 			var vs []runView
 			for _, r := range w.runsOf(id) {
 				vs = append(vs, viewOf(r))
@@ -467,6 +468,9 @@ func runDiffProgram(t *testing.T, names []string, worlds []*world, prefix string
 				for i := range worlds {
 					if got, want := errClass(waitErrs[i]), errClass(fs[i].err); got != want && !badResult {
 						t.Errorf("%s on %s: SubmitWait's error %s, the hook's %s", what, names[i], got, want)
+					}
+					if got, want := diffResult(tk.ID, waitVals[i], nil), diffResult(tk.ID, fs[i].result, nil); got != want && !badResult {
+						t.Errorf("%s on %s: SubmitWait's result %s, the hook's %s", what, names[i], got, want)
 					}
 				}
 				afterRun(what, tk, probeID)
