@@ -1143,7 +1143,7 @@ func (c *Consumer) deadLetter(m jetstream.Msg, seq uint64, id string, attempts i
 	}
 	seqStr := strconv.FormatUint(seq, 10)
 	dm.Header.Set(jetstream.MsgIDHeader, "dead-"+seqStr)
-	dm.Header.Set(HeaderError, headerValue(cause.Error()))
+	dm.Header.Set(HeaderError, headerValue(errorText(cause)))
 	dm.Header.Set(HeaderAttempts, strconv.Itoa(attempts))
 	dm.Header.Set(HeaderFailedAt, formatTime(time.Now()))
 	dm.Header.Set(HeaderSubject, m.Subject())
@@ -1183,7 +1183,7 @@ func (c *Consumer) deadLetter(m jetstream.Msg, seq uint64, id string, attempts i
 		_ = m.NakWithDelay(c.cfg.backoff(attempts))
 		return ActionRetry
 	}
-	_ = m.TermWithReason(headerValue(cause.Error()))
+	_ = m.TermWithReason(headerValue(errorText(cause)))
 	c.cfg.logger.Warn("natsbroker: dead-lettered", "queue", c.cfg.queue, "id", id, "attempts", attempts, "error", cause)
 	return ActionDeadLetter
 }

@@ -82,7 +82,7 @@ func genDiffProgram(r *rand.Rand, prefix string, n int) []diffOp {
 			Type: pickOne(r, "conf.ok", "conf.ok", "conf.ok", "conf.flaky", "conf.skip", "conf.panic", "conf.default",
 				"conf.result", "conf.params", "conf.mw", "conf.nope", "", "conf.typed", "conf.typed",
 				"diff.ctxwait", "diff.goexit", "diff.errcanceled", "diff.errclosed", "diff.skipwrap",
-				"diff.panicerr", "diff.panicint", "diff.panicnil", "diff.resultfail", "diff.resultbad"),
+				"diff.panicerr", "diff.panicint", "diff.panicnil", "diff.resultfail", "diff.resultbad", "diff.nilerr"),
 			Priority:    taskpool.Priority(pickOne(r, 0, 0, -1, 1, -3, 2, 100, math.MinInt32)),
 			Attempt:     pickOne(r, 0, 0, 0, 1, 2, -1, 5),
 			MaxAttempts: pickOne(r, 0, 0, 0, 1, 2, -1, 3),
@@ -206,6 +206,10 @@ func diffRegistry(w *world) *taskpool.Registry {
 			t.SetResult(confResult{Sum: 1, ID: t.ID})
 			return taskpool.SkipRetry(errors.New("failed with a result"))
 		}, nil},
+		{"diff.nilerr", func(ctx context.Context, t taskpool.Task) error {
+			var e *diffError // a typed nil: its Error panics
+			return e
+		}, []taskpool.HandleOption{once}},
 		{"diff.resultbad", func(ctx context.Context, t taskpool.Task) error {
 			t.SetResult(unencodable{})
 			return nil
@@ -243,6 +247,24 @@ func acceptable(t taskpool.Task, id string) taskpool.Task {
 	}
 	return t
 }
+
+// errMsg is err's message; an Error that panics says so.
+func errMsg(err error) (msg string) {
+	if err == nil {
+		return ""
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			msg = fmt.Sprintf("Error panicked: %v", v)
+		}
+	}()
+	return err.Error()
+}
+
+// diffError is an error type whose Error reads through its pointer.
+type diffError struct{ msg string }
+
+func (e *diffError) Error() string { return e.msg }
 
 // errClass names the sentinel errors err wraps, for comparison across
 // transports.
@@ -438,7 +460,7 @@ func runDiffProgram(t *testing.T, names []string, worlds []*world, prefix string
 			}
 			classes[i] = errClass(err)
 			if classes[i] == "other" {
-				classes[i] += ": " + err.Error()
+				classes[i] += ": " + errMsg(err)
 			}
 			accepted = accepted && err == nil
 		}
@@ -458,6 +480,13 @@ func runDiffProgram(t *testing.T, names []string, worlds []*world, prefix string
 			waited := make([]string, len(worlds))
 			for i := range worlds {
 				waited[i] = diffResult(tk.ID, waitVals[i], waitErrs[i])
+				if tk.Type == "diff.nilerr" {
+					// An error whose Error panics has no message to
+					// compare: in process the Future has the error as
+					// it is, on NATS a RemoteError says that Error
+					// panicked (RemoteError.Message).
+					waited[i] = errClass(waitErrs[i])
+				}
 			}
 			if !badResult {
 				differ(what+": SubmitWait", waited)
@@ -605,11 +634,8 @@ func refused(errs []error) bool {
 // A task submitted without an ID has one generated, in another format on
 // each transport: its result's ID is not compared.
 func diffResult(id string, v any, err error) string {
-	msg := ""
-	if err != nil {
-		msg = err.Error()
-	}
 	res, rerr := taskpool.ResultAs[confResult](v)
+	msg := errMsg(err)
 	if id == "" {
 		res.ID = ""
 	}

@@ -170,3 +170,17 @@ func (e *BatchError) Unwrap() []error {
 	}
 	return errs
 }
+
+// errorText is err's message. A handler's error whose Error method panics
+// (a typed nil pointer, say) fails its task as in process, where the
+// Future gets the error as it is; the consumer, which must write a
+// message, writes one saying that Error panicked rather than panic
+// itself, which left the delivery unsettled.
+func errorText(err error) (s string) {
+	defer func() {
+		if v := recover(); v != nil {
+			s = fmt.Sprintf("%T: Error panicked: %v", err, v)
+		}
+	}()
+	return err.Error()
+}

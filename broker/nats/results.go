@@ -68,7 +68,9 @@ type Result struct {
 // panic value's text (a *RemoteError when the value was an error) and
 // whose Stack is the stack from the worker.
 type RemoteError struct {
-	// Message is the original error's Error().
+	// Message is the original error's Error(), or a text saying that
+	// Error panicked (a typed nil pointer's, say): the task failed all
+	// the same, as in process.
 	Message string
 	// Wrapped are the sentinels the original error wrapped.
 	Wrapped []error
@@ -147,7 +149,7 @@ func encodeError(err error) *errorRecord {
 	if err == nil {
 		return nil
 	}
-	r := &errorRecord{Message: err.Error()}
+	r := &errorRecord{Message: errorText(err)}
 	var pe *taskpool.PanicError
 	if errors.As(err, &pe) {
 		r.Panic = &panicRecord{Stack: string(pe.Stack)}

@@ -243,3 +243,50 @@ func TestResultOfAFailedTask(t *testing.T) {
 	assert.EqualError(t, err, "quota exceeded")
 	assert.Nil(t, v)
 }
+
+// nilPtrError is an error type whose Error reads through its pointer: a
+// handler that returns a typed nil one returns an error whose Error
+// panics.
+type nilPtrError struct{ msg string }
+
+func (e *nilPtrError) Error() string { return e.msg }
+
+// A handler's error whose Error method panics fails the task, as in
+// process (where the Future gets that error as it is): the consumer
+// settles it, the waiter's RemoteError saying that Error panicked. Before,
+// the consumer panicked settling it (in the local scheduler's hook, which
+// contained it), left the delivery unsettled, and the waiter waited.
+func TestResultErrorWhoseErrorPanics(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("nilerr", func(ctx context.Context, t taskpool.Task) error {
+		var e *nilPtrError
+		return e
+	}))
+	settled := make(chan natsbroker.Action, 2)
+	startConsumer(t, js, reg, natsbroker.WithMaxAttempts(1), natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+		settled <- a
+	}))
+	p, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	c := natsbroker.NewClient(p)
+
+	short, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = c.SubmitWait(short, taskpool.Task{Type: "nilerr"})
+	var re *natsbroker.RemoteError
+	require.ErrorAs(t, err, &re)
+	assert.Contains(t, re.Message, "Error panicked")
+	assert.Equal(t, natsbroker.ActionDeadLetter, <-settled)
+
+	require.NoError(t, c.Submit(ctx, taskpool.Task{Type: "nilerr"}))
+	select {
+	case a := <-settled:
+		assert.Equal(t, natsbroker.ActionDeadLetter, a)
+	case <-short.Done():
+		t.Fatal("not settled")
+	}
+}
