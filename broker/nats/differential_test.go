@@ -86,7 +86,7 @@ func genDiffProgram(r *rand.Rand, prefix string, n int) []diffOp {
 			Priority:    taskpool.Priority(pickOne(r, 0, 0, -1, 1, -3, 2, 100, math.MinInt32)),
 			Attempt:     pickOne(r, 0, 0, 0, 1, 2, -1, 5),
 			MaxAttempts: pickOne(r, 0, 0, 0, 1, 2, -1, 3),
-			Timeout:     pickOne(r, time.Duration(0), 0, time.Hour, -time.Second, 1500*time.Microsecond),
+			Timeout:     pickOne(r, time.Duration(0), 0, time.Hour, -time.Second, 1500*time.Microsecond, math.MaxInt64),
 		}
 		// Each ID is used once: a reused ID is a documented difference
 		// (README, Going distributed, "Task IDs"; TestReusedTaskID).
