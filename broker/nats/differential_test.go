@@ -146,6 +146,10 @@ func genDiffProgram(r *rand.Rand, prefix string, n int) []diffOp {
 			t.Metadata = map[string]string{"Taskpool-Attempt": "9"}
 		case 6:
 			t.Metadata = map[string]string{"k": ""}
+		case 7:
+			t.Metadata = map[string]string{"a": "lower", "A": "upper", "Mixed-Case": "v"}
+		case 8:
+			t.Metadata = map[string]string{"ключ": "значение", "k": strings.Repeat("v", 300), "x-y_z.w": " padded "}
 		}
 		if r.IntN(2) == 0 {
 			// Half the tasks have only what both accept, so that most
