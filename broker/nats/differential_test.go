@@ -131,7 +131,7 @@ func genDiffProgram(r *rand.Rand, prefix string, n int) []diffOp {
 		case 10:
 			t.Params = map[string]any{"name": 5, "n": "five"} // the wrong shape for confArgs
 		}
-		switch r.IntN(10) {
+		switch r.IntN(13) { // 10, 11, 12: no metadata
 		case 0:
 			t.Metadata = map[string]string{"k": "v"}
 		case 1:
@@ -149,7 +149,11 @@ func genDiffProgram(r *rand.Rand, prefix string, n int) []diffOp {
 		case 7:
 			t.Metadata = map[string]string{"a": "lower", "A": "upper", "Mixed-Case": "v"}
 		case 8:
-			t.Metadata = map[string]string{"ключ": "значение", "k": strings.Repeat("v", 300), "x-y_z.w": " padded "}
+			t.Metadata = map[string]string{"x-y_z.w": strings.Repeat("v", 300)}
+		case 9:
+			// Each refused, for one reason: which of two a refusal
+			// names would depend on the map's order.
+			t.Metadata = pickOne(r, map[string]string{"ключ": "значение"}, map[string]string{"k": " padded "})
 		}
 		if r.IntN(2) == 0 {
 			// Half the tasks have only what both accept, so that most
