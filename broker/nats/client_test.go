@@ -44,3 +44,36 @@ func TestClientReusedIDIsDuplicate(t *testing.T) {
 	assert.ErrorIs(t, err, taskpool.ErrDuplicateTask)
 	assert.ErrorIs(t, c.Cancel("once"), taskpool.ErrTaskNotFound, "nothing delayed was stored")
 }
+
+// A task dropped as a duplicate of a stored ID does not keep the unique
+// key it took: Enqueue (and EnqueueBatch) took the key for the ID, the
+// server dropped the message, and no run was left to release the key, so
+// every task with that key was refused with ErrDuplicateTask until the
+// key's TTL (in process the refused task never held it).
+func TestDuplicateIDLeavesItsUniqueKeyFree(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	p, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	c := natsbroker.NewClient(p)
+
+	require.NoError(t, c.Submit(ctx, taskpool.Task{ID: "stored", Type: "ok"}))
+	assert.ErrorIs(t, c.Submit(ctx, taskpool.Task{ID: "stored", Type: "ok", UniqueKey: "k"}), taskpool.ErrDuplicateTask)
+	r, err := p.Enqueue(ctx, taskpool.Task{ID: "stored", Type: "ok", UniqueKey: "k2"})
+	require.NoError(t, err)
+	assert.True(t, r.Duplicate)
+
+	rs, err := p.EnqueueBatch(ctx, []taskpool.Task{{ID: "stored", Type: "ok", UniqueKey: "k4"}})
+	require.NoError(t, err)
+	assert.True(t, rs[0].Duplicate)
+
+	assert.NoError(t, c.Submit(ctx, taskpool.Task{ID: "other", Type: "ok", UniqueKey: "k"}), "the key k is free")
+	assert.NoError(t, c.Submit(ctx, taskpool.Task{ID: "other4", Type: "ok", UniqueKey: "k4"}), "the key k4 is free")
+	assert.NoError(t, c.Submit(ctx, taskpool.Task{ID: "other2", Type: "ok", UniqueKey: "k2"}), "the key k2 is free")
+	// A key the stored task holds itself stays taken.
+	require.NoError(t, c.Submit(ctx, taskpool.Task{ID: "holder", Type: "ok", UniqueKey: "k3"}))
+	assert.ErrorIs(t, c.Submit(ctx, taskpool.Task{ID: "holder", Type: "ok", UniqueKey: "k3"}), taskpool.ErrDuplicateTask)
+	assert.ErrorIs(t, c.Submit(ctx, taskpool.Task{ID: "third", Type: "ok", UniqueKey: "k3"}), taskpool.ErrDuplicateTask, "holder still holds k3")
+}

@@ -37,7 +37,9 @@ type Receipt struct {
 	// Sequence is the message's sequence in the queue's stream.
 	Sequence uint64
 	// Duplicate is true when the server had already stored a task with
-	// this ID within the duplicate window, and dropped this one.
+	// this ID within the duplicate window, and dropped this one. A unique
+	// key the dropped task took is free again; one the stored task holds
+	// stays taken.
 	Duplicate bool
 	// RunAt is when a delayed task becomes due; zero for other tasks.
 	RunAt time.Time
@@ -148,8 +150,9 @@ func (p *Producer) Enqueue(ctx context.Context, t taskpool.Task, opts ...Enqueue
 	if eo.keepResult {
 		msg.Header.Set(HeaderResult, "1")
 	}
+	var locked bool
 	if t.UniqueKey != "" {
-		if err := p.lock(ctx, t); err != nil {
+		if locked, err = p.lock(ctx, t); err != nil {
 			return Receipt{}, err
 		}
 	}
@@ -167,7 +170,11 @@ func (p *Producer) Enqueue(ctx context.Context, t taskpool.Task, opts ...Enqueue
 	}
 	// A retry that the server drops as a duplicate most likely found the
 	// unconfirmed first attempt: report it as stored by this call.
-	return Receipt{ID: t.ID, Sequence: ack.Sequence, Duplicate: ack.Duplicate && attempts == 1, RunAt: eo.at}, nil
+	dup := ack.Duplicate && attempts == 1
+	if dup && locked {
+		p.unlockDropped(ctx, t)
+	}
+	return Receipt{ID: t.ID, Sequence: ack.Sequence, Duplicate: dup, RunAt: eo.at}, nil
 }
 
 // EnqueueBatch stores many tasks with asynchronous publishes, keeping at
@@ -191,13 +198,17 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 		fut jetstream.PubAckFuture
 		msg *nats.Msg
 	}
-	var retry []pending // transient failures, re-sent one by one
+	var retry []pending                   // transient failures, re-sent one by one
+	created := make([]string, len(tasks)) // the unique keys lock created
 	window := make([]pending, 0, min(len(tasks), p.cfg.publishWindow))
 	head := 0
 	wait := func(pd pending) {
 		select {
 		case ack := <-pd.fut.Ok():
 			receipts[pd.i].Sequence, receipts[pd.i].Duplicate = ack.Sequence, ack.Duplicate
+			if ack.Duplicate && created[pd.i] != "" {
+				p.unlockDropped(ctx, taskpool.Task{ID: receipts[pd.i].ID, UniqueKey: created[pd.i]})
+			}
 			return
 		case err := <-pd.fut.Err():
 			if permanentPublishError(err) == nil && transient(err) {
@@ -223,9 +234,13 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 		t.ID = msg.Header.Get(jetstream.MsgIDHeader)
 		receipts[i].ID = t.ID
 		if t.UniqueKey != "" {
-			if err := p.lock(ctx, t); err != nil {
+			locked, err := p.lock(ctx, t)
+			if err != nil {
 				errs[i], failed = err, true
 				continue
+			}
+			if locked {
+				created[i] = t.UniqueKey
 			}
 		}
 		if len(window)-head >= p.cfg.publishWindow {
@@ -633,29 +648,41 @@ func (p *Producer) message(t taskpool.Task, at time.Time) (*nats.Msg, error) {
 	return msg, nil
 }
 
-// lock takes t's unique key for t.ID. Taking a key that t.ID already holds
-// succeeds, so that a re-sent enqueue is not refused.
-func (p *Producer) lock(ctx context.Context, t taskpool.Task) error {
+// lock takes t's unique key for t.ID, and reports whether this call
+// created it. Taking a key that t.ID already holds succeeds, so that a
+// re-sent enqueue is not refused.
+func (p *Producer) lock(ctx context.Context, t taskpool.Task) (created bool, err error) {
 	key := uniqueKey(t.UniqueKey)
-	_, err := request(ctx, p.cfg.logger, "unique key create", func(ctx context.Context) (uint64, error) {
+	_, err = request(ctx, p.cfg.logger, "unique key create", func(ctx context.Context) (uint64, error) {
 		return p.q.unique.Create(ctx, key, []byte(t.ID))
 	})
 	if err == nil {
-		return nil
+		return true, nil
 	}
 	if !errors.Is(err, jetstream.ErrKeyExists) {
 		if transient(err) || ctx.Err() != nil {
 			err = fmt.Errorf("%w: %w", ErrNotConfirmed, err)
 		}
-		return &EnqueueError{ID: t.ID, Err: fmt.Errorf("unique key %q: %w", t.UniqueKey, err)}
+		return false, &EnqueueError{ID: t.ID, Err: fmt.Errorf("unique key %q: %w", t.UniqueKey, err)}
 	}
 	e, gerr := request(ctx, p.cfg.logger, "unique key get", func(ctx context.Context) (jetstream.KeyValueEntry, error) {
 		return p.q.unique.Get(ctx, key)
 	})
 	if gerr == nil && string(e.Value()) == t.ID {
-		return nil
+		return false, nil
 	}
-	return fmt.Errorf("%w: %q", ErrDuplicateTask, t.UniqueKey)
+	return false, fmt.Errorf("%w: %q", ErrDuplicateTask, t.UniqueKey)
+}
+
+// unlockDropped frees the unique key that lock created for a task the
+// server then dropped as a duplicate of a task stored before: no run of
+// this one will release it, and the stored task, which had not held the
+// key (lock would not have created it), will not either. A key lock found
+// held by t.ID is the stored task's, and stays.
+func (p *Producer) unlockDropped(ctx context.Context, t taskpool.Task) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startupTimeout)
+	_ = p.q.releaseUnique(rctx, t.UniqueKey, t.ID)
+	cancel()
 }
 
 // publishError classifies an asynchronous publish's error that is not
