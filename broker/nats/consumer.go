@@ -1115,6 +1115,14 @@ func (c *Consumer) aside(fn func()) {
 }
 
 func (c *Consumer) release(key, id string) {
+	if len(key) > taskpool.MaxIDLength {
+		// Not one this version's producers take, and its KV key could
+		// make the server close the connection: an earlier version's
+		// producer's, it expires with the bucket TTL.
+		c.cfg.logger.Warn("natsbroker: unique key over MaxIDLength not released; it expires with the bucket TTL",
+			"queue", c.cfg.queue, "id", id, "bytes", len(key))
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ackWait)
 	defer cancel()
 	if err := c.q.releaseUnique(ctx, key, id); err != nil {

@@ -237,7 +237,10 @@ func (i *Inspector) Resubmit(ctx context.Context, seq uint64) (Receipt, error) {
 	// deleted, whatever version of the consumer stored it (an earlier
 	// one stores no sequence; the delete expects the revision read here).
 	var stored jetstream.KeyValueEntry
-	if dl.Task.ID != "" && msg.Header.Get(HeaderResult) != "" {
+	// Nothing is stored for an ID over MaxIDLength (an earlier version's
+	// producer's; see storeResult), whose key could make the server close
+	// the connection.
+	if dl.Task.ID != "" && len(dl.Task.ID) <= taskpool.MaxIDLength && msg.Header.Get(HeaderResult) != "" {
 		if stored, err = i.q.storedResult(ctx, i.cfg.logger, dl.Task.ID); err != nil {
 			return Receipt{}, &EnqueueError{ID: dl.Task.ID, Err: fmt.Errorf("stored outcome not read: %w", err)}
 		}

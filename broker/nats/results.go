@@ -321,8 +321,12 @@ func (q *queue) clearResult(ctx context.Context, log *slog.Logger, e jetstream.K
 // storeResult writes the final outcome of the task delivered as m, the
 // message of stream sequence seq, to the results bucket when it was
 // enqueued with KeepResult. A nil error means stored, or not asked for.
+// An ID over taskpool.MaxIDLength (a task an earlier version's producer
+// enqueued, which this version refuses and dead-letters) stores nothing:
+// its key, in a subject, could make the server close the consumer's
+// connection on every delivery, and WaitResult refuses such an ID.
 func (c *Consumer) storeResult(m jetstream.Msg, seq uint64, id string, result any, taskErr error, attempts int, dead bool) error {
-	if id == "" || m.Headers().Get(HeaderResult) == "" {
+	if id == "" || len(id) > taskpool.MaxIDLength || m.Headers().Get(HeaderResult) == "" {
 		return nil
 	}
 	rec := resultRecord{V: resultVersion, Attempts: attempts, Dead: dead, Seq: seq}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -289,4 +291,77 @@ func TestResultErrorWhoseErrorPanics(t *testing.T) {
 	case <-short.Done():
 		t.Fatal("not settled")
 	}
+}
+
+// A task an earlier version's producer enqueued with KeepResult and an ID
+// over taskpool.MaxIDLength (accepted before a36c9dc; a message's ID is
+// a header, which carries it) is dead-lettered as invalid without its
+// outcome stored: the results bucket's key made of it, in a subject, made
+// the server close the consumer's connection, the delivery was never
+// settled, and every redelivery did it again, stopping every other task.
+// A unique key over it (which the consumer does not check: uniqueness is
+// the producer's) is not released after the run, and Inspector.Resubmit of
+// the dead letter reads no stored outcome, for the same reason.
+func TestConsumerOlderTaskWithALongID(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	ran := make(chan string, 4)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("ok", func(_ context.Context, task taskpool.Task) error {
+		ran <- task.ID
+		return nil
+	}))
+	dead := make(chan error, 4)
+	startConsumer(t, js, reg, natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+		if a == natsbroker.ActionDeadLetter {
+			dead <- out.Err
+		}
+	}))
+	p, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	long := strings.Repeat("x", 3500)
+	_, err = js.PublishMsg(ctx, &nats.Msg{Subject: "taskpool.default.task.default",
+		Data:   []byte(`{"v":1,"id":"` + long + `","type":"ok"}`),
+		Header: nats.Header{"Nats-Msg-Id": []string{long}, natsbroker.HeaderResult: []string{"1"}}})
+	require.NoError(t, err)
+	_, err = js.PublishMsg(ctx, &nats.Msg{Subject: "taskpool.default.task.default",
+		Data:   []byte(`{"v":1,"id":"keyed","type":"ok","unique_key":"` + long + `"}`),
+		Header: nats.Header{"Nats-Msg-Id": []string{"keyed"}}})
+	require.NoError(t, err)
+	select {
+	case err := <-dead:
+		assert.ErrorIs(t, err, taskpool.ErrInvalidTask)
+	case <-ctx.Done():
+		t.Fatal("not dead-lettered")
+	}
+	for _, want := range []string{"keyed", "good"} {
+		if want == "good" {
+			_, err = p.Enqueue(ctx, taskpool.Task{ID: "good", Type: "ok"})
+			require.NoError(t, err)
+		}
+		select {
+		case id := <-ran:
+			assert.Equal(t, want, id)
+		case <-ctx.Done():
+			t.Fatal(want, " did not run")
+		}
+	}
+	// Resubmitting its dead letter reads no outcome under that ID.
+	insp, err := natsbroker.NewInspector(ctx, js)
+	require.NoError(t, err)
+	dls, err := insp.DeadLetters(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	_, err = insp.Resubmit(ctx, dls[0].Sequence)
+	assert.NoError(t, err)
+	select {
+	case err := <-dead:
+		assert.ErrorIs(t, err, taskpool.ErrInvalidTask)
+	case <-ctx.Done():
+		t.Fatal("the resubmitted task was not dead-lettered")
+	}
+	_, err = p.Enqueue(ctx, taskpool.Task{ID: "last", Type: "ok"})
+	assert.NoError(t, err, "the connection is up")
 }
