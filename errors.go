@@ -28,8 +28,8 @@ var (
 	// negative Attempt or MaxAttempts; an ID, type or unique key that is
 	// not valid UTF-8; an ID or unique key over [MaxIDLength] bytes; an
 	// ID with a control character or a space at an end; metadata a header
-	// cannot carry), or a periodic schedule id that
-	// it would refuse as a task ID.
+	// cannot carry), or a periodic schedule id that it would refuse as a
+	// task ID or that is over [MaxScheduleIDLength] bytes.
 	ErrInvalidTask = errors.New("taskpool: invalid task")
 
 	// ErrInvalidOption reports an option value that is out of range.

@@ -550,7 +550,9 @@ func sortByDue(rs []*record) {
 // sched.Next is called on the timer goroutine and must return quickly; a
 // schedule whose Next does not move forward, or panics, is removed and an
 // error logged. It returns an error wrapping [ErrInvalidTask] for an id
-// that Submit would refuse as a task ID (see [Task.Validate]),
+// that Submit would refuse as a task ID (see [Task.Validate]) or one over
+// [MaxScheduleIDLength] bytes (its activations' IDs would pass
+// [MaxIDLength]),
 // [ErrInvalidOption] for an empty id, a nil schedule or one with no
 // activation after now (its first Next returns the zero time or a time
 // not after now, or panics: the error wraps the [*PanicError] then, and
@@ -563,6 +565,10 @@ func (s *Scheduler) SchedulePeriodic(id string, sched Schedule, t Task) error {
 	}
 	if sched == nil {
 		return invalid("schedule", "nil")
+	}
+	if len(id) > MaxScheduleIDLength {
+		// Each copy's ID adds the activation time to it.
+		return fmt.Errorf("%w: schedule id of %d bytes, at most %d", ErrInvalidTask, len(id), MaxScheduleIDLength)
 	}
 	// id is the ID of every copy (t.ID is not used): checked as Submit
 	// checks an ID (Task.Validate).

@@ -6,11 +6,18 @@ import (
 	"unicode/utf8"
 )
 
-// MaxIDLength is the longest task ID, unique key or periodic schedule ID,
-// in bytes, that [Task.Validate] accepts: encoded into a NATS subject, as
-// the broker names a delayed task, a result or a unique key, a longer one
-// could pass the server's default limit on a protocol line (4 KiB).
+// MaxIDLength is the longest task ID or unique key, in bytes, that
+// [Task.Validate] accepts: encoded into a NATS subject, as the broker
+// names a delayed task, a result or a unique key, a longer one could pass
+// the server's default limit on a protocol line (4 KiB).
 const MaxIDLength = 1024
+
+// MaxScheduleIDLength is the longest periodic schedule id, in bytes, that
+// SchedulePeriodic accepts on either transport: each activation's task ID
+// is the id followed by "@" and the activation time (RFC 3339 in UTC with
+// nanoseconds, at most 31 bytes more), which must itself be at most
+// [MaxIDLength].
+const MaxScheduleIDLength = MaxIDLength - len("@2006-01-02T15:04:05.999999999Z")
 
 // Validate reports whether every transport accepts t, as far as t alone
 // can tell (whether its type has a handler, or its unique key is free, is

@@ -2,6 +2,7 @@ package natsbroker_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,4 +77,47 @@ func TestDuplicateIDLeavesItsUniqueKeyFree(t *testing.T) {
 	require.NoError(t, c.Submit(ctx, taskpool.Task{ID: "holder", Type: "ok", UniqueKey: "k3"}))
 	assert.ErrorIs(t, c.Submit(ctx, taskpool.Task{ID: "holder", Type: "ok", UniqueKey: "k3"}), taskpool.ErrDuplicateTask)
 	assert.ErrorIs(t, c.Submit(ctx, taskpool.Task{ID: "third", Type: "ok", UniqueKey: "k3"}), taskpool.ErrDuplicateTask, "holder still holds k3")
+}
+
+// A periodic schedule's ticks run on both transports for the longest
+// schedule id SchedulePeriodic accepts: a tick's ID is the id with "@" and
+// the activation time added, which for an id of up to MaxIDLength bytes
+// (accepted before) passed MaxIDLength, and the NATS consumer's local
+// scheduler refused every tick as an invalid task and dead-lettered it,
+// where in process it ran. A longer id is refused on both.
+func TestScheduleIDAtItsBound(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	ticks := make(chan string, 8)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("tick", func(_ context.Context, task taskpool.Task) error {
+		select {
+		case ticks <- task.ID:
+		default:
+		}
+		return nil
+	}))
+	startConsumer(t, js, reg, natsbroker.WithPollWait(100*time.Millisecond))
+	p, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	s, err := taskpool.New(reg)
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	defer func() { require.NoError(t, s.Stop(context.Background())) }()
+
+	id := strings.Repeat("s", taskpool.MaxScheduleIDLength)
+	for _, cl := range []taskpool.Client{natsbroker.NewClient(p), s} {
+		assert.ErrorIs(t, cl.SchedulePeriodic(id+"s", taskpool.Every(time.Second), taskpool.Task{Type: "tick"}), taskpool.ErrInvalidTask)
+		require.NoError(t, cl.SchedulePeriodic(id, taskpool.Every(time.Second), taskpool.Task{Type: "tick"}))
+		select {
+		case got := <-ticks:
+			assert.True(t, strings.HasPrefix(got, id+"@"), "a tick of the schedule")
+			assert.LessOrEqual(t, len(got), taskpool.MaxIDLength)
+		case <-ctx.Done():
+			t.Fatalf("%T: no tick ran", cl)
+		}
+		require.NoError(t, cl.Unschedule(id))
+	}
 }

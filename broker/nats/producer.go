@@ -328,8 +328,12 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 // carries as timeout_ns.) t.UniqueKey is not supported on periodic
 // tasks: Schedule refuses it, as it refuses an empty id or spec, with
 // [ErrInvalidOption]. An id that Enqueue would refuse as a task ID (see
-// [taskpool.Task.Validate]) is refused with [taskpool.ErrInvalidTask], as
-// in process, and so is a t that Enqueue would refuse. Schedule returns
+// [taskpool.Task.Validate]) or over [taskpool.MaxScheduleIDLength] bytes
+// (a tick's ID adds its time to id) is refused with
+// [taskpool.ErrInvalidTask], as in process, and so is a t that Enqueue
+// would refuse. A schedule an earlier version registered with a longer id
+// keeps ticking, and the consumer dead-letters each tick as an invalid
+// task: register it again under a shorter id. Schedule returns
 // [ErrSchedulesUnsupported] when the server cannot run schedules or the
 // producer was given [WithClientSideDelays].
 func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Task) error {
@@ -341,6 +345,11 @@ func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Tas
 	}
 	if t.UniqueKey != "" {
 		return invalid("schedule", "UniqueKey on a periodic task")
+	}
+	if len(id) > taskpool.MaxScheduleIDLength {
+		// A tick's ID adds its time to id (see Consumer): the consumer's
+		// scheduler would refuse a longer one, and dead-letter every tick.
+		return fmt.Errorf("%w: schedule id of %d bytes, at most %d", taskpool.ErrInvalidTask, len(id), taskpool.MaxScheduleIDLength)
 	}
 	pattern, zone, err := serverSchedule(spec)
 	if err != nil {
