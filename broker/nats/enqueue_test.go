@@ -203,3 +203,25 @@ func TestEnqueueBatchRetriesUntilServerBack(t *testing.T) {
 	require.NoError(t, err)
 	assert.EqualValues(t, 10, info.State.Msgs, "each stored once")
 }
+
+// A task of a batch that the server refuses for good (too large) frees the
+// unique key EnqueueBatch took for it, as Enqueue frees it: it was left
+// taken until the key's TTL, refusing every task with that key.
+func TestEnqueueBatchRefusedTaskFreesItsUniqueKey(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	prod, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+
+	_, err = prod.EnqueueBatch(ctx, []taskpool.Task{
+		{ID: "huge", Type: "x", UniqueKey: "kb", Params: strings.Repeat("a", 2<<20)},
+		{ID: "fine", Type: "x", UniqueKey: "kf"},
+	})
+	require.ErrorIs(t, err, natsbroker.ErrMaxPayload)
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "next", Type: "x", UniqueKey: "kb"})
+	assert.NoError(t, err, "kb is free")
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "other", Type: "x", UniqueKey: "kf"})
+	assert.ErrorIs(t, err, taskpool.ErrDuplicateTask, "fine holds kf")
+}

@@ -183,7 +183,9 @@ func (p *Producer) Enqueue(ctx context.Context, t taskpool.Task, opts ...Enqueue
 // than calling Enqueue in a loop. Receipts are index-aligned with tasks.
 //
 // Tasks are enqueued as by Enqueue with no options; a task with a
-// UniqueKey takes its key with one round trip of its own. When some tasks
+// UniqueKey takes its key with one round trip of its own, and frees it
+// again when the task was not stored (refused for good, or dropped as a
+// Duplicate), as Enqueue does. When some tasks
 // failed, EnqueueBatch returns a [*BatchError] holding each task's error;
 // the receipts of the others are valid. Tasks whose publish failed with a
 // transient error are re-sent one by one, as Enqueue does, until ctx ends;
@@ -202,12 +204,19 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 	created := make([]string, len(tasks)) // the unique keys lock created
 	window := make([]pending, 0, min(len(tasks), p.cfg.publishWindow))
 	head := 0
+	// unlock frees the key lock created for task i, which was not
+	// stored: dropped as a duplicate, or refused for good.
+	unlock := func(i int) {
+		if created[i] != "" {
+			p.unlockDropped(ctx, taskpool.Task{ID: receipts[i].ID, UniqueKey: created[i]})
+		}
+	}
 	wait := func(pd pending) {
 		select {
 		case ack := <-pd.fut.Ok():
 			receipts[pd.i].Sequence, receipts[pd.i].Duplicate = ack.Sequence, ack.Duplicate
-			if ack.Duplicate && created[pd.i] != "" {
-				p.unlockDropped(ctx, taskpool.Task{ID: receipts[pd.i].ID, UniqueKey: created[pd.i]})
+			if ack.Duplicate {
+				unlock(pd.i)
 			}
 			return
 		case err := <-pd.fut.Err():
@@ -216,6 +225,7 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 				return
 			}
 			errs[pd.i] = &EnqueueError{ID: receipts[pd.i].ID, Err: publishError(err)}
+			unlock(pd.i)
 		case <-ctx.Done():
 			errs[pd.i] = &EnqueueError{ID: receipts[pd.i].ID, Err: fmt.Errorf("%w: %w", ErrNotConfirmed, ctx.Err())}
 		}
@@ -257,6 +267,7 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 				continue
 			}
 			errs[i], failed = &EnqueueError{ID: t.ID, Err: publishError(err)}, true
+			unlock(i)
 			continue
 		}
 		window = append(window, pending{i, fut, msg})
@@ -270,6 +281,9 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 		ack, _, err := publish(ctx, p.q.js, p.cfg.logger, pd.msg)
 		if err != nil {
 			errs[pd.i], failed = &EnqueueError{ID: receipts[pd.i].ID, Err: err}, true
+			if !errors.Is(err, ErrNotConfirmed) {
+				unlock(pd.i) // not stored; unconfirmed, it may have been
+			}
 			continue
 		}
 		receipts[pd.i].Sequence = ack.Sequence
@@ -683,11 +697,12 @@ func (p *Producer) lock(ctx context.Context, t taskpool.Task) (created bool, err
 	return false, fmt.Errorf("%w: %q", ErrDuplicateTask, t.UniqueKey)
 }
 
-// unlockDropped frees the unique key that lock created for a task the
-// server then dropped as a duplicate of a task stored before: no run of
-// this one will release it, and the stored task, which had not held the
-// key (lock would not have created it), will not either. A key lock found
-// held by t.ID is the stored task's, and stays.
+// unlockDropped frees the unique key that lock created for t, which the
+// server then did not store: dropped as a duplicate of a task stored
+// before, or refused for good. No run of t will release it, and a stored
+// task with its ID, which had not held the key (lock would not have
+// created it), will not either. A key lock found held by t.ID is the
+// stored task's, and stays.
 func (p *Producer) unlockDropped(ctx context.Context, t taskpool.Task) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startupTimeout)
 	_ = p.q.releaseUnique(rctx, t.UniqueKey, t.ID)
