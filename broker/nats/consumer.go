@@ -881,8 +881,9 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 
 // submit gives the task of flight f to the local scheduler; it reports
 // whether the scheduler took it. A task it refuses is settled: put back
-// when the scheduler is closing or full, failed through the retry policy
-// when it is invalid.
+// when the scheduler is closing or full, dead-lettered at once when it is
+// invalid (ErrInvalidTask, ErrInvalidType), failed through the retry
+// policy for any other refusal.
 func (c *Consumer) submit(f *flight, t taskpool.Task) bool {
 	err := c.sched.TrySubmit(t)
 	if err == nil {
