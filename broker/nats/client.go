@@ -74,7 +74,10 @@ func (c *Client) enqueue(ctx context.Context, t taskpool.Task, opts ...EnqueueOp
 // json.RawMessage, nil when it set none; [taskpool.ResultAs] decodes it)
 // and the task's final error (see [RemoteError]). ctx bounds the enqueue
 // and the wait; when it ends first the task goes on, and its outcome can
-// still be waited for by ID. A duplicate ID is refused as by Submit.
+// still be waited for by ID. A duplicate ID is refused as by Submit: so a
+// SubmitWait again after an error wrapping [ErrNotConfirmed] that returns
+// ErrDuplicateTask means the first was stored, and its outcome is
+// [Producer.WaitResult]'s for that ID.
 func (c *Client) SubmitWait(ctx context.Context, t taskpool.Task) (any, error) {
 	r, err := c.enqueue(ctx, t, KeepResult())
 	if err != nil {
