@@ -2,6 +2,7 @@ package natsbroker_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -364,4 +365,30 @@ func TestConsumerOlderTaskWithALongID(t *testing.T) {
 	}
 	_, err = p.Enqueue(ctx, taskpool.Task{ID: "last", Type: "ok"})
 	assert.NoError(t, err, "the connection is up")
+}
+
+// A stored error naming a sentinel this version does not know (a newer
+// writer's) is read with the names it knows, as results.go says, and a
+// dead-lettered outcome keeps its result for a reader too.
+func TestResultErrorUnknownSentinelName(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	p, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	kv, err := js.KeyValue(ctx, "taskpool_results_default")
+	require.NoError(t, err)
+	_, err = kv.Put(ctx, base64.RawURLEncoding.EncodeToString([]byte("newer")),
+		[]byte(`{"v":1,"result":{"n":2},"error":{"message":"boom","is":["from_the_future","invalid_params","skip_retry"]},"attempts":3,"dead":true,"seq":7}`))
+	require.NoError(t, err)
+	res, err := p.WaitResult(ctx, "newer")
+	require.NoError(t, err)
+	var re *natsbroker.RemoteError
+	require.ErrorAs(t, res.Err, &re)
+	assert.Equal(t, "boom", re.Message)
+	assert.Equal(t, []error{taskpool.ErrInvalidParams, taskpool.ErrSkipRetry}, re.Wrapped)
+	assert.JSONEq(t, `{"n":2}`, string(res.Value))
+	assert.Equal(t, 3, res.Attempts)
+	assert.True(t, res.DeadLettered)
 }
