@@ -347,7 +347,8 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 // [taskpool.ErrInvalidTask], as in process, and so is a t that Enqueue
 // would refuse. A schedule an earlier version registered with a longer id
 // keeps ticking, and the consumer dead-letters each tick as an invalid
-// task: register it again under a shorter id. Schedule returns
+// task: remove it (Cancel, of that version for an id over MaxIDLength)
+// and register it under a shorter id. Schedule returns
 // [ErrSchedulesUnsupported] when the server cannot run schedules or the
 // producer was given [WithClientSideDelays].
 func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Task) error {
@@ -506,7 +507,9 @@ func sameSchedule(have *jetstream.RawStreamMsg, msg *nats.Msg) bool {
 // its Unschedule only a periodic schedule.) It returns [ErrNotFound] when
 // nothing is scheduled under id (a delayed task that has become due is an
 // ordinary queued task and can no longer be cancelled; an id over
-// [taskpool.MaxIDLength] bytes, which nothing has), and
+// [taskpool.MaxIDLength] bytes, which this version stores nothing under:
+// a delayed task or schedule an earlier version stored under a longer one
+// is left, for that version's Cancel or a purge of its subject), and
 // [ErrSchedulesUnsupported] when delays use the client-side fallback,
 // whose delayed tasks cannot be cancelled. As in process, a cancelled
 // delayed task frees its unique key when Cancel returns nil, and one
