@@ -225,3 +225,23 @@ func TestEnqueueBatchRefusedTaskFreesItsUniqueKey(t *testing.T) {
 	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "other", Type: "x", UniqueKey: "kf"})
 	assert.ErrorIs(t, err, taskpool.ErrDuplicateTask, "fine holds kf")
 }
+
+// An Enqueue the server refuses for good frees only a unique key it took
+// itself: one its ID already held, for the task stored before with that
+// ID and key, stays with that task (it was freed, and a task with that
+// key could be enqueued while the stored one was pending).
+func TestEnqueueRefusedKeepsTheStoredTasksKey(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	prod, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "a", Type: "x", UniqueKey: "k"})
+	require.NoError(t, err)
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "a", Type: "x", UniqueKey: "k", Params: strings.Repeat("a", 2<<20)})
+	require.ErrorIs(t, err, natsbroker.ErrMaxPayload)
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "b", Type: "x", UniqueKey: "k"})
+	assert.ErrorIs(t, err, taskpool.ErrDuplicateTask, "a, pending, holds k")
+}

@@ -158,10 +158,12 @@ func (p *Producer) Enqueue(ctx context.Context, t taskpool.Task, opts ...Enqueue
 	}
 	ack, attempts, err := publish(ctx, p.q.js, p.cfg.logger, msg)
 	if err != nil {
-		if t.UniqueKey != "" && !errors.Is(err, ErrNotConfirmed) {
-			// Not stored: the key is free again. When not confirmed, the
-			// task may have been stored, and the key stays taken until
-			// it completes or the TTL passes.
+		if locked && !errors.Is(err, ErrNotConfirmed) {
+			// Not stored: the key this call took is free again. When not
+			// confirmed, the task may have been stored, and the key
+			// stays taken until it completes or the TTL passes; so does
+			// one t.ID held already, for a task stored with this ID (or
+			// by an unconfirmed call that may have stored it).
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startupTimeout)
 			_ = p.q.releaseUnique(rctx, t.UniqueKey, t.ID)
 			cancel()
