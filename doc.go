@@ -55,7 +55,9 @@
 // # Panics
 //
 // A panicking handler does not kill its worker: the panic becomes the
-// task's error, a [*PanicError] with the stack. A handler that calls
+// task's error, a [*PanicError] with the stack, and so does a panic of the
+// returned error's Unwrap, Is or As methods (a typed nil pointer, say),
+// which the scheduler calls to classify it. A handler that calls
 // runtime.Goexit fails with [ErrHandlerExited] and its worker is replaced.
 //
 // # Retries

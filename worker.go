@@ -138,13 +138,17 @@ func (s *Scheduler) invoke(h Handler, t *Task) error {
 // callPlain is call for a plain job without a timeout: the Task is built
 // where the handler's argument goes, not built and then copied there.
 func (s *Scheduler) callPlain(j *job, id string, res *resultSlot) (err error) {
-	if !s.opts.noRecover {
-		defer recoverPanic(&err)
+	if s.opts.noRecover {
+		if f := j.b.fn; f != nil {
+			return f(s.baseCtx, plainTask(j, id, res))
+		}
+		return j.b.h.HandleTask(s.baseCtx, plainTask(j, id, res))
 	}
+	defer recoverPanic(&err)
 	if f := j.b.fn; f != nil {
-		return f(s.baseCtx, plainTask(j, id, res))
+		return inspectable(f(s.baseCtx, plainTask(j, id, res)))
 	}
-	return j.b.h.HandleTask(s.baseCtx, plainTask(j, id, res))
+	return inspectable(j.b.h.HandleTask(s.baseCtx, plainTask(j, id, res)))
 }
 
 // plainTask is the Task of a plain job for its first run, whose result
@@ -165,10 +169,32 @@ func (s *Scheduler) plainID(l *local) string {
 // WithoutPanicRecovery was given. A runtime.Goexit does not return here:
 // the engine calls Exited on the goroutine that replaces the worker's.
 func (s *Scheduler) call(ctx context.Context, h Handler, t *Task) (err error) {
-	if !s.opts.noRecover {
-		defer recoverPanic(&err)
+	if s.opts.noRecover {
+		return h.HandleTask(ctx, *t)
 	}
-	return h.HandleTask(ctx, *t)
+	defer recoverPanic(&err)
+	return inspectable(h.HandleTask(ctx, *t))
+}
+
+// inspectable returns err, or a *PanicError when walking its chain panics
+// (an Unwrap, Is or As method of a typed nil pointer, say): the worker,
+// the retry policy and the hooks inspect a handler's error with errors.Is
+// and errors.As outside the handler's recover, where such a panic crashed
+// the process. The task fails as if its handler had panicked. (An error
+// whose Error alone panics is returned as it is: nothing here calls it.)
+func inspectable(err error) (out error) {
+	if err == nil {
+		return nil
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			out = newPanicError(v)
+		}
+	}()
+	var pe *PanicError
+	errors.As(err, &pe)
+	errors.Is(err, ErrSkipRetry)
+	return err
 }
 
 // recoverPanic, deferred by a handler's caller, turns a panic into a

@@ -392,3 +392,30 @@ func TestResultErrorUnknownSentinelName(t *testing.T) {
 	assert.Equal(t, 3, res.Attempts)
 	assert.True(t, res.DeadLettered)
 }
+
+// nilUnwrapError is an error type whose Unwrap reads through its pointer.
+type nilUnwrapError struct{ err error }
+
+func (e *nilUnwrapError) Error() string { return e.err.Error() }
+func (e *nilUnwrapError) Unwrap() error { return e.err }
+
+// A handler's error whose Unwrap panics fails the task with a
+// *taskpool.PanicError on NATS as in process: the consumer's scheduler
+// walked its chain outside any recover, and the process crashed.
+func TestResultErrorWhoseUnwrapPanics(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("nilunwrap", func(ctx context.Context, t taskpool.Task) error {
+		var e *nilUnwrapError
+		return e
+	}))
+	startConsumer(t, js, reg, natsbroker.WithMaxAttempts(1))
+	p, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	_, err = natsbroker.NewClient(p).SubmitWait(ctx, taskpool.Task{Type: "nilunwrap"})
+	var pe *taskpool.PanicError
+	assert.ErrorAs(t, err, &pe)
+}
