@@ -7,9 +7,11 @@ import (
 )
 
 // MaxIDLength is the longest task ID or unique key, in bytes, that
-// [Task.Validate] accepts: encoded into a NATS subject, as the broker
-// names a delayed task, a result or a unique key, a longer one could pass
-// the server's default limit on a protocol line (4 KiB).
+// [Task.Validate] accepts: the NATS broker names delayed tasks, results
+// and unique keys by subjects holding the ID or key in base64 (4 bytes for
+// 3), and one of about 3 KB would pass the server's default limit on a
+// protocol line (4 KiB), which makes the server close the connection;
+// 1024 leaves room for the rest of the line.
 const MaxIDLength = 1024
 
 // MaxScheduleIDLength is the longest periodic schedule id, in bytes, that
