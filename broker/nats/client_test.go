@@ -3,9 +3,12 @@ package natsbroker_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -120,4 +123,37 @@ func TestScheduleIDAtItsBound(t *testing.T) {
 		}
 		require.NoError(t, cl.Unschedule(id))
 	}
+}
+
+// firstReplyLost is a JetStream whose first publish is stored and then
+// reported as timed out (its reply lost); the others go through.
+type firstReplyLost struct {
+	jetstream.JetStream
+	lost atomic.Bool
+}
+
+func (j *firstReplyLost) PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	ack, err := j.JetStream.PublishMsg(ctx, msg, opts...)
+	if err == nil && j.lost.CompareAndSwap(false, true) {
+		return nil, nats.ErrTimeout
+	}
+	return ack, err
+}
+
+// A Submit whose first publish was stored but not confirmed, which
+// Enqueue re-sends with the same ID, is not refused as a duplicate by the
+// Client: the server's duplicate is this call's own task, which will run,
+// and it keeps its unique key.
+func TestClientSubmitRetriedIsNotADuplicate(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	p, err := natsbroker.NewProducer(ctx, &firstReplyLost{JetStream: js})
+	require.NoError(t, err)
+	c := natsbroker.NewClient(p)
+
+	require.NoError(t, c.Submit(ctx, taskpool.Task{ID: "retried", Type: "ok", UniqueKey: "rk"}))
+	assert.ErrorIs(t, c.Submit(ctx, taskpool.Task{ID: "other", Type: "ok", UniqueKey: "rk"}), taskpool.ErrDuplicateTask, "retried holds rk")
+	assert.ErrorIs(t, c.Submit(ctx, taskpool.Task{ID: "retried", Type: "ok"}), taskpool.ErrDuplicateTask, "a later call is a duplicate")
 }
