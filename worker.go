@@ -182,10 +182,15 @@ func (s *Scheduler) call(ctx context.Context, h Handler, t *Task) (err error) {
 // and errors.As outside the handler's recover, where such a panic crashed
 // the process. The task fails as if its handler had panicked. (An error
 // whose Error alone panics is returned as it is: nothing here calls it.)
-func inspectable(err error) (out error) {
+func inspectable(err error) error {
 	if err == nil {
-		return nil
+		return nil // inlined: a task that succeeds pays no call
 	}
+	return probe(err)
+}
+
+// probe is inspectable for a non-nil error.
+func probe(err error) (out error) {
 	defer func() {
 		if v := recover(); v != nil {
 			out = newPanicError(v)
