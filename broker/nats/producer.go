@@ -164,9 +164,7 @@ func (p *Producer) Enqueue(ctx context.Context, t taskpool.Task, opts ...Enqueue
 			// stays taken until it completes or the TTL passes; so does
 			// one t.ID held already, for a task stored with this ID (or
 			// by an unconfirmed call that may have stored it).
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startupTimeout)
-			_ = p.q.releaseUnique(rctx, t.UniqueKey, t.ID)
-			cancel()
+			p.unlockDropped(ctx, t)
 		}
 		return Receipt{}, &EnqueueError{ID: t.ID, Err: err}
 	}
