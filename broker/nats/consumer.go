@@ -1151,8 +1151,9 @@ func (c *Consumer) deadLetter(m jetstream.Msg, seq uint64, id string, attempts i
 		dm.Header[k] = v
 	}
 	seqStr := strconv.FormatUint(seq, 10)
+	reason := headerValue(errorText(cause)) // the error header and the termination reason
 	dm.Header.Set(jetstream.MsgIDHeader, "dead-"+seqStr)
-	dm.Header.Set(HeaderError, headerValue(errorText(cause)))
+	dm.Header.Set(HeaderError, reason)
 	dm.Header.Set(HeaderAttempts, strconv.Itoa(attempts))
 	dm.Header.Set(HeaderFailedAt, formatTime(time.Now()))
 	dm.Header.Set(HeaderSubject, m.Subject())
@@ -1192,7 +1193,7 @@ func (c *Consumer) deadLetter(m jetstream.Msg, seq uint64, id string, attempts i
 		_ = m.NakWithDelay(c.cfg.backoff(attempts))
 		return ActionRetry
 	}
-	_ = m.TermWithReason(headerValue(errorText(cause)))
+	_ = m.TermWithReason(reason)
 	c.cfg.logger.Warn("natsbroker: dead-lettered", "queue", c.cfg.queue, "id", id, "attempts", attempts, "error", cause)
 	return ActionDeadLetter
 }
