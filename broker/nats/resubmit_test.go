@@ -251,11 +251,20 @@ func (j *unconfirmedPublish) PublishMsg(ctx context.Context, msg *nats.Msg, opts
 	return nil, nats.ErrTimeout
 }
 
-// deadLetteredKept enqueues the task "k" with KeepResult on queue q, has
-// its first run dead-lettered and returns the producer, the inspector and
-// the dead letter's sequence. Runs after the first succeed, with the
+// kept is a task "k" enqueued with KeepResult and dead-lettered, as
+// deadLetteredKept leaves it.
+type kept struct {
+	js   jetstream.JetStream
+	cons *natsbroker.Consumer
+	prod *natsbroker.Producer
+	insp *natsbroker.Inspector
+	seq  uint64 // the dead letter's
+}
+
+// deadLetteredKept enqueues the task "k" with KeepResult on queue q and has
+// its first run dead-lettered. Runs after the first succeed, with the
 // result "again", and are counted on runs.
-func deadLetteredKept(t *testing.T, q string, runs chan struct{}) (*natsbroker.Producer, *natsbroker.Inspector, uint64) {
+func deadLetteredKept(t *testing.T, q string, runs chan struct{}) kept {
 	t.Helper()
 	srv := startServer(t)
 	_, js := connect(t, srv.URL())
@@ -272,7 +281,7 @@ func deadLetteredKept(t *testing.T, q string, runs chan struct{}) (*natsbroker.P
 		return nil
 	}))
 	opt := natsbroker.WithQueue(q)
-	startConsumer(t, js, reg, opt, natsbroker.WithMaxAttempts(1), natsbroker.WithPollWait(100*time.Millisecond))
+	cons := startConsumer(t, js, reg, opt, natsbroker.WithMaxAttempts(1), natsbroker.WithPollWait(100*time.Millisecond))
 	prod, err := natsbroker.NewProducer(ctx, js, opt)
 	require.NoError(t, err)
 	insp, err := natsbroker.NewInspector(ctx, js, opt)
@@ -288,7 +297,7 @@ func deadLetteredKept(t *testing.T, q string, runs chan struct{}) (*natsbroker.P
 		dls, err = insp.DeadLetters(ctx, 0, 10)
 		return err == nil && len(dls) == 1
 	}, 10*time.Second, 10*time.Millisecond, "dead-lettered")
-	return prod, insp, dls[0].Sequence
+	return kept{js, cons, prod, insp, dls[0].Sequence}
 }
 
 // A Resubmit whose publish is never confirmed, and was not stored, leaves
@@ -299,7 +308,8 @@ func deadLetteredKept(t *testing.T, q string, runs chan struct{}) (*natsbroker.P
 func TestResubmitUnconfirmedNotStoredKeepsTheOutcome(t *testing.T) {
 	t.Parallel()
 	runs := make(chan struct{}, 4)
-	prod, insp, seq := deadLetteredKept(t, "resubunconf", runs)
+	k := deadLetteredKept(t, "resubunconf", runs)
+	prod, insp, seq := k.prod, k.insp, k.seq
 	ctx := ctxT(t)
 	insp.WrapJetStream(func(js jetstream.JetStream) jetstream.JetStream { return &unconfirmedPublish{JetStream: js} })
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
@@ -324,7 +334,8 @@ func TestResubmitUnconfirmedNotStoredKeepsTheOutcome(t *testing.T) {
 func TestResubmitUnconfirmedStoredThenAgainKeepsTheNewOutcome(t *testing.T) {
 	t.Parallel()
 	runs := make(chan struct{}, 4)
-	prod, insp, seq := deadLetteredKept(t, "resubunconfstored", runs)
+	k := deadLetteredKept(t, "resubunconfstored", runs)
+	prod, insp, seq := k.prod, k.insp, k.seq
 	ctx := ctxT(t)
 	var real jetstream.JetStream
 	insp.WrapJetStream(func(js jetstream.JetStream) jetstream.JetStream {
@@ -393,42 +404,22 @@ func (j *olderConsumerRun) PublishMsg(ctx context.Context, msg *nats.Msg, opts .
 // no run was left to store another, and WaitResult waited for ever.)
 func TestResubmitKeepsAnOlderConsumersOutcomeOfTheNewRun(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
 	const q = "resubolder"
-	reg := taskpool.NewRegistry()
-	require.NoError(t, reg.HandleFunc("once", func(context.Context, taskpool.Task) error {
-		return taskpool.SkipRetry(errors.New("first run fails"))
-	}))
-	opt := natsbroker.WithQueue(q)
-	c := startConsumer(t, js, reg, opt, natsbroker.WithMaxAttempts(1), natsbroker.WithPollWait(100*time.Millisecond))
-	prod, err := natsbroker.NewProducer(ctx, js, opt)
-	require.NoError(t, err)
-	insp, err := natsbroker.NewInspector(ctx, js, opt)
-	require.NoError(t, err)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "k", Type: "once"}, natsbroker.KeepResult())
-	require.NoError(t, err)
-	res, err := prod.WaitResult(ctx, "k")
-	require.NoError(t, err)
-	require.True(t, res.DeadLettered)
-	var dls []natsbroker.DeadLetter
-	require.Eventually(t, func() bool {
-		dls, err = insp.DeadLetters(ctx, 0, 10)
-		return err == nil && len(dls) == 1
-	}, 10*time.Second, 10*time.Millisecond, "dead-lettered")
-	require.NoError(t, c.Stop(ctx)) // the older consumer below runs the resubmitted task
+	k := deadLetteredKept(t, q, make(chan struct{}, 4))
+	js, prod, insp := k.js, k.prod, k.insp
+	ctx := ctxT(t)
+	require.NoError(t, k.cons.Stop(ctx)) // the older consumer below runs the resubmitted task
 
 	kv, err := js.KeyValue(ctx, "taskpool_results_"+q)
 	require.NoError(t, err)
 	insp.WrapJetStream(func(js jetstream.JetStream) jetstream.JetStream {
 		return &olderConsumerRun{JetStream: js, results: kv, id: "k"}
 	})
-	_, err = insp.Resubmit(ctx, dls[0].Sequence)
+	_, err = insp.Resubmit(ctx, k.seq)
 	require.NoError(t, err)
 	short, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	res, err = prod.WaitResult(short, "k")
+	res, err := prod.WaitResult(short, "k")
 	require.NoError(t, err, "the new run's outcome was deleted, and no run will store another")
 	assert.True(t, res.DeadLettered)
 	assert.EqualError(t, res.Err, "failed on an older consumer")
