@@ -174,14 +174,8 @@ func (s *Scheduler) unadmit(r *record) {
 // check validates t and resolves its binding; with WithStrictCodec it
 // also round-trips t.Params through the codec.
 func (s *Scheduler) check(t *Task) (*binding, error) {
-	if t.Type == "" {
-		return nil, fmt.Errorf("%w: empty", ErrInvalidType)
-	}
-	if t.Attempt < 0 {
-		return nil, fmt.Errorf("%w: attempt %d", ErrInvalidTask, t.Attempt)
-	}
-	if t.MaxAttempts < 0 {
-		return nil, fmt.Errorf("%w: max attempts %d", ErrInvalidTask, t.MaxAttempts)
+	if err := t.validateHead(); err != nil {
+		return nil, err
 	}
 	if t.ID != "" || t.UniqueKey != "" || len(t.Metadata) > 0 {
 		// Task.Validate's rules, which the NATS producer applies too: a

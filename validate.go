@@ -41,16 +41,31 @@ const MaxScheduleIDLength = MaxIDLength - len("@2006-01-02T15:04:05.999999999Z")
 // submitting apply them in process as well, so that a task accepted by one
 // transport is accepted by the other, and means the same on both.
 func (t Task) Validate() error {
-	if t.Type == "" {
-		return fmt.Errorf("%w: empty", ErrInvalidType)
-	}
-	if t.Attempt < 0 || t.MaxAttempts < 0 {
-		return fmt.Errorf("%w: task %s: attempt %d, max attempts %d", ErrInvalidTask, t.Type, t.Attempt, t.MaxAttempts)
+	if err := t.validateHead(); err != nil {
+		return err
 	}
 	if !utf8.ValidString(t.Type) {
 		return fmt.Errorf("%w: type %q must be valid UTF-8", ErrInvalidTask, t.Type)
 	}
 	return t.validateFields()
+}
+
+// validateHead is what Submit checks on every task: a type, and no
+// negative attempts. It is small enough to be inlined on Submit's path;
+// headErr, which formats the error, is not.
+func (t *Task) validateHead() error {
+	if t.Type == "" || t.Attempt < 0 || t.MaxAttempts < 0 {
+		return t.headErr()
+	}
+	return nil
+}
+
+// headErr is validateHead's error.
+func (t *Task) headErr() error {
+	if t.Type == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidType)
+	}
+	return fmt.Errorf("%w: task %s: attempt %d, max attempts %d", ErrInvalidTask, t.Type, t.Attempt, t.MaxAttempts)
 }
 
 // validateFields is Validate without the checks that Submit makes on every
