@@ -67,6 +67,31 @@ func (w *world) settle(out taskpool.Outcome) {
 	w.finalCh(out.Task.ID) <- final{out.Err, out.Attempts, out.Status, out.Task, out.Result}
 }
 
+// firstTick waits for the final outcome of the first tick of schedule id
+// (the task "<id>@<time>" with the earliest time settled so far), and
+// returns that task's ID and its outcome.
+func (w *world) firstTick(t *testing.T, id string) (string, final) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		w.mu.Lock()
+		first := ""
+		for k, ch := range w.finals {
+			if strings.HasPrefix(k, id+"@") && len(ch) > 0 && (first == "" || k < first) {
+				first = k
+			}
+		}
+		w.mu.Unlock()
+		if first != "" {
+			return first, w.wait(t, first)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no tick of %q settled in 15s", id)
+		}
+		time.Sleep(10 * time.Millisecond) // polling, with a deadline
+	}
+}
+
 // wait returns the final outcome of task id.
 func (w *world) wait(t *testing.T, id string) final {
 	t.Helper()

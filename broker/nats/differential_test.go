@@ -529,6 +529,7 @@ func runDiffProgram(t *testing.T, names []string, worlds []*world, prefix string
 	// the same answers to SchedulePeriodic, Unschedule and Unschedule
 	// again, with the odd IDs and tasks above.
 	var scheduled []string
+	var ticking []taskpool.Task // the tasks of scheduled
 	for i, op := range ops[:min(len(ops), 20)] {
 		id := op.task.ID
 		if id == "" || i%4 == 3 {
@@ -548,6 +549,40 @@ func runDiffProgram(t *testing.T, names []string, worlds []*world, prefix string
 		differ(fmt.Sprintf("SchedulePeriodic(%q, %+v)", id, tk), classes)
 		if accepted {
 			scheduled = append(scheduled, id)
+			ticking = append(ticking, tk)
+		}
+	}
+	// The first tick of a few of them, every second: each runs as its
+	// template says, the same way on both (its ID is "<id>@<time>": the
+	// time is left out of the comparison).
+	var tickIDs []string
+	for i, tk := range ticking[:min(len(ticking), 3)] {
+		id := fmt.Sprintf("%stick-%d", prefix, i)
+		for _, w := range worlds {
+			require.NoError(t, w.client.SchedulePeriodic(id, taskpool.Every(time.Second), tk))
+		}
+		tickIDs = append(tickIDs, id)
+	}
+	for _, id := range tickIDs {
+		finals := make([]string, len(worlds))
+		runs := make([]string, len(worlds))
+		for i, w := range worlds {
+			tick, f := w.firstTick(t, id)
+			f.task.ID = strings.TrimPrefix(f.task.ID, tick)
+			res, rerr := taskpool.ResultAs[confResult](f.result)
+			res.ID = strings.TrimPrefix(res.ID, tick) // conf.result's holds the task's ID
+			finals[i] = fmt.Sprintf("%s attempts %d %v, task %+v, result %+v (%s)", errClass(f.err), f.attempts, f.status, viewOf(f.task), res, errClass(rerr))
+			var vs []runView
+			for _, r := range w.runsOf(tick) {
+				r.ID = strings.TrimPrefix(r.ID, tick)
+				vs = append(vs, viewOf(r))
+			}
+			runs[i] = fmt.Sprintf("%+v", vs)
+		}
+		differ(fmt.Sprintf("the first tick of %q: the final outcome", id), finals)
+		differ(fmt.Sprintf("the first tick of %q: the runs", id), runs)
+		for _, w := range worlds {
+			require.NoError(t, w.client.Unschedule(id))
 		}
 	}
 	for _, id := range append(scheduled, scheduled...) {
