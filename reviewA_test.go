@@ -48,3 +48,47 @@ func TestReviewARetryReportedAtStopFutureAgreesWithHook(t *testing.T) {
 	assert.Equal(t, hook.Task.Attempt, out.Task.Attempt, "Task.Attempt: hook vs Future")
 	assert.Equal(t, 1, out.Task.Attempt)
 }
+
+// Tasks that Stop's deadline leaves unrun are reported alike whether they
+// were submitted with an ID or without: Task.Attempt is 1, the number of
+// the run that never came (as for a delayed task, or one with an ID), and
+// Attempts is 0.
+func TestReviewANotRunPlainTaskLikeNamed(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"block": func(ctx context.Context, _ taskpool.Task) error {
+			close(started)
+			<-ctx.Done()
+			return nil
+		},
+		"ok": nop,
+	})
+	got := newOutcomes()
+	s, err := taskpool.New(reg, taskpool.WithWorkers(1), taskpool.WithCompletionHook(got.hook))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	ctx := context.Background()
+	require.NoError(t, s.Submit(ctx, taskpool.Task{Type: "block"}))
+	<-started
+	require.NoError(t, s.Submit(ctx, taskpool.Task{Type: "ok", Params: "plain"}))
+	require.NoError(t, s.Submit(ctx, taskpool.Task{Type: "ok", Params: "named", ID: "n"}))
+	require.NoError(t, s.SubmitAfter(ctx, taskpool.Task{Type: "ok", Params: "delayed"}, time.Hour))
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	var se *taskpool.StopError
+	require.ErrorAs(t, stopWithin(t, s, ended), &se)
+	assert.Equal(t, 3, se.NotRun)
+	byParams := map[any]taskpool.Outcome{}
+	for _, out := range got.snapshot() {
+		byParams[out.Task.Params] = out
+	}
+	for _, p := range []string{"plain", "named", "delayed"} {
+		out, ok := byParams[p]
+		require.True(t, ok, p)
+		assert.Equal(t, taskpool.OutcomeNotRun, out.Status, p)
+		assert.Equal(t, 0, out.Attempts, p)
+		assert.Equal(t, 1, out.Task.Attempt, p)
+		assert.NotEmpty(t, out.Task.ID, p)
+	}
+}

@@ -246,7 +246,9 @@ func (r runner) Drop(l *local, j *job) {
 		}
 		t = rec.task
 	} else {
-		t = Task{ID: s.workerID(l), Type: j.b.typ, Params: j.params, Priority: j.b.prio}
+		// Attempt 1, the run that never came, as a task with a record
+		// has it: an ID given or not, the outcome is the same.
+		t = plainTask(j, s.workerID(l), nil)
 	}
 	s.finalize(l, rec, &t, nil, notRunErr(rec), max(t.Attempt-1, 0), settledNotRun)
 }
