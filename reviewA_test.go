@@ -92,3 +92,36 @@ func TestReviewANotRunPlainTaskLikeNamed(t *testing.T) {
 		assert.NotEmpty(t, out.Task.ID, p)
 	}
 }
+
+// Stop waits for the scheduler's goroutines, so a handler (or hook) that
+// wants the scheduler stopped starts Stop in a goroutine of its own, as
+// Stop's doc says (called on the worker itself, it waits for its caller
+// forever, whatever its ctx). Started so, Stop runs the rest and returns
+// nil, and the handler's own task gets its outcome.
+func TestReviewAStopStartedFromAHandler(t *testing.T) {
+	t.Parallel()
+	var s *taskpool.Scheduler
+	stopped := make(chan error, 1)
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"stop": func(context.Context, taskpool.Task) error {
+			go func() { stopped <- s.Stop(context.Background()) }()
+			return nil
+		},
+		"ok": nop,
+	})
+	got := newOutcomes()
+	var err error
+	s, err = taskpool.New(reg, taskpool.WithWorkers(1), taskpool.WithCompletionHook(got.hook))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	require.NoError(t, s.Pause())
+	f, err := s.SubmitFuture(context.Background(), taskpool.Task{ID: "stop", Type: "stop"})
+	require.NoError(t, err)
+	require.NoError(t, s.Submit(context.Background(), taskpool.Task{ID: "after", Type: "ok"}))
+	require.NoError(t, s.Resume())
+	require.NoError(t, awaitStop(t, stopped))
+	assert.Equal(t, taskpool.OutcomeSucceeded, waitFuture(t, f, "stop").Status)
+	assert.Equal(t, 1, got.count("after"))
+	st := s.Stats()
+	assert.Equal(t, st.Submitted, st.Succeeded)
+}

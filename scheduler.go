@@ -217,6 +217,12 @@ func (s *Scheduler) Start() error {
 // returns the *StopError; every other call returns nil once the shutdown
 // is over, whether its own ctx ended or not. Stop before Start marks the
 // scheduler closed.
+//
+// Stop waits for the scheduler's goroutines to exit, so it must not be
+// called on one of them: from a handler, a completion or dead-letter
+// hook, a Backoff, a RateLimiter or a Schedule, it would wait for its own
+// caller and never return, whatever ctx says. Call it there in a
+// goroutine of its own (go s.Stop(ctx)).
 func (s *Scheduler) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	switch state(s.state.Load()) {
