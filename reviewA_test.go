@@ -3,6 +3,8 @@ package taskpool_test
 import (
 	"context"
 	"errors"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -124,4 +126,39 @@ func TestReviewAStopStartedFromAHandler(t *testing.T) {
 	assert.Equal(t, 1, got.count("after"))
 	st := s.Stats()
 	assert.Equal(t, st.Submitted, st.Succeeded)
+}
+
+// A dead-letter hook and a completion hook that both call runtime.Goexit
+// (a require in each, in a test) end only their calls: the task's Future
+// is completed all the same. (It was completed after the completion hook,
+// in the defer that ran it, which the second Goexit ended: the Future
+// never completed.)
+func TestReviewABothHooksGoexitStillCompleteTheFuture(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("boom")
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"fail": func(context.Context, taskpool.Task) error { return boom },
+		"exit": func(context.Context, taskpool.Task) error { runtime.Goexit(); return nil },
+	})
+	var dead, done atomic.Int32
+	s, err := taskpool.New(reg,
+		taskpool.WithDeadLetters(4, func(taskpool.Outcome) { dead.Add(1); runtime.Goexit() }),
+		taskpool.WithCompletionHook(func(taskpool.Outcome) { done.Add(1); runtime.Goexit() }))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	ff, err := s.SubmitFuture(context.Background(), taskpool.Task{Type: "fail"})
+	require.NoError(t, err)
+	fe, err := s.SubmitFuture(context.Background(), taskpool.Task{Type: "exit"})
+	require.NoError(t, err)
+	out := waitFuture(t, ff, "fail")
+	assert.Equal(t, taskpool.OutcomeFailed, out.Status)
+	assert.ErrorIs(t, out.Err, boom)
+	out = waitFuture(t, fe, "exit")
+	assert.Equal(t, taskpool.OutcomeFailed, out.Status)
+	assert.ErrorIs(t, out.Err, taskpool.ErrHandlerExited)
+	require.NoError(t, stopWithin(t, s, context.Background()))
+	assert.EqualValues(t, 2, dead.Load())
+	assert.EqualValues(t, 2, done.Load())
+	assert.Len(t, s.DeadLetters(), 2)
+	assert.EqualValues(t, 2, s.Stats().Failed)
 }

@@ -146,13 +146,15 @@ func (s *Scheduler) deliver(l *local, out *Outcome, r *record, failure bool) {
 			return
 		}
 		// A hook ended the goroutine (runtime.Goexit): the rest is still
-		// told, as a panic would have left it.
+		// told, as a panic would have left it. The Future is completed
+		// in a defer of its own: the completion hook called here may
+		// call Goexit as well, which ends this function too.
+		if r != nil && r.hasFuture {
+			defer r.future.complete(*out)
+		}
 		if step == inDeadHook && s.opts.onComplete != nil {
 			step = inCompletionHook
 			s.hook("completion hook", s.opts.onComplete, *out)
-		}
-		if r != nil && r.hasFuture {
-			r.future.complete(*out)
 		}
 	}()
 	if failure && s.opts.onDead != nil {
