@@ -85,10 +85,33 @@ type PanicError struct {
 	Value any
 	// Stack is the goroutine's stack trace at the time of the panic.
 	Stack []byte
+
+	// opaque: Value is an error whose chain panics when it is walked, so
+	// Unwrap does not return it.
+	opaque bool
 }
 
 func newPanicError(v any) *PanicError {
-	return &PanicError{Value: v, Stack: debug.Stack()}
+	pe := &PanicError{Value: v, Stack: debug.Stack()}
+	if err, ok := v.(error); ok && !walkable(err) {
+		pe.opaque = true
+	}
+	return pe
+}
+
+// walkable reports whether err's chain can be walked, as the worker, the
+// retry policy and the hooks walk it, without a panic (an Unwrap, Is or
+// As method of a typed nil pointer panics, say).
+func walkable(err error) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	var pe *PanicError
+	errors.As(err, &pe)
+	errors.Is(err, ErrSkipRetry)
+	return true
 }
 
 // Error returns the panic value; the stack is left out to keep log lines
@@ -98,8 +121,14 @@ func (e *PanicError) Error() string {
 }
 
 // Unwrap returns Value when it is an error, so that errors.Is sees through
-// a panic(err).
+// a panic(err); nil when walking that error's chain panics (a typed nil
+// pointer whose Unwrap reads through it, say): errors.Is and errors.As on
+// the task's error, in the scheduler as in a hook, stop at the PanicError
+// then instead of crashing the process.
 func (e *PanicError) Unwrap() error {
+	if e.opaque {
+		return nil
+	}
 	err, _ := e.Value.(error)
 	return err
 }

@@ -162,3 +162,51 @@ func TestReviewABothHooksGoexitStillCompleteTheFuture(t *testing.T) {
 	assert.Len(t, s.DeadLetters(), 2)
 	assert.EqualValues(t, 2, s.Stats().Failed)
 }
+
+// A handler that panics with an error whose Unwrap panics (a typed nil
+// pointer) fails its task with a *PanicError that keeps the value, as
+// one that returns such an error does (TestHandlerErrorWhoseUnwrapPanics):
+// with attempts left, the retry policy walked the chain with errors.Is
+// outside any recover, and the panic crashed the process. The hook can
+// walk the outcome's error too.
+func TestReviewAPanicWithAnErrorWhoseUnwrapPanics(t *testing.T) {
+	inChild(t, func(t *testing.T) {
+		var runs atomic.Int32
+		h := taskpool.HandlerFunc(func(context.Context, taskpool.Task) error {
+			runs.Add(1)
+			var e *unwrapPanicsError
+			panic(e)
+		})
+		var hookSkip atomic.Bool
+		s, err := taskpool.New(h, taskpool.WithRetry(2, taskpool.ConstantBackoff(0)),
+			taskpool.WithCompletionHook(func(out taskpool.Outcome) {
+				hookSkip.Store(errors.Is(out.Err, taskpool.ErrSkipRetry))
+			}))
+		require.NoError(t, err)
+		require.NoError(t, s.Start())
+		_, err = s.SubmitWait(context.Background(), taskpool.Task{ID: "x", Type: "t"})
+		var pe *taskpool.PanicError
+		require.ErrorAs(t, err, &pe)
+		assert.IsType(t, (*unwrapPanicsError)(nil), pe.Value)
+		assert.Nil(t, pe.Unwrap())
+		assert.False(t, hookSkip.Load())
+		require.NoError(t, stopWithin(t, s, context.Background()))
+		assert.EqualValues(t, 2, runs.Load(), "a panic is retried")
+		st := s.Stats()
+		assert.EqualValues(t, 2, st.Panicked)
+		assert.EqualValues(t, 1, st.Failed)
+	})
+}
+
+// A panic with an ordinary error still unwraps to it.
+func TestReviewAPanicErrorUnwrapsAnOrdinaryError(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("boom")
+	h := taskpool.HandlerFunc(func(context.Context, taskpool.Task) error { panic(boom) })
+	s, err := taskpool.New(h)
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	_, err = s.SubmitWait(context.Background(), taskpool.Task{Type: "t"})
+	assert.ErrorIs(t, err, boom)
+	require.NoError(t, stopWithin(t, s, context.Background()))
+}
