@@ -210,3 +210,36 @@ func TestReviewAPanicErrorUnwrapsAnOrdinaryError(t *testing.T) {
 	assert.ErrorIs(t, err, boom)
 	require.NoError(t, stopWithin(t, s, context.Background()))
 }
+
+// The context of a handler that ran under a timeout is cancelled once the
+// run is over, however it ended: one that called runtime.Goexit too
+// (invoke cancelled it only when the handler returned, so each such run
+// left its context, and its timer, to live until the timeout).
+func TestReviewATimeoutContextReleasedAfterGoexit(t *testing.T) {
+	t.Parallel()
+	ctxs := make(chan context.Context, 2)
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"exit": func(ctx context.Context, _ taskpool.Task) error {
+			ctxs <- ctx
+			runtime.Goexit()
+			return nil
+		},
+		"ok": func(ctx context.Context, _ taskpool.Task) error {
+			ctxs <- ctx
+			return nil
+		},
+	})
+	s := start(t, reg, taskpool.WithTaskTimeout(time.Hour))
+	for _, typ := range []string{"exit", "ok"} {
+		_, err := s.SubmitWait(context.Background(), taskpool.Task{Type: typ, ID: typ})
+		if typ == "exit" {
+			require.ErrorIs(t, err, taskpool.ErrHandlerExited)
+		} else {
+			require.NoError(t, err)
+		}
+		ctx := <-ctxs
+		_, ok := ctx.Deadline()
+		require.True(t, ok, typ)
+		assert.ErrorIs(t, ctx.Err(), context.Canceled, "%s: the run's context once it is over", typ)
+	}
+}

@@ -120,19 +120,20 @@ func (s *Scheduler) tombstone(b *binding) {
 // the scheduler's default; negative: none). The caller has marked the task
 // begun (Worker.Begin), so that a wait in a Pause does not eat the timeout.
 func (s *Scheduler) invoke(h Handler, t *Task) error {
-	ctx, cancel := s.baseCtx, context.CancelFunc(nil)
+	ctx := s.baseCtx
 	d := t.Timeout
 	if d == 0 {
 		d = s.opts.timeout
 	}
 	if d > 0 {
+		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d)
+		// Deferred: a handler that calls runtime.Goexit (or panics
+		// under WithoutPanicRecovery) does not return here, and its
+		// context, with its timer, lived on until the timeout.
+		defer cancel()
 	}
-	err := s.call(ctx, h, t)
-	if cancel != nil {
-		cancel()
-	}
-	return err
+	return s.call(ctx, h, t)
 }
 
 // callPlain is call for a plain job without a timeout: the Task is built
