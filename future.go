@@ -11,7 +11,9 @@ import (
 // ([WithCompletionHook]) and a [Future] see it.
 type Outcome struct {
 	// Task is the task as submitted, with its ID filled in and its
-	// Priority one of the three (see [Task.Priority]).
+	// Priority one of the three (see [Task.Priority]). Its Attempt is the
+	// number of its last run, or, for a task cancelled or left unrun
+	// (a retry among them), of the run that never came.
 	Task Task
 	// Result is the value the handler passed to [Task.SetResult], if any.
 	Result any

@@ -202,10 +202,21 @@ func (s *Scheduler) retry(l *local, j *job, r *record, t *Task, err error) bool 
 
 // notRetried settles t, whose run failed with err, as not run because Stop
 // keeps its next attempt from starting: its error wraps ErrSchedulerClosed
-// and err (as notRunErr gives a record whose last error is err).
+// and err (as notRunErr gives a record whose last error is err). Its Task
+// has the number of that next attempt, the run that never came, as a
+// retry waiting in the timer heap that Stop reports not run has: whether
+// Stop catches a retry before or after it is filed, the outcome is the
+// same, in the hook and in the Future (which reads the record's Task).
 func (s *Scheduler) notRetried(l *local, r *record, t *Task, err error) {
 	l.stage = stageIdle
 	tt := *t
 	tt.result = nil
+	tt.Attempt = t.Attempt + 1
+	if r != nil {
+		q := &s.timers
+		q.mu.Lock() // Inspect reads a running record's Attempt under it
+		r.task.Attempt = tt.Attempt
+		q.mu.Unlock()
+	}
 	s.finalize(l, r, &tt, nil, errors.Join(ErrSchedulerClosed, err), t.Attempt, settledNotRun)
 }

@@ -16,7 +16,11 @@ import (
 
 // A task whose run fails while a graceful Stop runs, with attempts left,
 // is reported not run (DelayedReport): the completion hook and its Future
-// see the same Outcome, the Task with the number of the run that failed.
+// see the same Outcome, whether Stop's flush of the timer heap came
+// before the retry was filed or after: Attempts 1, and the Task with the
+// number of the run that never came, 2, as a waiting retry that Stop
+// reports has. (Filed after the flush, the Future said 2 and the hook 1;
+// filed before, both said 2.)
 func TestReviewARetryReportedAtStopFutureAgreesWithHook(t *testing.T) {
 	t.Parallel()
 	boom := errors.New("boom")
@@ -48,7 +52,7 @@ func TestReviewARetryReportedAtStopFutureAgreesWithHook(t *testing.T) {
 	assert.Equal(t, taskpool.OutcomeNotRun, out.Status)
 	assert.Equal(t, 1, out.Attempts)
 	assert.Equal(t, hook.Task.Attempt, out.Task.Attempt, "Task.Attempt: hook vs Future")
-	assert.Equal(t, 1, out.Task.Attempt)
+	assert.Equal(t, 2, out.Task.Attempt)
 }
 
 // Tasks that Stop's deadline leaves unrun are reported alike whether they
@@ -242,4 +246,41 @@ func TestReviewATimeoutContextReleasedAfterGoexit(t *testing.T) {
 		require.True(t, ok, typ)
 		assert.ErrorIs(t, ctx.Err(), context.Canceled, "%s: the run's context once it is over", typ)
 	}
+}
+
+// The same past Stop's deadline: a run that fails once its context is
+// cancelled, with attempts left, is reported not run with the number of
+// the attempt that never came, in the hook and the Future alike.
+func TestReviewARetryReportedAtTheDeadlineFutureAgreesWithHook(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"block": func(ctx context.Context, _ taskpool.Task) error {
+			close(started)
+			<-ctx.Done()
+			return ctx.Err()
+		},
+	})
+	got := newOutcomes()
+	s, err := taskpool.New(reg, taskpool.WithRetry(3, taskpool.ConstantBackoff(0)),
+		taskpool.WithCompletionHook(got.hook))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	f, err := s.SubmitFuture(context.Background(), taskpool.Task{ID: "b", Type: "block"})
+	require.NoError(t, err)
+	<-started
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	var se *taskpool.StopError
+	require.ErrorAs(t, stopWithin(t, s, ended), &se)
+	assert.Equal(t, 1, se.NotRun)
+	out := waitFuture(t, f, "b")
+	require.Equal(t, 1, got.count("b"))
+	hook := got.first("b")
+	assert.Equal(t, taskpool.OutcomeNotRun, out.Status)
+	assert.ErrorIs(t, out.Err, taskpool.ErrSchedulerClosed)
+	assert.Equal(t, 1, out.Attempts)
+	assert.Equal(t, 2, out.Task.Attempt)
+	assert.Equal(t, hook.Task.Attempt, out.Task.Attempt, "Task.Attempt: hook vs Future")
+	assert.Equal(t, hook.Attempts, out.Attempts)
 }

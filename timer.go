@@ -211,20 +211,14 @@ func (q *timerQueue) file(r *record, at time.Time, kind timerKind) {
 func (s *Scheduler) retryAt(r *record, attempt int, at time.Time) bool {
 	q := &s.timers
 	q.mu.Lock()
+	r.task.Attempt = attempt
 	if !q.flushed && !q.dropping {
-		r.task.Attempt = attempt
 		r.state.Store(stDelayed)
 		q.pushLocked(r, at, kindRetry)
 		q.mu.Unlock()
 		return true
 	}
 	runEarly := s.opts.delayedOnStop == DelayedRunEarly && !q.dropping
-	if runEarly {
-		// Only an attempt that follows moves the task's number on: one
-		// reported not run keeps the number of the run that failed, in
-		// its Future's Outcome as in the hook's (notRetried's copy).
-		r.task.Attempt = attempt
-	}
 	q.mu.Unlock()
 	if !runEarly {
 		return false
