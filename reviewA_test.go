@@ -316,3 +316,40 @@ func TestReviewACancelledTaskFreesItsQueueRoom(t *testing.T) {
 	assert.NoError(t, s.TrySubmit(taskpool.Task{Type: "ok"}), "room of the cancelled tasks")
 	require.NoError(t, s.Resume())
 }
+
+// reviewABlockedKeySubmitter is a goroutine parked in Submit, found by
+// name in the stacks.
+func reviewABlockedKeySubmitter(ctx context.Context, s *taskpool.Scheduler, done chan<- error) {
+	done <- s.Submit(ctx, taskpool.Task{Type: "ok", UniqueKey: "k"})
+}
+
+// A UniqueKey is taken from the moment Submit checks it, while Submit
+// waits for room in a full queue as well: a duplicate is refused then,
+// though the first task is not accepted yet, and it is free again when
+// that Submit fails (its ctx ended). Task.UniqueKey's doc said only
+// "queued, delayed or running".
+func TestReviewAUniqueKeyTakenWhileSubmitBlocks(t *testing.T) {
+	t.Parallel()
+	reg := registry(t, map[string]taskpool.HandlerFunc{"ok": nop})
+	s := start(t, reg, taskpool.WithWorkers(1), taskpool.WithQueueSize(1), taskpool.WithBatchSize(1))
+	require.NoError(t, s.Pause())
+	for {
+		if err := s.TrySubmit(taskpool.Task{Type: "ok"}); err != nil {
+			require.ErrorIs(t, err, taskpool.ErrQueueFull)
+			break
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go reviewABlockedKeySubmitter(ctx, s, done)
+	require.True(t, poll(hangAfter, func() bool {
+		return parked("reviewABlockedKeySubmitter", "(*Scheduler).Submit") == 1
+	}), "the Submit blocks")
+	dup := taskpool.Task{Type: "ok", UniqueKey: "k", Priority: taskpool.PriorityHigh}
+	require.ErrorIs(t, s.TrySubmit(dup), taskpool.ErrDuplicateTask)
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+	require.NoError(t, s.TrySubmit(dup), "the key is free once that Submit failed")
+	require.NoError(t, s.Resume())
+}

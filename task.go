@@ -38,7 +38,8 @@ type Task struct {
 	Priority Priority
 
 	// UniqueKey, when not empty, makes the task unique: it is rejected
-	// while another task with the same key is queued, delayed or running.
+	// while another task with the same key is queued, delayed or running,
+	// or being submitted (its Submit waits for room in a full queue).
 	UniqueKey string
 
 	// MaxAttempts is how many times the task may run when its handler
