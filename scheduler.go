@@ -219,10 +219,11 @@ func (s *Scheduler) Start() error {
 // scheduler closed.
 //
 // Stop waits for the scheduler's goroutines to exit, so it must not be
-// called on one of them: from a handler, a completion or dead-letter
-// hook, a Backoff, a RateLimiter or a Schedule, it would wait for its own
-// caller and never return, whatever ctx says. Call it there in a
-// goroutine of its own (go s.Stop(ctx)).
+// called on one of them: from a handler, a Backoff, a RateLimiter, a
+// Schedule, or a completion or dead-letter hook (but for one that Cancel
+// runs on its caller's goroutine), it would wait for its own caller and
+// never return, whatever ctx says. Call it there in a goroutine of its
+// own (go s.Stop(ctx)).
 func (s *Scheduler) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	switch state(s.state.Load()) {
