@@ -27,9 +27,9 @@ var (
 	// submission, on either transport: one that [Task.Validate] refuses (a
 	// negative Attempt or MaxAttempts; an ID, type or unique key that is
 	// not valid UTF-8; an ID or unique key over [MaxIDLength] bytes; an
-	// ID with a control character or a space at an end; metadata a header
-	// cannot carry), or a periodic schedule id that it would refuse as a
-	// task ID or that is over [MaxScheduleIDLength] bytes.
+	// ID with an ASCII control character or a space at an end; metadata a
+	// header cannot carry), or a periodic schedule id that it would refuse
+	// as a task ID or that is over [MaxScheduleIDLength] bytes.
 	ErrInvalidTask = errors.New("taskpool: invalid task")
 
 	// ErrInvalidOption reports an option value that is out of range.

@@ -29,10 +29,11 @@ const MaxScheduleIDLength = MaxIDLength - len("@2006-01-02T15:04:05.999999999Z")
 //   - a negative Attempt or MaxAttempts;
 //   - an ID, Type or UniqueKey that is not valid UTF-8;
 //   - an ID or UniqueKey longer than [MaxIDLength] bytes;
-//   - an ID with a control character, or with a space at either end;
+//   - an ID with an ASCII control character (U+0000 to U+001F, or DEL),
+//     or with a space at either end;
 //   - a Metadata key that is not a header token (ASCII letters, digits and
-//     !#$%&'*+-.^_`|~), or a value with a control character or a space at
-//     either end.
+//     !#$%&'*+-.^_`|~), or a value with an ASCII control character or a
+//     space at either end.
 //
 // These are the rules of a task that travels as a message with headers
 // (the NATS broker sends the ID and the metadata as headers, which cannot
@@ -110,7 +111,7 @@ func headerToken(k string) bool {
 }
 
 // headerValue reports whether v travels as a header value unchanged: no
-// control character, and no space at either end (header parsers trim
+// ASCII control character, and no space at either end (header parsers trim
 // them).
 func headerValue(v string) bool {
 	if v != "" && (v[0] == ' ' || v[len(v)-1] == ' ') {
