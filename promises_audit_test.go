@@ -5,13 +5,16 @@ package taskpool_test
 // after the promise it checks.
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskpool/taskpool"
+	"github.com/taskpool/taskpool/taskpooltest"
 )
 
 // Task.Validate: "an ID with an ASCII control character (U+0000 to
@@ -62,4 +65,49 @@ func TestAuditValidateHeaderRulesByteByByte(t *testing.T) {
 		assert.NoError(t, taskpool.Task{Type: "t", ID: v}.Validate(), "ID %q", v)
 		assert.NoError(t, taskpool.Task{Type: "t", Metadata: map[string]string{"k": v}}.Validate(), "value %q", v)
 	}
+}
+
+// MaxScheduleIDLength: "the longest periodic schedule id, in bytes, that
+// SchedulePeriodic accepts ... each activation's task ID is the id
+// followed by "@" and the activation time (RFC 3339 in UTC with
+// nanoseconds, at most 31 bytes more for a time before the year 10000),
+// which must itself be at most MaxIDLength". README: "a schedule id over MaxScheduleIDLength (993)".
+// An id of MaxScheduleIDLength bytes is accepted and one byte more is
+// refused with ErrInvalidTask; the activation of the longest id at the
+// longest time (nine digits of nanoseconds, the last year of four digits)
+// has an ID of exactly MaxIDLength bytes, which Validate accepts.
+func TestAuditMaxScheduleIDLengthBoundary(t *testing.T) {
+	t.Parallel()
+	assert.Equal(t, 993, taskpool.MaxScheduleIDLength, "the README's number")
+	start := time.Date(9999, 12, 31, 23, 59, 58, 123456789, time.UTC)
+	clock := taskpooltest.NewClock(start)
+	ids := make(chan string, 4)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("tick", func(_ context.Context, tk taskpool.Task) error {
+		ids <- tk.ID
+		return nil
+	}))
+	s := newStarted(t, reg, taskpool.WithClock(clock))
+
+	long := strings.Repeat("s", taskpool.MaxScheduleIDLength+1)
+	require.ErrorIs(t, s.SchedulePeriodic(long, taskpool.Every(time.Second), taskpool.Task{Type: "tick"}),
+		taskpool.ErrInvalidTask)
+	id := long[:taskpool.MaxScheduleIDLength]
+	require.NoError(t, s.SchedulePeriodic(id, taskpool.Every(time.Second), taskpool.Task{Type: "tick"}))
+
+	due := start.Add(time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), hangAfter)
+	defer cancel()
+	require.NoError(t, clock.WaitArmed(ctx, due))
+	clock.Advance(time.Second)
+	var got string
+	select {
+	case got = <-ids:
+	case <-ctx.Done():
+		t.Fatalf("the activation did not run\n%s", stacks())
+	}
+	assert.Equal(t, id+"@9999-12-31T23:59:59.123456789Z", got)
+	assert.Len(t, got, taskpool.MaxIDLength)
+	assert.NoError(t, taskpool.Task{Type: "tick", ID: got}.Validate())
+	require.NoError(t, s.Unschedule(id))
 }

@@ -17,8 +17,8 @@ const MaxIDLength = 1024
 // MaxScheduleIDLength is the longest periodic schedule id, in bytes, that
 // SchedulePeriodic accepts on either transport: each activation's task ID
 // is the id followed by "@" and the activation time (RFC 3339 in UTC with
-// nanoseconds, at most 31 bytes more), which must itself be at most
-// [MaxIDLength].
+// nanoseconds, at most 31 bytes more for a time before the year 10000),
+// which must itself be at most [MaxIDLength].
 const MaxScheduleIDLength = MaxIDLength - len("@2006-01-02T15:04:05.999999999Z")
 
 // Validate reports whether every transport accepts t, as far as t alone
