@@ -6,6 +6,7 @@ package taskpool_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -110,4 +111,77 @@ func TestAuditMaxScheduleIDLengthBoundary(t *testing.T) {
 	assert.Len(t, got, taskpool.MaxIDLength)
 	assert.NoError(t, taskpool.Task{Type: "tick", ID: got}.Validate())
 	require.NoError(t, s.Unschedule(id))
+}
+
+// Task.Validate: "Scheduler.Submit and every other way of submitting apply
+// them in process as well"; SubmitAt and SubmitWait (the Scheduler's and
+// through the Client interface), which TestTaskValidate does not try,
+// refuse what Validate refuses, with its error, and accept nothing.
+func TestAuditValidateAppliedBySubmitAtAndSubmitWait(t *testing.T) {
+	t.Parallel()
+	s := newStarted(t, taskpool.HandlerFunc(nop))
+	var c taskpool.Client = s
+	ctx := context.Background()
+	bad := []taskpool.Task{
+		{Type: "t", Attempt: -1},
+		{Type: "t", ID: "bad\xff"},
+		{Type: "t", ID: strings.Repeat("i", taskpool.MaxIDLength+1)},
+		{Type: "t", UniqueKey: strings.Repeat("k", taskpool.MaxIDLength+1)},
+		{Type: "t", ID: "x\n"},
+		{Type: "t", Metadata: map[string]string{"a b": "v"}},
+		{Type: "t", Metadata: map[string]string{"k": "v "}},
+	}
+	for _, tk := range bad {
+		require.ErrorIs(t, tk.Validate(), taskpool.ErrInvalidTask, "%+v", tk)
+		assert.ErrorIs(t, s.SubmitAt(ctx, tk, time.Now().Add(time.Hour)), taskpool.ErrInvalidTask, "SubmitAt %+v", tk)
+		assert.ErrorIs(t, c.SubmitAt(ctx, tk, time.Now()), taskpool.ErrInvalidTask, "Client.SubmitAt %+v", tk)
+		_, err := s.SubmitWait(ctx, tk)
+		assert.ErrorIs(t, err, taskpool.ErrInvalidTask, "SubmitWait %+v", tk)
+		_, err = c.SubmitWait(ctx, tk)
+		assert.ErrorIs(t, err, taskpool.ErrInvalidTask, "Client.SubmitWait %+v", tk)
+	}
+	_, err := c.SubmitWait(ctx, taskpool.Task{})
+	assert.ErrorIs(t, err, taskpool.ErrInvalidType, "an empty type")
+	assert.Empty(t, s.Inspect().Delayed)
+	assert.Zero(t, s.Stats().Submitted, "nothing was accepted")
+}
+
+// Future.Wait: "A task that has finished gives its outcome even to a ctx
+// that has ended since." Future.Outcome: "a zero Outcome and false
+// before" the task has finished, its outcome and true after.
+func TestAuditFutureWaitAfterCtxEndedAndOutcomeBefore(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	fail := errors.New("fails")
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("t", func(_ context.Context, tk taskpool.Task) error {
+		<-release
+		tk.SetResult(42)
+		return fail
+	}))
+	s := newStarted(t, reg)
+	f, err := s.SubmitFuture(context.Background(), taskpool.Task{ID: "f", Type: "t"})
+	require.NoError(t, err)
+	out, ok := f.Outcome()
+	assert.False(t, ok)
+	assert.Equal(t, taskpool.Outcome{}, out, "a zero Outcome before")
+	close(release)
+	select {
+	case <-f.Done():
+	case <-time.After(hangAfter):
+		t.Fatalf("the task did not finish\n%s", stacks())
+	}
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 100 { // Wait must not pick ctx's error at random
+		v, err := f.Wait(ended)
+		require.ErrorIs(t, err, fail)
+		require.Equal(t, 42, v)
+	}
+	out, ok = f.Outcome()
+	require.True(t, ok)
+	assert.Equal(t, "f", out.Task.ID)
+	assert.Equal(t, 42, out.Result)
+	assert.ErrorIs(t, out.Err, fail)
+	assert.Equal(t, taskpool.OutcomeFailed, out.Status)
 }
