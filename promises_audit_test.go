@@ -185,3 +185,52 @@ func TestAuditFutureWaitAfterCtxEndedAndOutcomeBefore(t *testing.T) {
 	assert.ErrorIs(t, out.Err, fail)
 	assert.Equal(t, taskpool.OutcomeFailed, out.Status)
 }
+
+// Task.SetResult: "On a Task that no handler is running (one built by
+// hand, an Outcome's) it does nothing": a literal's SetResult does not
+// panic, and the completion hook's, the dead-letter hook's, a dead
+// letter's and a finished Future's Outcome.Task.SetResult change neither
+// that task's result nor that of the next task its worker runs.
+func TestAuditSetResultOnATaskNoHandlerRunsDoesNothing(t *testing.T) {
+	t.Parallel()
+	require.NotPanics(t, func() { taskpool.Task{Type: "t"}.SetResult(1) })
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("set", func(_ context.Context, tk taskpool.Task) error {
+		tk.SetResult("handler")
+		return nil
+	}))
+	require.NoError(t, reg.HandleFunc("fail", func(_ context.Context, tk taskpool.Task) error {
+		tk.SetResult("failed")
+		return errors.New("fails")
+	}))
+	require.NoError(t, reg.HandleFunc("none", nop))
+	hook := func(o taskpool.Outcome) { o.Task.SetResult("hook") }
+	s := newStarted(t, reg, taskpool.WithWorkers(1), taskpool.WithCompletionHook(hook),
+		taskpool.WithDeadLetters(4, hook))
+	ctx := context.Background()
+	v, err := s.SubmitWait(ctx, taskpool.Task{ID: "set", Type: "set"})
+	require.NoError(t, err)
+	assert.Equal(t, "handler", v)
+	v, err = s.SubmitWait(ctx, taskpool.Task{Type: "none"})
+	require.NoError(t, err)
+	assert.Nil(t, v, "the hook of the task before set no result for this one")
+	v, err = s.SubmitWait(ctx, taskpool.Task{Type: "fail"})
+	require.Error(t, err)
+	assert.Equal(t, "failed", v)
+	dead := s.DeadLetters()
+	require.Len(t, dead, 1)
+	dead[0].Task.SetResult("dead letter")
+	f, err := s.SubmitFuture(ctx, taskpool.Task{Type: "none"})
+	require.NoError(t, err)
+	_, err = f.Wait(ctx)
+	require.NoError(t, err)
+	out, ok := f.Outcome()
+	require.True(t, ok)
+	out.Task.SetResult("future")
+	v, err = s.SubmitWait(ctx, taskpool.Task{Type: "none"})
+	require.NoError(t, err)
+	assert.Nil(t, v)
+	out, _ = f.Outcome()
+	assert.Nil(t, out.Result)
+	assert.Equal(t, "failed", s.DeadLetters()[0].Result)
+}

@@ -67,7 +67,10 @@ type Task struct {
 
 // SetResult records v as the task's result. The result reaches the task's
 // [Future] and the completion hook's [Outcome]. SetResult must be called
-// from the handler, before it returns; outside a handler it does nothing.
+// from the handler, before it returns: a call after that (from a
+// goroutine the handler started, say) may set the result of the next task
+// its worker runs. On a Task that no handler is running (one built by
+// hand, an Outcome's) it does nothing.
 func (t Task) SetResult(v any) {
 	if t.result != nil {
 		t.result.v = v
