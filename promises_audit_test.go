@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -233,4 +234,36 @@ func TestAuditSetResultOnATaskNoHandlerRunsDoesNothing(t *testing.T) {
 	out, _ = f.Outcome()
 	assert.Nil(t, out.Result)
 	assert.Equal(t, "failed", s.DeadLetters()[0].Result)
+}
+
+// auditKindArgs counts the calls of its Kind.
+type auditKindArgs struct{ N int }
+
+var auditKindCalls atomic.Int32
+
+func (auditKindArgs) Kind() string {
+	auditKindCalls.Add(1)
+	return "audit-kind"
+}
+
+// Handle: "Kind is called once, at registration": the handler of a T gets
+// tasks of its kind, given as a T, a *T and JSON, and Kind is not called
+// again (the tasks are built by hand: TaskOf calls Kind on its argument).
+func TestAuditHandleCallsKindOnceAtRegistration(t *testing.T) {
+	t.Parallel()
+	reg := taskpool.NewRegistry()
+	got := make(chan int, 3)
+	require.NoError(t, taskpool.Handle(reg, func(_ context.Context, a auditKindArgs, _ taskpool.Task) error {
+		got <- a.N
+		return nil
+	}))
+	require.EqualValues(t, 1, auditKindCalls.Load())
+	s := newStarted(t, reg)
+	ctx := context.Background()
+	for _, p := range []any{auditKindArgs{N: 1}, &auditKindArgs{N: 2}, []byte(`{"N":3}`)} {
+		_, err := s.SubmitWait(ctx, taskpool.Task{Type: "audit-kind", Params: p})
+		require.NoError(t, err)
+	}
+	assert.ElementsMatch(t, []int{1, 2, 3}, []int{<-got, <-got, <-got})
+	assert.EqualValues(t, 1, auditKindCalls.Load(), "Kind is not called per task")
 }
