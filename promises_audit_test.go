@@ -267,3 +267,65 @@ func TestAuditHandleCallsKindOnceAtRegistration(t *testing.T) {
 	assert.ElementsMatch(t, []int{1, 2, 3}, []int{<-got, <-got, <-got})
 	assert.EqualValues(t, 1, auditKindCalls.Load(), "Kind is not called per task")
 }
+
+// WithTaskTimeout: "a task's own Timeout overrides it", a longer one as
+// well as a shorter: under a default of a millisecond, a task with a
+// Timeout of an hour runs with a deadline about an hour away.
+func TestAuditTaskTimeoutOverridesALongerDefault(t *testing.T) {
+	t.Parallel()
+	left := make(chan time.Duration, 1)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("t", func(ctx context.Context, _ taskpool.Task) error {
+		d, ok := ctx.Deadline()
+		if !ok {
+			return errors.New("no deadline")
+		}
+		left <- time.Until(d)
+		return nil
+	}))
+	s := newStarted(t, reg, taskpool.WithTaskTimeout(time.Millisecond))
+	_, err := s.SubmitWait(context.Background(), taskpool.Task{Type: "t", Timeout: time.Hour})
+	require.NoError(t, err)
+	assert.Greater(t, <-left, 59*time.Minute)
+}
+
+// Inspection: "Delayed lists the tasks in the timer heap, soonest first",
+// each with its ID, type, priority (one of the three), the Attempt of the
+// run it waits for, NextRun "when the task is due" and the Reason
+// "delayed"; Running lists the task a worker is busy with, with the Reason
+// "running".
+func TestAuditInspectDelayedSoonestFirstAndRunning(t *testing.T) {
+	t.Parallel()
+	clock := taskpooltest.NewClock(epoch)
+	started := make(chan struct{})
+	release := make(chan struct{})
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("t", nop))
+	require.NoError(t, reg.HandleFunc("block", func(context.Context, taskpool.Task) error {
+		close(started)
+		<-release
+		return nil
+	}))
+	s := newStarted(t, reg, taskpool.WithClock(clock))
+	defer close(release)
+	ctx := context.Background()
+	for _, d := range []struct {
+		id   string
+		in   time.Duration
+		prio taskpool.Priority
+	}{{"c", 3 * time.Hour, 0}, {"a", time.Hour, 5}, {"b", 2 * time.Hour, -5}} {
+		require.NoError(t, s.SubmitAt(ctx, taskpool.Task{ID: d.id, Type: "t", Priority: d.prio}, epoch.Add(d.in)))
+	}
+	require.NoError(t, s.Submit(ctx, taskpool.Task{ID: "run", Type: "block"}))
+	<-started
+	in := s.Inspect()
+	assert.Equal(t, []taskpool.TaskInfo{
+		{ID: "a", Type: "t", Priority: taskpool.PriorityHigh, Attempt: 1, NextRun: epoch.Add(time.Hour), Reason: "delayed"},
+		{ID: "b", Type: "t", Priority: taskpool.PriorityLow, Attempt: 1, NextRun: epoch.Add(2 * time.Hour), Reason: "delayed"},
+		{ID: "c", Type: "t", Priority: taskpool.PriorityDefault, Attempt: 1, NextRun: epoch.Add(3 * time.Hour), Reason: "delayed"},
+	}, in.Delayed)
+	require.Len(t, in.Running, 1)
+	assert.Equal(t, "run", in.Running[0].ID)
+	assert.Equal(t, "block", in.Running[0].Type)
+	assert.Equal(t, "running", in.Running[0].Reason)
+}
