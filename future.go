@@ -13,7 +13,8 @@ type Outcome struct {
 	// Task is the task as submitted, with its ID filled in and its
 	// Priority one of the three (see [Task.Priority]). Its Attempt is the
 	// number of its last run, or, for a task cancelled or left unrun
-	// (a retry among them), of the run that never came.
+	// (a retry among them), of the run that never came: 1 for a task
+	// cancelled before its first run.
 	Task Task
 	// Result is the value the handler passed to [Task.SetResult], if any.
 	Result any

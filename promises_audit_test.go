@@ -329,3 +329,78 @@ func TestAuditInspectDelayedSoonestFirstAndRunning(t *testing.T) {
 	assert.Equal(t, "block", in.Running[0].Type)
 	assert.Equal(t, "running", in.Running[0].Reason)
 }
+
+// Outcome.Task: "the task as submitted, with its ID filled in, its
+// Priority one of the three and its Attempt the number of its last run,
+// or of the run it waited for when it did not run (again)"; every other
+// field as submitted. A task that succeeded at once, one that failed its
+// three runs, a delayed task cancelled (submitted with no Attempt, and
+// with Attempt 3, as a broker redelivers one) and a retry cancelled while
+// it waited for its second run.
+func TestAuditOutcomeTaskIsAsSubmittedWithItsAttempt(t *testing.T) {
+	t.Parallel()
+	outs := make(chan taskpool.Outcome, 8)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("ok", nop))
+	require.NoError(t, reg.HandleFunc("fail", func(context.Context, taskpool.Task) error { return errors.New("fails") },
+		taskpool.WithRetry(3, taskpool.ConstantBackoff(0))))
+	require.NoError(t, reg.HandleFunc("later", func(context.Context, taskpool.Task) error { return errors.New("fails") },
+		taskpool.WithRetry(3, taskpool.ConstantBackoff(time.Hour))))
+	s := newStarted(t, reg, taskpool.WithCompletionHook(func(o taskpool.Outcome) { outs <- o }))
+	ctx := context.Background()
+	next := func() taskpool.Outcome {
+		t.Helper()
+		select {
+		case o := <-outs:
+			return o
+		case <-time.After(hangAfter):
+			t.Fatalf("no outcome\n%s", stacks())
+			return taskpool.Outcome{}
+		}
+	}
+	base := taskpool.Task{Type: "ok", Params: "p", Timeout: time.Minute, UniqueKey: "u",
+		Metadata: map[string]string{"tenant": "acme"}, MaxAttempts: 0}
+	check := func(give taskpool.Task, o taskpool.Outcome, attempt, attempts int) {
+		t.Helper()
+		want := give
+		if want.ID == "" {
+			require.NotEmpty(t, o.Task.ID)
+			want.ID = o.Task.ID
+		}
+		want.Priority = taskpool.PriorityHigh
+		want.Attempt = attempt
+		assert.Equal(t, want, o.Task)
+		assert.Equal(t, attempts, o.Attempts)
+	}
+
+	give := base
+	give.Priority = 9
+	require.NoError(t, s.Submit(ctx, give))
+	check(give, next(), 1, 1)
+
+	give = base
+	give.Type, give.ID, give.Priority = "fail", "fail", 1
+	require.NoError(t, s.Submit(ctx, give))
+	check(give, next(), 3, 3)
+
+	give = base
+	give.ID, give.Priority = "delayed", 2
+	require.NoError(t, s.SubmitAfter(ctx, give, time.Hour))
+	require.NoError(t, s.Cancel("delayed"))
+	check(give, next(), 1, 0)
+
+	give.ID, give.Attempt = "redelivered", 3
+	require.NoError(t, s.SubmitAfter(ctx, give, time.Hour))
+	require.NoError(t, s.Cancel("redelivered"))
+	check(give, next(), 3, 2)
+
+	give = base
+	give.Type, give.ID, give.Priority = "later", "retry", 1
+	require.NoError(t, s.Submit(ctx, give))
+	require.True(t, poll(hangAfter, func() bool {
+		d := s.Inspect().Delayed
+		return len(d) == 1 && d[0].Reason == "retry"
+	}), "the retry is not waiting")
+	require.NoError(t, s.Cancel("retry"))
+	check(give, next(), 2, 1)
+}
