@@ -525,3 +525,52 @@ func TestAuditQueuedTaskTakes32Bytes(t *testing.T) {
 	assert.GreaterOrEqual(t, perTask, 32.0)
 	assert.Less(t, perTask, 40.0)
 }
+
+// auditCtxKey is a context key of the test below.
+type auditCtxKey struct{}
+
+// Submit: "ctx bounds only that wait, not the task's run": the handler's
+// context is not derived from the ctx given to Submit, SubmitFuture or
+// SubmitAt (it does not carry its values), and cancelling that ctx once
+// the task is accepted leaves the running handler's context alive.
+func TestAuditSubmitCtxDoesNotBoundTheRun(t *testing.T) {
+	t.Parallel()
+	type seen struct {
+		value   any
+		errThen error
+	}
+	started := make(chan struct{}, 1)
+	cancelled := make(chan struct{})
+	got := make(chan seen, 1)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("t", func(ctx context.Context, _ taskpool.Task) error {
+		v := ctx.Value(auditCtxKey{})
+		started <- struct{}{}
+		<-cancelled
+		got <- seen{v, ctx.Err()}
+		return nil
+	}))
+	s := newStarted(t, reg, taskpool.WithWorkers(1))
+	submits := map[string]func(ctx context.Context) error{
+		"Submit": func(ctx context.Context) error { return s.Submit(ctx, taskpool.Task{Type: "t"}) },
+		"SubmitFuture": func(ctx context.Context) error {
+			_, err := s.SubmitFuture(ctx, taskpool.Task{Type: "t"})
+			return err
+		},
+		"SubmitAt": func(ctx context.Context) error { return s.SubmitAt(ctx, taskpool.Task{Type: "t"}, time.Now()) },
+	}
+	for name, submit := range submits {
+		ctx, cancel := context.WithCancel(context.WithValue(context.Background(), auditCtxKey{}, "submitter's"))
+		require.NoError(t, submit(ctx), name)
+		select {
+		case <-started:
+		case <-time.After(hangAfter):
+			t.Fatalf("%s: the task did not start\n%s", name, stacks())
+		}
+		cancel()
+		cancelled <- struct{}{}
+		g := <-got
+		assert.Nil(t, g.value, "%s: the handler's context carries the submitter's values", name)
+		assert.NoError(t, g.errThen, "%s: cancelling the submitter's ctx ended the run's", name)
+	}
+}
