@@ -574,3 +574,34 @@ func TestAuditSubmitCtxDoesNotBoundTheRun(t *testing.T) {
 		assert.NoError(t, g.errThen, "%s: cancelling the submitter's ctx ended the run's", name)
 	}
 }
+
+// auditLookupHandler is a Handler, not a Registry, that can look up task
+// types: it knows "known".
+type auditLookupHandler struct{ ran chan string }
+
+func (h auditLookupHandler) HandleTask(_ context.Context, t taskpool.Task) error {
+	h.ran <- t.Type
+	return nil
+}
+
+func (h auditLookupHandler) Lookup(typ string) (taskpool.Handler, bool) {
+	return h, typ == "known"
+}
+
+// New: "When h can look up task types (it has a method Lookup(string)
+// (Handler, bool), as Registry does), Submit rejects tasks of an unknown
+// type at once" with ErrNoHandler, for a handler of one's own as for a
+// Registry, and runs the others with h.
+func TestAuditCustomHandlerWithLookupRejectsUnknownTypes(t *testing.T) {
+	t.Parallel()
+	h := auditLookupHandler{ran: make(chan string, 1)}
+	s := newStarted(t, h)
+	ctx := context.Background()
+	assert.ErrorIs(t, s.Submit(ctx, taskpool.Task{Type: "unknown"}), taskpool.ErrNoHandler)
+	assert.ErrorIs(t, s.TrySubmit(taskpool.Task{Type: "unknown"}), taskpool.ErrNoHandler)
+	assert.ErrorIs(t, s.SubmitAfter(ctx, taskpool.Task{Type: "unknown"}, time.Hour), taskpool.ErrNoHandler)
+	_, err := s.SubmitWait(ctx, taskpool.Task{Type: "known"})
+	require.NoError(t, err)
+	assert.Equal(t, "known", <-h.ran)
+	assert.EqualValues(t, 1, s.Stats().Submitted)
+}
