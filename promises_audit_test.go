@@ -7,6 +7,7 @@ package taskpool_test
 import (
 	"context"
 	"errors"
+	"math"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -604,4 +605,19 @@ func TestAuditCustomHandlerWithLookupRejectsUnknownTypes(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "known", <-h.ran)
 	assert.EqualValues(t, 1, s.Stats().Submitted)
+}
+
+// RetryPolicy.Wait: "its type's Backoff, else p.Backoff, else the
+// default; never negative": a Backoff that returns a negative wait, the
+// policy's or the type's, gives 0.
+func TestAuditRetryPolicyWaitNeverNegative(t *testing.T) {
+	t.Parallel()
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("typed", nop, taskpool.WithRetry(2, taskpool.ConstantBackoff(-time.Minute))))
+	p := taskpool.RetryPolicy{Registry: reg, Backoff: func(int) time.Duration { return math.MinInt64 }}
+	for _, typ := range []string{"typed", "other"} {
+		d, err := p.Wait(taskpool.Task{Type: typ}, 1)
+		require.NoError(t, err, typ)
+		assert.Zero(t, d, typ)
+	}
 }
