@@ -7,9 +7,11 @@ package taskpool_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -620,4 +622,63 @@ func TestAuditRetryPolicyWaitNeverNegative(t *testing.T) {
 		require.NoError(t, err, typ)
 		assert.Zero(t, d, typ)
 	}
+}
+
+// Task.ID: "When it is empty, the scheduler assigns a unique one before
+// the task runs": IDs made on the workers (plain tasks, as the handler
+// sees them) and off them (for a Future, a delayed task, a retry, a task
+// with a unique key), on several workers at once, are all distinct, in
+// the handler as in the hook, and a task keeps its ID from run to run.
+func TestAuditAssignedIDsAreUnique(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	inHandler := map[string]int{} // ID -> runs
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("t", func(_ context.Context, tk taskpool.Task) error {
+		mu.Lock()
+		inHandler[tk.ID]++
+		mu.Unlock()
+		if tk.MaxAttempts == 2 && tk.Attempt == 1 {
+			return errors.New("once")
+		}
+		return nil
+	}))
+	const perKind = 500
+	hooked := make(chan string, 6*perKind)
+	s := newStarted(t, reg, taskpool.WithWorkers(4), taskpool.WithQueueSize(8*perKind), taskpool.WithCompletionHook(func(o taskpool.Outcome) {
+		hooked <- o.Task.ID
+	}))
+	ctx := context.Background()
+	for i := range perKind {
+		require.NoError(t, s.Submit(ctx, taskpool.Task{Type: "t"}))
+		require.NoError(t, s.TrySubmit(taskpool.Task{Type: "t"}))
+		_, err := s.SubmitFuture(ctx, taskpool.Task{Type: "t"})
+		require.NoError(t, err)
+		require.NoError(t, s.SubmitAfter(ctx, taskpool.Task{Type: "t"}, 0))
+		require.NoError(t, s.Submit(ctx, taskpool.Task{Type: "t", MaxAttempts: 2}))
+		require.NoError(t, s.Submit(ctx, taskpool.Task{Type: "t", UniqueKey: fmt.Sprint("k", i)}))
+	}
+	seen := map[string]bool{}
+	for range 6 * perKind {
+		select {
+		case id := <-hooked:
+			require.NotEmpty(t, id)
+			require.False(t, seen[id], "ID %q given twice", id)
+			seen[id] = true
+		case <-time.After(hangAfter):
+			t.Fatalf("an outcome is missing\n%s", stacks())
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Len(t, inHandler, 6*perKind, "one ID per task in the handler")
+	twice := 0
+	for id, runs := range inHandler {
+		require.True(t, seen[id], "the handler saw %q, the hook did not", id)
+		require.LessOrEqual(t, runs, 2, id)
+		if runs == 2 {
+			twice++
+		}
+	}
+	assert.Equal(t, perKind, twice, "each retried task ran twice under one ID")
 }
