@@ -682,3 +682,19 @@ func TestAuditAssignedIDsAreUnique(t *testing.T) {
 	}
 	assert.Equal(t, perKind, twice, "each retried task ran twice under one ID")
 }
+
+// PeriodicInfo: "Spec is the schedule as text when it says it (a String
+// method ...), else empty", and NextRun is the schedule's next
+// activation: a Schedule with no String method is listed with an empty
+// Spec, its ID, the type of its task and its first activation.
+func TestAuditInspectSpecEmptyWithoutString(t *testing.T) {
+	t.Parallel()
+	clock := taskpooltest.NewClock(epoch)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("t", nop))
+	s := newStarted(t, reg, taskpool.WithClock(clock))
+	hourly := schedFunc(func(after time.Time) time.Time { return after.Add(time.Hour) })
+	require.NoError(t, s.SchedulePeriodic("hourly", hourly, taskpool.Task{Type: "t"}))
+	assert.Equal(t, []taskpool.PeriodicInfo{{ID: "hourly", Type: "t", NextRun: epoch.Add(time.Hour)}},
+		s.Inspect().Periodic)
+}
