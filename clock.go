@@ -42,7 +42,10 @@ type Schedule interface {
 }
 
 // Every returns a Schedule that fires every d, counted from the previous
-// activation. d must be positive; SchedulePeriodic rejects others. The
+// activation (a late one does not move the next), or, in process, after
+// activations that the scheduler missed altogether (not replayed), from
+// the time it caught up. d must be positive; SchedulePeriodic rejects
+// others. The
 // Schedule's String method returns "@every <d>", which a broker's client
 // hands to its server, and which the cron sub-module's Parse reads back as
 // the same schedule. The NATS broker's server runs only whole seconds, at

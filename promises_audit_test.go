@@ -698,3 +698,52 @@ func TestAuditInspectSpecEmptyWithoutString(t *testing.T) {
 	assert.Equal(t, []taskpool.PeriodicInfo{{ID: "hourly", Type: "t", NextRun: epoch.Add(time.Hour)}},
 		s.Inspect().Periodic)
 }
+
+// Every: "fires every d, counted from the previous activation": an
+// activation that the scheduler fires late (here a second) does not move
+// the next one, due d after it, not d after the firing. Once activations
+// were missed altogether (the scheduler saw the time only after the next
+// had passed as well), the next is counted from the time the scheduler
+// caught up, as Every's doc says: the missed one is not replayed.
+func TestAuditEveryCountsFromThePreviousActivation(t *testing.T) {
+	t.Parallel()
+	clock := taskpooltest.NewClock(epoch)
+	ran := make(chan string, 4)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("t", func(_ context.Context, tk taskpool.Task) error {
+		ran <- tk.ID
+		return nil
+	}))
+	s := newStarted(t, reg, taskpool.WithClock(clock))
+	require.NoError(t, s.SchedulePeriodic("p", taskpool.Every(time.Minute), taskpool.Task{Type: "t"}))
+	ctx, cancel := context.WithTimeout(context.Background(), hangAfter)
+	defer cancel()
+	receive := func() string {
+		t.Helper()
+		select {
+		case id := <-ran:
+			return id
+		case <-ctx.Done():
+			t.Fatalf("no activation ran\n%s", stacks())
+			return ""
+		}
+	}
+	nextRun := func(want time.Time) {
+		t.Helper()
+		require.True(t, poll(hangAfter, func() bool {
+			p := s.Inspect().Periodic
+			return len(p) == 1 && p[0].NextRun.Equal(want)
+		}), "want the next run at %v: %+v", want, s.Inspect().Periodic)
+	}
+
+	require.NoError(t, clock.WaitArmed(ctx, epoch.Add(time.Minute)))
+	clock.Advance(61 * time.Second) // a second late
+	assert.Equal(t, "p@2026-01-01T00:01:00Z", receive())
+	nextRun(epoch.Add(2 * time.Minute))
+
+	require.NoError(t, clock.WaitArmed(ctx, epoch.Add(2*time.Minute)))
+	clock.Advance(150 * time.Second) // now 00:03:31: 00:02 is late, 00:03 missed
+	assert.Equal(t, "p@2026-01-01T00:02:00Z", receive())
+	nextRun(epoch.Add(4*time.Minute + 31*time.Second))
+	assert.EqualValues(t, 2, s.Stats().Submitted, "a missed activation was replayed")
+}
