@@ -45,11 +45,11 @@ type Schedule interface {
 // activation (a late one does not move the next), or, in process, after
 // activations that the scheduler missed altogether (not replayed), from
 // the time it caught up. d must be positive; SchedulePeriodic rejects
-// others. The
-// Schedule's String method returns "@every <d>", which a broker's client
-// hands to its server, and which the cron sub-module's Parse reads back as
-// the same schedule. The NATS broker's server runs only whole seconds, at
-// least one: its client refuses another d with ErrInvalidOption.
+// others. The Schedule's String method returns "@every <d>", which a
+// broker's client hands to its server, and which the cron sub-module's
+// Parse reads back as the same schedule. The NATS broker's server runs
+// only whole seconds, at least one: its client refuses another d with
+// ErrInvalidOption.
 func Every(d time.Duration) Schedule { return every(d) }
 
 type every time.Duration
