@@ -114,8 +114,10 @@ func walkable(err error) (ok bool) {
 	return true
 }
 
-// Error returns the panic value; the stack is left out to keep log lines
-// short. Read Stack for it.
+// Error returns "taskpool: handler panic: " and the panic value, whatever
+// panicked (a handler, or a Backoff, a middleware or a Schedule that gives
+// a *PanicError too); the stack is left out to keep log lines short. Read
+// Stack for it.
 func (e *PanicError) Error() string {
 	return fmt.Sprintf("taskpool: handler panic: %v", e.Value)
 }

@@ -747,3 +747,29 @@ func TestAuditEveryCountsFromThePreviousActivation(t *testing.T) {
 	nextRun(epoch.Add(4*time.Minute + 31*time.Second))
 	assert.EqualValues(t, 2, s.Stats().Submitted, "a missed activation was replayed")
 }
+
+// PanicError.Error: "taskpool: handler panic: " and the panic value, "the
+// stack is left out", for a handler's panic and a Backoff's alike; Unwrap
+// gives the value when it is an error.
+func TestAuditPanicErrorMessage(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("boom")
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("p", func(context.Context, taskpool.Task) error { panic("at the disco") }))
+	require.NoError(t, reg.HandleFunc("e", func(context.Context, taskpool.Task) error { panic(boom) }))
+	require.NoError(t, reg.HandleFunc("b", nop, taskpool.WithRetry(2, func(int) time.Duration { panic(42) })))
+	s := newStarted(t, reg)
+	ctx := context.Background()
+	var pe *taskpool.PanicError
+	_, err := s.SubmitWait(ctx, taskpool.Task{Type: "p"})
+	require.ErrorAs(t, err, &pe)
+	assert.EqualError(t, pe, "taskpool: handler panic: at the disco")
+	assert.Contains(t, string(pe.Stack), "goroutine", "the stack is kept in Stack")
+	_, err = s.SubmitWait(ctx, taskpool.Task{Type: "e"})
+	require.ErrorAs(t, err, &pe)
+	assert.EqualError(t, pe, "taskpool: handler panic: boom")
+	assert.ErrorIs(t, err, boom)
+	_, err = s.RetryPolicy().Wait(taskpool.Task{Type: "b"}, 1)
+	require.ErrorAs(t, err, &pe)
+	assert.EqualError(t, pe, "taskpool: handler panic: 42")
+}
