@@ -773,3 +773,25 @@ func TestAuditPanicErrorMessage(t *testing.T) {
 	require.ErrorAs(t, err, &pe)
 	assert.EqualError(t, pe, "taskpool: handler panic: 42")
 }
+
+// SkipRetry: "errors.Is(result, err) and errors.Is(result, ErrSkipRetry)
+// both hold. SkipRetry(nil) is nil." Priority.String: "low", "default"
+// or "high", any value below zero being low and any above high (as
+// Task.Priority reads them).
+func TestAuditSkipRetryAndPriorityString(t *testing.T) {
+	t.Parallel()
+	base := errors.New("base")
+	err := taskpool.SkipRetry(fmt.Errorf("wrapped: %w", base))
+	assert.ErrorIs(t, err, base)
+	assert.ErrorIs(t, err, taskpool.ErrSkipRetry)
+	assert.EqualError(t, err, "wrapped: base")
+	assert.False(t, taskpool.Retryable(err))
+	assert.NoError(t, taskpool.SkipRetry(nil))
+	assert.Nil(t, taskpool.SkipRetry(nil), "an untyped nil, not a typed one")
+	for p, want := range map[taskpool.Priority]string{
+		-128: "low", taskpool.PriorityLow: "low", taskpool.PriorityDefault: "default",
+		taskpool.PriorityHigh: "high", 127: "high",
+	} {
+		assert.Equal(t, want, p.String(), "%d", p)
+	}
+}
