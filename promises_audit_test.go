@@ -795,3 +795,54 @@ func TestAuditSkipRetryAndPriorityString(t *testing.T) {
 		assert.Equal(t, want, p.String(), "%d", p)
 	}
 }
+
+// auditLimiter lets its first start through and holds every later one
+// back an hour.
+type auditLimiter struct{ n atomic.Int32 }
+
+func (l *auditLimiter) Reserve(time.Time) time.Duration {
+	if l.n.Add(1) == 1 {
+		return 0
+	}
+	return time.Hour
+}
+
+// Stats.Delayed: "counts tasks waiting in the timer heap: delayed tasks,
+// retries and rate-limited tasks" (a periodic schedule, which waits there
+// too, is not a task); Inspection.Delayed lists the same three, each with
+// its Reason.
+func TestAuditStatsDelayedCountsDelayedRetriesAndRateLimited(t *testing.T) {
+	t.Parallel()
+	clock := taskpooltest.NewClock(epoch)
+	failed := make(chan struct{})
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("t", nop))
+	require.NoError(t, reg.HandleFunc("rated", nop, taskpool.WithRateLimit(&auditLimiter{})))
+	require.NoError(t, reg.HandleFunc("fail", func(context.Context, taskpool.Task) error {
+		close(failed)
+		return errors.New("once")
+	}, taskpool.WithRetry(2, taskpool.ConstantBackoff(time.Hour))))
+	s := newStarted(t, reg, taskpool.WithClock(clock))
+	ctx := context.Background()
+	require.NoError(t, s.SchedulePeriodic("p", taskpool.Every(time.Hour), taskpool.Task{Type: "t"}))
+	require.NoError(t, s.SubmitAfter(ctx, taskpool.Task{ID: "delayed", Type: "t"}, time.Hour))
+	require.NoError(t, s.Submit(ctx, taskpool.Task{ID: "retry", Type: "fail"}))
+	<-failed
+	_, err := s.SubmitWait(ctx, taskpool.Task{ID: "first", Type: "rated"})
+	require.NoError(t, err)
+	require.NoError(t, s.Submit(ctx, taskpool.Task{ID: "held", Type: "rated"}))
+	reasons := func() map[string]string {
+		m := map[string]string{}
+		for _, d := range s.Inspect().Delayed {
+			m[d.ID] = d.Reason
+		}
+		return m
+	}
+	want := map[string]string{"delayed": "delayed", "retry": "retry", "held": "rate limited"}
+	require.True(t, poll(hangAfter, func() bool { return len(reasons()) == 3 }), "%v", reasons())
+	assert.Equal(t, want, reasons())
+	assert.Equal(t, 3, s.Stats().Delayed)
+	assert.Len(t, s.Inspect().Periodic, 1)
+	// Stop would wait for the held task's turn, an hour of the fake clock.
+	require.NoError(t, s.Cancel("held"))
+}
