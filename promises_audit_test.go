@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"sync"
@@ -845,4 +847,35 @@ func TestAuditStatsDelayedCountsDelayedRetriesAndRateLimited(t *testing.T) {
 	assert.Len(t, s.Inspect().Periodic, 1)
 	// Stop would wait for the held task's turn, an hour of the fake clock.
 	require.NoError(t, s.Cancel("held"))
+}
+
+// WithoutPanicRecovery: "lets a panicking handler crash the process
+// instead of turning the panic into a *PanicError". The test runs itself
+// in a child process, whose handler panics: the child dies of the panic,
+// with its value and the handler's frame on stderr, before anything after
+// the submission runs.
+func TestAuditWithoutPanicRecoveryCrashesTheProcess(t *testing.T) {
+	if os.Getenv("TASKPOOL_AUDIT_CRASH") == "1" {
+		reg := taskpool.NewRegistry()
+		_ = reg.HandleFunc("crash", func(context.Context, taskpool.Task) error { panic("audit: crash the process") })
+		s, err := taskpool.New(reg, taskpool.WithoutPanicRecovery())
+		if err != nil {
+			os.Exit(3)
+		}
+		_ = s.Start()
+		_, _ = s.SubmitWait(context.Background(), taskpool.Task{Type: "crash"})
+		fmt.Println("audit: the process survived")
+		os.Exit(0)
+	}
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), hangAfter)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestAuditWithoutPanicRecoveryCrashesTheProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "TASKPOOL_AUDIT_CRASH=1")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, "the child did not crash:\n%s", out)
+	assert.Equal(t, 2, exit.ExitCode(), "a panic's exit code:\n%s", out)
+	assert.Contains(t, string(out), "panic: audit: crash the process")
+	assert.NotContains(t, string(out), "audit: the process survived")
 }
