@@ -42,8 +42,9 @@ type Client interface {
 	// handler's result (nil if it set none) and the task's final error,
 	// after any retries (nil on success). ctx bounds the submission and
 	// the wait: when it ends first SubmitWait returns ctx's error, and
-	// the task goes on. A submission refused returns the same errors as
-	// Submit.
+	// the task goes on if it was accepted by then (in process, one whose
+	// ctx ended before it was admitted is not submitted). A submission
+	// refused returns the same errors as Submit.
 	SubmitWait(ctx context.Context, t Task) (any, error)
 	// SchedulePeriodic submits a copy of t at every activation of sched
 	// until Unschedule, each with the ID "<id>@<activation time>" (UTC,

@@ -880,3 +880,61 @@ func TestAuditWithoutPanicRecoveryCrashesTheProcess(t *testing.T) {
 	assert.Contains(t, string(out), "panic: audit: crash the process")
 	assert.NotContains(t, string(out), "audit: the process survived")
 }
+
+// SubmitWait: "ctx bounds the wait for admission and for the outcome:
+// when it ends first, SubmitWait returns ctx's error", and the task goes
+// on only if it was accepted by then: one whose ctx had ended already, or
+// ended while it waited for room on a full queue, is not submitted (it
+// never runs and is not counted); one accepted goes on
+// (TestPromiseSubmitWaitCtxEndsWhileWaitingTaskGoesOn).
+func TestAuditSubmitWaitCtxEndingBeforeAdmissionSubmitsNothing(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	release := make(chan struct{})
+	var mu sync.Mutex
+	ran := map[string]bool{}
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("block", func(context.Context, taskpool.Task) error {
+		close(started)
+		<-release
+		return nil
+	}))
+	require.NoError(t, reg.HandleFunc("t", func(_ context.Context, tk taskpool.Task) error {
+		mu.Lock()
+		ran[tk.ID] = true
+		mu.Unlock()
+		return nil
+	}))
+	s := newStarted(t, reg, taskpool.WithWorkers(1), taskpool.WithQueueSize(1))
+	bg := context.Background()
+
+	ended, cancel := context.WithCancel(bg)
+	cancel()
+	_, err := s.SubmitWait(ended, taskpool.Task{ID: "ended", Type: "t"})
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Zero(t, s.Stats().Submitted, "a ctx ended before: nothing submitted")
+
+	require.NoError(t, s.Submit(bg, taskpool.Task{Type: "block"}))
+	<-started
+	queued := 0
+	for ; queued < 1000; queued++ { // fill the queue (and the worker's batch)
+		if err := s.TrySubmit(taskpool.Task{ID: fmt.Sprint("q", queued), Type: "t"}); err != nil {
+			require.ErrorIs(t, err, taskpool.ErrQueueFull)
+			break
+		}
+	}
+	require.Less(t, queued, 1000, "the queue never filled")
+	short, cancel := context.WithTimeout(bg, 20*time.Millisecond)
+	defer cancel()
+	_, err = s.SubmitWait(short, taskpool.Task{ID: "blocked", Type: "t"})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.EqualValues(t, 1+queued, s.Stats().Submitted, "ended waiting for room: not submitted")
+
+	close(release)
+	require.NoError(t, stopBounded(t, s, hangAfter))
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Len(t, ran, queued)
+	assert.False(t, ran["ended"])
+	assert.False(t, ran["blocked"])
+}

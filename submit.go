@@ -74,8 +74,10 @@ func (s *Scheduler) SubmitFuture(ctx context.Context, t Task) (*Future, error) {
 // outcome: it returns the handler's result (set with [Task.SetResult], nil
 // if none) and the task's final error, after any retries. ctx bounds the
 // wait for admission and for the outcome: when it ends first, SubmitWait
-// returns ctx's error and the task goes on. It returns the same errors as
-// Submit for a task that is not accepted. It is [Client.SubmitWait].
+// returns ctx's error; a task accepted by then goes on, and one that was
+// not (ctx had ended, or ended while Submit waited for room) is not
+// submitted. It returns the same errors as Submit for a task that is not
+// accepted. It is [Client.SubmitWait].
 func (s *Scheduler) SubmitWait(ctx context.Context, t Task) (any, error) {
 	f, err := s.SubmitFuture(ctx, t)
 	if err != nil {
