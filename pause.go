@@ -5,7 +5,8 @@ package taskpool
 // a Resume looks again before it starts a task, so a second Pause holds it
 // again. Submit goes on accepting tasks until the queue is full, delayed
 // tasks and retries become due as usual, and [Scheduler.Stop] resumes a
-// paused scheduler, since a graceful stop runs every accepted task.
+// paused scheduler, since a graceful stop runs every accepted task
+// (unless its ctx has ended already: then no task starts any more).
 // Pausing a paused scheduler does nothing. Pause returns [ErrNotStarted]
 // before Start and [ErrSchedulerClosed] once Stop has begun.
 func (s *Scheduler) Pause() error {

@@ -2,6 +2,7 @@ package taskpool_test
 
 import (
 	"context"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -105,6 +106,74 @@ func TestStopResumesPausedScheduler(t *testing.T) {
 	assert.EqualValues(t, 20, ran.Load(), "a graceful stop runs every accepted task")
 	assert.False(t, s.Stats().Paused)
 }
+
+// Stop with a ctx that has ended already gives up at once: a paused
+// scheduler starts nothing more, and every queued task is reported not
+// run. Stop lifted the pause first, and workers started tasks until it
+// gave up: to catch that every time, the logger holds Stop at its
+// "stopping" record, between the two, until a task starts or 50ms pass.
+func TestStopWithAnEndedCtxStartsNothingOnAPausedScheduler(t *testing.T) {
+	t.Parallel()
+	var ran atomic.Int64
+	started := make(chan struct{})
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"count": func(context.Context, taskpool.Task) error {
+			if ran.Add(1) == 1 {
+				close(started)
+			}
+			return nil
+		},
+	})
+	log := slog.New(funcHandler(func(r slog.Record) {
+		if r.Message == "taskpool: stopping" {
+			select {
+			case <-started:
+			case <-time.After(50 * time.Millisecond): // nothing starts: the check of this test
+			}
+		}
+	}))
+	s, err := taskpool.New(reg, taskpool.WithWorkers(4), taskpool.WithQueueSize(4096), taskpool.WithLogger(log))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	require.NoError(t, s.Pause())
+	const n = 2000
+	for range n {
+		require.NoError(t, s.Submit(context.Background(), taskpool.Task{Type: "count"}))
+	}
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	var se *taskpool.StopError
+	require.ErrorAs(t, s.Stop(ended), &se)
+	assert.Equal(t, n, se.NotRun)
+	assert.Zero(t, ran.Load(), "tasks started after Stop with an ended ctx")
+	assert.False(t, s.Stats().Paused)
+}
+
+// Stop with an ended ctx on a paused scheduler with nothing queued has
+// nothing to give up: it lifts the pause and returns nil.
+func TestStopWithAnEndedCtxOnAPausedIdleScheduler(t *testing.T) {
+	t.Parallel()
+	reg := registry(t, map[string]taskpool.HandlerFunc{"count": nop})
+	s, err := taskpool.New(reg, taskpool.WithWorkers(2))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	require.NoError(t, s.Pause())
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, s.Stop(ended))
+	assert.False(t, s.Stats().Paused)
+}
+
+// funcHandler is a slog.Handler that calls f with every record.
+type funcHandler func(slog.Record)
+
+func (f funcHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (f funcHandler) Handle(_ context.Context, r slog.Record) error {
+	f(r)
+	return nil
+}
+func (f funcHandler) WithAttrs([]slog.Attr) slog.Handler { return f }
+func (f funcHandler) WithGroup(string) slog.Handler      { return f }
 
 func TestPauseErrors(t *testing.T) {
 	t.Parallel()

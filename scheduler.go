@@ -208,9 +208,10 @@ func (s *Scheduler) Start() error {
 // ignores its context delays Stop until it returns; one that fails, with
 // attempts left, is not retried: its next attempt is reported not run the
 // same way, with an error wrapping ErrSchedulerClosed and the run's error.
-// If ctx ends once every
-// accepted task has its outcome, nothing is left to give up: Stop waits
-// for the goroutines to exit and returns nil.
+// A ctx that has ended when Stop is called gives up at once: a paused
+// scheduler is not resumed first, and starts no task. If ctx ends once
+// every accepted task has its outcome, nothing is left to give up: Stop
+// waits for the goroutines to exit and returns nil.
 //
 // Stop is idempotent: a later call waits for the same shutdown. The first
 // call whose ctx ends while a task has no outcome gives it up as above and
@@ -237,7 +238,12 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 		s.e.CloseAdmission()
 		s.timers.closeAdmission()
 		s.e.Drain()
-		s.e.Unhold() // a graceful stop runs what was accepted
+		if ctx.Err() == nil {
+			s.e.Unhold() // a graceful stop runs what was accepted
+		}
+		// A ctx that has ended already gives up below, before a paused
+		// scheduler starts anything (Abandon ends the hold), or, with
+		// nothing left to give up, lifts the hold there.
 		close(s.quit)
 		s.opts.logger.Debug("taskpool: stopping")
 		go s.shutdown()
@@ -257,7 +263,8 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 			// Every accepted task has its outcome (admission is closed,
 			// so none can come): nothing is left to give up, and only
 			// the goroutines' exit remains, which giving up would not
-			// hasten.
+			// hasten. The engine closes only once a hold is off.
+			s.e.Unhold()
 			<-s.done
 			return nil
 		}
