@@ -99,7 +99,10 @@ func WithWorkers(n int) Option {
 // WithQueueSize sets the bound of each priority's queue: exactly how many
 // accepted tasks of that priority may wait (in the queue, or held by the
 // dispatcher) before Submit blocks and TrySubmit returns [ErrQueueFull].
-// Tasks handed to a worker in a batch no longer count. Memory is taken as
+// Tasks handed to a worker in a batch no longer count; a task removed by
+// [Scheduler.Cancel] keeps its place, and counts, until it is handed out
+// (its worker passes over it), which a paused scheduler does not do until
+// Resume. Memory is taken as
 // tasks arrive, in batches, not up front. Delayed tasks, retries and
 // tasks woken from a concurrency limit that become due go to their queue
 // past the bound: they were accepted already. The default is

