@@ -497,33 +497,75 @@ type longPoll struct {
 // the refill threshold of capacity is free, so that under load the
 // requests are few and large.
 func (c *Consumer) fetchLoop() {
-	defer close(c.loopDone)
-	var (
-		polls    [numPriorities]longPoll
-		hot      = [numPriorities]bool{true, true, true}
-		reserved int // capacity held by outstanding long polls
-		fails    int // consecutive fetch errors
-		rot      int // priority whose long poll starts first
-	)
+	c.runLoop(&loopState{hot: [numPriorities]bool{true, true, true}})
+}
+
+// loopState is the fetch loop's state, which outlives the goroutine that
+// runs the loop (see runLoop).
+type loopState struct {
+	polls    [numPriorities]longPoll
+	hot      [numPriorities]bool
+	reserved int                    // capacity held by outstanding long polls
+	fails    int                    // consecutive fetch errors
+	rot      int                    // priority whose long poll starts first
+	batch    jetstream.MessageBatch // the no-wait fetch being dispatched (pollRound)
+	draining bool                   // stopping: the long polls are drained
+}
+
+// runLoop runs the fetch loop from st. The loop calls the user's code
+// when it dispatches a delivery (the codec's Decode, the handler's Lookup,
+// a middleware's constructor at a type's first submission); code that
+// calls runtime.Goexit there (t.FailNow in a test) ends the goroutine,
+// which nothing can prevent. Its deferred calls settle the delivery (see
+// decode, known and submit), and runLoop's goes on from st on a new
+// goroutine: first the rest of the fetch it was dispatching, then the
+// loop. So the consumer fetches on, as the local scheduler's workers go on
+// after a Goexit in a handler. A panic there is recovered where it is
+// called, and settles the delivery the same way.
+func (c *Consumer) runLoop(st *loopState) {
+	ended := false
+	defer func() {
+		if !ended {
+			c.cfg.logger.Error("natsbroker: runtime.Goexit called on the fetch loop; it goes on on a new goroutine", "queue", c.cfg.queue)
+			go c.runLoop(st)
+		}
+	}()
+	if b := st.batch; b != nil {
+		for m := range b.Messages() {
+			c.dispatch(m)
+		}
+		st.batch = nil
+	}
+	if !st.draining {
+		c.loop(st)
+		st.draining = true
+	}
 	// When stopping, wait for the outstanding long polls to end (within
 	// the poll wait) and run what they deliver with the tasks held: the
 	// local scheduler stops after this loop, and lets them finish.
-	defer func() {
-		for p := range polls {
-			if polls[p].batch != nil {
-				for m := range polls[p].ch {
-					c.dispatch(m)
-				}
+	for p := range st.polls {
+		if st.polls[p].batch != nil {
+			for m := range st.polls[p].ch {
+				c.dispatch(m)
 			}
+			st.polls[p] = longPoll{}
 		}
-	}()
+	}
+	ended = true
+	close(c.loopDone)
+}
+
+// loop is the fetch loop (see fetchLoop); it returns when the consumer
+// stops.
+func (c *Consumer) loop(st *loopState) {
+	polls, hot := &st.polls, &st.hot
 	for {
 		if c.stopping() {
 			return
 		}
 		capacity, threshold := c.limits()
 		held := int(c.held.Load())
-		free := capacity - held - reserved
+		free := capacity - held - st.reserved
 		anyHot := hot[0] || hot[1] || hot[2]
 		if anyHot && free < threshold && capacity-held >= threshold {
 			// The long polls of cold priorities hold capacity that a hot
@@ -535,17 +577,17 @@ func (c *Consumer) fetchLoop() {
 			free = capacity - held
 		}
 		if free >= threshold && anyHot {
-			n, err := c.pollRound(free, &hot)
+			n, err := c.pollRound(free, st)
 			if err != nil {
-				fails++
-				c.fetchFails.Store(int64(fails))
+				st.fails++
+				c.fetchFails.Store(int64(st.fails))
 				c.cfg.logger.Warn("natsbroker: fetch", "queue", c.cfg.queue, "error", err)
-				if !c.pause(fails) {
+				if !c.pause(st.fails) {
 					return
 				}
 				continue
 			}
-			fails = 0
+			st.fails = 0
 			c.fetchFails.Store(0)
 			if n > 0 {
 				continue
@@ -554,7 +596,7 @@ func (c *Consumer) fetchLoop() {
 		// Long-poll the cold priorities. When there is not capacity for
 		// all of them (a consumer with few workers), the polls are short
 		// and start from a rotating priority, so that none waits long.
-		need, avail := 0, capacity-int(c.held.Load())-reserved
+		need, avail := 0, capacity-int(c.held.Load())-st.reserved
 		for p := range polls {
 			if !hot[p] && polls[p].batch == nil {
 				need++
@@ -564,28 +606,28 @@ func (c *Consumer) fetchLoop() {
 		if need > avail {
 			wait = min(wait, shortPollWait)
 		}
-		first := rot
-		rot = (rot + 1) % numPriorities
+		first := st.rot
+		st.rot = (st.rot + 1) % numPriorities
 		for k := range numPriorities {
 			p := (first + k) % numPriorities
 			if hot[p] || polls[p].batch != nil {
 				continue
 			}
-			if capacity-int(c.held.Load())-reserved <= 0 {
+			if capacity-int(c.held.Load())-st.reserved <= 0 {
 				break
 			}
 			b, err := c.cons[p].Fetch(1, jetstream.FetchMaxWait(wait))
 			if err != nil {
-				fails++
-				c.fetchFails.Store(int64(fails))
+				st.fails++
+				c.fetchFails.Store(int64(st.fails))
 				c.cfg.logger.Warn("natsbroker: long poll", "queue", c.cfg.queue, "error", err)
-				if !c.pause(fails) {
+				if !c.pause(st.fails) {
 					return
 				}
 				break
 			}
 			polls[p] = longPoll{batch: b, ch: b.Messages()}
-			reserved++
+			st.reserved++
 		}
 		var (
 			p  int
@@ -605,28 +647,28 @@ func (c *Consumer) fetchLoop() {
 			return
 		}
 		if ok {
-			reserved--
+			st.reserved--
 			polls[p].got = true
 			hot[p] = true
-			fails = 0
+			st.fails = 0
 			c.fetchFails.Store(0)
 			c.dispatch(m)
 			continue
 		}
 		if !polls[p].got {
-			reserved--
+			st.reserved--
 		}
 		err := polls[p].batch.Error()
 		polls[p] = longPoll{}
 		if err != nil && !isTimeout(err) {
-			fails++
-			c.fetchFails.Store(int64(fails))
+			st.fails++
+			c.fetchFails.Store(int64(st.fails))
 			c.cfg.logger.Warn("natsbroker: long poll", "queue", c.cfg.queue, "error", err)
-			if !c.pause(fails) {
+			if !c.pause(st.fails) {
 				return
 			}
 		} else if c.q.js.Conn().IsConnected() {
-			fails = 0 // the server answered, or expired the poll
+			st.fails = 0 // the server answered, or expired the poll
 			c.fetchFails.Store(0)
 		}
 	}
@@ -717,14 +759,15 @@ func (c *Consumer) pause(n int) bool {
 
 // pollRound sends a no-wait fetch to each hot priority, in weighted random
 // order, until the free capacity is used up; a priority that returns
-// nothing turns cold. It returns how many messages it dispatched.
-func (c *Consumer) pollRound(free int, hot *[numPriorities]bool) (int, error) {
+// nothing turns cold. It returns how many messages it dispatched. The
+// fetch it dispatches is st.batch meanwhile (see runLoop).
+func (c *Consumer) pollRound(free int, st *loopState) (int, error) {
 	total := 0
 	for _, p := range c.order() {
 		if free <= 0 {
 			break
 		}
-		if !hot[p] {
+		if !st.hot[p] {
 			continue
 		}
 		start := time.Now()
@@ -732,18 +775,20 @@ func (c *Consumer) pollRound(free int, hot *[numPriorities]bool) (int, error) {
 		if err != nil {
 			return total, err
 		}
+		st.batch = b
 		got := 0
 		for m := range b.Messages() {
 			c.dispatch(m)
 			got++
 		}
+		st.batch = nil
 		if got > 0 {
 			c.fetchRTT.observe(time.Since(start))
 		}
 		free -= got
 		total += got
 		if got == 0 {
-			hot[p] = false
+			st.hot[p] = false
 		}
 		if err := b.Error(); err != nil && !isTimeout(err) {
 			return total, err
@@ -800,13 +845,12 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		first = n
 	}
 	attempt := attemptOf(first, deliveries)
-	t, err := c.cfg.codec.Decode(m.Data())
+	t, err := c.decode(m, meta, attempt)
 	if err != nil {
 		if !errors.Is(err, ErrBadPayload) {
 			err = fmt.Errorf("%w: %w", ErrBadPayload, err)
 		}
-		a := c.deadLetter(m, meta.Sequence.Stream, "", attempt, nil, err)
-		c.settledAside(taskpool.Outcome{Err: err, Attempts: ranBefore(attempt), Status: taskpool.OutcomeFailed}, a)
+		c.badPayload(m, meta, attempt, err)
 		return
 	}
 	if md := metadataOf(hdr); md != nil {
@@ -836,7 +880,12 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		}
 	}
 	if c.lookup != nil {
-		if _, ok := c.lookup(t.Type); !ok {
+		ok, err := c.known(m, meta, t, attempt)
+		if err != nil {
+			c.deadLetterNow(m, meta, t, attempt, err)
+			return
+		}
+		if !ok {
 			c.unknownType(m, meta, t, attempt)
 			return
 		}
@@ -847,11 +896,7 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		// died or lost the lease. (A first delivery past MaxAttempts,
 		// enqueued with a high Attempt, runs once, as in process.)
 		err := fmt.Errorf("%w: delivered %d times, max %d", ErrAttemptsExhausted, attempt, maxAttempts)
-		a := c.deadLetter(m, meta.Sequence.Stream, t.ID, attempt, nil, err)
-		if a == ActionDeadLetter && t.UniqueKey != "" {
-			c.release(t.UniqueKey, t.ID)
-		}
-		c.settledAside(taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(attempt), Status: taskpool.OutcomeFailed}, a)
+		c.deadLetterNow(m, meta, t, attempt, err)
 		return
 	}
 	f := &flight{msg: m, seq: meta.Sequence.Stream, attempt: attempt, uniqueKey: t.UniqueKey, maxAttempts: t.MaxAttempts,
@@ -884,8 +929,34 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 // when the scheduler is closing or full, dead-lettered at once when it is
 // invalid (ErrInvalidTask, ErrInvalidType), failed through the retry
 // policy for any other refusal.
-func (c *Consumer) submit(f *flight, t taskpool.Task) bool {
+//
+// TrySubmit calls the user's code at a type's first submission: the
+// middleware's constructors (whose panic the local scheduler turns into
+// an error, a refusal) and the Lookup of a handler that is not a
+// Registry. A panic there is a refusal too, with the
+// [*taskpool.PanicError]; a runtime.Goexit, which ends the goroutine
+// (the fetch loop's goes on on another, see runLoop; a global limit's
+// calls submit aside), is a refusal with an error wrapping
+// [taskpool.ErrHandlerExited], settled on its way out (the task was not
+// taken: the user's code runs before the local scheduler takes a task),
+// and dead-lettered, as the error is not retried (taskpool.Retryable), as
+// a handler's Goexit is not.
+func (c *Consumer) submit(f *flight, t taskpool.Task) (took bool) {
+	exited := true
+	defer func() {
+		if v := recover(); v != nil {
+			c.cfg.logger.Error("natsbroker: panic in the local scheduler's submit", "queue", c.cfg.queue, "type", t.Type, "panic", fmt.Sprint(v))
+			c.refused(f, t, fmt.Errorf("natsbroker: submit of a task of type %q panicked: %w", t.Type, panicError(v)))
+			took = false
+			return
+		}
+		if exited {
+			c.cfg.logger.Error("natsbroker: runtime.Goexit called in the local scheduler's submit", "queue", c.cfg.queue, "type", t.Type)
+			c.refused(f, t, fmt.Errorf("natsbroker: submit of a task of type %q called runtime.Goexit (a middleware's constructor or the handler's Lookup): %w", t.Type, taskpool.ErrHandlerExited))
+		}
+	}()
 	err := c.sched.TrySubmit(t)
+	exited = false
 	if err == nil {
 		return true
 	}
@@ -893,6 +964,13 @@ func (c *Consumer) submit(f *flight, t taskpool.Task) bool {
 		c.putBack(f, t, err)
 		return false
 	}
+	c.refused(f, t, err)
+	return false
+}
+
+// refused settles the delivery of flight f, whose task t the local
+// scheduler refused with err (see submit).
+func (c *Consumer) refused(f *flight, t taskpool.Task, err error) {
 	c.mu.Lock()
 	delete(c.flights, t.ID)
 	c.held.Add(-1)
@@ -909,7 +987,6 @@ func (c *Consumer) submit(f *flight, t taskpool.Task) bool {
 	c.aside(func() {
 		c.finish(f, taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(f.attempt), Status: taskpool.OutcomeFailed})
 	})
-	return false
 }
 
 // putBack releases the task of flight f, which did not start, to the
@@ -937,11 +1014,81 @@ func (c *Consumer) unknownType(m jetstream.Msg, meta *jetstream.MsgMetadata, t t
 		return
 	}
 	err := fmt.Errorf("%w: %q (after %v)", taskpool.ErrNoHandler, t.Type, age.Round(time.Millisecond))
+	c.deadLetterNow(m, meta, t, attempt, err)
+}
+
+// deadLetterNow dead-letters a delivery of t that did not reach the local
+// scheduler, with err, releases its unique key once it is dead-lettered,
+// and tells the settle hook.
+func (c *Consumer) deadLetterNow(m jetstream.Msg, meta *jetstream.MsgMetadata, t taskpool.Task, attempt int, err error) {
 	a := c.deadLetter(m, meta.Sequence.Stream, t.ID, attempt, nil, err)
 	if a == ActionDeadLetter && t.UniqueKey != "" {
 		c.release(t.UniqueKey, t.ID)
 	}
 	c.settledAside(taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(attempt), Status: taskpool.OutcomeFailed}, a)
+}
+
+// badPayload dead-letters a delivery the codec could not decode, with
+// err, which wraps ErrBadPayload, and tells the settle hook.
+func (c *Consumer) badPayload(m jetstream.Msg, meta *jetstream.MsgMetadata, attempt int, err error) {
+	a := c.deadLetter(m, meta.Sequence.Stream, "", attempt, nil, err)
+	c.settledAside(taskpool.Outcome{Err: err, Attempts: ranBefore(attempt), Status: taskpool.OutcomeFailed}, a)
+}
+
+// decode decodes the task of m with the codec. A Decode that panics
+// makes the payload bad, as a Decode error does: the error wraps
+// ErrBadPayload and the [*taskpool.PanicError]. One that calls
+// runtime.Goexit ends the fetch loop's goroutine (runLoop goes on on
+// another): on its way out, the delivery is dead-lettered with an error
+// wrapping ErrBadPayload.
+func (c *Consumer) decode(m jetstream.Msg, meta *jetstream.MsgMetadata, attempt int) (t taskpool.Task, err error) {
+	exited := true
+	defer func() {
+		if v := recover(); v != nil {
+			c.cfg.logger.Error("natsbroker: panic in codec Decode", "queue", c.cfg.queue, "panic", fmt.Sprint(v))
+			t, err = taskpool.Task{}, fmt.Errorf("%w: codec Decode panicked: %w", ErrBadPayload, panicError(v))
+			return
+		}
+		if exited {
+			c.cfg.logger.Error("natsbroker: codec Decode called runtime.Goexit", "queue", c.cfg.queue)
+			c.badPayload(m, meta, attempt, fmt.Errorf("%w: codec Decode called runtime.Goexit", ErrBadPayload))
+		}
+	}()
+	t, err = c.cfg.codec.Decode(m.Data())
+	exited = false
+	return t, err
+}
+
+// known reports whether the handler has a handler for t's type (its
+// Lookup method). A Lookup that panics gives an error wrapping the
+// [*taskpool.PanicError], which dispatch dead-letters the task with at
+// once, as a task the local scheduler refuses as invalid: every delivery
+// would meet the same Lookup. One that calls runtime.Goexit ends the
+// fetch loop's goroutine (runLoop goes on on another): on its way out,
+// the task is dead-lettered with an error wrapping
+// [taskpool.ErrHandlerExited].
+func (c *Consumer) known(m jetstream.Msg, meta *jetstream.MsgMetadata, t taskpool.Task, attempt int) (ok bool, err error) {
+	exited := true
+	defer func() {
+		if v := recover(); v != nil {
+			c.cfg.logger.Error("natsbroker: panic in the handler's Lookup", "queue", c.cfg.queue, "type", t.Type, "panic", fmt.Sprint(v))
+			ok, err = false, fmt.Errorf("natsbroker: the handler's Lookup(%q) panicked: %w", t.Type, panicError(v))
+			return
+		}
+		if exited {
+			c.cfg.logger.Error("natsbroker: the handler's Lookup called runtime.Goexit", "queue", c.cfg.queue, "type", t.Type)
+			c.deadLetterNow(m, meta, t, attempt, fmt.Errorf("natsbroker: the handler's Lookup(%q) called runtime.Goexit: %w", t.Type, taskpool.ErrHandlerExited))
+		}
+	}()
+	_, ok = c.lookup(t.Type)
+	exited = false
+	return ok, nil
+}
+
+// panicError is the error of a recovered panic of value v, with the
+// stack where it was recovered.
+func panicError(v any) *taskpool.PanicError {
+	return &taskpool.PanicError{Value: v, Stack: debug.Stack()}
 }
 
 // complete is the local scheduler's completion hook.
@@ -1105,7 +1252,9 @@ func (c *Consumer) settledAside(out taskpool.Outcome, a Action) {
 // limit's loop or Stop's caller, so that the consumer would fetch no
 // more, or Stop not return: aside, it ends only fn, whose deferred calls
 // still settle the delivery (see retry). Only deliveries that never reach
-// a worker pay for the goroutine.
+// a worker, and the submissions of a global limit's loop, pay for the
+// goroutine. (The fetch loop's own calls to the user's code, which every
+// delivery makes, are not aside: runLoop goes on after a Goexit there.)
 func (c *Consumer) aside(fn func()) {
 	done := make(chan struct{})
 	go func() {

@@ -451,7 +451,12 @@ func (g *gate) admit() time.Duration {
 		if s >= 0 {
 			h.f.gate, h.f.slot, h.f.lease = g, s, id
 		}
-		if !g.c.submit(h.f, h.t) && s >= 0 {
+		// Aside: the user's code that submit may call (a middleware's
+		// constructor) may call runtime.Goexit, which would end this
+		// loop; submit settles the task on its way out, untaken.
+		took := false
+		g.c.aside(func() { took = g.c.submit(h.f, h.t) })
+		if !took && s >= 0 {
 			g.release(s, id)
 		}
 		g.settledOne()

@@ -1,0 +1,263 @@
+package natsbroker_test
+
+import (
+	"context"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskpool/taskpool"
+	natsbroker "github.com/taskpool/taskpool/broker/nats"
+)
+
+// exitCodec is the JSON codec, except that Decode calls runtime.Goexit
+// for the payload "goexit" and panics for "panic".
+type exitCodec struct{ natsbroker.JSONCodec }
+
+func (c exitCodec) Decode(data []byte) (taskpool.Task, error) {
+	switch string(data) {
+	case "goexit":
+		runtime.Goexit()
+	case "panic":
+		panic("decode boom")
+	}
+	return c.JSONCodec.Decode(data)
+}
+
+// exitLookup is a handler with a Lookup (as a Registry has) that calls
+// runtime.Goexit for the type "goexit" and panics for "panic".
+type exitLookup struct{ ran chan string }
+
+func (h exitLookup) HandleTask(_ context.Context, t taskpool.Task) error {
+	h.ran <- t.ID
+	return nil
+}
+
+func (h exitLookup) Lookup(typ string) (taskpool.Handler, bool) {
+	switch typ {
+	case "goexit":
+		runtime.Goexit()
+	case "panic":
+		panic("lookup boom")
+	}
+	return h, typ == "ok"
+}
+
+// settledOutcome is what the settle hook was told.
+type settledOutcome struct {
+	out taskpool.Outcome
+	a   natsbroker.Action
+}
+
+// callbackExitConsumer starts a consumer of h with the options and a
+// settle hook that reports on the returned channel.
+func callbackExitConsumer(t *testing.T, h taskpool.Handler, opts ...natsbroker.Option) (*natsbroker.Consumer, *natsbroker.Producer, *natsbroker.Inspector, chan settledOutcome, func(payload string)) {
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	told := make(chan settledOutcome, 16)
+	opts = append(opts, natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+		told <- settledOutcome{out, a}
+	}), natsbroker.WithPollWait(100*time.Millisecond))
+	cons := startConsumer(t, js, h, opts...)
+	p, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	insp, err := natsbroker.NewInspector(ctx, js)
+	require.NoError(t, err)
+	publish := func(payload string) {
+		_, err := js.Publish(ctx, "taskpool.default.task.default", []byte(payload))
+		require.NoError(t, err)
+	}
+	return cons, p, insp, told, publish
+}
+
+func nextSettled(t *testing.T, told <-chan settledOutcome, what string) settledOutcome {
+	t.Helper()
+	select {
+	case s := <-told:
+		return s
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s not settled: the fetch loop has ended", what)
+		return settledOutcome{}
+	}
+}
+
+// stopsClean stops the consumer and checks that nothing is held.
+func stopsClean(t *testing.T, cons *natsbroker.Consumer) {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, cons.Stop(sctx))
+	assert.Equal(t, 0, cons.Health().Held)
+}
+
+// A codec whose Decode calls runtime.Goexit or panics (on the fetch
+// loop) makes the delivery a bad payload, as a Decode error does: it is
+// dead-lettered at once with an error wrapping ErrBadPayload (and the
+// *taskpool.PanicError for a panic), and the consumer fetches on and runs
+// the next task. (Goexit ended the fetch loop: the next task never ran;
+// the panic crashed the process.)
+func TestDecodeGoexitOrPanicDeadLettersAndTheLoopGoesOn(t *testing.T) {
+	t.Parallel()
+	reg := taskpool.NewRegistry()
+	ran := make(chan string, 8)
+	require.NoError(t, reg.HandleFunc("ok", func(_ context.Context, t taskpool.Task) error {
+		ran <- t.ID
+		return nil
+	}))
+	cons, p, insp, told, publish := callbackExitConsumer(t, reg, natsbroker.WithCodec(exitCodec{}))
+	ctx := ctxT(t)
+
+	publish("goexit")
+	s := nextSettled(t, told, "the Decode that called Goexit")
+	assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
+	require.ErrorIs(t, s.out.Err, natsbroker.ErrBadPayload)
+	assert.Contains(t, s.out.Err.Error(), "Goexit")
+	assert.Equal(t, taskpool.OutcomeFailed, s.out.Status)
+
+	publish("panic")
+	s = nextSettled(t, told, "the Decode that panicked")
+	assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
+	require.ErrorIs(t, s.out.Err, natsbroker.ErrBadPayload)
+	var pe *taskpool.PanicError
+	require.ErrorAs(t, s.out.Err, &pe)
+	assert.Equal(t, "decode boom", pe.Value)
+
+	_, err := p.Enqueue(ctx, taskpool.Task{ID: "next", Type: "ok"})
+	require.NoError(t, err)
+	select {
+	case got := <-ran:
+		assert.Equal(t, "next", got)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the next task did not run: the fetch loop has ended")
+	}
+	s = nextSettled(t, told, "the next task")
+	assert.Equal(t, natsbroker.ActionAck, s.a)
+	assert.True(t, cons.Health().Consuming)
+
+	dls, err := insp.DeadLetters(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Len(t, dls, 2, "each bad delivery dead-lettered once")
+	assert.Contains(t, dls[0].Error, "Goexit")
+	assert.Contains(t, dls[1].Error, "decode boom")
+	for _, dl := range dls {
+		assert.Equal(t, 1, dl.Attempts, "dead-lettered at its first delivery")
+	}
+	stopsClean(t, cons)
+	assert.Empty(t, told, "no delivery settled twice")
+}
+
+// A handler whose Lookup calls runtime.Goexit or panics for a task's type
+// (on the fetch loop) has the task dead-lettered at once, as a task the
+// local scheduler refuses as invalid: with an error wrapping
+// taskpool.ErrHandlerExited for Goexit, the *taskpool.PanicError for a
+// panic. The consumer fetches on and runs the next task. (Goexit ended
+// the fetch loop; the panic crashed the process.)
+func TestLookupGoexitOrPanicDeadLettersAndTheLoopGoesOn(t *testing.T) {
+	t.Parallel()
+	h := exitLookup{ran: make(chan string, 8)}
+	cons, p, insp, told, _ := callbackExitConsumer(t, h)
+	ctx := ctxT(t)
+
+	_, err := p.Enqueue(ctx, taskpool.Task{ID: "exits", Type: "goexit", UniqueKey: "k1"})
+	require.NoError(t, err)
+	s := nextSettled(t, told, "the task whose Lookup called Goexit")
+	assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
+	assert.Equal(t, "exits", s.out.Task.ID)
+	require.ErrorIs(t, s.out.Err, taskpool.ErrHandlerExited)
+	assert.Equal(t, taskpool.OutcomeFailed, s.out.Status)
+
+	_, err = p.Enqueue(ctx, taskpool.Task{ID: "panics", Type: "panic"})
+	require.NoError(t, err)
+	s = nextSettled(t, told, "the task whose Lookup panicked")
+	assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
+	assert.Equal(t, "panics", s.out.Task.ID)
+	var pe *taskpool.PanicError
+	require.ErrorAs(t, s.out.Err, &pe)
+	assert.Equal(t, "lookup boom", pe.Value)
+
+	_, err = p.Enqueue(ctx, taskpool.Task{ID: "next", Type: "ok"})
+	require.NoError(t, err)
+	select {
+	case got := <-h.ran:
+		assert.Equal(t, "next", got)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the next task did not run: the fetch loop has ended")
+	}
+	s = nextSettled(t, told, "the next task")
+	assert.Equal(t, natsbroker.ActionAck, s.a)
+
+	// The dead-lettered task's unique key was released: the same key is
+	// taken again.
+	_, err = p.Enqueue(ctx, taskpool.Task{ID: "again", Type: "ok", UniqueKey: "k1"})
+	require.NoError(t, err)
+	s = nextSettled(t, told, "the task that took the key again")
+	assert.Equal(t, natsbroker.ActionAck, s.a)
+
+	dls, err := insp.DeadLetters(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Len(t, dls, 2)
+	assert.Equal(t, "exits", dls[0].Task.ID)
+	assert.Equal(t, "panics", dls[1].Task.ID)
+	assert.Contains(t, dls[1].Error, "lookup boom")
+	stopsClean(t, cons)
+	assert.Empty(t, told, "no delivery settled twice")
+}
+
+// A scheduler-wide middleware whose constructor calls runtime.Goexit
+// when the local scheduler builds a type's chain (at the type's first
+// submission, on the fetch loop, or on a global limit's goroutine for a
+// limited type) refuses that delivery, as a constructor that panics does
+// in the core (the chain is built again at the next submission), with an
+// error wrapping taskpool.ErrHandlerExited, which is not retried, as a
+// handler's Goexit is not: it is dead-lettered, and the consumer fetches
+// on and runs the next task. (Goexit ended the goroutine, and the
+// delivery stayed held, its lease extended, for as long as the consumer
+// ran.)
+func TestMiddlewareConstructorGoexitOnSubmit(t *testing.T) {
+	t.Parallel()
+	for name, opts := range map[string][]natsbroker.Option{
+		"fetch loop":   nil,
+		"global limit": {natsbroker.WithGlobalLimit("ok", natsbroker.Limit{Concurrency: 2})},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			reg := taskpool.NewRegistry()
+			ran := make(chan string, 8)
+			require.NoError(t, reg.HandleFunc("ok", func(_ context.Context, t taskpool.Task) error {
+				ran <- t.ID
+				return nil
+			}, taskpool.WithRetry(3, func(int) time.Duration { return 10 * time.Millisecond })))
+			var builds atomic.Int32
+			mw := func(next taskpool.Handler) taskpool.Handler {
+				if builds.Add(1) == 1 {
+					runtime.Goexit()
+				}
+				return next
+			}
+			opts := append([]natsbroker.Option{natsbroker.WithSchedulerOptions(taskpool.WithMiddleware(mw))}, opts...)
+			cons, p, _, told, _ := callbackExitConsumer(t, reg, opts...)
+			ctx := ctxT(t)
+
+			_, err := p.Enqueue(ctx, taskpool.Task{ID: "first", Type: "ok"})
+			require.NoError(t, err)
+			s := nextSettled(t, told, "the task whose chain's constructor called Goexit")
+			assert.Equal(t, natsbroker.ActionDeadLetter, s.a, "not retried, as a handler's Goexit")
+			assert.Equal(t, "first", s.out.Task.ID)
+			require.ErrorIs(t, s.out.Err, taskpool.ErrHandlerExited)
+			assert.Empty(t, ran)
+
+			_, err = p.Enqueue(ctx, taskpool.Task{ID: "next", Type: "ok"})
+			require.NoError(t, err)
+			s = nextSettled(t, told, "the next task")
+			assert.Equal(t, natsbroker.ActionAck, s.a)
+			assert.Equal(t, "next", <-ran)
+			stopsClean(t, cons)
+			assert.Empty(t, told, "no delivery settled twice")
+		})
+	}
+}
