@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -542,11 +544,39 @@ func WithPriorityWeights(high, normal, low int) Option {
 // instead. A scheduler-wide taskpool.WithRetry given here is the
 // consumer's retry default, as it is in process (see [WithMaxAttempts]).
 // Consumer only.
+//
+// taskpool.WithDeadLetters is refused (an error wrapping
+// [ErrInvalidOption] from [NewConsumer]): the local scheduler runs each
+// delivery once, as a copy of the task without its MaxAttempts and
+// UniqueKey (the broker's), so its dead letters would be every failed
+// delivery, retried by the broker or not, as that copy. The broker's dead
+// letters are the dead-letter stream ([Inspector.DeadLetters]) and
+// [ActionDeadLetter] in the [WithSettleHook] hook, which sees the task as
+// it was enqueued.
 func WithSchedulerOptions(opts ...taskpool.Option) Option {
 	return consumerOption("WithSchedulerOptions", func(c *config) error {
+		for _, o := range opts {
+			if isDeadLetters(o) {
+				return invalid("WithSchedulerOptions", "taskpool.WithDeadLetters (use the dead-letter stream and WithSettleHook)")
+			}
+		}
 		c.schedOpts = append(c.schedOpts, opts...)
 		return nil
 	})
+}
+
+// isDeadLetters reports whether o was made by taskpool.WithDeadLetters. A
+// taskpool.Option is opaque, and only the core makes them: its function's
+// name says which option made it, "taskpool.WithDeadLetters.func1", or,
+// where the compiler inlined WithDeadLetters into its caller,
+// "<caller>.WithDeadLetters.func<n>" (TestLocalDeadLettersRefused).
+func isDeadLetters(o taskpool.Option) bool {
+	v := reflect.ValueOf(o)
+	if v.Kind() != reflect.Func || v.IsNil() {
+		return false
+	}
+	f := runtime.FuncForPC(v.Pointer())
+	return f != nil && strings.Contains(f.Name(), ".WithDeadLetters.func")
 }
 
 // WithSettleHook sets fn to be called after the consumer has settled a
