@@ -261,3 +261,56 @@ func TestMiddlewareConstructorGoexitOnSubmit(t *testing.T) {
 		})
 	}
 }
+
+// panicResult is a result whose MarshalJSON panics, goexitResult one
+// whose MarshalJSON calls runtime.Goexit.
+type (
+	panicResult  struct{}
+	goexitResult struct{}
+)
+
+func (panicResult) MarshalJSON() ([]byte, error) { panic("marshal boom") }
+
+func (goexitResult) MarshalJSON() ([]byte, error) {
+	runtime.Goexit()
+	return nil, nil
+}
+
+// A result whose MarshalJSON panics or calls runtime.Goexit is a result
+// JSON cannot encode, as a channel is: the waiter gets an error wrapping
+// ErrBadResult, and the task, which succeeded, is acked once and not run
+// again. (The panic, or Goexit, cut the settlement short on the worker:
+// the delivery was neither acked nor extended, and ran again after the
+// ack wait.)
+func TestResultMarshalPanicOrGoexitIsABadResult(t *testing.T) {
+	t.Parallel()
+	reg := taskpool.NewRegistry()
+	ran := make(chan string, 8)
+	require.NoError(t, reg.HandleFunc("panic", func(_ context.Context, t taskpool.Task) error {
+		ran <- t.ID
+		t.SetResult(panicResult{})
+		return nil
+	}))
+	require.NoError(t, reg.HandleFunc("goexit", func(_ context.Context, t taskpool.Task) error {
+		ran <- t.ID
+		t.SetResult(goexitResult{})
+		return nil
+	}))
+	cons, p, _, told, _ := callbackExitConsumer(t, reg)
+	c := natsbroker.NewClient(p)
+	for _, typ := range []string{"panic", "goexit"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		v, err := c.SubmitWait(ctx, taskpool.Task{ID: typ, Type: typ})
+		cancel()
+		assert.Nil(t, v, typ)
+		require.ErrorIs(t, err, natsbroker.ErrBadResult, typ)
+		assert.NotErrorIs(t, err, context.DeadlineExceeded, typ)
+		s := nextSettled(t, told, typ)
+		assert.Equal(t, natsbroker.ActionAck, s.a, typ)
+		assert.NoError(t, s.out.Err, "the task succeeded: its hooks see no error")
+		assert.Equal(t, typ, <-ran)
+	}
+	stopsClean(t, cons)
+	assert.Empty(t, ran, "no task ran twice")
+	assert.Empty(t, told, "no delivery settled twice")
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -83,7 +84,8 @@ func (e *RemoteError) Error() string { return e.Message }
 func (e *RemoteError) Unwrap() []error { return e.Wrapped }
 
 // ErrBadResult is the error a waiter sees for a task that succeeded but
-// whose result could not be encoded as JSON.
+// whose result could not be encoded as JSON (json.Marshal returned an
+// error, or a MarshalJSON panicked or called runtime.Goexit).
 var ErrBadResult = errors.New("natsbroker: result cannot be encoded")
 
 // resultSentinels are the sentinels a stored error carries by name.
@@ -334,7 +336,7 @@ func (c *Consumer) storeResult(m jetstream.Msg, seq uint64, id string, result an
 		// A failed task keeps its last run's result, as an in-process
 		// Future does; one JSON cannot encode is dropped there, the
 		// task's own error kept.
-		b, err := json.Marshal(result)
+		b, err := c.marshalResult(id, result)
 		switch {
 		case err == nil:
 			rec.Result = b
@@ -351,4 +353,36 @@ func (c *Consumer) storeResult(m jetstream.Msg, seq uint64, id string, result an
 			"queue", c.cfg.queue, "id", id, "error", err)
 	}
 	return err
+}
+
+// marshalResult encodes a task's result. A MarshalJSON that panics, or
+// that calls runtime.Goexit, is a result JSON cannot encode (an error,
+// which storeResult wraps in ErrBadResult): encoding/json does not
+// recover the panic, and either would cut the delivery's settlement
+// short (on the worker: the task neither acked nor extended, run again
+// after the ack wait). It runs on a goroutine of its own, which Goexit
+// ends; only tasks with a waiter and a result pay for it, beside the
+// result's store.
+func (c *Consumer) marshalResult(id string, result any) (b []byte, err error) {
+	exited := true
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if v := recover(); v != nil {
+				exited = false
+				c.cfg.logger.Error("natsbroker: panic encoding a result", "queue", c.cfg.queue, "id", id,
+					"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				b, err = nil, fmt.Errorf("encoding the result panicked: %v", v)
+			}
+		}()
+		b, err = json.Marshal(result)
+		exited = false
+	}()
+	<-done
+	if exited {
+		c.cfg.logger.Error("natsbroker: runtime.Goexit called encoding a result", "queue", c.cfg.queue, "id", id)
+		return nil, errors.New("encoding the result called runtime.Goexit")
+	}
+	return b, err
 }
