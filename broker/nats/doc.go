@@ -47,7 +47,17 @@
 // Task.MaxAttempts (default [WithMaxAttempts]), dead-letters the task; so
 // does a delivery count past MaxAttempts, which happens when every attempt
 // crashed its worker. See [Inspector] for listing, resubmitting and
-// purging dead letters.
+// purging dead letters, and [WithSettleHook] for acting on each; the local
+// scheduler keeps none (taskpool.WithDeadLetters given through
+// [WithSchedulerOptions] is [ErrInvalidOption]).
+//
+// User code that panics or calls runtime.Goexit outside a handler does
+// not stop the consumer nor leave a delivery held: a [Codec]'s Decode
+// makes the message a bad payload ([ErrBadPayload]), the handler's Lookup
+// or a middleware's constructor dead-letters the task (with the
+// [*taskpool.PanicError], or [taskpool.ErrHandlerExited] for Goexit), a
+// result's MarshalJSON makes the result bad ([ErrBadResult]), and a
+// Backoff or settle hook ends only its own call.
 //
 // # Results
 //
