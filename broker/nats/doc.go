@@ -54,10 +54,11 @@
 // User code that panics or calls runtime.Goexit outside a handler does
 // not stop the consumer nor leave a delivery held: a [Codec]'s Decode
 // makes the message a bad payload ([ErrBadPayload]), the handler's Lookup
-// or a middleware's constructor dead-letters the task (with the
-// [*taskpool.PanicError], or [taskpool.ErrHandlerExited] for Goexit), a
-// result's MarshalJSON makes the result bad ([ErrBadResult]), and a
-// Backoff or settle hook ends only its own call.
+// dead-letters the task (with the [*taskpool.PanicError], or
+// [taskpool.ErrHandlerExited] for Goexit), and so does a middleware's
+// constructor that calls Goexit (one that panics is the core's refusal,
+// retried), a result's MarshalJSON makes the result bad ([ErrBadResult]),
+// and a Backoff or settle hook ends only its own call.
 //
 // # Results
 //
