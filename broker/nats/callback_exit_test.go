@@ -314,3 +314,51 @@ func TestResultMarshalPanicOrGoexitIsABadResult(t *testing.T) {
 	assert.Empty(t, ran, "no task ran twice")
 	assert.Empty(t, told, "no delivery settled twice")
 }
+
+// A Backoff (WithBackoff) that panics or calls runtime.Goexit where the
+// consumer puts a delivery back because its outcome could not be stored
+// (here the results bucket refuses every record) does not cut the
+// settlement short: the delivery is put back with the built-in backoff
+// and the settle hook is told ActionRetry. (The panic left the delivery
+// unsettled on the worker, run again after the ack wait, and crashed the
+// process on the fetch loop; Goexit ended the fetch loop.)
+func TestBackoffPanicOrGoexitWhereAStoreFails(t *testing.T) {
+	t.Parallel()
+	for name, bo := range map[string]taskpool.Backoff{
+		"panic":  func(int) time.Duration { panic("backoff boom") },
+		"goexit": func(int) time.Duration { runtime.Goexit(); return 0 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			reg := taskpool.NewRegistry()
+			require.NoError(t, reg.HandleFunc("ok", func(context.Context, taskpool.Task) error { return nil }))
+			srv := startServer(t)
+			_, js := connect(t, srv.URL())
+			ctx := ctxT(t)
+			told := make(chan settledOutcome, 16)
+			cons := startConsumer(t, js, reg, natsbroker.WithBackoff(bo), natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+				told <- settledOutcome{out, a}
+			}))
+			p, err := natsbroker.NewProducer(ctx, js)
+			require.NoError(t, err)
+			// Every result record is larger than the bucket allows.
+			s, err := js.Stream(ctx, "KV_taskpool_results_default")
+			require.NoError(t, err)
+			cfg := s.CachedInfo().Config
+			cfg.MaxMsgSize = 1
+			_, err = js.UpdateStream(ctx, cfg)
+			require.NoError(t, err)
+
+			_, err = p.Enqueue(ctx, taskpool.Task{ID: "kept", Type: "ok"}, natsbroker.KeepResult())
+			require.NoError(t, err)
+			got := nextSettled(t, told, "the task whose result was not stored")
+			assert.Equal(t, natsbroker.ActionRetry, got.a)
+			assert.Equal(t, "kept", got.out.Task.ID)
+			got = nextSettled(t, told, "its redelivery")
+			assert.Equal(t, natsbroker.ActionRetry, got.a)
+			assert.Equal(t, "kept", got.out.Task.ID)
+			assert.Equal(t, 2, got.out.Task.Attempt, "redelivered at once, not after the ack wait")
+			assert.True(t, cons.Health().Live())
+		})
+	}
+}

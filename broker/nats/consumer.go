@@ -1146,7 +1146,7 @@ func (c *Consumer) finish(f *flight, out taskpool.Outcome) {
 		// The result is stored before the ack: a crash in between runs
 		// the task again rather than losing its result.
 		if err := c.storeResult(f.msg, f.seq, out.Task.ID, out.Result, nil, f.attempt, false); err != nil {
-			_ = f.msg.NakWithDelay(c.cfg.backoff(f.attempt))
+			c.nakAfterBackoff(f.msg, f.attempt)
 			a = ActionRetry
 			break
 		}
@@ -1200,6 +1200,33 @@ func (c *Consumer) retry(f *flight, out taskpool.Outcome) (a Action) {
 	}
 	_ = f.msg.NakWithDelay(d)
 	return ActionRetry
+}
+
+// nakAfterBackoff puts m back for a redelivery after the backoff of
+// attempt (WithBackoff, or the scheduler-wide one): a delivery whose
+// outcome could not be stored. A Backoff that panics or calls
+// runtime.Goexit gives the built-in backoff's wait instead. It is called
+// outside retry's guard, on a worker or the fetch loop, where a panic
+// would leave the delivery unsettled (run again after the ack wait) or
+// crash the process: Goexit is aside, so that the caller goes on and
+// tells the settle hook.
+func (c *Consumer) nakAfterBackoff(m jetstream.Msg, attempt int) {
+	var (
+		d   time.Duration
+		ok  bool
+		val any // a panic's
+	)
+	c.aside(func() {
+		defer func() { val = recover() }()
+		d = c.cfg.backoff(attempt)
+		ok = true
+	})
+	if !ok {
+		c.cfg.logger.Error("natsbroker: Backoff panicked or called runtime.Goexit; the built-in backoff is used",
+			"queue", c.cfg.queue, "panic", fmt.Sprint(val))
+		d = defaultBackoff(attempt)
+	}
+	_ = m.NakWithDelay(d)
 }
 
 // attemptOf is the attempt number of a task enqueued as attempt first at
@@ -1289,7 +1316,7 @@ func (c *Consumer) release(key, id string) {
 func (c *Consumer) deadLetter(m jetstream.Msg, seq uint64, id string, attempts int, result any, cause error) Action {
 	// The result first, as for an ack: see storeResult.
 	if err := c.storeResult(m, seq, id, result, cause, attempts, true); err != nil {
-		_ = m.NakWithDelay(c.cfg.backoff(attempts))
+		c.nakAfterBackoff(m, attempts)
 		return ActionRetry
 	}
 	dm := &nats.Msg{Subject: c.q.dead, Data: m.Data(), Header: make(nats.Header)}
@@ -1339,7 +1366,7 @@ func (c *Consumer) deadLetter(m jetstream.Msg, seq uint64, id string, attempts i
 	if err != nil {
 		c.cfg.logger.Warn("natsbroker: dead letter not stored; task put back",
 			"queue", c.cfg.queue, "seq", seq, "error", err)
-		_ = m.NakWithDelay(c.cfg.backoff(attempts))
+		c.nakAfterBackoff(m, attempts)
 		return ActionRetry
 	}
 	_ = m.TermWithReason(reason)

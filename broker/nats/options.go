@@ -167,7 +167,7 @@ func defaultConfig() config {
 		ackWait:       DefaultAckWait,
 		pollWait:      DefaultPollWait,
 		maxAttempts:   DefaultMaxAttempts,
-		backoff:       taskpool.ExponentialBackoff(time.Second, 10*time.Minute),
+		backoff:       defaultBackoff,
 		weights:       [numPriorities]int{6, 3, 1},
 		unknownGrace:  DefaultUnknownTypeGrace,
 	}
@@ -690,3 +690,6 @@ func validQueue(s string) bool {
 	}
 	return true
 }
+
+// defaultBackoff is the consumers' built-in backoff.
+var defaultBackoff = taskpool.ExponentialBackoff(time.Second, 10*time.Minute)
