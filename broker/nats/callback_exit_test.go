@@ -362,3 +362,44 @@ func TestBackoffPanicOrGoexitWhereAStoreFails(t *testing.T) {
 		})
 	}
 }
+
+// noIDCodec is the JSON codec, except that it decodes the payload "no id"
+// to a task without an ID.
+type noIDCodec struct{ natsbroker.JSONCodec }
+
+func (c noIDCodec) Decode(data []byte) (taskpool.Task, error) {
+	if string(data) == "no id" {
+		return taskpool.Task{Type: "ok"}, nil
+	}
+	return c.JSONCodec.Decode(data)
+}
+
+// A custom codec that decodes a task without an ID makes a bad payload,
+// as JSONCodec says of an envelope without one: the consumer settles a
+// delivery by its task's ID, and the local scheduler gives a task without
+// one an ID of its own. It is dead-lettered at once with ErrBadPayload.
+// (It ran, and its delivery was never settled: held, its lease extended,
+// for as long as the consumer ran.)
+func TestCodecTaskWithoutIDIsABadPayload(t *testing.T) {
+	t.Parallel()
+	reg := taskpool.NewRegistry()
+	ran := make(chan string, 8)
+	require.NoError(t, reg.HandleFunc("ok", func(_ context.Context, t taskpool.Task) error {
+		ran <- t.ID
+		return nil
+	}))
+	cons, p, _, told, publish := callbackExitConsumer(t, reg, natsbroker.WithCodec(noIDCodec{}))
+	publish("no id")
+	s := nextSettled(t, told, "the task without an ID")
+	assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
+	require.ErrorIs(t, s.out.Err, natsbroker.ErrBadPayload)
+	assert.Empty(t, ran, "not run")
+
+	_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: "next", Type: "ok"})
+	require.NoError(t, err)
+	s = nextSettled(t, told, "the next task")
+	assert.Equal(t, natsbroker.ActionAck, s.a)
+	assert.Equal(t, "next", <-ran)
+	stopsClean(t, cons)
+	assert.Empty(t, told, "no delivery settled twice")
+}

@@ -18,10 +18,11 @@ import (
 //
 // Decode must return an error wrapping [ErrBadPayload] for data it cannot
 // read; it must never panic on arbitrary input. The consumer dead-letters
-// such messages at their first delivery. A Decode that panics all the
-// same, or calls runtime.Goexit, is taken as such an error: the message
-// is dead-lettered with an error wrapping ErrBadPayload (and the
-// [*taskpool.PanicError] for a panic), and the consumer goes on.
+// such messages at their first delivery, and so a task without an ID
+// that Decode returns. A Decode that panics all the same, or calls
+// runtime.Goexit, is taken as such an error: the message is dead-lettered
+// with an error wrapping ErrBadPayload (and the [*taskpool.PanicError]
+// for a panic), and the consumer goes on.
 type Codec interface {
 	// Encode returns the payload for t. It encodes ID, Type, Params,
 	// Priority, UniqueKey, MaxAttempts and Timeout; Attempt is not in the

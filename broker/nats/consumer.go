@@ -846,6 +846,12 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 	}
 	attempt := attemptOf(first, deliveries)
 	t, err := c.decode(m, meta, attempt)
+	if err == nil && t.ID == "" {
+		// As JSONCodec says of an envelope without one (a custom codec
+		// may not): a delivery is settled by its task's ID, and the local
+		// scheduler would give the task an ID of its own.
+		err = fmt.Errorf("%w: no id", ErrBadPayload)
+	}
 	if err != nil {
 		if !errors.Is(err, ErrBadPayload) {
 			err = fmt.Errorf("%w: %w", ErrBadPayload, err)
