@@ -948,8 +948,11 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 // and dead-lettered, as the error is not retried (taskpool.Retryable), as
 // a handler's Goexit is not.
 func (c *Consumer) submit(f *flight, t taskpool.Task) (took bool) {
-	exited := true
+	exited := true // in TrySubmit
 	defer func() {
+		if !exited {
+			return
+		}
 		if v := recover(); v != nil {
 			c.cfg.logger.Error("natsbroker: panic in the local scheduler's submit", "queue", c.cfg.queue, "type", t.Type, "panic", fmt.Sprint(v))
 			c.refused(f, t, fmt.Errorf("natsbroker: submit of a task of type %q panicked: %w", t.Type, panicError(v)))
@@ -1229,7 +1232,7 @@ func (c *Consumer) nakAfterBackoff(m jetstream.Msg, attempt int) {
 	})
 	if !ok {
 		c.cfg.logger.Error("natsbroker: Backoff panicked or called runtime.Goexit; the built-in backoff is used",
-			"queue", c.cfg.queue, "panic", fmt.Sprint(val))
+			"queue", c.cfg.queue, "panic", val)
 		d = defaultBackoff(attempt)
 	}
 	_ = m.NakWithDelay(d)
