@@ -593,7 +593,7 @@ func isDeadLetters(o taskpool.Option) bool {
 // (and counted in [Consumer.Stats]); for a delivery that never reached
 // it, [taskpool.OutcomeFailed] when the consumer failed it (a bad
 // payload, attempts exhausted, an unknown type past its grace, a task the
-// scheduler refused as invalid) and [taskpool.OutcomeNotRun] when it put
+// scheduler refused as invalid, a handler's Lookup that panicked) and [taskpool.OutcomeNotRun] when it put
 // it back unrun (a deferral, an unknown type within its grace, a
 // scheduler closing or full, a task waiting for a global limit at Stop's
 // deadline). So [ActionAck] always comes with OutcomeSucceeded and
@@ -610,7 +610,9 @@ func isDeadLetters(o taskpool.Option) bool {
 // completion hook's in process: the delivery stays settled, once, the
 // consumer goes on fetching and Stop returns (on a worker the local
 // scheduler replaces the worker; elsewhere fn is called on a goroutine
-// of its own, waited for). Consumer only.
+// of its own, waited for). Stop waits for the goroutines fn runs on, so
+// fn that wants the consumer stopped calls go c.Stop(ctx), as a core
+// hook does. Consumer only.
 func WithSettleHook(fn func(out taskpool.Outcome, a Action)) Option {
 	return consumerOption("WithSettleHook", func(c *config) error {
 		c.settle = fn
