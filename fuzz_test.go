@@ -291,6 +291,10 @@ func FuzzSubmit(f *testing.F) {
 	f.Add(uint8(fzSubmitAfter), "ok", "", "", int8(0), int64(0), -1, 0, int64(0), "", false, false, false, false)
 	f.Add(uint8(fzSubmitWait), "ok", "", "", int8(0), int64(0), 0, 0, int64(0), "", false, false, true, false)
 	f.Add(uint8(fzSubmit), "flaky", "", "k", int8(0), int64(0), 0, 0, int64(0), "", false, false, true, false)
+	// Found by the fuzzer: an ID Task.Validate refuses (a space at an
+	// end) on an unknown type is ErrInvalidTask, which the oracle did not
+	// know.
+	f.Add(uint8(fzSubmit), "0", " ", "0", int8(0), int64(0), 0, 0, int64(0), "0", false, false, false, true)
 	f.Fuzz(func(t *testing.T, variant uint8, typ, id, key string, prio int8, timeout int64, maxAttempts, attempt int,
 		delay int64, meta string, twice, stopFirst, canceled, cancel bool) {
 		variant %= fzVariants
@@ -353,6 +357,11 @@ func FuzzSubmit(f *testing.F) {
 			want = append(want, taskpool.ErrInvalidType)
 		}
 		if attempt < 0 || maxAttempts < 0 {
+			want = append(want, taskpool.ErrInvalidTask)
+		}
+		if err := task.Validate(); errors.Is(err, taskpool.ErrInvalidTask) {
+			// An ID, unique key or metadata a header cannot carry, a type
+			// that is not UTF-8 (found by the fuzzer: the ID " ").
 			want = append(want, taskpool.ErrInvalidTask)
 		}
 		if typ != "" && typ != "ok" && typ != "flaky" {
