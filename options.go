@@ -372,11 +372,25 @@ func WithUniqueTTL(d time.Duration) Option {
 // [Scheduler.Requeue]; fn, if not nil, is called with each such outcome as
 // well. The default keeps none. A negative capacity is invalid.
 func WithDeadLetters(capacity int, fn func(Outcome)) Option {
-	return optionFunc(func(o *options) error {
-		if capacity < 0 {
-			return invalid("dead letter capacity", capacity)
-		}
-		o.deadCap, o.onDead = capacity, fn
-		return nil
-	})
+	return deadLettersOption{capacity, fn}
 }
+
+// deadLettersOption is WithDeadLetters's option.
+type deadLettersOption struct {
+	capacity int
+	fn       func(Outcome)
+}
+
+func (d deadLettersOption) apply(o *options) error {
+	if d.capacity < 0 {
+		return invalid("dead letter capacity", d.capacity)
+	}
+	o.deadCap, o.onDead = d.capacity, d.fn
+	return nil
+}
+
+// KeepsDeadLetters reports whether the option keeps dead letters or calls
+// a function with them. The NATS broker asks it of the options given to
+// its consumer's local scheduler, which refuses them: that scheduler runs
+// each delivery once, as a copy of the task.
+func (d deadLettersOption) KeepsDeadLetters() bool { return d.capacity > 0 || d.fn != nil }

@@ -10,10 +10,7 @@ import (
 	natsbroker "github.com/taskpool/taskpool/broker/nats"
 )
 
-// localDeadLetters is a helper that is not inlined into its caller, as a
-// user's helper that gathers options may not be.
-//
-//go:noinline
+// localDeadLetters gathers options as a user's helper may.
 func localDeadLetters() []taskpool.Option {
 	return []taskpool.Option{taskpool.WithWorkers(2), taskpool.WithDeadLetters(10, func(taskpool.Outcome) {})}
 }
@@ -24,7 +21,8 @@ func localDeadLetters() []taskpool.Option {
 // would see the copy, not the task as it was enqueued. So
 // taskpool.WithDeadLetters given through WithSchedulerOptions, with a
 // hook or only a capacity, however the options are gathered, is refused
-// at construction with ErrInvalidOption; the broker's dead letters are
+// at construction with ErrInvalidOption (WithDeadLetters(0, nil), which
+// keeps none, is not); the broker's dead letters are
 // the dead-letter stream (Inspector) and the settle hook's
 // ActionDeadLetter. (The hook was called with the local copy for every
 // failed run.)
@@ -47,7 +45,7 @@ func TestLocalDeadLettersRefused(t *testing.T) {
 		assert.Contains(t, err.Error(), "WithDeadLetters", name)
 	}
 	// Other scheduler options are taken.
-	c, err := natsbroker.NewConsumer(ctx, js, reg, natsbroker.WithSchedulerOptions(localDeadLetters()[0], taskpool.WithMiddleware(func(h taskpool.Handler) taskpool.Handler { return h })))
+	c, err := natsbroker.NewConsumer(ctx, js, reg, natsbroker.WithSchedulerOptions(localDeadLetters()[0], taskpool.WithDeadLetters(0, nil), taskpool.WithMiddleware(func(h taskpool.Handler) taskpool.Handler { return h })))
 	require.NoError(t, err)
 	require.NoError(t, c.Stop(ctx))
 }

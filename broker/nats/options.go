@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"runtime"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -545,7 +543,8 @@ func WithPriorityWeights(high, normal, low int) Option {
 // consumer's retry default, as it is in process (see [WithMaxAttempts]).
 // Consumer only.
 //
-// taskpool.WithDeadLetters is refused (an error wrapping
+// taskpool.WithDeadLetters (but for WithDeadLetters(0, nil), which keeps
+// none) is refused (an error wrapping
 // [ErrInvalidOption] from [NewConsumer]): the local scheduler runs each
 // delivery once, as a copy of the task without its MaxAttempts and
 // UniqueKey (the broker's), so its dead letters would be every failed
@@ -565,18 +564,12 @@ func WithSchedulerOptions(opts ...taskpool.Option) Option {
 	})
 }
 
-// isDeadLetters reports whether o was made by taskpool.WithDeadLetters. A
-// taskpool.Option is opaque, and only the core makes them: its function's
-// name says which option made it, "taskpool.WithDeadLetters.func1", or,
-// where the compiler inlined WithDeadLetters into its caller,
-// "<caller>.WithDeadLetters.func<n>" (TestLocalDeadLettersRefused).
+// isDeadLetters reports whether o is a taskpool.WithDeadLetters that
+// keeps dead letters or calls a function with them (the core's option
+// says so; WithDeadLetters(0, nil), the default, does neither).
 func isDeadLetters(o taskpool.Option) bool {
-	v := reflect.ValueOf(o)
-	if v.Kind() != reflect.Func || v.IsNil() {
-		return false
-	}
-	f := runtime.FuncForPC(v.Pointer())
-	return f != nil && strings.Contains(f.Name(), ".WithDeadLetters.func")
+	d, ok := o.(interface{ KeepsDeadLetters() bool })
+	return ok && d.KeepsDeadLetters()
 }
 
 // WithSettleHook sets fn to be called after the consumer has settled a
