@@ -982,8 +982,8 @@ func (c *Consumer) submit(f *flight, t taskpool.Task) (took bool) {
 func (c *Consumer) refused(f *flight, t taskpool.Task, err error) {
 	c.mu.Lock()
 	delete(c.flights, t.ID)
-	c.held.Add(-1)
 	c.mu.Unlock()
+	c.unhold()
 	// An invalid task (Task.Validate's rules, which a producer of this
 	// version applies, but not another's, or a custom codec) is refused
 	// by every delivery, as Submit refuses it in process: dead-lettered
@@ -1003,8 +1003,8 @@ func (c *Consumer) refused(f *flight, t taskpool.Task, err error) {
 func (c *Consumer) putBack(f *flight, t taskpool.Task, err error) {
 	c.mu.Lock()
 	delete(c.flights, t.ID)
-	c.held.Add(-1)
 	c.mu.Unlock()
+	c.unhold()
 	_ = f.msg.Nak()
 	f.restore(&t)
 	c.settledAside(taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(f.attempt), Status: taskpool.OutcomeNotRun}, ActionRelease)
@@ -1114,18 +1114,26 @@ func (c *Consumer) complete(out taskpool.Outcome) {
 	// called runtime.Goexit after the delivery was settled. Without it
 	// the consumer would count the task as held for as long as it runs,
 	// and fetch one task fewer each time.
-	defer func() {
-		if held := c.held.Add(-1); held <= c.refillAt.Load() {
-			select {
-			case c.freed <- struct{}{}:
-			default:
-			}
-		}
-	}()
+	defer c.unhold()
 	if f.gate != nil {
 		f.gate.giveBack(f.slot, f.lease) // the handler returned: no longer running
 	}
 	c.finish(f, out)
+}
+
+// unhold gives back the capacity of a task no longer held, and wakes the
+// fetch loop when enough is free for a fetch. Every task that leaves
+// flights does, on whichever goroutine it leaves: a task a global limit's
+// loop submits and the local scheduler refuses leaves there, and a fetch
+// loop that had no capacity left (no long poll outstanding) would
+// otherwise wait for a completion that never comes.
+func (c *Consumer) unhold() {
+	if held := c.held.Add(-1); held <= c.refillAt.Load() {
+		select {
+		case c.freed <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // taskBack is the consumer's outermost middleware: it gives a task back
