@@ -2,7 +2,9 @@ package natsbroker_test
 
 import (
 	"context"
+	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,4 +76,169 @@ func TestGateRefusalWakesTheFetchLoop(t *testing.T) {
 			assert.Empty(t, told, "no delivery settled twice")
 		})
 	}
+}
+
+// Messages that arrive on the outstanding long polls while the consumer
+// stops are dispatched as it drains them; a Decode that calls
+// runtime.Goexit there (on the fetch loop, now draining) dead-letters
+// each once, the loop goes on draining on a new goroutine, and Stop
+// returns with nothing held.
+func TestGoexitWhileDrainingTheLongPolls(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("ok", func(context.Context, taskpool.Task) error { return nil }))
+	told := make(chan settledOutcome, 16)
+	cons := startConsumer(t, js, reg, natsbroker.WithCodec(exitCodec{}), natsbroker.WithWorkers(4),
+		natsbroker.WithPollWait(5*time.Second),
+		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) { told <- settledOutcome{out, a} }))
+	prios := []string{"high", "default", "low"}
+	// Every priority has its long poll outstanding.
+	require.Eventually(t, func() bool {
+		for _, p := range prios {
+			c, err := js.Consumer(ctx, "TASKPOOL_default", "taskpool_"+p)
+			if err != nil {
+				return false
+			}
+			info, err := c.Info(ctx)
+			if err != nil || info.NumWaiting == 0 {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 5*time.Millisecond)
+	stopped := make(chan error, 1)
+	go func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stopped <- cons.Stop(sctx)
+	}()
+	require.Eventually(t, func() bool { return !cons.Health().Consuming }, 10*time.Second, time.Millisecond)
+	for _, p := range prios {
+		_, err := js.Publish(ctx, "taskpool.default.task."+p, []byte("goexit"))
+		require.NoError(t, err)
+	}
+	select {
+	case err := <-stopped:
+		require.NoError(t, err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("Stop did not return")
+	}
+	assert.Equal(t, 0, cons.Health().Held)
+	n := len(told)
+	assert.LessOrEqual(t, n, 3, "no delivery settled twice")
+	for range n {
+		s := <-told
+		assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
+		assert.ErrorIs(t, s.out.Err, natsbroker.ErrBadPayload)
+	}
+	// What the polls did not take (a poll may have ended just before) is
+	// still in the stream, unacknowledged: nothing was lost.
+	info, err := js.Stream(ctx, "TASKPOOL_default")
+	require.NoError(t, err)
+	var pending uint64
+	for _, p := range prios {
+		c, err := info.Consumer(ctx, "taskpool_"+p)
+		require.NoError(t, err)
+		ci, err := c.Info(ctx)
+		require.NoError(t, err)
+		pending += ci.NumPending + uint64(ci.NumAckPending)
+	}
+	assert.Equal(t, uint64(3-n), pending)
+}
+
+// A consumer whose codec's Decode and handler's Lookup call
+// runtime.Goexit for some deliveries, fetched in batches over every
+// priority (its fetch loop restarted in the middle of a batch), and
+// stopped midway with a global limit holding tasks, settles each
+// delivery exactly once: with a second consumer that takes over, every
+// task is acked or dead-lettered once, none lost, none twice.
+func TestGoexitInBatchesStopMidwayEverythingSettledOnce(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	h := exitLookup{ran: make(chan string, 1000)}
+	p, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	var (
+		mu       sync.Mutex
+		terminal = map[string]int{}
+		badGot   int
+	)
+	settles := make(chan struct{}, 1000)
+	opts := []natsbroker.Option{natsbroker.WithCodec(exitCodec{}), natsbroker.WithPrefetch(20), natsbroker.WithWorkers(2),
+		natsbroker.WithPollWait(200 * time.Millisecond),
+		natsbroker.WithGlobalLimit("ok", natsbroker.Limit{Concurrency: 3}),
+		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+			if a != natsbroker.ActionAck && a != natsbroker.ActionDeadLetter {
+				return
+			}
+			mu.Lock()
+			if out.Task.ID == "" {
+				badGot++
+			} else {
+				terminal[out.Task.ID]++
+			}
+			mu.Unlock()
+			settles <- struct{}{}
+		})}
+	cons := startConsumer(t, js, h, opts...)
+	const n = 150
+	want, bad := map[string]int{}, 0
+	for i := range n {
+		prio := taskpool.Priority(i%3 - 1)
+		switch i % 5 {
+		case 0:
+			_, err := js.Publish(ctx, "taskpool.default.task."+[]string{"low", "default", "high"}[i%3], []byte("goexit"))
+			require.NoError(t, err)
+			bad++
+		case 1:
+			id := fmt.Sprintf("exits%d", i)
+			_, err := p.Enqueue(ctx, taskpool.Task{ID: id, Type: "goexit", Priority: prio})
+			require.NoError(t, err)
+			want[id] = 1
+		default:
+			id := fmt.Sprintf("ok%d", i)
+			_, err := p.Enqueue(ctx, taskpool.Task{ID: id, Type: "ok", Priority: prio})
+			require.NoError(t, err)
+			want[id] = 1
+		}
+	}
+	for range n / 3 {
+		select {
+		case <-settles:
+		case <-time.After(20 * time.Second):
+			t.Fatal("the consumer stopped settling")
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, cons.Stop(sctx))
+	assert.Equal(t, 0, cons.Health().Held)
+
+	cons2 := startConsumer(t, js, h, opts...)
+	deadline := time.After(30 * time.Second)
+	for {
+		mu.Lock()
+		done := len(terminal) == len(want) && badGot >= bad
+		mu.Unlock()
+		if done {
+			break
+		}
+		select {
+		case <-settles:
+		case <-deadline:
+			mu.Lock()
+			defer mu.Unlock()
+			t.Fatalf("not all settled: bad payloads %d of %d, tasks %d of %d", badGot, bad, len(terminal), len(want))
+		}
+	}
+	require.NoError(t, cons2.Stop(sctx))
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, want, terminal, "each task acked or dead-lettered once")
+	assert.Equal(t, bad, badGot, "each bad payload dead-lettered once")
 }
