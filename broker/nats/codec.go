@@ -18,8 +18,8 @@ import (
 //
 // Decode must return an error wrapping [ErrBadPayload] for data it cannot
 // read; it must never panic on arbitrary input. The consumer dead-letters
-// such messages at their first delivery, and so a task without an ID
-// that Decode returns. A Decode that panics all the same, or calls
+// such messages at their first delivery, and so a task without an ID or
+// without a type that Decode returns. A Decode that panics all the same, or calls
 // runtime.Goexit, is taken as such an error: the message is dead-lettered
 // with an error wrapping ErrBadPayload (and the [*taskpool.PanicError]
 // for a panic), and the consumer goes on.

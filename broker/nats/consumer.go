@@ -846,11 +846,17 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 	}
 	attempt := attemptOf(first, deliveries)
 	t, err := c.decode(m, meta, attempt)
-	if err == nil && t.ID == "" {
+	switch {
+	case err != nil:
+	case t.ID == "":
 		// As JSONCodec says of an envelope without one (a custom codec
 		// may not): a delivery is settled by its task's ID, and the local
 		// scheduler would give the task an ID of its own.
 		err = fmt.Errorf("%w: no id", ErrBadPayload)
+	case t.Type == "":
+		// As JSONCodec says too: no handler runs it, and the handler's
+		// Lookup would take it for a type not registered yet.
+		err = fmt.Errorf("%w: no type", ErrBadPayload)
 	}
 	if err != nil {
 		if !errors.Is(err, ErrBadPayload) {

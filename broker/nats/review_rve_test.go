@@ -242,3 +242,35 @@ func TestGoexitInBatchesStopMidwayEverythingSettledOnce(t *testing.T) {
 	assert.Equal(t, want, terminal, "each task acked or dead-lettered once")
 	assert.Equal(t, bad, badGot, "each bad payload dead-lettered once")
 }
+
+// noTypeCodec is the JSON codec, except that it decodes the payload
+// "no type" to a task without a type.
+type noTypeCodec struct{ natsbroker.JSONCodec }
+
+func (c noTypeCodec) Decode(data []byte) (taskpool.Task, error) {
+	if string(data) == "no type" {
+		return taskpool.Task{ID: "typeless"}, nil
+	}
+	return c.JSONCodec.Decode(data)
+}
+
+// A custom codec that decodes a task without a type makes a bad payload,
+// as JSONCodec says of an envelope without one (and as a task without an
+// ID is): dead-lettered at its first delivery with ErrBadPayload, whatever
+// the handler. (With a handler that has Lookup, a Registry, it was taken
+// for a type not registered yet: put back for the unknown-type grace,
+// a minute by default, then dead-lettered with ErrNoHandler; with one
+// without Lookup it was dead-lettered at once as ErrInvalidType.)
+func TestCodecTaskWithoutTypeIsABadPayload(t *testing.T) {
+	t.Parallel()
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("ok", func(context.Context, taskpool.Task) error { return nil }))
+	cons, _, _, told, publish := callbackExitConsumer(t, reg, natsbroker.WithCodec(noTypeCodec{}))
+	publish("no type")
+	s := nextSettled(t, told, "the task without a type")
+	assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
+	require.ErrorIs(t, s.out.Err, natsbroker.ErrBadPayload)
+	assert.Equal(t, taskpool.OutcomeFailed, s.out.Status)
+	stopsClean(t, cons)
+	assert.Empty(t, told, "no delivery settled twice")
+}
