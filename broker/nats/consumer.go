@@ -881,6 +881,7 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		if at, err := time.Parse(time.RFC3339Nano, nb); err == nil {
 			if d := time.Until(at); d > 0 {
 				_ = m.NakWithDelay(d)
+				t.Attempt = attempt
 				c.settledAside(taskpool.Outcome{Task: t, Attempts: ranBefore(attempt), Status: taskpool.OutcomeNotRun}, ActionDefer)
 				return
 			}
@@ -891,6 +892,9 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 			}
 		}
 	}
+	// As the local scheduler's copy has it, for the settle hook of a
+	// delivery failed before it gets there too.
+	t.Attempt = attempt
 	if c.lookup != nil {
 		ok, err := c.known(m, meta, t, attempt)
 		if err != nil {
@@ -926,7 +930,6 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 	c.held.Add(1)
 	c.mu.Unlock()
 
-	t.Attempt = attempt
 	t.MaxAttempts = 1 // the broker owns retries: the local scheduler must not retry
 	t.UniqueKey = ""  // and uniqueness, across processes: no local check
 	if g := c.gates[t.Type]; g != nil {

@@ -274,3 +274,33 @@ func TestCodecTaskWithoutTypeIsABadPayload(t *testing.T) {
 	stopsClean(t, cons)
 	assert.Empty(t, told, "no delivery settled twice")
 }
+
+// Every delivery that never reached a worker and that the consumer fails
+// tells the settle hook the task with Attempt set to its delivery count,
+// whichever check failed it, as for a delivery the local scheduler
+// refused (here a middleware constructor that calls runtime.Goexit) and
+// as the core's outcomes (Attempt at least 1): Outcome.Attempts is one
+// less. (A task whose Lookup called Goexit or panicked, or whose type was
+// unknown, was told with the Attempt it was enqueued with, 0.)
+func TestNeverRunOutcomesCarryTheDeliveryAttempt(t *testing.T) {
+	t.Parallel()
+	var builds atomic.Int32
+	mw := func(next taskpool.Handler) taskpool.Handler {
+		if builds.Add(1) == 1 {
+			runtime.Goexit()
+		}
+		return next
+	}
+	h := exitLookup{ran: make(chan string, 8)}
+	cons, p, _, told, _ := callbackExitConsumer(t, h, natsbroker.WithSchedulerOptions(taskpool.WithMiddleware(mw)))
+	ctx := ctxT(t)
+	for _, typ := range []string{"ok", "goexit", "panic", "unknown"} {
+		_, err := p.Enqueue(ctx, taskpool.Task{ID: "t-" + typ, Type: typ})
+		require.NoError(t, err)
+		s := nextSettled(t, told, typ)
+		assert.Equal(t, "t-"+typ, s.out.Task.ID)
+		assert.Equal(t, 1, s.out.Task.Attempt, typ)
+		assert.Equal(t, 0, s.out.Attempts, typ)
+	}
+	stopsClean(t, cons)
+}
