@@ -46,11 +46,19 @@ func WithStrictCodec(c Codec) Option {
 }
 
 // roundTrip replaces t.Params by what they become through the codec.
-func (s *Scheduler) roundTrip(t *Task) error {
+func (s *Scheduler) roundTrip(t *Task) (err error) {
 	c := s.opts.codec
 	if c == nil {
 		return nil
 	}
+	defer func() {
+		// A codec, or params' MarshalJSON, that panics: the params do not
+		// survive it either, an error for the caller (the NATS producer
+		// says the same), not a panic in Submit.
+		if v := recover(); v != nil {
+			err = fmt.Errorf("%w: task %s: params do not survive the codec: %w", ErrInvalidTask, t.Type, newPanicError(v))
+		}
+	}()
 	enc := *t
 	if enc.ID == "" {
 		enc.ID = "strict" // a codec may require an ID; the task keeps its own

@@ -114,12 +114,25 @@ func TestStrictCodec(t *testing.T) {
 		require.NoError(t, err)
 		assert.Nil(t, got, "JSON null is no params")
 	})
+	t.Run("params whose MarshalJSON panics are refused, not a panic", func(t *testing.T) {
+		var err error
+		require.NotPanics(t, func() { _, err = strictRun(t, panicMarshal{}, taskpool.WithStrictCodec(nil)) })
+		assert.ErrorIs(t, err, taskpool.ErrInvalidTask)
+		var pe *taskpool.PanicError
+		require.ErrorAs(t, err, &pe)
+		assert.Equal(t, "marshal boom", pe.Value)
+	})
 	t.Run("a typed task decodes as on the wire", func(t *testing.T) {
 		got, err := strictRun(t, inner{A: 3}, taskpool.WithStrictCodec(nil))
 		require.NoError(t, err)
 		assert.Equal(t, json.RawMessage(`{"a":3}`), got)
 	})
 }
+
+// panicMarshal is params whose MarshalJSON panics.
+type panicMarshal struct{}
+
+func (panicMarshal) MarshalJSON() ([]byte, error) { panic("marshal boom") }
 
 // failingCodec is a custom codec that fails to encode or to decode when
 // told to.

@@ -89,6 +89,14 @@ func TestEnqueueErrors(t *testing.T) {
 	assert.ErrorIs(t, err, natsbroker.ErrBadParams)
 	_, err = prod.Enqueue(ctx, taskpool.Task{Type: "x", Params: []byte("not json")})
 	assert.ErrorIs(t, err, natsbroker.ErrBadParams)
+	// Params whose MarshalJSON panics: an error, as in process with
+	// WithStrictCodec (TestStrictCodec), not a panic in Enqueue.
+	require.NotPanics(t, func() { _, err = prod.Enqueue(ctx, taskpool.Task{Type: "x", Params: panicMarshal{}}) })
+	assert.ErrorIs(t, err, natsbroker.ErrBadParams)
+	assert.ErrorIs(t, err, taskpool.ErrInvalidTask)
+	var pe *taskpool.PanicError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, "marshal boom", pe.Value)
 
 	_, err = natsbroker.NewProducer(ctx, js, natsbroker.WithQueue("a.b"))
 	assert.ErrorIs(t, err, natsbroker.ErrInvalidQueue)

@@ -23,7 +23,8 @@ import (
 
 // The differential conformance test: random tasks, odd ones included (IDs
 // with dots, wildcards and spaces, metadata a NATS header cannot carry,
-// params JSON cannot encode, out-of-range priorities and attempts),
+// params JSON cannot encode or whose MarshalJSON panics, out-of-range
+// priorities and attempts),
 // submitted in the same order to the in-process scheduler (with the wire
 // codec) and to a NATS producer and consumer, through taskpool.Client:
 // Submit, SubmitWait, SubmitAfter and SubmitAt (an hour away, cancelled at
@@ -71,6 +72,11 @@ type diffOp struct {
 
 // unencodable is a params value JSON cannot encode.
 type unencodable struct{ C chan int }
+
+// panicMarshal is a params value whose MarshalJSON panics.
+type panicMarshal struct{}
+
+func (panicMarshal) MarshalJSON() ([]byte, error) { panic("marshal boom") }
 
 func pickOne[T any](r *rand.Rand, xs ...T) T { return xs[r.IntN(len(xs))] }
 
@@ -130,6 +136,8 @@ func genDiffProgram(r *rand.Rand, prefix string, n int) []diffOp {
 			t.Params = map[string]any(nil)
 		case 10:
 			t.Params = map[string]any{"name": 5, "n": "five"} // the wrong shape for confArgs
+		case 11:
+			t.Params = panicMarshal{}
 		}
 		switch r.IntN(13) { // 10, 11, 12: no metadata
 		case 0:
@@ -243,7 +251,7 @@ func acceptable(t taskpool.Task, id string) taskpool.Task {
 	t.Attempt = max(t.Attempt, 0)
 	t.MaxAttempts = max(t.MaxAttempts, 0)
 	switch p := t.Params.(type) {
-	case unencodable:
+	case unencodable, panicMarshal:
 		t.Params = nil
 	case []byte:
 		if !json.Valid(p) {

@@ -618,6 +618,19 @@ func (p *Producer) remove(ctx context.Context, id, subj string, want scheduleKin
 	return true, false, nil
 }
 
+// encode encodes t with codec. A codec that panics (params whose
+// MarshalJSON panics, say) gives an error wrapping ErrBadParams and the
+// [*taskpool.PanicError], as the in-process scheduler's WithStrictCodec
+// does, not a panic in the caller's Enqueue.
+func encode(codec Codec, t taskpool.Task) (data []byte, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			data, err = nil, fmt.Errorf("%w: task %s: the codec's Encode panicked: %w", ErrBadParams, t.Type, panicError(v))
+		}
+	}()
+	return codec.Encode(t)
+}
+
 // message builds the message for t, due at at (zero for now).
 func (p *Producer) message(t taskpool.Task, at time.Time) (*nats.Msg, error) {
 	// The core's rules, which the in-process Submit applies too: the ID
@@ -641,7 +654,7 @@ func (p *Producer) message(t taskpool.Task, at time.Time) (*nats.Msg, error) {
 	// three, whatever the value submitted.
 	prio := prioIndex(t.Priority)
 	t.Priority = prioValues[prio]
-	data, err := p.cfg.codec.Encode(t)
+	data, err := encode(p.cfg.codec, t)
 	if err != nil {
 		return nil, err
 	}
