@@ -1,6 +1,9 @@
 package engine
 
-import "runtime"
+import (
+	"runtime"
+	"time"
+)
 
 // dispatch is the dispatcher: the only goroutine that takes batches out of
 // the task channels, the only one that sends to workers, and the only one
@@ -146,6 +149,8 @@ func (e *Engine[T, L]) holdDispatch() {
 	if !held {
 		return
 	}
+	// No fill comes while held: the room there is goes to blocked Puts.
+	e.admitStranded()
 	select {
 	case <-resume:
 	case <-e.wake:
@@ -329,6 +334,13 @@ func (e *Engine[T, L]) nextWorker() *Worker[T, L] {
 		}
 		e.now = -1 // it may wait here: the turn's clock goes stale
 		e.nwaits++
+		// Blocked Puts wait for admitRoom (fill): while every worker is
+		// busy that room may not come, and the room there is goes to
+		// them after stealAfter.
+		var admit <-chan time.Time
+		if e.stranded() {
+			admit = e.timer()
+		}
 		select {
 		case w := <-e.idle:
 			if e.surplus.Load() && e.retire(w) {
@@ -340,6 +352,29 @@ func (e *Engine[T, L]) nextWorker() *Worker[T, L] {
 			if e.ctl.Load()&ctlHold != 0 {
 				return nil
 			}
+		case <-admit:
+			e.admitStranded()
+		}
+	}
+}
+
+// stranded reports whether a lane has blocked Puts and room for some,
+// which fill leaves to them only once admitRoom is free.
+func (e *Engine[T, L]) stranded() bool {
+	for p := range e.lanes {
+		l := &e.lanes[p]
+		if l.nwait.Load() > 0 && l.in.Load()-l.out.Load() < int64(e.cfg.QueueSize) {
+			return true
+		}
+	}
+	return false
+}
+
+// admitStranded admits blocked Puts wherever there is room.
+func (e *Engine[T, L]) admitStranded() {
+	for p := range e.lanes {
+		if l := &e.lanes[p]; l.nwait.Load() > 0 {
+			e.admitWaiters(l)
 		}
 	}
 }

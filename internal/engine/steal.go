@@ -76,6 +76,12 @@ func (e *Engine[T, L]) stealTimer() <-chan time.Time {
 	if !e.mayHold() {
 		return nil
 	}
+	return e.timer()
+}
+
+// timer starts the dispatcher's timer of stealAfter and returns its
+// channel (park's steal timer, nextWorker's for stranded blocked Puts).
+func (e *Engine[T, L]) timer() <-chan time.Time {
 	if e.stealTime == nil {
 		e.stealTime = time.NewTimer(stealAfter)
 	} else {
