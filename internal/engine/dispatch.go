@@ -358,24 +358,38 @@ func (e *Engine[T, L]) nextWorker() *Worker[T, L] {
 	}
 }
 
-// stranded reports whether a lane has blocked Puts and room for some,
-// which fill leaves to them only once admitRoom is free.
+// stranded reports whether a lane has blocked Puts and maybe room for
+// some, which fill leaves to them only once admitRoom is free: room not
+// counting the accumulator, and not found taken by it at this out
+// already (admitStranded).
 func (e *Engine[T, L]) stranded() bool {
 	for p := range e.lanes {
 		l := &e.lanes[p]
-		if l.nwait.Load() > 0 && l.in.Load()-l.out.Load() < int64(e.cfg.QueueSize) {
-			return true
+		if l.nwait.Load() > 0 {
+			out := l.out.Load()
+			if l.in.Load()-out < int64(e.cfg.QueueSize) && e.futile[p] != out+1 {
+				return true
+			}
 		}
 	}
 	return false
 }
 
-// admitStranded admits blocked Puts wherever there is room.
+// admitStranded admits blocked Puts wherever there is room, and notes
+// the lanes where there was none after all (the accumulator held it).
 func (e *Engine[T, L]) admitStranded() {
 	for p := range e.lanes {
-		if l := &e.lanes[p]; l.nwait.Load() > 0 {
-			e.admitWaiters(l)
+		l := &e.lanes[p]
+		if l.nwait.Load() == 0 {
+			continue
 		}
+		l.mu.Lock()
+		n := len(l.waiters)
+		poke := e.admitLocked(l)
+		if len(l.waiters) == n {
+			e.futile[p] = l.out.Load() + 1
+		}
+		e.unlock(l, poke)
 	}
 }
 

@@ -141,6 +141,7 @@ type Engine[T, L any] struct {
 	now       time.Duration   // the engine's clock as expireEarly read it this turn, -1 when stale (serveEarly)
 	nearly    atomic.Uint64   // early hand-offs so far
 	stealTime *time.Timer     // while parked with holding and a worker idle
+	futile    [Lanes]int64    // per lane, 1 + out when admitStranded found no room there
 	wq        int
 	lastEarly bool   // the last hand-off was early (nextWorker)
 	nwaits    uint64 // times nextWorker waited for a registration (dispatcher only)
