@@ -36,8 +36,11 @@ func (e *Engine[T, L]) dispatch() {
 				if e.park() {
 					continue
 				}
-				// Nothing left and no more coming: retire every worker.
-				e.shutdown()
+				// Nothing left: retire every worker once all are idle,
+				// unless a unit still running put another meanwhile.
+				if !e.shutdown() {
+					continue
+				}
 				return
 			}
 			e.park()
@@ -158,27 +161,60 @@ func (e *Engine[T, L]) holdDispatch() {
 	}
 }
 
-// shutdown closes every worker's channel as the worker registers, and
-// waits for the workers to exit.
-func (e *Engine[T, L]) shutdown() {
+// shutdown closes every worker's channel once every worker is idle (has
+// registered, not early) and the lanes are still empty, and waits for the
+// workers to exit. It reports false, keeping the idle workers in ready,
+// when a unit turned up meanwhile: one still running may put another
+// with force (a retry), which must be handed out before the workers go.
+// Meanwhile it is parked, so that such a Put pokes it.
+func (e *Engine[T, L]) shutdown() bool {
 	e.mu.Lock()
 	n := e.live
+	e.mu.Unlock()
+	// An early registration is a worker still running its batch: let it
+	// go, and wait for its registration once the batch is over.
+	k := 0
+	for _, w := range e.ready {
+		if !w.reg.CompareAndSwap(regEarly, regBounced) {
+			e.ready[k] = w
+			k++
+		}
+	}
+	clear(e.ready[k:])
+	e.ready = e.ready[:k]
+	for {
+		e.nparks++
+		e.parked.Store(e.nparks)
+		if e.haveWork() {
+			e.parked.Store(0)
+			return false
+		}
+		if len(e.ready) >= n {
+			break
+		}
+		select {
+		case w := <-e.idle:
+			if !w.reg.CompareAndSwap(regEarly, regBounced) {
+				e.ready = append(e.ready, w)
+			}
+		case <-e.wake:
+		}
+		e.parked.Store(0)
+	}
+	e.parked.Store(0)
+	e.mu.Lock()
 	e.live, e.target = 0, 0
 	e.nlive.Store(0)
 	e.mu.Unlock()
 	for _, w := range e.ready {
 		close(w.ch)
-		n--
 	}
 	e.ready = nil
-	for range n {
-		w := <-e.idle
-		close(w.ch)
-	}
 	go func() {
 		e.wg.Wait()
 		close(e.done)
 	}()
+	return true
 }
 
 // pending reports whether lane p has units the dispatcher has not taken.

@@ -1,0 +1,128 @@
+package engine
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// rvdU is a unit of rvdRunner: retry puts one more unit (id+1000), with
+// force, once gate is closed, before it ends.
+type rvdU struct {
+	id    int
+	gate  chan struct{}
+	retry bool
+}
+
+type rvdRunner struct {
+	e       *Engine[rvdU, struct{}]
+	started chan int
+	mu      sync.Mutex
+	ran     map[int]int
+	dropped map[int]int
+}
+
+func newRvdRunner() *rvdRunner {
+	return &rvdRunner{started: make(chan int, 64), ran: map[int]int{}, dropped: map[int]int{}}
+}
+
+func (r *rvdRunner) Run(w *Worker[rvdU, struct{}], u *rvdU) {
+	w.Begin(0)
+	r.started <- u.id
+	if u.gate != nil {
+		<-u.gate
+	}
+	if u.retry {
+		_ = r.e.Put(context.Background(), 1, rvdU{id: u.id + 1000}, false, true)
+	}
+	r.mu.Lock()
+	r.ran[u.id]++
+	r.mu.Unlock()
+}
+func (r *rvdRunner) Drop(_ *struct{}, u *rvdU) {
+	r.mu.Lock()
+	r.dropped[u.id]++
+	r.mu.Unlock()
+}
+func (r *rvdRunner) Exited(*struct{}, *rvdU, bool) {}
+func (r *rvdRunner) Retired(*struct{}, *struct{})  {}
+
+func (r *rvdRunner) ended(id int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ran[id] + r.dropped[id]
+}
+
+// rvdPoll polls cond until it holds or 10s pass.
+func rvdPoll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		runtime.Gosched()
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// A unit running while Close retires the workers puts a retry (a Put with
+// force, which admission's closing lets through, "for units already
+// accepted once"). The dispatcher had found the lanes empty and was
+// waiting for the workers' registrations to close their channels: the
+// retry stayed in its lane, neither run nor dropped, and Close returned.
+func TestRvdRetryPutWhileCloseRetiresIsRun(t *testing.T) {
+	r := newRvdRunner()
+	e := New[rvdU, struct{}](Config{Workers: 2, BatchSize: 4, QueueSize: 64, Weights: [Lanes]int{1, 1, 1}}, r)
+	r.e = e
+	e.Start()
+	gate := make(chan struct{})
+	if err := e.Put(context.Background(), 1, rvdU{id: 1, gate: gate, retry: true}, false, false); err != nil {
+		t.Fatal(err)
+	}
+	waitUnit(t, r.started, 1, "started")
+	e.CloseAdmission()
+	closed := make(chan struct{})
+	go func() {
+		e.Close()
+		close(closed)
+	}()
+	// The dispatcher waits in shutdown for the running worker.
+	rvdPoll(t, "shutdown", func() bool { return blockedIn(").shutdown(") })
+	close(gate)
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	if n := r.ended(1001); n != 1 {
+		t.Errorf("the retry put by a running unit during Close ended %d times, want 1 (ran or dropped)", n)
+	}
+}
+
+// blockedIn reports whether a goroutine is blocked in a channel operation
+// (a select included) in the function fn names, from the stacks of all
+// goroutines.
+func blockedIn(fn string) bool {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		header, rest, _ := strings.Cut(g, "\n")
+		if !strings.Contains(header, "[chan receive") && !strings.Contains(header, "[select") {
+			continue
+		}
+		// The innermost frame of the engine's own.
+		for _, line := range strings.Split(rest, "\n") {
+			if strings.Contains(line, "internal/engine.") {
+				if strings.Contains(line, fn) {
+					return true
+				}
+				break
+			}
+		}
+	}
+	return false
+}
