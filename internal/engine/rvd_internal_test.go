@@ -16,6 +16,7 @@ type rvdU struct {
 	gate  chan struct{}
 	retry bool
 	pre   chan struct{} // waited for before Begin, after reporting -id on started
+	drop  chan struct{} // Drop waits for it, after reporting -id on started
 }
 
 type rvdRunner struct {
@@ -48,6 +49,10 @@ func (r *rvdRunner) Run(w *Worker[rvdU, struct{}], u *rvdU) {
 	r.mu.Unlock()
 }
 func (r *rvdRunner) Drop(_ *struct{}, u *rvdU) {
+	if u.drop != nil {
+		r.started <- -u.id
+		<-u.drop
+	}
 	r.mu.Lock()
 	r.dropped[u.id]++
 	r.mu.Unlock()
@@ -167,5 +172,46 @@ func TestRvdUnitHeldInBeginStartsAfterAbandon(t *testing.T) {
 	e.Close()
 	if r.ended(1) != 0 || len(r.started) != 0 {
 		t.Errorf("unit 1, held in Begin when Abandon came, began after it (ran %d)", r.ran[1])
+	}
+}
+
+// A finished unit is never shown as unstarted (TestInspectNeverShowsFinishedUnits):
+// a dropped one is finished too. After an Abandon the worker drops the
+// rest of its batch without a word to Inspect, which went on showing the
+// units it had dropped as not started until the batch ended.
+func TestRvdInspectNeverShowsDroppedUnits(t *testing.T) {
+	r := newRvdRunner()
+	e := New[rvdU, struct{}](Config{Workers: 1, BatchSize: 4, QueueSize: 64, Weights: [Lanes]int{1, 1, 1}}, r)
+	r.e = e
+	e.Start()
+	gate, drop := make(chan struct{}), make(chan struct{})
+	e.Hold()
+	units := []rvdU{{id: 1, gate: gate}, {id: 2}, {id: 3, drop: drop}, {id: 4}}
+	for _, u := range units {
+		if err := e.Put(context.Background(), 1, u, false, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.Unhold()
+	waitUnit(t, r.started, 1, "started")
+	e.Abandon()
+	close(gate)
+	waitUnit(t, r.started, -3, "being dropped") // unit 2 was dropped
+	var rest []int
+	e.Inspect(func(_ *struct{}, _ *rvdU, _ uint64, unstarted []rvdU) {
+		for _, u := range unstarted {
+			rest = append(rest, u.id)
+		}
+	})
+	close(drop)
+	e.CloseAdmission()
+	e.Close()
+	if r.ended(2) != 1 {
+		t.Fatalf("unit 2 ended %d times", r.ended(2))
+	}
+	for _, id := range rest {
+		if id == 2 {
+			t.Errorf("Inspect shows %v not started while unit 3 is dropped: unit 2 was dropped already", rest)
+		}
 	}
 }

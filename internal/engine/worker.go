@@ -232,6 +232,9 @@ func (w *Worker[T, L]) runBatch() int {
 				e.r.Drop(&w.Local, &w.batch[w.i])
 				for w.claim() {
 					ran++
+					// Inspect shows from the unit being dropped on: the
+					// ones dropped already are finished.
+					w.cur.Store(uint64(w.i+1) | held)
 					e.r.Drop(&w.Local, &w.batch[w.i])
 				}
 				return ran
