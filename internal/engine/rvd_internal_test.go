@@ -215,3 +215,63 @@ func TestRvdInspectNeverShowsDroppedUnits(t *testing.T) {
 		}
 	}
 }
+
+// shutdown meets an early registration, in the channel of worker channels
+// or in ready: its worker is still running, and is waited for (its
+// registration bounced) before the channels close. The test plays the
+// dispatcher.
+func TestRvdShutdownWaitsForAWorkerRegisteredEarly(t *testing.T) {
+	for _, inReady := range []bool{false, true} {
+		e, r, ws := rvEngine(t, 2)
+		W, X := ws[0], ws[1]
+		W.unit.Store(int64(time.Millisecond))
+		if err := e.Put(context.Background(), 1, rvUnit{id: 9}, false, false); err != nil {
+			t.Fatal(err)
+		}
+		g := make(chan struct{})
+		e.handOff(W, []rvUnit{{id: 0, wait: g}}, false)
+		r.waitStarted(t, 0)
+		if len(e.idle) != 1 || W.reg.Load() != regEarly {
+			t.Fatal("no early registration")
+		}
+		// Unit 9 goes to X, which registers again when it is done.
+		if !e.haveWork() {
+			t.Fatal("no work")
+		}
+		e.handOff(X, e.fill(nil, 1), false)
+		r.waitStarted(t, 9)
+		if inReady {
+			if w := <-e.idle; w != W {
+				t.Fatal("not W's early registration first")
+			}
+			e.ready = append(e.ready, W)
+		}
+		e.closed.Store(true)
+		res := make(chan bool, 1)
+		go func() { res <- e.shutdown() }()
+		rvdPoll(t, "shutdown waits", func() bool { return blockedIn(").shutdown(") })
+		select {
+		case ok := <-res:
+			t.Fatalf("shutdown returned %v with W running", ok)
+		default:
+		}
+		if W.reg.Load() != regBounced {
+			t.Fatalf("W's early registration not bounced: %d", W.reg.Load())
+		}
+		close(g)
+		select {
+		case ok := <-res:
+			if !ok {
+				t.Fatal("shutdown found work")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("shutdown did not return")
+		}
+		<-e.done
+		r.mu.Lock()
+		if r.ran[0] != 1 || r.ran[9] != 1 {
+			t.Fatalf("ran %v", r.ran)
+		}
+		r.mu.Unlock()
+	}
+}
