@@ -50,8 +50,11 @@ func (r runner) Run(w *engine.Worker[job, local], j *job) {
 		return
 	}
 	id := s.plainID(l)
+	if !w.Begin(l.tag) {
+		r.Drop(l, j) // held by a Pause that Stop's deadline ended
+		return
+	}
 	l.stage = stageUser
-	w.Begin(l.tag)
 	err := s.callPlain(j, id, &l.slot)
 	if err == nil && !s.opts.hooks {
 		l.stage = stageIdle
@@ -84,7 +87,10 @@ func (s *Scheduler) runSlow(w *engine.Worker[job, local], j *job) {
 	// Begun before the record is claimed: a Pause that came after this
 	// worker took the job holds it in Begin, and until Resume the job is
 	// as queued as the ones behind it, which Cancel must still reach.
-	w.Begin(l.tag)
+	if !w.Begin(l.tag) {
+		runner{s}.Drop(l, j) // held by a Pause that Stop's deadline ended
+		return
+	}
 	if r != nil && !r.claim(stRunning) {
 		s.tombstone(b) // cancelled meanwhile
 		return

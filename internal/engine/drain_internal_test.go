@@ -62,7 +62,10 @@ type dRunner struct {
 }
 
 func (r *dRunner) Run(w *Worker[dU, dL], u *dU) {
-	w.Begin(0)
+	if !w.Begin(0) {
+		r.Drop(&w.Local, u)
+		return
+	}
 	r.started <- u.id
 	if u.gate != nil {
 		<-u.gate

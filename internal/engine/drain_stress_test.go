@@ -25,7 +25,10 @@ type sRunner struct {
 }
 
 func (r *sRunner) Run(w *Worker[sU, sL], u *sU) {
-	w.Begin(0)
+	if !w.Begin(0) {
+		r.Drop(&w.Local, u)
+		return
+	}
 	if u.sleep > 0 {
 		time.Sleep(u.sleep)
 	} else {

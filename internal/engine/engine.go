@@ -54,7 +54,8 @@ const (
 // goroutine that owns l, one call at a time per worker.
 type Runner[T, L any] interface {
 	// Run runs t on worker w (whose state is w.Local), calling w.Begin
-	// right before it starts t's work, if it does. Until then, Inspect
+	// right before it starts t's work, if it does, and settling t as
+	// Drop does instead when Begin reports false. Until then, Inspect
 	// still shows the unit the worker began last. It must not keep t:
 	// the slot is reused.
 	Run(w *Worker[T, L], t *T)

@@ -47,7 +47,10 @@ func newRec() *rec {
 
 func (r *rec) Run(w *engine.Worker[unit, local], u *unit) {
 	l := &w.Local
-	w.Begin(0)
+	if !w.Begin(0) {
+		r.Drop(l, u)
+		return
+	}
 	n := r.running.Add(1)
 	for p := r.peak.Load(); n > p && !r.peak.CompareAndSwap(p, n); p = r.peak.Load() {
 	}
@@ -241,7 +244,10 @@ type sizer struct {
 }
 
 func (s *sizer) Run(w *engine.Worker[unit, local], u *unit) {
-	w.Begin(0)
+	if !w.Begin(0) {
+		s.Drop(&w.Local, u)
+		return
+	}
 	s.e.Inspect(func(_ *local, running *unit, _ uint64, unstarted []unit) {
 		if running == nil || running.id != u.id {
 			return
@@ -314,8 +320,11 @@ func TestBatchesFollowTheTimePerUnit(t *testing.T) {
 // closer is a Runner that closes each unit's wait channel.
 type closer struct{}
 
-func (closer) Run(w *engine.Worker[unit, local], u *unit) {
-	w.Begin(0)
+func (c closer) Run(w *engine.Worker[unit, local], u *unit) {
+	if !w.Begin(0) {
+		c.Drop(&w.Local, u)
+		return
+	}
 	close(u.wait)
 }
 func (closer) Drop(*local, *unit)         {}

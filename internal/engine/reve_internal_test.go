@@ -28,7 +28,10 @@ type rvRunner struct {
 func newRvRunner() *rvRunner { return &rvRunner{started: make(chan int, 64), ran: map[int]int{}} }
 
 func (r *rvRunner) Run(w *Worker[rvUnit, rvLocal], u *rvUnit) {
-	w.Begin(0)
+	if !w.Begin(0) {
+		r.Drop(&w.Local, u)
+		return
+	}
 	if u.signal != nil {
 		u.signal()
 	}

@@ -25,9 +25,12 @@ type holdWatch struct {
 	dropped    atomic.Int64
 }
 
-func (h *holdWatch) Run(w *engine.Worker[unit, local], _ *unit) {
+func (h *holdWatch) Run(w *engine.Worker[unit, local], u *unit) {
 	g := h.gen.Load()
-	w.Begin(uint64(g))
+	if !w.Begin(uint64(g)) {
+		h.Drop(&w.Local, u)
+		return
+	}
 	if g%2 == 1 && h.gen.Load() == g {
 		h.violations.Add(1)
 	}
@@ -83,8 +86,11 @@ type counter struct {
 	next chan struct{}
 }
 
-func (c *counter) Run(w *engine.Worker[unit, local], _ *unit) {
-	w.Begin(0)
+func (c *counter) Run(w *engine.Worker[unit, local], u *unit) {
+	if !w.Begin(0) {
+		c.Drop(&w.Local, u)
+		return
+	}
 	c.ran.Add(1)
 	if c.next != nil {
 		c.next <- struct{}{}
@@ -124,8 +130,11 @@ type blocker struct {
 	ran     atomic.Int64
 }
 
-func (b *blocker) Run(w *engine.Worker[unit, local], _ *unit) {
-	w.Begin(0)
+func (b *blocker) Run(w *engine.Worker[unit, local], u *unit) {
+	if !w.Begin(0) {
+		b.Drop(&w.Local, u)
+		return
+	}
 	<-b.release
 	b.ran.Add(1)
 }

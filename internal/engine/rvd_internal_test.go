@@ -36,7 +36,10 @@ func (r *rvdRunner) Run(w *Worker[rvdU, struct{}], u *rvdU) {
 		r.started <- -u.id
 		<-u.pre
 	}
-	w.Begin(0)
+	if !w.Begin(0) {
+		r.Drop(nil, u)
+		return
+	}
 	r.started <- u.id
 	if u.gate != nil {
 		<-u.gate
@@ -139,15 +142,12 @@ func blockedIn(fn string) bool {
 
 // A unit that passed runBatch's check, then met a Hold in Begin, is held
 // there: Inspect shows it not started, Hold's promise holds it until
-// Unhold. Abandon ends the hold, and the unit begins, after Abandon
-// returned, with no Unhold: Begin's doc counts it as committed before the
-// Abandon, but the owner was told by Hold and Inspect that it had not
-// begun, and the root package promises that Stop with an ended ctx on a
-// paused scheduler starts nothing. Begin has no way to tell its caller
-// not to start the unit: a fix needs the Runner's help (Begin reporting
-// that the unit is dropped), outside this package.
-func TestRvdUnitHeldInBeginStartsAfterAbandon(t *testing.T) {
-	t.Skip("BUG (semantics): a unit held in Begin starts after Abandon; Begin cannot refuse it without a change to the Runner contract")
+// Unhold. An Abandon that ends the hold does not start it: Begin reports
+// false, and the Runner drops it (it began after Abandon returned, with no
+// Unhold, though the owner was told by Hold and Inspect that it had not
+// begun; the root package promises that Stop with an ended ctx on a paused
+// scheduler starts nothing).
+func TestRvdUnitHeldInBeginIsDroppedAfterAbandon(t *testing.T) {
 	r := newRvdRunner()
 	e := New[rvdU, struct{}](Config{Workers: 1, BatchSize: 4, QueueSize: 64, Weights: [Lanes]int{1, 1, 1}}, r)
 	r.e = e
@@ -170,8 +170,11 @@ func TestRvdUnitHeldInBeginStartsAfterAbandon(t *testing.T) {
 	e.Abandon()
 	e.CloseAdmission()
 	e.Close()
-	if r.ended(1) != 0 || len(r.started) != 0 {
-		t.Errorf("unit 1, held in Begin when Abandon came, began after it (ran %d)", r.ran[1])
+	r.mu.Lock()
+	ran, dropped := r.ran[1], r.dropped[1]
+	r.mu.Unlock()
+	if ran != 0 || dropped != 1 || len(r.started) != 0 {
+		t.Errorf("unit 1, held in Begin when Abandon came: ran %d, dropped %d; want dropped once", ran, dropped)
 	}
 }
 

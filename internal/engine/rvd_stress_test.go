@@ -37,7 +37,10 @@ func (r *zRunner) end(id int) {
 }
 
 func (r *zRunner) Run(w *Worker[zU, struct{}], u *zU) {
-	w.Begin(uint64(u.id))
+	if !w.Begin(uint64(u.id)) {
+		r.Drop(&w.Local, u)
+		return
+	}
 	if u.sleep > 0 {
 		time.Sleep(u.sleep)
 	} else {

@@ -263,15 +263,22 @@ func (w *Worker[T, L]) claim() bool {
 // control word, while Hold sets the control word and then reads nothing:
 // either Begin sees the hold or the unit began before Hold returned. A
 // Begin that sees a hold waits in it, marked as held, and begins when it
-// ends. A unit that passed runBatch's check before an Abandon is begun
-// all the same: it was committed before the engine gave up.
-func (w *Worker[T, L]) Begin(tag uint64) {
+// ends by an Unhold. A unit that passed runBatch's check before an
+// Abandon is begun all the same: it was committed before the engine gave
+// up. But a hold that an Abandon ends was on before the unit began:
+// Begin then reports false, and the Runner must not start the unit but
+// settle it as Drop does (a paused owner that gives up starts nothing).
+func (w *Worker[T, L]) Begin(tag uint64) bool {
 	c := tag<<curBits | uint64(w.i+1)
 	w.cur.Store(c)
 	for w.e.ctl.Load()&ctlHold != 0 {
 		w.hold()
+		if w.e.ctl.Load()&ctlAbandon != 0 {
+			return false
+		}
 		w.cur.Store(c)
 	}
+	return true
 }
 
 // hold waits while a hold is on.

@@ -16,8 +16,11 @@ type countRunner struct {
 	done chan struct{}
 }
 
-func (r *countRunner) Run(w *Worker[int, struct{}], _ *int) {
-	w.Begin(0)
+func (r *countRunner) Run(w *Worker[int, struct{}], u *int) {
+	if !w.Begin(0) {
+		r.Drop(&w.Local, u)
+		return
+	}
 	if r.ran.Add(1) == r.n {
 		close(r.done)
 	}
