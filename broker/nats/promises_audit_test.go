@@ -1,0 +1,296 @@
+package natsbroker_test
+
+// Promises of the docs that no other test pinned, found by an audit of
+// the exported API's doc comments; each test names the sentences it
+// checks.
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskpool/taskpool"
+	natsbroker "github.com/taskpool/taskpool/broker/nats"
+)
+
+// recvT receives from ch or fails the test after d.
+func recvT[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(d):
+		t.Fatalf("timed out after %v waiting for %s", d, what)
+		panic("unreachable")
+	}
+}
+
+// PriorityInfo: "InFlight counts tasks delivered to a worker and not yet
+// settled"; "Redelivered counts in-flight tasks delivered more than
+// once"; "Delivered counts deliveries to workers, redeliveries included";
+// "Waiting counts workers' fetch requests waiting for tasks". A task that
+// failed once and blocks in its second run is in flight and redelivered,
+// after two deliveries; once it is acked nothing is in flight, and the
+// idle consumer's long polls wait.
+func TestAuditQueueInFlightCounts(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("auditinflight")
+	running := make(chan int, 4)
+	release := make(chan struct{})
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("job", func(_ context.Context, task taskpool.Task) error {
+		if task.Attempt == 1 {
+			return errors.New("transient")
+		}
+		running <- task.Attempt
+		<-release
+		return nil
+	}))
+	acked := make(chan string, 4)
+	startConsumer(t, js, reg, q, natsbroker.WithWorkers(1), natsbroker.WithPrefetch(natsbroker.NoPrefetch),
+		natsbroker.WithPollWait(200*time.Millisecond),
+		natsbroker.WithBackoff(taskpool.ConstantBackoff(10*time.Millisecond)),
+		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+			if a == natsbroker.ActionAck {
+				acked <- out.Task.ID
+			}
+		}))
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	insp, err := natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err)
+
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "j", Type: "job", MaxAttempts: 3})
+	require.NoError(t, err)
+	assert.Equal(t, 2, recvT(t, running, 10*time.Second, "the second run"))
+	info, err := insp.Queue(ctx)
+	require.NoError(t, err)
+	d := info.Priorities[1]
+	assert.Equal(t, 1, d.InFlight, "in flight")
+	assert.Equal(t, 1, d.Redelivered, "delivered twice")
+	assert.EqualValues(t, 2, d.Delivered, "two deliveries")
+	assert.Zero(t, d.Pending)
+
+	close(release)
+	assert.Equal(t, "j", recvT(t, acked, 10*time.Second, "the ack"))
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		info, err := insp.Queue(ctx)
+		require.NoError(ct, err)
+		d := info.Priorities[1]
+		assert.Zero(ct, d.InFlight)
+		assert.Zero(ct, d.Redelivered)
+		assert.EqualValues(ct, 2, d.Delivered)
+		waiting := 0
+		for _, p := range info.Priorities {
+			waiting += p.Waiting
+		}
+		assert.Positive(ct, waiting, "the idle consumer's long polls")
+	}, 10*time.Second, 10*time.Millisecond)
+}
+
+// Inspector.Schedules: "sorted by NextRun (unknown last), then ID, then
+// the delayed task before the schedule". Five-field specs have no known
+// NextRun and come last, by ID; a delayed task due when a schedule of
+// the same ID next runs comes before it.
+func TestAuditSchedulesOrder(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("auditorder")
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	insp, err := natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err)
+
+	require.NoError(t, prod.Schedule(ctx, "b", "0 3 * * *", taskpool.Task{Type: "x"}))
+	require.NoError(t, prod.Schedule(ctx, "a", "30 4 * * *", taskpool.Task{Type: "x"}))
+	require.NoError(t, prod.Schedule(ctx, "z", "@every 1h", taskpool.Task{Type: "x"}))
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "m", Type: "x"}, natsbroker.Delay(3*time.Hour))
+	require.NoError(t, err)
+	list, err := insp.Schedules(ctx, false)
+	require.NoError(t, err)
+	var zNext time.Time
+	for _, s := range list {
+		if s.ID == "z" {
+			zNext = s.NextRun
+		}
+	}
+	require.False(t, zNext.IsZero())
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "z", Type: "x"}, natsbroker.At(zNext))
+	require.NoError(t, err)
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "y", Type: "x"}, natsbroker.At(zNext))
+	require.NoError(t, err)
+
+	list, err = insp.Schedules(ctx, true)
+	require.NoError(t, err)
+	var got []string
+	for _, s := range list {
+		kind := "delayed"
+		if s.Periodic {
+			kind = "periodic"
+		}
+		got = append(got, s.ID+" "+kind)
+	}
+	assert.Equal(t, []string{"y delayed", "z delayed", "z periodic", "m delayed", "a periodic", "b periodic"}, got)
+}
+
+// Action.String: "String returns the action's name".
+func TestAuditActionNames(t *testing.T) {
+	t.Parallel()
+	for a, want := range map[natsbroker.Action]string{
+		natsbroker.ActionAck:        "ack",
+		natsbroker.ActionRetry:      "retry",
+		natsbroker.ActionDeadLetter: "dead-letter",
+		natsbroker.ActionRelease:    "release",
+		natsbroker.ActionDefer:      "defer",
+	} {
+		assert.Equal(t, want, a.String())
+	}
+}
+
+// WithEnqueueMiddleware: "adds fn to what a producer runs on every task
+// before encoding it, in Enqueue, EnqueueBatch and Schedule (once, at
+// registration: every tick of a periodic task carries what it set
+// then)"; "A non-nil error rejects the task: it is not stored";
+// "Several middleware run in the order given".
+func TestAuditEnqueueMiddleware(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("auditmw")
+	refused := errors.New("refused by middleware")
+	var mu sync.Mutex
+	calls := map[string]int{}
+	mark := func(n string) func(context.Context, *taskpool.Task) error {
+		return func(_ context.Context, task *taskpool.Task) error {
+			mu.Lock()
+			calls[task.Type+"/"+n]++
+			mu.Unlock()
+			if task.Metadata == nil {
+				task.Metadata = map[string]string{}
+			}
+			task.Metadata["order"] += n
+			if n == "2" && task.ID == "refuse" {
+				return refused
+			}
+			return nil
+		}
+	}
+	prod, err := natsbroker.NewProducer(ctx, js, q, natsbroker.WithEnqueueMiddleware(mark("1"), mark("2")))
+	require.NoError(t, err)
+	type run struct{ id, order string }
+	ran := make(chan run, 16)
+	reg := taskpool.NewRegistry()
+	for _, typ := range []string{"one", "batch", "tick"} {
+		require.NoError(t, reg.HandleFunc(typ, func(_ context.Context, task taskpool.Task) error {
+			ran <- run{task.ID, task.Metadata["order"]}
+			return nil
+		}))
+	}
+	startConsumer(t, js, reg, q)
+
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "e", Type: "one"})
+	require.NoError(t, err)
+	assert.Equal(t, run{"e", "12"}, recvT(t, ran, 10*time.Second, "the enqueued task"))
+
+	_, err = prod.EnqueueBatch(ctx, []taskpool.Task{{ID: "b", Type: "batch"}, {ID: "refuse", Type: "batch"}})
+	var be *natsbroker.BatchError
+	require.ErrorAs(t, err, &be)
+	require.Len(t, be.Errs, 2)
+	assert.NoError(t, be.Errs[0])
+	assert.ErrorIs(t, be.Errs[1], refused)
+	assert.Equal(t, run{"b", "12"}, recvT(t, ran, 10*time.Second, "the batch's task"))
+
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "refuse", Type: "one"})
+	assert.ErrorIs(t, err, refused)
+
+	require.NoError(t, prod.Schedule(ctx, "tk", "@every 1s", taskpool.Task{Type: "tick"}))
+	t.Cleanup(func() { _ = prod.Cancel(context.Background(), "tk") })
+	for range 2 {
+		r := recvT(t, ran, 10*time.Second, "a tick")
+		assert.Equal(t, "12", r.order, "tick %s", r.id)
+	}
+	mu.Lock()
+	assert.Equal(t, map[string]int{"one/1": 2, "one/2": 2, "batch/1": 2, "batch/2": 2, "tick/1": 1, "tick/2": 1}, calls)
+	mu.Unlock()
+
+	// Nothing refused was stored: no task is left, nothing was dead-lettered.
+	insp, err := natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err)
+	info, err := insp.Queue(ctx)
+	require.NoError(t, err)
+	for _, p := range info.Priorities {
+		assert.Zero(t, p.Pending)
+	}
+	assert.Zero(t, info.DeadLetters)
+	select {
+	case r := <-ran:
+		if r.id == "refuse" {
+			t.Fatalf("a refused task ran: %v", r)
+		}
+	default:
+	}
+}
+
+// Producer.Enqueue: "t.UniqueKey makes the task unique across all
+// producers until it has completed or been dead-lettered"; ErrDuplicateTask:
+// "held by another task that is queued, delayed or running". The key
+// stays held while the task waits for its retry and runs again, and is
+// free once its last attempt has dead-lettered it.
+func TestAuditUniqueKeyHeldAcrossRetries(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("auditunique")
+	second := make(chan struct{})
+	release := make(chan struct{})
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("flaky", func(_ context.Context, task taskpool.Task) error {
+		if task.Attempt == 2 {
+			close(second)
+			<-release
+		}
+		return errors.New("transient")
+	}))
+	type settled struct {
+		id string
+		a  natsbroker.Action
+	}
+	told := make(chan settled, 8)
+	startConsumer(t, js, reg, q,
+		natsbroker.WithBackoff(taskpool.ConstantBackoff(50*time.Millisecond)),
+		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+			told <- settled{out.Task.ID, a}
+		}))
+	p1, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	p2, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+
+	_, err = p1.Enqueue(ctx, taskpool.Task{ID: "holder", Type: "flaky", UniqueKey: "uk", MaxAttempts: 2})
+	require.NoError(t, err)
+	assert.Equal(t, settled{"holder", natsbroker.ActionRetry}, recvT(t, told, 10*time.Second, "the first failure"))
+	_, err = p2.Enqueue(ctx, taskpool.Task{ID: "other", Type: "flaky", UniqueKey: "uk"})
+	assert.ErrorIs(t, err, natsbroker.ErrDuplicateTask, "held while put back for a retry")
+	assert.ErrorIs(t, err, taskpool.ErrDuplicateTask)
+	recvT(t, second, 10*time.Second, "the second run")
+	_, err = p2.Enqueue(ctx, taskpool.Task{ID: "other", Type: "flaky", UniqueKey: "uk"})
+	assert.ErrorIs(t, err, natsbroker.ErrDuplicateTask, "held while running again")
+	close(release)
+	assert.Equal(t, settled{"holder", natsbroker.ActionDeadLetter}, recvT(t, told, 10*time.Second, "the dead letter"))
+	_, err = p2.Enqueue(ctx, taskpool.Task{ID: "other", Type: "ok", UniqueKey: "uk"}, natsbroker.Delay(time.Hour))
+	require.NoError(t, err, "free once dead-lettered")
+	_, err = p1.Enqueue(ctx, taskpool.Task{ID: "third", Type: "ok", UniqueKey: "uk"})
+	assert.ErrorIs(t, err, natsbroker.ErrDuplicateTask, "held by a delayed task")
+}
