@@ -80,8 +80,10 @@ type DeadLetter struct {
 	FailedAt time.Time
 	// Subject is the subject the task was delivered on.
 	Subject string
-	// Header holds the original headers and the Taskpool-* dead-letter
-	// headers.
+	// Header holds the original headers but the server's Nats-* ones,
+	// and the Taskpool-* dead-letter headers. Its Nats-Msg-Id is
+	// "dead-<HeaderSequence>", not the task ID, so that a dead-lettering
+	// repeated after a crash stores one dead letter.
 	Header nats.Header
 	// Data is the original payload.
 	Data []byte

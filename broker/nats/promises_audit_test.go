@@ -7,6 +7,7 @@ package natsbroker_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -28,6 +29,99 @@ func recvT[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
 		t.Fatalf("timed out after %v waiting for %s", d, what)
 		panic("unreachable")
 	}
+}
+
+// DeadLetter: "Subject is the subject the task was delivered on";
+// "Header holds the original headers but the server's Nats-* ones, and
+// the Taskpool-* dead-letter headers. Its Nats-Msg-Id is
+// "dead-<HeaderSequence>""; "Data is the original payload"; "Attempts is the attempt
+// number of the last delivery"; "FailedAt is when the task was
+// dead-lettered". HeaderError, HeaderAttempts, HeaderFailedAt,
+// HeaderSubject, HeaderSequence ("a dead letter's sequence in the task
+// stream", the Receipt's Sequence) and HeaderTaskID as documented;
+// MetadataHeaderPrefix: "a dead letter keeps them". Inspector.Resubmit
+// "puts dead letter seq back on the queue, on the subject it was
+// delivered on": a high-priority task goes back to the high priority.
+func TestAuditDeadLetterRecord(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("auditdl")
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("fail", func(context.Context, taskpool.Task) error {
+		return errors.New("broken")
+	}))
+	dead := make(chan taskpool.Outcome, 4)
+	c, err := natsbroker.NewConsumer(ctx, js, reg, q,
+		natsbroker.WithBackoff(taskpool.ConstantBackoff(10*time.Millisecond)),
+		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+			if a == natsbroker.ActionDeadLetter {
+				dead <- out
+			}
+		}))
+	require.NoError(t, err)
+	require.NoError(t, c.Start())
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+
+	before := time.Now().Truncate(time.Second)
+	task := taskpool.Task{ID: "dl1", Type: "fail", Priority: taskpool.PriorityHigh, MaxAttempts: 2,
+		Params: map[string]int{"n": 7}, Metadata: map[string]string{"tenant": "acme"}}
+	r, err := prod.Enqueue(ctx, task)
+	require.NoError(t, err)
+	out := recvT(t, dead, 10*time.Second, "the dead letter")
+	require.Equal(t, "dl1", out.Task.ID)
+	require.NoError(t, c.Stop(ctx))
+	after := time.Now()
+
+	insp, err := natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err)
+	dls, err := insp.DeadLetters(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	dl := dls[0]
+	const subject = "taskpool.auditdl.task.high"
+	assert.Equal(t, subject, dl.Subject)
+	assert.Equal(t, "broken", dl.Error)
+	assert.Equal(t, 2, dl.Attempts)
+	assert.WithinRange(t, dl.FailedAt, before, after)
+	assert.Equal(t, "dl1", dl.Task.ID)
+	assert.Equal(t, taskpool.PriorityHigh, dl.Task.Priority)
+	assert.Equal(t, map[string]string{"tenant": "acme"}, dl.Task.Metadata)
+
+	h := dl.Header
+	assert.Equal(t, "broken", h.Get(natsbroker.HeaderError))
+	assert.Equal(t, "2", h.Get(natsbroker.HeaderAttempts))
+	assert.Equal(t, subject, h.Get(natsbroker.HeaderSubject))
+	assert.Equal(t, strconv.FormatUint(r.Sequence, 10), h.Get(natsbroker.HeaderSequence))
+	assert.Equal(t, "dl1", h.Get(natsbroker.HeaderTaskID))
+	failedAt, err := time.Parse(time.RFC3339Nano, h.Get(natsbroker.HeaderFailedAt))
+	require.NoError(t, err, "HeaderFailedAt is RFC 3339")
+	assert.WithinRange(t, failedAt, before, after)
+	// The original headers but the server's: the metadata. The message
+	// ID is the dead letter's own.
+	assert.Equal(t, "dead-"+strconv.FormatUint(r.Sequence, 10), h.Get("Nats-Msg-Id"))
+	assert.Equal(t, "acme", h.Get(natsbroker.MetadataHeaderPrefix+"tenant"))
+	// The original payload: the codec reads the task back from it.
+	fromData, err := natsbroker.JSONCodec{}.Decode(dl.Data)
+	require.NoError(t, err)
+	assert.Equal(t, "dl1", fromData.ID)
+	assert.Equal(t, "fail", fromData.Type)
+	assert.Equal(t, taskpool.PriorityHigh, fromData.Priority)
+	params, err := taskpool.ParamsAs[map[string]int](fromData)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int{"n": 7}, params)
+
+	// Resubmit puts it back on the high-priority subject.
+	_, err = insp.Resubmit(ctx, dl.Sequence)
+	require.NoError(t, err)
+	info, err := insp.Queue(ctx)
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, info.Priorities[0].Pending, "high")
+	assert.Zero(t, info.Priorities[1].Pending, "default")
+	assert.Zero(t, info.Priorities[2].Pending, "low")
+	assert.Zero(t, info.DeadLetters)
 }
 
 // PriorityInfo: "InFlight counts tasks delivered to a worker and not yet
