@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -387,4 +388,140 @@ func TestAuditUniqueKeyHeldAcrossRetries(t *testing.T) {
 	require.NoError(t, err, "free once dead-lettered")
 	_, err = p1.Enqueue(ctx, taskpool.Task{ID: "third", Type: "ok", UniqueKey: "uk"})
 	assert.ErrorIs(t, err, natsbroker.ErrDuplicateTask, "held by a delayed task")
+}
+
+// WithMemoryStorage: "keeps the queue's streams in memory instead of on
+// disk: faster, but a server restart loses every queued task. The default
+// is file storage." WithAsyncPersist: "makes the file-stored task stream
+// write to disk in the background" (nats-server 2.12+ async persist
+// mode), "a clean shutdown loses nothing". Across a restart of the server
+// on the same store, the file queues keep their tasks, the memory queue
+// has none.
+func TestAuditStorageOptions(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv := startServerAt(t, 0, dir)
+	port := srv.Port()
+	nc, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	queues := map[string][]natsbroker.Option{
+		"auditmem":   {natsbroker.WithQueue("auditmem"), natsbroker.WithMemoryStorage()},
+		"auditfile":  {natsbroker.WithQueue("auditfile")},
+		"auditasync": {natsbroker.WithQueue("auditasync"), natsbroker.WithAsyncPersist()},
+	}
+	for name, opts := range queues {
+		prod, err := natsbroker.NewProducer(ctx, js, opts...)
+		require.NoError(t, err, name)
+		for i := range 3 {
+			_, err := prod.Enqueue(ctx, taskpool.Task{ID: name + strconv.Itoa(i), Type: "x"})
+			require.NoError(t, err, name)
+		}
+	}
+	streamCfg := func(name string) jetstream.StreamConfig {
+		t.Helper()
+		st, err := js.Stream(ctx, name)
+		require.NoError(t, err, name)
+		return st.CachedInfo().Config
+	}
+	assert.Equal(t, jetstream.MemoryStorage, streamCfg("TASKPOOL_auditmem").Storage)
+	assert.Equal(t, jetstream.MemoryStorage, streamCfg("TASKPOOLDEAD_auditmem").Storage)
+	assert.Equal(t, jetstream.FileStorage, streamCfg("TASKPOOL_auditfile").Storage)
+	assert.Equal(t, jetstream.FileStorage, streamCfg("TASKPOOLDEAD_auditfile").Storage)
+	assert.Equal(t, jetstream.DefaultPersistMode, streamCfg("TASKPOOL_auditfile").PersistMode)
+	async := streamCfg("TASKPOOL_auditasync")
+	assert.Equal(t, jetstream.FileStorage, async.Storage)
+	assert.Equal(t, jetstream.AsyncPersistMode, async.PersistMode)
+
+	srv.Shutdown()
+	require.Eventually(t, func() bool { return !nc.IsConnected() }, 5*time.Second, 5*time.Millisecond)
+	startServerAt(t, port, dir)
+	require.Eventually(t, nc.IsConnected, 10*time.Second, 10*time.Millisecond)
+	for name, want := range map[string]uint64{"auditmem": 0, "auditfile": 3, "auditasync": 3} {
+		insp, err := natsbroker.NewInspector(ctx, js, queues[name]...)
+		require.NoError(t, err, name)
+		info, err := insp.Queue(ctx)
+		require.NoError(t, err, name)
+		assert.Equal(t, want, info.Priorities[1].Pending, name)
+	}
+}
+
+// ErrQueueMismatch: "returned by NewProducer, NewConsumer and NewInspector
+// when the queue exists with settings other than those given as options
+// (replicas, storage, duplicate window, async persist, unique TTL, ack
+// wait). Opening a queue never changes it"; README: also the result TTL.
+// WithReconfigure "apply the settings given as options".
+// (TestOpenMismatchIsReported covers the duplicate window and the ack
+// wait, TestClusterReplicasKept the replicas.)
+func TestAuditOpenMismatchOtherSettings(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("auditmismatch")
+	_, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+
+	bucketTTL := func(bucket string) time.Duration {
+		t.Helper()
+		kv, err := js.KeyValue(ctx, bucket)
+		require.NoError(t, err)
+		st, err := kv.Status(ctx)
+		require.NoError(t, err)
+		return st.TTL()
+	}
+	for name, o := range map[string]natsbroker.Option{
+		"storage":       natsbroker.WithMemoryStorage(),
+		"async persist": natsbroker.WithAsyncPersist(),
+		"unique TTL":    natsbroker.WithUniqueTTL(time.Hour),
+		"result TTL":    natsbroker.WithResultTTL(time.Hour),
+	} {
+		_, err := natsbroker.NewProducer(ctx, js, q, o)
+		assert.ErrorIs(t, err, natsbroker.ErrQueueMismatch, "NewProducer, %s", name)
+		_, err = natsbroker.NewConsumer(ctx, js, taskpool.NewRegistry(), q, o)
+		assert.ErrorIs(t, err, natsbroker.ErrQueueMismatch, "NewConsumer, %s", name)
+		_, err = natsbroker.NewInspector(ctx, js, q, o)
+		assert.ErrorIs(t, err, natsbroker.ErrQueueMismatch, "NewInspector, %s", name)
+	}
+	st, err := js.Stream(ctx, "TASKPOOL_auditmismatch")
+	require.NoError(t, err)
+	assert.Equal(t, jetstream.FileStorage, st.CachedInfo().Config.Storage, "unchanged")
+	assert.Equal(t, jetstream.DefaultPersistMode, st.CachedInfo().Config.PersistMode, "unchanged")
+	assert.Equal(t, natsbroker.DefaultUniqueTTL, bucketTTL("taskpool_unique_auditmismatch"), "unchanged")
+	assert.Equal(t, natsbroker.DefaultResultTTL, bucketTTL("taskpool_results_auditmismatch"), "unchanged")
+
+	// WithReconfigure applies them (those the server can change).
+	_, err = natsbroker.NewProducer(ctx, js, q, natsbroker.WithReconfigure(),
+		natsbroker.WithUniqueTTL(time.Hour), natsbroker.WithResultTTL(2*time.Hour))
+	require.NoError(t, err)
+	assert.Equal(t, time.Hour, bucketTTL("taskpool_unique_auditmismatch"))
+	assert.Equal(t, 2*time.Hour, bucketTTL("taskpool_results_auditmismatch"))
+	_, err = natsbroker.NewInspector(ctx, js, q, natsbroker.WithUniqueTTL(time.Hour), natsbroker.WithResultTTL(2*time.Hour))
+	require.NoError(t, err, "the same settings now open without error")
+}
+
+// WithUniqueTTL: "sets the longest time a unique key is held: a key whose
+// task is lost for good ... is released after it"; README: "Keys expire
+// after WithUniqueTTL ... so a key is never held forever". With no
+// consumer to finish the holder, its key is refused at once and free
+// again after the TTL.
+func TestAuditUniqueTTLReleasesTheKey(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	const ttl = time.Second
+	prod, err := natsbroker.NewProducer(ctx, js, natsbroker.WithQueue("auditttl"), natsbroker.WithUniqueTTL(ttl))
+	require.NoError(t, err)
+	start := time.Now()
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "holder", Type: "x", UniqueKey: "k"})
+	require.NoError(t, err)
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "early", Type: "x", UniqueKey: "k"})
+	require.ErrorIs(t, err, natsbroker.ErrDuplicateTask)
+	n := 0
+	require.Eventually(t, func() bool {
+		n++
+		_, err := prod.Enqueue(ctx, taskpool.Task{ID: "probe" + strconv.Itoa(n), Type: "x", UniqueKey: "k"})
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, "the key is never released")
+	assert.GreaterOrEqual(t, time.Since(start), ttl-100*time.Millisecond, "held for the TTL")
 }
