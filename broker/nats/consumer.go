@@ -23,8 +23,10 @@ import (
 // Every process that runs a Consumer of the same queue shares one durable
 // pull consumer per priority: the server hands each task to one of them
 // at a time. A Consumer fetches only as many tasks as it has room for
-// (workers plus [WithPrefetch]), submits each to its local scheduler, and
-// settles the message when the task's outcome is known:
+// (workers plus [WithPrefetch]; a long poll of an idle priority that
+// delivers while it is full adds one task per priority beyond that),
+// submits each to its local scheduler, and settles the message when the
+// task's outcome is known:
 //
 //   - success: Ack.
 //   - a retryable error: NakWithDelay with the backoff for that attempt.

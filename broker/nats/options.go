@@ -403,8 +403,11 @@ func WithWorkers(n int) Option {
 
 // WithPrefetch lets a consumer hold n tasks beyond those it is running, so
 // that workers never wait for a fetch round trip. Held tasks keep their
-// lease alive like running ones. n = [NoPrefetch] holds none: never more
-// tasks in flight than workers. The default (n = 0) adapts: enough tasks
+// lease alive like running ones. n = [NoPrefetch] holds none: no more
+// tasks in flight than workers but for the long polls of idle priorities:
+// one that delivers while the workers are busy adds its task, so up to one
+// per priority more (whatever n, the consumer may hold that many beyond
+// workers plus prefetch). The default (n = 0) adapts: enough tasks
 // to keep the workers busy for four fetch round trips, by the measured
 // handler and fetch times, at most [DefaultMaxPrefetch]: short tasks get
 // the full prefetch and slow tasks almost none, so that one consumer does

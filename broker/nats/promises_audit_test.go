@@ -7,6 +7,7 @@ package natsbroker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"testing"
@@ -525,3 +526,101 @@ func TestAuditUniqueTTLReleasesTheKey(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond, "the key is never released")
 	assert.GreaterOrEqual(t, time.Since(start), ttl-100*time.Millisecond, "held for the TTL")
 }
+
+// WithPrefetch: "n = NoPrefetch holds none: no more tasks in flight than
+// workers but for the long polls of idle priorities: one that delivers
+// while the workers are busy adds its task, so up to one per priority
+// more". The consumer's two workers are busy with tasks of the default
+// priority when a high and a low task arrive: the long polls that wait
+// on those priorities deliver them, and the consumer holds (and the
+// server counts in flight) more than its workers, never more than one
+// per priority beyond them. (The doc said "never more tasks in flight
+// than workers".)
+func TestAuditNoPrefetchLongPollsMayExceedTheWorkers(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("auditnoprefetch")
+	const workers = 2
+	var mu sync.Mutex
+	release := make(chan struct{})
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("b", func(ctx context.Context, _ taskpool.Task) error {
+		mu.Lock()
+		r := release
+		mu.Unlock()
+		select {
+		case <-r:
+		case <-ctx.Done():
+		}
+		return nil
+	}))
+	c := startConsumer(t, js, reg, q, natsbroker.WithWorkers(workers), natsbroker.WithPrefetch(natsbroker.NoPrefetch))
+	t.Cleanup(func() {
+		mu.Lock()
+		close(release)
+		mu.Unlock()
+	})
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	insp, err := natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err)
+
+	exceeded := false
+	deadline := time.Now().Add(15 * time.Second)
+	for round := 0; !exceeded && time.Now().Before(deadline); round++ {
+		for i := range 4 {
+			_, err := prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("d", round, "-", i), Type: "b"})
+			require.NoError(t, err)
+		}
+		require.Eventually(t, func() bool { return c.Health().Held >= 1 }, 10*time.Second, 100*time.Microsecond)
+		for _, p := range []taskpool.Priority{taskpool.PriorityHigh, taskpool.PriorityLow} {
+			_, err := prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("p", p, "-", round), Type: "b", Priority: p})
+			require.NoError(t, err)
+		}
+		// Both workers busy and a long poll delivered: held past them.
+		exceeded = assert.Eventually(&quietT{}, func() bool { return c.Health().Held > workers }, 300*time.Millisecond, time.Millisecond)
+		if exceeded {
+			info, err := insp.Queue(ctx)
+			require.NoError(t, err)
+			inFlight := 0
+			for _, p := range info.Priorities {
+				inFlight += p.InFlight
+			}
+			assert.Greater(t, inFlight, workers, "in flight on the server")
+			assert.LessOrEqual(t, inFlight, workers+3, "at most one per priority more")
+			assert.LessOrEqual(t, c.Health().Held, workers+3)
+		}
+		// Run this round's tasks, and start the next one idle.
+		mu.Lock()
+		close(release)
+		release = make(chan struct{})
+		mu.Unlock()
+		// Later deliveries of this round block on the new channel: free
+		// them too until the consumer holds nothing.
+		require.Eventually(t, func() bool {
+			if c.Health().Held == 0 {
+				return true
+			}
+			mu.Lock()
+			close(release)
+			release = make(chan struct{})
+			mu.Unlock()
+			return false
+		}, 10*time.Second, 5*time.Millisecond)
+		info, err := insp.Queue(ctx)
+		require.NoError(t, err)
+		for _, p := range info.Priorities {
+			require.Zero(t, p.Pending)
+		}
+		t.Logf("round %d: held past the workers: %v", round, exceeded)
+	}
+	assert.True(t, exceeded, "a long poll delivered while the workers were busy")
+}
+
+// quietT is an assert.TestingT that records nothing, for a probe whose
+// failure is not the test's.
+type quietT struct{}
+
+func (quietT) Errorf(string, ...any) {}
