@@ -624,3 +624,62 @@ func TestAuditNoPrefetchLongPollsMayExceedTheWorkers(t *testing.T) {
 type quietT struct{}
 
 func (quietT) Errorf(string, ...any) {}
+
+// README, Priorities: "A priority found empty costs no polling: it gets a
+// long poll for one message instead, which brings it back as soon as a
+// task arrives (a consumer with room for fewer than three tasks polls the
+// empty ones in turn, for 100ms each, so a task may wait that long)". An
+// idle consumer with three workers has a long poll waiting on each
+// priority, and a task on any of them runs well within the poll wait; one
+// with two workers has at most two, and its tasks still run well within
+// the poll wait.
+func TestAuditIdlePrioritiesAreLongPolled(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	const pollWait = 2 * time.Second
+	for _, workers := range []int{3, 2} {
+		q := natsbroker.WithQueue(fmt.Sprint("auditpoll", workers))
+		ran := make(chan string, 4)
+		reg := taskpool.NewRegistry()
+		require.NoError(t, reg.HandleFunc("x", func(_ context.Context, task taskpool.Task) error {
+			ran <- task.ID
+			return nil
+		}))
+		c, err := natsbroker.NewConsumer(ctx, js, reg, q, natsbroker.WithWorkers(workers),
+			natsbroker.WithPrefetch(natsbroker.NoPrefetch), natsbroker.WithPollWait(pollWait))
+		require.NoError(t, err)
+		require.NoError(t, c.Start())
+		prod, err := natsbroker.NewProducer(ctx, js, q)
+		require.NoError(t, err)
+		insp, err := natsbroker.NewInspector(ctx, js, q)
+		require.NoError(t, err)
+		if workers == 3 {
+			require.EventuallyWithT(t, func(ct *assert.CollectT) {
+				info, err := insp.Queue(ctx)
+				require.NoError(ct, err)
+				for _, p := range info.Priorities {
+					assert.Equal(ct, 1, p.Waiting, "priority %d", p.Priority)
+				}
+			}, 10*time.Second, 10*time.Millisecond)
+		} else {
+			info, err := insp.Queue(ctx)
+			require.NoError(t, err)
+			waiting := 0
+			for _, p := range info.Priorities {
+				waiting += p.Waiting
+			}
+			assert.LessOrEqual(t, waiting, workers)
+		}
+		for _, p := range []taskpool.Priority{taskpool.PriorityLow, taskpool.PriorityHigh, taskpool.PriorityDefault} {
+			id := fmt.Sprint("t", workers, p)
+			start := time.Now()
+			_, err := prod.Enqueue(ctx, taskpool.Task{ID: id, Type: "x", Priority: p})
+			require.NoError(t, err)
+			assert.Equal(t, id, recvT(t, ran, 10*time.Second, id))
+			assert.Less(t, time.Since(start), pollWait/2, "workers %d, priority %d: brought back by a poll, not after the poll wait", workers, p)
+		}
+		require.NoError(t, c.Stop(ctx))
+	}
+}
