@@ -683,3 +683,67 @@ func TestAuditIdlePrioritiesAreLongPolled(t *testing.T) {
 		require.NoError(t, c.Stop(ctx))
 	}
 }
+
+// Producer.WaitResult: "waits until the task id has a final outcome
+// stored in the results bucket, and returns it"; "it can be called from
+// any process, before or after the task ran". A waiter on another
+// connection, started before the task is even enqueued (with a delay),
+// is not woken by the retry of its first failure: it gets the final
+// outcome, the second run's result, with Attempts 2.
+func TestAuditWaitResultWaitsForTheFinalOutcome(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	_, js2 := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("auditwait")
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("twice", func(_ context.Context, task taskpool.Task) error {
+		if task.Attempt == 1 {
+			task.SetResult("first")
+			return errors.New("transient")
+		}
+		task.SetResult("second")
+		return nil
+	}))
+	retried := make(chan struct{}, 1)
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	waiter, err := natsbroker.NewProducer(ctx, js2, q)
+	require.NoError(t, err)
+
+	type got struct {
+		res natsbroker.Result
+		err error
+	}
+	done := make(chan got, 1)
+	go func() {
+		res, err := waiter.WaitResult(ctx, "w1")
+		done <- got{res, err}
+	}()
+	startConsumer(t, js, reg, q,
+		natsbroker.WithBackoff(taskpool.ConstantBackoff(200*time.Millisecond)),
+		natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) {
+			if a == natsbroker.ActionRetry {
+				retried <- struct{}{}
+			}
+		}))
+	r, err := prod.Enqueue(ctx, taskpool.Task{ID: "w1", Type: "twice", MaxAttempts: 3}, natsbroker.KeepResult(), natsbroker.Delay(100*time.Millisecond))
+	require.NoError(t, err)
+	assert.False(t, r.RunAt.IsZero())
+	recvT(t, retried, 10*time.Second, "the first run's retry")
+	select {
+	case g := <-done:
+		t.Fatalf("WaitResult returned after a retry, before the final outcome: %+v", g)
+	default:
+	}
+	g := recvT(t, done, 10*time.Second, "the final outcome")
+	require.NoError(t, g.err)
+	require.NoError(t, g.res.Err)
+	assert.Equal(t, "w1", g.res.ID)
+	assert.Equal(t, 2, g.res.Attempts)
+	assert.False(t, g.res.DeadLettered)
+	s, err := taskpool.ResultAs[string](g.res.Value)
+	require.NoError(t, err)
+	assert.Equal(t, "second", s)
+}
