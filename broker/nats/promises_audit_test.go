@@ -752,3 +752,69 @@ func TestAuditWaitResultWaitsForTheFinalOutcome(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "second", s)
 }
+
+// WithPrefetch: "Held tasks keep their lease alive like running ones."
+// A task prefetched behind a long one waits for the only worker for
+// several ack waits: the server never redelivers it (nothing in flight is
+// redelivered, to this consumer or to an idle one), and it runs once, as
+// attempt 1.
+func TestAuditPrefetchedTasksKeepTheirLease(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("auditlease")
+	const ackWait = 200 * time.Millisecond
+	release := make(chan struct{})
+	type run struct {
+		id      string
+		attempt int
+	}
+	ran := make(chan run, 8)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("x", func(_ context.Context, task taskpool.Task) error {
+		ran <- run{task.ID, task.Attempt}
+		if task.ID == "long" {
+			<-release
+		}
+		return nil
+	}))
+	c := startConsumer(t, js, reg, q, natsbroker.WithWorkers(1), natsbroker.WithPrefetch(2), natsbroker.WithAckWait(ackWait),
+		natsbroker.WithPollWait(100*time.Millisecond))
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "long", Type: "x"})
+	require.NoError(t, err)
+	assert.Equal(t, run{"long", 1}, recvT(t, ran, 10*time.Second, "the long task"))
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "held", Type: "x"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return c.Health().Held == 2 }, 10*time.Second, time.Millisecond, "the second task prefetched")
+	// An idle consumer of the queue that would take a redelivery.
+	idle := taskpool.NewRegistry()
+	require.NoError(t, idle.HandleFunc("x", func(_ context.Context, task taskpool.Task) error {
+		ran <- run{"idle:" + task.ID, task.Attempt}
+		return nil
+	}))
+	startConsumer(t, js, idle, q, natsbroker.WithPollWait(100*time.Millisecond))
+
+	insp, err := natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err)
+	waitUntil := time.Now().Add(5 * ackWait)
+	for time.Now().Before(waitUntil) {
+		info, err := insp.Queue(ctx)
+		require.NoError(t, err)
+		d := info.Priorities[1]
+		require.Zero(t, d.Redelivered, "a held task was redelivered")
+		require.EqualValues(t, 2, d.Delivered)
+		select {
+		case r := <-ran:
+			t.Fatalf("ran while the long task holds the worker: %v", r)
+		case <-time.After(ackWait / 4):
+		}
+	}
+	close(release)
+	assert.Equal(t, run{"held", 1}, recvT(t, ran, 10*time.Second, "the held task"))
+	info, err := insp.Queue(ctx)
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, info.Priorities[1].Delivered, "each delivered once")
+}
