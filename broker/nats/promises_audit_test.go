@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -817,4 +818,66 @@ func TestAuditPrefetchedTasksKeepTheirLease(t *testing.T) {
 	info, err := insp.Queue(ctx)
 	require.NoError(t, err)
 	assert.EqualValues(t, 2, info.Priorities[1].Delivered, "each delivered once")
+}
+
+// WithSettleHook: "Stop waits for the goroutines fn runs on, so fn that
+// wants the consumer stopped calls go c.Stop(ctx)". A hook blocked on a
+// worker (a task that ran) and one blocked on the fetch loop (a bad
+// payload) hold Stop until they return; a hook that calls go c.Stop gets
+// nil from it.
+func TestAuditStopWaitsForTheSettleHook(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("audithookstop")
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("x", func(context.Context, taskpool.Task) error { return nil }))
+	inHook := make(chan natsbroker.Action, 4)
+	release := make(chan struct{})
+	var returned atomic.Int32
+	c, err := natsbroker.NewConsumer(ctx, js, reg, q, natsbroker.WithPollWait(100*time.Millisecond),
+		natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) {
+			inHook <- a
+			<-release
+			returned.Add(1)
+		}))
+	require.NoError(t, err)
+	require.NoError(t, c.Start())
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "ok", Type: "x"})
+	require.NoError(t, err)
+	_, err = js.Publish(ctx, "taskpool.audithookstop.task.high", []byte("not a task"))
+	require.NoError(t, err)
+	got := []natsbroker.Action{recvT(t, inHook, 10*time.Second, "a hook"), recvT(t, inHook, 10*time.Second, "a hook")}
+	assert.ElementsMatch(t, []natsbroker.Action{natsbroker.ActionAck, natsbroker.ActionDeadLetter}, got)
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.Stop(ctx) }()
+	require.Eventually(t, func() bool { return errors.Is(c.Start(), natsbroker.ErrConsumerClosed) }, 5*time.Second, time.Millisecond)
+	select {
+	case err := <-stopped:
+		t.Fatalf("Stop returned %v while two settle hooks run", err)
+	case <-time.After(300 * time.Millisecond): // past the poll wait
+	}
+	close(release)
+	require.NoError(t, recvT(t, stopped, 10*time.Second, "Stop"))
+	assert.EqualValues(t, 2, returned.Load(), "both hooks returned before Stop")
+
+	// A hook that stops its consumer with go c.Stop.
+	var c2 *natsbroker.Consumer
+	stopped2 := make(chan error, 1)
+	c2, err = natsbroker.NewConsumer(ctx, js, reg, q, natsbroker.WithPollWait(100*time.Millisecond),
+		natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) {
+			if a == natsbroker.ActionAck {
+				go func() { stopped2 <- c2.Stop(ctx) }()
+			}
+		}))
+	require.NoError(t, err)
+	require.NoError(t, c2.Start())
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "stopper", Type: "x"})
+	require.NoError(t, err)
+	require.NoError(t, recvT(t, stopped2, 10*time.Second, "the hook's Stop"))
+	assert.False(t, c2.Health().Live())
 }
