@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -880,4 +881,28 @@ func TestAuditStopWaitsForTheSettleHook(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, recvT(t, stopped2, 10*time.Second, "the hook's Stop"))
 	assert.False(t, c2.Health().Live())
+}
+
+// Connect: "dials url (a comma-separated list of servers for a cluster)
+// with settings fit for task workers and producers: reconnect forever,
+// every 250ms"; "opts are applied after these and may override them".
+func TestAuditConnectDefaults(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	// A list whose other server does not answer: the one that does is used.
+	nc, js, err := natsbroker.Connect("nats://127.0.0.1:1," + srv.URL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	require.NotNil(t, js)
+	assert.True(t, nc.IsConnected())
+	assert.Equal(t, -1, nc.Opts.MaxReconnect, "reconnect forever")
+	assert.Equal(t, 250*time.Millisecond, nc.Opts.ReconnectWait)
+	assert.Len(t, nc.Servers(), 2)
+
+	nc2, _, err := natsbroker.Connect(srv.URL(), nats.ReconnectWait(50*time.Millisecond), nats.MaxReconnects(3))
+	require.NoError(t, err)
+	t.Cleanup(nc2.Close)
+	assert.Equal(t, 50*time.Millisecond, nc2.Opts.ReconnectWait, "overridden")
+	assert.Equal(t, 3, nc2.Opts.MaxReconnect, "overridden")
+	assert.Equal(t, natsbroker.ConnectionName(), nc2.Opts.Name, "the others kept")
 }
