@@ -10,7 +10,10 @@ import (
 // WithDeadLetterLimits bounds the dead-letter stream, which otherwise
 // keeps every dead letter for ever: dead letters older than maxAge are
 // removed, and once the stream holds more than maxBytes the oldest are
-// removed to make room. Zero means no limit of that kind. Like the other
+// removed to make room. Zero means no limit of that kind. A maxAge shorter
+// than the duplicate window also shortens the dead-letter stream's window
+// (which makes a dead-lettering repeated after a crash store one dead
+// letter) to maxAge, as the server requires. Like the other
 // queue settings it applies when the queue is created; a process that
 // opens an existing queue with other limits gets [ErrQueueMismatch],
 // unless it also gives [WithReconfigure], which applies them.
@@ -33,6 +36,17 @@ func deadLimits(c *config, sc *jetstream.StreamConfig) {
 	sc.MaxAge = c.deadMaxAge
 	sc.MaxBytes = unlimited(c.deadMaxBytes)
 	sc.Discard = jetstream.DiscardOld
+	sc.Duplicates = deadDuplicates(sc.Duplicates, sc.MaxAge)
+}
+
+// deadDuplicates is the dead-letter stream's duplicate window: the
+// queue's, but no longer than the stream's max age, which the server
+// requires (a dead letter is not kept past it anyway).
+func deadDuplicates(window, maxAge time.Duration) time.Duration {
+	if maxAge > 0 && window > maxAge {
+		return maxAge
+	}
+	return window
 }
 
 // unlimited maps "no limit" (zero or negative) to the server's -1.

@@ -938,3 +938,73 @@ func TestAuditEnqueueErrorCarriesTheGeneratedID(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, r.Duplicate)
 }
+
+// WithDeadLetterLimits: "dead letters older than maxAge are removed",
+// for any maxAge from the 1s it accepts. (TestDeadLetterLimits covers
+// maxBytes and the settings.) A maxAge below the duplicate window (2m by
+// default) made creating the queue fail: the server refuses a stream
+// whose duplicate window is larger than its max age. The dead-letter
+// stream's window is now capped at its max age, when created, when
+// reconfigured, and when compared with WithDuplicateWindow.
+func TestAuditDeadLetterMaxAgeRemovesThem(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("auditdlage")
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("fail", func(context.Context, taskpool.Task) error {
+		return taskpool.SkipRetry(errors.New("no"))
+	}))
+	dead := make(chan struct{}, 4)
+	startConsumer(t, js, reg, q, natsbroker.WithDeadLetterLimits(time.Second, 0),
+		natsbroker.WithPollWait(100*time.Millisecond),
+		natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) {
+			if a == natsbroker.ActionDeadLetter {
+				dead <- struct{}{}
+			}
+		}))
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "old", Type: "fail"})
+	require.NoError(t, err)
+	recvT(t, dead, 10*time.Second, "the dead letter")
+	start := time.Now()
+	insp, err := natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err)
+	dls, err := insp.DeadLetters(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Len(t, dls, 1, "kept until it is a second old")
+	require.Eventually(t, func() bool {
+		info, err := insp.Queue(ctx)
+		return err == nil && info.DeadLetters == 0
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.GreaterOrEqual(t, time.Since(start), 500*time.Millisecond, "not before its age")
+	dls, err = insp.DeadLetters(ctx, 0, 10)
+	require.NoError(t, err)
+	assert.Empty(t, dls)
+
+	// The same queue opens with its settings, or with the duplicate
+	// window alone.
+	_, err = natsbroker.NewProducer(ctx, js, q, natsbroker.WithDeadLetterLimits(time.Second, 0))
+	require.NoError(t, err)
+	_, err = natsbroker.NewProducer(ctx, js, q, natsbroker.WithDuplicateWindow(natsbroker.DefaultDuplicateWindow))
+	require.NoError(t, err)
+	_, err = natsbroker.NewProducer(ctx, js, q, natsbroker.WithDuplicateWindow(natsbroker.DefaultDuplicateWindow),
+		natsbroker.WithDeadLetterLimits(time.Second, 0))
+	require.NoError(t, err)
+	// A queue created without limits takes a short max age with
+	// WithReconfigure.
+	other := natsbroker.WithQueue("auditdlage2")
+	_, err = natsbroker.NewProducer(ctx, js, other)
+	require.NoError(t, err)
+	_, err = natsbroker.NewProducer(ctx, js, other, natsbroker.WithReconfigure(), natsbroker.WithDeadLetterLimits(time.Second, 0))
+	require.NoError(t, err)
+	st, err := js.Stream(ctx, "TASKPOOLDEAD_auditdlage2")
+	require.NoError(t, err)
+	assert.Equal(t, time.Second, st.CachedInfo().Config.MaxAge)
+	assert.Equal(t, time.Second, st.CachedInfo().Config.Duplicates)
+	st, err = js.Stream(ctx, "TASKPOOL_auditdlage2")
+	require.NoError(t, err)
+	assert.Equal(t, natsbroker.DefaultDuplicateWindow, st.CachedInfo().Config.Duplicates, "the task stream's window unchanged")
+}

@@ -312,7 +312,11 @@ func streamMismatch(c *config, applies setting, have, want jetstream.StreamConfi
 		m.check("storage", have.Storage, want.Storage)
 	}
 	if c.has(setDupWindow) {
-		m.check("duplicate window", have.Duplicates, want.Duplicates)
+		wantDup := want.Duplicates
+		if applies&setDeadLimits != 0 && !c.has(setDeadLimits) {
+			wantDup = deadDuplicates(wantDup, have.MaxAge) // the limits it has
+		}
+		m.check("duplicate window", have.Duplicates, wantDup)
 	}
 	if c.has(setAsyncPersist) && want.PersistMode == jetstream.AsyncPersistMode {
 		m.check("persist mode", have.PersistMode, want.PersistMode)
@@ -377,6 +381,9 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, c *config, want j
 		}
 		if c.has(setDeadLimits) && applies&setDeadLimits != 0 {
 			upd.MaxAge, upd.MaxBytes, upd.Discard = want.MaxAge, want.MaxBytes, want.Discard
+		}
+		if applies&setDeadLimits != 0 {
+			upd.Duplicates = deadDuplicates(upd.Duplicates, upd.MaxAge)
 		}
 		if sameStream(have, upd) {
 			return st, nil
