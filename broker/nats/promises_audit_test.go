@@ -1008,3 +1008,36 @@ func TestAuditDeadLetterMaxAgeRemovesThem(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, natsbroker.DefaultDuplicateWindow, st.CachedInfo().Config.Duplicates, "the task stream's window unchanged")
 }
+
+// Health: "FetchErrors counts consecutive failed fetches: 0 once a fetch
+// succeeds"; Ready: "live, connected, and its last fetch succeeded". While
+// the server is down the count grows; once it is back it is 0 again. A
+// consumer whose durable consumers were deleted under it is connected but
+// its fetches fail: not ready.
+func TestAuditHealthFetchErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv := startServerAt(t, 0, dir)
+	port := srv.Port()
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("auditfetcherr")
+	c := startConsumer(t, js, taskpool.NewRegistry(), q, natsbroker.WithPollWait(50*time.Millisecond))
+	require.Eventually(t, func() bool { return c.Health().Ready() }, 5*time.Second, 5*time.Millisecond)
+	assert.Zero(t, c.Health().FetchErrors)
+
+	srv.Shutdown()
+	require.Eventually(t, func() bool { return c.Health().FetchErrors > 0 }, 10*time.Second, 5*time.Millisecond, "failed fetches counted")
+	assert.False(t, c.Health().Ready())
+	startServerAt(t, port, dir)
+	require.Eventually(t, func() bool { h := c.Health(); return h.FetchErrors == 0 && h.Ready() }, 10*time.Second, 10*time.Millisecond, "0 once a fetch succeeds")
+
+	for _, p := range []string{"high", "default", "low"} {
+		require.NoError(t, js.DeleteConsumer(ctx, "TASKPOOL_auditfetcherr", "taskpool_"+p))
+	}
+	require.Eventually(t, func() bool { return c.Health().FetchErrors > 0 }, 10*time.Second, 5*time.Millisecond, "fetches of a deleted consumer fail")
+	h := c.Health()
+	assert.True(t, h.Connected)
+	assert.True(t, h.Live())
+	assert.False(t, h.Ready(), "connected, but the last fetch failed")
+}
