@@ -658,11 +658,13 @@ func WithKnownTypes(reg *taskpool.Registry) Option {
 // handler for a task's type (a [*taskpool.Registry], or any handler with
 // a Lookup method) keeps the task before dead-lettering it with an error
 // wrapping [taskpool.ErrNoHandler]: a rolling deploy may bring the
-// handler meanwhile. The task is put back (NakWithDelay) until the grace,
+// handler meanwhile. The task is put back (NakWithDelay, until the grace
+// has passed, or for a quarter of it if that is longer) until the grace,
 // counted from when the task was stored, has passed and it was delivered
-// at least twice; other consumers that have the handler may take it
-// meanwhile. The default is [DefaultUnknownTypeGrace]; the minimum is
-// 10ms. Consumer only.
+// at least twice; a consumer that has the handler and is delivered the
+// task meanwhile, or when it comes back, runs it (the deliveries before
+// count as attempts). The default is [DefaultUnknownTypeGrace]; the
+// minimum is 10ms. Consumer only.
 func WithUnknownTypeGrace(d time.Duration) Option {
 	return consumerOption("WithUnknownTypeGrace", func(c *config) error {
 		if d < 0 || (d > 0 && d < 10*time.Millisecond) {

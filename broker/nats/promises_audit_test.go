@@ -1041,3 +1041,49 @@ func TestAuditHealthFetchErrors(t *testing.T) {
 	assert.True(t, h.Live())
 	assert.False(t, h.Ready(), "connected, but the last fetch failed")
 }
+
+// WithUnknownTypeGrace: "The task is put back (NakWithDelay, until the
+// grace has passed ...) until the grace ... has passed and it was
+// delivered at least twice; a consumer that has the handler and is
+// delivered the task meanwhile, or when it comes back, runs it (the
+// deliveries before count as attempts)". (The doc said other consumers
+// "may take it meanwhile"; the put-back lasts the grace, so they take it
+// when it comes back.) A consumer without the handler puts the task back;
+// it is stopped and one with the handler, started at once, runs the task
+// when it comes back, no earlier than the grace, as attempt 2.
+func TestAuditUnknownTypeTakenByAConsumerWithTheHandler(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("auditunknown")
+	const grace = 500 * time.Millisecond
+	putBack := make(chan natsbroker.Action, 4)
+	old, err := natsbroker.NewConsumer(ctx, js, taskpool.NewRegistry(), q, natsbroker.WithUnknownTypeGrace(grace),
+		natsbroker.WithPollWait(100*time.Millisecond),
+		natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) { putBack <- a }))
+	require.NoError(t, err)
+	require.NoError(t, old.Start())
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	start := time.Now()
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "n1", Type: "new", MaxAttempts: 2})
+	require.NoError(t, err)
+	assert.Equal(t, natsbroker.ActionRetry, recvT(t, putBack, 10*time.Second, "the put-back"))
+	require.NoError(t, old.Stop(ctx))
+
+	ran := make(chan int, 2)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("new", func(_ context.Context, task taskpool.Task) error {
+		ran <- task.Attempt
+		return nil
+	}))
+	startConsumer(t, js, reg, q, natsbroker.WithPollWait(100*time.Millisecond))
+	assert.Equal(t, 2, recvT(t, ran, 10*time.Second, "the run by the consumer with the handler"))
+	assert.GreaterOrEqual(t, time.Since(start), grace-50*time.Millisecond, "put back for the grace")
+	insp, err := natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err)
+	info, err := insp.Queue(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, info.DeadLetters)
+}
