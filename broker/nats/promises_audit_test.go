@@ -1087,3 +1087,41 @@ func TestAuditUnknownTypeTakenByAConsumerWithTheHandler(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, info.DeadLetters)
 }
+
+// WithPriorityWeights: "A zero weight is polled last, only when the
+// others are empty." With weights 1, 1, 0 and tasks waiting on the
+// default and the low priority, every default task runs before any low
+// one.
+func TestAuditZeroWeightPolledLast(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("auditzeroweight")
+	order := make(chan string, 20)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("x", func(_ context.Context, task taskpool.Task) error {
+		order <- task.ID
+		return nil
+	}))
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	var want []string
+	for i := range 5 {
+		_, err = prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("l", i), Type: "x", Priority: taskpool.PriorityLow})
+		require.NoError(t, err)
+		_, err = prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("d", i), Type: "x"})
+		require.NoError(t, err)
+		want = append(want, fmt.Sprint("d", i))
+	}
+	for i := range 5 {
+		want = append(want, fmt.Sprint("l", i))
+	}
+	startConsumer(t, js, reg, q, natsbroker.WithWorkers(1), natsbroker.WithPrefetch(natsbroker.NoPrefetch),
+		natsbroker.WithPriorityWeights(1, 1, 0))
+	var got []string
+	for range 10 {
+		got = append(got, recvT(t, order, 10*time.Second, "a run"))
+	}
+	assert.Equal(t, want, got)
+}
