@@ -1125,3 +1125,48 @@ func TestAuditZeroWeightPolledLast(t *testing.T) {
 	}
 	assert.Equal(t, want, got)
 }
+
+// DefaultMaxAttempts: "how many times a task runs when it keeps failing
+// and neither the task, its type, the scheduler-wide taskpool.WithRetry
+// nor WithMaxAttempts says otherwise"; WithMaxAttempts(0) means that
+// default. A task that always fails runs 10 times, attempts 1 to 10, and
+// is dead-lettered with Attempts 10.
+func TestAuditDefaultMaxAttempts(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("auditdefmax")
+	var mu sync.Mutex
+	var attempts []int
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("fail", func(_ context.Context, task taskpool.Task) error {
+		mu.Lock()
+		attempts = append(attempts, task.Attempt)
+		mu.Unlock()
+		return errors.New("always")
+	}))
+	dead := make(chan taskpool.Outcome, 1)
+	startConsumer(t, js, reg, q, natsbroker.WithMaxAttempts(0), natsbroker.WithWorkers(4),
+		natsbroker.WithBackoff(taskpool.ConstantBackoff(time.Millisecond)),
+		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+			if a == natsbroker.ActionDeadLetter {
+				dead <- out
+			}
+		}))
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "f", Type: "fail"})
+	require.NoError(t, err)
+	out := recvT(t, dead, 20*time.Second, "the dead letter")
+	assert.Equal(t, natsbroker.DefaultMaxAttempts, out.Attempts)
+	mu.Lock()
+	assert.Equal(t, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, attempts)
+	mu.Unlock()
+	insp, err := natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err)
+	dls, err := insp.DeadLetters(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	assert.Equal(t, natsbroker.DefaultMaxAttempts, dls[0].Attempts)
+}
