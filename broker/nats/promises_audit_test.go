@@ -1170,3 +1170,64 @@ func TestAuditDefaultMaxAttempts(t *testing.T) {
 	require.Len(t, dls, 1)
 	assert.Equal(t, natsbroker.DefaultMaxAttempts, dls[0].Attempts)
 }
+
+// WithGlobalLimit: "Give every consumer the same limit: consumers that
+// give different ones enforce the larger concurrency". Two consumers with
+// limits 1 and 3 run at most 3 tasks of the type at once, and do reach 3.
+func TestAuditGlobalLimitsThatDifferEnforceTheLarger(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("auditlimits")
+	var running, most atomic.Int32
+	release := make(chan struct{})
+	started := make(chan struct{}, 16)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("lim", func(ctx context.Context, _ taskpool.Task) error {
+		n := running.Add(1)
+		for {
+			m := most.Load()
+			if n <= m || most.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		started <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		running.Add(-1)
+		return nil
+	}))
+	free := sync.OnceFunc(func() { close(release) })
+	for _, l := range []int{1, 3} {
+		startConsumer(t, js, reg, q, natsbroker.WithWorkers(4), natsbroker.WithPollWait(100*time.Millisecond),
+			natsbroker.WithGlobalLimit("lim", natsbroker.Limit{Concurrency: l}))
+	}
+	t.Cleanup(free) // before the consumers' Stop, if the test fails first
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	for i := range 8 {
+		_, err := prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("g", i), Type: "lim"})
+		require.NoError(t, err)
+	}
+	for range 3 {
+		recvT(t, started, 10*time.Second, "three tasks running")
+	}
+	insp, err := natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err)
+	slots, err := insp.GlobalSlots(ctx)
+	require.NoError(t, err)
+	assert.Len(t, slots, 3, "three slots held")
+	select {
+	case <-started:
+		t.Fatal("a fourth task started")
+	case <-time.After(300 * time.Millisecond):
+	}
+	free()
+	for range 5 {
+		recvT(t, started, 10*time.Second, "the other tasks")
+	}
+	assert.EqualValues(t, 3, most.Load(), "the larger limit, never more")
+}
