@@ -407,8 +407,10 @@ type Health struct {
 	// LeaseLoop is true while the lease keeper runs and has extended the
 	// held tasks' leases within the last ack wait.
 	LeaseLoop bool
-	// FetchErrors counts consecutive failed fetches: 0 once a fetch
-	// succeeds.
+	// FetchErrors counts consecutive fetches that failed with an error: 0
+	// once a fetch succeeds. A long poll that expires while the
+	// connection is down is not an error, so the count may stay 0 while
+	// it is down: Connected says so.
 	FetchErrors int
 	// Held is the number of tasks held: running, or waiting for a worker
 	// or a global limit.
