@@ -33,9 +33,9 @@ type QueueInfo struct {
 	// Scheduled counts the schedules the server holds: periodic
 	// schedules, and delayed tasks not yet due. A task delayed on the
 	// client side ([WithClientSideDelays], or a server without message
-	// schedules) is not among them: it is stored as a queued task and
-	// counted in its priority's Pending (InFlight while a consumer puts
-	// it back) until it runs.
+	// schedules) is not among them: it is stored as a queued task,
+	// counted in its priority's Pending until a consumer first puts it
+	// back, then in its InFlight, until it runs.
 	Scheduled uint64
 	// DeadLetters counts messages in the dead-letter stream.
 	DeadLetters uint64
@@ -44,11 +44,13 @@ type QueueInfo struct {
 // PriorityInfo describes the tasks of one priority.
 type PriorityInfo struct {
 	Priority taskpool.Priority
-	// Pending counts tasks waiting for a worker: not delivered, or put
-	// back for a retry and waiting for their backoff; tasks delayed on
-	// the client side among them, due or not.
+	// Pending counts tasks not delivered yet; tasks delayed on the
+	// client side among them, due or not, until a consumer first puts
+	// them back.
 	Pending uint64
-	// InFlight counts tasks delivered to a worker and not yet settled.
+	// InFlight counts tasks delivered and not settled for good: held or
+	// running, and those a consumer put back for a retry or a client-side
+	// delay, which the server counts as delivered until their delay ends.
 	InFlight int
 	// Redelivered counts in-flight tasks delivered more than once.
 	Redelivered int

@@ -1249,3 +1249,56 @@ func TestAuditGlobalLimitsThatDifferEnforceTheLarger(t *testing.T) {
 	}
 	assert.EqualValues(t, 3, most.Load(), "the larger limit, never more")
 }
+
+// PriorityInfo: "Pending counts tasks not delivered yet; tasks delayed
+// on the client side among them, due or not, until a consumer first puts
+// them back"; "InFlight counts tasks delivered and not settled for good:
+// held or running, and those a consumer put back for a retry or a
+// client-side delay, which the server counts as delivered until their
+// delay ends"; QueueInfo.Scheduled: a client-side delayed task is
+// "counted in its priority's Pending until a consumer first puts it back,
+// then in its InFlight". (The doc said a task put back for a retry and
+// waiting for its backoff is Pending; the server counts it in flight.)
+func TestAuditQueueCountsTasksPutBackAsInFlight(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	q := natsbroker.WithQueue("auditbackoffpending")
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("fail", func(context.Context, taskpool.Task) error {
+		return errors.New("transient")
+	}))
+	putBack := make(chan natsbroker.Action, 2)
+	startConsumer(t, js, reg, q, natsbroker.WithBackoff(taskpool.ConstantBackoff(time.Hour)),
+		natsbroker.WithPollWait(100*time.Millisecond),
+		natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) { putBack <- a }))
+	prod, err := natsbroker.NewProducer(ctx, js, q)
+	require.NoError(t, err)
+	insp, err := natsbroker.NewInspector(ctx, js, q)
+	require.NoError(t, err)
+
+	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "b", Type: "fail", MaxAttempts: 3})
+	require.NoError(t, err)
+	assert.Equal(t, natsbroker.ActionRetry, recvT(t, putBack, 10*time.Second, "the retry"))
+	info, err := insp.Queue(ctx)
+	require.NoError(t, err)
+	d := info.Priorities[1]
+	assert.Zero(t, d.Pending, "delivered")
+	assert.Equal(t, 1, d.InFlight, "put back for an hour: in flight")
+	assert.EqualValues(t, 1, d.Delivered)
+
+	// A task delayed on the client side: pending until a consumer puts it
+	// back, then in flight.
+	cs, err := natsbroker.NewProducer(ctx, js, q, natsbroker.WithClientSideDelays())
+	require.NoError(t, err)
+	_, err = cs.Enqueue(ctx, taskpool.Task{ID: "later", Type: "fail", Priority: taskpool.PriorityHigh}, natsbroker.Delay(time.Hour))
+	require.NoError(t, err)
+	assert.Equal(t, natsbroker.ActionDefer, recvT(t, putBack, 10*time.Second, "the deferral"))
+	info, err = insp.Queue(ctx)
+	require.NoError(t, err)
+	h := info.Priorities[0]
+	assert.Zero(t, h.Pending)
+	assert.Equal(t, 1, h.InFlight)
+	assert.Zero(t, info.Scheduled)
+}
