@@ -41,8 +41,14 @@ func TestRvdBlockedPutWaitsWithRoomWhileWorkersAreBusy(t *testing.T) {
 	go func() { done <- e.Put(context.Background(), 1, unit{id: 64}, true, false) }()
 	require.True(t, rvdEventually(func() bool { return e.Waiting(1) == 1 }, 5*time.Second))
 	e.Unhold()
-	// The worker takes a batch of 8 and blocks in its first unit.
-	require.True(t, rvdEventually(func() bool { return e.Queued()[1] < 64 }, 5*time.Second))
+	// The worker takes a batch (of 8, or of 1 when the first Put found
+	// the dispatcher parked and sent its unit alone) and blocks in its
+	// first unit: the lane has room for as many.
+	require.True(t, rvdEventually(func() bool {
+		running := false
+		e.Inspect(func(_ *local, u *unit, _ uint64, _ []unit) { running = running || u != nil })
+		return running
+	}, 5*time.Second))
 	admitted := rvdEventually(func() bool { return e.Waiting(1) == 0 }, time.Second)
 	q := e.Queued()[1]
 	close(b.release)
