@@ -848,7 +848,9 @@ func TestAuditStopWaitsForTheSettleHook(t *testing.T) {
 	release := make(chan struct{})
 	free := sync.OnceFunc(func() { close(release) })
 	var returned atomic.Int32
-	c, err := natsbroker.NewConsumer(ctx, js, reg, q, natsbroker.WithPollWait(100*time.Millisecond),
+	// Two workers, whatever GOMAXPROCS: the first hook holds one, and the
+	// fetch loop needs room for the bad payload.
+	c, err := natsbroker.NewConsumer(ctx, js, reg, q, natsbroker.WithPollWait(100*time.Millisecond), natsbroker.WithWorkers(2),
 		natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) {
 			inHook <- a
 			<-release
