@@ -60,6 +60,7 @@ type Consumer struct {
 	leaseBeat  atomic.Int64                          // unix nanoseconds of the lease keeper's last round
 	gates      map[string]*gate                      // by type: the global limits (globallimit.go)
 	gatedN     atomic.Int64                          // tasks waiting in the gates
+	due        [numPriorities]atomic.Int64           // per priority, unix ns when a task put back for a retry comes back; 0: none (retryDue)
 	name       string                                // the connection's name, in slot leases
 
 	mu      sync.Mutex
@@ -514,6 +515,8 @@ type loopState struct {
 	rot      int                    // priority whose long poll starts first
 	batch    jetstream.MessageBatch // the no-wait fetch being dispatched (pollRound)
 	draining bool                   // stopping: the long polls are drained
+	dueTimer *time.Timer            // for the next retry due (dueRetries)
+	dueNow   [numPriorities]bool    // a retry of the priority is due: long-poll it now (dueRetries)
 }
 
 // runLoop runs the fetch loop from st. The loop calls the user's code
@@ -567,6 +570,7 @@ func (c *Consumer) loop(st *loopState) {
 		if c.stopping() {
 			return
 		}
+		dueC := c.dueRetries(st)
 		capacity, threshold := c.limits()
 		held := int(c.held.Load())
 		free := capacity - held - st.reserved
@@ -600,25 +604,36 @@ func (c *Consumer) loop(st *loopState) {
 		// Long-poll the cold priorities. When there is not capacity for
 		// all of them (a consumer with few workers), the polls are short
 		// and start from a rotating priority, so that none waits long.
-		need, avail := 0, capacity-int(c.held.Load())-st.reserved
+		// Polls already out count too: a full-length poll started while
+		// there was room for every cold priority held that room when a
+		// retry came due on another (0.8 s per retry with 2 workers).
+		cold, avail := 0, capacity-int(c.held.Load())
 		for p := range polls {
-			if !hot[p] && polls[p].batch == nil {
-				need++
+			if !hot[p] {
+				cold++
 			}
 		}
 		wait := c.cfg.pollWait
-		if need > avail {
+		if cold > avail {
 			wait = min(wait, shortPollWait)
 		}
 		first := st.rot
 		st.rot = (st.rot + 1) % numPriorities
 		for k := range numPriorities {
 			p := (first + k) % numPriorities
+			due := st.dueNow[p]
+			st.dueNow[p] = false
 			if hot[p] || polls[p].batch != nil {
 				continue
 			}
-			if capacity-int(c.held.Load())-st.reserved <= 0 {
-				break
+			// A retry that is due is polled for with capacity lent, as
+			// hot priorities are (see above): its task was held here a
+			// moment ago.
+			if capacity-int(c.held.Load())-st.reserved <= 0 && !due {
+				continue
+			}
+			if due {
+				wait = min(wait, shortPollWait)
 			}
 			b, err := c.cons[p].Fetch(1, jetstream.FetchMaxWait(wait))
 			if err != nil {
@@ -646,6 +661,8 @@ func (c *Consumer) loop(st *loopState) {
 		case m, ok = <-polls[prioLow].ch:
 			p = prioLow
 		case <-c.freed:
+			continue
+		case <-dueC:
 			continue
 		case <-c.quit:
 			return
@@ -676,6 +693,68 @@ func (c *Consumer) loop(st *loopState) {
 			c.fetchFails.Store(0)
 		}
 	}
+}
+
+// retryDueSlack is how long after its backoff a task put back for a retry
+// is fetched: the server makes it available again at about that time.
+const retryDueSlack = 2 * time.Millisecond
+
+// retryDue notes that the delivery on subject, put back for a retry, is
+// due again after d, and wakes the fetch loop to plan for it (dueHot). A
+// priority with nothing to fetch turns cold, and while cold ones are
+// long-polled in turn (a consumer with room for fewer polls than
+// priorities) the retry waited for its priority's turn: 0.8 s per retry
+// with 2 workers (BenchmarkRetryLatency).
+func (c *Consumer) retryDue(subject string, d time.Duration) {
+	for p := range c.q.task {
+		if c.q.task[p] != subject {
+			continue
+		}
+		at := time.Now().Add(d + retryDueSlack).UnixNano()
+		for {
+			old := c.due[p].Load()
+			if (old != 0 && old <= at) || c.due[p].CompareAndSwap(old, at) {
+				break
+			}
+		}
+		select {
+		case c.freed <- struct{}{}:
+		default:
+		}
+		return
+	}
+}
+
+// dueRetries notes the priorities whose retry is due (retryDue), which
+// the loop long-polls at once, with capacity lent if it must, and returns
+// a channel that fires when the next one is due (nil if none). A no-wait
+// fetch as the retry comes due finds nothing yet (the server makes the
+// message available a moment later); a poll waiting for it gets it.
+func (c *Consumer) dueRetries(st *loopState) <-chan time.Time {
+	now := time.Now().UnixNano()
+	next := int64(0)
+	for p := range c.due {
+		at := c.due[p].Load()
+		switch {
+		case at == 0:
+		case at <= now:
+			if c.due[p].CompareAndSwap(at, 0) {
+				st.dueNow[p] = true
+			}
+		case next == 0 || at < next:
+			next = at
+		}
+	}
+	if next == 0 {
+		return nil
+	}
+	d := time.Duration(next - now)
+	if st.dueTimer == nil {
+		st.dueTimer = time.NewTimer(d)
+	} else {
+		st.dueTimer.Reset(d)
+	}
+	return st.dueTimer.C
 }
 
 // limits returns the most messages the consumer may hold now (workers
@@ -1229,6 +1308,7 @@ func (c *Consumer) retry(f *flight, out taskpool.Outcome) (a Action) {
 		return c.deadLetter(f.msg, f.seq, out.Task.ID, f.attempt, out.Result, errors.Join(out.Err, err))
 	}
 	_ = f.msg.NakWithDelay(d)
+	c.retryDue(f.msg.Subject(), d)
 	return ActionRetry
 }
 
