@@ -91,27 +91,35 @@ type PanicError struct {
 	opaque bool
 }
 
-func newPanicError(v any) *PanicError {
-	pe := &PanicError{Value: v, Stack: debug.Stack()}
-	if err, ok := v.(error); ok && !walkable(err) {
-		pe.opaque = true
+func newPanicError(v any) *PanicError { return panicErrorAt(v, debug.Stack()) }
+
+// panicErrorAt is the *PanicError of a panic with value v, recovered where
+// stack was taken.
+func panicErrorAt(v any, stack []byte) *PanicError {
+	pe := &PanicError{Value: v, Stack: stack}
+	if err, ok := v.(error); ok {
+		if w, _ := walkPanic(err); w != nil {
+			pe.opaque = true
+		}
 	}
 	return pe
 }
 
-// walkable reports whether err's chain can be walked, as the worker, the
-// retry policy and the hooks walk it, without a panic (an Unwrap, Is or
-// As method of a typed nil pointer panics, say).
-func walkable(err error) (ok bool) {
+// walkPanic walks err's chain as the worker, the retry policy and the
+// hooks walk it (errors.As for a *PanicError, errors.Is for ErrSkipRetry)
+// and returns the value of the panic that raised, nil if none (an Unwrap,
+// Is or As method of a typed nil pointer panics, say), with the stack at
+// the panic.
+func walkPanic(err error) (v any, stack []byte) {
 	defer func() {
-		if recover() != nil {
-			ok = false
+		if v = recover(); v != nil {
+			stack = debug.Stack()
 		}
 	}()
 	var pe *PanicError
 	errors.As(err, &pe)
 	errors.Is(err, ErrSkipRetry)
-	return true
+	return nil, nil
 }
 
 // Error returns "taskpool: handler panic: " and the panic value, whatever

@@ -197,15 +197,10 @@ func inspectable(err error) error {
 }
 
 // probe is inspectable for a non-nil error.
-func probe(err error) (out error) {
-	defer func() {
-		if v := recover(); v != nil {
-			out = newPanicError(v)
-		}
-	}()
-	var pe *PanicError
-	errors.As(err, &pe)
-	errors.Is(err, ErrSkipRetry)
+func probe(err error) error {
+	if v, stack := walkPanic(err); v != nil {
+		return panicErrorAt(v, stack)
+	}
 	return err
 }
 
