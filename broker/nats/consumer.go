@@ -700,7 +700,7 @@ func (c *Consumer) loop(st *loopState) {
 const retryDueSlack = 2 * time.Millisecond
 
 // retryDue notes that the delivery on subject, put back for a retry, is
-// due again after d, and wakes the fetch loop to plan for it (dueHot). A
+// due again after d, and wakes the fetch loop to plan for it (dueRetries). A
 // priority with nothing to fetch turns cold, and while cold ones are
 // long-polled in turn (a consumer with room for fewer polls than
 // priorities) the retry waited for its priority's turn: 0.8 s per retry
@@ -1051,10 +1051,8 @@ func (c *Consumer) submit(f *flight, t taskpool.Task) (took bool) {
 			took = false
 			return
 		}
-		if exited {
-			c.cfg.logger.Error("natsbroker: runtime.Goexit called in the local scheduler's submit", "queue", c.cfg.queue, "type", t.Type)
-			c.refused(f, t, fmt.Errorf("natsbroker: submit of a task of type %q called runtime.Goexit (a middleware's constructor or the handler's Lookup): %w", t.Type, taskpool.ErrHandlerExited))
-		}
+		c.cfg.logger.Error("natsbroker: runtime.Goexit called in the local scheduler's submit", "queue", c.cfg.queue, "type", t.Type)
+		c.refused(f, t, fmt.Errorf("natsbroker: submit of a task of type %q called runtime.Goexit (a middleware's constructor or the handler's Lookup): %w", t.Type, taskpool.ErrHandlerExited))
 	}()
 	err := c.sched.TrySubmit(t)
 	exited = false
