@@ -136,7 +136,6 @@ func New(h Handler, opts ...Option) (*Scheduler, error) {
 		timerDone: make(chan struct{}),
 		prefix:    randomPrefix(),
 	}
-	s.idGen.prefix = s.prefix
 	if r, ok := h.(*Registry); ok {
 		s.reg = r
 		r.use()
@@ -366,7 +365,7 @@ func (s *Scheduler) running() bool { return state(s.state.Load()) == stateRunnin
 func (s *Scheduler) newID() string {
 	s.idsMu.Lock()
 	defer s.idsMu.Unlock()
-	return s.idGen.next(&s.ids)
+	return s.idGen.next(s.prefix, &s.ids)
 }
 
 func (s *Scheduler) now() time.Time { return s.opts.clock.Now() }

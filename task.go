@@ -144,19 +144,19 @@ type job struct {
 	rec    *record  // nil for a plain task
 }
 
-// idGen makes task IDs for one worker: the scheduler's random prefix and a
+// idGen makes task IDs for one worker: a prefix (the scheduler's, random) and a
 // sequence number from a block the worker reserved. IDs are carved out of
 // a byte slab so that an ID costs no allocation of its own; a slab is
 // written once per ID and never changed, which makes the unsafe.String
 // conversion sound. Whatever keeps an ID for long (the dead letters)
 // clones it, so that it does not pin the slab.
 type idGen struct {
-	prefix string
-	seq    uint64 // next number
-	end    uint64 // end of the reserved block
-	slab   []byte
-	size   int    // of the last slab
-	last   []byte // the ID of number seq-1, while it is in the block
+	seq  uint64 // next number
+	end  uint64 // end of the reserved block
+	slab []byte
+	size int          // of the last slab
+	head [idHead]byte // the block's IDs but their last three digits
+	n    int          // their length; 0: the block's IDs are formatted
 }
 
 // A worker's first slab is small and each next one twice as big, up to
@@ -166,50 +166,62 @@ type idGen struct {
 const (
 	idSlabFirst = 256
 	idSlabSize  = 4096
-	idBlock     = 1 << 12
+	idBlock     = 1 << 12 // three hex digits
+	idHead      = 24      // the prefix (8), '-' and 15 hex digits at most
+	idMaxLen    = 32      // the prefix (8), '-' and a uint64 in hex (16), rounded up
 )
 
 // next returns a new ID, reserving a block of numbers from ctr when the
-// current one is used up. Within a block it copies the last ID and adds
-// one to its hex digits, which costs a third of formatting the number.
-func (g *idGen) next(ctr *atomic.Uint64) string {
+// current one is used up. prefix must be the same at every call. A block is aligned on idBlock, so that beyond
+// the first its IDs have the same length and differ in their last three
+// digits only: each is a copy of the block's head with those three
+// digits written in, a third of the cost of formatting the number.
+func (g *idGen) next(prefix string, ctr *atomic.Uint64) string {
 	if g.seq == g.end {
-		g.end = ctr.Add(idBlock)
-		g.seq = g.end - idBlock
-		g.last = nil
+		g.reserve(prefix, ctr)
 	}
-	const maxLen = 32 // prefix (8) + '-' + hex uint64 (16), rounded up
-	if cap(g.slab) < maxLen {
+	if cap(g.slab) < idMaxLen {
 		g.size = min(max(2*g.size, idSlabFirst), idSlabSize)
 		g.slab = make([]byte, 0, g.size)
 	}
 	var id []byte
-	if g.last != nil {
-		id = append(g.slab, g.last...)
-		i := len(id) - 1
-		for id[i] == 'f' {
-			id[i] = '0'
-			i--
-		}
-		switch id[i] {
-		case '-': // all f: the number grows a digit
-			id = nil
-		case '9':
-			id[i] = 'a'
-		default:
-			id[i]++
-		}
-	}
-	if id == nil {
-		id = append(g.slab, g.prefix...)
+	if n := g.n; n != 0 {
+		// Written whole, then the digits: bytes past the ID's end are
+		// the next ID's, which overwrites them before it is handed out.
+		w := g.slab[:idHead]
+		*(*[idHead]byte)(w) = g.head
+		d := g.seq
+		w[n-1] = hexDigit[d&0xf]
+		w[n-2] = hexDigit[d>>4&0xf]
+		w[n-3] = hexDigit[d>>8&0xf]
+		id = w[:n]
+	} else {
+		id = append(g.slab, prefix...)
 		id = append(id, '-')
 		id = strconv.AppendUint(id, g.seq, 16)
 	}
 	g.seq++
 	g.slab = id[len(id):]
-	g.last = id
 	return unsafe.String(&id[0], len(id))
 }
+
+// reserve takes the next block of numbers from ctr and makes its head.
+func (g *idGen) reserve(prefix string, ctr *atomic.Uint64) {
+	g.end = ctr.Add(idBlock)
+	g.seq = g.end - idBlock
+	g.n = 0
+	if g.seq < idBlock || g.seq%idBlock != 0 {
+		return // the first block's numbers grow digits
+	}
+	h := append(g.head[:0], prefix...)
+	h = append(h, '-')
+	h = strconv.AppendUint(h, g.seq, 16)
+	if len(h) <= idHead && &h[0] == &g.head[0] {
+		g.n = len(h)
+	}
+}
+
+const hexDigit = "0123456789abcdef"
 
 // formatID formats the ID of number n, as next does.
 func formatID(prefix string, n uint64) string {

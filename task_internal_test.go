@@ -16,20 +16,20 @@ import (
 func TestIDGenMatchesFormatID(t *testing.T) {
 	t.Parallel()
 	var ctr atomic.Uint64
-	g := idGen{prefix: "abcdefgh"}
+	g, prefix := idGen{}, "abcdefgh"
 	seen := make(map[string]bool)
 	for n := range uint64(3 * idBlock) {
-		id := g.next(&ctr)
-		require.Equal(t, formatID(g.prefix, n), id)
+		id := g.next(prefix, &ctr)
+		require.Equal(t, formatID(prefix, n), id)
 		require.False(t, seen[id], id)
 		seen[id] = true
 	}
 	// A block whose numbers end in f…f: the carry runs through every
 	// digit of the number.
 	ctr.Store(1<<32 - idBlock)
-	g = idGen{prefix: "p"}
+	g, prefix = idGen{}, "p"
 	for n := uint64(1<<32 - idBlock); n < 1<<32+idBlock; n++ {
-		require.Equal(t, formatID(g.prefix, n), g.next(&ctr))
+		require.Equal(t, formatID(prefix, n), g.next(prefix, &ctr))
 	}
 }
 
@@ -45,4 +45,20 @@ func TestWidenTag(t *testing.T) {
 	} {
 		require.Equal(t, c.n, widenTag(c.n&(span-1), c.ctr), "n %d ctr %d", c.n, c.ctr)
 	}
+}
+
+// BenchmarkIDGen is the cost of a generated ID on a worker, past the
+// first block (whose IDs are formatted).
+func BenchmarkIDGen(b *testing.B) {
+	var ctr atomic.Uint64
+	g, prefix := idGen{}, randomPrefix()
+	for range idBlock {
+		g.next(prefix, &ctr)
+	}
+	b.ReportAllocs()
+	n := 0
+	for range b.N {
+		n += len(g.next(prefix, &ctr))
+	}
+	require.Positive(b, n)
 }

@@ -322,6 +322,5 @@ func (r runner) Retired(acc, l *local) {
 // workerID returns a new ID from the worker's block of numbers, with the
 // scheduler's prefix, as newID makes them off the workers.
 func (s *Scheduler) workerID(l *local) string {
-	l.ids.prefix = s.prefix
-	return l.ids.next(&s.ids)
+	return l.ids.next(s.prefix, &s.ids)
 }
