@@ -960,6 +960,20 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		// second is the activation, and no two ticks share a second.
 		t.ID += "@" + meta.Timestamp.UTC().Truncate(time.Second).Format(time.RFC3339Nano)
 	}
+	if c.running(t.ID) {
+		// The same task ID is held here already: a redelivery whose lease
+		// lapsed while it ran (or raced a slow ack), or the ID enqueued
+		// again past the duplicate window. The copy held here owns the
+		// task: it alone settles it, releases its unique key and tells
+		// the settle hook. So this delivery is put back for later,
+		// before anything else would decide on it (a deferral, an
+		// unknown type, attempts exhausted, the Lookup), and settles
+		// nothing: the settle hook is not told. (A redelivery of the
+		// message held here is settled by that copy's ack or nak, the
+		// last one the server gets.)
+		_ = m.NakWithDelay(c.cfg.ackWait)
+		return
+	}
 	if nb := hdr.Get(HeaderNotBefore); nb != "" {
 		if at, err := time.Parse(time.RFC3339Nano, nb); err == nil {
 			if d := time.Until(at); d > 0 {
@@ -1001,14 +1015,7 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 	f := &flight{msg: m, seq: meta.Sequence.Stream, attempt: attempt, uniqueKey: t.UniqueKey, maxAttempts: t.MaxAttempts,
 		last: attempt >= maxAttempts || meta.NumDelivered >= MaxDeliveries}
 	c.mu.Lock()
-	if _, dup := c.flights[t.ID]; dup {
-		c.mu.Unlock()
-		// The same task ID is running here already (a redelivery that
-		// raced a slow ack, or a re-enqueue after the duplicate window).
-		// Completion is keyed by ID, so put this one back for later.
-		_ = m.NakWithDelay(c.cfg.ackWait)
-		return
-	}
+	// Not held since running said so: only the fetch loop adds flights.
 	c.flights[t.ID] = f
 	c.held.Add(1)
 	c.mu.Unlock()
@@ -1020,6 +1027,16 @@ func (c *Consumer) dispatch(m jetstream.Msg) {
 		return
 	}
 	c.submit(f, t)
+}
+
+// running reports whether a task with the ID is held here: submitted to
+// the local scheduler or waiting for a global limit, and not settled.
+// Completion is keyed by ID, so one ID is held once.
+func (c *Consumer) running(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.flights[id]
+	return ok
 }
 
 // submit gives the task of flight f to the local scheduler; it reports
