@@ -181,3 +181,70 @@ func TestRedeliveryOfARunningTaskIsPutBackUnsettled(t *testing.T) {
 		})
 	}
 }
+
+// A delivery of a task whose ID the consumer holds (here the ID stored
+// again, as after the duplicate window, while its first message runs) is
+// put back for the ack wait, and the settle hook is not told: a put-back
+// of a task held here is not a settlement. The hook sees the held copy's
+// settlement, and then the one of the message put back when it comes back
+// and runs: one per run.
+func TestDuplicateIDPutBackIsNotTold(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	spy := spyDeliveries(t, srv.URL())
+	started, release := make(chan struct{}), make(chan struct{})
+	var runs atomic.Int32
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("block", func(ctx context.Context, _ taskpool.Task) error {
+		if runs.Add(1) == 1 {
+			close(started)
+		}
+		select {
+		case <-release:
+		case <-ctx.Done(): // Stop's deadline, after a failed check
+		}
+		return nil
+	}))
+	log := newSettleLog()
+	cons := startConsumer(t, js, reg, natsbroker.WithWorkers(2), natsbroker.WithAckWait(time.Second),
+		natsbroker.WithSettleHook(log.hook))
+	p, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	task := taskpool.Task{ID: "dup", Type: "block"}
+	_, err = p.Enqueue(ctx, task)
+	require.NoError(t, err)
+	spy.delivery(t, 1)
+	waitDone(t, started, 10*time.Second, "the first message's run")
+
+	// The same task in a second message: another message ID, as the ID
+	// enqueued again once the stream has forgotten it.
+	op, err := natsbroker.NewOfflineProducer(true)
+	require.NoError(t, err)
+	msg, err := op.Message(task, time.Time{})
+	require.NoError(t, err)
+	msg.Header.Set(nats.MsgIdHdr, "dup-again")
+	_, err = js.PublishMsg(ctx, msg)
+	require.NoError(t, err)
+	second := spy.delivery(t, 1)
+	ans := spy.answer(t, second)
+	assert.True(t, strings.HasPrefix(ans, "-NAK"), "put back, not %q", ans)
+	acts, _ := log.get("dup")
+	assert.Empty(t, acts, "the put-back is not told")
+	assert.Equal(t, int32(1), runs.Load(), "not run beside the held copy")
+
+	close(release)
+	for range 2 {
+		select {
+		case id := <-log.fin:
+			require.Equal(t, "dup", id)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the two messages not settled")
+		}
+	}
+	stopsClean(t, cons)
+	acts, _ = log.get("dup")
+	assert.Equal(t, []natsbroker.Action{natsbroker.ActionAck, natsbroker.ActionAck}, acts, "one settlement per run")
+	assert.Equal(t, int32(2), runs.Load())
+}

@@ -577,7 +577,13 @@ func isDeadLetters(o taskpool.Option) bool {
 
 // WithSettleHook sets fn to be called after the consumer has settled a
 // delivery: acknowledged it, put it back for a retry, dead-lettered it or
-// released it to another worker. It gets the local outcome (for a message
+// released it to another worker. A delivery of a task whose ID the
+// consumer holds already (a redelivery after the held copy's lease
+// lapsed, or the ID enqueued again past the duplicate window) is put back
+// for the ack wait before anything else decides on it, and fn is not
+// called for it: that put-back settles nothing, the held copy alone
+// settles the task and fn is told of that (and of the other message's
+// delivery when it comes back). fn gets the local outcome (for a message
 // that never ran, such as a bad payload, Task may be incomplete) and what
 // was done. Outcome.Attempts counts runs, as the core's Outcome doc says:
 // the delivery count (Task.Attempt) when the handler ran on this delivery,
