@@ -1137,7 +1137,7 @@ func (c *Consumer) unknownType(m jetstream.Msg, meta *jetstream.MsgMetadata, t t
 // scheduler, with err, releases its unique key once it is dead-lettered,
 // and tells the settle hook.
 func (c *Consumer) deadLetterNow(m jetstream.Msg, meta *jetstream.MsgMetadata, t taskpool.Task, attempt int, err error) {
-	a := c.deadLetter(m, meta.Sequence.Stream, t.ID, attempt, nil, err)
+	a := c.deadLetter(m, meta.Sequence.Stream, t, attempt, nil, err)
 	if a == ActionDeadLetter && t.UniqueKey != "" {
 		c.release(t.UniqueKey, t.ID)
 	}
@@ -1147,7 +1147,7 @@ func (c *Consumer) deadLetterNow(m jetstream.Msg, meta *jetstream.MsgMetadata, t
 // badPayload dead-letters a delivery the codec could not decode, with
 // err, which wraps ErrBadPayload, and tells the settle hook.
 func (c *Consumer) badPayload(m jetstream.Msg, meta *jetstream.MsgMetadata, attempt int, err error) {
-	a := c.deadLetter(m, meta.Sequence.Stream, "", attempt, nil, err)
+	a := c.deadLetter(m, meta.Sequence.Stream, taskpool.Task{}, attempt, nil, err)
 	c.settledAside(taskpool.Outcome{Err: err, Attempts: ranBefore(attempt), Status: taskpool.OutcomeFailed}, a)
 }
 
@@ -1270,7 +1270,7 @@ func (c *Consumer) finish(f *flight, out taskpool.Outcome) {
 		// The result is stored before the ack: a crash in between runs
 		// the task again rather than losing its result.
 		if err := c.storeResult(f.msg, f.seq, out.Task.ID, out.Result, nil, f.attempt, false); err != nil {
-			c.nakAfterBackoff(f.msg, f.attempt)
+			c.nakAfterBackoff(f.msg, out.Task, f.attempt)
 			a = ActionRetry
 			break
 		}
@@ -1284,7 +1284,7 @@ func (c *Consumer) finish(f *flight, out taskpool.Outcome) {
 		_ = f.msg.Nak()
 		a = ActionRelease
 	case !taskpool.Retryable(out.Err) || f.last:
-		a = c.deadLetter(f.msg, f.seq, out.Task.ID, f.attempt, out.Result, out.Err)
+		a = c.deadLetter(f.msg, f.seq, out.Task, f.attempt, out.Result, out.Err)
 	default:
 		a = c.retry(f, out)
 	}
@@ -1312,7 +1312,7 @@ func (c *Consumer) retry(f *flight, out taskpool.Outcome) (a Action) {
 	defer func() {
 		if exited {
 			c.cfg.logger.Error("natsbroker: Backoff called runtime.Goexit", "queue", c.cfg.queue, "type", t.Type)
-			c.finished(f, out, c.deadLetter(f.msg, f.seq, out.Task.ID, f.attempt, out.Result, out.Err))
+			c.finished(f, out, c.deadLetter(f.msg, f.seq, out.Task, f.attempt, out.Result, out.Err))
 		}
 	}()
 	d, err := c.policy.Wait(t, f.attempt)
@@ -1320,35 +1320,36 @@ func (c *Consumer) retry(f *flight, out taskpool.Outcome) (a Action) {
 	if err != nil {
 		// A Backoff that panics: the task is not retried, as in process.
 		c.cfg.logger.Error("natsbroker: panic in Backoff", "queue", c.cfg.queue, "type", t.Type, "error", err)
-		return c.deadLetter(f.msg, f.seq, out.Task.ID, f.attempt, out.Result, errors.Join(out.Err, err))
+		return c.deadLetter(f.msg, f.seq, out.Task, f.attempt, out.Result, errors.Join(out.Err, err))
 	}
 	_ = f.msg.NakWithDelay(d)
 	c.retryDue(f.msg.Subject(), d)
 	return ActionRetry
 }
 
-// nakAfterBackoff puts m back for a redelivery after the backoff of
-// attempt (WithBackoff, or the scheduler-wide one): a delivery whose
-// outcome could not be stored. A Backoff that panics or calls
-// runtime.Goexit gives the built-in backoff's wait instead. It is called
-// outside retry's guard, on a worker or the fetch loop, where a panic
-// would leave the delivery unsettled (run again after the ack wait) or
-// crash the process: Goexit is aside, so that the caller goes on and
-// tells the settle hook.
-func (c *Consumer) nakAfterBackoff(m jetstream.Msg, attempt int) {
+// nakAfterBackoff puts m, a delivery of t whose outcome could not be
+// stored, back for a redelivery after the wait retry would give it: the
+// retry policy's for attempt (t's type's backoff in the registry, else
+// WithBackoff or the scheduler-wide one; for a bad payload, whose t is
+// zero, the latter). A Backoff that panics or calls runtime.Goexit gives
+// the built-in backoff's wait instead. It is called outside retry's
+// guard, on a worker or the fetch loop, where a panic would leave the
+// delivery unsettled (run again after the ack wait) or crash the
+// process: Goexit is aside, so that the caller goes on and tells the
+// settle hook.
+func (c *Consumer) nakAfterBackoff(m jetstream.Msg, t taskpool.Task, attempt int) {
 	var (
 		d   time.Duration
-		ok  bool
-		val any // a panic's
+		err error // a panic's, as a *taskpool.PanicError
 	)
+	exited := true
 	c.aside(func() {
-		defer func() { val = recover() }()
-		d = c.cfg.backoff(attempt)
-		ok = true
+		d, err = c.policy.Wait(t, attempt) // recovers a panic
+		exited = false
 	})
-	if !ok {
+	if exited || err != nil {
 		c.cfg.logger.Error("natsbroker: Backoff panicked or called runtime.Goexit; the built-in backoff is used",
-			"queue", c.cfg.queue, "panic", val)
+			"queue", c.cfg.queue, "type", t.Type, "goexit", exited, "error", err)
 		d = defaultBackoff(attempt)
 	}
 	_ = m.NakWithDelay(d)
@@ -1436,12 +1437,14 @@ func (c *Consumer) release(key, id string) {
 // deadLetter copies m to the dead-letter stream with the error and the
 // delivery count, then terminates it. If the copy is not confirmed the
 // message is put back instead, to be dead-lettered on its next delivery:
-// a task is never dropped without a trace. result is what the last run
-// set, stored with the error for a waiter as in process.
-func (c *Consumer) deadLetter(m jetstream.Msg, seq uint64, id string, attempts int, result any, cause error) Action {
+// a task is never dropped without a trace. t is the delivery's task (zero
+// for a bad payload); result is what the last run set, stored with the
+// error for a waiter as in process.
+func (c *Consumer) deadLetter(m jetstream.Msg, seq uint64, t taskpool.Task, attempts int, result any, cause error) Action {
+	id := t.ID
 	// The result first, as for an ack: see storeResult.
 	if err := c.storeResult(m, seq, id, result, cause, attempts, true); err != nil {
-		c.nakAfterBackoff(m, attempts)
+		c.nakAfterBackoff(m, t, attempts)
 		return ActionRetry
 	}
 	dm := &nats.Msg{Subject: c.q.dead, Data: m.Data(), Header: make(nats.Header)}
@@ -1491,7 +1494,7 @@ func (c *Consumer) deadLetter(m jetstream.Msg, seq uint64, id string, attempts i
 	if err != nil {
 		c.cfg.logger.Warn("natsbroker: dead letter not stored; task put back",
 			"queue", c.cfg.queue, "seq", seq, "error", err)
-		c.nakAfterBackoff(m, attempts)
+		c.nakAfterBackoff(m, t, attempts)
 		return ActionRetry
 	}
 	_ = m.TermWithReason(reason)

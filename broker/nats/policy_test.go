@@ -195,3 +195,71 @@ func TestConsumerRetryOverridesScheduler(t *testing.T) {
 	}
 	assert.EqualValues(t, 2, runs.Load())
 }
+
+// A delivery whose outcome could not be stored (here the results bucket
+// refuses every record) is put back after the wait the normal retry would
+// give it: its type's Backoff in the registry (taskpool.WithRetry), not
+// the consumer-wide WithBackoff, whether the task succeeded or is
+// dead-lettered. (The consumer-wide one was used.)
+func TestOutcomeNotStoredWaitsTheTypesBackoff(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		give error // the handler's
+	}{
+		{"succeeded", nil},
+		{"dead-lettered", taskpool.SkipRetry(errors.New("final"))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t)
+			_, js := connect(t, srv.URL())
+			ctx := ctxT(t)
+			typeWaits, consumerWaits := make(chan int, 8), make(chan int, 8)
+			reg := taskpool.NewRegistry()
+			require.NoError(t, reg.HandleFunc("typed", func(context.Context, taskpool.Task) error { return tt.give },
+				taskpool.WithRetry(3, func(attempt int) time.Duration {
+					typeWaits <- attempt
+					return time.Hour
+				})))
+			told := make(chan natsbroker.Action, 8)
+			startConsumer(t, js, reg, natsbroker.WithBackoff(func(attempt int) time.Duration {
+				consumerWaits <- attempt
+				return time.Hour
+			}), natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) { told <- a }))
+			p, err := natsbroker.NewProducer(ctx, js)
+			require.NoError(t, err)
+			s, err := js.Stream(ctx, "KV_taskpool_results_default")
+			require.NoError(t, err)
+			cfg := s.CachedInfo().Config
+			cfg.MaxMsgSize = 1
+			_, err = js.UpdateStream(ctx, cfg)
+			require.NoError(t, err)
+
+			_, err = p.Enqueue(ctx, taskpool.Task{ID: "kept", Type: "typed"}, natsbroker.KeepResult())
+			require.NoError(t, err)
+			select {
+			case a := <-told:
+				assert.Equal(t, natsbroker.ActionRetry, a)
+			case <-time.After(10 * time.Second):
+				t.Fatal("not settled")
+			}
+			assert.Equal(t, []int{1}, drainInts(typeWaits), "the type's backoff, for attempt 1")
+			assert.Empty(t, drainInts(consumerWaits), "not the consumer-wide backoff")
+		})
+	}
+}
+
+// drainInts returns what ch holds now.
+func drainInts(ch chan int) []int {
+	var out []int
+	for {
+		select {
+		case v := <-ch:
+			out = append(out, v)
+		default:
+			return out
+		}
+	}
+}
