@@ -1498,7 +1498,9 @@ func (c *Consumer) deadLetter(m jetstream.Msg, seq uint64, t taskpool.Task, atte
 		return ActionRetry
 	}
 	_ = m.TermWithReason(reason)
-	c.cfg.logger.Warn("natsbroker: dead-lettered", "queue", c.cfg.queue, "id", id, "attempts", attempts, "error", cause)
+	// The text, not cause: a logger would call its Error method, which
+	// errorText guards.
+	c.cfg.logger.Warn("natsbroker: dead-lettered", "queue", c.cfg.queue, "id", id, "attempts", attempts, "error", reason)
 	return ActionDeadLetter
 }
 

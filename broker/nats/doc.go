@@ -58,10 +58,11 @@
 // [taskpool.ErrHandlerExited] for Goexit), and so does a middleware's
 // constructor that calls Goexit (one that panics is the core's refusal,
 // retried), a result's MarshalJSON makes the result bad ([ErrBadResult]),
-// a settle hook ends only its own call, and a Backoff ends the task's
-// retries (dead-lettered with the run's error, as in process) or, where
-// a delivery is put back because its outcome could not be stored, gives
-// the built-in backoff's wait.
+// a handler's error whose Error method does is written as a text saying
+// so (the task settled as its error says), a settle hook ends only its
+// own call, and a Backoff ends the task's retries (dead-lettered with the
+// run's error, as in process) or, where a delivery is put back because
+// its outcome could not be stored, gives the built-in backoff's wait.
 //
 // # Results
 //

@@ -172,15 +172,30 @@ func (e *BatchError) Unwrap() []error {
 }
 
 // errorText is err's message. A handler's error whose Error method panics
-// (a typed nil pointer, say) fails its task as in process, where the
-// Future gets the error as it is; the consumer, which must write a
-// message, writes one saying that Error panicked rather than panic
-// itself, which left the delivery unsettled.
+// (a typed nil pointer, say) or calls runtime.Goexit fails its task as in
+// process, where the Future gets the error as it is; the consumer, which
+// must write a message, writes one saying that Error panicked or called
+// Goexit rather than panic itself or end its goroutine, either of which
+// left the delivery unsettled (run again after each ack wait, until
+// MaxDeliveries). Error runs on a goroutine of its own, which Goexit
+// ends: only dead letters and stored errors pay for it.
 func errorText(err error) (s string) {
-	defer func() {
-		if v := recover(); v != nil {
-			s = fmt.Sprintf("%T: Error panicked: %v", err, v)
-		}
+	exited := true
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if v := recover(); v != nil {
+				exited = false
+				s = fmt.Sprintf("%T: Error panicked: %v", err, v)
+			}
+		}()
+		s = err.Error()
+		exited = false
 	}()
-	return err.Error()
+	<-done
+	if exited {
+		return fmt.Sprintf("%T: Error called runtime.Goexit", err)
+	}
+	return s
 }
