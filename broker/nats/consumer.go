@@ -533,8 +533,9 @@ func (c *Consumer) runLoop(st *loopState) {
 	ended := false
 	defer func() {
 		if !ended {
-			c.cfg.logger.Error("natsbroker: runtime.Goexit called on the fetch loop; it goes on on a new goroutine", "queue", c.cfg.queue)
+			// The new goroutine first: the log goes after, aside.
 			go c.runLoop(st)
+			c.logError("natsbroker: runtime.Goexit called on the fetch loop; it goes on on a new goroutine", "queue", c.cfg.queue)
 		}
 	}()
 	if b := st.batch; b != nil {
@@ -1063,12 +1064,12 @@ func (c *Consumer) submit(f *flight, t taskpool.Task) (took bool) {
 			return
 		}
 		if v := recover(); v != nil {
-			c.cfg.logger.Error("natsbroker: panic in the local scheduler's submit", "queue", c.cfg.queue, "type", t.Type, "panic", fmt.Sprint(v))
+			c.logError("natsbroker: panic in the local scheduler's submit", "queue", c.cfg.queue, "type", t.Type, "panic", fmt.Sprint(v))
 			c.refused(f, t, fmt.Errorf("natsbroker: submit of a task of type %q panicked: %w", t.Type, panicError(v)))
 			took = false
 			return
 		}
-		c.cfg.logger.Error("natsbroker: runtime.Goexit called in the local scheduler's submit", "queue", c.cfg.queue, "type", t.Type)
+		c.logError("natsbroker: runtime.Goexit called in the local scheduler's submit", "queue", c.cfg.queue, "type", t.Type)
 		c.refused(f, t, fmt.Errorf("natsbroker: submit of a task of type %q called runtime.Goexit (a middleware's constructor or the handler's Lookup): %w", t.Type, taskpool.ErrHandlerExited))
 	}()
 	err := c.sched.TrySubmit(t)
@@ -1161,12 +1162,12 @@ func (c *Consumer) decode(m jetstream.Msg, meta *jetstream.MsgMetadata, attempt 
 	exited := true
 	defer func() {
 		if v := recover(); v != nil {
-			c.cfg.logger.Error("natsbroker: panic in codec Decode", "queue", c.cfg.queue, "panic", fmt.Sprint(v))
+			c.logError("natsbroker: panic in codec Decode", "queue", c.cfg.queue, "panic", fmt.Sprint(v))
 			t, err = taskpool.Task{}, fmt.Errorf("%w: codec Decode panicked: %w", ErrBadPayload, panicError(v))
 			return
 		}
 		if exited {
-			c.cfg.logger.Error("natsbroker: codec Decode called runtime.Goexit", "queue", c.cfg.queue)
+			c.logError("natsbroker: codec Decode called runtime.Goexit", "queue", c.cfg.queue)
 			c.badPayload(m, meta, attempt, fmt.Errorf("%w: codec Decode called runtime.Goexit", ErrBadPayload))
 		}
 	}()
@@ -1187,12 +1188,12 @@ func (c *Consumer) known(m jetstream.Msg, meta *jetstream.MsgMetadata, t taskpoo
 	exited := true
 	defer func() {
 		if v := recover(); v != nil {
-			c.cfg.logger.Error("natsbroker: panic in the handler's Lookup", "queue", c.cfg.queue, "type", t.Type, "panic", fmt.Sprint(v))
+			c.logError("natsbroker: panic in the handler's Lookup", "queue", c.cfg.queue, "type", t.Type, "panic", fmt.Sprint(v))
 			ok, err = false, fmt.Errorf("natsbroker: the handler's Lookup(%q) panicked: %w", t.Type, panicError(v))
 			return
 		}
 		if exited {
-			c.cfg.logger.Error("natsbroker: the handler's Lookup called runtime.Goexit", "queue", c.cfg.queue, "type", t.Type)
+			c.logError("natsbroker: the handler's Lookup called runtime.Goexit", "queue", c.cfg.queue, "type", t.Type)
 			c.deadLetterNow(m, meta, t, attempt, fmt.Errorf("natsbroker: the handler's Lookup(%q) called runtime.Goexit: %w", t.Type, taskpool.ErrHandlerExited))
 		}
 	}()
@@ -1311,7 +1312,7 @@ func (c *Consumer) retry(f *flight, out taskpool.Outcome) (a Action) {
 	exited := true
 	defer func() {
 		if exited {
-			c.cfg.logger.Error("natsbroker: Backoff called runtime.Goexit", "queue", c.cfg.queue, "type", t.Type)
+			c.logError("natsbroker: Backoff called runtime.Goexit", "queue", c.cfg.queue, "type", t.Type)
 			c.finished(f, out, c.deadLetter(f.msg, f.seq, out.Task, f.attempt, out.Result, out.Err))
 		}
 	}()
@@ -1319,7 +1320,7 @@ func (c *Consumer) retry(f *flight, out taskpool.Outcome) (a Action) {
 	exited = false
 	if err != nil {
 		// A Backoff that panics: the task is not retried, as in process.
-		c.cfg.logger.Error("natsbroker: panic in Backoff", "queue", c.cfg.queue, "type", t.Type, "error", err)
+		c.logError("natsbroker: panic in Backoff", "queue", c.cfg.queue, "type", t.Type, "error", err)
 		return c.deadLetter(f.msg, f.seq, out.Task, f.attempt, out.Result, errors.Join(out.Err, err))
 	}
 	_ = f.msg.NakWithDelay(d)
@@ -1348,7 +1349,7 @@ func (c *Consumer) nakAfterBackoff(m jetstream.Msg, t taskpool.Task, attempt int
 		exited = false
 	})
 	if exited || err != nil {
-		c.cfg.logger.Error("natsbroker: Backoff panicked or called runtime.Goexit; the built-in backoff is used",
+		c.logError("natsbroker: Backoff panicked or called runtime.Goexit; the built-in backoff is used",
 			"queue", c.cfg.queue, "type", t.Type, "goexit", exited, "error", err)
 		d = defaultBackoff(attempt)
 	}
@@ -1381,7 +1382,7 @@ func (c *Consumer) settled(out taskpool.Outcome, a Action) {
 	}
 	defer func() {
 		if v := recover(); v != nil {
-			c.cfg.logger.Error("natsbroker: panic in settle hook", "queue", c.cfg.queue, "id", out.Task.ID,
+			c.logError("natsbroker: panic in settle hook", "queue", c.cfg.queue, "id", out.Task.ID,
 				"action", a.String(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 		}
 	}()
@@ -1396,6 +1397,16 @@ func (c *Consumer) settledAside(out taskpool.Outcome, a Action) {
 		return
 	}
 	c.aside(func() { c.settled(out, a) })
+}
+
+// logError logs at Error, aside: every such log is on a path where the
+// user's code panicked or called runtime.Goexit, often in a deferred call
+// that has yet to settle the delivery or go on with the fetch loop, and
+// a Logger that calls Goexit itself (a test's that fails the test on an
+// Error: t.FailNow) would end that call there. Aside, it ends only the
+// log.
+func (c *Consumer) logError(msg string, args ...any) {
+	c.aside(func() { c.cfg.logger.Error(msg, args...) })
 }
 
 // aside runs fn, which calls the user's settle hook or Backoff, on a

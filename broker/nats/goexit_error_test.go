@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -68,6 +69,85 @@ func TestHandlerErrorWhoseErrorCallsGoexitIsDeadLettered(t *testing.T) {
 			assert.Contains(t, dls[0].Error, "Goexit")
 			stopsClean(t, cons)
 			assert.Empty(t, told, "settled once")
+		})
+	}
+}
+
+// goexitOnError is a slog handler that calls runtime.Goexit for every
+// record at Error, as a test's logger that fails the test on one
+// (t.FailNow) does.
+type goexitOnError struct{}
+
+func (goexitOnError) Enabled(context.Context, slog.Level) bool { return true }
+
+func (goexitOnError) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		runtime.Goexit()
+	}
+	return nil
+}
+
+func (h goexitOnError) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h goexitOnError) WithGroup(string) slog.Handler      { return h }
+
+// A Logger that calls runtime.Goexit at Error, where the fetch loop's
+// guards log the user's code that panicked or called Goexit (a codec's
+// Decode, the handler's Lookup, a middleware's constructor) and where
+// runLoop goes on after a Goexit, ends neither the settlement nor the
+// fetch loop: the delivery is dead-lettered and the next task runs. (The
+// guard ended before it settled the delivery, and runLoop's restart
+// before it started the new goroutine: the consumer fetched no more.)
+func TestLoggerGoexitOnTheFetchLoopsGuards(t *testing.T) {
+	t.Parallel()
+	exitOnce := func() taskpool.Middleware {
+		var builds atomic.Int32
+		return func(next taskpool.Handler) taskpool.Handler {
+			if builds.Add(1) == 1 {
+				runtime.Goexit()
+			}
+			return next
+		}
+	}
+	tests := []struct {
+		name     string
+		give     func(p *natsbroker.Producer, publish func(string)) error // sends the delivery the guard settles
+		giveOpts []natsbroker.Option
+		wantErr  string
+	}{
+		{"decode goexit", func(_ *natsbroker.Producer, publish func(string)) error { publish("goexit"); return nil }, nil, "codec Decode called runtime.Goexit"},
+		{"decode panic", func(_ *natsbroker.Producer, publish func(string)) error { publish("panic"); return nil }, nil, "codec Decode panicked"},
+		{"lookup goexit", func(p *natsbroker.Producer, _ func(string)) error {
+			_, err := p.Enqueue(context.Background(), taskpool.Task{ID: "bad", Type: "goexit"})
+			return err
+		}, nil, "Lookup(\"goexit\") called runtime.Goexit"},
+		{"lookup panic", func(p *natsbroker.Producer, _ func(string)) error {
+			_, err := p.Enqueue(context.Background(), taskpool.Task{ID: "bad", Type: "panic"})
+			return err
+		}, nil, "Lookup(\"panic\") panicked"},
+		{"constructor goexit", func(p *natsbroker.Producer, _ func(string)) error {
+			_, err := p.Enqueue(context.Background(), taskpool.Task{ID: "bad", Type: "ok"})
+			return err
+		}, []natsbroker.Option{natsbroker.WithSchedulerOptions(taskpool.WithMiddleware(exitOnce()))}, "called runtime.Goexit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := exitLookup{ran: make(chan string, 8)}
+			opts := append([]natsbroker.Option{natsbroker.WithCodec(exitCodec{}),
+				natsbroker.WithLogger(slog.New(goexitOnError{}))}, tt.giveOpts...)
+			cons, p, _, told, publish := callbackExitConsumer(t, h, opts...)
+			require.NoError(t, tt.give(p, publish))
+			s := nextSettled(t, told, "the delivery the guard settles")
+			assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
+			assert.ErrorContains(t, s.out.Err, tt.wantErr)
+
+			_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: "next", Type: "ok"})
+			require.NoError(t, err)
+			s = nextSettled(t, told, "the next task")
+			assert.Equal(t, natsbroker.ActionAck, s.a)
+			assert.Equal(t, "next", <-h.ran)
+			stopsClean(t, cons)
+			assert.Empty(t, told, "no delivery settled twice")
 		})
 	}
 }

@@ -375,7 +375,12 @@ func WithClientSideDelays() Option {
 // WithLogger sets the logger for fetch and long-poll errors, dead letters,
 // lost global slots and unique keys, results not stored, and settings that
 // differ from what this version sets (requests retried across a reconnect
-// log at Debug). The default discards everything.
+// log at Debug), and at Error the user's code that panicked or called
+// runtime.Goexit outside a handler. A consumer makes those Error calls on
+// a goroutine of its own, waited for, so that a Logger that calls Goexit
+// there (a test's that fails the test on an Error) ends only that call:
+// the delivery is settled and the fetch loop goes on. The default
+// discards everything.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) error {
 		if l != nil {

@@ -371,7 +371,7 @@ func (c *Consumer) marshalResult(id string, result any) (b []byte, err error) {
 		defer func() {
 			if v := recover(); v != nil {
 				exited = false
-				c.cfg.logger.Error("natsbroker: panic encoding a result", "queue", c.cfg.queue, "id", id,
+				c.logError("natsbroker: panic encoding a result", "queue", c.cfg.queue, "id", id,
 					"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 				b, err = nil, fmt.Errorf("encoding the result panicked: %v", v)
 			}
@@ -381,7 +381,7 @@ func (c *Consumer) marshalResult(id string, result any) (b []byte, err error) {
 	}()
 	<-done
 	if exited {
-		c.cfg.logger.Error("natsbroker: runtime.Goexit called encoding a result", "queue", c.cfg.queue, "id", id)
+		c.logError("natsbroker: runtime.Goexit called encoding a result", "queue", c.cfg.queue, "id", id)
 		return nil, errors.New("encoding the result called runtime.Goexit")
 	}
 	return b, err
