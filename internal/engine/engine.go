@@ -472,12 +472,13 @@ func (e *Engine[T, L]) Queued() [Lanes]int {
 	return q
 }
 
-// Hold stops units from starting until Unhold: after Hold returns, no
-// unit begins (see Worker.Begin for why it need not wait for anyone).
+// Hold stops units from starting until Unhold, Abandon or Close: after
+// Hold returns, no unit begins (see Worker.Begin for why it need not wait
+// for anyone). Once Close was called it does nothing.
 func (e *Engine[T, L]) Hold() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.ctl.Load()&ctlHold != 0 {
+	if e.ctl.Load()&ctlHold != 0 || e.closed.Load() {
 		return
 	}
 	e.resume = make(chan struct{})
@@ -488,12 +489,20 @@ func (e *Engine[T, L]) Hold() {
 func (e *Engine[T, L]) Unhold() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.endHoldLocked() {
+		e.poke()
+	}
+}
+
+// endHoldLocked ends a hold, if one is on, and reports whether one was.
+// The caller holds e.mu.
+func (e *Engine[T, L]) endHoldLocked() bool {
 	if e.ctl.Load()&ctlHold == 0 {
-		return
+		return false
 	}
 	e.ctl.And(^uint32(ctlHold))
 	close(e.resume)
-	e.poke()
+	return true
 }
 
 // Held reports whether a Hold is on.
@@ -504,11 +513,8 @@ func (e *Engine[T, L]) Held() bool { return e.ctl.Load()&ctlHold != 0 }
 func (e *Engine[T, L]) Abandon() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	old := e.ctl.Or(ctlAbandon)
-	if old&ctlHold != 0 {
-		e.ctl.And(^uint32(ctlHold))
-		close(e.resume)
-	}
+	e.ctl.Or(ctlAbandon)
+	e.endHoldLocked()
 	e.poke()
 }
 
@@ -583,10 +589,20 @@ func (e *Engine[T, L]) Workers() int {
 
 // Close stops the engine once the lanes are empty: the dispatcher hands
 // out what is left, then closes every worker's channel; Close returns when
-// the dispatcher and the workers have exited. Admission must be closed.
+// the dispatcher and the workers have exited. Admission must be closed,
+// and Start called.
+//
+// What is left runs (unless Abandon was called: then it is dropped). So
+// Close ends a Hold, as Unhold does, and a later Hold does nothing; and
+// after Resize(0), which leaves no worker to run it, Close starts one.
+// Resize does nothing once Close was called.
 func (e *Engine[T, L]) Close() {
 	e.mu.Lock()
 	e.closed.Store(true)
+	e.endHoldLocked()
+	if e.target == 0 {
+		e.resizeLocked(1)
+	}
 	e.poke()
 	e.mu.Unlock()
 	<-e.done
