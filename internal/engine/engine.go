@@ -63,12 +63,15 @@ type Runner[T, L any] interface {
 	// because the engine was abandoned.
 	Drop(l *L, t *T)
 	// Exited is called, on a new goroutine that carries on as the same
-	// worker, when the goroutine in Run(l, t) or in Exited(l, t) ended
-	// without returning (runtime.Goexit, or a panic that will crash the
-	// process). again reports that it died in Exited.
+	// worker, when the goroutine in Run(l, t), Drop(l, t) or Exited(l, t)
+	// ended without returning (runtime.Goexit, or a panic that will crash
+	// the process). again reports that it died in Exited.
 	Exited(l *L, t *T, again bool)
 	// Retired folds the state of a worker that exits for good into acc,
-	// under the lock Each holds.
+	// under the lock Each holds. A Retired that ends its goroutine
+	// (runtime.Goexit) retires the worker all the same: the lock is let
+	// go, the worker count is right, and Exited is not called (there is
+	// no unit); what it folded so far stays folded.
 	Retired(acc, l *L)
 }
 

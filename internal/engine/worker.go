@@ -60,8 +60,9 @@ const (
 // What a worker goroutine is doing, for the goroutine that replaces it if
 // it dies.
 const (
-	inRun  = iota // Run or Drop of batch[i]
-	inExit        // Exited for batch[i]
+	inRun    = iota // Run or Drop of batch[i]
+	inExit          // Exited for batch[i]
+	inRetire        // Retired: it has left for good
 )
 
 // startWorker adds a worker. The caller holds e.mu.
@@ -82,9 +83,10 @@ func (w *Worker[T, L]) loop(replaced bool) {
 	e := w.e
 	returned := false
 	defer func() {
-		if !returned {
+		if !returned && w.dying != inRetire {
 			// runtime.Goexit (or a panic on its way to crashing the
 			// process) in a Runner call: carry on in a new goroutine.
+			// Not in Retired: the worker has left, and has no unit.
 			e.wg.Add(1) // before this goroutine's Done, so Wait cannot slip through
 			go w.loop(true)
 		}
@@ -151,10 +153,7 @@ func (w *Worker[T, L]) between() (ok, waited bool) {
 	}
 	b, ok, waited := w.receive()
 	if !ok {
-		e.mu.Lock()
-		delete(e.workers, w)
-		e.r.Retired(&e.retired, &w.Local)
-		e.mu.Unlock()
+		w.leave()
 		return false, waited
 	}
 	w.mu.Lock()
@@ -170,6 +169,20 @@ func (w *Worker[T, L]) between() (ok, waited bool) {
 	w.mu.Unlock()
 	w.registerEarly()
 	return true, waited
+}
+
+// leave removes w, retired, from the engine and folds its state into the
+// retired workers'. Retired may end the goroutine (runtime.Goexit): the
+// lock is let go by a defer, and loop, seeing dying at inRetire, does not
+// replace the worker; it has left all the same. It is not part of between,
+// which runs once per batch, so that between has no defer.
+func (w *Worker[T, L]) leave() {
+	e := w.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.workers, w)
+	w.dying = inRetire
+	e.r.Retired(&e.retired, &w.Local)
 }
 
 // progress signals Progress, once Drain was called, at the end of a
