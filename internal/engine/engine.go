@@ -106,10 +106,11 @@ type Engine[T, L any] struct {
 	ctl atomic.Uint32 // ctlHold | ctlAbandon
 	_   [60]byte
 
-	mu       sync.Mutex // guards workers, live, target, resume, retired; Close sets closed under it
+	mu       sync.Mutex // guards workers, live, target, started, resume, retired; Close sets closed under it
 	workers  map[*Worker[T, L]]struct{}
 	live     int           // workers not retired
-	target   int           // workers asked for
+	target   int           // workers asked for (before Start: the workers Start starts)
+	started  bool          // Start was called
 	resume   chan struct{} // closed when a hold ends
 	closed   atomic.Bool   // Close was called
 	retired  L             // the folded state of retired workers
@@ -241,6 +242,7 @@ func New[T, L any](cfg Config, r Runner[T, L]) *Engine[T, L] {
 		cycle:    weightedCycle(cfg.Weights),
 		epoch:    time.Now(),
 		now:      -1,
+		target:   cfg.Workers,
 	}
 	e.shortUnit = int64(cfg.BatchWork) / int64(max(cfg.BatchSize, 1))
 	// Enough batches in a task channel for a full lane of full batches,
@@ -252,11 +254,13 @@ func New[T, L any](cfg Config, r Runner[T, L]) *Engine[T, L] {
 	return e
 }
 
-// Start starts the dispatcher and the workers.
+// Start starts the dispatcher and the workers: Config.Workers of them, or
+// as many as the last Resize before it asked for.
 func (e *Engine[T, L]) Start() {
 	e.mu.Lock()
 	e.procs.Store(int32(runtime.GOMAXPROCS(0)))
-	e.resizeLocked(e.cfg.Workers)
+	e.started = true
+	e.resizeLocked(e.target)
 	e.mu.Unlock()
 	e.wg.Add(1)
 	go e.dispatch()
@@ -561,11 +565,18 @@ func (e *Engine[T, L]) Notify() {
 
 // Resize sets the number of workers. New workers start at once; surplus
 // ones are retired by the dispatcher, the only goroutine that retires, as
-// they register idle.
+// they register idle (or early, see early.go: a worker still running its
+// batch, which it runs to the end before it exits; Workers counts it
+// until then). Before Start it starts nothing and sets the number Start
+// starts; after Close it does nothing.
 func (e *Engine[T, L]) Resize(n int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed.Load() {
+		return
+	}
+	if !e.started {
+		e.target = n
 		return
 	}
 	e.resizeLocked(n)

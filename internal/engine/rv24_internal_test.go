@@ -8,27 +8,20 @@ import (
 	"time"
 )
 
-// Resize before Start starts workers at once, and each one, having
-// registered, reads e.procs in receive (is it among no more workers than
-// processors?) before it parks, while Start writes e.procs under e.mu,
-// which the worker does not take: a data race under -race. Before receive
-// yielded, a worker read procs only after its first batch, which the
-// dispatcher Start launches after the write hands it.
+// Resize before Start started workers at once, and each one, having
+// registered, read e.procs in receive (is it among no more workers than
+// processors?) before it parked, while Start wrote e.procs under e.mu,
+// which the worker does not take: a data race under -race. Resize before
+// Start now starts nothing (it sets the number Start starts), so no
+// worker runs before Start's write; had one started, it would be parked
+// in receive by now, where the stacks show it.
 func TestResizeBeforeStartReadsProcsWithoutARace(t *testing.T) {
 	const n = 32
 	r := &countRunner{n: n, done: make(chan struct{})}
 	e := New[int, struct{}](Config{Workers: 1, BatchSize: 8, BatchWork: time.Second, QueueSize: n, Weights: [Lanes]int{1, 1, 1}}, r)
 	e.Resize(2)
-	// Wait until a worker is parked in receive, past its read of procs,
-	// by its stack alone: an atomic load of its state, say, would order
-	// the read before Start's write (and once Start has stored nlive, the
-	// worker's load of it orders the write before its read).
-	deadline := time.Now().Add(10 * time.Second)
-	for !parkedInReceive() {
-		if time.Now().After(deadline) {
-			t.Fatal("no worker parked in receive")
-		}
-		runtime.Gosched()
+	if w := e.Workers(); w != 0 || parkedInReceive() {
+		t.Fatalf("%d workers before Start", w)
 	}
 	e.Start()
 	for i := range n {
@@ -37,6 +30,9 @@ func TestResizeBeforeStartReadsProcsWithoutARace(t *testing.T) {
 		}
 	}
 	r.waitAll(t)
+	if w := e.Workers(); w != 2 {
+		t.Errorf("%d workers, want the 2 of the Resize before Start", w)
+	}
 	e.CloseAdmission()
 	e.Close()
 }
