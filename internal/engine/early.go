@@ -31,6 +31,12 @@ import "time"
 //   - regBounced, regTaken: the worker registers again when its batch is
 //     over, as if it had never registered early.
 //
+// An early registration taken while there are surplus workers is retired
+// like an idle one (retire closes the worker's channel; reg stays
+// regEarly): the worker runs its batch to the end, turns the registration
+// plain, finds its channel closed and exits. Nothing of its batch is lost;
+// live drops at once, and Workers counts the worker until it exits.
+//
 // So a worker has one registration or one batch outstanding at a time,
 // and an early batch is run by the worker it was handed to or taken back
 // by the dispatcher, never both: the batch is, like any other, no promise.
