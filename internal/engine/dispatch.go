@@ -175,7 +175,7 @@ func (e *Engine[T, L]) shutdown() bool {
 	// go, and wait for its registration once the batch is over.
 	k := 0
 	for _, w := range e.ready {
-		if !w.reg.CompareAndSwap(regEarly, regBounced) {
+		if !w.bounce() {
 			e.ready[k] = w
 			k++
 		}
@@ -194,7 +194,7 @@ func (e *Engine[T, L]) shutdown() bool {
 		}
 		select {
 		case w := <-e.idle:
-			if !w.reg.CompareAndSwap(regEarly, regBounced) {
+			if !w.bounce() {
 				e.ready = append(e.ready, w)
 			}
 		case <-e.wake:

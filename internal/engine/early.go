@@ -83,6 +83,11 @@ func (w *Worker[T, L]) registerEarly() {
 	}
 }
 
+// bounce lets w's registration go if it is still an early one, not
+// served, and reports whether it did: the worker registers again when its
+// batch is over (settleReg).
+func (w *Worker[T, L]) bounce() bool { return w.reg.CompareAndSwap(regEarly, regBounced) }
+
 // settleReg decides, at the end of w's batch and under w.mu, what becomes
 // of its early registration, and reports whether w must register again.
 func (w *Worker[T, L]) settleReg() bool {
@@ -123,7 +128,7 @@ func (e *Engine[T, L]) serveEarly(w *Worker[T, L]) (handled bool) {
 	if len(e.back) > 0 || e.ctl.Load() != 0 || e.laneUnits() <= int64(len(e.idle)) {
 		// Units taken back go to idle workers only, and with no more
 		// units than waiting registrations, to the waiting ones.
-		return w.reg.CompareAndSwap(regEarly, regBounced)
+		return w.bounce()
 	}
 	if !w.reg.CompareAndSwap(regEarly, regServed) {
 		return false // turned plain: the worker is idle

@@ -118,7 +118,7 @@ func rvFinish(e *Engine[rvUnit, rvLocal], n int, free []*Worker[rvUnit, rvLocal]
 	}
 	for len(e.back) > 0 {
 		w := next()
-		if w.reg.CompareAndSwap(regEarly, regBounced) {
+		if w.bounce() {
 			continue
 		}
 		b := e.back[0]
