@@ -53,6 +53,11 @@ func (e *Engine[T, L]) dispatch() {
 		if e.serveEarly(w) {
 			continue
 		}
+		// The worker is between batches: it claims nothing until it has
+		// the next one. Its counter at 0 with no batch tells Inspect that
+		// a batch is on its way to it, from before fill counts the units
+		// out of the lanes until the worker has them (see Inspect).
+		w.next.Store(0)
 		var b []T
 		if len(e.back) > 0 {
 			// Taken from behind a long unit: before any lane's units.
@@ -108,9 +113,11 @@ func (k wake[T, L]) pending() bool {
 // ping-pong, a worker woken again while an earlier wake-up is pending,
 // still does.
 func (e *Engine[T, L]) handOff(w *Worker[T, L], b []T, early bool) {
-	if !early {
+	if !early && w.next.Load() != 0 {
 		// The worker is between batches: it claims nothing until it
 		// has b. (An early batch's worker runs the last one still.)
+		// dispatch has stored it already, before fill; a test that
+		// plays the dispatcher may not have.
 		w.next.Store(0)
 	}
 	w.hseq++

@@ -468,6 +468,12 @@ func (e *Engine[T, L]) Accepted() uint64 {
 }
 
 // Queued returns, per lane, the units put and not yet handed to a worker.
+// A batch handed to a worker is shown by Inspect from before it leaves
+// the lane (Inspect waits for the worker to receive it), so a caller that
+// reads Queued and then Inspect sees each unit put before it and not
+// begun in one of them at least (in both if it moved meanwhile), except
+// the units the dispatcher takes back from behind a running unit
+// (steal.go), between the take and their next hand-off.
 func (e *Engine[T, L]) Queued() [Lanes]int {
 	var q [Lanes]int
 	for i := range e.lanes {
@@ -648,11 +654,24 @@ func (e *Engine[T, L]) workerList() []*Worker[T, L] {
 
 // Inspect calls f for each worker with its local state, the unit it runs
 // (nil if none) with the tag its Begin was given, and the units of its
-// batch it has not started. f must not keep them.
+// batch it has not started, followed by those of an early batch waiting
+// for it. f must not keep them. A worker to which the dispatcher is
+// handing a batch is looked at once it has received it (see Queued).
 func (e *Engine[T, L]) Inspect(f func(l *L, running *T, tag uint64, unstarted []T)) {
 	var tmp []T
 	for _, w := range e.workerList() {
 		w.mu.Lock()
+		for w.batch == nil && len(w.pending) == 0 && w.next.Load() == 0 {
+			// A plain hand-off is on its way: the dispatcher set the
+			// counter to 0 before it took the units out of the lanes,
+			// and the worker sets its batch under w.mu when it receives
+			// it, which it does at once (the dispatcher sends without
+			// waiting, and nothing holds the worker back); the hot path
+			// pays nothing for this look.
+			w.mu.Unlock()
+			runtime.Gosched()
+			w.mu.Lock()
+		}
 		b := w.batch[:w.end]
 		c := w.cur.Load()
 		i := int(c & curMask &^ held)

@@ -71,6 +71,8 @@ func (e *Engine[T, L]) startWorker() {
 	// worker's fair share (a thousand workers each given one task would
 	// otherwise hold a buffer of sixteen from Start).
 	w := &Worker[T, L]{e: e, ch: make(chan []T, 1)}
+	// Not 0: with no batch, 0 says that one is on its way (Inspect).
+	w.next.Store(1)
 	e.workers[w] = struct{}{}
 	e.wg.Add(1)
 	go w.loop(false)
