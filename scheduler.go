@@ -262,7 +262,8 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 			// Every accepted task has its outcome (admission is closed,
 			// so none can come): nothing is left to give up, and only
 			// the goroutines' exit remains, which giving up would not
-			// hasten. The engine closes only once a hold is off.
+			// hasten. The hold is lifted now (the engine's Close, which
+			// the shutdown calls, would lift it too).
 			s.e.Unhold()
 			<-s.done
 			return nil

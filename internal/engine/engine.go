@@ -573,8 +573,9 @@ func (e *Engine[T, L]) Notify() {
 // ones are retired by the dispatcher, the only goroutine that retires, as
 // they register idle (or early, see early.go: a worker still running its
 // batch, which it runs to the end before it exits; Workers counts it
-// until then). Before Start it starts nothing and sets the number Start
-// starts; after Close it does nothing.
+// until then). Resize(0) leaves the units queued until a Resize up, or
+// Close, which starts a worker for them. Before Start it starts nothing
+// and sets the number Start starts; after Close it does nothing.
 func (e *Engine[T, L]) Resize(n int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
