@@ -146,8 +146,7 @@ func benchRun(b *testing.B, storage string, consumers int, defaults bool, codec 
 	}()
 	_, pjs := connect(b, srv.URL())
 	ctx := ctxT(b)
-	prod, err := natsbroker.NewProducer(ctx, pjs, opts...)
-	require.NoError(b, err)
+	prod := newProducer(b, ctx, pjs, opts...)
 	batch := make([]taskpool.Task, 10000)
 
 	b.ResetTimer()
@@ -198,8 +197,7 @@ func BenchmarkRetryLatency(b *testing.B) {
 						acked <- struct{}{}
 					}
 				}))
-			prod, err := natsbroker.NewProducer(context.Background(), js, q)
-			require.NoError(b, err)
+			prod := newProducer(b, context.Background(), js, q)
 			ctx := context.Background()
 			b.ResetTimer()
 			for i := range b.N {

@@ -23,9 +23,7 @@ type emailParams struct {
 
 func TestEveryTaskCompletes(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 
 	const n = 600
 	led := newLedger(n)
@@ -42,8 +40,7 @@ func TestEveryTaskCompletes(t *testing.T) {
 		return nil
 	}))
 
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js)
 	startConsumer(t, js, reg, natsbroker.WithWorkers(4))
 	startConsumer(t, js, reg, natsbroker.WithWorkers(4), natsbroker.WithPrefetch(8))
 
@@ -77,13 +74,10 @@ func TestEveryTaskCompletes(t *testing.T) {
 
 func TestEnqueueErrors(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	js, ctx := startJetStream(t)
+	prod := newProducer(t, ctx, js)
 
-	_, err = prod.Enqueue(ctx, taskpool.Task{})
+	_, err := prod.Enqueue(ctx, taskpool.Task{})
 	assert.ErrorIs(t, err, taskpool.ErrInvalidType)
 	_, err = prod.Enqueue(ctx, taskpool.Task{Type: "x", Params: make(chan int)})
 	assert.ErrorIs(t, err, natsbroker.ErrBadParams)
@@ -108,9 +102,7 @@ func TestEnqueueErrors(t *testing.T) {
 
 func TestRetryBackoffDeadLetter(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 
 	var (
 		mu       sync.Mutex
@@ -153,8 +145,7 @@ func TestRetryBackoffDeadLetter(t *testing.T) {
 		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
 			settled <- settle{out.Task.ID, a, out.Attempts}
 		}))
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js)
 	for _, task := range []taskpool.Task{
 		{ID: "flaky", Type: "flaky", MaxAttempts: 5},
 		{ID: "broken", Type: "broken", MaxAttempts: 3},
@@ -189,8 +180,7 @@ func TestRetryBackoffDeadLetter(t *testing.T) {
 	assert.Equal(t, []int{1, 2, 3}, attempts["flaky"])
 	mu.Unlock()
 
-	insp, err := natsbroker.NewInspector(ctx, js)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js)
 	dls, err := insp.DeadLetters(ctx, 0, 100)
 	require.NoError(t, err)
 	require.Len(t, dls, 4)

@@ -56,18 +56,14 @@ type settledOutcome struct {
 // callbackExitConsumer starts a consumer of h with the options and a
 // settle hook that reports on the returned channel.
 func callbackExitConsumer(t *testing.T, h taskpool.Handler, opts ...natsbroker.Option) (*natsbroker.Consumer, *natsbroker.Producer, *natsbroker.Inspector, chan settledOutcome, func(payload string)) {
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	told := make(chan settledOutcome, 16)
 	opts = append(opts, natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
 		told <- settledOutcome{out, a}
 	}), natsbroker.WithPollWait(100*time.Millisecond))
 	cons := startConsumer(t, js, h, opts...)
-	p, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
-	insp, err := natsbroker.NewInspector(ctx, js)
-	require.NoError(t, err)
+	p := newProducer(t, ctx, js)
+	insp := newInspector(t, ctx, js)
 	publish := func(payload string) {
 		_, err := js.Publish(ctx, "taskpool.default.task.default", []byte(payload))
 		require.NoError(t, err)
@@ -332,15 +328,12 @@ func TestBackoffPanicOrGoexitWhereAStoreFails(t *testing.T) {
 			t.Parallel()
 			reg := taskpool.NewRegistry()
 			require.NoError(t, reg.HandleFunc("ok", func(context.Context, taskpool.Task) error { return nil }))
-			srv := startServer(t)
-			_, js := connect(t, srv.URL())
-			ctx := ctxT(t)
+			js, ctx := startJetStream(t)
 			told := make(chan settledOutcome, 16)
 			cons := startConsumer(t, js, reg, natsbroker.WithBackoff(bo), natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
 				told <- settledOutcome{out, a}
 			}))
-			p, err := natsbroker.NewProducer(ctx, js)
-			require.NoError(t, err)
+			p := newProducer(t, ctx, js)
 			// Every result record is larger than the bucket allows.
 			s, err := js.Stream(ctx, "KV_taskpool_results_default")
 			require.NoError(t, err)

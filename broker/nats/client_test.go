@@ -23,9 +23,7 @@ import (
 // run") and SubmitWait waited for an outcome that never came.
 func TestClientReusedIDIsDuplicate(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	reg := taskpool.NewRegistry()
 	ran := make(chan string, 4)
 	require.NoError(t, reg.HandleFunc("ok", func(ctx context.Context, t taskpool.Task) error {
@@ -33,8 +31,7 @@ func TestClientReusedIDIsDuplicate(t *testing.T) {
 		return nil
 	}))
 	startConsumer(t, js, reg)
-	p, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	p := newProducer(t, ctx, js)
 	c := natsbroker.NewClient(p)
 
 	require.NoError(t, c.Submit(ctx, taskpool.Task{ID: "once", Type: "ok"}))
@@ -44,7 +41,7 @@ func TestClientReusedIDIsDuplicate(t *testing.T) {
 	assert.ErrorIs(t, c.SubmitAt(ctx, taskpool.Task{ID: "once", Type: "ok"}, time.Now().Add(time.Hour)), taskpool.ErrDuplicateTask)
 	short, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err = c.SubmitWait(short, taskpool.Task{ID: "once", Type: "ok"})
+	_, err := c.SubmitWait(short, taskpool.Task{ID: "once", Type: "ok"})
 	assert.ErrorIs(t, err, taskpool.ErrDuplicateTask)
 	assert.ErrorIs(t, c.Cancel("once"), taskpool.ErrTaskNotFound, "nothing delayed was stored")
 }
@@ -56,11 +53,8 @@ func TestClientReusedIDIsDuplicate(t *testing.T) {
 // key's TTL (in process the refused task never held it).
 func TestDuplicateIDLeavesItsUniqueKeyFree(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
-	p, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	js, ctx := startJetStream(t)
+	p := newProducer(t, ctx, js)
 	c := natsbroker.NewClient(p)
 
 	require.NoError(t, c.Submit(ctx, taskpool.Task{ID: "stored", Type: "ok"}))
@@ -90,9 +84,7 @@ func TestDuplicateIDLeavesItsUniqueKeyFree(t *testing.T) {
 // where in process it ran. A longer id is refused on both.
 func TestScheduleIDAtItsBound(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	ticks := make(chan string, 8)
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("tick", func(_ context.Context, task taskpool.Task) error {
@@ -103,8 +95,7 @@ func TestScheduleIDAtItsBound(t *testing.T) {
 		return nil
 	}))
 	startConsumer(t, js, reg, natsbroker.WithPollWait(100*time.Millisecond))
-	p, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	p := newProducer(t, ctx, js)
 	s, err := taskpool.New(reg)
 	require.NoError(t, err)
 	require.NoError(t, s.Start())
@@ -146,11 +137,8 @@ func (j *firstReplyLost) PublishMsg(ctx context.Context, msg *nats.Msg, opts ...
 // and it keeps its unique key.
 func TestClientSubmitRetriedIsNotADuplicate(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
-	p, err := natsbroker.NewProducer(ctx, &firstReplyLost{JetStream: js})
-	require.NoError(t, err)
+	js, ctx := startJetStream(t)
+	p := newProducer(t, ctx, &firstReplyLost{JetStream: js})
 	c := natsbroker.NewClient(p)
 
 	require.NoError(t, c.Submit(ctx, taskpool.Task{ID: "retried", Type: "ok", UniqueKey: "rk"}))

@@ -252,8 +252,7 @@ var transports = []transport{
 				w.settle(out)
 			}
 		}))
-		p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithKnownTypes(reg))
-		require.NoError(t, err)
+		p := newProducer(t, ctxT(t), js, natsbroker.WithKnownTypes(reg))
 		return natsbroker.NewClient(p)
 	}},
 }

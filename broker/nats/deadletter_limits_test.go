@@ -17,12 +17,9 @@ import (
 // process's other limits are a mismatch, and WithReconfigure applies them.
 func TestDeadLetterLimits(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("dlqlim")
-	_, err := natsbroker.NewInspector(ctx, js, q, natsbroker.WithDeadLetterLimits(time.Hour, 4096))
-	require.NoError(t, err)
+	newInspector(t, ctx, js, q, natsbroker.WithDeadLetterLimits(time.Hour, 4096))
 	st, err := js.Stream(ctx, "TASKPOOLDEAD_dlqlim")
 	require.NoError(t, err)
 	cfg := st.CachedInfo().Config
@@ -80,8 +77,7 @@ func TestPlacementTags(t *testing.T) {
 	_, js := connect(t, c.url(0))
 	ctx := ctxT(t)
 	q := natsbroker.WithQueue("placed")
-	_, err := natsbroker.NewProducer(ctx, js, q, natsbroker.WithPlacement("", "az:b"))
-	require.NoError(t, err)
+	newProducer(t, ctx, js, q, natsbroker.WithPlacement("", "az:b"))
 	for _, name := range []string{"TASKPOOL_placed", "TASKPOOLDEAD_placed", "KV_taskpool_unique_placed", "KV_taskpool_results_placed"} {
 		st, err := js.Stream(ctx, name)
 		require.NoError(t, err, name)
@@ -91,7 +87,7 @@ func TestPlacementTags(t *testing.T) {
 		require.NotNil(t, info.Cluster, name)
 		assert.Equal(t, "n2", info.Cluster.Leader, "%s is on the server tagged az:b", name)
 	}
-	_, err = natsbroker.NewInspector(ctx, js, q, natsbroker.WithPlacement("", "az:c"))
+	_, err := natsbroker.NewInspector(ctx, js, q, natsbroker.WithPlacement("", "az:c"))
 	require.ErrorIs(t, err, natsbroker.ErrQueueMismatch)
 	assert.ErrorContains(t, err, "placement")
 	_, err = natsbroker.NewInspector(ctx, js, q)

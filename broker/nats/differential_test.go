@@ -638,11 +638,8 @@ func runDiffProgram(t *testing.T, names []string, worlds []*world, prefix string
 // option.
 func TestIDsOverMaxIDLength(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
-	p, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	js, ctx := startJetStream(t)
+	p := newProducer(t, ctx, js)
 	c := natsbroker.NewClient(p)
 	s, err := taskpool.New(taskpool.HandlerFunc(func(context.Context, taskpool.Task) error { return nil }))
 	require.NoError(t, err)

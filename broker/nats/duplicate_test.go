@@ -137,12 +137,10 @@ func TestRedeliveryOfARunningTaskIsPutBackUnsettled(t *testing.T) {
 			log := newSettleLog()
 			cons := startConsumer(t, js, flipLookup{reg: reg, mode: mode}, natsbroker.WithWorkers(2),
 				natsbroker.WithUnknownTypeGrace(10*time.Millisecond), natsbroker.WithSettleHook(log.hook))
-			p, err := natsbroker.NewProducer(ctx, js)
-			require.NoError(t, err)
-			insp, err := natsbroker.NewInspector(ctx, js)
-			require.NoError(t, err)
+			p := newProducer(t, ctx, js)
+			insp := newInspector(t, ctx, js)
 
-			_, err = p.Enqueue(ctx, tt.give)
+			_, err := p.Enqueue(ctx, tt.give)
 			require.NoError(t, err)
 			first := spy.delivery(t, 1)
 			waitDone(t, started, 10*time.Second, "the task's start")
@@ -210,10 +208,9 @@ func TestDuplicateIDPutBackIsNotTold(t *testing.T) {
 	log := newSettleLog()
 	cons := startConsumer(t, js, reg, natsbroker.WithWorkers(2), natsbroker.WithAckWait(time.Second),
 		natsbroker.WithSettleHook(log.hook))
-	p, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	p := newProducer(t, ctx, js)
 	task := taskpool.Task{ID: "dup", Type: "block"}
-	_, err = p.Enqueue(ctx, task)
+	_, err := p.Enqueue(ctx, task)
 	require.NoError(t, err)
 	spy.delivery(t, 1)
 	waitDone(t, started, 10*time.Second, "the first message's run")

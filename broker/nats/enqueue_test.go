@@ -57,12 +57,11 @@ func TestEnqueueErrorClassification(t *testing.T) {
 	srv := startServer(t)
 	_, js := connect(t, srv.URL())
 	ctx := ctxT(t)
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js)
 
 	// Larger than the server's max_payload (1 MiB by default).
 	start := time.Now()
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "huge", Type: "x", Params: strings.Repeat("a", 2<<20)})
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "huge", Type: "x", Params: strings.Repeat("a", 2<<20)})
 	require.ErrorIs(t, err, natsbroker.ErrMaxPayload)
 	assert.NotErrorIs(t, err, natsbroker.ErrNotConfirmed)
 	var ee *natsbroker.EnqueueError
@@ -113,8 +112,7 @@ func TestEnqueueRetriesUntilServerBack(t *testing.T) {
 	t.Cleanup(nc.Close)
 	ctx := ctxT(t)
 	logs := newLogSignal("retrying")
-	prod, err := natsbroker.NewProducer(ctx, js, natsbroker.WithLogger(slog.New(logs)))
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, natsbroker.WithLogger(slog.New(logs)))
 
 	srv.Shutdown()
 	require.Eventually(t, func() bool { return !nc.IsConnected() }, 5*time.Second, 5*time.Millisecond)
@@ -167,8 +165,7 @@ func TestEnqueueBatchRetriesUntilServerBack(t *testing.T) {
 	t.Cleanup(nc.Close)
 	ctx := ctxT(t)
 	logs := newLogSignal("retrying")
-	prod, err := natsbroker.NewProducer(ctx, js, natsbroker.WithLogger(slog.New(logs)))
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, natsbroker.WithLogger(slog.New(logs)))
 
 	srv.Shutdown()
 	require.Eventually(t, func() bool { return !nc.IsConnected() }, 5*time.Second, 5*time.Millisecond)
@@ -209,13 +206,10 @@ func TestEnqueueBatchRetriesUntilServerBack(t *testing.T) {
 // taken until the key's TTL, refusing every task with that key.
 func TestEnqueueBatchRefusedTaskFreesItsUniqueKey(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	js, ctx := startJetStream(t)
+	prod := newProducer(t, ctx, js)
 
-	_, err = prod.EnqueueBatch(ctx, []taskpool.Task{
+	_, err := prod.EnqueueBatch(ctx, []taskpool.Task{
 		{ID: "huge", Type: "x", UniqueKey: "kb", Params: strings.Repeat("a", 2<<20)},
 		{ID: "fine", Type: "x", UniqueKey: "kf"},
 	})
@@ -232,13 +226,10 @@ func TestEnqueueBatchRefusedTaskFreesItsUniqueKey(t *testing.T) {
 // key could be enqueued while the stored one was pending).
 func TestEnqueueRefusedKeepsTheStoredTasksKey(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	js, ctx := startJetStream(t)
+	prod := newProducer(t, ctx, js)
 
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "a", Type: "x", UniqueKey: "k"})
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "a", Type: "x", UniqueKey: "k"})
 	require.NoError(t, err)
 	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "a", Type: "x", UniqueKey: "k", Params: strings.Repeat("a", 2<<20)})
 	require.ErrorIs(t, err, natsbroker.ErrMaxPayload)

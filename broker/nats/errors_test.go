@@ -32,16 +32,13 @@ func TestSentinelsWrapCore(t *testing.T) {
 	}
 	assert.False(t, errors.Is(natsbroker.ErrDuplicateTask, taskpool.ErrInvalidOption))
 
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	_, err := natsbroker.NewProducer(ctx, js, natsbroker.WithWorkers(-1))
 	assert.ErrorIs(t, err, taskpool.ErrInvalidOption)
 	_, err = natsbroker.NewProducer(ctx, js, natsbroker.WithQueue("no spaces"))
 	assert.ErrorIs(t, err, taskpool.ErrInvalidOption)
 
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js)
 	_, err = prod.Enqueue(ctx, taskpool.Task{})
 	assert.ErrorIs(t, err, taskpool.ErrInvalidType)
 	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "a", Type: "x", UniqueKey: "k"})

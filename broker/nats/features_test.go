@@ -19,9 +19,7 @@ import (
 
 func TestBadPayloadIsDeadLettered(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	ran := make(chan string, 4)
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("ok", func(_ context.Context, task taskpool.Task) error {
@@ -49,14 +47,12 @@ func TestBadPayloadIsDeadLettered(t *testing.T) {
 		}
 	}
 	// The worker survived and still runs good tasks.
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js)
 	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "good", Type: "ok"})
 	require.NoError(t, err)
 	assert.Equal(t, "good", <-ran)
 
-	insp, err := natsbroker.NewInspector(ctx, js)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js)
 	dls, err := insp.DeadLetters(ctx, 0, 10)
 	require.NoError(t, err)
 	require.Len(t, dls, 2)
@@ -74,9 +70,7 @@ func TestBadPayloadIsDeadLettered(t *testing.T) {
 // delayTest enqueues a delayed task and a cancelled one and checks that the
 // first runs no earlier than due and the second never.
 func delayTest(t *testing.T, opts ...natsbroker.Option) {
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	type run struct {
 		id string
 		at time.Time
@@ -88,12 +82,11 @@ func delayTest(t *testing.T, opts ...natsbroker.Option) {
 		return nil
 	}))
 	startConsumer(t, js, reg, append(opts, natsbroker.WithPollWait(100*time.Millisecond))...)
-	prod, err := natsbroker.NewProducer(ctx, js, opts...)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, opts...)
 
 	const d = 1500 * time.Millisecond
 	start := time.Now()
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "cancelled", Type: "later"}, natsbroker.Delay(d/2))
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "cancelled", Type: "later"}, natsbroker.Delay(d/2))
 	require.NoError(t, err)
 	err = prod.Cancel(ctx, "cancelled")
 	fallback := errors.Is(err, natsbroker.ErrSchedulesUnsupported)
@@ -103,8 +96,7 @@ func delayTest(t *testing.T, opts ...natsbroker.Option) {
 	r, err := prod.Enqueue(ctx, taskpool.Task{ID: "delayed", Type: "later"}, natsbroker.Delay(d))
 	require.NoError(t, err)
 	assert.WithinDuration(t, start.Add(d), r.RunAt, 100*time.Millisecond)
-	insp, err := natsbroker.NewInspector(ctx, js, opts...)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js, opts...)
 	info, err := insp.Queue(ctx)
 	require.NoError(t, err)
 	if fallback {
@@ -149,9 +141,7 @@ func TestDelayedTaskServerSchedule(t *testing.T) {
 
 func TestPeriodicTaskOncePerTick(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	ticks := make(chan string, 16)
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("report", func(_ context.Context, task taskpool.Task) error {
@@ -164,8 +154,7 @@ func TestPeriodicTaskOncePerTick(t *testing.T) {
 		startConsumer(t, js, reg, natsbroker.WithPollWait(100*time.Millisecond))
 	}
 	for range 2 {
-		prod, err := natsbroker.NewProducer(ctx, js)
-		require.NoError(t, err)
+		prod := newProducer(t, ctx, js)
 		require.NoError(t, prod.Schedule(ctx, "nightly-report", "@every 1s", taskpool.Task{Type: "report"}))
 	}
 	start := time.Now()
@@ -181,11 +170,9 @@ func TestPeriodicTaskOncePerTick(t *testing.T) {
 	// (they would if each registration or each worker emitted its own).
 	assert.Greater(t, elapsed, 1900*time.Millisecond)
 
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js)
 	require.NoError(t, prod.Cancel(ctx, "nightly-report"))
-	insp, err := natsbroker.NewInspector(ctx, js)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js)
 	info, err := insp.Queue(ctx)
 	require.NoError(t, err)
 	assert.Zero(t, info.Scheduled)
@@ -193,11 +180,8 @@ func TestPeriodicTaskOncePerTick(t *testing.T) {
 
 func TestPrioritiesWeighted(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	js, ctx := startJetStream(t)
+	prod := newProducer(t, ctx, js)
 	const each = 150
 	var tasks []taskpool.Task
 	for i := range each {
@@ -205,11 +189,10 @@ func TestPrioritiesWeighted(t *testing.T) {
 			taskpool.Task{ID: fmt.Sprint("low-", i), Type: "p", Priority: taskpool.PriorityLow},
 			taskpool.Task{ID: fmt.Sprint("high-", i), Type: "p", Priority: taskpool.PriorityHigh})
 	}
-	_, err = prod.EnqueueBatch(ctx, tasks)
+	_, err := prod.EnqueueBatch(ctx, tasks)
 	require.NoError(t, err)
 
-	insp, err := natsbroker.NewInspector(ctx, js)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js)
 	info, err := insp.Queue(ctx)
 	require.NoError(t, err)
 	assert.EqualValues(t, each, info.Priorities[0].Pending, "high")
@@ -251,15 +234,11 @@ func TestPrioritiesWeighted(t *testing.T) {
 
 func TestUniqueAcrossProducers(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
-	p1, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
-	p2, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	js, ctx := startJetStream(t)
+	p1 := newProducer(t, ctx, js)
+	p2 := newProducer(t, ctx, js)
 
-	_, err = p1.Enqueue(ctx, taskpool.Task{ID: "a", Type: "u", UniqueKey: "user:42/sync"})
+	_, err := p1.Enqueue(ctx, taskpool.Task{ID: "a", Type: "u", UniqueKey: "user:42/sync"})
 	require.NoError(t, err)
 	_, err = p2.Enqueue(ctx, taskpool.Task{ID: "b", Type: "u", UniqueKey: "user:42/sync"})
 	assert.ErrorIs(t, err, natsbroker.ErrDuplicateTask)
@@ -293,9 +272,7 @@ func TestUniqueAcrossProducers(t *testing.T) {
 
 func TestGracefulStopFinishesInFlight(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	started := make(chan string, 8)
 	release := make(chan struct{})
 	reg := taskpool.NewRegistry()
@@ -313,8 +290,7 @@ func TestGracefulStopFinishesInFlight(t *testing.T) {
 		}))
 	require.NoError(t, err)
 	require.NoError(t, c.Start())
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js)
 	for i := range 3 {
 		_, err := prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("s", i), Type: "slow"})
 		require.NoError(t, err)
@@ -339,8 +315,7 @@ func TestGracefulStopFinishesInFlight(t *testing.T) {
 	assert.EqualValues(t, 3, acks.Load())
 	assert.NoError(t, c.Stop(ctx), "second Stop")
 
-	insp, err := natsbroker.NewInspector(ctx, js)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js)
 	info, err := insp.Queue(ctx)
 	require.NoError(t, err)
 	assert.EqualValues(t, 1, info.Priorities[1].Pending)
@@ -349,9 +324,7 @@ func TestGracefulStopFinishesInFlight(t *testing.T) {
 
 func TestStopDeadlineReleasesTasks(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	started := make(chan struct{}, 8)
 	stubborn := taskpool.NewRegistry()
 	require.NoError(t, stubborn.HandleFunc("job", func(ctx context.Context, _ taskpool.Task) error {
@@ -368,8 +341,7 @@ func TestStopDeadlineReleasesTasks(t *testing.T) {
 		}))
 	require.NoError(t, err)
 	require.NoError(t, c.Start())
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js)
 	for i := range 2 {
 		_, err := prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("j", i), Type: "job"})
 		require.NoError(t, err)
@@ -405,9 +377,7 @@ func TestStopDeadlineReleasesTasks(t *testing.T) {
 
 func TestLongTaskKeepsLease(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	var runs atomic.Int32
 	done := make(chan int, 4)
 	reg := taskpool.NewRegistry()
@@ -424,9 +394,8 @@ func TestLongTaskKeepsLease(t *testing.T) {
 	// Two consumers: a lease that lapsed would send the task to the other.
 	startConsumer(t, js, reg, natsbroker.WithAckWait(300*time.Millisecond))
 	startConsumer(t, js, reg, natsbroker.WithAckWait(300*time.Millisecond))
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
-	_, err = prod.Enqueue(ctx, taskpool.Task{Type: "long"})
+	prod := newProducer(t, ctx, js)
+	_, err := prod.Enqueue(ctx, taskpool.Task{Type: "long"})
 	require.NoError(t, err)
 	assert.Equal(t, 1, <-done)
 	assert.EqualValues(t, 1, runs.Load(), "no redelivery while running")
@@ -436,9 +405,7 @@ func TestLongTaskKeepsLease(t *testing.T) {
 // empty priority at once; no priority may starve for it.
 func TestFewWorkersEveryPriorityServed(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	release := make(chan struct{})
 	ran := make(chan string, 4)
 	reg := taskpool.NewRegistry()
@@ -452,9 +419,8 @@ func TestFewWorkersEveryPriorityServed(t *testing.T) {
 		return nil
 	}))
 	startConsumer(t, js, reg, natsbroker.WithWorkers(2), natsbroker.WithPrefetch(natsbroker.NoPrefetch))
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
-	_, err = prod.Enqueue(ctx, taskpool.Task{Type: "block"})
+	prod := newProducer(t, ctx, js)
+	_, err := prod.Enqueue(ctx, taskpool.Task{Type: "block"})
 	require.NoError(t, err)
 	require.Equal(t, "block", <-ran)
 	// One worker left, three priorities to watch.
@@ -477,9 +443,7 @@ func TestFewWorkersEveryPriorityServed(t *testing.T) {
 // task without running it again.
 func TestAttemptsExhaustedByInterruptions(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	started := make(chan struct{}, 1)
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("hang", func(ctx context.Context, _ taskpool.Task) error {
@@ -490,8 +454,7 @@ func TestAttemptsExhaustedByInterruptions(t *testing.T) {
 	c, err := natsbroker.NewConsumer(ctx, js, reg)
 	require.NoError(t, err)
 	require.NoError(t, c.Start())
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js)
 	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "fragile", Type: "hang", MaxAttempts: 1})
 	require.NoError(t, err)
 	<-started

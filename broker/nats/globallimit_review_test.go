@@ -86,8 +86,7 @@ func TestGlobalLimitLostLeaseGivesBackOnlyItsOwn(t *testing.T) {
 			}
 		}),
 		natsbroker.WithGlobalLimit("limited", natsbroker.Limit{Concurrency: 1}))
-	p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithQueue(queue))
-	require.NoError(t, err)
+	p := newProducer(t, ctxT(t), js, natsbroker.WithQueue(queue))
 	enqueue := func(id string) {
 		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: id, Type: "limited"})
 		require.NoError(t, err)
@@ -140,8 +139,7 @@ func TestClusterGlobalSlotRaceIsNotAFailure(t *testing.T) {
 			natsbroker.WithGlobalLimit("limited", natsbroker.Limit{Concurrency: 1}))
 	}
 	_, js := connect(t, cl.url(0))
-	p, err := natsbroker.NewProducer(ctxT(t), js, q)
-	require.NoError(t, err)
+	p := newProducer(t, ctxT(t), js, q)
 	for i := range n {
 		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: "r" + string(rune('A'+i)), Type: "limited"})
 		require.NoError(t, err)
@@ -201,8 +199,7 @@ func TestGlobalSlotRenewalWithLostAnswer(t *testing.T) {
 	kv := &lostAnswerKV{renewed: make(chan struct{})}
 	c.WrapGlobalSlots(func(in jetstream.KeyValue) jetstream.KeyValue { kv.KeyValue = in; return kv })
 	require.NoError(t, c.Start())
-	p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithQueue(queue))
-	require.NoError(t, err)
+	p := newProducer(t, ctxT(t), js, natsbroker.WithQueue(queue))
 	_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: "a", Type: "limited"})
 	require.NoError(t, err)
 	waitDone(t, run.started["a"], 10*time.Second, "a's start")
@@ -270,8 +267,7 @@ func TestGlobalLimitStopDeadlineReportsWaiting(t *testing.T) {
 	// The only slot, held by another process for longer than the test.
 	_, err = kv.Create(ctxT(t), slotKey("limited", 0), []byte("other"))
 	require.NoError(t, err)
-	p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithQueue(queue))
-	require.NoError(t, err)
+	p := newProducer(t, ctxT(t), js, natsbroker.WithQueue(queue))
 	for _, id := range []string{"w1", "w2"} {
 		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: id, Type: "limited"})
 		require.NoError(t, err)
@@ -365,8 +361,7 @@ func TestGlobalSlotCreateWithLostAnswer(t *testing.T) {
 			kv := &lostCreateKV{failGets: tc.failGets, moreLost: tc.moreLost, noWatch: tc.noWatch}
 			c.WrapGlobalSlots(func(in jetstream.KeyValue) jetstream.KeyValue { kv.KeyValue = in; return kv })
 			require.NoError(t, c.Start())
-			p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithQueue(queue))
-			require.NoError(t, err)
+			p := newProducer(t, ctxT(t), js, natsbroker.WithQueue(queue))
 			_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: "a", Type: "limited"})
 			require.NoError(t, err)
 			waitDone(t, run.started["a"], 10*time.Second, "a's start with the slot it created")
@@ -400,8 +395,7 @@ func TestGlobalSlotUnsureGivenBackWhenNoTaskWaits(t *testing.T) {
 	kv := &lostCreateKV{failGets: 2, noWatch: true}
 	c.WrapGlobalSlots(func(in jetstream.KeyValue) jetstream.KeyValue { kv.KeyValue = in; return kv })
 	require.NoError(t, c.Start())
-	p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithQueue(queue))
-	require.NoError(t, err)
+	p := newProducer(t, ctxT(t), js, natsbroker.WithQueue(queue))
 	_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: "a", Type: "limited"})
 	require.NoError(t, err)
 	waitDone(t, run.started["a"], 10*time.Second, "a's start on the other slot")

@@ -121,8 +121,7 @@ func TestGlobalConcurrencyLimitAcrossConsumers(t *testing.T) {
 			natsbroker.WithGlobalLimit("limited", natsbroker.Limit{Concurrency: 2})))
 	}
 	_, js := connect(t, srv.URL())
-	p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithQueue(queue))
-	require.NoError(t, err)
+	p := newProducer(t, ctxT(t), js, natsbroker.WithQueue(queue))
 	for i := range 40 {
 		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: fmt.Sprint("l", i), Type: "limited"})
 		require.NoError(t, err)
@@ -160,8 +159,7 @@ func TestGlobalRateLimitAcrossConsumers(t *testing.T) {
 			natsbroker.WithGlobalLimit("limited", natsbroker.Limit{Rate: rate, Burst: burst}))
 	}
 	_, js := connect(t, srv.URL())
-	p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithQueue(queue))
-	require.NoError(t, err)
+	p := newProducer(t, ctxT(t), js, natsbroker.WithQueue(queue))
 	for i := range n {
 		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: fmt.Sprint("r", i), Type: "limited"})
 		require.NoError(t, err)
@@ -201,8 +199,7 @@ func TestGlobalSlotOfDeadProcessExpires(t *testing.T) {
 	// The lease of the only slot, as a crashed process leaves it.
 	_, err = kv.Create(ctxT(t), base64.RawURLEncoding.EncodeToString([]byte("limited"))+".0", []byte("dead"))
 	require.NoError(t, err)
-	p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithQueue(queue))
-	require.NoError(t, err)
+	p := newProducer(t, ctxT(t), js, natsbroker.WithQueue(queue))
 	_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: "l", Type: "limited"})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return c.Health().Waiting == 1 }, 10*time.Second, time.Millisecond)
@@ -242,16 +239,14 @@ func TestGlobalLimitStop(t *testing.T) {
 			a, err := natsbroker.NewConsumer(ctxT(t), js, reg, natsbroker.WithQueue(queue), natsbroker.WithWorkers(3), limit)
 			require.NoError(t, err)
 			require.NoError(t, a.Start())
-			p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithQueue(queue))
-			require.NoError(t, err)
+			p := newProducer(t, ctxT(t), js, natsbroker.WithQueue(queue))
 			for i := range 3 {
 				_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: fmt.Sprint("s", i), Type: "limited"})
 				require.NoError(t, err)
 			}
 			first := <-started
 			require.Eventually(t, func() bool { return a.Health().Waiting == 2 }, 10*time.Second, time.Millisecond)
-			insp, err := natsbroker.NewInspector(ctxT(t), js, natsbroker.WithQueue(queue))
-			require.NoError(t, err)
+			insp := newInspector(t, ctxT(t), js, natsbroker.WithQueue(queue))
 			slots, err := insp.GlobalSlots(ctxT(t))
 			require.NoError(t, err)
 			require.Len(t, slots, 1)
@@ -303,8 +298,7 @@ func TestClusterGlobalLimit(t *testing.T) {
 			natsbroker.WithGlobalLimit("limited", natsbroker.Limit{Concurrency: 2, Rate: 200, Burst: 10})))
 	}
 	_, js := connect(t, cl.url(0))
-	p, err := natsbroker.NewProducer(ctxT(t), js, q)
-	require.NoError(t, err)
+	p := newProducer(t, ctxT(t), js, q)
 	for i := range 30 {
 		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: fmt.Sprint("c", i), Type: "limited"})
 		require.NoError(t, err)
@@ -372,8 +366,7 @@ func TestGlobalLimitWithRetriesAndRestarts(t *testing.T) {
 		consumers = append(consumers, c)
 	}
 	_, js := connect(t, srv.URL())
-	p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithQueue(queue))
-	require.NoError(t, err)
+	p := newProducer(t, ctxT(t), js, natsbroker.WithQueue(queue))
 	for i := range n {
 		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: fmt.Sprint("m", i), Type: "limited"})
 		require.NoError(t, err)
@@ -416,8 +409,7 @@ func TestGlobalLimitStopWithServerDown(t *testing.T) {
 		natsbroker.WithGlobalLimit("limited", natsbroker.Limit{Concurrency: n}))
 	require.NoError(t, err)
 	require.NoError(t, c.Start())
-	p, err := natsbroker.NewProducer(ctxT(t), js, natsbroker.WithQueue(queue))
-	require.NoError(t, err)
+	p := newProducer(t, ctxT(t), js, natsbroker.WithQueue(queue))
 	for i := range n {
 		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: fmt.Sprint("d", i), Type: "limited"})
 		require.NoError(t, err)

@@ -44,21 +44,17 @@ func TestHandlerErrorWhoseErrorCallsGoexitIsDeadLettered(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			srv := startServer(t)
-			_, js := connect(t, srv.URL())
-			ctx := ctxT(t)
+			js, ctx := startJetStream(t)
 			reg := taskpool.NewRegistry()
 			require.NoError(t, reg.HandleFunc("exit", func(context.Context, taskpool.Task) error { return tt.give }))
 			told := make(chan settledOutcome, 8)
 			cons := startConsumer(t, js, reg, natsbroker.WithMaxAttempts(1),
 				natsbroker.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 				natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) { told <- settledOutcome{out, a} }))
-			p, err := natsbroker.NewProducer(ctx, js)
-			require.NoError(t, err)
-			insp, err := natsbroker.NewInspector(ctx, js)
-			require.NoError(t, err)
+			p := newProducer(t, ctx, js)
+			insp := newInspector(t, ctx, js)
 
-			_, err = p.Enqueue(ctx, taskpool.Task{ID: "exit", Type: "exit"}, tt.giveOpts...)
+			_, err := p.Enqueue(ctx, taskpool.Task{ID: "exit", Type: "exit"}, tt.giveOpts...)
 			require.NoError(t, err)
 			s := nextSettled(t, told, "the task whose error calls Goexit")
 			assert.Equal(t, natsbroker.ActionDeadLetter, s.a)

@@ -28,9 +28,7 @@ func localDeadLetters() []taskpool.Option {
 // failed run.)
 func TestLocalDeadLettersRefused(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	reg := taskpool.NewRegistry()
 	for name, opt := range map[string]natsbroker.Option{
 		"hook":     natsbroker.WithSchedulerOptions(taskpool.WithDeadLetters(0, func(taskpool.Outcome) {})),

@@ -52,6 +52,35 @@ func connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 	return nc, js
 }
 
+// startJetStream starts an embedded server on 127.0.0.1 (startServer),
+// connects to it (connect) and returns the connection's JetStream and a
+// 30-second context (ctxT). When the test ends the context is cancelled,
+// the connection closed and the server shut down.
+func startJetStream(t testing.TB) (jetstream.JetStream, context.Context) {
+	t.Helper()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	return js, ctxT(t)
+}
+
+// newProducer makes a producer on js with the options, failing the test
+// if NewProducer fails. A producer holds nothing to clean up.
+func newProducer(t testing.TB, ctx context.Context, js jetstream.JetStream, opts ...natsbroker.Option) *natsbroker.Producer {
+	t.Helper()
+	p, err := natsbroker.NewProducer(ctx, js, opts...)
+	require.NoError(t, err)
+	return p
+}
+
+// newInspector makes an inspector on js with the options, failing the
+// test if NewInspector fails. An inspector holds nothing to clean up.
+func newInspector(t testing.TB, ctx context.Context, js jetstream.JetStream, opts ...natsbroker.Option) *natsbroker.Inspector {
+	t.Helper()
+	insp, err := natsbroker.NewInspector(ctx, js, opts...)
+	require.NoError(t, err)
+	return insp
+}
+
 func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)

@@ -17,9 +17,7 @@ import (
 // hook, and stay with a dead letter; the caller's map is not written.
 func TestMetadataAcrossTheWire(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 
 	type seen struct {
 		where string
@@ -73,8 +71,7 @@ func TestMetadataAcrossTheWire(t *testing.T) {
 	<-got // middleware
 	out = <-settled
 	require.Equal(t, "m2", out.Task.ID)
-	insp, err := natsbroker.NewInspector(ctx, js)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js)
 	dls, err := insp.DeadLetters(ctx, 0, 10)
 	require.NoError(t, err)
 	require.Len(t, dls, 1)
@@ -85,9 +82,7 @@ func TestMetadataAcrossTheWire(t *testing.T) {
 // task an enqueue middleware refuses, are errors and nothing is stored.
 func TestMetadataRejected(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	refused := errors.New("no tenant")
 	prod, err := natsbroker.NewProducer(ctx, js, natsbroker.WithEnqueueMiddleware(
 		func(ctx context.Context, task *taskpool.Task) error {
@@ -114,8 +109,7 @@ func TestMetadataRejected(t *testing.T) {
 	_, err = natsbroker.NewProducer(ctx, js, natsbroker.WithEnqueueMiddleware(nil))
 	assert.ErrorIs(t, err, natsbroker.ErrInvalidOption)
 
-	insp, err := natsbroker.NewInspector(ctx, js)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js)
 	q, err := insp.Queue(ctx)
 	require.NoError(t, err)
 	for _, p := range q.Priorities {

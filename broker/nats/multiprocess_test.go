@@ -188,8 +188,7 @@ func TestMultiProcessSIGKILL(t *testing.T) {
 	t.Cleanup(func() { _ = s1.Unsubscribe(); _ = s2.Unsubscribe() })
 	require.NoError(t, nc.Flush())
 
-	prod, err := natsbroker.NewProducer(ctx, js, natsbroker.WithQueue(queue))
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, natsbroker.WithQueue(queue))
 	workers := make([]*workerProc, 3)
 	for i := range workers {
 		workers[i] = spawnWorker(t, srv.URL(), queue)
@@ -253,8 +252,7 @@ func TestMultiProcessSIGKILL(t *testing.T) {
 	for _, w := range workers[1:] {
 		w.stop(t)
 	}
-	insp, err := natsbroker.NewInspector(ctx, js, natsbroker.WithQueue(queue))
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js, natsbroker.WithQueue(queue))
 	info, err := insp.Queue(ctx)
 	require.NoError(t, err)
 	for _, p := range info.Priorities {
@@ -282,8 +280,7 @@ func TestResultSurvivesSIGKILL(t *testing.T) {
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 	require.NoError(t, nc.Flush())
 
-	prod, err := natsbroker.NewProducer(ctx, js, natsbroker.WithQueue(queue))
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, natsbroker.WithQueue(queue))
 	victim := spawnWorker(t, srv.URL(), queue)
 	ids := []string{"r-ok", "r-fail"}
 	type waited struct {
@@ -362,8 +359,7 @@ func TestGlobalLimitAcrossProcesses(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 	require.NoError(t, nc.Flush())
-	prod, err := natsbroker.NewProducer(ctx, js, natsbroker.WithQueue(queue))
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, natsbroker.WithQueue(queue))
 	workers := make([]*workerProc, 3)
 	for i := range workers {
 		workers[i] = spawnWorker(t, srv.URL(), queue)

@@ -15,9 +15,7 @@ import (
 // the queue's own options go to all three.
 func TestOptionsForSomeoneElseAreRefused(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("t", func(context.Context, taskpool.Task) error { return nil }))
 	consumerOnly := []natsbroker.Option{
@@ -48,8 +46,7 @@ func TestOptionsForSomeoneElseAreRefused(t *testing.T) {
 		assert.ErrorIs(t, err, natsbroker.ErrInvalidOption)
 	}
 	// Each accepts its own, and the queue's.
-	_, err := natsbroker.NewProducer(ctx, js, append([]natsbroker.Option{queue, natsbroker.WithMemoryStorage()}, producerOnly...)...)
-	require.NoError(t, err)
+	newProducer(t, ctx, js, append([]natsbroker.Option{queue, natsbroker.WithMemoryStorage()}, producerOnly...)...)
 	c, err := natsbroker.NewConsumer(ctx, js, reg, append([]natsbroker.Option{queue, natsbroker.WithMemoryStorage()}, consumerOnly...)...)
 	require.NoError(t, err)
 	require.NoError(t, c.Start())

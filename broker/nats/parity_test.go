@@ -25,9 +25,7 @@ import (
 // once, interrupted, then dead-lettered unrun, 1, where it was 2.)
 func TestParitySettleHookAttemptsCountRuns(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("ok", func(context.Context, taskpool.Task) error { return nil }))
 	type settle struct {
@@ -56,8 +54,7 @@ func TestParitySettleHookAttemptsCountRuns(t *testing.T) {
 	assert.ErrorIs(t, s.out.Err, natsbroker.ErrBadPayload)
 	assert.Equal(t, 0, s.out.Attempts, "never ran")
 
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js)
 	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "good", Type: "ok"})
 	require.NoError(t, err)
 	s = next("the good task")
@@ -71,9 +68,7 @@ func TestParitySettleHookAttemptsCountRuns(t *testing.T) {
 // activation does in process).
 func TestParityEnqueuedAttemptResubmitAndTicksCountFromOne(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	ran := make(chan taskpool.Task, 16)
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("fail", func(_ context.Context, tk taskpool.Task) error {
@@ -96,9 +91,8 @@ func TestParityEnqueuedAttemptResubmitAndTicksCountFromOne(t *testing.T) {
 			return taskpool.Task{}
 		}
 	}
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "from4", Type: "fail", Attempt: 4})
+	prod := newProducer(t, ctx, js)
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "from4", Type: "fail", Attempt: 4})
 	require.NoError(t, err)
 	assert.Equal(t, 4, next("the enqueued task").Attempt)
 	select {
@@ -108,8 +102,7 @@ func TestParityEnqueuedAttemptResubmitAndTicksCountFromOne(t *testing.T) {
 		t.Fatal("not dead-lettered")
 	}
 
-	insp, err := natsbroker.NewInspector(ctx, js)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js)
 	dls, err := insp.DeadLetters(ctx, 0, 10)
 	require.NoError(t, err)
 	require.Len(t, dls, 1)
@@ -131,16 +124,12 @@ func TestParityEnqueuedAttemptResubmitAndTicksCountFromOne(t *testing.T) {
 // the handler saw it, not the value submitted.
 func TestParityPriorityIsOneOfTheThree(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("prio3")
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
-	in, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, q)
+	in := newInspector(t, ctx, js, q)
 
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "later", Type: "fail", Priority: 5}, natsbroker.Delay(time.Hour))
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "later", Type: "fail", Priority: 5}, natsbroker.Delay(time.Hour))
 	require.NoError(t, err)
 	scheds, err := in.Schedules(ctx, true)
 	require.NoError(t, err)
@@ -179,9 +168,7 @@ func TestParityPriorityIsOneOfTheThree(t *testing.T) {
 // ErrInvalidTask, which was retried until MaxDeliveries, never run.)
 func TestParityFirstAttemptDoesNotOverflow(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("bigattempt")
 	started := make(chan int, 2)
 	reg := taskpool.NewRegistry()
@@ -193,8 +180,7 @@ func TestParityFirstAttemptDoesNotOverflow(t *testing.T) {
 	c, err := natsbroker.NewConsumer(ctx, js, reg, q)
 	require.NoError(t, err)
 	require.NoError(t, c.Start())
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, q)
 	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "late", Type: "hang", Attempt: math.MaxInt})
 	require.NoError(t, err)
 	assert.Equal(t, math.MaxInt, <-started, "the first delivery runs as the attempt enqueued")
@@ -216,8 +202,7 @@ func TestParityFirstAttemptDoesNotOverflow(t *testing.T) {
 		t.Fatal("the redelivery was not dead-lettered")
 	}
 	assert.Len(t, started, 0, "not run again")
-	in, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
+	in := newInspector(t, ctx, js, q)
 	dl, err := in.DeadLetters(ctx, 0, 10)
 	require.NoError(t, err)
 	require.Len(t, dl, 1)

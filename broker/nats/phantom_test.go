@@ -66,8 +66,7 @@ func TestNoPhantomAttempts(t *testing.T) {
 			natsbroker.WithAckWait(2*time.Second), natsbroker.WithPollWait(20*time.Millisecond))
 	}
 	_, pjs := connect(t, srv.URL())
-	prod, err := natsbroker.NewProducer(ctx, pjs)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, pjs)
 	// Trickle the tasks in, a few every millisecond, so that priorities
 	// keep turning cold and hot and long polls keep starting and ending.
 	prios := []taskpool.Priority{taskpool.PriorityHigh, taskpool.PriorityDefault, taskpool.PriorityLow}

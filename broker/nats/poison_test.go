@@ -36,12 +36,11 @@ func TestPoisonTooLargeToDeadLetter(t *testing.T) {
 	startConsumer(t, js, reg, natsbroker.WithLogger(slog.New(logs)),
 		natsbroker.WithBackoff(taskpool.ConstantBackoff(10*time.Millisecond)),
 		natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) { settled <- a }))
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js)
 	// The task's message is 300 bytes under the limit; its dead-letter
 	// headers are longer than that.
 	params := strings.Repeat("p", int(nc.MaxPayload())-300-len(`{"v":1,"id":"poison","type":"poison","params":""}`)-40)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "poison", Type: "poison", Params: params})
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "poison", Type: "poison", Params: params})
 	require.NoError(t, err)
 
 	select {
@@ -53,8 +52,7 @@ func TestPoisonTooLargeToDeadLetter(t *testing.T) {
 	waitDone(t, logs.ch, 5*time.Second, "a Warn about the dropped payload")
 	assert.EqualValues(t, 1, runs.Load())
 
-	insp, err := natsbroker.NewInspector(ctx, js)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js)
 	dls, err := insp.DeadLetters(ctx, 0, 10)
 	require.NoError(t, err)
 	require.Len(t, dls, 1)
@@ -81,9 +79,7 @@ func TestPoisonTooLargeToDeadLetter(t *testing.T) {
 // delivery instead of staying in the stream undelivered.
 func TestDeliveriesCapped(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	var runs atomic.Int32
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("fail", func(context.Context, taskpool.Task) error {
@@ -103,9 +99,8 @@ func TestDeliveriesCapped(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, natsbroker.MaxDeliveries, cons.CachedInfo().Config.MaxDeliver)
 	}
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "stubborn", Type: "fail", MaxAttempts: 1000})
+	prod := newProducer(t, ctx, js)
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "stubborn", Type: "fail", MaxAttempts: 1000})
 	require.NoError(t, err)
 	select {
 	case out := <-dead:

@@ -50,9 +50,7 @@ func (l *settleLog) get(id string) ([]natsbroker.Action, error) {
 // (here one attempt and a backoff of an hour, which would stall the test).
 func TestConsumerFollowsRegistryRetry(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	fail := func(context.Context, taskpool.Task) error { return errors.New("boom") }
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("typed", fail, taskpool.WithRetry(3, taskpool.ConstantBackoff(10*time.Millisecond))))
@@ -68,8 +66,7 @@ func TestConsumerFollowsRegistryRetry(t *testing.T) {
 	log := newSettleLog()
 	startConsumer(t, js, reg, natsbroker.WithSettleHook(log.hook),
 		natsbroker.WithMaxAttempts(1), natsbroker.WithBackoff(taskpool.ConstantBackoff(time.Hour)))
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js)
 	for _, task := range []taskpool.Task{
 		{ID: "typed", Type: "typed"},
 		{ID: "own", Type: "typed", MaxAttempts: 2},
@@ -103,7 +100,7 @@ func TestConsumerFollowsRegistryRetry(t *testing.T) {
 		got, _ := log.get(id)
 		assert.Equal(t, want, got, id)
 	}
-	_, err = log.get("exitbackoff")
+	_, err := log.get("exitbackoff")
 	assert.EqualError(t, err, "boom")
 }
 
@@ -112,15 +109,12 @@ func TestConsumerFollowsRegistryRetry(t *testing.T) {
 // the grace has passed, not after its backoff ladder (an hour here).
 func TestUnknownTypes(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("known", nop))
 
-	strict, err := natsbroker.NewProducer(ctx, js, natsbroker.WithKnownTypes(reg))
-	require.NoError(t, err)
-	_, err = strict.Enqueue(ctx, taskpool.Task{Type: "nope"})
+	strict := newProducer(t, ctx, js, natsbroker.WithKnownTypes(reg))
+	_, err := strict.Enqueue(ctx, taskpool.Task{Type: "nope"})
 	assert.ErrorIs(t, err, taskpool.ErrNoHandler)
 	_, err = strict.Enqueue(ctx, taskpool.Task{Type: "known"})
 	assert.NoError(t, err)
@@ -133,8 +127,7 @@ func TestUnknownTypes(t *testing.T) {
 	const grace = 300 * time.Millisecond
 	startConsumer(t, js, reg, natsbroker.WithSettleHook(log.hook), natsbroker.WithUnknownTypeGrace(grace),
 		natsbroker.WithBackoff(taskpool.ConstantBackoff(time.Hour)))
-	lax, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	lax := newProducer(t, ctx, js)
 	start := time.Now()
 	_, err = lax.Enqueue(ctx, taskpool.Task{ID: "u1", Type: "nope"})
 	require.NoError(t, err)
@@ -151,8 +144,7 @@ func TestUnknownTypes(t *testing.T) {
 	require.GreaterOrEqual(t, len(acts), 2)
 	assert.Equal(t, natsbroker.ActionDeadLetter, acts[len(acts)-1])
 
-	insp, err := natsbroker.NewInspector(ctx, js)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js)
 	dls, err := insp.DeadLetters(ctx, 0, 10)
 	require.NoError(t, err)
 	require.Len(t, dls, 1)
@@ -183,9 +175,8 @@ func TestConsumerRetryOverridesScheduler(t *testing.T) {
 				dead <- out
 			}
 		}))
-	p, err := natsbroker.NewProducer(ctxT(t), js)
-	require.NoError(t, err)
-	_, err = p.Enqueue(ctxT(t), taskpool.Task{Type: "fail"})
+	p := newProducer(t, ctxT(t), js)
+	_, err := p.Enqueue(ctxT(t), taskpool.Task{Type: "fail"})
 	require.NoError(t, err)
 	select {
 	case out := <-dead:
@@ -213,9 +204,7 @@ func TestOutcomeNotStoredWaitsTheTypesBackoff(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			srv := startServer(t)
-			_, js := connect(t, srv.URL())
-			ctx := ctxT(t)
+			js, ctx := startJetStream(t)
 			typeWaits, consumerWaits := make(chan int, 8), make(chan int, 8)
 			reg := taskpool.NewRegistry()
 			require.NoError(t, reg.HandleFunc("typed", func(context.Context, taskpool.Task) error { return tt.give },
@@ -228,8 +217,7 @@ func TestOutcomeNotStoredWaitsTheTypesBackoff(t *testing.T) {
 				consumerWaits <- attempt
 				return time.Hour
 			}), natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) { told <- a }))
-			p, err := natsbroker.NewProducer(ctx, js)
-			require.NoError(t, err)
+			p := newProducer(t, ctx, js)
 			s, err := js.Stream(ctx, "KV_taskpool_results_default")
 			require.NoError(t, err)
 			cfg := s.CachedInfo().Config

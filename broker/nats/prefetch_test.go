@@ -18,9 +18,7 @@ import (
 // does not wait for a fetch round trip per worker.
 func TestDefaultPrefetchShortTasks(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	const n = 3000
 	led := newLedger(n)
 	reg := taskpool.NewRegistry()
@@ -29,13 +27,12 @@ func TestDefaultPrefetchShortTasks(t *testing.T) {
 		return nil
 	}))
 	c := startConsumer(t, js, reg, natsbroker.WithWorkers(2))
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js)
 	tasks := make([]taskpool.Task, n)
 	for i := range tasks {
 		tasks[i] = taskpool.Task{ID: fmt.Sprint("t", i), Type: "noop"}
 	}
-	_, err = prod.EnqueueBatch(ctx, tasks)
+	_, err := prod.EnqueueBatch(ctx, tasks)
 	require.NoError(t, err)
 	waitDone(t, led.done, 30*time.Second, "every task")
 	run, rtt := c.Measured()
@@ -75,13 +72,12 @@ func TestDefaultPrefetchSlowTasksShared(t *testing.T) {
 	}
 	_, js1 := connect(t, srv.URL())
 	_, js2 := connect(t, srv.URL())
-	prod, err := natsbroker.NewProducer(ctx, js1)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js1)
 	tasks := make([]taskpool.Task, n)
 	for i := range tasks {
 		tasks[i] = taskpool.Task{ID: fmt.Sprint("s", i), Type: "slow"}
 	}
-	_, err = prod.EnqueueBatch(ctx, tasks)
+	_, err := prod.EnqueueBatch(ctx, tasks)
 	require.NoError(t, err)
 	// The backlog is there before either consumer starts.
 	c1 := startConsumer(t, js1, handler("a"), natsbroker.WithWorkers(2))

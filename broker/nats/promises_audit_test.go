@@ -49,9 +49,7 @@ func recvT[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
 // delivered on": a high-priority task goes back to the high priority.
 func TestAuditDeadLetterRecord(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("auditdl")
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("fail", func(context.Context, taskpool.Task) error {
@@ -67,8 +65,7 @@ func TestAuditDeadLetterRecord(t *testing.T) {
 		}))
 	require.NoError(t, err)
 	require.NoError(t, c.Start())
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, q)
 
 	before := time.Now().Truncate(time.Second)
 	task := taskpool.Task{ID: "dl1", Type: "fail", Priority: taskpool.PriorityHigh, MaxAttempts: 2,
@@ -80,8 +77,7 @@ func TestAuditDeadLetterRecord(t *testing.T) {
 	require.NoError(t, c.Stop(ctx))
 	after := time.Now()
 
-	insp, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js, q)
 	dls, err := insp.DeadLetters(ctx, 0, 10)
 	require.NoError(t, err)
 	require.Len(t, dls, 1)
@@ -138,9 +134,7 @@ func TestAuditDeadLetterRecord(t *testing.T) {
 // idle consumer's long polls wait.
 func TestAuditQueueInFlightCounts(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("auditinflight")
 	running := make(chan int, 4)
 	release := make(chan struct{})
@@ -165,12 +159,10 @@ func TestAuditQueueInFlightCounts(t *testing.T) {
 				acked <- out.Task.ID
 			}
 		}))
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
-	insp, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, q)
+	insp := newInspector(t, ctx, js, q)
 
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "j", Type: "job", MaxAttempts: 3})
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "j", Type: "job", MaxAttempts: 3})
 	require.NoError(t, err)
 	assert.Equal(t, 2, recvT(t, running, 10*time.Second, "the second run"))
 	info, err := insp.Queue(ctx)
@@ -204,19 +196,15 @@ func TestAuditQueueInFlightCounts(t *testing.T) {
 // the same ID next runs comes before it.
 func TestAuditSchedulesOrder(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("auditorder")
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
-	insp, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, q)
+	insp := newInspector(t, ctx, js, q)
 
 	require.NoError(t, prod.Schedule(ctx, "b", "0 3 * * *", taskpool.Task{Type: "x"}))
 	require.NoError(t, prod.Schedule(ctx, "a", "30 4 * * *", taskpool.Task{Type: "x"}))
 	require.NoError(t, prod.Schedule(ctx, "z", "@every 1h", taskpool.Task{Type: "x"}))
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "m", Type: "x"}, natsbroker.Delay(3*time.Hour))
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "m", Type: "x"}, natsbroker.Delay(3*time.Hour))
 	require.NoError(t, err)
 	list, err := insp.Schedules(ctx, false)
 	require.NoError(t, err)
@@ -266,9 +254,7 @@ func TestAuditActionNames(t *testing.T) {
 // "Several middleware run in the order given".
 func TestAuditEnqueueMiddleware(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("auditmw")
 	refused := errors.New("refused by middleware")
 	var mu sync.Mutex
@@ -288,8 +274,7 @@ func TestAuditEnqueueMiddleware(t *testing.T) {
 			return nil
 		}
 	}
-	prod, err := natsbroker.NewProducer(ctx, js, q, natsbroker.WithEnqueueMiddleware(mark("1"), mark("2")))
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, q, natsbroker.WithEnqueueMiddleware(mark("1"), mark("2")))
 	type run struct{ id, order string }
 	ran := make(chan run, 16)
 	reg := taskpool.NewRegistry()
@@ -301,7 +286,7 @@ func TestAuditEnqueueMiddleware(t *testing.T) {
 	}
 	startConsumer(t, js, reg, q)
 
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "e", Type: "one"})
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "e", Type: "one"})
 	require.NoError(t, err)
 	assert.Equal(t, run{"e", "12"}, recvT(t, ran, 10*time.Second, "the enqueued task"))
 
@@ -327,8 +312,7 @@ func TestAuditEnqueueMiddleware(t *testing.T) {
 	mu.Unlock()
 
 	// Nothing refused was stored: no task is left, nothing was dead-lettered.
-	insp, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js, q)
 	info, err := insp.Queue(ctx)
 	require.NoError(t, err)
 	for _, p := range info.Priorities {
@@ -351,9 +335,7 @@ func TestAuditEnqueueMiddleware(t *testing.T) {
 // free once its last attempt has dead-lettered it.
 func TestAuditUniqueKeyHeldAcrossRetries(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("auditunique")
 	second := make(chan struct{})
 	release := make(chan struct{})
@@ -378,12 +360,10 @@ func TestAuditUniqueKeyHeldAcrossRetries(t *testing.T) {
 		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
 			told <- settled{out.Task.ID, a}
 		}))
-	p1, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
-	p2, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
+	p1 := newProducer(t, ctx, js, q)
+	p2 := newProducer(t, ctx, js, q)
 
-	_, err = p1.Enqueue(ctx, taskpool.Task{ID: "holder", Type: "flaky", UniqueKey: "uk", MaxAttempts: 2})
+	_, err := p1.Enqueue(ctx, taskpool.Task{ID: "holder", Type: "flaky", UniqueKey: "uk", MaxAttempts: 2})
 	require.NoError(t, err)
 	assert.Equal(t, settled{"holder", natsbroker.ActionRetry}, recvT(t, told, 10*time.Second, "the first failure"))
 	_, err = p2.Enqueue(ctx, taskpool.Task{ID: "other", Type: "flaky", UniqueKey: "uk"})
@@ -464,12 +444,9 @@ func TestAuditStorageOptions(t *testing.T) {
 // wait, TestClusterReplicasKept the replicas.)
 func TestAuditOpenMismatchOtherSettings(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("auditmismatch")
-	_, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
+	newProducer(t, ctx, js, q)
 
 	bucketTTL := func(bucket string) time.Duration {
 		t.Helper()
@@ -516,14 +493,11 @@ func TestAuditOpenMismatchOtherSettings(t *testing.T) {
 // again after the TTL.
 func TestAuditUniqueTTLReleasesTheKey(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	const ttl = time.Second
-	prod, err := natsbroker.NewProducer(ctx, js, natsbroker.WithQueue("auditttl"), natsbroker.WithUniqueTTL(ttl))
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, natsbroker.WithQueue("auditttl"), natsbroker.WithUniqueTTL(ttl))
 	start := time.Now()
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "holder", Type: "x", UniqueKey: "k"})
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "holder", Type: "x", UniqueKey: "k"})
 	require.NoError(t, err)
 	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "early", Type: "x", UniqueKey: "k"})
 	require.ErrorIs(t, err, natsbroker.ErrDuplicateTask)
@@ -547,9 +521,7 @@ func TestAuditUniqueTTLReleasesTheKey(t *testing.T) {
 // than workers".)
 func TestAuditNoPrefetchLongPollsMayExceedTheWorkers(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("auditnoprefetch")
 	const workers = 2
 	var mu sync.Mutex
@@ -571,10 +543,8 @@ func TestAuditNoPrefetchLongPollsMayExceedTheWorkers(t *testing.T) {
 		close(release)
 		mu.Unlock()
 	})
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
-	insp, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, q)
+	insp := newInspector(t, ctx, js, q)
 
 	exceeded := false
 	deadline := time.Now().Add(15 * time.Second)
@@ -649,9 +619,7 @@ func (quietT) Errorf(string, ...any) {}
 // the poll wait.
 func TestAuditIdlePrioritiesAreLongPolled(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	const pollWait = 2 * time.Second
 	for _, workers := range []int{3, 2} {
 		q := natsbroker.WithQueue(fmt.Sprint("auditpoll", workers))
@@ -665,10 +633,8 @@ func TestAuditIdlePrioritiesAreLongPolled(t *testing.T) {
 			natsbroker.WithPrefetch(natsbroker.NoPrefetch), natsbroker.WithPollWait(pollWait))
 		require.NoError(t, err)
 		require.NoError(t, c.Start())
-		prod, err := natsbroker.NewProducer(ctx, js, q)
-		require.NoError(t, err)
-		insp, err := natsbroker.NewInspector(ctx, js, q)
-		require.NoError(t, err)
+		prod := newProducer(t, ctx, js, q)
+		insp := newInspector(t, ctx, js, q)
 		if workers == 3 {
 			require.EventuallyWithT(t, func(ct *assert.CollectT) {
 				info, err := insp.Queue(ctx)
@@ -721,10 +687,8 @@ func TestAuditWaitResultWaitsForTheFinalOutcome(t *testing.T) {
 		return nil
 	}))
 	retried := make(chan struct{}, 1)
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
-	waiter, err := natsbroker.NewProducer(ctx, js2, q)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, q)
+	waiter := newProducer(t, ctx, js2, q)
 
 	type got struct {
 		res natsbroker.Result
@@ -769,9 +733,7 @@ func TestAuditWaitResultWaitsForTheFinalOutcome(t *testing.T) {
 // attempt 1.
 func TestAuditPrefetchedTasksKeepTheirLease(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("auditlease")
 	const ackWait = 200 * time.Millisecond
 	release := make(chan struct{})
@@ -793,9 +755,8 @@ func TestAuditPrefetchedTasksKeepTheirLease(t *testing.T) {
 	}))
 	c := startConsumer(t, js, reg, q, natsbroker.WithWorkers(1), natsbroker.WithPrefetch(2), natsbroker.WithAckWait(ackWait),
 		natsbroker.WithPollWait(100*time.Millisecond))
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "long", Type: "x"})
+	prod := newProducer(t, ctx, js, q)
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "long", Type: "x"})
 	require.NoError(t, err)
 	assert.Equal(t, run{"long", 1}, recvT(t, ran, 10*time.Second, "the long task"))
 	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "held", Type: "x"})
@@ -809,8 +770,7 @@ func TestAuditPrefetchedTasksKeepTheirLease(t *testing.T) {
 	}))
 	startConsumer(t, js, idle, q, natsbroker.WithPollWait(100*time.Millisecond))
 
-	insp, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js, q)
 	waitUntil := time.Now().Add(5 * ackWait)
 	for time.Now().Before(waitUntil) {
 		info, err := insp.Queue(ctx)
@@ -838,9 +798,7 @@ func TestAuditPrefetchedTasksKeepTheirLease(t *testing.T) {
 // nil from it.
 func TestAuditStopWaitsForTheSettleHook(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("audithookstop")
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("x", func(context.Context, taskpool.Task) error { return nil }))
@@ -860,8 +818,7 @@ func TestAuditStopWaitsForTheSettleHook(t *testing.T) {
 	require.NoError(t, c.Start())
 	t.Cleanup(func() { _ = c.Stop(context.Background()) })
 	t.Cleanup(free) // first, if the test fails before it
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, q)
 	// The task first: its hook blocks a worker. The bad payload's then
 	// blocks the fetch loop, which fetches nothing more.
 	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "ok", Type: "x"})
@@ -931,20 +888,16 @@ func TestAuditConnectDefaults(t *testing.T) {
 // and nothing is stored under it.
 func TestAuditEnqueueErrorCarriesTheGeneratedID(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("auditeeid")
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
-	_, err = prod.Enqueue(ctx, taskpool.Task{Type: "x", Params: strings.Repeat("a", 2<<20)})
+	prod := newProducer(t, ctx, js, q)
+	_, err := prod.Enqueue(ctx, taskpool.Task{Type: "x", Params: strings.Repeat("a", 2<<20)})
 	var ee *natsbroker.EnqueueError
 	require.ErrorAs(t, err, &ee)
 	require.ErrorIs(t, err, natsbroker.ErrMaxPayload)
 	assert.NotEmpty(t, ee.ID, "the generated ID")
 	assert.Contains(t, err.Error(), ee.ID)
-	insp, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js, q)
 	info, err := insp.Queue(ctx)
 	require.NoError(t, err)
 	for _, p := range info.Priorities {
@@ -965,9 +918,7 @@ func TestAuditEnqueueErrorCarriesTheGeneratedID(t *testing.T) {
 // reconfigured, and when compared with WithDuplicateWindow.
 func TestAuditDeadLetterMaxAgeRemovesThem(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("auditdlage")
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("fail", func(context.Context, taskpool.Task) error {
@@ -981,14 +932,12 @@ func TestAuditDeadLetterMaxAgeRemovesThem(t *testing.T) {
 				dead <- struct{}{}
 			}
 		}))
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "old", Type: "fail"})
+	prod := newProducer(t, ctx, js, q)
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "old", Type: "fail"})
 	require.NoError(t, err)
 	recvT(t, dead, 10*time.Second, "the dead letter")
 	start := time.Now()
-	insp, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js, q)
 	dls, err := insp.DeadLetters(ctx, 0, 10)
 	require.NoError(t, err)
 	require.Len(t, dls, 1, "kept until it is a second old")
@@ -1073,9 +1022,7 @@ func TestAuditHealthFetchErrors(t *testing.T) {
 // when it comes back, no earlier than the grace, as attempt 2.
 func TestAuditUnknownTypeTakenByAConsumerWithTheHandler(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("auditunknown")
 	const grace = 500 * time.Millisecond
 	putBack := make(chan natsbroker.Action, 4)
@@ -1084,8 +1031,7 @@ func TestAuditUnknownTypeTakenByAConsumerWithTheHandler(t *testing.T) {
 		natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) { putBack <- a }))
 	require.NoError(t, err)
 	require.NoError(t, old.Start())
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, q)
 	start := time.Now()
 	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "n1", Type: "new", MaxAttempts: 2})
 	require.NoError(t, err)
@@ -1101,8 +1047,7 @@ func TestAuditUnknownTypeTakenByAConsumerWithTheHandler(t *testing.T) {
 	startConsumer(t, js, reg, q, natsbroker.WithPollWait(100*time.Millisecond))
 	assert.Equal(t, 2, recvT(t, ran, 10*time.Second, "the run by the consumer with the handler"))
 	assert.GreaterOrEqual(t, time.Since(start), grace-50*time.Millisecond, "put back for the grace")
-	insp, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js, q)
 	info, err := insp.Queue(ctx)
 	require.NoError(t, err)
 	assert.Zero(t, info.DeadLetters)
@@ -1114,9 +1059,7 @@ func TestAuditUnknownTypeTakenByAConsumerWithTheHandler(t *testing.T) {
 // one.
 func TestAuditZeroWeightPolledLast(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("auditzeroweight")
 	order := make(chan string, 20)
 	reg := taskpool.NewRegistry()
@@ -1124,11 +1067,10 @@ func TestAuditZeroWeightPolledLast(t *testing.T) {
 		order <- task.ID
 		return nil
 	}))
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, q)
 	var want []string
 	for i := range 5 {
-		_, err = prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("l", i), Type: "x", Priority: taskpool.PriorityLow})
+		_, err := prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("l", i), Type: "x", Priority: taskpool.PriorityLow})
 		require.NoError(t, err)
 		_, err = prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("d", i), Type: "x"})
 		require.NoError(t, err)
@@ -1153,9 +1095,7 @@ func TestAuditZeroWeightPolledLast(t *testing.T) {
 // is dead-lettered with Attempts 10.
 func TestAuditDefaultMaxAttempts(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("auditdefmax")
 	var mu sync.Mutex
 	var attempts []int
@@ -1174,17 +1114,15 @@ func TestAuditDefaultMaxAttempts(t *testing.T) {
 				dead <- out
 			}
 		}))
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "f", Type: "fail"})
+	prod := newProducer(t, ctx, js, q)
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "f", Type: "fail"})
 	require.NoError(t, err)
 	out := recvT(t, dead, 20*time.Second, "the dead letter")
 	assert.Equal(t, natsbroker.DefaultMaxAttempts, out.Attempts)
 	mu.Lock()
 	assert.Equal(t, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, attempts)
 	mu.Unlock()
-	insp, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js, q)
 	dls, err := insp.DeadLetters(ctx, 0, 10)
 	require.NoError(t, err)
 	require.Len(t, dls, 1)
@@ -1196,9 +1134,7 @@ func TestAuditDefaultMaxAttempts(t *testing.T) {
 // limits 1 and 3 run at most 3 tasks of the type at once, and do reach 3.
 func TestAuditGlobalLimitsThatDifferEnforceTheLarger(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("auditlimits")
 	var running, most atomic.Int32
 	release := make(chan struct{})
@@ -1226,8 +1162,7 @@ func TestAuditGlobalLimitsThatDifferEnforceTheLarger(t *testing.T) {
 			natsbroker.WithGlobalLimit("lim", natsbroker.Limit{Concurrency: l}))
 	}
 	t.Cleanup(free) // before the consumers' Stop, if the test fails first
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, q)
 	for i := range 8 {
 		_, err := prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("g", i), Type: "lim"})
 		require.NoError(t, err)
@@ -1235,8 +1170,7 @@ func TestAuditGlobalLimitsThatDifferEnforceTheLarger(t *testing.T) {
 	for range 3 {
 		recvT(t, started, 10*time.Second, "three tasks running")
 	}
-	insp, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js, q)
 	slots, err := insp.GlobalSlots(ctx)
 	require.NoError(t, err)
 	assert.Len(t, slots, 3, "three slots held")
@@ -1263,9 +1197,7 @@ func TestAuditGlobalLimitsThatDifferEnforceTheLarger(t *testing.T) {
 // waiting for its backoff is Pending; the server counts it in flight.)
 func TestAuditQueueCountsTasksPutBackAsInFlight(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("auditbackoffpending")
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("fail", func(context.Context, taskpool.Task) error {
@@ -1275,12 +1207,10 @@ func TestAuditQueueCountsTasksPutBackAsInFlight(t *testing.T) {
 	startConsumer(t, js, reg, q, natsbroker.WithBackoff(taskpool.ConstantBackoff(time.Hour)),
 		natsbroker.WithPollWait(100*time.Millisecond),
 		natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) { putBack <- a }))
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
-	insp, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, q)
+	insp := newInspector(t, ctx, js, q)
 
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "b", Type: "fail", MaxAttempts: 3})
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "b", Type: "fail", MaxAttempts: 3})
 	require.NoError(t, err)
 	assert.Equal(t, natsbroker.ActionRetry, recvT(t, putBack, 10*time.Second, "the retry"))
 	info, err := insp.Queue(ctx)
@@ -1292,8 +1222,7 @@ func TestAuditQueueCountsTasksPutBackAsInFlight(t *testing.T) {
 
 	// A task delayed on the client side: pending until a consumer puts it
 	// back, then in flight.
-	cs, err := natsbroker.NewProducer(ctx, js, q, natsbroker.WithClientSideDelays())
-	require.NoError(t, err)
+	cs := newProducer(t, ctx, js, q, natsbroker.WithClientSideDelays())
 	_, err = cs.Enqueue(ctx, taskpool.Task{ID: "later", Type: "fail", Priority: taskpool.PriorityHigh}, natsbroker.Delay(time.Hour))
 	require.NoError(t, err)
 	assert.Equal(t, natsbroker.ActionDefer, recvT(t, putBack, 10*time.Second, "the deferral"))

@@ -32,8 +32,7 @@ func TestMaxBatchCapsEveryFetch(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, spy.Flush())
 
-	p, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	p := newProducer(t, ctx, js)
 	const n = 30
 	tasks := make([]taskpool.Task, n)
 	for i := range tasks {
@@ -87,13 +86,12 @@ func TestPublishWindowBoundsUnconfirmedPublishes(t *testing.T) {
 			srv := startServer(t)
 			_, js := connect(t, srv.URL())
 			ctx := ctxT(t)
-			p, err := natsbroker.NewProducer(ctx, js, natsbroker.WithPublishWindow(tt.give))
-			require.NoError(t, err)
+			p := newProducer(t, ctx, js, natsbroker.WithPublishWindow(tt.give))
 			// One channel for both subscriptions: the connection's
 			// reader fills it in the order the server sent them.
 			spy, _ := connect(t, srv.URL())
 			seen := make(chan *nats.Msg, 4096)
-			_, err = spy.ChanSubscribe("taskpool.default.task.>", seen)
+			_, err := spy.ChanSubscribe("taskpool.default.task.>", seen)
 			require.NoError(t, err)
 			_, err = spy.ChanSubscribe("_INBOX.>", seen)
 			require.NoError(t, err)
@@ -137,17 +135,13 @@ func TestPublishWindowBoundsUnconfirmedPublishes(t *testing.T) {
 // JetStream context's request and async publish subscriptions too.
 func TestProducerAndInspectorHoldNoGoroutines(t *testing.T) {
 	// Not parallel: goroutines of other tests would be counted.
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	var n atomic.Int32
 	use := func() {
-		p, err := natsbroker.NewProducer(ctx, js, natsbroker.WithMemoryStorage())
-		require.NoError(t, err)
-		insp, err := natsbroker.NewInspector(ctx, js, natsbroker.WithMemoryStorage())
-		require.NoError(t, err)
+		p := newProducer(t, ctx, js, natsbroker.WithMemoryStorage())
+		insp := newInspector(t, ctx, js, natsbroker.WithMemoryStorage())
 		i := n.Add(1)
-		_, err = p.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("one", i), Type: "ok", UniqueKey: fmt.Sprint("k", i)})
+		_, err := p.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("one", i), Type: "ok", UniqueKey: fmt.Sprint("k", i)})
 		require.NoError(t, err)
 		_, err = p.EnqueueBatch(ctx, []taskpool.Task{{ID: fmt.Sprint("b", i), Type: "ok"}, {ID: fmt.Sprint("c", i), Type: "ok"}})
 		require.NoError(t, err)

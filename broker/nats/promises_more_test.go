@@ -29,9 +29,7 @@ import (
 // both publish. The queue then holds each task once, and each runs once.
 func TestPromiseResubmitRaceStoresOnce(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	const n = 8
 	var fail atomic.Bool
 	fail.Store(true)
@@ -53,8 +51,7 @@ func TestPromiseResubmitRaceStoresOnce(t *testing.T) {
 		}))
 	require.NoError(t, err)
 	require.NoError(t, first.Start())
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js)
 	for i := range n {
 		_, err := prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("r", i), Type: "r"})
 		require.NoError(t, err)
@@ -70,8 +67,7 @@ func TestPromiseResubmitRaceStoresOnce(t *testing.T) {
 	// they stored.
 	require.NoError(t, first.Stop(ctx))
 
-	insp, err := natsbroker.NewInspector(ctx, js)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js)
 	dls, err := insp.DeadLetters(ctx, 0, 100)
 	require.NoError(t, err)
 	require.Len(t, dls, n)
@@ -216,9 +212,7 @@ func TestPromisePollWaitBoundsStop(t *testing.T) {
 // raise above zero.
 func TestPromiseHealthPrefetch(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	const n = 200
 	led := newLedger(n)
 	reg := taskpool.NewRegistry()
@@ -233,13 +227,12 @@ func TestPromiseHealthPrefetch(t *testing.T) {
 	require.Eventually(t, func() bool { return none.Health().Ready() }, 10*time.Second, time.Millisecond)
 	assert.Zero(t, none.Health().Prefetch, "NoPrefetch")
 
-	prod, err := natsbroker.NewProducer(ctx, js, natsbroker.WithQueue("adaptive"))
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, natsbroker.WithQueue("adaptive"))
 	tasks := make([]taskpool.Task, n)
 	for i := range tasks {
 		tasks[i] = taskpool.Task{ID: fmt.Sprint("t", i), Type: "noop"}
 	}
-	_, err = prod.EnqueueBatch(ctx, tasks)
+	_, err := prod.EnqueueBatch(ctx, tasks)
 	require.NoError(t, err)
 	waitDone(t, led.done, 20*time.Second, "every task")
 	require.Eventually(t, func() bool { return adaptive.Health().Prefetch > 0 }, 10*time.Second, time.Millisecond,
@@ -258,9 +251,7 @@ func TestPromiseHealthPrefetch(t *testing.T) {
 // worker, which Held counts and Waiting does not.
 func TestPromiseHealthWaiting(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	release := make(chan struct{})
 	started := make(chan string, 16)
 	runs := newLedger(7)
@@ -282,8 +273,7 @@ func TestPromiseHealthWaiting(t *testing.T) {
 	free := sync.OnceFunc(func() { close(release) })
 	t.Cleanup(free) // before the consumer's Stop, if the test fails first
 	assert.Zero(t, c.Health().Waiting)
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js)
 	for i := range 4 {
 		_, err := prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("l", i), Type: "limited"})
 		require.NoError(t, err)
@@ -361,13 +351,11 @@ func TestPromiseLoggerDiscardsByDefault(t *testing.T) {
 			}))...)
 		require.NoError(t, err)
 		require.NoError(t, c.Start())
-		prod, err := natsbroker.NewProducer(ctx, js, append(opts, q)...)
-		require.NoError(t, err)
+		prod := newProducer(t, ctx, js, append(opts, q)...)
 		_, err = prod.Enqueue(ctx, taskpool.Task{Type: "fail"})
 		require.NoError(t, err)
 		waitDone(t, dead, 20*time.Second, "the dead letter")
-		insp, err := natsbroker.NewInspector(ctx, js, append(opts, q)...)
-		require.NoError(t, err)
+		insp := newInspector(t, ctx, js, append(opts, q)...)
 		dls, err := insp.DeadLetters(ctx, 0, 10)
 		require.NoError(t, err)
 		require.Len(t, dls, 1)

@@ -23,9 +23,7 @@ import (
 // given to, and accepts the smallest value its doc allows.
 func TestOptionValidation(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	reg := taskpool.NewRegistry()
 
 	queueOpts := map[string]natsbroker.Option{
@@ -123,9 +121,7 @@ func TestOptionValidation(t *testing.T) {
 // queue is created with the documented defaults.
 func TestZeroOptionsMeanDefaults(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("zeros")
 	c, err := natsbroker.NewConsumer(ctx, js, taskpool.NewRegistry(), q,
 		natsbroker.WithReplicas(0), natsbroker.WithDuplicateWindow(0), natsbroker.WithUniqueTTL(0),
@@ -171,9 +167,7 @@ func TestZeroOptionsMeanDefaults(t *testing.T) {
 // Stop after the first returns nil.
 func TestConsumerStartStopStates(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	reg := taskpool.NewRegistry()
 	ran := make(chan string, 4)
 	require.NoError(t, reg.HandleFunc("t", func(_ context.Context, task taskpool.Task) error {
@@ -185,8 +179,7 @@ func TestConsumerStartStopStates(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, c.Start())
 	assert.ErrorIs(t, c.Start(), natsbroker.ErrConsumerClosed, "a second Start")
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js)
 	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "one", Type: "t"})
 	require.NoError(t, err)
 	assert.Equal(t, "one", <-ran, "the first Start still runs")
@@ -209,9 +202,7 @@ func TestConsumerStartStopStates(t *testing.T) {
 // (the running task settled) and returns nil.
 func TestConsumerSecondStopWaitsForFirst(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	started := make(chan struct{})
 	release := make(chan struct{})
 	reg := taskpool.NewRegistry()
@@ -229,8 +220,7 @@ func TestConsumerSecondStopWaitsForFirst(t *testing.T) {
 		}))
 	require.NoError(t, err)
 	require.NoError(t, c.Start())
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js)
 	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "slow", Type: "slow"})
 	require.NoError(t, err)
 	<-started
@@ -266,12 +256,9 @@ func TestConsumerSecondStopWaitsForFirst(t *testing.T) {
 // errors.Is-able through it, and the other tasks' receipts are valid.
 func TestEnqueueBatchErrors(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "holder", Type: "x", UniqueKey: "k"})
+	js, ctx := startJetStream(t)
+	prod := newProducer(t, ctx, js)
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "holder", Type: "x", UniqueKey: "k"})
 	require.NoError(t, err)
 	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "old", Type: "x"})
 	require.NoError(t, err)
@@ -309,8 +296,7 @@ func TestEnqueueBatchErrors(t *testing.T) {
 	assert.Equal(t, "old", receipts[5].ID)
 	assert.True(t, receipts[5].Duplicate, "an ID the server already had")
 
-	insp, err := natsbroker.NewInspector(ctx, js)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js)
 	info, err := insp.Queue(ctx)
 	require.NoError(t, err)
 	assert.EqualValues(t, 4, info.Priorities[1].Pending, "holder, old, a and the generated one")
@@ -321,13 +307,10 @@ func TestEnqueueBatchErrors(t *testing.T) {
 // past mean now; WithKnownTypes reads the registry at each enqueue.
 func TestEnqueueIDsAndDueTimes(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	reg := taskpool.NewRegistry()
-	prod, err := natsbroker.NewProducer(ctx, js, natsbroker.WithKnownTypes(reg))
-	require.NoError(t, err)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "same", Type: "x"})
+	prod := newProducer(t, ctx, js, natsbroker.WithKnownTypes(reg))
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "same", Type: "x"})
 	require.ErrorIs(t, err, taskpool.ErrNoHandler)
 	require.NoError(t, reg.HandleFunc("x", func(context.Context, taskpool.Task) error { return nil }))
 
@@ -353,8 +336,7 @@ func TestEnqueueIDsAndDueTimes(t *testing.T) {
 		assert.True(t, r.RunAt.IsZero(), "due now")
 	}
 
-	insp, err := natsbroker.NewInspector(ctx, js)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js)
 	info, err := insp.Queue(ctx)
 	require.NoError(t, err)
 	assert.Zero(t, info.Scheduled, "nothing delayed")
@@ -367,22 +349,18 @@ func TestEnqueueIDsAndDueTimes(t *testing.T) {
 // limits.
 func TestInspectorQueueCounts(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("counts")
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, q)
 	for i, prio := range []taskpool.Priority{1, 1, 0, -1, -1, -1} {
 		_, err := prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("t", i), Type: "x", Priority: prio})
 		require.NoError(t, err)
 	}
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "later", Type: "x"}, natsbroker.Delay(time.Hour))
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "later", Type: "x"}, natsbroker.Delay(time.Hour))
 	require.NoError(t, err)
 	require.NoError(t, prod.Schedule(ctx, "nightly", "@daily", taskpool.Task{Type: "x"}))
 
-	insp, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js, q)
 	info, err := insp.Queue(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, "counts", info.Queue)
@@ -414,9 +392,7 @@ func TestInspectorQueueCounts(t *testing.T) {
 // oldest first, skipping deleted ones.
 func TestInspectorDeadLettersPaging(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("fail", func(context.Context, taskpool.Task) error {
 		return taskpool.SkipRetry(errors.New("no"))
@@ -428,8 +404,7 @@ func TestInspectorDeadLettersPaging(t *testing.T) {
 				dead <- out.Task.ID
 			}
 		}))
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js)
 	// One at a time, so that the dead letters' order is the tasks'.
 	var ids []string
 	for i := range 5 {
@@ -444,8 +419,7 @@ func TestInspectorDeadLettersPaging(t *testing.T) {
 			t.Fatal("not dead-lettered")
 		}
 	}
-	insp, err := natsbroker.NewInspector(ctx, js)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js)
 	all, err := insp.DeadLetters(ctx, 0, 100)
 	require.NoError(t, err)
 	require.Len(t, all, 5)
@@ -481,11 +455,8 @@ func TestInspectorDeadLettersPaging(t *testing.T) {
 // errors; the Client's Cancel is bounded by CancelTimeout.
 func TestScheduleAndCancelErrors(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	js, ctx := startJetStream(t)
+	prod := newProducer(t, ctx, js)
 	task := taskpool.Task{Type: "report"}
 	assert.ErrorIs(t, prod.Schedule(ctx, "", "@daily", task), natsbroker.ErrInvalidOption, "empty id")
 	assert.ErrorIs(t, prod.Schedule(ctx, "s", "", task), natsbroker.ErrInvalidOption, "empty spec")
@@ -493,7 +464,7 @@ func TestScheduleAndCancelErrors(t *testing.T) {
 	assert.ErrorIs(t, prod.Schedule(ctx, "s", "@daily", taskpool.Task{}), taskpool.ErrInvalidType, "empty type")
 
 	c := natsbroker.NewClient(prod)
-	err = c.Cancel("nothing")
+	err := c.Cancel("nothing")
 	assert.ErrorIs(t, err, natsbroker.ErrNotFound)
 	assert.ErrorIs(t, err, taskpool.ErrTaskNotFound)
 	assert.ErrorIs(t, c.Unschedule("nothing"), taskpool.ErrTaskNotFound)
@@ -505,8 +476,7 @@ func TestScheduleAndCancelErrors(t *testing.T) {
 	assert.ErrorIs(t, bounded.Cancel("nothing"), context.DeadlineExceeded, "CancelTimeout bounds Cancel")
 
 	// The client-side delay fallback has no schedules to cancel or run.
-	fb, err := natsbroker.NewProducer(ctx, js, natsbroker.WithQueue("fb"), natsbroker.WithClientSideDelays())
-	require.NoError(t, err)
+	fb := newProducer(t, ctx, js, natsbroker.WithQueue("fb"), natsbroker.WithClientSideDelays())
 	assert.ErrorIs(t, fb.Schedule(ctx, "s", "@daily", task), natsbroker.ErrSchedulesUnsupported)
 	assert.ErrorIs(t, fb.Cancel(ctx, "s"), natsbroker.ErrSchedulesUnsupported)
 	r, err := fb.Enqueue(ctx, taskpool.Task{ID: "later", Type: "report"}, natsbroker.Delay(time.Hour))
@@ -520,9 +490,7 @@ func TestScheduleAndCancelErrors(t *testing.T) {
 // key; the resubmitted one's success then leaves that key alone.
 func TestResubmitDoesNotTakeTheUniqueKeyAgain(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	var fail atomic.Bool
 	fail.Store(true)
 	rerun, release := make(chan struct{}), make(chan struct{})
@@ -543,14 +511,12 @@ func TestResubmitDoesNotTakeTheUniqueKeyAgain(t *testing.T) {
 		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
 			settled <- out.Task.ID + " " + a.String()
 		}))
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "a", Type: "u", UniqueKey: "k"})
+	prod := newProducer(t, ctx, js)
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "a", Type: "u", UniqueKey: "k"})
 	require.NoError(t, err)
 	require.Equal(t, "a "+natsbroker.ActionDeadLetter.String(), <-settled)
 
-	insp, err := natsbroker.NewInspector(ctx, js)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js)
 	dls, err := insp.DeadLetters(ctx, 0, 10)
 	require.NoError(t, err)
 	require.Len(t, dls, 1)

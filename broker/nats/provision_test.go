@@ -19,9 +19,7 @@ import (
 // consumer) never rewrites the settings it was created with.
 func TestOpenKeepsQueueSettings(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("keep")
 	_, err := natsbroker.NewConsumer(ctx, js, taskpool.NewRegistry(), q,
 		natsbroker.WithDuplicateWindow(5*time.Minute), natsbroker.WithUniqueTTL(time.Hour),
@@ -55,13 +53,10 @@ func TestOpenKeepsQueueSettings(t *testing.T) {
 // ErrQueueMismatch, and changes nothing; WithReconfigure applies them.
 func TestOpenMismatchIsReported(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("mismatch")
-	_, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
-	_, err = natsbroker.NewConsumer(ctx, js, taskpool.NewRegistry(), q)
+	newProducer(t, ctx, js, q)
+	_, err := natsbroker.NewConsumer(ctx, js, taskpool.NewRegistry(), q)
 	require.NoError(t, err)
 
 	_, err = natsbroker.NewProducer(ctx, js, q, natsbroker.WithDuplicateWindow(5*time.Minute))
@@ -101,10 +96,9 @@ func TestClusterReplicasKept(t *testing.T) {
 	_, js3 := connect(t, cl.url(2))
 	ctx := ctxT(t)
 	q := natsbroker.WithQueue("r3")
-	_, err := natsbroker.NewProducer(ctx, js1, q, natsbroker.WithReplicas(3))
-	require.NoError(t, err)
+	newProducer(t, ctx, js1, q, natsbroker.WithReplicas(3))
 
-	_, err = natsbroker.NewInspector(ctx, js2, q)
+	_, err := natsbroker.NewInspector(ctx, js2, q)
 	require.NoError(t, err)
 	_, err = natsbroker.NewConsumer(ctx, js3, taskpool.NewRegistry(), q)
 	require.NoError(t, err)
@@ -165,12 +159,9 @@ func TestClusterConcurrentConsumerStart(t *testing.T) {
 // updates them.
 func TestOldConsumerKeptUntilReconfigured(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("old")
-	_, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
+	newProducer(t, ctx, js, q)
 	for _, p := range []string{"high", "default", "low"} {
 		_, err := js.CreateConsumer(ctx, "TASKPOOL_old", jetstream.ConsumerConfig{
 			Durable: "taskpool_" + p, Description: "taskpool workers, " + p + " priority",
@@ -180,7 +171,7 @@ func TestOldConsumerKeptUntilReconfigured(t *testing.T) {
 		require.NoError(t, err)
 	}
 	logs := newLogSignal("other settings than this version")
-	_, err = natsbroker.NewConsumer(ctx, js, taskpool.NewRegistry(), q, natsbroker.WithLogger(slog.New(logs)))
+	_, err := natsbroker.NewConsumer(ctx, js, taskpool.NewRegistry(), q, natsbroker.WithLogger(slog.New(logs)))
 	require.NoError(t, err)
 	waitDone(t, logs.ch, time.Second, "a Warn about the old consumer")
 	cons, err := js.Consumer(ctx, "TASKPOOL_old", "taskpool_low")

@@ -38,13 +38,12 @@ func TestServerRestartMidRun(t *testing.T) {
 	}))
 	startConsumer(t, js, reg, natsbroker.WithWorkers(4), natsbroker.WithAckWait(time.Second),
 		natsbroker.WithPollWait(100*time.Millisecond))
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js)
 	tasks := make([]taskpool.Task, n/2)
 	for i := range tasks {
 		tasks[i] = taskpool.Task{ID: fmt.Sprint("before-", i), Type: "work"}
 	}
-	_, err = prod.EnqueueBatch(ctx, tasks)
+	_, err := prod.EnqueueBatch(ctx, tasks)
 	require.NoError(t, err)
 
 	waitDone(t, halfway, 20*time.Second, "a quarter of the tasks")

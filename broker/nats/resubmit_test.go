@@ -23,9 +23,7 @@ import (
 // instead of returning the dead-lettered outcome at once.
 func TestResubmitClearsStoredResult(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	var fail atomic.Bool
 	fail.Store(true)
 	release := make(chan struct{})
@@ -45,10 +43,8 @@ func TestResubmitClearsStoredResult(t *testing.T) {
 		return nil
 	}))
 	startConsumer(t, js, reg, natsbroker.WithMaxAttempts(1), natsbroker.WithPollWait(100*time.Millisecond))
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
-	insp, err := natsbroker.NewInspector(ctx, js)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js)
+	insp := newInspector(t, ctx, js)
 
 	r, err := prod.Enqueue(ctx, taskpool.Task{ID: "kept", Type: "flaky"}, natsbroker.KeepResult())
 	require.NoError(t, err)
@@ -97,9 +93,7 @@ func TestResubmitClearsStoredResult(t *testing.T) {
 // and any outcome are the tick's, not the schedule's bare ID.
 func TestResubmitTickKeepsItsID(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	var fail atomic.Bool
 	fail.Store(true)
 	runs := make(chan string, 64)
@@ -112,10 +106,8 @@ func TestResubmitTickKeepsItsID(t *testing.T) {
 		return nil
 	}))
 	startConsumer(t, js, reg, natsbroker.WithMaxAttempts(1), natsbroker.WithPollWait(100*time.Millisecond))
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
-	insp, err := natsbroker.NewInspector(ctx, js)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js)
+	insp := newInspector(t, ctx, js)
 
 	require.NoError(t, prod.Schedule(ctx, "report", "@every 1s", taskpool.Task{Type: "report"}))
 	var tick string
@@ -183,9 +175,7 @@ func (s *failDelete) DeleteMsg(ctx context.Context, seq uint64) error {
 // to store another, and WaitResult waited for ever.)
 func TestResubmitAgainKeepsTheOutcomeOfTheRunItStarted(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("resubagain")
 	runs := make(chan struct{}, 4)
 	reg := taskpool.NewRegistry()
@@ -194,12 +184,10 @@ func TestResubmitAgainKeepsTheOutcomeOfTheRunItStarted(t *testing.T) {
 		return taskpool.SkipRetry(errors.New("fails every time"))
 	}))
 	startConsumer(t, js, reg, q, natsbroker.WithMaxAttempts(1), natsbroker.WithPollWait(100*time.Millisecond))
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
-	insp, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, q)
+	insp := newInspector(t, ctx, js, q)
 
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "k", Type: "doomed"}, natsbroker.KeepResult())
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "k", Type: "doomed"}, natsbroker.KeepResult())
 	require.NoError(t, err)
 	res, err := prod.WaitResult(ctx, "k")
 	require.NoError(t, err)
@@ -266,9 +254,7 @@ type kept struct {
 // result "again", and are counted on runs.
 func deadLetteredKept(t *testing.T, q string, runs chan struct{}) kept {
 	t.Helper()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	var first atomic.Bool
 	first.Store(true)
 	reg := taskpool.NewRegistry()
@@ -282,11 +268,9 @@ func deadLetteredKept(t *testing.T, q string, runs chan struct{}) kept {
 	}))
 	opt := natsbroker.WithQueue(q)
 	cons := startConsumer(t, js, reg, opt, natsbroker.WithMaxAttempts(1), natsbroker.WithPollWait(100*time.Millisecond))
-	prod, err := natsbroker.NewProducer(ctx, js, opt)
-	require.NoError(t, err)
-	insp, err := natsbroker.NewInspector(ctx, js, opt)
-	require.NoError(t, err)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "k", Type: "once"}, natsbroker.KeepResult())
+	prod := newProducer(t, ctx, js, opt)
+	insp := newInspector(t, ctx, js, opt)
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "k", Type: "once"}, natsbroker.KeepResult())
 	require.NoError(t, err)
 	res, err := prod.WaitResult(ctx, "k")
 	require.NoError(t, err)

@@ -25,9 +25,7 @@ var errQuota = errors.New("quota exceeded")
 // anyone waits.
 func TestResults(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("slow", func(ctx context.Context, t taskpool.Task) error {
 		<-ctx.Done()
@@ -50,11 +48,10 @@ func TestResults(t *testing.T) {
 			settled <- out.Task.ID
 		}
 	}))
-	p, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	p := newProducer(t, ctx, js)
 	c := natsbroker.NewClient(p)
 
-	_, err = c.SubmitWait(ctx, taskpool.Task{Type: "slow", Timeout: 50 * time.Millisecond})
+	_, err := c.SubmitWait(ctx, taskpool.Task{Type: "slow", Timeout: 50 * time.Millisecond})
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "a task timeout")
 	var re *natsbroker.RemoteError
 	require.ErrorAs(t, err, &re)
@@ -106,11 +103,8 @@ func TestResults(t *testing.T) {
 // ErrAttemptsExhausted to its waiter.
 func TestResultAttemptsExhausted(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
-	p, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	js, ctx := startJetStream(t)
+	p := newProducer(t, ctx, js)
 	// Delivered twice to a consumer that never settles it: a fetch that
 	// is neither acked nor nacked, as a killed worker leaves it.
 	r, err := p.Enqueue(ctx, taskpool.Task{Type: "ok", MaxAttempts: 1}, natsbroker.KeepResult())
@@ -137,9 +131,7 @@ func TestResultAttemptsExhausted(t *testing.T) {
 
 func TestWithResultTTL(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	_, err := natsbroker.NewProducer(ctx, js, natsbroker.WithResultTTL(-time.Second))
 	assert.ErrorIs(t, err, natsbroker.ErrInvalidOption)
 
@@ -190,9 +182,7 @@ func TestResultErrorKeepsEveryCoreSentinel(t *testing.T) {
 		taskpool.ErrTaskNotFound, taskpool.ErrHandlerExited, taskpool.ErrInvalidParams, taskpool.ErrInvalidResult,
 		taskpool.ErrSkipRetry,
 	}
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("sentinel", func(ctx context.Context, t taskpool.Task) error {
 		i, err := taskpool.ParamsAs[int](t)
@@ -202,8 +192,7 @@ func TestResultErrorKeepsEveryCoreSentinel(t *testing.T) {
 		return fmt.Errorf("handler: %w", sentinels[i])
 	}))
 	startConsumer(t, js, reg, natsbroker.WithMaxAttempts(1))
-	p, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	p := newProducer(t, ctx, js)
 	c := natsbroker.NewClient(p)
 	for i, want := range sentinels {
 		_, err := c.SubmitWait(ctx, taskpool.Task{Type: "sentinel", Params: i})
@@ -219,9 +208,7 @@ func TestResultErrorKeepsEveryCoreSentinel(t *testing.T) {
 // the task's own error kept.
 func TestResultOfAFailedTask(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("partial", func(ctx context.Context, t taskpool.Task) error {
 		t.SetResult(map[string]int{"done": t.Attempt})
@@ -232,8 +219,7 @@ func TestResultOfAFailedTask(t *testing.T) {
 		return errQuota
 	}))
 	startConsumer(t, js, reg, natsbroker.WithMaxAttempts(2), natsbroker.WithBackoff(taskpool.ConstantBackoff(time.Millisecond)))
-	p, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	p := newProducer(t, ctx, js)
 	c := natsbroker.NewClient(p)
 
 	v, err := c.SubmitWait(ctx, taskpool.Task{Type: "partial"})
@@ -261,9 +247,7 @@ func (e *nilPtrError) Error() string { return e.msg }
 // contained it), left the delivery unsettled, and the waiter waited.
 func TestResultErrorWhoseErrorPanics(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("nilerr", func(ctx context.Context, t taskpool.Task) error {
 		var e *nilPtrError
@@ -273,13 +257,12 @@ func TestResultErrorWhoseErrorPanics(t *testing.T) {
 	startConsumer(t, js, reg, natsbroker.WithMaxAttempts(1), natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
 		settled <- a
 	}))
-	p, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	p := newProducer(t, ctx, js)
 	c := natsbroker.NewClient(p)
 
 	short, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err = c.SubmitWait(short, taskpool.Task{Type: "nilerr"})
+	_, err := c.SubmitWait(short, taskpool.Task{Type: "nilerr"})
 	var re *natsbroker.RemoteError
 	require.ErrorAs(t, err, &re)
 	assert.Contains(t, re.Message, "Error panicked")
@@ -305,9 +288,7 @@ func TestResultErrorWhoseErrorPanics(t *testing.T) {
 // the dead letter reads no stored outcome, for the same reason.
 func TestConsumerOlderTaskWithALongID(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	ran := make(chan string, 4)
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("ok", func(_ context.Context, task taskpool.Task) error {
@@ -320,10 +301,9 @@ func TestConsumerOlderTaskWithALongID(t *testing.T) {
 			dead <- out.Err
 		}
 	}))
-	p, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	p := newProducer(t, ctx, js)
 	long := strings.Repeat("x", 3500)
-	_, err = js.PublishMsg(ctx, &nats.Msg{Subject: "taskpool.default.task.default",
+	_, err := js.PublishMsg(ctx, &nats.Msg{Subject: "taskpool.default.task.default",
 		Data:   []byte(`{"v":1,"id":"` + long + `","type":"ok"}`),
 		Header: nats.Header{"Nats-Msg-Id": []string{long}, natsbroker.HeaderResult: []string{"1"}}})
 	require.NoError(t, err)
@@ -350,8 +330,7 @@ func TestConsumerOlderTaskWithALongID(t *testing.T) {
 		}
 	}
 	// Resubmitting its dead letter reads no outcome under that ID.
-	insp, err := natsbroker.NewInspector(ctx, js)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js)
 	dls, err := insp.DeadLetters(ctx, 0, 10)
 	require.NoError(t, err)
 	require.Len(t, dls, 1)
@@ -372,11 +351,8 @@ func TestConsumerOlderTaskWithALongID(t *testing.T) {
 // dead-lettered outcome keeps its result for a reader too.
 func TestResultErrorUnknownSentinelName(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
-	p, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	js, ctx := startJetStream(t)
+	p := newProducer(t, ctx, js)
 	kv, err := js.KeyValue(ctx, "taskpool_results_default")
 	require.NoError(t, err)
 	_, err = kv.Put(ctx, base64.RawURLEncoding.EncodeToString([]byte("newer")),
@@ -404,18 +380,15 @@ func (e *nilUnwrapError) Unwrap() error { return e.err }
 // walked its chain outside any recover, and the process crashed.
 func TestResultErrorWhoseUnwrapPanics(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("nilunwrap", func(ctx context.Context, t taskpool.Task) error {
 		var e *nilUnwrapError
 		return e
 	}))
 	startConsumer(t, js, reg, natsbroker.WithMaxAttempts(1))
-	p, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
-	_, err = natsbroker.NewClient(p).SubmitWait(ctx, taskpool.Task{Type: "nilunwrap"})
+	p := newProducer(t, ctx, js)
+	_, err := natsbroker.NewClient(p).SubmitWait(ctx, taskpool.Task{Type: "nilunwrap"})
 	var pe *taskpool.PanicError
 	assert.ErrorAs(t, err, &pe)
 }

@@ -48,11 +48,10 @@ func TestReview25GoexitBackoffFreesCapacity(t *testing.T) {
 	log := newSettleLog()
 	cons := startConsumer(t, js, reg, natsbroker.WithSettleHook(log.hook),
 		natsbroker.WithWorkers(1), natsbroker.WithPrefetch(natsbroker.NoPrefetch))
-	p, err := natsbroker.NewProducer(ctxT(t), js)
-	require.NoError(t, err)
+	p := newProducer(t, ctxT(t), js)
 	ctx := ctxT(t)
 	for i, id := range []string{"exit1", "exit2"} {
-		_, err = p.Enqueue(ctx, taskpool.Task{ID: id, Type: "exit"})
+		_, err := p.Enqueue(ctx, taskpool.Task{ID: id, Type: "exit"})
 		require.NoError(t, err)
 		select {
 		case got := <-log.fin:
@@ -61,7 +60,7 @@ func TestReview25GoexitBackoffFreesCapacity(t *testing.T) {
 			t.Fatal("exit task not settled")
 		}
 	}
-	_, err = p.Enqueue(ctx, taskpool.Task{ID: "after", Type: "ok"})
+	_, err := p.Enqueue(ctx, taskpool.Task{ID: "after", Type: "ok"})
 	require.NoError(t, err)
 	select {
 	case got := <-ran:
@@ -100,11 +99,10 @@ func TestReview25FailingSettleHookFreesCapacity(t *testing.T) {
 				}
 				bad()
 			}), natsbroker.WithWorkers(1), natsbroker.WithPrefetch(natsbroker.NoPrefetch))
-			p, err := natsbroker.NewProducer(ctxT(t), js)
-			require.NoError(t, err)
+			p := newProducer(t, ctxT(t), js)
 			ctx := ctxT(t)
 			for _, id := range []string{"a", "b", "c"} {
-				_, err = p.Enqueue(ctx, taskpool.Task{ID: id, Type: "ok"})
+				_, err := p.Enqueue(ctx, taskpool.Task{ID: id, Type: "ok"})
 				require.NoError(t, err)
 				for _, ch := range []chan string{ran, acked} {
 					select {
@@ -148,8 +146,7 @@ func TestReview25PanickingSettleHookOnTheFetchLoop(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("bad payload not settled")
 	}
-	p, err := natsbroker.NewProducer(ctxT(t), js)
-	require.NoError(t, err)
+	p := newProducer(t, ctxT(t), js)
 	_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: "next", Type: "ok"})
 	require.NoError(t, err)
 	select {
@@ -170,10 +167,9 @@ func TestReview25CancelCompletesTheResult(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
 	_, js := connect(t, srv.URL())
-	p, err := natsbroker.NewProducer(ctxT(t), js)
-	require.NoError(t, err)
+	p := newProducer(t, ctxT(t), js)
 	ctx := ctxT(t)
-	_, err = p.Enqueue(ctx, taskpool.Task{ID: "later", Type: "x", UniqueKey: "k"}, natsbroker.Delay(time.Hour), natsbroker.KeepResult())
+	_, err := p.Enqueue(ctx, taskpool.Task{ID: "later", Type: "x", UniqueKey: "k"}, natsbroker.Delay(time.Hour), natsbroker.KeepResult())
 	require.NoError(t, err)
 	require.NoError(t, p.Cancel(ctx, "later"))
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -209,8 +205,7 @@ func TestReview25GracefulStopKeepsTheHandlersError(t *testing.T) {
 	cons, err := natsbroker.NewConsumer(ctxT(t), js, reg, natsbroker.WithSettleHook(log.hook))
 	require.NoError(t, err)
 	require.NoError(t, cons.Start())
-	p, err := natsbroker.NewProducer(ctxT(t), js)
-	require.NoError(t, err)
+	p := newProducer(t, ctxT(t), js)
 	_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: "own", Type: "own"})
 	require.NoError(t, err)
 	waitDone(t, started, 10*time.Second, "handler start")

@@ -21,17 +21,14 @@ import (
 // stored it and the consumer ran it with its default attempts (10).
 func TestReview25gNegativeAttemptsRefused(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("x", func(context.Context, taskpool.Task) error { return nil }))
 	s, err := taskpool.New(reg)
 	require.NoError(t, err)
 	require.NoError(t, s.Start())
 	defer func() { _ = s.Stop(context.Background()) }()
-	p, err := natsbroker.NewProducer(ctx, js, natsbroker.WithKnownTypes(reg))
-	require.NoError(t, err)
+	p := newProducer(t, ctx, js, natsbroker.WithKnownTypes(reg))
 	c := natsbroker.NewClient(p)
 	for _, task := range []taskpool.Task{
 		{Type: "x", MaxAttempts: -1},
@@ -47,8 +44,7 @@ func TestReview25gNegativeAttemptsRefused(t *testing.T) {
 		require.ErrorAs(t, err, &be)
 		assert.ErrorIs(t, be.Errs[0], taskpool.ErrInvalidTask, "EnqueueBatch %+v", task)
 	}
-	in, err := natsbroker.NewInspector(ctx, js)
-	require.NoError(t, err)
+	in := newInspector(t, ctx, js)
 	info, err := in.Queue(ctx)
 	require.NoError(t, err)
 	for _, pi := range info.Priorities {
@@ -69,11 +65,8 @@ func TestReview25gNegativeAttemptsRefused(t *testing.T) {
 // same for "a\nb" then "a b".
 func TestReview25gIDMustSurviveTheHeader(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
-	p, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	js, ctx := startJetStream(t)
+	p := newProducer(t, ctx, js)
 	for _, pair := range [][2]string{{"a\nb", "a b"}, {" lead", "lead"}, {"trail ", "trail"}, {"x\ty", "x y"}, {"c\r\n", "c"}} {
 		_, err := p.Enqueue(ctx, taskpool.Task{ID: pair[0], Type: "x"})
 		assert.ErrorIs(t, err, taskpool.ErrInvalidTask, "%q", pair[0])
@@ -104,9 +97,7 @@ func TestReview25gIDMustSurviveTheHeader(t *testing.T) {
 // "queue size = -9223372036854775804", an overflow naming another option.
 func TestReview25gConsumerBoundsAreItsOwnOptionErrors(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("x", func(context.Context, taskpool.Task) error { return nil }))
 	for name, o := range map[string]natsbroker.Option{
@@ -135,9 +126,7 @@ func TestReview25gConsumerBoundsAreItsOwnOptionErrors(t *testing.T) {
 // (MaxInt, MaxInt, 2) was refused as if all were zero.
 func TestReview25gPriorityWeightsBounded(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("x", func(context.Context, taskpool.Task) error { return nil }))
 	for _, w := range [][3]int{{math.MaxInt, math.MaxInt, 0}, {math.MaxInt, math.MaxInt, 2}, {1_000_001, 1, 1}, {0, 0, 1_000_001}} {
@@ -155,17 +144,14 @@ func TestReview25gPriorityWeightsBounded(t *testing.T) {
 // handler unchanged. Held.
 func TestReview25gMetadataEdgeValues(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	reg := taskpool.NewRegistry()
 	got := make(chan map[string]string, 1)
 	require.NoError(t, reg.HandleFunc("x", func(_ context.Context, t taskpool.Task) error { got <- t.Metadata; return nil }))
 	startConsumer(t, js, reg)
-	p, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	p := newProducer(t, ctx, js)
 	md := map[string]string{"empty": "", "utf": "héllo wörld ✓", "Mixed-Case": "v", "mixed-case": "w", "in": "a  b", "colon": "a: b"}
-	_, err = p.Enqueue(ctx, taskpool.Task{Type: "x", Metadata: md})
+	_, err := p.Enqueue(ctx, taskpool.Task{Type: "x", Metadata: md})
 	require.NoError(t, err)
 	select {
 	case g := <-got:

@@ -85,9 +85,7 @@ func TestGateRefusalWakesTheFetchLoop(t *testing.T) {
 // returns with nothing held.
 func TestGoexitWhileDrainingTheLongPolls(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("ok", func(context.Context, taskpool.Task) error { return nil }))
 	told := make(chan settledOutcome, 16)
@@ -157,12 +155,9 @@ func TestGoexitWhileDrainingTheLongPolls(t *testing.T) {
 // task is acked or dead-lettered once, none lost, none twice.
 func TestGoexitInBatchesStopMidwayEverythingSettledOnce(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	h := exitLookup{ran: make(chan string, 1000)}
-	p, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	p := newProducer(t, ctx, js)
 	var (
 		mu       sync.Mutex
 		terminal = map[string]int{}

@@ -25,9 +25,7 @@ import (
 // than its interval still runs.
 func TestScheduleReregisterUnchanged(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("resched")
 	ticks := make(chan string, 16)
 	reg := taskpool.NewRegistry()
@@ -36,8 +34,7 @@ func TestScheduleReregisterUnchanged(t *testing.T) {
 		return nil
 	}))
 	startConsumer(t, js, reg, q, natsbroker.WithPollWait(100*time.Millisecond))
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, q)
 	st, err := js.Stream(ctx, "TASKPOOL_resched")
 	require.NoError(t, err)
 	subj := "taskpool.resched.sched." + base64.RawURLEncoding.EncodeToString([]byte("report"))
@@ -84,11 +81,8 @@ func TestScheduleReregisterUnchanged(t *testing.T) {
 // a whole number of seconds).
 func TestScheduleCronDialect(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
-	prod, err := natsbroker.NewProducer(ctx, js, natsbroker.WithQueue("dialect"))
-	require.NoError(t, err)
+	js, ctx := startJetStream(t)
+	prod := newProducer(t, ctx, js, natsbroker.WithQueue("dialect"))
 	st, err := js.Stream(ctx, "TASKPOOL_dialect")
 	require.NoError(t, err)
 	tests := []struct {
@@ -151,20 +145,16 @@ func (f scheduleFunc) Next(after time.Time) time.Time { return f(after) }
 // run, and delayed tasks only when asked.
 func TestInspectorSchedules(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("listsched")
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
-	in, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, q)
+	in := newInspector(t, ctx, js, q)
 
 	before := time.Now()
 	require.NoError(t, prod.Schedule(ctx, "nightly", "@daily", taskpool.Task{Type: "report"}))
 	require.NoError(t, prod.Schedule(ctx, "tick", "@every 1h", taskpool.Task{Type: "ping", Params: map[string]any{"n": 1}}))
 	at := time.Now().Add(time.Hour).Truncate(time.Millisecond)
-	_, err = prod.Enqueue(ctx, taskpool.Task{Type: "mail", ID: "later"}, natsbroker.At(at))
+	_, err := prod.Enqueue(ctx, taskpool.Task{Type: "mail", ID: "later"}, natsbroker.At(at))
 	require.NoError(t, err)
 
 	got, err := in.Schedules(ctx, false)
@@ -232,11 +222,8 @@ func TestInspectorSchedules(t *testing.T) {
 // server.
 func TestScheduleSpecsAsCronParse(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
-	prod, err := natsbroker.NewProducer(ctx, js, natsbroker.WithQueue("specs"))
-	require.NoError(t, err)
+	js, ctx := startJetStream(t)
+	prod := newProducer(t, ctx, js, natsbroker.WithQueue("specs"))
 	tests := []struct {
 		give string
 		want bool // accepted
@@ -322,14 +309,10 @@ func kinds(t *testing.T, in *natsbroker.Inspector) []string {
 // Unschedule the schedule only, and Producer.Cancel both.
 func TestDelayedTaskAndScheduleShareAnID(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("sharedid")
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
-	in, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, q)
+	in := newInspector(t, ctx, js, q)
 	c := natsbroker.NewClient(prod)
 
 	// The schedule first, then a delayed task with its ID.
@@ -371,14 +354,10 @@ func TestDelayedTaskAndScheduleShareAnID(t *testing.T) {
 // of its ID refuses with ErrDuplicateTask rather than replace it.
 func TestDelayedTaskOfAnEarlierVersion(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("olddelay")
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
-	in, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, q)
+	in := newInspector(t, ctx, js, q)
 	c := natsbroker.NewClient(prod)
 
 	// As an earlier producer stored a delayed task.
@@ -426,16 +405,11 @@ func (s *afterDelete) DeleteMsg(ctx context.Context, seq uint64) error {
 // made free: the schedule is kept.
 func TestCancelKeepsWhatIsStoredMeanwhile(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("cancelrace")
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
-	other, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
-	in, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, q)
+	other := newProducer(t, ctx, js, q)
+	in := newInspector(t, ctx, js, q)
 
 	data, err := natsbroker.JSONCodec{}.Encode(taskpool.Task{ID: "x", Type: "mail"})
 	require.NoError(t, err)
@@ -462,14 +436,10 @@ func TestCancelKeepsWhatIsStoredMeanwhile(t *testing.T) {
 // second), and @hourly and @daily in the schedule's time zone.
 func TestInspectorSchedulesNextRunAsTheServerRunsIt(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("nextrun")
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
-	in, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, q)
+	in := newInspector(t, ctx, js, q)
 	tokyo, err := time.LoadLocation("Asia/Tokyo")
 	require.NoError(t, err)
 	kolkata, err := time.LoadLocation("Asia/Kolkata")
@@ -516,15 +486,11 @@ func TestInspectorSchedulesNextRunAsTheServerRunsIt(t *testing.T) {
 // does not list it either.
 func TestQueueInfoCountsClientSideDelaysAsPending(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("clientdelay")
-	prod, err := natsbroker.NewProducer(ctx, js, q, natsbroker.WithClientSideDelays())
-	require.NoError(t, err)
-	in, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "later", Type: "mail"}, natsbroker.Delay(time.Hour))
+	prod := newProducer(t, ctx, js, q, natsbroker.WithClientSideDelays())
+	in := newInspector(t, ctx, js, q)
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "later", Type: "mail"}, natsbroker.Delay(time.Hour))
 	require.NoError(t, err)
 
 	info, err := in.Queue(ctx)
@@ -541,15 +507,11 @@ func TestQueueInfoCountsClientSideDelaysAsPending(t *testing.T) {
 // carry it, Taskpool-First-Attempt does.
 func TestInspectorSchedulesDelayedAttempt(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	q := natsbroker.WithQueue("delayedattempt")
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
-	in, err := natsbroker.NewInspector(ctx, js, q)
-	require.NoError(t, err)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "third", Type: "mail", Attempt: 3}, natsbroker.Delay(time.Hour))
+	prod := newProducer(t, ctx, js, q)
+	in := newInspector(t, ctx, js, q)
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "third", Type: "mail", Attempt: 3}, natsbroker.Delay(time.Hour))
 	require.NoError(t, err)
 	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "first", Type: "mail"}, natsbroker.Delay(2*time.Hour))
 	require.NoError(t, err)
@@ -581,8 +543,7 @@ func TestInspectorSchedulesNextRunAfterAnOutage(t *testing.T) {
 	nc, js := connect(t, srv.URL())
 	ctx := ctxT(t)
 	q := natsbroker.WithQueue("nextrunoutage")
-	prod, err := natsbroker.NewProducer(ctx, js, q)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js, q)
 	in, err := natsbroker.NewInspector(ctx, js, q)
 	require.NoError(t, err)
 	const every = 2 * time.Second
@@ -640,11 +601,8 @@ func TestInspectorSchedulesNextRunAfterAnOutage(t *testing.T) {
 // "Going distributed" lists the difference).
 func TestSchedulePeriodicUniqueKeyIsRefused(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
-	prod, err := natsbroker.NewProducer(ctx, js, natsbroker.WithQueue("uniqsched"))
-	require.NoError(t, err)
+	js, ctx := startJetStream(t)
+	prod := newProducer(t, ctx, js, natsbroker.WithQueue("uniqsched"))
 	task := taskpool.Task{Type: "report", UniqueKey: "one-at-a-time"}
 	assert.ErrorIs(t, prod.Schedule(ctx, "nightly", "@every 1h", task), taskpool.ErrInvalidOption)
 	assert.ErrorIs(t, natsbroker.NewClient(prod).SchedulePeriodic("nightly", taskpool.Every(time.Hour), task), taskpool.ErrInvalidOption)

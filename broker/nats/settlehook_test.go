@@ -55,9 +55,7 @@ func TestSettleHookAndBackoffGoexitOnTheFetchLoopForARefusedTask(t *testing.T) {
 // returns with nothing held. codec, if not nil, is the consumer's codec
 // option, and retry the "ok" type's.
 func goexitOnTheFetchLoop(t *testing.T, payload []byte, codec natsbroker.Option, retry ...taskpool.HandleOption) {
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	reg := taskpool.NewRegistry()
 	ran := make(chan string, 8)
 	require.NoError(t, reg.HandleFunc("ok", func(_ context.Context, t taskpool.Task) error {
@@ -83,9 +81,8 @@ func goexitOnTheFetchLoop(t *testing.T, payload []byte, codec natsbroker.Option,
 			t.Fatal("delivery not settled: the fetch loop has ended")
 		}
 	}
-	p, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
-	_, err = p.Enqueue(ctx, taskpool.Task{ID: "next", Type: "ok"})
+	p := newProducer(t, ctx, js)
+	_, err := p.Enqueue(ctx, taskpool.Task{ID: "next", Type: "ok"})
 	require.NoError(t, err)
 	select {
 	case got := <-ran:
@@ -101,8 +98,7 @@ func goexitOnTheFetchLoop(t *testing.T, payload []byte, codec natsbroker.Option,
 	}
 	assert.True(t, cons.Health().Consuming, "the fetch loop runs")
 
-	insp, err := natsbroker.NewInspector(ctx, js)
-	require.NoError(t, err)
+	insp := newInspector(t, ctx, js)
 	dls, err := insp.DeadLetters(ctx, 0, 10)
 	require.NoError(t, err)
 	assert.Len(t, dls, 2, "each delivery dead-lettered once")

@@ -21,9 +21,7 @@ import (
 // built these outcomes with no status.
 func TestSettleHookStatusOfDeliveriesThatNeverRan(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	_, js := connect(t, srv.URL())
-	ctx := ctxT(t)
+	js, ctx := startJetStream(t)
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("ok", nop))
 	type settle struct {
@@ -63,8 +61,7 @@ func TestSettleHookStatusOfDeliveriesThatNeverRan(t *testing.T) {
 	assert.Equal(t, natsbroker.ActionDefer, s.a)
 	assert.Equal(t, taskpool.OutcomeNotRun, s.out.Status, "deferral")
 
-	prod, err := natsbroker.NewProducer(ctx, js)
-	require.NoError(t, err)
+	prod := newProducer(t, ctx, js)
 	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "nope", Type: "nope"})
 	require.NoError(t, err)
 	s = next("the unknown type, within its grace")
