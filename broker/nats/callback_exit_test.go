@@ -99,12 +99,7 @@ func stopsClean(t *testing.T, cons *natsbroker.Consumer) {
 // the panic crashed the process.)
 func TestDecodeGoexitOrPanicDeadLettersAndTheLoopGoesOn(t *testing.T) {
 	t.Parallel()
-	reg := taskpool.NewRegistry()
-	ran := make(chan string, 8)
-	require.NoError(t, reg.HandleFunc("ok", func(_ context.Context, t taskpool.Task) error {
-		ran <- t.ID
-		return nil
-	}))
+	reg, ran := idRegistry(t, "ok", 8)
 	cons, p, insp, told, publish := callbackExitConsumer(t, reg, natsbroker.WithCodec(exitCodec{}))
 	ctx := ctxT(t)
 
@@ -222,12 +217,7 @@ func TestMiddlewareConstructorGoexitOnSubmit(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			reg := taskpool.NewRegistry()
-			ran := make(chan string, 8)
-			require.NoError(t, reg.HandleFunc("ok", func(_ context.Context, t taskpool.Task) error {
-				ran <- t.ID
-				return nil
-			}, taskpool.WithRetry(3, func(int) time.Duration { return 10 * time.Millisecond })))
+			reg, ran := idRegistry(t, "ok", 8, taskpool.WithRetry(3, func(int) time.Duration { return 10 * time.Millisecond }))
 			var builds atomic.Int32
 			mw := func(next taskpool.Handler) taskpool.Handler {
 				if builds.Add(1) == 1 {
@@ -375,12 +365,7 @@ func (c noIDCodec) Decode(data []byte) (taskpool.Task, error) {
 // for as long as the consumer ran.)
 func TestCodecTaskWithoutIDIsABadPayload(t *testing.T) {
 	t.Parallel()
-	reg := taskpool.NewRegistry()
-	ran := make(chan string, 8)
-	require.NoError(t, reg.HandleFunc("ok", func(_ context.Context, t taskpool.Task) error {
-		ran <- t.ID
-		return nil
-	}))
+	reg, ran := idRegistry(t, "ok", 8)
 	cons, p, _, told, publish := callbackExitConsumer(t, reg, natsbroker.WithCodec(noIDCodec{}))
 	publish("no id")
 	s := nextSettled(t, told, "the task without an ID")

@@ -24,12 +24,7 @@ import (
 func TestClientReusedIDIsDuplicate(t *testing.T) {
 	t.Parallel()
 	js, ctx := startJetStream(t)
-	reg := taskpool.NewRegistry()
-	ran := make(chan string, 4)
-	require.NoError(t, reg.HandleFunc("ok", func(ctx context.Context, t taskpool.Task) error {
-		ran <- t.ID
-		return nil
-	}))
+	reg, ran := idRegistry(t, "ok", 4)
 	startConsumer(t, js, reg)
 	p := newProducer(t, ctx, js)
 	c := natsbroker.NewClient(p)

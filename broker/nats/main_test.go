@@ -101,6 +101,20 @@ func startConsumer(t testing.TB, js jetstream.JetStream, h taskpool.Handler, opt
 	return c
 }
 
+// idRegistry returns a registry with one handler, for tasks of type typ
+// (registered with opts), that sends each task's ID on the returned
+// channel, buffered for n, and succeeds. It holds nothing to clean up.
+func idRegistry(t testing.TB, typ string, n int, opts ...taskpool.HandleOption) (*taskpool.Registry, chan string) {
+	t.Helper()
+	reg := taskpool.NewRegistry()
+	ran := make(chan string, n)
+	require.NoError(t, reg.HandleFunc(typ, func(_ context.Context, task taskpool.Task) error {
+		ran <- task.ID
+		return nil
+	}, opts...))
+	return reg, ran
+}
+
 // ledger records completions per task ID.
 type ledger struct {
 	mu   sync.Mutex

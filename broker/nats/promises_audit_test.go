@@ -623,12 +623,7 @@ func TestAuditIdlePrioritiesAreLongPolled(t *testing.T) {
 	const pollWait = 2 * time.Second
 	for _, workers := range []int{3, 2} {
 		q := natsbroker.WithQueue(fmt.Sprint("auditpoll", workers))
-		ran := make(chan string, 4)
-		reg := taskpool.NewRegistry()
-		require.NoError(t, reg.HandleFunc("x", func(_ context.Context, task taskpool.Task) error {
-			ran <- task.ID
-			return nil
-		}))
+		reg, ran := idRegistry(t, "x", 4)
 		c, err := natsbroker.NewConsumer(ctx, js, reg, q, natsbroker.WithWorkers(workers),
 			natsbroker.WithPrefetch(natsbroker.NoPrefetch), natsbroker.WithPollWait(pollWait))
 		require.NoError(t, err)

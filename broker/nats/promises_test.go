@@ -168,12 +168,7 @@ func TestZeroOptionsMeanDefaults(t *testing.T) {
 func TestConsumerStartStopStates(t *testing.T) {
 	t.Parallel()
 	js, ctx := startJetStream(t)
-	reg := taskpool.NewRegistry()
-	ran := make(chan string, 4)
-	require.NoError(t, reg.HandleFunc("t", func(_ context.Context, task taskpool.Task) error {
-		ran <- task.ID
-		return nil
-	}))
+	reg, ran := idRegistry(t, "t", 4)
 
 	c, err := natsbroker.NewConsumer(ctx, js, reg, natsbroker.WithWorkers(3), natsbroker.WithPollWait(50*time.Millisecond))
 	require.NoError(t, err)

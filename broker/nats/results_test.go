@@ -289,12 +289,7 @@ func TestResultErrorWhoseErrorPanics(t *testing.T) {
 func TestConsumerOlderTaskWithALongID(t *testing.T) {
 	t.Parallel()
 	js, ctx := startJetStream(t)
-	ran := make(chan string, 4)
-	reg := taskpool.NewRegistry()
-	require.NoError(t, reg.HandleFunc("ok", func(_ context.Context, task taskpool.Task) error {
-		ran <- task.ID
-		return nil
-	}))
+	reg, ran := idRegistry(t, "ok", 4)
 	dead := make(chan error, 4)
 	startConsumer(t, js, reg, natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
 		if a == natsbroker.ActionDeadLetter {

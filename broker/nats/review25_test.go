@@ -86,12 +86,7 @@ func TestReview25FailingSettleHookFreesCapacity(t *testing.T) {
 			t.Parallel()
 			srv := startServer(t)
 			_, js := connect(t, srv.URL())
-			reg := taskpool.NewRegistry()
-			ran := make(chan string, 8)
-			require.NoError(t, reg.HandleFunc("ok", func(_ context.Context, t taskpool.Task) error {
-				ran <- t.ID
-				return nil
-			}))
+			reg, ran := idRegistry(t, "ok", 8)
 			acked := make(chan string, 8)
 			cons := startConsumer(t, js, reg, natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
 				if a == natsbroker.ActionAck {
@@ -127,12 +122,7 @@ func TestReview25PanickingSettleHookOnTheFetchLoop(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
 	nc, js := connect(t, srv.URL())
-	reg := taskpool.NewRegistry()
-	ran := make(chan string, 8)
-	require.NoError(t, reg.HandleFunc("ok", func(_ context.Context, t taskpool.Task) error {
-		ran <- t.ID
-		return nil
-	}))
+	reg, ran := idRegistry(t, "ok", 8)
 	told := make(chan natsbroker.Action, 8)
 	cons := startConsumer(t, js, reg, natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) {
 		told <- a

@@ -32,12 +32,7 @@ func TestGateRefusalWakesTheFetchLoop(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			reg := taskpool.NewRegistry()
-			ran := make(chan string, 8)
-			require.NoError(t, reg.HandleFunc("ok", func(_ context.Context, t taskpool.Task) error {
-				ran <- t.ID
-				return nil
-			}))
+			reg, ran := idRegistry(t, "ok", 8)
 			var builds atomic.Int32
 			mw := func(next taskpool.Handler) taskpool.Handler {
 				if builds.Add(1) == 1 {

@@ -56,12 +56,7 @@ func TestSettleHookAndBackoffGoexitOnTheFetchLoopForARefusedTask(t *testing.T) {
 // option, and retry the "ok" type's.
 func goexitOnTheFetchLoop(t *testing.T, payload []byte, codec natsbroker.Option, retry ...taskpool.HandleOption) {
 	js, ctx := startJetStream(t)
-	reg := taskpool.NewRegistry()
-	ran := make(chan string, 8)
-	require.NoError(t, reg.HandleFunc("ok", func(_ context.Context, t taskpool.Task) error {
-		ran <- t.ID
-		return nil
-	}, retry...))
+	reg, ran := idRegistry(t, "ok", 8, retry...)
 	told := make(chan natsbroker.Action, 8)
 	opts := []natsbroker.Option{natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) {
 		told <- a
