@@ -119,8 +119,7 @@ func benchRun(b *testing.B, storage string, consumers int, defaults bool, codec 
 	var acked atomic.Int64
 	done := make(chan struct{})
 	want := int64(b.N)
-	reg := taskpool.NewRegistry()
-	require.NoError(b, reg.HandleFunc("noop", func(context.Context, taskpool.Task) error { return nil }))
+	reg := nopRegistry(b, "noop")
 	copts := append(opts,
 		natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) {
 			if a == natsbroker.ActionAck && acked.Add(1) == want {

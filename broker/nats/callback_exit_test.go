@@ -316,8 +316,7 @@ func TestBackoffPanicOrGoexitWhereAStoreFails(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			reg := taskpool.NewRegistry()
-			require.NoError(t, reg.HandleFunc("ok", func(context.Context, taskpool.Task) error { return nil }))
+			reg := nopRegistry(t, "ok")
 			js, ctx := startJetStream(t)
 			told := make(chan settledOutcome, 16)
 			cons := startConsumer(t, js, reg, natsbroker.WithBackoff(bo), natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {

@@ -115,6 +115,15 @@ func idRegistry(t testing.TB, typ string, n int, opts ...taskpool.HandleOption) 
 	return reg, ran
 }
 
+// nopRegistry returns a registry with one handler, for tasks of type
+// typ, that succeeds at once. It holds nothing to clean up.
+func nopRegistry(t testing.TB, typ string) *taskpool.Registry {
+	t.Helper()
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc(typ, nop))
+	return reg
+}
+
 // ledger records completions per task ID.
 type ledger struct {
 	mu   sync.Mutex

@@ -16,8 +16,7 @@ import (
 func TestOptionsForSomeoneElseAreRefused(t *testing.T) {
 	t.Parallel()
 	js, ctx := startJetStream(t)
-	reg := taskpool.NewRegistry()
-	require.NoError(t, reg.HandleFunc("t", func(context.Context, taskpool.Task) error { return nil }))
+	reg := nopRegistry(t, "t")
 	consumerOnly := []natsbroker.Option{
 		natsbroker.WithWorkers(2), natsbroker.WithPrefetch(4), natsbroker.WithMaxBatch(8),
 		natsbroker.WithPollWait(0), natsbroker.WithAckWait(0), natsbroker.WithMaxAttempts(3), natsbroker.WithBackoff(taskpool.ConstantBackoff(0)),

@@ -26,8 +26,7 @@ import (
 func TestParitySettleHookAttemptsCountRuns(t *testing.T) {
 	t.Parallel()
 	js, ctx := startJetStream(t)
-	reg := taskpool.NewRegistry()
-	require.NoError(t, reg.HandleFunc("ok", func(context.Context, taskpool.Task) error { return nil }))
+	reg := nopRegistry(t, "ok")
 	type settle struct {
 		out taskpool.Outcome
 		a   natsbroker.Action

@@ -110,8 +110,7 @@ func TestConsumerFollowsRegistryRetry(t *testing.T) {
 func TestUnknownTypes(t *testing.T) {
 	t.Parallel()
 	js, ctx := startJetStream(t)
-	reg := taskpool.NewRegistry()
-	require.NoError(t, reg.HandleFunc("known", nop))
+	reg := nopRegistry(t, "known")
 
 	strict := newProducer(t, ctx, js, natsbroker.WithKnownTypes(reg))
 	_, err := strict.Enqueue(ctx, taskpool.Task{Type: "nope"})

@@ -22,8 +22,7 @@ import (
 func TestReview25gNegativeAttemptsRefused(t *testing.T) {
 	t.Parallel()
 	js, ctx := startJetStream(t)
-	reg := taskpool.NewRegistry()
-	require.NoError(t, reg.HandleFunc("x", func(context.Context, taskpool.Task) error { return nil }))
+	reg := nopRegistry(t, "x")
 	s, err := taskpool.New(reg)
 	require.NoError(t, err)
 	require.NoError(t, s.Start())
@@ -98,8 +97,7 @@ func TestReview25gIDMustSurviveTheHeader(t *testing.T) {
 func TestReview25gConsumerBoundsAreItsOwnOptionErrors(t *testing.T) {
 	t.Parallel()
 	js, ctx := startJetStream(t)
-	reg := taskpool.NewRegistry()
-	require.NoError(t, reg.HandleFunc("x", func(context.Context, taskpool.Task) error { return nil }))
+	reg := nopRegistry(t, "x")
 	for name, o := range map[string]natsbroker.Option{
 		"workers":   natsbroker.WithWorkers(taskpool.MaxWorkers + 1),
 		"workers ":  natsbroker.WithWorkers(math.MaxInt),
@@ -127,8 +125,7 @@ func TestReview25gConsumerBoundsAreItsOwnOptionErrors(t *testing.T) {
 func TestReview25gPriorityWeightsBounded(t *testing.T) {
 	t.Parallel()
 	js, ctx := startJetStream(t)
-	reg := taskpool.NewRegistry()
-	require.NoError(t, reg.HandleFunc("x", func(context.Context, taskpool.Task) error { return nil }))
+	reg := nopRegistry(t, "x")
 	for _, w := range [][3]int{{math.MaxInt, math.MaxInt, 0}, {math.MaxInt, math.MaxInt, 2}, {1_000_001, 1, 1}, {0, 0, 1_000_001}} {
 		_, err := natsbroker.NewConsumer(ctx, js, reg, natsbroker.WithPriorityWeights(w[0], w[1], w[2]))
 		require.ErrorIs(t, err, natsbroker.ErrInvalidOption, "%v", w)

@@ -81,8 +81,7 @@ func TestGateRefusalWakesTheFetchLoop(t *testing.T) {
 func TestGoexitWhileDrainingTheLongPolls(t *testing.T) {
 	t.Parallel()
 	js, ctx := startJetStream(t)
-	reg := taskpool.NewRegistry()
-	require.NoError(t, reg.HandleFunc("ok", func(context.Context, taskpool.Task) error { return nil }))
+	reg := nopRegistry(t, "ok")
 	told := make(chan settledOutcome, 16)
 	cons := startConsumer(t, js, reg, natsbroker.WithCodec(exitCodec{}), natsbroker.WithWorkers(4),
 		natsbroker.WithPollWait(5*time.Second),
@@ -253,8 +252,7 @@ func (c noTypeCodec) Decode(data []byte) (taskpool.Task, error) {
 // without Lookup it was dead-lettered at once as ErrInvalidType.)
 func TestCodecTaskWithoutTypeIsABadPayload(t *testing.T) {
 	t.Parallel()
-	reg := taskpool.NewRegistry()
-	require.NoError(t, reg.HandleFunc("ok", func(context.Context, taskpool.Task) error { return nil }))
+	reg := nopRegistry(t, "ok")
 	cons, _, _, told, publish := callbackExitConsumer(t, reg, natsbroker.WithCodec(noTypeCodec{}))
 	publish("no type")
 	s := nextSettled(t, told, "the task without a type")

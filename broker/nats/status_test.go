@@ -22,8 +22,7 @@ import (
 func TestSettleHookStatusOfDeliveriesThatNeverRan(t *testing.T) {
 	t.Parallel()
 	js, ctx := startJetStream(t)
-	reg := taskpool.NewRegistry()
-	require.NoError(t, reg.HandleFunc("ok", nop))
+	reg := nopRegistry(t, "ok")
 	type settle struct {
 		out taskpool.Outcome
 		a   natsbroker.Action
