@@ -53,14 +53,20 @@ type settledOutcome struct {
 	a   natsbroker.Action
 }
 
+// tellSettled is a settle hook, as an option, that sends what it is told
+// on told.
+func tellSettled(told chan<- settledOutcome) natsbroker.Option {
+	return natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+		told <- settledOutcome{out, a}
+	})
+}
+
 // callbackExitConsumer starts a consumer of h with the options and a
 // settle hook that reports on the returned channel.
 func callbackExitConsumer(t *testing.T, h taskpool.Handler, opts ...natsbroker.Option) (*natsbroker.Consumer, *natsbroker.Producer, *natsbroker.Inspector, chan settledOutcome, func(payload string)) {
 	js, ctx := startJetStream(t)
 	told := make(chan settledOutcome, 16)
-	opts = append(opts, natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
-		told <- settledOutcome{out, a}
-	}), natsbroker.WithPollWait(100*time.Millisecond))
+	opts = append(opts, tellSettled(told), natsbroker.WithPollWait(100*time.Millisecond))
 	cons := startConsumer(t, js, h, opts...)
 	p := newProducer(t, ctx, js)
 	insp := newInspector(t, ctx, js)
@@ -319,19 +325,11 @@ func TestBackoffPanicOrGoexitWhereAStoreFails(t *testing.T) {
 			reg := nopRegistry(t, "ok")
 			js, ctx := startJetStream(t)
 			told := make(chan settledOutcome, 16)
-			cons := startConsumer(t, js, reg, natsbroker.WithBackoff(bo), natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
-				told <- settledOutcome{out, a}
-			}))
+			cons := startConsumer(t, js, reg, natsbroker.WithBackoff(bo), tellSettled(told))
 			p := newProducer(t, ctx, js)
-			// Every result record is larger than the bucket allows.
-			s, err := js.Stream(ctx, "KV_taskpool_results_default")
-			require.NoError(t, err)
-			cfg := s.CachedInfo().Config
-			cfg.MaxMsgSize = 1
-			_, err = js.UpdateStream(ctx, cfg)
-			require.NoError(t, err)
+			refuseResults(t, ctx, js) // every result record is larger than the bucket allows
 
-			_, err = p.Enqueue(ctx, taskpool.Task{ID: "kept", Type: "ok"}, natsbroker.KeepResult())
+			_, err := p.Enqueue(ctx, taskpool.Task{ID: "kept", Type: "ok"}, natsbroker.KeepResult())
 			require.NoError(t, err)
 			got := nextSettled(t, told, "the task whose result was not stored")
 			assert.Equal(t, natsbroker.ActionRetry, got.a)
@@ -345,13 +343,17 @@ func TestBackoffPanicOrGoexitWhereAStoreFails(t *testing.T) {
 	}
 }
 
-// noIDCodec is the JSON codec, except that it decodes the payload "no id"
-// to a task without an ID.
-type noIDCodec struct{ natsbroker.JSONCodec }
+// payloadCodec is the JSON codec, except that it decodes a delivery
+// whose payload is payload to task (one without an ID, say).
+type payloadCodec struct {
+	natsbroker.JSONCodec
+	payload string
+	task    taskpool.Task
+}
 
-func (c noIDCodec) Decode(data []byte) (taskpool.Task, error) {
-	if string(data) == "no id" {
-		return taskpool.Task{Type: "ok"}, nil
+func (c payloadCodec) Decode(data []byte) (taskpool.Task, error) {
+	if string(data) == c.payload {
+		return c.task, nil
 	}
 	return c.JSONCodec.Decode(data)
 }
@@ -365,7 +367,7 @@ func (c noIDCodec) Decode(data []byte) (taskpool.Task, error) {
 func TestCodecTaskWithoutIDIsABadPayload(t *testing.T) {
 	t.Parallel()
 	reg, ran := idRegistry(t, "ok", 8)
-	cons, p, _, told, publish := callbackExitConsumer(t, reg, natsbroker.WithCodec(noIDCodec{}))
+	cons, p, _, told, publish := callbackExitConsumer(t, reg, natsbroker.WithCodec(payloadCodec{payload: "no id", task: taskpool.Task{Type: "ok"}}))
 	publish("no id")
 	s := nextSettled(t, told, "the task without an ID")
 	assert.Equal(t, natsbroker.ActionDeadLetter, s.a)

@@ -50,7 +50,7 @@ func TestHandlerErrorWhoseErrorCallsGoexitIsDeadLettered(t *testing.T) {
 			told := make(chan settledOutcome, 8)
 			cons := startConsumer(t, js, reg, natsbroker.WithMaxAttempts(1),
 				natsbroker.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
-				natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) { told <- settledOutcome{out, a} }))
+				tellSettled(told))
 			p := newProducer(t, ctx, js)
 			insp := newInspector(t, ctx, js)
 

@@ -124,6 +124,19 @@ func nopRegistry(t testing.TB, typ string) *taskpool.Registry {
 	return reg
 }
 
+// refuseResults makes the default queue's results bucket refuse every
+// record, by making its stream's largest message 1 byte. There is
+// nothing to clean up: the change lives on the test's own server.
+func refuseResults(t testing.TB, ctx context.Context, js jetstream.JetStream) {
+	t.Helper()
+	s, err := js.Stream(ctx, "KV_taskpool_results_default")
+	require.NoError(t, err)
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgSize = 1
+	_, err = js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+}
+
 // ledger records completions per task ID.
 type ledger struct {
 	mu   sync.Mutex

@@ -217,14 +217,9 @@ func TestOutcomeNotStoredWaitsTheTypesBackoff(t *testing.T) {
 				return time.Hour
 			}), natsbroker.WithSettleHook(func(_ taskpool.Outcome, a natsbroker.Action) { told <- a }))
 			p := newProducer(t, ctx, js)
-			s, err := js.Stream(ctx, "KV_taskpool_results_default")
-			require.NoError(t, err)
-			cfg := s.CachedInfo().Config
-			cfg.MaxMsgSize = 1
-			_, err = js.UpdateStream(ctx, cfg)
-			require.NoError(t, err)
+			refuseResults(t, ctx, js)
 
-			_, err = p.Enqueue(ctx, taskpool.Task{ID: "kept", Type: "typed"}, natsbroker.KeepResult())
+			_, err := p.Enqueue(ctx, taskpool.Task{ID: "kept", Type: "typed"}, natsbroker.KeepResult())
 			require.NoError(t, err)
 			select {
 			case a := <-told:

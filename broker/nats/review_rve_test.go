@@ -85,7 +85,7 @@ func TestGoexitWhileDrainingTheLongPolls(t *testing.T) {
 	told := make(chan settledOutcome, 16)
 	cons := startConsumer(t, js, reg, natsbroker.WithCodec(exitCodec{}), natsbroker.WithWorkers(4),
 		natsbroker.WithPollWait(5*time.Second),
-		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) { told <- settledOutcome{out, a} }))
+		tellSettled(told))
 	prios := []string{"high", "default", "low"}
 	// Every priority has its long poll outstanding.
 	require.Eventually(t, func() bool {
@@ -232,17 +232,6 @@ func TestGoexitInBatchesStopMidwayEverythingSettledOnce(t *testing.T) {
 	assert.Equal(t, bad, badGot, "each bad payload dead-lettered once")
 }
 
-// noTypeCodec is the JSON codec, except that it decodes the payload
-// "no type" to a task without a type.
-type noTypeCodec struct{ natsbroker.JSONCodec }
-
-func (c noTypeCodec) Decode(data []byte) (taskpool.Task, error) {
-	if string(data) == "no type" {
-		return taskpool.Task{ID: "typeless"}, nil
-	}
-	return c.JSONCodec.Decode(data)
-}
-
 // A custom codec that decodes a task without a type makes a bad payload,
 // as JSONCodec says of an envelope without one (and as a task without an
 // ID is): dead-lettered at its first delivery with ErrBadPayload, whatever
@@ -253,7 +242,7 @@ func (c noTypeCodec) Decode(data []byte) (taskpool.Task, error) {
 func TestCodecTaskWithoutTypeIsABadPayload(t *testing.T) {
 	t.Parallel()
 	reg := nopRegistry(t, "ok")
-	cons, _, _, told, publish := callbackExitConsumer(t, reg, natsbroker.WithCodec(noTypeCodec{}))
+	cons, _, _, told, publish := callbackExitConsumer(t, reg, natsbroker.WithCodec(payloadCodec{payload: "no type", task: taskpool.Task{ID: "typeless"}}))
 	publish("no type")
 	s := nextSettled(t, told, "the task without a type")
 	assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
