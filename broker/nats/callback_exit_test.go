@@ -126,12 +126,7 @@ func TestDecodeGoexitOrPanicDeadLettersAndTheLoopGoesOn(t *testing.T) {
 
 	_, err := p.Enqueue(ctx, taskpool.Task{ID: "next", Type: "ok"})
 	require.NoError(t, err)
-	select {
-	case got := <-ran:
-		assert.Equal(t, "next", got)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the next task did not run: the fetch loop has ended")
-	}
+	assert.Equal(t, "next", recvT(t, ran, 10*time.Second, "the next task to run (else the fetch loop has ended)"))
 	s = nextSettled(t, told, "the next task")
 	assert.Equal(t, natsbroker.ActionAck, s.a)
 	assert.True(t, cons.Health().Consuming)
@@ -179,12 +174,7 @@ func TestLookupGoexitOrPanicDeadLettersAndTheLoopGoesOn(t *testing.T) {
 
 	_, err = p.Enqueue(ctx, taskpool.Task{ID: "next", Type: "ok"})
 	require.NoError(t, err)
-	select {
-	case got := <-h.ran:
-		assert.Equal(t, "next", got)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the next task did not run: the fetch loop has ended")
-	}
+	assert.Equal(t, "next", recvT(t, h.ran, 10*time.Second, "the next task to run (else the fetch loop has ended)"))
 	s = nextSettled(t, told, "the next task")
 	assert.Equal(t, natsbroker.ActionAck, s.a)
 

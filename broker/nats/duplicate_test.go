@@ -159,12 +159,7 @@ func TestRedeliveryOfARunningTaskIsPutBackUnsettled(t *testing.T) {
 
 			mode.Store(0)
 			close(release)
-			select {
-			case id := <-log.fin:
-				require.Equal(t, "run", id)
-			case <-time.After(10 * time.Second):
-				t.Fatal("the running task not settled")
-			}
+			require.Equal(t, "run", recvT(t, log.fin, 10*time.Second, "the running task's settlement"))
 			stopsClean(t, cons)
 			acts, _ = log.get("run")
 			assert.Equal(t, []natsbroker.Action{natsbroker.ActionAck}, acts, "one settlement")
@@ -233,12 +228,7 @@ func TestDuplicateIDPutBackIsNotTold(t *testing.T) {
 
 	close(release)
 	for range 2 {
-		select {
-		case id := <-log.fin:
-			require.Equal(t, "dup", id)
-		case <-time.After(10 * time.Second):
-			t.Fatal("the two messages not settled")
-		}
+		require.Equal(t, "dup", recvT(t, log.fin, 10*time.Second, "the two messages' settlements"))
 	}
 	stopsClean(t, cons)
 	acts, _ = log.get("dup")

@@ -188,12 +188,7 @@ func TestEnqueueBatchRetriesUntilServerBack(t *testing.T) {
 		t.Fatal("EnqueueBatch did not retry")
 	}
 	startServerAt(t, port, dir)
-	select {
-	case err := <-errc:
-		require.NoError(t, err)
-	case <-time.After(25 * time.Second):
-		t.Fatal("EnqueueBatch did not return after the server came back")
-	}
+	require.NoError(t, recvT(t, errc, 25*time.Second, "EnqueueBatch to return after the server came back"))
 	st, err := js.Stream(ctx, "TASKPOOL_default")
 	require.NoError(t, err)
 	info, err := st.Info(ctx)

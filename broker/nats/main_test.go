@@ -184,3 +184,15 @@ func waitDone(t testing.TB, ch <-chan struct{}, d time.Duration, what string) {
 		t.Fatalf("timed out after %v waiting for %s", d, what)
 	}
 }
+
+// recvT receives from ch or fails the test after d.
+func recvT[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(d):
+		t.Fatalf("timed out after %v waiting for %s", d, what)
+		panic("unreachable")
+	}
+}

@@ -43,12 +43,7 @@ func TestPoisonTooLargeToDeadLetter(t *testing.T) {
 	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "poison", Type: "poison", Params: params})
 	require.NoError(t, err)
 
-	select {
-	case a := <-settled:
-		require.Equal(t, natsbroker.ActionDeadLetter, a, "the first outcome is final")
-	case <-time.After(10 * time.Second):
-		t.Fatal("not settled")
-	}
+	require.Equal(t, natsbroker.ActionDeadLetter, recvT(t, settled, 10*time.Second, "the settlement"), "the first outcome is final")
 	waitDone(t, logs.ch, 5*time.Second, "a Warn about the dropped payload")
 	assert.EqualValues(t, 1, runs.Load())
 

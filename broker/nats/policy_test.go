@@ -177,12 +177,7 @@ func TestConsumerRetryOverridesScheduler(t *testing.T) {
 	p := newProducer(t, ctxT(t), js)
 	_, err := p.Enqueue(ctxT(t), taskpool.Task{Type: "fail"})
 	require.NoError(t, err)
-	select {
-	case out := <-dead:
-		assert.Equal(t, 2, out.Attempts)
-	case <-time.After(20 * time.Second):
-		t.Fatal("not dead-lettered: the scheduler's backoff of an hour was used")
-	}
+	assert.Equal(t, 2, recvT(t, dead, 20*time.Second, "the dead letter (else the scheduler's backoff of an hour was used)").Attempts)
 	assert.EqualValues(t, 2, runs.Load())
 }
 
@@ -221,12 +216,7 @@ func TestOutcomeNotStoredWaitsTheTypesBackoff(t *testing.T) {
 
 			_, err := p.Enqueue(ctx, taskpool.Task{ID: "kept", Type: "typed"}, natsbroker.KeepResult())
 			require.NoError(t, err)
-			select {
-			case a := <-told:
-				assert.Equal(t, natsbroker.ActionRetry, a)
-			case <-time.After(10 * time.Second):
-				t.Fatal("not settled")
-			}
+			assert.Equal(t, natsbroker.ActionRetry, recvT(t, told, 10*time.Second, "the settlement"))
 			assert.Equal(t, []int{1}, drainInts(typeWaits), "the type's backoff, for attempt 1")
 			assert.Empty(t, drainInts(consumerWaits), "not the consumer-wide backoff")
 		})

@@ -24,18 +24,6 @@ import (
 	natsbroker "github.com/taskpool/taskpool/broker/nats"
 )
 
-// recvT receives from ch or fails the test after d.
-func recvT[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(d):
-		t.Fatalf("timed out after %v waiting for %s", d, what)
-		panic("unreachable")
-	}
-}
-
 // DeadLetter: "Subject is the subject the task was delivered on";
 // "Header holds the original headers but the server's Nats-* ones, and
 // the Taskpool-* dead-letter headers. Its Nats-Msg-Id is

@@ -130,21 +130,11 @@ func TestReview25PanickingSettleHookOnTheFetchLoop(t *testing.T) {
 	}))
 	_, err := js.Publish(ctxT(t), "taskpool.default.task.default", []byte("not a task"))
 	require.NoError(t, err)
-	select {
-	case a := <-told:
-		assert.Equal(t, natsbroker.ActionDeadLetter, a)
-	case <-time.After(10 * time.Second):
-		t.Fatal("bad payload not settled")
-	}
+	assert.Equal(t, natsbroker.ActionDeadLetter, recvT(t, told, 10*time.Second, "the bad payload's settlement"))
 	p := newProducer(t, ctxT(t), js)
 	_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: "next", Type: "ok"})
 	require.NoError(t, err)
-	select {
-	case got := <-ran:
-		assert.Equal(t, "next", got)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the next task did not run")
-	}
+	assert.Equal(t, "next", recvT(t, ran, 10*time.Second, "the next task to run"))
 	assert.True(t, cons.Health().Live())
 	_ = nc
 }
@@ -203,12 +193,7 @@ func TestReview25GracefulStopKeepsTheHandlersError(t *testing.T) {
 	go func() { stopped <- cons.Stop(context.Background()) }()
 	waitUntil(t, 10*time.Second, "Stop to begin", func() bool { return !cons.Health().Consuming })
 	close(release)
-	select {
-	case err := <-stopped:
-		require.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Stop did not return")
-	}
+	require.NoError(t, recvT(t, stopped, 10*time.Second, "Stop to return"))
 	acts, err := log.get("own")
 	assert.Equal(t, []natsbroker.Action{natsbroker.ActionDeadLetter}, acts)
 	assert.ErrorIs(t, err, context.Canceled)

@@ -59,12 +59,7 @@ func TestGateRefusalWakesTheFetchLoop(t *testing.T) {
 			} else {
 				assert.Equal(t, natsbroker.ActionRetry, s.a)
 			}
-			select {
-			case id := <-ran:
-				assert.Equal(t, want, id)
-			case <-time.After(10 * time.Second):
-				t.Fatal("the task never ran: the fetch loop was not woken")
-			}
+			assert.Equal(t, want, recvT(t, ran, 10*time.Second, "the task to run (else the fetch loop was not woken)"))
 			s = nextSettled(t, told, want)
 			assert.Equal(t, natsbroker.ActionAck, s.a)
 			stopsClean(t, cons)
@@ -112,12 +107,7 @@ func TestGoexitWhileDrainingTheLongPolls(t *testing.T) {
 		_, err := js.Publish(ctx, "taskpool.default.task."+p, []byte("goexit"))
 		require.NoError(t, err)
 	}
-	select {
-	case err := <-stopped:
-		require.NoError(t, err)
-	case <-time.After(15 * time.Second):
-		t.Fatal("Stop did not return")
-	}
+	require.NoError(t, recvT(t, stopped, 15*time.Second, "Stop to return"))
 	assert.Equal(t, 0, cons.Health().Held)
 	n := len(told)
 	assert.LessOrEqual(t, n, 3, "no delivery settled twice")

@@ -69,28 +69,13 @@ func goexitOnTheFetchLoop(t *testing.T, payload []byte, codec natsbroker.Option,
 	for range 2 {
 		_, err := js.Publish(ctx, "taskpool.default.task.default", payload)
 		require.NoError(t, err)
-		select {
-		case a := <-told:
-			assert.Equal(t, natsbroker.ActionDeadLetter, a)
-		case <-time.After(10 * time.Second):
-			t.Fatal("delivery not settled: the fetch loop has ended")
-		}
+		assert.Equal(t, natsbroker.ActionDeadLetter, recvT(t, told, 10*time.Second, "the delivery's settlement (else the fetch loop has ended)"))
 	}
 	p := newProducer(t, ctx, js)
 	_, err := p.Enqueue(ctx, taskpool.Task{ID: "next", Type: "ok"})
 	require.NoError(t, err)
-	select {
-	case got := <-ran:
-		assert.Equal(t, "next", got)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the next task did not run: the fetch loop has ended")
-	}
-	select {
-	case a := <-told:
-		assert.Equal(t, natsbroker.ActionAck, a)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the next task not settled")
-	}
+	assert.Equal(t, "next", recvT(t, ran, 10*time.Second, "the next task to run (else the fetch loop has ended)"))
+	assert.Equal(t, natsbroker.ActionAck, recvT(t, told, 10*time.Second, "the next task's settlement"))
 	assert.True(t, cons.Health().Consuming, "the fetch loop runs")
 
 	insp := newInspector(t, ctx, js)
@@ -107,12 +92,7 @@ func goexitOnTheFetchLoop(t *testing.T, payload []byte, codec natsbroker.Option,
 		defer cancel()
 		stopped <- cons.Stop(sctx)
 	}()
-	select {
-	case err := <-stopped:
-		require.NoError(t, err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("Stop hangs")
-	}
+	require.NoError(t, recvT(t, stopped, 20*time.Second, "Stop to return"))
 	assert.Len(t, told, 0, "no delivery settled twice")
 	assert.Equal(t, 0, cons.Health().Held)
 }
