@@ -27,22 +27,16 @@ func TestParitySettleHookAttemptsCountRuns(t *testing.T) {
 	t.Parallel()
 	js, ctx := startJetStream(t)
 	reg := nopRegistry(t, "ok")
-	type settle struct {
-		out taskpool.Outcome
-		a   natsbroker.Action
-	}
-	settled := make(chan settle, 4)
-	startConsumer(t, js, reg, natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
-		settled <- settle{out, a}
-	}))
-	next := func(what string) settle {
+	settled := make(chan settledOutcome, 4)
+	startConsumer(t, js, reg, tellSettled(settled))
+	next := func(what string) settledOutcome {
 		t.Helper()
 		select {
 		case s := <-settled:
 			return s
 		case <-ctx.Done():
 			t.Fatalf("%s not settled", what)
-			return settle{}
+			return settledOutcome{}
 		}
 	}
 

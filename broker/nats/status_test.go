@@ -23,23 +23,16 @@ func TestSettleHookStatusOfDeliveriesThatNeverRan(t *testing.T) {
 	t.Parallel()
 	js, ctx := startJetStream(t)
 	reg := nopRegistry(t, "ok")
-	type settle struct {
-		out taskpool.Outcome
-		a   natsbroker.Action
-	}
-	settled := make(chan settle, 16)
-	startConsumer(t, js, reg, natsbroker.WithUnknownTypeGrace(50*time.Millisecond),
-		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
-			settled <- settle{out, a}
-		}))
-	next := func(what string) settle {
+	settled := make(chan settledOutcome, 16)
+	startConsumer(t, js, reg, natsbroker.WithUnknownTypeGrace(50*time.Millisecond), tellSettled(settled))
+	next := func(what string) settledOutcome {
 		t.Helper()
 		select {
 		case s := <-settled:
 			return s
 		case <-ctx.Done():
 			t.Fatalf("%s not settled", what)
-			return settle{}
+			return settledOutcome{}
 		}
 	}
 	const subject = "taskpool.default.task.default"
