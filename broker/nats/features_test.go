@@ -329,11 +329,7 @@ func TestStopDeadlineReleasesTasks(t *testing.T) {
 	}))
 	released := make(chan taskpool.Outcome, 8)
 	c, err := natsbroker.NewConsumer(ctx, js, stubborn, natsbroker.WithWorkers(2),
-		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
-			if a == natsbroker.ActionRelease {
-				released <- out
-			}
-		}))
+		sendOnAction(natsbroker.ActionRelease, released))
 	require.NoError(t, err)
 	require.NoError(t, c.Start())
 	prod := newProducer(t, ctx, js)
@@ -458,11 +454,7 @@ func TestAttemptsExhaustedByInterruptions(t *testing.T) {
 	require.Error(t, c.Stop(sctx))
 
 	dead := make(chan taskpool.Outcome, 1)
-	startConsumer(t, js, reg, natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
-		if a == natsbroker.ActionDeadLetter {
-			dead <- out
-		}
-	}))
+	startConsumer(t, js, reg, sendOnAction(natsbroker.ActionDeadLetter, dead))
 	out := <-dead
 	assert.ErrorIs(t, out.Err, natsbroker.ErrAttemptsExhausted)
 	assert.Equal(t, 1, out.Attempts, "the handler ran once (Outcome.Attempts counts runs; the delivery count is 2)")

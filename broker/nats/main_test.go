@@ -137,6 +137,16 @@ func refuseResults(t testing.TB, ctx context.Context, js jetstream.JetStream) {
 	require.NoError(t, err)
 }
 
+// sendOnAction is a settle hook, as an option, that sends on ch the
+// outcome of each settlement by action a.
+func sendOnAction(a natsbroker.Action, ch chan<- taskpool.Outcome) natsbroker.Option {
+	return natsbroker.WithSettleHook(func(out taskpool.Outcome, got natsbroker.Action) {
+		if got == a {
+			ch <- out
+		}
+	})
+}
+
 // ledger records completions per task ID.
 type ledger struct {
 	mu   sync.Mutex

@@ -69,11 +69,7 @@ func TestParityEnqueuedAttemptResubmitAndTicksCountFromOne(t *testing.T) {
 		return taskpool.SkipRetry(errors.New("boom"))
 	}))
 	dead := make(chan taskpool.Outcome, 4)
-	startConsumer(t, js, reg, natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
-		if a == natsbroker.ActionDeadLetter {
-			dead <- out
-		}
-	}))
+	startConsumer(t, js, reg, sendOnAction(natsbroker.ActionDeadLetter, dead))
 	next := func(what string) taskpool.Task {
 		t.Helper()
 		select {
@@ -182,11 +178,7 @@ func TestParityFirstAttemptDoesNotOverflow(t *testing.T) {
 	require.Error(t, c.Stop(sctx))
 
 	dead := make(chan taskpool.Outcome, 1)
-	startConsumer(t, js, reg, q, natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
-		if a == natsbroker.ActionDeadLetter {
-			dead <- out
-		}
-	}))
+	startConsumer(t, js, reg, q, sendOnAction(natsbroker.ActionDeadLetter, dead))
 	select {
 	case out := <-dead:
 		assert.ErrorIs(t, out.Err, natsbroker.ErrAttemptsExhausted)

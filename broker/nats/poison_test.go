@@ -84,11 +84,7 @@ func TestDeliveriesCapped(t *testing.T) {
 	dead := make(chan taskpool.Outcome, 1)
 	startConsumer(t, js, reg, natsbroker.WithBackoff(taskpool.ConstantBackoff(time.Millisecond)),
 		natsbroker.WithPollWait(50*time.Millisecond),
-		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
-			if a == natsbroker.ActionDeadLetter {
-				dead <- out
-			}
-		}))
+		sendOnAction(natsbroker.ActionDeadLetter, dead))
 	for _, name := range []string{"taskpool_high", "taskpool_default", "taskpool_low"} {
 		cons, err := js.Consumer(ctx, "TASKPOOL_default", name)
 		require.NoError(t, err)

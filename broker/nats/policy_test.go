@@ -169,11 +169,7 @@ func TestConsumerRetryOverridesScheduler(t *testing.T) {
 	startConsumer(t, js, reg,
 		natsbroker.WithSchedulerOptions(taskpool.WithRetry(5, taskpool.ConstantBackoff(time.Hour))),
 		natsbroker.WithMaxAttempts(2), natsbroker.WithBackoff(taskpool.ConstantBackoff(10*time.Millisecond)),
-		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
-			if a == natsbroker.ActionDeadLetter {
-				dead <- out
-			}
-		}))
+		sendOnAction(natsbroker.ActionDeadLetter, dead))
 	p := newProducer(t, ctxT(t), js)
 	_, err := p.Enqueue(ctxT(t), taskpool.Task{Type: "fail"})
 	require.NoError(t, err)

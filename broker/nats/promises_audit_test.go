@@ -46,11 +46,7 @@ func TestAuditDeadLetterRecord(t *testing.T) {
 	dead := make(chan taskpool.Outcome, 4)
 	c, err := natsbroker.NewConsumer(ctx, js, reg, q,
 		natsbroker.WithBackoff(taskpool.ConstantBackoff(10*time.Millisecond)),
-		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
-			if a == natsbroker.ActionDeadLetter {
-				dead <- out
-			}
-		}))
+		sendOnAction(natsbroker.ActionDeadLetter, dead))
 	require.NoError(t, err)
 	require.NoError(t, c.Start())
 	prod := newProducer(t, ctx, js, q)
@@ -1091,11 +1087,7 @@ func TestAuditDefaultMaxAttempts(t *testing.T) {
 	dead := make(chan taskpool.Outcome, 1)
 	startConsumer(t, js, reg, q, natsbroker.WithMaxAttempts(0), natsbroker.WithWorkers(4),
 		natsbroker.WithBackoff(taskpool.ConstantBackoff(time.Millisecond)),
-		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
-			if a == natsbroker.ActionDeadLetter {
-				dead <- out
-			}
-		}))
+		sendOnAction(natsbroker.ActionDeadLetter, dead))
 	prod := newProducer(t, ctx, js, q)
 	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "f", Type: "fail"})
 	require.NoError(t, err)
