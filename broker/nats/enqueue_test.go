@@ -104,9 +104,7 @@ func TestEnqueueErrorClassification(t *testing.T) {
 // disconnected, so each attempt fails at once).
 func TestEnqueueRetriesUntilServerBack(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	srv := startServerAt(t, 0, dir)
-	port := srv.Port()
+	srv, restart := startRestartable(t)
 	nc, js, err := natsbroker.Connect(srv.URL(), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
@@ -134,7 +132,7 @@ func TestEnqueueRetriesUntilServerBack(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Enqueue did not retry")
 	}
-	startServerAt(t, port, dir)
+	restart()
 	var r result
 	select {
 	case r = <-res:
@@ -157,9 +155,7 @@ func TestEnqueueRetriesUntilServerBack(t *testing.T) {
 // once the server is back.
 func TestEnqueueBatchRetriesUntilServerBack(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	srv := startServerAt(t, 0, dir)
-	port := srv.Port()
+	srv, restart := startRestartable(t)
 	nc, js, err := natsbroker.Connect(srv.URL(), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
@@ -187,7 +183,7 @@ func TestEnqueueBatchRetriesUntilServerBack(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("EnqueueBatch did not retry")
 	}
-	startServerAt(t, port, dir)
+	restart()
 	require.NoError(t, recvT(t, errc, 25*time.Second, "EnqueueBatch to return after the server came back"))
 	st, err := js.Stream(ctx, "TASKPOOL_default")
 	require.NoError(t, err)

@@ -17,9 +17,7 @@ import (
 // server is down, ready again after it is back, neither after Stop.
 func TestConsumerHealth(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	srv := startServerAt(t, 0, dir)
-	port := srv.Port()
+	srv, restart := startRestartable(t)
 	_, js := connect(t, srv.URL())
 	ctx := ctxT(t)
 	c, err := natsbroker.NewConsumer(ctx, js, taskpool.NewRegistry(),
@@ -43,7 +41,7 @@ func TestConsumerHealth(t *testing.T) {
 	require.Eventually(t, func() bool { h := c.Health(); return !h.Ready() && !h.Connected }, 5*time.Second, 5*time.Millisecond, "not ready while the server is down")
 	assert.True(t, c.Health().Live(), "live while the server is down: it will resume")
 
-	startServerAt(t, port, dir)
+	restart()
 	require.Eventually(t, func() bool { return c.Health().Ready() }, 10*time.Second, 10*time.Millisecond, "ready again after the server is back")
 
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -36,6 +36,23 @@ func startServer(t testing.TB) *devserver.Server {
 	return startServerAt(t, 0, t.TempDir())
 }
 
+// startRestartable starts an embedded server on 127.0.0.1 with its store
+// in a test temp dir, and returns it with restart, which starts a server
+// again on the same port and store (once the test has shut the first one
+// down). Each server is shut down when the test ends.
+func startRestartable(t testing.TB) (srv *devserver.Server, restart func()) {
+	t.Helper()
+	dir := t.TempDir()
+	srv = startServerAt(t, 0, dir)
+	port := srv.Port()
+	return srv, func() {
+		t.Helper()
+		startServerAt(t, port, dir)
+	}
+}
+
+// startServerAt starts an embedded server on 127.0.0.1 at port (0: any
+// free one) with its store in dir; it is shut down when the test ends.
 func startServerAt(t testing.TB, port int, dir string) *devserver.Server {
 	t.Helper()
 	s, err := devserver.Start(devserver.Options{Port: port, StoreDir: dir})

@@ -373,9 +373,7 @@ func TestAuditUniqueKeyHeldAcrossRetries(t *testing.T) {
 // has none.
 func TestAuditStorageOptions(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	srv := startServerAt(t, 0, dir)
-	port := srv.Port()
+	srv, restart := startRestartable(t)
 	nc, js := connect(t, srv.URL())
 	ctx := ctxT(t)
 	queues := map[string][]natsbroker.Option{
@@ -408,7 +406,7 @@ func TestAuditStorageOptions(t *testing.T) {
 
 	srv.Shutdown()
 	require.Eventually(t, func() bool { return !nc.IsConnected() }, 5*time.Second, 5*time.Millisecond)
-	startServerAt(t, port, dir)
+	restart()
 	require.Eventually(t, nc.IsConnected, 10*time.Second, 10*time.Millisecond)
 	for name, want := range map[string]uint64{"auditmem": 0, "auditfile": 3, "auditasync": 3} {
 		insp, err := natsbroker.NewInspector(ctx, js, queues[name]...)
@@ -964,9 +962,7 @@ func TestAuditDeadLetterMaxAgeRemovesThem(t *testing.T) {
 // 10s in some runs.)
 func TestAuditHealthFetchErrors(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	srv := startServerAt(t, 0, dir)
-	port := srv.Port()
+	srv, restart := startRestartable(t)
 	_, js := connect(t, srv.URL())
 	ctx := ctxT(t)
 	q := natsbroker.WithQueue("auditfetcherr")
@@ -976,7 +972,7 @@ func TestAuditHealthFetchErrors(t *testing.T) {
 
 	srv.Shutdown()
 	require.Eventually(t, func() bool { h := c.Health(); return !h.Connected && !h.Ready() }, 10*time.Second, 5*time.Millisecond)
-	startServerAt(t, port, dir)
+	restart()
 	require.Eventually(t, func() bool { h := c.Health(); return h.FetchErrors == 0 && h.Ready() }, 10*time.Second, 10*time.Millisecond, "0 once a fetch succeeds")
 
 	for _, p := range []string{"high", "default", "low"} {

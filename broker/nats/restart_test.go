@@ -15,9 +15,7 @@ import (
 
 func TestServerRestartMidRun(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	srv := startServerAt(t, 0, dir)
-	port := srv.Port()
+	srv, restart := startRestartable(t)
 	nc, js := connect(t, srv.URL())
 	ctx := ctxT(t)
 
@@ -60,7 +58,7 @@ func TestServerRestartMidRun(t *testing.T) {
 	assert.Equal(t, "while-down", ee.ID)
 
 	// Same port, same store: streams, consumers and queued tasks survive.
-	startServerAt(t, port, dir)
+	restart()
 	require.Eventually(t, nc.IsConnected, 10*time.Second, 10*time.Millisecond)
 	for i := range n / 2 {
 		tasks[i] = taskpool.Task{ID: fmt.Sprint("after-", i), Type: "work"}

@@ -537,9 +537,7 @@ func TestInspectorSchedulesDelayedAttempt(t *testing.T) {
 // whole number of intervals.
 func TestInspectorSchedulesNextRunAfterAnOutage(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	srv := startServerAt(t, 0, dir)
-	port := srv.Port()
+	srv, restart := startRestartable(t)
 	nc, js := connect(t, srv.URL())
 	ctx := ctxT(t)
 	q := natsbroker.WithQueue("nextrunoutage")
@@ -573,7 +571,7 @@ func TestInspectorSchedulesNextRunAfterAnOutage(t *testing.T) {
 	outage := time.NewTimer(time.Until(next.Add(every + every/2)))
 	<-outage.C
 	back := time.Now()
-	startServerAt(t, port, dir)
+	restart()
 	require.Eventually(t, nc.IsConnected, 10*time.Second, 10*time.Millisecond)
 	require.Eventually(t, func() bool {
 		tick, err = lastTick()
