@@ -55,13 +55,11 @@ func TestEveryTaskCompletes(t *testing.T) {
 		require.False(t, r.Duplicate)
 	}
 	for i := range 100 {
-		r, err := prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("single-", i), Type: "email.send", Params: emailParams{To: "x"}})
-		require.NoError(t, err)
+		r := mustEnqueue(t, ctx, prod, taskpool.Task{ID: fmt.Sprint("single-", i), Type: "email.send", Params: emailParams{To: "x"}})
 		require.Equal(t, fmt.Sprint("single-", i), r.ID)
 	}
 	// A re-sent enqueue of the same ID is dropped by the server.
-	r, err := prod.Enqueue(ctx, taskpool.Task{ID: "single-7", Type: "email.send", Params: emailParams{To: "x"}})
-	require.NoError(t, err)
+	r := mustEnqueue(t, ctx, prod, taskpool.Task{ID: "single-7", Type: "email.send", Params: emailParams{To: "x"}})
 	assert.True(t, r.Duplicate)
 
 	waitDone(t, led.done, 30*time.Second, "every task to complete")
@@ -153,8 +151,7 @@ func TestRetryBackoffDeadLetter(t *testing.T) {
 		{ID: "panics", Type: "panics", MaxAttempts: 2},
 		{ID: "unknown", Type: "no.such.type", MaxAttempts: 2},
 	} {
-		_, err := prod.Enqueue(ctx, task)
-		require.NoError(t, err)
+		mustEnqueue(t, ctx, prod, task)
 	}
 	final := map[string]settle{}
 	for len(final) < 5 {

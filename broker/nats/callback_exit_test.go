@@ -124,8 +124,7 @@ func TestDecodeGoexitOrPanicDeadLettersAndTheLoopGoesOn(t *testing.T) {
 	require.ErrorAs(t, s.out.Err, &pe)
 	assert.Equal(t, "decode boom", pe.Value)
 
-	_, err := p.Enqueue(ctx, taskpool.Task{ID: "next", Type: "ok"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, p, taskpool.Task{ID: "next", Type: "ok"})
 	assert.Equal(t, "next", recvT(t, ran, 10*time.Second, "the next task to run (else the fetch loop has ended)"))
 	s = nextSettled(t, told, "the next task")
 	assert.Equal(t, natsbroker.ActionAck, s.a)
@@ -155,16 +154,14 @@ func TestLookupGoexitOrPanicDeadLettersAndTheLoopGoesOn(t *testing.T) {
 	cons, p, insp, told, _ := callbackExitConsumer(t, h)
 	ctx := ctxT(t)
 
-	_, err := p.Enqueue(ctx, taskpool.Task{ID: "exits", Type: "goexit", UniqueKey: "k1"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, p, taskpool.Task{ID: "exits", Type: "goexit", UniqueKey: "k1"})
 	s := nextSettled(t, told, "the task whose Lookup called Goexit")
 	assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
 	assert.Equal(t, "exits", s.out.Task.ID)
 	require.ErrorIs(t, s.out.Err, taskpool.ErrHandlerExited)
 	assert.Equal(t, taskpool.OutcomeFailed, s.out.Status)
 
-	_, err = p.Enqueue(ctx, taskpool.Task{ID: "panics", Type: "panic"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, p, taskpool.Task{ID: "panics", Type: "panic"})
 	s = nextSettled(t, told, "the task whose Lookup panicked")
 	assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
 	assert.Equal(t, "panics", s.out.Task.ID)
@@ -172,16 +169,14 @@ func TestLookupGoexitOrPanicDeadLettersAndTheLoopGoesOn(t *testing.T) {
 	require.ErrorAs(t, s.out.Err, &pe)
 	assert.Equal(t, "lookup boom", pe.Value)
 
-	_, err = p.Enqueue(ctx, taskpool.Task{ID: "next", Type: "ok"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, p, taskpool.Task{ID: "next", Type: "ok"})
 	assert.Equal(t, "next", recvT(t, h.ran, 10*time.Second, "the next task to run (else the fetch loop has ended)"))
 	s = nextSettled(t, told, "the next task")
 	assert.Equal(t, natsbroker.ActionAck, s.a)
 
 	// The dead-lettered task's unique key was released: the same key is
 	// taken again.
-	_, err = p.Enqueue(ctx, taskpool.Task{ID: "again", Type: "ok", UniqueKey: "k1"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, p, taskpool.Task{ID: "again", Type: "ok", UniqueKey: "k1"})
 	s = nextSettled(t, told, "the task that took the key again")
 	assert.Equal(t, natsbroker.ActionAck, s.a)
 
@@ -225,16 +220,14 @@ func TestMiddlewareConstructorGoexitOnSubmit(t *testing.T) {
 			cons, p, _, told, _ := callbackExitConsumer(t, reg, opts...)
 			ctx := ctxT(t)
 
-			_, err := p.Enqueue(ctx, taskpool.Task{ID: "first", Type: "ok"})
-			require.NoError(t, err)
+			mustEnqueue(t, ctx, p, taskpool.Task{ID: "first", Type: "ok"})
 			s := nextSettled(t, told, "the task whose chain's constructor called Goexit")
 			assert.Equal(t, natsbroker.ActionDeadLetter, s.a, "not retried, as a handler's Goexit")
 			assert.Equal(t, "first", s.out.Task.ID)
 			require.ErrorIs(t, s.out.Err, taskpool.ErrHandlerExited)
 			assert.Empty(t, ran)
 
-			_, err = p.Enqueue(ctx, taskpool.Task{ID: "next", Type: "ok"})
-			require.NoError(t, err)
+			mustEnqueue(t, ctx, p, taskpool.Task{ID: "next", Type: "ok"})
 			s = nextSettled(t, told, "the next task")
 			assert.Equal(t, natsbroker.ActionAck, s.a)
 			assert.Equal(t, "next", <-ran)
@@ -319,8 +312,7 @@ func TestBackoffPanicOrGoexitWhereAStoreFails(t *testing.T) {
 			p := newProducer(t, ctx, js)
 			refuseResults(t, ctx, js) // every result record is larger than the bucket allows
 
-			_, err := p.Enqueue(ctx, taskpool.Task{ID: "kept", Type: "ok"}, natsbroker.KeepResult())
-			require.NoError(t, err)
+			mustEnqueue(t, ctx, p, taskpool.Task{ID: "kept", Type: "ok"}, natsbroker.KeepResult())
 			got := nextSettled(t, told, "the task whose result was not stored")
 			assert.Equal(t, natsbroker.ActionRetry, got.a)
 			assert.Equal(t, "kept", got.out.Task.ID)
@@ -364,8 +356,7 @@ func TestCodecTaskWithoutIDIsABadPayload(t *testing.T) {
 	require.ErrorIs(t, s.out.Err, natsbroker.ErrBadPayload)
 	assert.Empty(t, ran, "not run")
 
-	_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: "next", Type: "ok"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctxT(t), p, taskpool.Task{ID: "next", Type: "ok"})
 	s = nextSettled(t, told, "the next task")
 	assert.Equal(t, natsbroker.ActionAck, s.a)
 	assert.Equal(t, "next", <-ran)

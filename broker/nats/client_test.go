@@ -54,8 +54,7 @@ func TestDuplicateIDLeavesItsUniqueKeyFree(t *testing.T) {
 
 	require.NoError(t, c.Submit(ctx, taskpool.Task{ID: "stored", Type: "ok"}))
 	assert.ErrorIs(t, c.Submit(ctx, taskpool.Task{ID: "stored", Type: "ok", UniqueKey: "k"}), taskpool.ErrDuplicateTask)
-	r, err := p.Enqueue(ctx, taskpool.Task{ID: "stored", Type: "ok", UniqueKey: "k2"})
-	require.NoError(t, err)
+	r := mustEnqueue(t, ctx, p, taskpool.Task{ID: "stored", Type: "ok", UniqueKey: "k2"})
 	assert.True(t, r.Duplicate)
 
 	rs, err := p.EnqueueBatch(ctx, []taskpool.Task{{ID: "stored", Type: "ok", UniqueKey: "k4"}})

@@ -140,8 +140,7 @@ func TestRedeliveryOfARunningTaskIsPutBackUnsettled(t *testing.T) {
 			p := newProducer(t, ctx, js)
 			insp := newInspector(t, ctx, js)
 
-			_, err := p.Enqueue(ctx, tt.give)
-			require.NoError(t, err)
+			mustEnqueue(t, ctx, p, tt.give)
 			first := spy.delivery(t, 1)
 			waitDone(t, started, 10*time.Second, "the task's start")
 			mode.Store(tt.giveMode)
@@ -149,7 +148,7 @@ func TestRedeliveryOfARunningTaskIsPutBackUnsettled(t *testing.T) {
 			second := spy.delivery(t, 2)
 			ans := spy.answer(t, second)
 			assert.True(t, strings.HasPrefix(ans, "-NAK"), "the redelivery is put back, not %q", ans)
-			_, err = p.Enqueue(ctx, taskpool.Task{ID: "other", Type: "block", UniqueKey: "k"})
+			_, err := p.Enqueue(ctx, taskpool.Task{ID: "other", Type: "block", UniqueKey: "k"})
 			require.ErrorIs(t, err, natsbroker.ErrDuplicateTask, "the running task keeps its unique key")
 			info, err := insp.Queue(ctx)
 			require.NoError(t, err)
@@ -205,8 +204,7 @@ func TestDuplicateIDPutBackIsNotTold(t *testing.T) {
 		natsbroker.WithSettleHook(log.hook))
 	p := newProducer(t, ctx, js)
 	task := taskpool.Task{ID: "dup", Type: "block"}
-	_, err := p.Enqueue(ctx, task)
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, p, task)
 	spy.delivery(t, 1)
 	waitDone(t, started, 10*time.Second, "the first message's run")
 

@@ -220,9 +220,8 @@ func TestEnqueueRefusedKeepsTheStoredTasksKey(t *testing.T) {
 	js, ctx := startJetStream(t)
 	prod := newProducer(t, ctx, js)
 
-	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "a", Type: "x", UniqueKey: "k"})
-	require.NoError(t, err)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "a", Type: "x", UniqueKey: "k", Params: strings.Repeat("a", 2<<20)})
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "a", Type: "x", UniqueKey: "k"})
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "a", Type: "x", UniqueKey: "k", Params: strings.Repeat("a", 2<<20)})
 	require.ErrorIs(t, err, natsbroker.ErrMaxPayload)
 	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "b", Type: "x", UniqueKey: "k"})
 	assert.ErrorIs(t, err, taskpool.ErrDuplicateTask, "a, pending, holds k")

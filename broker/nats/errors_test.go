@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 
 	"github.com/taskpool/taskpool"
 	natsbroker "github.com/taskpool/taskpool/broker/nats"
@@ -41,8 +40,7 @@ func TestSentinelsWrapCore(t *testing.T) {
 	prod := newProducer(t, ctx, js)
 	_, err = prod.Enqueue(ctx, taskpool.Task{})
 	assert.ErrorIs(t, err, taskpool.ErrInvalidType)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "a", Type: "x", UniqueKey: "k"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "a", Type: "x", UniqueKey: "k"})
 	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "b", Type: "x", UniqueKey: "k"})
 	assert.ErrorIs(t, err, taskpool.ErrDuplicateTask)
 	assert.ErrorIs(t, err, natsbroker.ErrDuplicateTask)

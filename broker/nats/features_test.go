@@ -43,8 +43,7 @@ func TestBadPayloadIsDeadLettered(t *testing.T) {
 	}
 	// The worker survived and still runs good tasks.
 	prod := newProducer(t, ctx, js)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "good", Type: "ok"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "good", Type: "ok"})
 	assert.Equal(t, "good", <-ran)
 
 	insp := newInspector(t, ctx, js)
@@ -81,15 +80,13 @@ func delayTest(t *testing.T, opts ...natsbroker.Option) {
 
 	const d = 1500 * time.Millisecond
 	start := time.Now()
-	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "cancelled", Type: "later"}, natsbroker.Delay(d/2))
-	require.NoError(t, err)
-	err = prod.Cancel(ctx, "cancelled")
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "cancelled", Type: "later"}, natsbroker.Delay(d/2))
+	err := prod.Cancel(ctx, "cancelled")
 	fallback := errors.Is(err, natsbroker.ErrSchedulesUnsupported)
 	if !fallback {
 		require.NoError(t, err)
 	}
-	r, err := prod.Enqueue(ctx, taskpool.Task{ID: "delayed", Type: "later"}, natsbroker.Delay(d))
-	require.NoError(t, err)
+	r := mustEnqueue(t, ctx, prod, taskpool.Task{ID: "delayed", Type: "later"}, natsbroker.Delay(d))
 	assert.WithinDuration(t, start.Add(d), r.RunAt, 100*time.Millisecond)
 	insp := newInspector(t, ctx, js, opts...)
 	info, err := insp.Queue(ctx)
@@ -102,10 +99,8 @@ func delayTest(t *testing.T, opts ...natsbroker.Option) {
 		assert.EqualValues(t, 1, info.Scheduled)
 	}
 	// Re-sending the same delayed task does not double it.
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "delayed", Type: "later"}, natsbroker.Delay(d))
-	require.NoError(t, err)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "now", Type: "later"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "delayed", Type: "later"}, natsbroker.Delay(d))
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "now", Type: "later"})
 
 	got := <-ran
 	assert.Equal(t, "now", got.id)
@@ -233,13 +228,11 @@ func TestUniqueAcrossProducers(t *testing.T) {
 	p1 := newProducer(t, ctx, js)
 	p2 := newProducer(t, ctx, js)
 
-	_, err := p1.Enqueue(ctx, taskpool.Task{ID: "a", Type: "u", UniqueKey: "user:42/sync"})
-	require.NoError(t, err)
-	_, err = p2.Enqueue(ctx, taskpool.Task{ID: "b", Type: "u", UniqueKey: "user:42/sync"})
+	mustEnqueue(t, ctx, p1, taskpool.Task{ID: "a", Type: "u", UniqueKey: "user:42/sync"})
+	_, err := p2.Enqueue(ctx, taskpool.Task{ID: "b", Type: "u", UniqueKey: "user:42/sync"})
 	assert.ErrorIs(t, err, natsbroker.ErrDuplicateTask)
 	// A re-sent enqueue of the holder itself is accepted (and deduplicated).
-	r, err := p2.Enqueue(ctx, taskpool.Task{ID: "a", Type: "u", UniqueKey: "user:42/sync"})
-	require.NoError(t, err)
+	r := mustEnqueue(t, ctx, p2, taskpool.Task{ID: "a", Type: "u", UniqueKey: "user:42/sync"})
 	assert.True(t, r.Duplicate)
 
 	release := make(chan struct{})
@@ -260,8 +253,7 @@ func TestUniqueAcrossProducers(t *testing.T) {
 	close(release)
 	assert.Equal(t, "a", <-acked)
 	// Released on completion.
-	_, err = p2.Enqueue(ctx, taskpool.Task{ID: "d", Type: "u", UniqueKey: "user:42/sync"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, p2, taskpool.Task{ID: "d", Type: "u", UniqueKey: "user:42/sync"})
 	assert.Equal(t, "d", <-acked)
 }
 
@@ -287,8 +279,7 @@ func TestGracefulStopFinishesInFlight(t *testing.T) {
 	require.NoError(t, c.Start())
 	prod := newProducer(t, ctx, js)
 	for i := range 3 {
-		_, err := prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("s", i), Type: "slow"})
-		require.NoError(t, err)
+		mustEnqueue(t, ctx, prod, taskpool.Task{ID: fmt.Sprint("s", i), Type: "slow"})
 	}
 	for range 3 {
 		<-started
@@ -298,8 +289,7 @@ func TestGracefulStopFinishesInFlight(t *testing.T) {
 	// Stop has begun once a second Start is refused; then nothing new is
 	// fetched: this task stays queued.
 	require.Eventually(t, func() bool { return errors.Is(c.Start(), natsbroker.ErrConsumerClosed) }, 5*time.Second, 5*time.Millisecond)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "after-stop", Type: "slow"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "after-stop", Type: "slow"})
 	select {
 	case err := <-stopped:
 		t.Fatalf("Stop returned %v with tasks running", err)
@@ -334,8 +324,7 @@ func TestStopDeadlineReleasesTasks(t *testing.T) {
 	require.NoError(t, c.Start())
 	prod := newProducer(t, ctx, js)
 	for i := range 2 {
-		_, err := prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("j", i), Type: "job"})
-		require.NoError(t, err)
+		mustEnqueue(t, ctx, prod, taskpool.Task{ID: fmt.Sprint("j", i), Type: "job"})
 	}
 	<-started
 	<-started
@@ -386,8 +375,7 @@ func TestLongTaskKeepsLease(t *testing.T) {
 	startConsumer(t, js, reg, natsbroker.WithAckWait(300*time.Millisecond))
 	startConsumer(t, js, reg, natsbroker.WithAckWait(300*time.Millisecond))
 	prod := newProducer(t, ctx, js)
-	_, err := prod.Enqueue(ctx, taskpool.Task{Type: "long"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{Type: "long"})
 	assert.Equal(t, 1, <-done)
 	assert.EqualValues(t, 1, runs.Load(), "no redelivery while running")
 }
@@ -411,14 +399,12 @@ func TestFewWorkersEveryPriorityServed(t *testing.T) {
 	}))
 	startConsumer(t, js, reg, natsbroker.WithWorkers(2), natsbroker.WithPrefetch(natsbroker.NoPrefetch))
 	prod := newProducer(t, ctx, js)
-	_, err := prod.Enqueue(ctx, taskpool.Task{Type: "block"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{Type: "block"})
 	require.Equal(t, "block", <-ran)
 	// One worker left, three priorities to watch.
 	for _, prio := range []taskpool.Priority{taskpool.PriorityLow, taskpool.PriorityDefault, taskpool.PriorityHigh} {
 		id := "quick-" + prio.String()
-		_, err = prod.Enqueue(ctx, taskpool.Task{ID: id, Type: "quick", Priority: prio})
-		require.NoError(t, err)
+		mustEnqueue(t, ctx, prod, taskpool.Task{ID: id, Type: "quick", Priority: prio})
 		select {
 		case got := <-ran:
 			assert.Equal(t, id, got)
@@ -446,8 +432,7 @@ func TestAttemptsExhaustedByInterruptions(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, c.Start())
 	prod := newProducer(t, ctx, js)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "fragile", Type: "hang", MaxAttempts: 1})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "fragile", Type: "hang", MaxAttempts: 1})
 	<-started
 	sctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()

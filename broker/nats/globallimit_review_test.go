@@ -88,8 +88,7 @@ func TestGlobalLimitLostLeaseGivesBackOnlyItsOwn(t *testing.T) {
 		natsbroker.WithGlobalLimit("limited", natsbroker.Limit{Concurrency: 1}))
 	p := newProducer(t, ctxT(t), js, natsbroker.WithQueue(queue))
 	enqueue := func(id string) {
-		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: id, Type: "limited"})
-		require.NoError(t, err)
+		mustEnqueue(t, ctxT(t), p, taskpool.Task{ID: id, Type: "limited"})
 	}
 	kv, err := js.KeyValue(ctxT(t), "taskpool_slots_"+queue)
 	require.NoError(t, err)
@@ -141,8 +140,7 @@ func TestClusterGlobalSlotRaceIsNotAFailure(t *testing.T) {
 	_, js := connect(t, cl.url(0))
 	p := newProducer(t, ctxT(t), js, q)
 	for i := range n {
-		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: "r" + string(rune('A'+i)), Type: "limited"})
-		require.NoError(t, err)
+		mustEnqueue(t, ctxT(t), p, taskpool.Task{ID: "r" + string(rune('A'+i)), Type: "limited"})
 	}
 	waitDone(t, run.done.done, 60*time.Second, "the limited tasks")
 	assert.LessOrEqual(t, run.peak.Load(), int64(1), "global concurrency exceeded")
@@ -200,8 +198,7 @@ func TestGlobalSlotRenewalWithLostAnswer(t *testing.T) {
 	c.WrapGlobalSlots(func(in jetstream.KeyValue) jetstream.KeyValue { kv.KeyValue = in; return kv })
 	require.NoError(t, c.Start())
 	p := newProducer(t, ctxT(t), js, natsbroker.WithQueue(queue))
-	_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: "a", Type: "limited"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctxT(t), p, taskpool.Task{ID: "a", Type: "limited"})
 	waitDone(t, run.started["a"], 10*time.Second, "a's start")
 	select {
 	case <-kv.renewed:
@@ -269,8 +266,7 @@ func TestGlobalLimitStopDeadlineReportsWaiting(t *testing.T) {
 	require.NoError(t, err)
 	p := newProducer(t, ctxT(t), js, natsbroker.WithQueue(queue))
 	for _, id := range []string{"w1", "w2"} {
-		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: id, Type: "limited"})
-		require.NoError(t, err)
+		mustEnqueue(t, ctxT(t), p, taskpool.Task{ID: id, Type: "limited"})
 	}
 	require.Eventually(t, func() bool { return c.Health().Waiting == 2 }, 10*time.Second, time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -362,12 +358,10 @@ func TestGlobalSlotCreateWithLostAnswer(t *testing.T) {
 			c.WrapGlobalSlots(func(in jetstream.KeyValue) jetstream.KeyValue { kv.KeyValue = in; return kv })
 			require.NoError(t, c.Start())
 			p := newProducer(t, ctxT(t), js, natsbroker.WithQueue(queue))
-			_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: "a", Type: "limited"})
-			require.NoError(t, err)
+			mustEnqueue(t, ctxT(t), p, taskpool.Task{ID: "a", Type: "limited"})
 			waitDone(t, run.started["a"], 10*time.Second, "a's start with the slot it created")
 			assert.Equal(t, []string{slotKey("limited", 0)}, slotsHeld(t, js, queue), "a's slot while it runs")
-			_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: "b", Type: "limited"})
-			require.NoError(t, err)
+			mustEnqueue(t, ctxT(t), p, taskpool.Task{ID: "b", Type: "limited"})
 			close(run.release["a"])
 			waitDone(t, run.started["b"], 10*time.Second, "b's start once a gave the slot back")
 			close(run.release["b"])
@@ -396,8 +390,7 @@ func TestGlobalSlotUnsureGivenBackWhenNoTaskWaits(t *testing.T) {
 	c.WrapGlobalSlots(func(in jetstream.KeyValue) jetstream.KeyValue { kv.KeyValue = in; return kv })
 	require.NoError(t, c.Start())
 	p := newProducer(t, ctxT(t), js, natsbroker.WithQueue(queue))
-	_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: "a", Type: "limited"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctxT(t), p, taskpool.Task{ID: "a", Type: "limited"})
 	waitDone(t, run.started["a"], 10*time.Second, "a's start on the other slot")
 	require.Len(t, slotsHeld(t, js, queue), 2, "a's slot and the one whose Create got no answer")
 	require.Eventually(t, func() bool { return len(slotsHeld(t, js, queue)) == 1 }, 20*time.Second, 50*time.Millisecond,

@@ -123,10 +123,8 @@ func TestGlobalConcurrencyLimitAcrossConsumers(t *testing.T) {
 	_, js := connect(t, srv.URL())
 	p := newProducer(t, ctxT(t), js, natsbroker.WithQueue(queue))
 	for i := range 40 {
-		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: fmt.Sprint("l", i), Type: "limited"})
-		require.NoError(t, err)
-		_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: fmt.Sprint("f", i), Type: "free"})
-		require.NoError(t, err)
+		mustEnqueue(t, ctxT(t), p, taskpool.Task{ID: fmt.Sprint("l", i), Type: "limited"})
+		mustEnqueue(t, ctxT(t), p, taskpool.Task{ID: fmt.Sprint("f", i), Type: "free"})
 	}
 	waitDone(t, run.free.done, 20*time.Second, "the free tasks")
 	waitDone(t, run.done.done, 20*time.Second, "the limited tasks")
@@ -161,8 +159,7 @@ func TestGlobalRateLimitAcrossConsumers(t *testing.T) {
 	_, js := connect(t, srv.URL())
 	p := newProducer(t, ctxT(t), js, natsbroker.WithQueue(queue))
 	for i := range n {
-		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: fmt.Sprint("r", i), Type: "limited"})
-		require.NoError(t, err)
+		mustEnqueue(t, ctxT(t), p, taskpool.Task{ID: fmt.Sprint("r", i), Type: "limited"})
 	}
 	waitDone(t, run.done.done, 20*time.Second, "the rate-limited tasks")
 	starts := make([]time.Time, 0, n)
@@ -200,11 +197,9 @@ func TestGlobalSlotOfDeadProcessExpires(t *testing.T) {
 	_, err = kv.Create(ctxT(t), base64.RawURLEncoding.EncodeToString([]byte("limited"))+".0", []byte("dead"))
 	require.NoError(t, err)
 	p := newProducer(t, ctxT(t), js, natsbroker.WithQueue(queue))
-	_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: "l", Type: "limited"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctxT(t), p, taskpool.Task{ID: "l", Type: "limited"})
 	require.Eventually(t, func() bool { return c.Health().Waiting == 1 }, 10*time.Second, time.Millisecond)
-	_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: "f", Type: "free"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctxT(t), p, taskpool.Task{ID: "f", Type: "free"})
 	waitDone(t, run.free.done, 10*time.Second, "the free task, past the waiting one")
 	waitDone(t, run.done.done, 10*time.Second, "the limited task, after the lease expired")
 	assert.Zero(t, c.Health().Waiting)
@@ -241,8 +236,7 @@ func TestGlobalLimitStop(t *testing.T) {
 			require.NoError(t, a.Start())
 			p := newProducer(t, ctxT(t), js, natsbroker.WithQueue(queue))
 			for i := range 3 {
-				_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: fmt.Sprint("s", i), Type: "limited"})
-				require.NoError(t, err)
+				mustEnqueue(t, ctxT(t), p, taskpool.Task{ID: fmt.Sprint("s", i), Type: "limited"})
 			}
 			first := <-started
 			require.Eventually(t, func() bool { return a.Health().Waiting == 2 }, 10*time.Second, time.Millisecond)
@@ -300,8 +294,7 @@ func TestClusterGlobalLimit(t *testing.T) {
 	_, js := connect(t, cl.url(0))
 	p := newProducer(t, ctxT(t), js, q)
 	for i := range 30 {
-		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: fmt.Sprint("c", i), Type: "limited"})
-		require.NoError(t, err)
+		mustEnqueue(t, ctxT(t), p, taskpool.Task{ID: fmt.Sprint("c", i), Type: "limited"})
 	}
 	waitDone(t, run.done.done, 30*time.Second, "the limited tasks")
 	assert.LessOrEqual(t, run.peak.Load(), int64(2), "global concurrency exceeded")
@@ -368,8 +361,7 @@ func TestGlobalLimitWithRetriesAndRestarts(t *testing.T) {
 	_, js := connect(t, srv.URL())
 	p := newProducer(t, ctxT(t), js, natsbroker.WithQueue(queue))
 	for i := range n {
-		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: fmt.Sprint("m", i), Type: "limited"})
-		require.NoError(t, err)
+		mustEnqueue(t, ctxT(t), p, taskpool.Task{ID: fmt.Sprint("m", i), Type: "limited"})
 	}
 	// Stop one consumer past a short deadline once work is under way,
 	// and start another in its place.
@@ -411,8 +403,7 @@ func TestGlobalLimitStopWithServerDown(t *testing.T) {
 	require.NoError(t, c.Start())
 	p := newProducer(t, ctxT(t), js, natsbroker.WithQueue(queue))
 	for i := range n {
-		_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: fmt.Sprint("d", i), Type: "limited"})
-		require.NoError(t, err)
+		mustEnqueue(t, ctxT(t), p, taskpool.Task{ID: fmt.Sprint("d", i), Type: "limited"})
 	}
 	for range n {
 		select {

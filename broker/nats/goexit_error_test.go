@@ -54,8 +54,7 @@ func TestHandlerErrorWhoseErrorCallsGoexitIsDeadLettered(t *testing.T) {
 			p := newProducer(t, ctx, js)
 			insp := newInspector(t, ctx, js)
 
-			_, err := p.Enqueue(ctx, taskpool.Task{ID: "exit", Type: "exit"}, tt.giveOpts...)
-			require.NoError(t, err)
+			mustEnqueue(t, ctx, p, taskpool.Task{ID: "exit", Type: "exit"}, tt.giveOpts...)
 			s := nextSettled(t, told, "the task whose error calls Goexit")
 			assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
 			assert.Equal(t, 1, s.out.Task.Attempt, "at its first delivery")
@@ -137,8 +136,7 @@ func TestLoggerGoexitOnTheFetchLoopsGuards(t *testing.T) {
 			assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
 			assert.ErrorContains(t, s.out.Err, tt.wantErr)
 
-			_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: "next", Type: "ok"})
-			require.NoError(t, err)
+			mustEnqueue(t, ctxT(t), p, taskpool.Task{ID: "next", Type: "ok"})
 			s = nextSettled(t, told, "the next task")
 			assert.Equal(t, natsbroker.ActionAck, s.a)
 			assert.Equal(t, "next", <-h.ran)

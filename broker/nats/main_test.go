@@ -118,6 +118,15 @@ func startConsumer(t testing.TB, js jetstream.JetStream, h taskpool.Handler, opt
 	return c
 }
 
+// mustEnqueue enqueues task with p and the options, failing the test if
+// Enqueue fails, and returns the receipt.
+func mustEnqueue(t testing.TB, ctx context.Context, p *natsbroker.Producer, task taskpool.Task, opts ...natsbroker.EnqueueOption) natsbroker.Receipt {
+	t.Helper()
+	r, err := p.Enqueue(ctx, task, opts...)
+	require.NoError(t, err)
+	return r
+}
+
 // idRegistry returns a registry with one handler, for tasks of type typ
 // (registered with opts), that sends each task's ID on the returned
 // channel, buffered for n, and succeeds. It holds nothing to clean up.

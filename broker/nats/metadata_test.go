@@ -53,8 +53,7 @@ func TestMetadataAcrossTheWire(t *testing.T) {
 		}))
 	require.NoError(t, err)
 	mine := map[string]string{"tenant": "acme", "Mixed-Case": "Value with spaces", "empty": ""}
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "m1", Type: "ok", Metadata: mine})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "m1", Type: "ok", Metadata: mine})
 	assert.Equal(t, map[string]string{"tenant": "acme", "Mixed-Case": "Value with spaces", "empty": ""}, mine, "caller's map written")
 
 	want := map[string]string{"tenant": "acme", "Mixed-Case": "Value with spaces", "empty": "", "traceparent": "00-abc-def-01"}
@@ -66,8 +65,7 @@ func TestMetadataAcrossTheWire(t *testing.T) {
 	assert.Equal(t, want, out.Task.Metadata)
 
 	// A dead letter keeps the metadata.
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "m2", Type: "bad", Metadata: map[string]string{"tenant": "globex"}})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "m2", Type: "bad", Metadata: map[string]string{"tenant": "globex"}})
 	<-got // middleware
 	out = <-settled
 	require.Equal(t, "m2", out.Task.ID)

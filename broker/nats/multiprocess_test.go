@@ -289,8 +289,7 @@ func TestResultSurvivesSIGKILL(t *testing.T) {
 	}
 	results := make(map[string]chan waited)
 	for _, id := range ids {
-		_, err := prod.Enqueue(ctx, taskpool.Task{ID: id, Type: "result"}, natsbroker.KeepResult())
-		require.NoError(t, err)
+		mustEnqueue(t, ctx, prod, taskpool.Task{ID: id, Type: "result"}, natsbroker.KeepResult())
 		ch := make(chan waited, 1)
 		results[id] = ch
 		go func() {

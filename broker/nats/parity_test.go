@@ -48,8 +48,7 @@ func TestParitySettleHookAttemptsCountRuns(t *testing.T) {
 	assert.Equal(t, 0, s.out.Attempts, "never ran")
 
 	prod := newProducer(t, ctx, js)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "good", Type: "ok"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "good", Type: "ok"})
 	s = next("the good task")
 	require.Equal(t, natsbroker.ActionAck, s.a)
 	assert.Equal(t, 1, s.out.Attempts, "ran once")
@@ -81,8 +80,7 @@ func TestParityEnqueuedAttemptResubmitAndTicksCountFromOne(t *testing.T) {
 		}
 	}
 	prod := newProducer(t, ctx, js)
-	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "from4", Type: "fail", Attempt: 4})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "from4", Type: "fail", Attempt: 4})
 	assert.Equal(t, 4, next("the enqueued task").Attempt)
 	select {
 	case out := <-dead:
@@ -118,8 +116,7 @@ func TestParityPriorityIsOneOfTheThree(t *testing.T) {
 	prod := newProducer(t, ctx, js, q)
 	in := newInspector(t, ctx, js, q)
 
-	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "later", Type: "fail", Priority: 5}, natsbroker.Delay(time.Hour))
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "later", Type: "fail", Priority: 5}, natsbroker.Delay(time.Hour))
 	scheds, err := in.Schedules(ctx, true)
 	require.NoError(t, err)
 	require.Len(t, scheds, 1)
@@ -132,8 +129,7 @@ func TestParityPriorityIsOneOfTheThree(t *testing.T) {
 		return taskpool.ErrSkipRetry
 	}))
 	startConsumer(t, js, reg, q)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "dead", Type: "fail", Priority: -7})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "dead", Type: "fail", Priority: -7})
 	select {
 	case p := <-seen:
 		assert.Equal(t, taskpool.PriorityLow, p, "the handler")
@@ -170,8 +166,7 @@ func TestParityFirstAttemptDoesNotOverflow(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, c.Start())
 	prod := newProducer(t, ctx, js, q)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "late", Type: "hang", Attempt: math.MaxInt})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "late", Type: "hang", Attempt: math.MaxInt})
 	assert.Equal(t, math.MaxInt, <-started, "the first delivery runs as the attempt enqueued")
 	sctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()

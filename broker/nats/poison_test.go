@@ -40,8 +40,7 @@ func TestPoisonTooLargeToDeadLetter(t *testing.T) {
 	// The task's message is 300 bytes under the limit; its dead-letter
 	// headers are longer than that.
 	params := strings.Repeat("p", int(nc.MaxPayload())-300-len(`{"v":1,"id":"poison","type":"poison","params":""}`)-40)
-	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "poison", Type: "poison", Params: params})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "poison", Type: "poison", Params: params})
 
 	require.Equal(t, natsbroker.ActionDeadLetter, recvT(t, settled, 10*time.Second, "the settlement"), "the first outcome is final")
 	waitDone(t, logs.ch, 5*time.Second, "a Warn about the dropped payload")
@@ -91,8 +90,7 @@ func TestDeliveriesCapped(t *testing.T) {
 		assert.Equal(t, natsbroker.MaxDeliveries, cons.CachedInfo().Config.MaxDeliver)
 	}
 	prod := newProducer(t, ctx, js)
-	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "stubborn", Type: "fail", MaxAttempts: 1000})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "stubborn", Type: "fail", MaxAttempts: 1000})
 	select {
 	case out := <-dead:
 		assert.Equal(t, natsbroker.MaxDeliveries, out.Attempts)

@@ -75,8 +75,7 @@ func TestConsumerFollowsRegistryRetry(t *testing.T) {
 		{ID: "badbackoff", Type: "badbackoff"},
 		{ID: "exitbackoff", Type: "exitbackoff"},
 	} {
-		_, err := prod.Enqueue(ctx, task)
-		require.NoError(t, err)
+		mustEnqueue(t, ctx, prod, task)
 	}
 	for range 6 {
 		select {
@@ -128,8 +127,7 @@ func TestUnknownTypes(t *testing.T) {
 		natsbroker.WithBackoff(taskpool.ConstantBackoff(time.Hour)))
 	lax := newProducer(t, ctx, js)
 	start := time.Now()
-	_, err = lax.Enqueue(ctx, taskpool.Task{ID: "u1", Type: "nope"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, lax, taskpool.Task{ID: "u1", Type: "nope"})
 	for id := range log.fin {
 		if id == "u1" {
 			break
@@ -171,8 +169,7 @@ func TestConsumerRetryOverridesScheduler(t *testing.T) {
 		natsbroker.WithMaxAttempts(2), natsbroker.WithBackoff(taskpool.ConstantBackoff(10*time.Millisecond)),
 		sendOnAction(natsbroker.ActionDeadLetter, dead))
 	p := newProducer(t, ctxT(t), js)
-	_, err := p.Enqueue(ctxT(t), taskpool.Task{Type: "fail"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctxT(t), p, taskpool.Task{Type: "fail"})
 	assert.Equal(t, 2, recvT(t, dead, 20*time.Second, "the dead letter (else the scheduler's backoff of an hour was used)").Attempts)
 	assert.EqualValues(t, 2, runs.Load())
 }
@@ -210,8 +207,7 @@ func TestOutcomeNotStoredWaitsTheTypesBackoff(t *testing.T) {
 			p := newProducer(t, ctx, js)
 			refuseResults(t, ctx, js)
 
-			_, err := p.Enqueue(ctx, taskpool.Task{ID: "kept", Type: "typed"}, natsbroker.KeepResult())
-			require.NoError(t, err)
+			mustEnqueue(t, ctx, p, taskpool.Task{ID: "kept", Type: "typed"}, natsbroker.KeepResult())
 			assert.Equal(t, natsbroker.ActionRetry, recvT(t, told, 10*time.Second, "the settlement"))
 			assert.Equal(t, []int{1}, drainInts(typeWaits), "the type's backoff, for attempt 1")
 			assert.Empty(t, drainInts(consumerWaits), "not the consumer-wide backoff")

@@ -54,8 +54,7 @@ func TestAuditDeadLetterRecord(t *testing.T) {
 	before := time.Now().Truncate(time.Second)
 	task := taskpool.Task{ID: "dl1", Type: "fail", Priority: taskpool.PriorityHigh, MaxAttempts: 2,
 		Params: map[string]int{"n": 7}, Metadata: map[string]string{"tenant": "acme"}}
-	r, err := prod.Enqueue(ctx, task)
-	require.NoError(t, err)
+	r := mustEnqueue(t, ctx, prod, task)
 	out := recvT(t, dead, 10*time.Second, "the dead letter")
 	require.Equal(t, "dl1", out.Task.ID)
 	require.NoError(t, c.Stop(ctx))
@@ -146,8 +145,7 @@ func TestAuditQueueInFlightCounts(t *testing.T) {
 	prod := newProducer(t, ctx, js, q)
 	insp := newInspector(t, ctx, js, q)
 
-	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "j", Type: "job", MaxAttempts: 3})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "j", Type: "job", MaxAttempts: 3})
 	assert.Equal(t, 2, recvT(t, running, 10*time.Second, "the second run"))
 	info, err := insp.Queue(ctx)
 	require.NoError(t, err)
@@ -188,8 +186,7 @@ func TestAuditSchedulesOrder(t *testing.T) {
 	require.NoError(t, prod.Schedule(ctx, "b", "0 3 * * *", taskpool.Task{Type: "x"}))
 	require.NoError(t, prod.Schedule(ctx, "a", "30 4 * * *", taskpool.Task{Type: "x"}))
 	require.NoError(t, prod.Schedule(ctx, "z", "@every 1h", taskpool.Task{Type: "x"}))
-	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "m", Type: "x"}, natsbroker.Delay(3*time.Hour))
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "m", Type: "x"}, natsbroker.Delay(3*time.Hour))
 	list, err := insp.Schedules(ctx, false)
 	require.NoError(t, err)
 	var zNext time.Time
@@ -199,10 +196,8 @@ func TestAuditSchedulesOrder(t *testing.T) {
 		}
 	}
 	require.False(t, zNext.IsZero())
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "z", Type: "x"}, natsbroker.At(zNext))
-	require.NoError(t, err)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "y", Type: "x"}, natsbroker.At(zNext))
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "z", Type: "x"}, natsbroker.At(zNext))
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "y", Type: "x"}, natsbroker.At(zNext))
 
 	list, err = insp.Schedules(ctx, true)
 	require.NoError(t, err)
@@ -270,11 +265,10 @@ func TestAuditEnqueueMiddleware(t *testing.T) {
 	}
 	startConsumer(t, js, reg, q)
 
-	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "e", Type: "one"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "e", Type: "one"})
 	assert.Equal(t, run{"e", "12"}, recvT(t, ran, 10*time.Second, "the enqueued task"))
 
-	_, err = prod.EnqueueBatch(ctx, []taskpool.Task{{ID: "b", Type: "batch"}, {ID: "refuse", Type: "batch"}})
+	_, err := prod.EnqueueBatch(ctx, []taskpool.Task{{ID: "b", Type: "batch"}, {ID: "refuse", Type: "batch"}})
 	var be *natsbroker.BatchError
 	require.ErrorAs(t, err, &be)
 	require.Len(t, be.Errs, 2)
@@ -347,10 +341,9 @@ func TestAuditUniqueKeyHeldAcrossRetries(t *testing.T) {
 	p1 := newProducer(t, ctx, js, q)
 	p2 := newProducer(t, ctx, js, q)
 
-	_, err := p1.Enqueue(ctx, taskpool.Task{ID: "holder", Type: "flaky", UniqueKey: "uk", MaxAttempts: 2})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, p1, taskpool.Task{ID: "holder", Type: "flaky", UniqueKey: "uk", MaxAttempts: 2})
 	assert.Equal(t, settled{"holder", natsbroker.ActionRetry}, recvT(t, told, 10*time.Second, "the first failure"))
-	_, err = p2.Enqueue(ctx, taskpool.Task{ID: "other", Type: "flaky", UniqueKey: "uk"})
+	_, err := p2.Enqueue(ctx, taskpool.Task{ID: "other", Type: "flaky", UniqueKey: "uk"})
 	assert.ErrorIs(t, err, natsbroker.ErrDuplicateTask, "held while put back for a retry")
 	assert.ErrorIs(t, err, taskpool.ErrDuplicateTask)
 	recvT(t, second, 10*time.Second, "the second run")
@@ -479,9 +472,8 @@ func TestAuditUniqueTTLReleasesTheKey(t *testing.T) {
 	const ttl = time.Second
 	prod := newProducer(t, ctx, js, natsbroker.WithQueue("auditttl"), natsbroker.WithUniqueTTL(ttl))
 	start := time.Now()
-	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "holder", Type: "x", UniqueKey: "k"})
-	require.NoError(t, err)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "early", Type: "x", UniqueKey: "k"})
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "holder", Type: "x", UniqueKey: "k"})
+	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "early", Type: "x", UniqueKey: "k"})
 	require.ErrorIs(t, err, natsbroker.ErrDuplicateTask)
 	n := 0
 	require.Eventually(t, func() bool {
@@ -532,13 +524,11 @@ func TestAuditNoPrefetchLongPollsMayExceedTheWorkers(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for round := 0; !exceeded && time.Now().Before(deadline); round++ {
 		for i := range 4 {
-			_, err := prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("d", round, "-", i), Type: "b"})
-			require.NoError(t, err)
+			mustEnqueue(t, ctx, prod, taskpool.Task{ID: fmt.Sprint("d", round, "-", i), Type: "b"})
 		}
 		require.Eventually(t, func() bool { return c.Health().Held >= 1 }, 10*time.Second, 100*time.Microsecond)
 		for _, p := range []taskpool.Priority{taskpool.PriorityHigh, taskpool.PriorityLow} {
-			_, err := prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("p", p, "-", round), Type: "b", Priority: p})
-			require.NoError(t, err)
+			mustEnqueue(t, ctx, prod, taskpool.Task{ID: fmt.Sprint("p", p, "-", round), Type: "b", Priority: p})
 		}
 		// Both workers busy and a long poll delivered: held past them.
 		exceeded = assert.Eventually(&quietT{}, func() bool { return c.Health().Held > workers }, 300*time.Millisecond, time.Millisecond)
@@ -632,8 +622,7 @@ func TestAuditIdlePrioritiesAreLongPolled(t *testing.T) {
 		for _, p := range []taskpool.Priority{taskpool.PriorityLow, taskpool.PriorityHigh, taskpool.PriorityDefault} {
 			id := fmt.Sprint("t", workers, p)
 			start := time.Now()
-			_, err := prod.Enqueue(ctx, taskpool.Task{ID: id, Type: "x", Priority: p})
-			require.NoError(t, err)
+			mustEnqueue(t, ctx, prod, taskpool.Task{ID: id, Type: "x", Priority: p})
 			assert.Equal(t, id, recvT(t, ran, 10*time.Second, id))
 			assert.Less(t, time.Since(start), pollWait/2, "workers %d, priority %d: brought back by a poll, not after the poll wait", workers, p)
 		}
@@ -683,8 +672,7 @@ func TestAuditWaitResultWaitsForTheFinalOutcome(t *testing.T) {
 				retried <- struct{}{}
 			}
 		}))
-	r, err := prod.Enqueue(ctx, taskpool.Task{ID: "w1", Type: "twice", MaxAttempts: 3}, natsbroker.KeepResult(), natsbroker.Delay(100*time.Millisecond))
-	require.NoError(t, err)
+	r := mustEnqueue(t, ctx, prod, taskpool.Task{ID: "w1", Type: "twice", MaxAttempts: 3}, natsbroker.KeepResult(), natsbroker.Delay(100*time.Millisecond))
 	assert.False(t, r.RunAt.IsZero())
 	recvT(t, retried, 10*time.Second, "the first run's retry")
 	select {
@@ -733,11 +721,9 @@ func TestAuditPrefetchedTasksKeepTheirLease(t *testing.T) {
 	c := startConsumer(t, js, reg, q, natsbroker.WithWorkers(1), natsbroker.WithPrefetch(2), natsbroker.WithAckWait(ackWait),
 		natsbroker.WithPollWait(100*time.Millisecond))
 	prod := newProducer(t, ctx, js, q)
-	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "long", Type: "x"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "long", Type: "x"})
 	assert.Equal(t, run{"long", 1}, recvT(t, ran, 10*time.Second, "the long task"))
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "held", Type: "x"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "held", Type: "x"})
 	require.Eventually(t, func() bool { return c.Health().Held == 2 }, 10*time.Second, time.Millisecond, "the second task prefetched")
 	// An idle consumer of the queue that would take a redelivery.
 	idle := taskpool.NewRegistry()
@@ -797,8 +783,7 @@ func TestAuditStopWaitsForTheSettleHook(t *testing.T) {
 	prod := newProducer(t, ctx, js, q)
 	// The task first: its hook blocks a worker. The bad payload's then
 	// blocks the fetch loop, which fetches nothing more.
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "ok", Type: "x"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "ok", Type: "x"})
 	assert.Equal(t, natsbroker.ActionAck, recvT(t, inHook, 10*time.Second, "the task's hook"))
 	_, err = js.Publish(ctx, "taskpool.audithookstop.task.high", []byte("not a task"))
 	require.NoError(t, err)
@@ -828,8 +813,7 @@ func TestAuditStopWaitsForTheSettleHook(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, c2.Start())
 	t.Cleanup(func() { _ = c2.Stop(context.Background()) })
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "stopper", Type: "x"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "stopper", Type: "x"})
 	require.NoError(t, recvT(t, stopped2, 10*time.Second, "the hook's Stop"))
 	assert.False(t, c2.Health().Live())
 }
@@ -880,8 +864,7 @@ func TestAuditEnqueueErrorCarriesTheGeneratedID(t *testing.T) {
 		assert.Zero(t, p.Pending)
 	}
 	// Nothing stored under it: the same ID is stored as new.
-	r, err := prod.Enqueue(ctx, taskpool.Task{ID: ee.ID, Type: "x"})
-	require.NoError(t, err)
+	r := mustEnqueue(t, ctx, prod, taskpool.Task{ID: ee.ID, Type: "x"})
 	assert.False(t, r.Duplicate)
 }
 
@@ -909,8 +892,7 @@ func TestAuditDeadLetterMaxAgeRemovesThem(t *testing.T) {
 			}
 		}))
 	prod := newProducer(t, ctx, js, q)
-	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "old", Type: "fail"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "old", Type: "fail"})
 	recvT(t, dead, 10*time.Second, "the dead letter")
 	start := time.Now()
 	insp := newInspector(t, ctx, js, q)
@@ -1007,8 +989,7 @@ func TestAuditUnknownTypeTakenByAConsumerWithTheHandler(t *testing.T) {
 	require.NoError(t, old.Start())
 	prod := newProducer(t, ctx, js, q)
 	start := time.Now()
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "n1", Type: "new", MaxAttempts: 2})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "n1", Type: "new", MaxAttempts: 2})
 	assert.Equal(t, natsbroker.ActionRetry, recvT(t, putBack, 10*time.Second, "the put-back"))
 	require.NoError(t, old.Stop(ctx))
 
@@ -1044,10 +1025,8 @@ func TestAuditZeroWeightPolledLast(t *testing.T) {
 	prod := newProducer(t, ctx, js, q)
 	var want []string
 	for i := range 5 {
-		_, err := prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("l", i), Type: "x", Priority: taskpool.PriorityLow})
-		require.NoError(t, err)
-		_, err = prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("d", i), Type: "x"})
-		require.NoError(t, err)
+		mustEnqueue(t, ctx, prod, taskpool.Task{ID: fmt.Sprint("l", i), Type: "x", Priority: taskpool.PriorityLow})
+		mustEnqueue(t, ctx, prod, taskpool.Task{ID: fmt.Sprint("d", i), Type: "x"})
 		want = append(want, fmt.Sprint("d", i))
 	}
 	for i := range 5 {
@@ -1085,8 +1064,7 @@ func TestAuditDefaultMaxAttempts(t *testing.T) {
 		natsbroker.WithBackoff(taskpool.ConstantBackoff(time.Millisecond)),
 		sendOnAction(natsbroker.ActionDeadLetter, dead))
 	prod := newProducer(t, ctx, js, q)
-	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "f", Type: "fail"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "f", Type: "fail"})
 	out := recvT(t, dead, 20*time.Second, "the dead letter")
 	assert.Equal(t, natsbroker.DefaultMaxAttempts, out.Attempts)
 	mu.Lock()
@@ -1134,8 +1112,7 @@ func TestAuditGlobalLimitsThatDifferEnforceTheLarger(t *testing.T) {
 	t.Cleanup(free) // before the consumers' Stop, if the test fails first
 	prod := newProducer(t, ctx, js, q)
 	for i := range 8 {
-		_, err := prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("g", i), Type: "lim"})
-		require.NoError(t, err)
+		mustEnqueue(t, ctx, prod, taskpool.Task{ID: fmt.Sprint("g", i), Type: "lim"})
 	}
 	for range 3 {
 		recvT(t, started, 10*time.Second, "three tasks running")
@@ -1180,8 +1157,7 @@ func TestAuditQueueCountsTasksPutBackAsInFlight(t *testing.T) {
 	prod := newProducer(t, ctx, js, q)
 	insp := newInspector(t, ctx, js, q)
 
-	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "b", Type: "fail", MaxAttempts: 3})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "b", Type: "fail", MaxAttempts: 3})
 	assert.Equal(t, natsbroker.ActionRetry, recvT(t, putBack, 10*time.Second, "the retry"))
 	info, err := insp.Queue(ctx)
 	require.NoError(t, err)
@@ -1193,8 +1169,7 @@ func TestAuditQueueCountsTasksPutBackAsInFlight(t *testing.T) {
 	// A task delayed on the client side: pending until a consumer puts it
 	// back, then in flight.
 	cs := newProducer(t, ctx, js, q, natsbroker.WithClientSideDelays())
-	_, err = cs.Enqueue(ctx, taskpool.Task{ID: "later", Type: "fail", Priority: taskpool.PriorityHigh}, natsbroker.Delay(time.Hour))
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, cs, taskpool.Task{ID: "later", Type: "fail", Priority: taskpool.PriorityHigh}, natsbroker.Delay(time.Hour))
 	assert.Equal(t, natsbroker.ActionDefer, recvT(t, putBack, 10*time.Second, "the deferral"))
 	info, err = insp.Queue(ctx)
 	require.NoError(t, err)

@@ -53,8 +53,7 @@ func TestPromiseResubmitRaceStoresOnce(t *testing.T) {
 	require.NoError(t, first.Start())
 	prod := newProducer(t, ctx, js)
 	for i := range n {
-		_, err := prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("r", i), Type: "r"})
-		require.NoError(t, err)
+		mustEnqueue(t, ctx, prod, taskpool.Task{ID: fmt.Sprint("r", i), Type: "r"})
 	}
 	for range n {
 		select {
@@ -124,8 +123,7 @@ func TestPromiseResubmitRaceStoresOnce(t *testing.T) {
 	// so once a task enqueued after them has run, they all have.
 	fail.Store(false)
 	startConsumer(t, js, reg, natsbroker.WithWorkers(1), natsbroker.WithPrefetch(natsbroker.NoPrefetch))
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "last", Type: "r"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "last", Type: "r"})
 	waitDone(t, runs.done, 20*time.Second, "every task")
 	assert.Zero(t, runs.duplicates(), "a resubmitted task ran twice")
 }
@@ -275,12 +273,10 @@ func TestPromiseHealthWaiting(t *testing.T) {
 	assert.Zero(t, c.Health().Waiting)
 	prod := newProducer(t, ctx, js)
 	for i := range 4 {
-		_, err := prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("l", i), Type: "limited"})
-		require.NoError(t, err)
+		mustEnqueue(t, ctx, prod, taskpool.Task{ID: fmt.Sprint("l", i), Type: "limited"})
 	}
 	for i := range 3 {
-		_, err := prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("o", i), Type: "other"})
-		require.NoError(t, err)
+		mustEnqueue(t, ctx, prod, taskpool.Task{ID: fmt.Sprint("o", i), Type: "other"})
 	}
 	for range 2 {
 		select {
@@ -352,8 +348,7 @@ func TestPromiseLoggerDiscardsByDefault(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, c.Start())
 		prod := newProducer(t, ctx, js, append(opts, q)...)
-		_, err = prod.Enqueue(ctx, taskpool.Task{Type: "fail"})
-		require.NoError(t, err)
+		mustEnqueue(t, ctx, prod, taskpool.Task{Type: "fail"})
 		waitDone(t, dead, 20*time.Second, "the dead letter")
 		insp := newInspector(t, ctx, js, append(opts, q)...)
 		dls, err := insp.DeadLetters(ctx, 0, 10)

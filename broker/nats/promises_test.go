@@ -175,8 +175,7 @@ func TestConsumerStartStopStates(t *testing.T) {
 	require.NoError(t, c.Start())
 	assert.ErrorIs(t, c.Start(), natsbroker.ErrConsumerClosed, "a second Start")
 	prod := newProducer(t, ctx, js)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "one", Type: "t"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "one", Type: "t"})
 	assert.Equal(t, "one", <-ran, "the first Start still runs")
 	// Stats is the local scheduler's: the task counts there.
 	require.Eventually(t, func() bool { return c.Stats().Succeeded == 1 }, 5*time.Second, 5*time.Millisecond)
@@ -216,8 +215,7 @@ func TestConsumerSecondStopWaitsForFirst(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, c.Start())
 	prod := newProducer(t, ctx, js)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "slow", Type: "slow"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "slow", Type: "slow"})
 	<-started
 
 	first := make(chan error, 1)
@@ -253,10 +251,8 @@ func TestEnqueueBatchErrors(t *testing.T) {
 	t.Parallel()
 	js, ctx := startJetStream(t)
 	prod := newProducer(t, ctx, js)
-	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "holder", Type: "x", UniqueKey: "k"})
-	require.NoError(t, err)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "old", Type: "x"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "holder", Type: "x", UniqueKey: "k"})
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "old", Type: "x"})
 
 	tasks := []taskpool.Task{
 		{ID: "a", Type: "x"},
@@ -312,22 +308,18 @@ func TestEnqueueIDsAndDueTimes(t *testing.T) {
 	first, err := prod.Enqueue(ctx, taskpool.Task{ID: "same", Type: "x"})
 	require.NoError(t, err, "a type registered after the producer was made is known")
 	assert.False(t, first.Duplicate)
-	again, err := prod.Enqueue(ctx, taskpool.Task{ID: "same", Type: "x", Params: "other"})
-	require.NoError(t, err)
+	again := mustEnqueue(t, ctx, prod, taskpool.Task{ID: "same", Type: "x", Params: "other"})
 	assert.True(t, again.Duplicate)
 	assert.Equal(t, "same", again.ID)
 	assert.Equal(t, first.Sequence, again.Sequence, "the stored task's sequence")
 
-	g1, err := prod.Enqueue(ctx, taskpool.Task{Type: "x"})
-	require.NoError(t, err)
-	g2, err := prod.Enqueue(ctx, taskpool.Task{Type: "x"})
-	require.NoError(t, err)
+	g1 := mustEnqueue(t, ctx, prod, taskpool.Task{Type: "x"})
+	g2 := mustEnqueue(t, ctx, prod, taskpool.Task{Type: "x"})
 	assert.NotEmpty(t, g1.ID)
 	assert.NotEqual(t, g1.ID, g2.ID)
 
 	for _, o := range []natsbroker.EnqueueOption{natsbroker.Delay(0), natsbroker.Delay(-time.Hour), natsbroker.At(time.Now().Add(-time.Hour)), natsbroker.At(time.Time{})} {
-		r, err := prod.Enqueue(ctx, taskpool.Task{Type: "x"}, o)
-		require.NoError(t, err)
+		r := mustEnqueue(t, ctx, prod, taskpool.Task{Type: "x"}, o)
 		assert.True(t, r.RunAt.IsZero(), "due now")
 	}
 
@@ -348,11 +340,9 @@ func TestInspectorQueueCounts(t *testing.T) {
 	q := natsbroker.WithQueue("counts")
 	prod := newProducer(t, ctx, js, q)
 	for i, prio := range []taskpool.Priority{1, 1, 0, -1, -1, -1} {
-		_, err := prod.Enqueue(ctx, taskpool.Task{ID: fmt.Sprint("t", i), Type: "x", Priority: prio})
-		require.NoError(t, err)
+		mustEnqueue(t, ctx, prod, taskpool.Task{ID: fmt.Sprint("t", i), Type: "x", Priority: prio})
 	}
-	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "later", Type: "x"}, natsbroker.Delay(time.Hour))
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "later", Type: "x"}, natsbroker.Delay(time.Hour))
 	require.NoError(t, prod.Schedule(ctx, "nightly", "@daily", taskpool.Task{Type: "x"}))
 
 	insp := newInspector(t, ctx, js, q)
@@ -405,8 +395,7 @@ func TestInspectorDeadLettersPaging(t *testing.T) {
 	for i := range 5 {
 		id := fmt.Sprint("d", i)
 		ids = append(ids, id)
-		_, err := prod.Enqueue(ctx, taskpool.Task{ID: id, Type: "fail"})
-		require.NoError(t, err)
+		mustEnqueue(t, ctx, prod, taskpool.Task{ID: id, Type: "fail"})
 		select {
 		case got := <-dead:
 			require.Equal(t, id, got)
@@ -463,8 +452,7 @@ func TestScheduleAndCancelErrors(t *testing.T) {
 	assert.ErrorIs(t, err, natsbroker.ErrNotFound)
 	assert.ErrorIs(t, err, taskpool.ErrTaskNotFound)
 	assert.ErrorIs(t, c.Unschedule("nothing"), taskpool.ErrTaskNotFound)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "due", Type: "report"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "due", Type: "report"})
 	assert.ErrorIs(t, c.Cancel("due"), natsbroker.ErrNotFound, "a queued task cannot be cancelled")
 
 	bounded := &natsbroker.Client{Producer: prod, CancelTimeout: time.Nanosecond}
@@ -474,8 +462,7 @@ func TestScheduleAndCancelErrors(t *testing.T) {
 	fb := newProducer(t, ctx, js, natsbroker.WithQueue("fb"), natsbroker.WithClientSideDelays())
 	assert.ErrorIs(t, fb.Schedule(ctx, "s", "@daily", task), natsbroker.ErrSchedulesUnsupported)
 	assert.ErrorIs(t, fb.Cancel(ctx, "s"), natsbroker.ErrSchedulesUnsupported)
-	r, err := fb.Enqueue(ctx, taskpool.Task{ID: "later", Type: "report"}, natsbroker.Delay(time.Hour))
-	require.NoError(t, err)
+	r := mustEnqueue(t, ctx, fb, taskpool.Task{ID: "later", Type: "report"}, natsbroker.Delay(time.Hour))
 	assert.False(t, r.RunAt.IsZero())
 	assert.ErrorIs(t, fb.Cancel(ctx, "later"), natsbroker.ErrSchedulesUnsupported)
 }
@@ -507,8 +494,7 @@ func TestResubmitDoesNotTakeTheUniqueKeyAgain(t *testing.T) {
 			settled <- out.Task.ID + " " + a.String()
 		}))
 	prod := newProducer(t, ctx, js)
-	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "a", Type: "u", UniqueKey: "k"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "a", Type: "u", UniqueKey: "k"})
 	require.Equal(t, "a "+natsbroker.ActionDeadLetter.String(), <-settled)
 
 	insp := newInspector(t, ctx, js)

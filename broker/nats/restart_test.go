@@ -68,8 +68,7 @@ func TestServerRestartMidRun(t *testing.T) {
 	// The failed enqueue may or may not have been stored (the client
 	// buffers publishes while reconnecting): enqueue it again with the
 	// same ID, and it runs once either way.
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "while-down", Type: "work"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "while-down", Type: "work"})
 
 	waitDone(t, led.done, 30*time.Second, "every task after the restart")
 	t.Logf("%d tasks completed across a server restart, %d duplicate runs (acks lost with the server)", led.distinct(), led.duplicates())

@@ -69,8 +69,7 @@ func TestResults(t *testing.T) {
 	assert.ErrorIs(t, err, natsbroker.ErrBadResult)
 
 	// Stored before anyone waits: the waiter gets it at once.
-	r, err := p.Enqueue(ctx, taskpool.Task{ID: "early", Type: "ok"}, natsbroker.KeepResult())
-	require.NoError(t, err)
+	r := mustEnqueue(t, ctx, p, taskpool.Task{ID: "early", Type: "ok"}, natsbroker.KeepResult())
 	waitFor(t, settled, "early")
 	res, err := p.WaitResult(ctx, r.ID)
 	require.NoError(t, err)
@@ -87,8 +86,7 @@ func TestResults(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 
 	// Without KeepResult nothing is stored: the wait ends with ctx.
-	_, err = p.Enqueue(ctx, taskpool.Task{ID: "unkept", Type: "ok"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, p, taskpool.Task{ID: "unkept", Type: "ok"})
 	waitFor(t, settled, "unkept")
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
@@ -107,8 +105,7 @@ func TestResultAttemptsExhausted(t *testing.T) {
 	p := newProducer(t, ctx, js)
 	// Delivered twice to a consumer that never settles it: a fetch that
 	// is neither acked nor nacked, as a killed worker leaves it.
-	r, err := p.Enqueue(ctx, taskpool.Task{Type: "ok", MaxAttempts: 1}, natsbroker.KeepResult())
-	require.NoError(t, err)
+	r := mustEnqueue(t, ctx, p, taskpool.Task{Type: "ok", MaxAttempts: 1}, natsbroker.KeepResult())
 	reg := taskpool.NewRegistry()
 	require.NoError(t, reg.HandleFunc("ok", func(ctx context.Context, t taskpool.Task) error { return nil }))
 	c, err := natsbroker.NewConsumer(ctx, js, reg) // creates the durables, not started
@@ -314,8 +311,7 @@ func TestConsumerOlderTaskWithALongID(t *testing.T) {
 	}
 	for _, want := range []string{"keyed", "good"} {
 		if want == "good" {
-			_, err = p.Enqueue(ctx, taskpool.Task{ID: "good", Type: "ok"})
-			require.NoError(t, err)
+			mustEnqueue(t, ctx, p, taskpool.Task{ID: "good", Type: "ok"})
 		}
 		select {
 		case id := <-ran:

@@ -51,8 +51,7 @@ func TestReview25GoexitBackoffFreesCapacity(t *testing.T) {
 	p := newProducer(t, ctxT(t), js)
 	ctx := ctxT(t)
 	for i, id := range []string{"exit1", "exit2"} {
-		_, err := p.Enqueue(ctx, taskpool.Task{ID: id, Type: "exit"})
-		require.NoError(t, err)
+		mustEnqueue(t, ctx, p, taskpool.Task{ID: id, Type: "exit"})
 		select {
 		case got := <-log.fin:
 			require.Equal(t, id, got, i)
@@ -60,8 +59,7 @@ func TestReview25GoexitBackoffFreesCapacity(t *testing.T) {
 			t.Fatal("exit task not settled")
 		}
 	}
-	_, err := p.Enqueue(ctx, taskpool.Task{ID: "after", Type: "ok"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, p, taskpool.Task{ID: "after", Type: "ok"})
 	select {
 	case got := <-ran:
 		assert.Equal(t, "after", got)
@@ -97,8 +95,7 @@ func TestReview25FailingSettleHookFreesCapacity(t *testing.T) {
 			p := newProducer(t, ctxT(t), js)
 			ctx := ctxT(t)
 			for _, id := range []string{"a", "b", "c"} {
-				_, err := p.Enqueue(ctx, taskpool.Task{ID: id, Type: "ok"})
-				require.NoError(t, err)
+				mustEnqueue(t, ctx, p, taskpool.Task{ID: id, Type: "ok"})
 				for _, ch := range []chan string{ran, acked} {
 					select {
 					case got := <-ch:
@@ -132,8 +129,7 @@ func TestReview25PanickingSettleHookOnTheFetchLoop(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, natsbroker.ActionDeadLetter, recvT(t, told, 10*time.Second, "the bad payload's settlement"))
 	p := newProducer(t, ctxT(t), js)
-	_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: "next", Type: "ok"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctxT(t), p, taskpool.Task{ID: "next", Type: "ok"})
 	assert.Equal(t, "next", recvT(t, ran, 10*time.Second, "the next task to run"))
 	assert.True(t, cons.Health().Live())
 	_ = nc
@@ -149,8 +145,7 @@ func TestReview25CancelCompletesTheResult(t *testing.T) {
 	_, js := connect(t, srv.URL())
 	p := newProducer(t, ctxT(t), js)
 	ctx := ctxT(t)
-	_, err := p.Enqueue(ctx, taskpool.Task{ID: "later", Type: "x", UniqueKey: "k"}, natsbroker.Delay(time.Hour), natsbroker.KeepResult())
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, p, taskpool.Task{ID: "later", Type: "x", UniqueKey: "k"}, natsbroker.Delay(time.Hour), natsbroker.KeepResult())
 	require.NoError(t, p.Cancel(ctx, "later"))
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -160,8 +155,7 @@ func TestReview25CancelCompletesTheResult(t *testing.T) {
 	assert.Zero(t, res.Attempts)
 	assert.ErrorIs(t, p.Cancel(ctx, "later"), natsbroker.ErrNotFound)
 	// The key is free: another task takes it.
-	_, err = p.Enqueue(ctx, taskpool.Task{ID: "other", Type: "x", UniqueKey: "k"}, natsbroker.Delay(time.Hour))
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, p, taskpool.Task{ID: "other", Type: "x", UniqueKey: "k"}, natsbroker.Delay(time.Hour))
 }
 
 // TestReview25GracefulStopKeepsTheHandlersError: during a Stop whose
@@ -186,8 +180,7 @@ func TestReview25GracefulStopKeepsTheHandlersError(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, cons.Start())
 	p := newProducer(t, ctxT(t), js)
-	_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: "own", Type: "own"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctxT(t), p, taskpool.Task{ID: "own", Type: "own"})
 	waitDone(t, started, 10*time.Second, "handler start")
 	stopped := make(chan error, 1)
 	go func() { stopped <- cons.Stop(context.Background()) }()

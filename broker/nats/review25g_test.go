@@ -148,8 +148,7 @@ func TestReview25gMetadataEdgeValues(t *testing.T) {
 	startConsumer(t, js, reg)
 	p := newProducer(t, ctx, js)
 	md := map[string]string{"empty": "", "utf": "héllo wörld ✓", "Mixed-Case": "v", "mixed-case": "w", "in": "a  b", "colon": "a: b"}
-	_, err := p.Enqueue(ctx, taskpool.Task{Type: "x", Metadata: md})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, p, taskpool.Task{Type: "x", Metadata: md})
 	select {
 	case g := <-got:
 		assert.Equal(t, md, g)

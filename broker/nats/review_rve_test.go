@@ -46,16 +46,14 @@ func TestGateRefusalWakesTheFetchLoop(t *testing.T) {
 				natsbroker.WithWorkers(1), natsbroker.WithPrefetch(natsbroker.NoPrefetch),
 				natsbroker.WithBackoff(func(int) time.Duration { return 10 * time.Millisecond }))
 			ctx := ctxT(t)
-			_, err := p.Enqueue(ctx, taskpool.Task{ID: "first", Type: "ok"})
-			require.NoError(t, err)
+			mustEnqueue(t, ctx, p, taskpool.Task{ID: "first", Type: "ok"})
 			s := nextSettled(t, told, "the refused task")
 			assert.Equal(t, "first", s.out.Task.ID)
 			want := "first" // retried
 			if name == "goexit" {
 				assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
 				want = "next"
-				_, err = p.Enqueue(ctx, taskpool.Task{ID: "next", Type: "ok"})
-				require.NoError(t, err)
+				mustEnqueue(t, ctx, p, taskpool.Task{ID: "next", Type: "ok"})
 			} else {
 				assert.Equal(t, natsbroker.ActionRetry, s.a)
 			}
@@ -176,13 +174,11 @@ func TestGoexitInBatchesStopMidwayEverythingSettledOnce(t *testing.T) {
 			bad++
 		case 1:
 			id := fmt.Sprintf("exits%d", i)
-			_, err := p.Enqueue(ctx, taskpool.Task{ID: id, Type: "goexit", Priority: prio})
-			require.NoError(t, err)
+			mustEnqueue(t, ctx, p, taskpool.Task{ID: id, Type: "goexit", Priority: prio})
 			want[id] = 1
 		default:
 			id := fmt.Sprintf("ok%d", i)
-			_, err := p.Enqueue(ctx, taskpool.Task{ID: id, Type: "ok", Priority: prio})
-			require.NoError(t, err)
+			mustEnqueue(t, ctx, p, taskpool.Task{ID: id, Type: "ok", Priority: prio})
 			want[id] = 1
 		}
 	}
@@ -262,8 +258,7 @@ func TestNeverRunOutcomesCarryTheDeliveryAttempt(t *testing.T) {
 	cons, p, _, told, _ := callbackExitConsumer(t, h, natsbroker.WithSchedulerOptions(taskpool.WithMiddleware(mw)))
 	ctx := ctxT(t)
 	for _, typ := range []string{"ok", "goexit", "panic", "unknown"} {
-		_, err := p.Enqueue(ctx, taskpool.Task{ID: "t-" + typ, Type: typ})
-		require.NoError(t, err)
+		mustEnqueue(t, ctx, p, taskpool.Task{ID: "t-" + typ, Type: typ})
 		s := nextSettled(t, told, typ)
 		assert.Equal(t, "t-"+typ, s.out.Task.ID)
 		assert.Equal(t, 1, s.out.Task.Attempt, typ)

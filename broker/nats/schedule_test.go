@@ -154,8 +154,7 @@ func TestInspectorSchedules(t *testing.T) {
 	require.NoError(t, prod.Schedule(ctx, "nightly", "@daily", taskpool.Task{Type: "report"}))
 	require.NoError(t, prod.Schedule(ctx, "tick", "@every 1h", taskpool.Task{Type: "ping", Params: map[string]any{"n": 1}}))
 	at := time.Now().Add(time.Hour).Truncate(time.Millisecond)
-	_, err := prod.Enqueue(ctx, taskpool.Task{Type: "mail", ID: "later"}, natsbroker.At(at))
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{Type: "mail", ID: "later"}, natsbroker.At(at))
 
 	got, err := in.Schedules(ctx, false)
 	require.NoError(t, err)
@@ -317,12 +316,10 @@ func TestDelayedTaskAndScheduleShareAnID(t *testing.T) {
 
 	// The schedule first, then a delayed task with its ID.
 	require.NoError(t, prod.Schedule(ctx, "a", "@every 1h", taskpool.Task{Type: "report"}))
-	r, err := prod.Enqueue(ctx, taskpool.Task{ID: "a", Type: "mail"}, natsbroker.Delay(time.Hour))
-	require.NoError(t, err)
+	r := mustEnqueue(t, ctx, prod, taskpool.Task{ID: "a", Type: "mail"}, natsbroker.Delay(time.Hour))
 	assert.False(t, r.Duplicate)
 	// The delayed task first, then a schedule with its ID.
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "b", Type: "mail"}, natsbroker.Delay(time.Hour))
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "b", Type: "mail"}, natsbroker.Delay(time.Hour))
 	require.NoError(t, prod.Schedule(ctx, "b", "@every 2h", taskpool.Task{Type: "report"}))
 	// Registering the same schedule again still changes nothing.
 	require.NoError(t, prod.Schedule(ctx, "b", "@every 2h", taskpool.Task{Type: "report"}))
@@ -341,8 +338,7 @@ func TestDelayedTaskAndScheduleShareAnID(t *testing.T) {
 
 	// Producer.Cancel removes whatever is scheduled under the ID: both.
 	require.NoError(t, prod.Schedule(ctx, "c", "@every 1h", taskpool.Task{Type: "report"}))
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "c", Type: "mail"}, natsbroker.Delay(time.Hour))
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "c", Type: "mail"}, natsbroker.Delay(time.Hour))
 	require.NoError(t, prod.Cancel(ctx, "c"))
 	assert.Empty(t, kinds(t, in))
 	assert.ErrorIs(t, prod.Cancel(ctx, "c"), natsbroker.ErrNotFound)
@@ -490,8 +486,7 @@ func TestQueueInfoCountsClientSideDelaysAsPending(t *testing.T) {
 	q := natsbroker.WithQueue("clientdelay")
 	prod := newProducer(t, ctx, js, q, natsbroker.WithClientSideDelays())
 	in := newInspector(t, ctx, js, q)
-	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "later", Type: "mail"}, natsbroker.Delay(time.Hour))
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "later", Type: "mail"}, natsbroker.Delay(time.Hour))
 
 	info, err := in.Queue(ctx)
 	require.NoError(t, err)
@@ -511,10 +506,8 @@ func TestInspectorSchedulesDelayedAttempt(t *testing.T) {
 	q := natsbroker.WithQueue("delayedattempt")
 	prod := newProducer(t, ctx, js, q)
 	in := newInspector(t, ctx, js, q)
-	_, err := prod.Enqueue(ctx, taskpool.Task{ID: "third", Type: "mail", Attempt: 3}, natsbroker.Delay(time.Hour))
-	require.NoError(t, err)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "first", Type: "mail"}, natsbroker.Delay(2*time.Hour))
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "third", Type: "mail", Attempt: 3}, natsbroker.Delay(time.Hour))
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "first", Type: "mail"}, natsbroker.Delay(2*time.Hour))
 
 	got, err := in.Schedules(ctx, true)
 	require.NoError(t, err)

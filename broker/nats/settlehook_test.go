@@ -72,8 +72,7 @@ func goexitOnTheFetchLoop(t *testing.T, payload []byte, codec natsbroker.Option,
 		assert.Equal(t, natsbroker.ActionDeadLetter, recvT(t, told, 10*time.Second, "the delivery's settlement (else the fetch loop has ended)"))
 	}
 	p := newProducer(t, ctx, js)
-	_, err := p.Enqueue(ctx, taskpool.Task{ID: "next", Type: "ok"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, p, taskpool.Task{ID: "next", Type: "ok"})
 	assert.Equal(t, "next", recvT(t, ran, 10*time.Second, "the next task to run (else the fetch loop has ended)"))
 	assert.Equal(t, natsbroker.ActionAck, recvT(t, told, 10*time.Second, "the next task's settlement"))
 	assert.True(t, cons.Health().Consuming, "the fetch loop runs")

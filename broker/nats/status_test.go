@@ -54,8 +54,7 @@ func TestSettleHookStatusOfDeliveriesThatNeverRan(t *testing.T) {
 	assert.Equal(t, taskpool.OutcomeNotRun, s.out.Status, "deferral")
 
 	prod := newProducer(t, ctx, js)
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "nope", Type: "nope"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "nope", Type: "nope"})
 	s = next("the unknown type, within its grace")
 	assert.Equal(t, natsbroker.ActionRetry, s.a)
 	assert.ErrorIs(t, s.out.Err, taskpool.ErrNoHandler)
@@ -66,8 +65,7 @@ func TestSettleHookStatusOfDeliveriesThatNeverRan(t *testing.T) {
 	assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
 	assert.Equal(t, taskpool.OutcomeFailed, s.out.Status, "unknown type past its grace")
 
-	_, err = prod.Enqueue(ctx, taskpool.Task{ID: "good", Type: "ok"})
-	require.NoError(t, err)
+	mustEnqueue(t, ctx, prod, taskpool.Task{ID: "good", Type: "ok"})
 	s = next("the good task")
 	assert.Equal(t, natsbroker.ActionAck, s.a)
 	assert.Equal(t, taskpool.OutcomeSucceeded, s.out.Status, "ran")
