@@ -533,9 +533,11 @@ func (c *Consumer) runLoop(st *loopState) {
 	ended := false
 	defer func() {
 		if !ended {
-			// The new goroutine first: the log goes after, aside.
-			go c.runLoop(st)
+			// The log first (aside: a Logger's Goexit ends only the log),
+			// then the new goroutine: started first, it could run to its
+			// end and Stop return while this one is still in the Logger.
 			c.logError("natsbroker: runtime.Goexit called on the fetch loop; it goes on on a new goroutine", "queue", c.cfg.queue)
+			go c.runLoop(st)
 		}
 	}()
 	if b := st.batch; b != nil {

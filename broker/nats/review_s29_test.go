@@ -1,0 +1,81 @@
+package natsbroker_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	natsbroker "github.com/taskpool/taskpool/broker/nats"
+)
+
+// blockOnLoopLog is a slog handler that, at the log runLoop makes after a
+// Goexit on the fetch loop, says so on entered, waits for release, and
+// closes left as it returns.
+type blockOnLoopLog struct {
+	entered chan struct{}
+	release chan struct{}
+	left    chan struct{}
+}
+
+func (blockOnLoopLog) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h blockOnLoopLog) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, "on the fetch loop") {
+		close(h.entered)
+		<-h.release
+		close(h.left)
+	}
+	return nil
+}
+
+func (h blockOnLoopLog) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h blockOnLoopLog) WithGroup(string) slog.Handler      { return h }
+
+// Stop returns once every goroutine of the consumer has exited: also the
+// one whose fetch loop a Goexit ended, while it logs that the loop goes on
+// elsewhere. (runLoop started the new loop before it logged: the new loop
+// ran to its end and Stop returned with the old goroutine still in the
+// Logger, which it called after Stop.) The Logger is held until Stop
+// returns, or for a while if Stop waits for it.
+func TestReviewS29StopWaitsForTheFetchLoopsGoexitLog(t *testing.T) {
+	t.Parallel()
+	h := blockOnLoopLog{entered: make(chan struct{}), release: make(chan struct{}), left: make(chan struct{})}
+	cons, _, _, told, publish := callbackExitConsumer(t, exitLookup{ran: make(chan string, 1)},
+		natsbroker.WithCodec(exitCodec{}), natsbroker.WithLogger(slog.New(h)))
+	publish("goexit")
+	s := nextSettled(t, told, "the delivery whose Decode called Goexit")
+	assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
+	select {
+	case <-h.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("runLoop did not log the Goexit")
+	}
+
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stopped <- cons.Stop(ctx)
+	}()
+	var err error
+	select {
+	case err = <-stopped:
+		select {
+		case <-h.left:
+		default:
+			t.Error("Stop returned while the fetch loop's goroutine was still in the Logger")
+		}
+		close(h.release)
+	case <-time.After(2 * time.Second):
+		// Stop waits for the Logger: let it go.
+		close(h.release)
+		err = <-stopped
+	}
+	require.NoError(t, err)
+	<-h.left
+}
