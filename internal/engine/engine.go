@@ -616,12 +616,15 @@ func (e *Engine[T, L]) Workers() int {
 // What is left runs (unless Abandon was called: then it is dropped). So
 // Close ends a Hold, as Unhold does, and a later Hold does nothing; and
 // after Resize(0), which leaves no worker to run it, Close starts one.
-// Resize does nothing once Close was called.
+// Resize does nothing once Close was called. A later Close starts
+// nothing, and returns when the first one does.
 func (e *Engine[T, L]) Close() {
 	e.mu.Lock()
-	e.closed.Store(true)
+	first := !e.closed.Swap(true)
 	e.endHoldLocked()
-	if e.target == 0 {
+	if first && e.target == 0 {
+		// Only the first Close: a later one finds the number the
+		// shutdown set to 0, and no dispatcher to retire a worker.
 		e.resizeLocked(1)
 	}
 	e.poke()
