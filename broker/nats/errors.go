@@ -199,3 +199,23 @@ func errorText(err error) (s string) {
 	}
 	return s
 }
+
+// valueText is fmt.Sprint(v), for a handler's panic value kept in a
+// stored error. fmt recovers a panic in v's String or Error method but
+// not a runtime.Goexit, which on a worker ended the settlement of the
+// delivery (run again after each ack wait, until MaxDeliveries): it runs
+// on a goroutine of its own, as errorText does, and says so instead.
+func valueText(v any) (s string) {
+	exited := true
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s = fmt.Sprint(v)
+		exited = false
+	}()
+	<-done
+	if exited {
+		return fmt.Sprintf("%T: formatting it called runtime.Goexit", v)
+	}
+	return s
+}

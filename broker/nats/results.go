@@ -158,7 +158,7 @@ func encodeError(err error) *errorRecord {
 		if ve, ok := pe.Value.(error); ok {
 			r.Panic.Err = encodeError(ve)
 		} else {
-			r.Panic.Value = fmt.Sprint(pe.Value)
+			r.Panic.Value = valueText(pe.Value)
 		}
 	}
 	for _, s := range resultSentinels {

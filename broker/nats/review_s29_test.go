@@ -3,6 +3,7 @@ package natsbroker_test
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskpool/taskpool"
 	natsbroker "github.com/taskpool/taskpool/broker/nats"
 )
 
@@ -78,4 +80,46 @@ func TestReviewS29StopWaitsForTheFetchLoopsGoexitLog(t *testing.T) {
 	}
 	require.NoError(t, err)
 	<-h.left
+}
+
+// goexitStringer is a panic value whose String method calls
+// runtime.Goexit.
+type goexitStringer struct{}
+
+func (goexitStringer) String() string {
+	runtime.Goexit()
+	return ""
+}
+
+// A handler that panics with a value whose String method calls
+// runtime.Goexit, on a task whose outcome is kept for a waiter, is
+// dead-lettered at its first delivery and the settle hook is told once,
+// as one whose error's Error method calls Goexit is. (The stored error's
+// record formatted the panic value on the worker, outside errorText's
+// goroutine: Goexit ended the worker before it settled the delivery.)
+func TestReviewS29PanicValueWhoseStringCallsGoexitIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("exit", func(context.Context, taskpool.Task) error { panic(goexitStringer{}) }))
+	told := make(chan settledOutcome, 8)
+	cons := startConsumer(t, js, reg, natsbroker.WithMaxAttempts(1),
+		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) { told <- settledOutcome{out, a} }))
+	p, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	insp, err := natsbroker.NewInspector(ctx, js)
+	require.NoError(t, err)
+
+	_, err = p.Enqueue(ctx, taskpool.Task{ID: "exit", Type: "exit"}, natsbroker.KeepResult())
+	require.NoError(t, err)
+	s := nextSettled(t, told, "the task whose panic value's String calls Goexit")
+	assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
+	assert.Equal(t, 1, s.out.Task.Attempt, "at its first delivery")
+	dls, err := insp.DeadLetters(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	stopsClean(t, cons)
+	assert.Empty(t, told, "settled once")
 }
