@@ -186,8 +186,10 @@ func errorText(err error) (s string) {
 		defer close(done)
 		defer func() {
 			if v := recover(); v != nil {
+				// The value on a goroutine of its own too: formatting it
+				// may call Goexit, which would leave s empty here.
 				exited = false
-				s = fmt.Sprintf("%T: Error panicked: %v", err, v)
+				s = fmt.Sprintf("%T: Error panicked: %s", err, valueText(v))
 			}
 		}()
 		s = err.Error()

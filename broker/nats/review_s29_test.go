@@ -123,3 +123,41 @@ func TestReviewS29PanicValueWhoseStringCallsGoexitIsDeadLettered(t *testing.T) {
 	stopsClean(t, cons)
 	assert.Empty(t, told, "settled once")
 }
+
+// panicGoexitError is an error whose Error method panics with a value
+// whose String method calls runtime.Goexit.
+type panicGoexitError struct{}
+
+func (panicGoexitError) Error() string { panic(goexitStringer{}) }
+
+// A handler's error whose Error method panics with a value that cannot
+// be formatted (its String calls runtime.Goexit) is dead-lettered with a
+// text saying that Error panicked. (errorText formatted the panic value
+// after it had marked Error as returned: the Goexit left the text empty,
+// and the dead letter had no error.)
+func TestReviewS29ErrorPanicValueWhoseStringCallsGoexitHasAText(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	ctx := ctxT(t)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("exit", func(context.Context, taskpool.Task) error { return panicGoexitError{} }))
+	told := make(chan settledOutcome, 8)
+	cons := startConsumer(t, js, reg, natsbroker.WithMaxAttempts(1),
+		natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) { told <- settledOutcome{out, a} }))
+	p, err := natsbroker.NewProducer(ctx, js)
+	require.NoError(t, err)
+	insp, err := natsbroker.NewInspector(ctx, js)
+	require.NoError(t, err)
+
+	_, err = p.Enqueue(ctx, taskpool.Task{ID: "exit", Type: "exit"})
+	require.NoError(t, err)
+	s := nextSettled(t, told, "the task whose error's Error panics")
+	assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
+	dls, err := insp.DeadLetters(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	assert.Contains(t, dls[0].Error, "Error panicked")
+	stopsClean(t, cons)
+	assert.Empty(t, told, "settled once")
+}
