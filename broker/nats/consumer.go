@@ -1164,8 +1164,8 @@ func (c *Consumer) decode(m jetstream.Msg, meta *jetstream.MsgMetadata, attempt 
 	exited := true
 	defer func() {
 		if v := recover(); v != nil {
-			c.logError("natsbroker: panic in codec Decode", "queue", c.cfg.queue, "panic", fmt.Sprint(v))
-			t, err = taskpool.Task{}, fmt.Errorf("%w: codec Decode panicked: %w", ErrBadPayload, panicError(v))
+			c.logError("natsbroker: panic in codec Decode", "queue", c.cfg.queue, "panic", valueText(v))
+			t, err = taskpool.Task{}, panicked(ErrBadPayload, ErrBadPayload.Error()+": codec Decode panicked", v)
 			return
 		}
 		if exited {
@@ -1190,8 +1190,8 @@ func (c *Consumer) known(m jetstream.Msg, meta *jetstream.MsgMetadata, t taskpoo
 	exited := true
 	defer func() {
 		if v := recover(); v != nil {
-			c.logError("natsbroker: panic in the handler's Lookup", "queue", c.cfg.queue, "type", t.Type, "panic", fmt.Sprint(v))
-			ok, err = false, fmt.Errorf("natsbroker: the handler's Lookup(%q) panicked: %w", t.Type, panicError(v))
+			c.logError("natsbroker: panic in the handler's Lookup", "queue", c.cfg.queue, "type", t.Type, "panic", valueText(v))
+			ok, err = false, panicked(nil, fmt.Sprintf("natsbroker: the handler's Lookup(%q) panicked", t.Type), v)
 			return
 		}
 		if exited {
@@ -1208,6 +1208,21 @@ func (c *Consumer) known(m jetstream.Msg, meta *jetstream.MsgMetadata, t taskpoo
 // stack where it was recovered.
 func panicError(v any) *taskpool.PanicError {
 	return &taskpool.PanicError{Value: v, Stack: debug.Stack()}
+}
+
+// panicked is the error of a panic of value v recovered in a guard of the
+// fetch loop: text, ": " and the [*taskpool.PanicError]'s text, wrapping
+// first (unless nil) and the PanicError. fmt.Errorf would format v at
+// once, on the fetch loop, where a String or Error method of v that calls
+// runtime.Goexit ended the guard before it settled the delivery: the text
+// is made by errorText, on a goroutine of its own.
+func panicked(first error, text string, v any) error {
+	pe := panicError(v)
+	e := &textError{text: text + ": " + errorText(pe), errs: []error{pe}}
+	if first != nil {
+		e.errs = []error{first, pe}
+	}
+	return e
 }
 
 // complete is the local scheduler's completion hook.

@@ -221,3 +221,12 @@ func valueText(v any) (s string) {
 	}
 	return s
 }
+
+// textError is an error whose text was made beforehand, wrapping errs.
+type textError struct {
+	text string
+	errs []error
+}
+
+func (e *textError) Error() string   { return e.text }
+func (e *textError) Unwrap() []error { return e.errs }

@@ -161,3 +161,72 @@ func TestReviewS29ErrorPanicValueWhoseStringCallsGoexitHasAText(t *testing.T) {
 	stopsClean(t, cons)
 	assert.Empty(t, told, "settled once")
 }
+
+// stringerPanics is the JSON codec and a handler with a Lookup, whose
+// Decode (for the payload "panic") and Lookup (for the type "panic")
+// panic with a value whose String method calls runtime.Goexit.
+type stringerPanics struct {
+	natsbroker.JSONCodec
+	ran chan string
+}
+
+func (c stringerPanics) Decode(data []byte) (taskpool.Task, error) {
+	if string(data) == "panic" {
+		panic(goexitStringer{})
+	}
+	return c.JSONCodec.Decode(data)
+}
+
+func (c stringerPanics) HandleTask(_ context.Context, t taskpool.Task) error {
+	c.ran <- t.ID
+	return nil
+}
+
+func (c stringerPanics) Lookup(typ string) (taskpool.Handler, bool) {
+	if typ == "panic" {
+		panic(goexitStringer{})
+	}
+	return c, typ == "ok"
+}
+
+// A Decode or Lookup that panics with a value whose String method calls
+// runtime.Goexit is a panic like any other: the delivery is dead-lettered
+// at once, with an error wrapping the *taskpool.PanicError, and the next
+// task runs. (The guard formatted the value, for its log and its error,
+// on the fetch loop: the Goexit ended the guard before it settled the
+// delivery, which came back after each ack wait, until MaxDeliveries.)
+func TestReviewS29FetchLoopPanicValueWhoseStringCallsGoexit(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		give    func(p *natsbroker.Producer, publish func(string)) error
+		wantErr string
+	}{
+		{"decode", func(_ *natsbroker.Producer, publish func(string)) error { publish("panic"); return nil }, "codec Decode panicked"},
+		{"lookup", func(p *natsbroker.Producer, _ func(string)) error {
+			_, err := p.Enqueue(context.Background(), taskpool.Task{ID: "bad", Type: "panic"})
+			return err
+		}, "Lookup(\"panic\") panicked"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := stringerPanics{ran: make(chan string, 8)}
+			cons, p, _, told, publish := callbackExitConsumer(t, h, natsbroker.WithCodec(h))
+			require.NoError(t, tt.give(p, publish))
+			s := nextSettled(t, told, "the delivery whose panic value cannot be formatted")
+			assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
+			assert.ErrorContains(t, s.out.Err, tt.wantErr)
+			var pe *taskpool.PanicError
+			assert.ErrorAs(t, s.out.Err, &pe)
+
+			_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: "next", Type: "ok"})
+			require.NoError(t, err)
+			s = nextSettled(t, told, "the next task")
+			assert.Equal(t, natsbroker.ActionAck, s.a)
+			assert.Equal(t, "next", <-h.ran)
+			stopsClean(t, cons)
+			assert.Empty(t, told, "no delivery settled twice")
+		})
+	}
+}
