@@ -370,10 +370,13 @@ func (c *Consumer) marshalResult(id string, result any) (b []byte, err error) {
 		defer close(done)
 		defer func() {
 			if v := recover(); v != nil {
+				// The value's text aside: formatting it may call Goexit,
+				// which would end this call with neither b nor err.
+				text := valueText(v)
 				exited = false
 				c.logError("natsbroker: panic encoding a result", "queue", c.cfg.queue, "id", id,
-					"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-				b, err = nil, fmt.Errorf("encoding the result panicked: %v", v)
+					"panic", text, "stack", string(debug.Stack()))
+				b, err = nil, fmt.Errorf("encoding the result panicked: %s", text)
 			}
 		}()
 		b, err = json.Marshal(result)

@@ -230,3 +230,34 @@ func TestReviewS29FetchLoopPanicValueWhoseStringCallsGoexit(t *testing.T) {
 		})
 	}
 }
+
+// stringerPanicResult is a result whose MarshalJSON panics with a value
+// whose String method calls runtime.Goexit.
+type stringerPanicResult struct{}
+
+func (stringerPanicResult) MarshalJSON() ([]byte, error) { panic(goexitStringer{}) }
+
+// A result whose MarshalJSON panics with a value that cannot be formatted
+// is a result JSON cannot encode, as for any other panic: the waiter gets
+// an error wrapping ErrBadResult. (marshalResult formatted the value after
+// it had marked the encoding as returned: the Goexit left it with no
+// result and no error, and the waiter got nil, nil.)
+func TestReviewS29ResultMarshalPanicValueWhoseStringCallsGoexit(t *testing.T) {
+	t.Parallel()
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("panic", func(_ context.Context, t taskpool.Task) error {
+		t.SetResult(stringerPanicResult{})
+		return nil
+	}))
+	cons, p, _, told, _ := callbackExitConsumer(t, reg)
+	c := natsbroker.NewClient(p)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, err := c.SubmitWait(ctx, taskpool.Task{ID: "panic", Type: "panic"})
+	assert.Nil(t, v)
+	require.ErrorIs(t, err, natsbroker.ErrBadResult)
+	s := nextSettled(t, told, "the task")
+	assert.Equal(t, natsbroker.ActionAck, s.a)
+	stopsClean(t, cons)
+	assert.Empty(t, told, "settled once")
+}
