@@ -1066,8 +1066,8 @@ func (c *Consumer) submit(f *flight, t taskpool.Task) (took bool) {
 			return
 		}
 		if v := recover(); v != nil {
-			c.logError("natsbroker: panic in the local scheduler's submit", "queue", c.cfg.queue, "type", t.Type, "panic", fmt.Sprint(v))
-			c.refused(f, t, fmt.Errorf("natsbroker: submit of a task of type %q panicked: %w", t.Type, panicError(v)))
+			c.logError("natsbroker: panic in the local scheduler's submit", "queue", c.cfg.queue, "type", t.Type, "panic", valueText(v))
+			c.refused(f, t, panicked(nil, fmt.Sprintf("natsbroker: submit of a task of type %q panicked", t.Type), v))
 			took = false
 			return
 		}
@@ -1211,7 +1211,7 @@ func panicError(v any) *taskpool.PanicError {
 }
 
 // panicked is the error of a panic of value v recovered in a guard of the
-// fetch loop: text, ": " and the [*taskpool.PanicError]'s text, wrapping
+// fetch loop (or of submit, which a global limit's gate calls aside): text, ": " and the [*taskpool.PanicError]'s text, wrapping
 // first (unless nil) and the PanicError. fmt.Errorf would format v at
 // once, on the fetch loop, where a String or Error method of v that calls
 // runtime.Goexit ended the guard before it settled the delivery: the text

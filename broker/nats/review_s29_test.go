@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -260,4 +261,51 @@ func TestReviewS29ResultMarshalPanicValueWhoseStringCallsGoexit(t *testing.T) {
 	assert.Equal(t, natsbroker.ActionAck, s.a)
 	stopsClean(t, cons)
 	assert.Empty(t, told, "settled once")
+}
+
+// latePanicLookup is a handler whose Lookup says yes to the type "late"
+// at its first call (the consumer's) and panics with a value whose String
+// method calls runtime.Goexit at the next (the local scheduler's, in
+// TrySubmit).
+type latePanicLookup struct {
+	ran   chan string
+	calls *atomic.Int32
+}
+
+func (h latePanicLookup) HandleTask(_ context.Context, t taskpool.Task) error {
+	h.ran <- t.ID
+	return nil
+}
+
+func (h latePanicLookup) Lookup(typ string) (taskpool.Handler, bool) {
+	if typ == "late" && h.calls.Add(1) == 2 {
+		panic(goexitStringer{})
+	}
+	return h, typ == "late" || typ == "ok"
+}
+
+// A panic in the local scheduler's submit whose value cannot be formatted
+// is a refusal with the *taskpool.PanicError, as any other panic there
+// (dead-lettered: one attempt), and the consumer stops clean. (The
+// submit guard formatted the value on the fetch loop: the Goexit ended it
+// before it settled the delivery, which stayed held.)
+func TestReviewS29SubmitPanicValueWhoseStringCallsGoexit(t *testing.T) {
+	t.Parallel()
+	h := latePanicLookup{ran: make(chan string, 8), calls: new(atomic.Int32)}
+	cons, p, _, told, _ := callbackExitConsumer(t, h, natsbroker.WithMaxAttempts(1))
+	_, err := p.Enqueue(ctxT(t), taskpool.Task{ID: "bad", Type: "late"})
+	require.NoError(t, err)
+	s := nextSettled(t, told, "the delivery whose submit panicked")
+	assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
+	var pe *taskpool.PanicError
+	assert.ErrorAs(t, s.out.Err, &pe)
+	assert.ErrorContains(t, s.out.Err, "panicked")
+
+	_, err = p.Enqueue(ctxT(t), taskpool.Task{ID: "next", Type: "ok"})
+	require.NoError(t, err)
+	s = nextSettled(t, told, "the next task")
+	assert.Equal(t, natsbroker.ActionAck, s.a)
+	assert.Equal(t, "next", <-h.ran)
+	stopsClean(t, cons)
+	assert.Empty(t, told, "no delivery settled twice")
 }
