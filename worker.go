@@ -21,6 +21,7 @@ type local struct {
 	err   error      // under stageBackoff: the failed run's error
 	lim   *typeLimit // the concurrency slot the running task holds
 	id    string     // the generated ID of the running plain task
+	task  Task       // the running plain task, as its handler gets it
 	tag   uint64     // its number, for Begin: Inspect finds it there
 	c     counters
 	_     [64]byte // keep the next worker's state off this cache line
@@ -50,12 +51,20 @@ func (r runner) Run(w *engine.Worker[job, local], j *job) {
 		return
 	}
 	id := s.plainID(l)
+	// The handler's Task is written before Begin, whose atomic store
+	// commits it, so that copying it to the handler's argument reads
+	// memory at rest (built right before the call, the copy stalled on
+	// the stores it read).
+	t := &l.task
+	t.ID, t.Type, t.Params, t.Priority, t.Attempt, t.result = id, j.b.typ, j.params, j.b.prio, 1, &l.slot
 	if !w.Begin(l.tag) {
+		t.Params = nil
 		r.Drop(l, j) // held by a Pause that Stop's deadline ended
 		return
 	}
 	l.stage = stageUser
-	err := s.callPlain(j, id, &l.slot)
+	err := s.callPlain(j, t)
+	t.Params = nil // let the params be collected
 	if err == nil && !s.opts.hooks {
 		l.stage = stageIdle
 		l.slot.v = nil
@@ -142,20 +151,20 @@ func (s *Scheduler) invoke(h Handler, t *Task) error {
 	return s.call(ctx, h, t)
 }
 
-// callPlain is call for a plain job without a timeout: the Task is built
-// where the handler's argument goes, not built and then copied there.
-func (s *Scheduler) callPlain(j *job, id string, res *resultSlot) (err error) {
+// callPlain is call for a plain job without a timeout, whose Task t is
+// the worker's.
+func (s *Scheduler) callPlain(j *job, t *Task) (err error) {
 	if s.opts.noRecover {
 		if f := j.b.fn; f != nil {
-			return f(s.baseCtx, plainTask(j, id, res))
+			return f(s.baseCtx, *t)
 		}
-		return j.b.h.HandleTask(s.baseCtx, plainTask(j, id, res))
+		return j.b.h.HandleTask(s.baseCtx, *t)
 	}
 	defer recoverPanic(&err)
 	if f := j.b.fn; f != nil {
-		return inspectable(f(s.baseCtx, plainTask(j, id, res)))
+		return inspectable(f(s.baseCtx, *t))
 	}
-	return inspectable(j.b.h.HandleTask(s.baseCtx, plainTask(j, id, res)))
+	return inspectable(j.b.h.HandleTask(s.baseCtx, *t))
 }
 
 // plainTask is the Task of a plain job for its first run, whose result
@@ -272,6 +281,7 @@ func (r runner) Exited(l *local, j *job, again bool) {
 		return
 	}
 	l.slot.v = nil
+	l.task.Params = nil // a plain job's, which the fast path clears on return
 	if l.lim != nil {
 		lim := l.lim
 		l.lim = nil

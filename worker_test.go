@@ -186,3 +186,48 @@ func TestPlainTaskPathsAgree(t *testing.T) {
 		}
 	}
 }
+
+// A worker keeps nothing of a plain task once it has run: its params can
+// be collected while the scheduler idles, whether the handler returned,
+// failed, panicked or called runtime.Goexit (the fast path keeps the
+// running task in the worker's state, and clears it after the call).
+func TestPlainTaskParamsAreNotKeptAfterItsRun(t *testing.T) {
+	for _, kind := range []string{"ok", "err", "panic", "exit"} {
+		t.Run(kind, func(t *testing.T) {
+			reg := registry(t, map[string]taskpool.HandlerFunc{
+				"t": func(ctx context.Context, task taskpool.Task) error {
+					switch kind {
+					case "err":
+						return errors.New("boom")
+					case "panic":
+						panic("boom")
+					case "exit":
+						runtime.Goexit()
+					}
+					return nil
+				},
+			})
+			s := newStarted(t, reg, taskpool.WithWorkers(1),
+				taskpool.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+			collected := make(chan struct{})
+			func() {
+				params := new([1 << 10]byte)
+				runtime.AddCleanup(params, func(ch chan struct{}) { close(ch) }, collected)
+				require.NoError(t, s.Submit(context.Background(), taskpool.Task{Type: "t", Params: params}))
+			}()
+			require.Eventually(t, func() bool {
+				st := s.Stats()
+				return st.Succeeded+st.Failed == 1 && st.Running == 0
+			}, 10*time.Second, time.Millisecond)
+			require.Eventually(t, func() bool {
+				runtime.GC()
+				select {
+				case <-collected:
+					return true
+				default:
+					return false
+				}
+			}, 10*time.Second, 5*time.Millisecond, "the task's params are still reachable")
+		})
+	}
+}
