@@ -228,7 +228,12 @@ func WithBaseContext(ctx context.Context) Option {
 
 // WithoutPanicRecovery lets a panicking handler crash the process instead
 // of turning the panic into a [*PanicError]. Use it where a panic must
-// stop everything, such as in tests.
+// stop everything, such as in tests. The task gets no outcome: its Future
+// and the hooks are not told before the crash. (The panic is recovered
+// and raised again with the same value, the only way to tell it from a
+// runtime.Goexit, which still fails the task with [ErrHandlerExited]: the
+// crash prints the value, "[recovered, repanicked]", and the handler's
+// frames.)
 func WithoutPanicRecovery() Option {
 	return optionFunc(func(o *options) error {
 		o.noRecover = true

@@ -881,6 +881,64 @@ func TestAuditWithoutPanicRecoveryCrashesTheProcess(t *testing.T) {
 	assert.NotContains(t, string(out), "audit: the process survived")
 }
 
+// slowPanic is a panic value whose Error, which the runtime calls to print
+// it once every deferred call of the dying goroutine has run, waits for
+// done (or a second): a window between the worker's deferred calls and
+// the crash, in which a wrongly settled task's Future completes.
+type slowPanic struct{ done chan struct{} }
+
+func (p slowPanic) Error() string {
+	select {
+	case <-p.done:
+	case <-time.After(time.Second):
+	}
+	return "audit: slow panic"
+}
+
+// WithoutPanicRecovery, where features meet: the task whose handler
+// panics is not reported at all, on a plain task or one with a timeout
+// (the two paths to the handler). It was reported as if its handler had
+// called runtime.Goexit, by the goroutine that replaces the dying worker,
+// so that SubmitWait returned ErrHandlerExited and the code after it ran
+// before the crash (a 1-in-20 failure of the test above; made certain
+// here by a panic value that is slow to print).
+func TestAuditWithoutPanicRecoveryReportsNothingBeforeTheCrash(t *testing.T) {
+	if mode := os.Getenv("TASKPOOL_AUDIT_SLOW_CRASH"); mode != "" {
+		done := make(chan struct{})
+		reg := taskpool.NewRegistry()
+		_ = reg.HandleFunc("crash", func(context.Context, taskpool.Task) error { panic(slowPanic{done}) })
+		opts := []taskpool.Option{taskpool.WithoutPanicRecovery()}
+		if mode == "timeout" {
+			opts = append(opts, taskpool.WithTaskTimeout(time.Hour))
+		}
+		s, err := taskpool.New(reg, opts...)
+		if err != nil {
+			os.Exit(3)
+		}
+		_ = s.Start()
+		_, err = s.SubmitWait(context.Background(), taskpool.Task{Type: "crash"})
+		close(done)
+		fmt.Printf("audit: SubmitWait returned %v\n", err)
+		os.Exit(0)
+	}
+	t.Parallel()
+	for _, mode := range []string{"plain", "timeout"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), hangAfter)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestAuditWithoutPanicRecoveryReportsNothingBeforeTheCrash$", "-test.count=1")
+			cmd.Env = append(os.Environ(), "TASKPOOL_AUDIT_SLOW_CRASH="+mode)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			require.ErrorAs(t, err, &exit, "the child did not crash:\n%s", out)
+			assert.Equal(t, 2, exit.ExitCode(), "a panic's exit code:\n%s", out)
+			assert.Contains(t, string(out), "panic: audit: slow panic")
+			assert.NotContains(t, string(out), "SubmitWait returned")
+		})
+	}
+}
+
 // SubmitWait: "ctx bounds the wait for admission and for the outcome:
 // when it ends first, SubmitWait returns ctx's error", and the task goes
 // on only if it was accepted by then: one whose ctx had ended already, or

@@ -34,7 +34,24 @@ const (
 	stageDelivering       // the job is settled: hooks and the Future are being told
 	stageRate             // the job is not settled: its RateLimiter's Reserve runs, before the handler
 	stageBackoff          // the job is not settled: its run failed with err, and a Backoff runs
+	stageCrashing         // the handler panicked under WithoutPanicRecovery: the process is on its way down
 )
+
+// crashing is deferred around a handler under WithoutPanicRecovery. A
+// panic goes on to crash the process, but its goroutine runs its deferred
+// calls first, and the engine's starts the goroutine that replaces the
+// worker, whose Exited settled the task as a runtime.Goexit: its Future
+// completed with ErrHandlerExited, and the code waiting on it ran, before
+// the crash. Marked crashing, the task is left unsettled. recover, which
+// alone tells a panic from a Goexit, is followed by a panic with the same
+// value: the crash shows it with the handler's frames, "[recovered,
+// repanicked]" after it.
+func (l *local) crashing() {
+	if v := recover(); v != nil {
+		l.stage = stageCrashing
+		panic(v)
+	}
+}
 
 // Run runs one job. A plain job of a type without limits, under no
 // default timeout, takes the fast path: the handler, a counter. Everything
@@ -63,7 +80,7 @@ func (r runner) Run(w *engine.Worker[job, local], j *job) {
 		return
 	}
 	l.stage = stageUser
-	err := s.callPlain(j, t)
+	err := s.callPlain(l, j, t)
 	t.Params = nil // let the params be collected
 	if err == nil && !s.opts.hooks {
 		l.stage = stageIdle
@@ -118,7 +135,7 @@ func (s *Scheduler) runSlow(w *engine.Worker[job, local], j *job) {
 	} else {
 		t = plainTask(j, l.id, &l.slot)
 	}
-	err := s.invoke(b.h, &t)
+	err := s.invoke(l, b.h, &t)
 	s.ran(l, j, r, &t, err)
 }
 
@@ -134,7 +151,7 @@ func (s *Scheduler) tombstone(b *binding) {
 // invoke runs the handler on t under its timeout (the task's own, else
 // the scheduler's default; negative: none). The caller has marked the task
 // begun (Worker.Begin), so that a wait in a Pause does not eat the timeout.
-func (s *Scheduler) invoke(h Handler, t *Task) error {
+func (s *Scheduler) invoke(l *local, h Handler, t *Task) error {
 	ctx := s.baseCtx
 	d := t.Timeout
 	if d == 0 {
@@ -148,13 +165,14 @@ func (s *Scheduler) invoke(h Handler, t *Task) error {
 		// context, with its timer, lived on until the timeout.
 		defer cancel()
 	}
-	return s.call(ctx, h, t)
+	return s.call(ctx, l, h, t)
 }
 
 // callPlain is call for a plain job without a timeout, whose Task t is
 // the worker's.
-func (s *Scheduler) callPlain(j *job, t *Task) (err error) {
+func (s *Scheduler) callPlain(l *local, j *job, t *Task) (err error) {
 	if s.opts.noRecover {
+		defer l.crashing()
 		if f := j.b.fn; f != nil {
 			return f(s.baseCtx, *t)
 		}
@@ -181,11 +199,13 @@ func (s *Scheduler) plainID(l *local) string {
 	return l.id
 }
 
-// call runs the handler, turning a panic into a *PanicError unless
-// WithoutPanicRecovery was given. A runtime.Goexit does not return here:
-// the engine calls Exited on the goroutine that replaces the worker's.
-func (s *Scheduler) call(ctx context.Context, h Handler, t *Task) (err error) {
+// call runs the handler on worker l, turning a panic into a *PanicError
+// unless WithoutPanicRecovery was given. A runtime.Goexit does not return
+// here: the engine calls Exited on the goroutine that replaces the
+// worker's.
+func (s *Scheduler) call(ctx context.Context, l *local, h Handler, t *Task) (err error) {
 	if s.opts.noRecover {
+		defer l.crashing()
 		return h.HandleTask(ctx, *t)
 	}
 	defer recoverPanic(&err)
@@ -264,13 +284,16 @@ func (r runner) Drop(l *local, j *job) {
 	s.finalize(l, rec, &t, nil, notRunErr(rec), max(t.Attempt-1, 0), settledNotRun)
 }
 
-// Exited settles the job whose goroutine ended in runtime.Goexit (or in a
-// panic under WithoutPanicRecovery, on its way to crash the process). A
-// task whose handler exited is final: it is not retried.
+// Exited settles the job whose goroutine ended in runtime.Goexit. A task
+// whose handler exited is final: it is not retried. One whose handler
+// panicked under WithoutPanicRecovery, on its way to crash the process,
+// is left as it is (see crashing).
 func (r runner) Exited(l *local, j *job, again bool) {
 	s := r.s
 	switch l.stage {
 	case stageUser:
+	case stageCrashing:
+		return // the process is crashing: see crashing
 	case stageRate, stageBackoff:
 		s.exitedOutside(l, j)
 		return
