@@ -76,7 +76,7 @@ func (r runner) Run(w *engine.Worker[job, local], j *job) {
 	t.ID, t.Type, t.Params, t.Priority, t.Attempt, t.result = id, j.b.typ, j.params, j.b.prio, 1, &l.slot
 	if !w.Begin(l.tag) {
 		t.Params = nil
-		r.Drop(l, j) // held by a Pause that Stop's deadline ended
+		s.drop(l, j, id) // held by a Pause that Stop's deadline ended
 		return
 	}
 	l.stage = stageUser
@@ -114,7 +114,7 @@ func (s *Scheduler) runSlow(w *engine.Worker[job, local], j *job) {
 	// worker took the job holds it in Begin, and until Resume the job is
 	// as queued as the ones behind it, which Cancel must still reach.
 	if !w.Begin(l.tag) {
-		runner{s}.Drop(l, j) // held by a Pause that Stop's deadline ended
+		s.drop(l, j, l.id) // held by a Pause that Stop's deadline ended (l.id: a plain job's)
 		return
 	}
 	if r != nil && !r.claim(stRunning) {
@@ -267,7 +267,13 @@ func (s *Scheduler) ran(l *local, j *job, r *record, t *Task, err error) {
 
 // Drop settles a job that will never run: Stop's deadline passed.
 func (r runner) Drop(l *local, j *job) {
-	s := r.s
+	r.s.drop(l, j, "")
+}
+
+// drop is Drop for a job whose plain task has the ID id already (Begin
+// published it, for Inspect, before it found the hold that Stop's
+// deadline ended), or none yet ("").
+func (s *Scheduler) drop(l *local, j *job, id string) {
 	rec := j.rec
 	var t Task
 	if rec != nil {
@@ -279,7 +285,10 @@ func (r runner) Drop(l *local, j *job) {
 	} else {
 		// Attempt 1, the run that never came, as a task with a record
 		// has it: an ID given or not, the outcome is the same.
-		t = plainTask(j, s.workerID(l), nil)
+		if id == "" {
+			id = s.workerID(l)
+		}
+		t = plainTask(j, id, nil)
 	}
 	s.finalize(l, rec, &t, nil, notRunErr(rec), max(t.Attempt-1, 0), settledNotRun)
 }
