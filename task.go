@@ -146,9 +146,9 @@ type job struct {
 
 // idGen makes task IDs for one worker: a prefix (the scheduler's, random) and a
 // sequence number from a block the worker reserved. IDs are carved out of
-// a byte slab so that an ID costs no allocation of its own; a slab is
-// written once per ID and never changed, which makes the unsafe.String
-// conversion sound. Whatever keeps an ID for long (the dead letters)
+// a byte slab so that an ID costs no allocation of its own; the slab is
+// written only past the last ID handed out, so that no byte of an ID
+// changes once it is, which makes the unsafe.String conversion sound. Whatever keeps an ID for long (the dead letters)
 // clones it, so that it does not pin the slab.
 type idGen struct {
 	seq  uint64 // next number
