@@ -179,24 +179,18 @@ func (e *BatchError) Unwrap() []error {
 // left the delivery unsettled (run again after each ack wait, until
 // MaxDeliveries). Error runs on a goroutine of its own, which Goexit
 // ends: only dead letters and stored errors pay for it.
-func errorText(err error) (s string) {
-	exited := true
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+func errorText(err error) string {
+	s, ok := textAside(func() (s string) {
 		defer func() {
 			if v := recover(); v != nil {
-				// The value on a goroutine of its own too: formatting it
-				// may call Goexit, which would leave s empty here.
-				exited = false
+				// The value with textAside too: formatting it may call Goexit,
+				// which would leave s empty here.
 				s = fmt.Sprintf("%T: Error panicked: %s", err, valueText(v))
 			}
 		}()
-		s = err.Error()
-		exited = false
-	}()
-	<-done
-	if exited {
+		return err.Error()
+	})
+	if !ok {
 		return fmt.Sprintf("%T: Error called runtime.Goexit", err)
 	}
 	return s
@@ -206,20 +200,26 @@ func errorText(err error) (s string) {
 // stored error. fmt recovers a panic in v's String or Error method but
 // not a runtime.Goexit, which on a worker ended the settlement of the
 // delivery (run again after each ack wait, until MaxDeliveries): it runs
-// on a goroutine of its own, as errorText does, and says so instead.
-func valueText(v any) (s string) {
-	exited := true
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s = fmt.Sprint(v)
-		exited = false
-	}()
-	<-done
-	if exited {
+// with textAside, as errorText does, and says so instead.
+func valueText(v any) string {
+	s, ok := textAside(func() string { return fmt.Sprint(v) })
+	if !ok {
 		return fmt.Sprintf("%T: formatting it called runtime.Goexit", v)
 	}
 	return s
+}
+
+// textAside returns f's text, made on a goroutine of its own, or reports
+// that f called runtime.Goexit, which ends only that goroutine.
+func textAside(f func() string) (s string, ok bool) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s = f()
+		ok = true
+	}()
+	<-done
+	return s, ok
 }
 
 // textError is an error whose text was made beforehand, wrapping errs.
