@@ -901,14 +901,21 @@ func (p slowPanic) Error() string {
 // called runtime.Goexit, by the goroutine that replaces the dying worker,
 // so that SubmitWait returned ErrHandlerExited and the code after it ran
 // before the crash (a 1-in-20 failure of the test above; made certain
-// here by a panic value that is slow to print).
+// here by a panic value that is slow to print). A panic(nil) under
+// GODEBUG=panicnil=1, which recover stops and cannot tell from a Goexit,
+// crashes the process too, and does not pass for a success.
 func TestAuditWithoutPanicRecoveryReportsNothingBeforeTheCrash(t *testing.T) {
 	if mode := os.Getenv("TASKPOOL_AUDIT_SLOW_CRASH"); mode != "" {
 		done := make(chan struct{})
 		reg := taskpool.NewRegistry()
-		_ = reg.HandleFunc("crash", func(context.Context, taskpool.Task) error { panic(slowPanic{done}) })
+		_ = reg.HandleFunc("crash", func(context.Context, taskpool.Task) error {
+			if strings.HasPrefix(mode, "nil") {
+				panic(nil) // recovered as nil under GODEBUG=panicnil=1
+			}
+			panic(slowPanic{done})
+		})
 		opts := []taskpool.Option{taskpool.WithoutPanicRecovery()}
-		if mode == "timeout" {
+		if strings.HasSuffix(mode, "timeout") {
 			opts = append(opts, taskpool.WithTaskTimeout(time.Hour))
 		}
 		s, err := taskpool.New(reg, opts...)
@@ -922,18 +929,23 @@ func TestAuditWithoutPanicRecoveryReportsNothingBeforeTheCrash(t *testing.T) {
 		os.Exit(0)
 	}
 	t.Parallel()
-	for _, mode := range []string{"plain", "timeout"} {
+	for _, mode := range []string{"plain", "timeout", "nilplain", "niltimeout"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), hangAfter)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestAuditWithoutPanicRecoveryReportsNothingBeforeTheCrash$", "-test.count=1")
 			cmd.Env = append(os.Environ(), "TASKPOOL_AUDIT_SLOW_CRASH="+mode)
+			want := "panic: audit: slow panic"
+			if strings.HasPrefix(mode, "nil") {
+				cmd.Env = append(cmd.Env, "GODEBUG=panicnil=1")
+				want = "panic: nil"
+			}
 			out, err := cmd.CombinedOutput()
 			var exit *exec.ExitError
 			require.ErrorAs(t, err, &exit, "the child did not crash:\n%s", out)
 			assert.Equal(t, 2, exit.ExitCode(), "a panic's exit code:\n%s", out)
-			assert.Contains(t, string(out), "panic: audit: slow panic")
+			assert.Contains(t, string(out), want)
 			assert.NotContains(t, string(out), "SubmitWait returned")
 		})
 	}

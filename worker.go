@@ -37,21 +37,34 @@ const (
 	stageCrashing         // the handler panicked under WithoutPanicRecovery: the process is on its way down
 )
 
-// crashing is deferred around a handler under WithoutPanicRecovery. A
-// panic goes on to crash the process, but its goroutine runs its deferred
-// calls first, and the engine's starts the goroutine that replaces the
-// worker, whose Exited settled the task as a runtime.Goexit: its Future
-// completed with ErrHandlerExited, and the code waiting on it ran, before
-// the crash. Marked crashing, the task is left unsettled. recover, which
-// alone tells a panic from a Goexit, is followed by a panic with the same
-// value: the crash shows it with the handler's frames, "[recovered,
-// repanicked]" after it.
-func (l *local) crashing() {
+// crashing is deferred around a handler under WithoutPanicRecovery, which
+// sets *returned once the handler has returned. A panic goes on to crash
+// the process, but its goroutine runs its deferred calls first, and the
+// engine's starts the goroutine that replaces the worker, whose Exited
+// settled the task as a runtime.Goexit: its Future completed with
+// ErrHandlerExited, and the code waiting on it ran, before the crash.
+// Marked crashing, the task is left unsettled. recover, which alone tells
+// a panic from a Goexit, is followed by a panic with the same value: the
+// crash shows it with the handler's frames, "[recovered, repanicked]"
+// after it.
+//
+// Under GODEBUG=panicnil=1 (a main module older than Go 1.21), recover
+// stops a panic(nil) and returns nil, as it does for a Goexit, which must
+// go on: the handler's call then returns errNilPanic, and ran panics
+// again.
+func (l *local) crashing(returned *bool, err *error) {
 	if v := recover(); v != nil {
 		l.stage = stageCrashing
 		panic(v)
 	}
+	if !*returned {
+		*err = errNilPanic // seen only if this was not a Goexit
+	}
 }
+
+// errNilPanic is a handler's panic(nil) that crashing recovered under
+// GODEBUG=panicnil=1.
+var errNilPanic = errors.New("taskpool: panic(nil) under WithoutPanicRecovery")
 
 // Run runs one job. A plain job of a type without limits, under no
 // default timeout, takes the fast path: the handler, a counter. Everything
@@ -172,11 +185,15 @@ func (s *Scheduler) invoke(l *local, h Handler, t *Task) error {
 // the worker's.
 func (s *Scheduler) callPlain(l *local, j *job, t *Task) (err error) {
 	if s.opts.noRecover {
-		defer l.crashing()
+		returned := false
+		defer l.crashing(&returned, &err)
 		if f := j.b.fn; f != nil {
-			return f(s.baseCtx, *t)
+			err = f(s.baseCtx, *t)
+		} else {
+			err = j.b.h.HandleTask(s.baseCtx, *t)
 		}
-		return j.b.h.HandleTask(s.baseCtx, *t)
+		returned = true
+		return err
 	}
 	defer recoverPanic(&err)
 	if f := j.b.fn; f != nil {
@@ -205,8 +222,11 @@ func (s *Scheduler) plainID(l *local) string {
 // worker's.
 func (s *Scheduler) call(ctx context.Context, l *local, h Handler, t *Task) (err error) {
 	if s.opts.noRecover {
-		defer l.crashing()
-		return h.HandleTask(ctx, *t)
+		returned := false
+		defer l.crashing(&returned, &err)
+		err = h.HandleTask(ctx, *t)
+		returned = true
+		return err
 	}
 	defer recoverPanic(&err)
 	return inspectable(h.HandleTask(ctx, *t))
@@ -244,6 +264,10 @@ func recoverPanic(err *error) {
 // ran settles one run of the handler: it gives back the concurrency slot,
 // then either schedules the next attempt or delivers the final outcome.
 func (s *Scheduler) ran(l *local, j *job, r *record, t *Task, err error) {
+	if err == errNilPanic {
+		l.stage = stageCrashing
+		panic(nil) // see crashing
+	}
 	res := l.slot.v
 	l.slot.v = nil
 	if l.lim != nil {
