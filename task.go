@@ -144,12 +144,13 @@ type job struct {
 	rec    *record  // nil for a plain task
 }
 
-// idGen makes task IDs for one worker: a prefix (the scheduler's, random) and a
-// sequence number from a block the worker reserved. IDs are carved out of
-// a byte slab so that an ID costs no allocation of its own; the slab is
-// written only past the last ID handed out, so that no byte of an ID
-// changes once it is, which makes the unsafe.String conversion sound. Whatever keeps an ID for long (the dead letters)
-// clones it, so that it does not pin the slab.
+// idGen makes task IDs for one worker: a prefix (the scheduler's, random)
+// and a sequence number from a block the worker reserved. IDs are carved
+// out of a byte slab so that an ID costs no allocation of its own; the
+// slab is written only past the last ID handed out, so that no byte of an
+// ID changes once it is, which makes the unsafe.String conversion sound.
+// Whatever keeps an ID for long (the dead letters) clones it, so that it
+// does not pin the slab.
 type idGen struct {
 	seq  uint64 // next number
 	end  uint64 // end of the reserved block
@@ -172,10 +173,11 @@ const (
 )
 
 // next returns a new ID, reserving a block of numbers from ctr when the
-// current one is used up. prefix must be the same at every call. A block is aligned on idBlock, so that beyond
-// the first its IDs have the same length and differ in their last three
-// digits only: each is a copy of the block's head with those three
-// digits written in, a third of the cost of formatting the number.
+// current one is used up; prefix must be the same at every call. A block
+// is aligned on idBlock, so that beyond the first its IDs have the same
+// length and differ in their last three digits only: each is a copy of
+// the block's head with those three digits written in, a third of the
+// cost of formatting the number.
 func (g *idGen) next(prefix string, ctr *atomic.Uint64) string {
 	if g.seq == g.end {
 		g.reserve(prefix, ctr)
