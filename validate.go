@@ -38,9 +38,10 @@ const MaxScheduleIDLength = MaxIDLength - len("@2006-01-02T15:04:05.999999999Z")
 // These are the rules of a task that travels as a message with headers
 // (the NATS broker sends the ID and the metadata as headers, which cannot
 // carry the rest unchanged, and names delayed tasks, results and unique
-// keys by subjects made of the ID or key, which a server limits in length). [Scheduler.Submit] and every other way of
-// submitting apply them in process as well, so that a task accepted by one
-// transport is accepted by the other, and means the same on both.
+// keys by subjects made of the ID or key, which a server limits in
+// length). [Scheduler.Submit] and every other way of submitting apply them
+// in process as well, so that a task accepted by one transport is accepted
+// by the other, and means the same on both.
 func (t Task) Validate() error {
 	if err := t.validateHead(); err != nil {
 		return err

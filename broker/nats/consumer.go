@@ -1211,9 +1211,10 @@ func panicError(v any) *taskpool.PanicError {
 }
 
 // panicked is the error of a panic of value v recovered in a guard of the
-// fetch loop (or of submit, which a global limit's gate calls aside): text, ": " and the [*taskpool.PanicError]'s text, wrapping
-// first (unless nil) and the PanicError. fmt.Errorf would format v at
-// once, on the fetch loop, where a String or Error method of v that calls
+// fetch loop (or of submit, which a global limit's gate calls aside):
+// text, ": " and the [*taskpool.PanicError]'s text, wrapping first (unless
+// nil) and the PanicError. fmt.Errorf would format v at once, on the
+// fetch loop, where a String or Error method of v that calls
 // runtime.Goexit ended the guard before it settled the delivery: the text
 // is made by errorText, on a goroutine of its own.
 func panicked(first error, text string, v any) error {
