@@ -47,20 +47,6 @@ func (h exitLookup) Lookup(typ string) (taskpool.Handler, bool) {
 	return h, typ == "ok"
 }
 
-// settledOutcome is what the settle hook was told.
-type settledOutcome struct {
-	out taskpool.Outcome
-	a   natsbroker.Action
-}
-
-// tellSettled is a settle hook, as an option, that sends what it is told
-// on told.
-func tellSettled(told chan<- settledOutcome) natsbroker.Option {
-	return natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
-		told <- settledOutcome{out, a}
-	})
-}
-
 // callbackExitConsumer starts a consumer of h with the options and a
 // settle hook that reports on the returned channel.
 func callbackExitConsumer(t *testing.T, h taskpool.Handler, opts ...natsbroker.Option) (*natsbroker.Consumer, *natsbroker.Producer, *natsbroker.Inspector, chan settledOutcome, func(payload string)) {
@@ -75,26 +61,6 @@ func callbackExitConsumer(t *testing.T, h taskpool.Handler, opts ...natsbroker.O
 		require.NoError(t, err)
 	}
 	return cons, p, insp, told, publish
-}
-
-func nextSettled(t *testing.T, told <-chan settledOutcome, what string) settledOutcome {
-	t.Helper()
-	select {
-	case s := <-told:
-		return s
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%s not settled: the fetch loop has ended", what)
-		return settledOutcome{}
-	}
-}
-
-// stopsClean stops the consumer and checks that nothing is held.
-func stopsClean(t *testing.T, cons *natsbroker.Consumer) {
-	t.Helper()
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	require.NoError(t, cons.Stop(sctx))
-	assert.Equal(t, 0, cons.Health().Held)
 }
 
 // A codec whose Decode calls runtime.Goexit or panics (on the fetch

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -231,4 +232,40 @@ func recvT[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
 		t.Fatalf("timed out after %v waiting for %s", d, what)
 		panic("unreachable")
 	}
+}
+
+// settledOutcome is what the settle hook was told.
+type settledOutcome struct {
+	out taskpool.Outcome
+	a   natsbroker.Action
+}
+
+// tellSettled is a settle hook, as an option, that sends what it is told
+// on told.
+func tellSettled(told chan<- settledOutcome) natsbroker.Option {
+	return natsbroker.WithSettleHook(func(out taskpool.Outcome, a natsbroker.Action) {
+		told <- settledOutcome{out, a}
+	})
+}
+
+// nextSettled receives what the settle hook of tellSettled was told next,
+// failing t after 10s (what names the delivery awaited).
+func nextSettled(t *testing.T, told <-chan settledOutcome, what string) settledOutcome {
+	t.Helper()
+	select {
+	case s := <-told:
+		return s
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s not settled: the fetch loop has ended", what)
+		return settledOutcome{}
+	}
+}
+
+// stopsClean stops the consumer and checks that nothing is held.
+func stopsClean(t *testing.T, cons *natsbroker.Consumer) {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, cons.Stop(sctx))
+	assert.Equal(t, 0, cons.Health().Held)
 }
