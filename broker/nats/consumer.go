@@ -1103,7 +1103,7 @@ func (c *Consumer) refused(f *flight, t taskpool.Task, err error) {
 	if errors.Is(err, taskpool.ErrInvalidTask) || errors.Is(err, taskpool.ErrInvalidType) {
 		f.last = true
 	}
-	c.aside(func() {
+	aside(func() {
 		c.finish(f, taskpool.Outcome{Task: t, Err: err, Attempts: ranBefore(f.attempt), Status: taskpool.OutcomeFailed})
 	})
 }
@@ -1362,7 +1362,7 @@ func (c *Consumer) nakAfterBackoff(m jetstream.Msg, t taskpool.Task, attempt int
 		err error // a panic's, as a *taskpool.PanicError
 	)
 	exited := true
-	c.aside(func() {
+	aside(func() {
 		d, err = c.policy.Wait(t, attempt) // recovers a panic
 		exited = false
 	})
@@ -1414,7 +1414,7 @@ func (c *Consumer) settledAside(out taskpool.Outcome, a Action) {
 	if c.cfg.settle == nil {
 		return
 	}
-	c.aside(func() { c.settled(out, a) })
+	aside(func() { c.settled(out, a) })
 }
 
 // logError logs at Error, aside: every such log is on a path where the
@@ -1424,7 +1424,7 @@ func (c *Consumer) settledAside(out taskpool.Outcome, a Action) {
 // Error: t.FailNow) would end that call there. Aside, it ends only the
 // log.
 func (c *Consumer) logError(msg string, args ...any) {
-	c.aside(func() { c.cfg.logger.Error(msg, args...) })
+	aside(func() { c.cfg.logger.Error(msg, args...) })
 }
 
 // aside runs fn, which calls the user's settle hook or Backoff, on a
@@ -1437,7 +1437,7 @@ func (c *Consumer) logError(msg string, args ...any) {
 // a worker, and the submissions of a global limit's loop, pay for the
 // goroutine. (The fetch loop's own calls to the user's code, which every
 // delivery makes, are not aside: runLoop goes on after a Goexit there.)
-func (c *Consumer) aside(fn func()) {
+func aside(fn func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -209,16 +209,13 @@ func valueText(v any) string {
 	return s
 }
 
-// textAside returns f's text, made on a goroutine of its own, or reports
-// that f called runtime.Goexit, which ends only that goroutine.
+// textAside returns f's text, made aside, or reports that f called
+// runtime.Goexit, which ends only aside's goroutine.
 func textAside(f func() string) (s string, ok bool) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	aside(func() {
 		s = f()
 		ok = true
-	}()
-	<-done
+	})
 	return s, ok
 }
 

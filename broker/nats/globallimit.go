@@ -455,7 +455,7 @@ func (g *gate) admit() time.Duration {
 		// constructor) may call runtime.Goexit, which would end this
 		// loop; submit settles the task on its way out, untaken.
 		took := false
-		g.c.aside(func() { took = g.c.submit(h.f, h.t) })
+		aside(func() { took = g.c.submit(h.f, h.t) })
 		if !took && s >= 0 {
 			g.release(s, id)
 		}
