@@ -720,10 +720,7 @@ func (c *Consumer) retryDue(subject string, d time.Duration) {
 				break
 			}
 		}
-		select {
-		case c.freed <- struct{}{}:
-		default:
-		}
+		c.wake()
 		return
 	}
 }
@@ -1255,10 +1252,16 @@ func (c *Consumer) complete(out taskpool.Outcome) {
 // otherwise wait for a completion that never comes.
 func (c *Consumer) unhold() {
 	if held := c.held.Add(-1); held <= c.refillAt.Load() {
-		select {
-		case c.freed <- struct{}{}:
-		default:
-		}
+		c.wake()
+	}
+}
+
+// wake tells the fetch loop to look again, unless it has been told
+// already: capacity was freed, or a retry will be due.
+func (c *Consumer) wake() {
+	select {
+	case c.freed <- struct{}{}:
+	default:
 	}
 }
 
