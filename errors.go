@@ -86,20 +86,29 @@ type PanicError struct {
 	// Stack is the goroutine's stack trace at the time of the panic.
 	Stack []byte
 
-	// opaque: Value is an error whose chain panics when it is walked, so
-	// Unwrap does not return it.
-	opaque bool
+	// chain is what walking Value's chain does, when the scheduler made
+	// the PanicError: chainSafe, or chainPanics (Unwrap does not return
+	// Value). Zero for one made elsewhere: Unwrap walks the chain at each
+	// call.
+	chain uint8
 }
+
+// What walking a PanicError's Value's chain does (PanicError.chain).
+const (
+	chainUnknown uint8 = iota
+	chainSafe
+	chainPanics
+)
 
 func newPanicError(v any) *PanicError { return panicErrorAt(v, debug.Stack()) }
 
 // panicErrorAt is the *PanicError of a panic with value v, recovered where
 // stack was taken.
 func panicErrorAt(v any, stack []byte) *PanicError {
-	pe := &PanicError{Value: v, Stack: stack}
+	pe := &PanicError{Value: v, Stack: stack, chain: chainSafe}
 	if err, ok := v.(error); ok {
 		if w, _ := walkPanic(err); w != nil {
-			pe.opaque = true
+			pe.chain = chainPanics
 		}
 	}
 	return pe
@@ -134,12 +143,19 @@ func (e *PanicError) Error() string {
 // a panic(err); nil when walking that error's chain panics (a typed nil
 // pointer whose Unwrap reads through it, say): errors.Is and errors.As on
 // the task's error, in the scheduler as in a hook, stop at the PanicError
-// then instead of crashing the process.
+// then instead of crashing the process. That holds for a PanicError made
+// outside this package too (by a broker, say); Unwrap then walks Value's
+// chain, under recover, at each call.
 func (e *PanicError) Unwrap() error {
-	if e.opaque {
+	err, _ := e.Value.(error)
+	if err == nil || e.chain == chainPanics {
 		return nil
 	}
-	err, _ := e.Value.(error)
+	if e.chain == chainUnknown {
+		if v, _ := walkPanic(err); v != nil {
+			return nil
+		}
+	}
 	return err
 }
 

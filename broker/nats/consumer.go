@@ -1404,7 +1404,7 @@ func (c *Consumer) settled(out taskpool.Outcome, a Action) {
 	defer func() {
 		if v := recover(); v != nil {
 			c.logError("natsbroker: panic in settle hook", "queue", c.cfg.queue, "id", out.Task.ID,
-				"action", a.String(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				"action", a.String(), "panic", valueText(v), "stack", string(debug.Stack()))
 		}
 	}()
 	c.cfg.settle(out, a)
