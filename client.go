@@ -18,7 +18,9 @@ import (
 // waits for the handler's result and final error. In process the result is
 // the value the handler passed to [Task.SetResult]; through a broker it is
 // that value encoded as JSON (a json.RawMessage). [ResultAs] reads either
-// as a T, as [ParamsAs] does for params.
+// as a T, as [ParamsAs] does for params. Called from a handler with its
+// ctx, the in-process scheduler's SubmitWait lends the handler's worker
+// while it waits (see [Future.Wait]); a broker's does not.
 type Client interface {
 	// Submit enqueues t. A nil error means the task was accepted and
 	// will run (at least once, distributed). A task with the ID of

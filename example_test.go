@@ -110,6 +110,46 @@ func ExampleScheduler_SubmitWait() {
 	// Output: 42 <nil>
 }
 
+// A handler fans out: it submits tasks to its own scheduler and waits for
+// them. With the handler's ctx, each wait lends its worker, so this runs
+// on a single worker.
+func ExampleFuture_Wait_fanOut() {
+	var s *taskpool.Scheduler
+	reg := taskpool.NewRegistry()
+	_ = reg.HandleFunc("square", func(ctx context.Context, t taskpool.Task) error {
+		n := t.Params.(int)
+		t.SetResult(n * n)
+		return nil
+	})
+	_ = reg.HandleFunc("sum of squares", func(ctx context.Context, t taskpool.Task) error {
+		var fs []*taskpool.Future
+		for n := range t.Params.(int) {
+			f, err := s.SubmitFuture(ctx, taskpool.Task{Type: "square", Params: n + 1})
+			if err != nil {
+				return err
+			}
+			fs = append(fs, f)
+		}
+		sum := 0
+		for _, f := range fs {
+			v, err := f.Wait(ctx) // the handler's ctx: the worker is lent
+			if err != nil {
+				return err
+			}
+			sum += v.(int)
+		}
+		t.SetResult(sum)
+		return nil
+	})
+	s, _ = taskpool.New(reg, taskpool.WithWorkers(1))
+	_ = s.Start()
+	defer s.Stop(context.Background())
+
+	v, err := s.SubmitWait(context.Background(), taskpool.Task{Type: "sum of squares", Params: 4})
+	fmt.Println(v, err)
+	// Output: 30 <nil>
+}
+
 func ExampleScheduler_Stop() {
 	reg := taskpool.NewRegistry()
 	_ = reg.HandleFunc("slow", func(ctx context.Context, t taskpool.Task) error {

@@ -74,6 +74,8 @@ type Scheduler struct {
 	// (Shrinking retires only idle workers, so it needs no lock.) It is
 	// not s.mu, which is held while the logger is called.
 	sizeMu sync.RWMutex
+	size   int // under sizeMu: the workers asked for (New, Resize)
+	lent   int // under sizeMu: the workers added for waiting handlers (lend.go)
 
 	binds    atomic.Pointer[map[string]*[numPriorities]binding]
 	lastBind atomic.Pointer[[numPriorities]binding] // the bindings of the type submitted last: most submitters repeat a type
@@ -157,7 +159,9 @@ func New(h Handler, opts ...Option) (*Scheduler, error) {
 		QueueSize: o.queueSize,
 		Weights:   o.weights,
 		Strict:    o.strict,
+		Blocked:   s.blocked,
 	}, runner{s})
+	s.size = o.workers
 	s.timers.init()
 	s.dead.capacity = o.deadCap
 	return s, nil
@@ -181,6 +185,7 @@ func (s *Scheduler) Start() error {
 		parent = context.Background()
 	}
 	s.baseCtx, s.cancel = context.WithCancelCause(parent)
+	s.baseCtx = context.WithValue(s.baseCtx, handlerCtxKey{}, s)
 	s.sizeMu.Lock()
 	s.e.Start()
 	s.sizeMu.Unlock()
@@ -348,7 +353,8 @@ func (s *Scheduler) Resize(n int) error {
 		return s.closedErr()
 	}
 	s.sizeMu.Lock()
-	s.e.Resize(n)
+	s.size = n
+	s.e.Resize(min(n+s.lent, MaxWorkers))
 	s.sizeMu.Unlock()
 	return nil
 }

@@ -825,8 +825,10 @@ func TestParamsAs(t *testing.T) {
 	}
 }
 
-// A handler that submits to its own full scheduler holds its worker, but
-// Stop releases it: self-submission cannot hang a graceful stop.
+// A handler that submits to its own scheduler without end (lending its
+// worker whenever the queue is full) is ended by Stop: its Submit returns
+// ErrSchedulerClosed, and every child accepted runs. Self-submission
+// cannot hang a graceful stop.
 func TestStopReleasesHandlerBlockedInSelfSubmit(t *testing.T) {
 	t.Parallel()
 	var s *taskpool.Scheduler
@@ -836,8 +838,8 @@ func TestStopReleasesHandlerBlockedInSelfSubmit(t *testing.T) {
 		"child": func(context.Context, taskpool.Task) error { ran.Add(1); return nil },
 		"parent": func(ctx context.Context, _ taskpool.Task) error {
 			for {
-				// The only worker is here, so the queue fills up and a
-				// Submit blocks.
+				// The queue fills up and a Submit waits for room
+				// (lending the worker, which drains it).
 				if err := s.Submit(ctx, taskpool.Task{Type: "child"}); err != nil {
 					blocked <- err
 					return nil

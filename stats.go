@@ -38,7 +38,9 @@ type Stats struct {
 	NotRun uint64
 	// Canceled counts tasks removed by [Scheduler.Cancel].
 	Canceled uint64
-	// Workers is the number of worker goroutines.
+	// Workers is the number of worker goroutines: those asked for, and
+	// one more for each handler that waits for a task of its scheduler
+	// (see [Future.Wait]).
 	Workers int
 	// Paused reports whether [Scheduler.Pause] holds tasks back.
 	Paused bool

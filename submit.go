@@ -40,13 +40,11 @@ type binding struct {
 // or ctx's error. A nil error means the task was accepted: it gets exactly
 // one outcome, delivered to the completion hook and to its Future.
 //
-// A handler may submit to its own scheduler, but a handler blocked in
-// Submit holds its worker: if every worker does that on a full queue,
-// nothing drains the queue until Stop, which releases them with
-// [ErrSchedulerClosed]. Handlers that fan out should use
-// [Scheduler.TrySubmit] or pass their own ctx with a deadline, and should
-// not wait on the [Future] of a task queued behind them unless there are
-// more workers than such waits.
+// A handler may submit to its own scheduler, and wait: called with the
+// handler's ctx (or one derived from it), a Submit that waits for room
+// lends the handler's worker until it returns, as [Future.Wait] does, so
+// that handlers blocked on a full queue never leave it with no worker to
+// drain it.
 func (s *Scheduler) Submit(ctx context.Context, t Task) error {
 	return s.submit(ctx, &t, nil, true)
 }
@@ -63,7 +61,7 @@ func (s *Scheduler) TrySubmit(t Task) error {
 func (s *Scheduler) SubmitFuture(ctx context.Context, t Task) (*Future, error) {
 	r := new(record)
 	r.hasFuture = true
-	r.future.init(&r.task)
+	r.future.init(s, &r.task)
 	if err := s.submit(ctx, &t, r, true); err != nil {
 		return nil, err
 	}
@@ -77,7 +75,9 @@ func (s *Scheduler) SubmitFuture(ctx context.Context, t Task) (*Future, error) {
 // returns ctx's error; a task accepted by then goes on, and one that was
 // not (ctx had ended, or ended while Submit waited for room) is not
 // submitted. It returns the same errors as Submit for a task that is not
-// accepted. It is [Client.SubmitWait].
+// accepted. Called from a handler of s with the handler's ctx, it lends
+// the handler's worker while it waits, as [Future.Wait] says. It is
+// [Client.SubmitWait].
 func (s *Scheduler) SubmitWait(ctx context.Context, t Task) (any, error) {
 	f, err := s.SubmitFuture(ctx, t)
 	if err != nil {

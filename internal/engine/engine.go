@@ -83,6 +83,11 @@ type Config struct {
 	QueueSize int           // bound of each lane, in units
 	Weights   [Lanes]int    // share of hand-offs per lane when all have work
 	Strict    bool          // always take the highest lane first
+
+	// Blocked, if set, is called by a Put that is about to wait for room,
+	// with its ctx, outside the lane's lock; the function it returns, if
+	// not nil, is called once that Put returns.
+	Blocked func(ctx context.Context) (unblock func())
 }
 
 // control bits of Engine.ctl, read by workers before every unit.
@@ -329,6 +334,16 @@ func (e *Engine[T, L]) wait(ctx context.Context, l *lane[T], t T) error {
 	// room again now that nwait is published, or a fill that made room
 	// between the check in Put and here leaves this waiter behind.
 	e.unlock(l, e.admitLocked(l))
+	if f := e.cfg.Blocked; f != nil {
+		select {
+		case err := <-w.done: // admitted already
+			return err
+		default:
+		}
+		if unblock := f(ctx); unblock != nil {
+			defer unblock()
+		}
+	}
 	select {
 	case err := <-w.done:
 		return err

@@ -1,0 +1,52 @@
+package taskpool
+
+import "context"
+
+// Lending: a handler that waits for a task of its own scheduler
+// ([Scheduler.SubmitWait], [Future.Wait]), or for room in its queue (a
+// Submit at the bound), holds its worker while it waits.
+// With every worker waiting so, the tasks waited for would never start
+// (the pool deadlocked, pond #56). So the wait lends its worker: while it
+// lasts the scheduler runs one more worker, as if Resize had been called
+// with one more, and shrinks back once it returns (the extra worker is
+// retired when it is next idle, as Resize retires). Only a wait given the
+// handler's context, or one derived from it, is seen to come from a
+// handler: the context is how the scheduler knows.
+
+// blocked is the engine's Config.Blocked: a Submit from a handler that
+// waits for room lends the handler's worker until it returns.
+func (s *Scheduler) blocked(ctx context.Context) func() {
+	if !s.fromHandler(ctx) {
+		return nil
+	}
+	s.lend()
+	return s.unlend
+}
+
+// handlerCtxKey is the key of the value, the *Scheduler, that marks the
+// contexts a scheduler gives its handlers.
+type handlerCtxKey struct{}
+
+// fromHandler reports whether ctx is (derived from) the context s gives
+// its handlers.
+func (s *Scheduler) fromHandler(ctx context.Context) bool {
+	v, _ := ctx.Value(handlerCtxKey{}).(*Scheduler)
+	return v == s
+}
+
+// lend adds a worker for a handler that waits for a task of s; unlend
+// takes it back. Before Start and after Stop has closed the engine, the
+// engine's Resize does nothing.
+func (s *Scheduler) lend() {
+	s.sizeMu.Lock()
+	s.lent++
+	s.e.Resize(min(s.size+s.lent, MaxWorkers))
+	s.sizeMu.Unlock()
+}
+
+func (s *Scheduler) unlend() {
+	s.sizeMu.Lock()
+	s.lent--
+	s.e.Resize(min(s.size+s.lent, MaxWorkers))
+	s.sizeMu.Unlock()
+}
