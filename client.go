@@ -20,7 +20,8 @@ import (
 // that value encoded as JSON (a json.RawMessage). [ResultAs] reads either
 // as a T, as [ParamsAs] does for params. Called from a handler with its
 // ctx, the in-process scheduler's SubmitWait lends the handler's worker
-// while it waits (see [Future.Wait]); a broker's does not.
+// while it waits (see [Future.Wait]); the NATS broker's does too, from a
+// consumer's handler.
 type Client interface {
 	// Submit enqueues t. A nil error means the task was accepted and
 	// will run (at least once, distributed). A task with the ID of

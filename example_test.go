@@ -150,6 +150,34 @@ func ExampleFuture_Wait_fanOut() {
 	// Output: 30 <nil>
 }
 
+// A handler waits on a channel that another task of its scheduler feeds:
+// Lend lends its worker meanwhile, so this runs on a single worker.
+func ExampleLend() {
+	var s *taskpool.Scheduler
+	fed := make(chan string)
+	reg := taskpool.NewRegistry()
+	_ = reg.HandleFunc("feed", func(ctx context.Context, t taskpool.Task) error {
+		fed <- "fed"
+		return nil
+	})
+	_ = reg.HandleFunc("consume", func(ctx context.Context, t taskpool.Task) error {
+		if err := s.Submit(ctx, taskpool.Task{Type: "feed"}); err != nil {
+			return err
+		}
+		release := taskpool.Lend(ctx)
+		defer release()
+		t.SetResult(<-fed)
+		return nil
+	})
+	s, _ = taskpool.New(reg, taskpool.WithWorkers(1))
+	_ = s.Start()
+	defer s.Stop(context.Background())
+
+	v, err := s.SubmitWait(context.Background(), taskpool.Task{Type: "consume"})
+	fmt.Println(v, err)
+	// Output: fed <nil>
+}
+
 func ExampleScheduler_Stop() {
 	reg := taskpool.NewRegistry()
 	_ = reg.HandleFunc("slow", func(ctx context.Context, t taskpool.Task) error {

@@ -120,7 +120,7 @@ func (f *Future) init(s *Scheduler, t *Task) {
 // that wait for the tasks they submitted never leave the pool with no
 // worker to run them. Waiting with another ctx, or on Done, lends nothing.
 func (f *Future) Wait(ctx context.Context) (any, error) {
-	if f.s != nil && !f.finished() && f.s.fromHandler(ctx) {
+	if f.s != nil && f.s.fromHandler(ctx) && !f.finished() {
 		f.s.lend()
 		defer f.s.unlend()
 	}

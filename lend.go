@@ -1,6 +1,9 @@
 package taskpool
 
-import "context"
+import (
+	"context"
+	"sync"
+)
 
 // Lending: a handler that waits for a task of its own scheduler
 // ([Scheduler.SubmitWait], [Future.Wait]), or for room in its queue (a
@@ -12,6 +15,32 @@ import "context"
 // retired when it is next idle, as Resize retires). Only a wait given the
 // handler's context, or one derived from it, is seen to come from a
 // handler: the context is how the scheduler knows.
+
+// Lend lends the worker running a handler to its scheduler while the
+// handler blocks on work that the scheduler itself must do (tasks it
+// submitted, a channel that other tasks feed): the scheduler runs one
+// worker more until release is called, as if Resize had been given one
+// more, and retires it once it is idle again. ctx is the handler's
+// context, or one derived from it; with any other, Lend lends nothing and
+// release does nothing. Call release once the handler no longer blocks;
+// later calls do nothing.
+//
+//	release := taskpool.Lend(ctx)
+//	v := <-results // fed by tasks this handler submitted
+//	release()
+//
+// [Scheduler.SubmitWait], [Future.Wait] and a [Scheduler.Submit] that
+// waits for room lend by themselves, and so does the NATS broker's
+// Client.SubmitWait on a consumer's worker.
+func Lend(ctx context.Context) (release func()) {
+	s, _ := ctx.Value(handlerCtxKey{}).(*Scheduler)
+	if s == nil {
+		return func() {}
+	}
+	s.lend()
+	var once sync.Once
+	return func() { once.Do(s.unlend) }
+}
 
 // blocked is the engine's Config.Blocked: a Submit from a handler that
 // waits for room lends the handler's worker until it returns.

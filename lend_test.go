@@ -306,3 +306,44 @@ func TestLendingKeepsTheConcurrencyLimit(t *testing.T) {
 	assert.EqualValues(t, 1, st.Succeeded, "the child ran, after the parent")
 	assert.EqualValues(t, 1, most.Load())
 }
+
+// Lend lends a handler's worker around any wait on work of its own
+// scheduler: here a receive from a channel that another task feeds, on
+// one worker. release is idempotent: the pool comes back to its size,
+// not below. With a ctx that is not a handler's, Lend lends nothing.
+func TestLendAroundAWaitOnAChannel(t *testing.T) {
+	t.Parallel()
+	var s *taskpool.Scheduler
+	fed := make(chan int)
+	workers := make(chan int, 1)
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"feed": func(context.Context, taskpool.Task) error { fed <- 7; return nil },
+		"consume": func(ctx context.Context, t taskpool.Task) error {
+			if err := s.Submit(ctx, taskpool.Task{Type: "feed"}); err != nil {
+				return err
+			}
+			release := taskpool.Lend(ctx)
+			v := <-fed
+			workers <- s.Stats().Workers
+			release()
+			release()
+			t.SetResult(v)
+			return nil
+		},
+	})
+	s = newStarted(t, reg, taskpool.WithWorkers(1))
+	ctx, cancel := context.WithTimeout(context.Background(), lendHang)
+	defer cancel()
+	v, err := s.SubmitWait(ctx, taskpool.Task{Type: "consume"})
+	require.NoError(t, err)
+	assert.Equal(t, 7, v)
+	assert.Equal(t, 2, <-workers, "one lent")
+	require.Eventually(t, func() bool { return s.Stats().Workers == 1 }, lendHang, time.Millisecond)
+	require.NoError(t, s.Resize(2))
+	require.Eventually(t, func() bool { return s.Stats().Workers == 2 }, lendHang, time.Millisecond,
+		"a second release took nothing back")
+
+	release := taskpool.Lend(context.Background())
+	release()
+	assert.Equal(t, 2, s.Stats().Workers)
+}

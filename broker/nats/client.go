@@ -77,7 +77,8 @@ func (c *Client) enqueue(ctx context.Context, t taskpool.Task, opts ...EnqueueOp
 // still be waited for by ID. A duplicate ID is refused as by Submit: so a
 // SubmitWait again after an error wrapping [ErrNotConfirmed] that returns
 // ErrDuplicateTask means the first was stored, and its outcome is
-// [Producer.WaitResult]'s for that ID.
+// [Producer.WaitResult]'s for that ID. From a consumer's handler, with
+// its ctx, the wait lends the handler's worker, as WaitResult says.
 func (c *Client) SubmitWait(ctx context.Context, t taskpool.Task) (any, error) {
 	r, err := c.enqueue(ctx, t, KeepResult())
 	if err != nil {

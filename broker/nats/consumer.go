@@ -57,6 +57,7 @@ type Consumer struct {
 	fetchRTT   ewma                                  // no-wait fetch round trip, messages dispatched
 	prefetchN  atomic.Int64                          // current prefetch, for Health and tests
 	fetchFails atomic.Int64                          // consecutive failed fetches
+	lent       atomic.Int32                          // handlers waiting in WaitResult: one message more each (lend)
 	leaseBeat  atomic.Int64                          // unix nanoseconds of the lease keeper's last round
 	gates      map[string]*gate                      // by type: the global limits (globallimit.go)
 	gatedN     atomic.Int64                          // tasks waiting in the gates
@@ -767,7 +768,7 @@ func (c *Consumer) limits() (capacity, threshold int) {
 		p = c.adaptivePrefetch()
 	}
 	c.prefetchN.Store(int64(p))
-	capacity, threshold = c.cfg.workers+p, max(1, min(p, c.cfg.maxBatch)/2)
+	capacity, threshold = c.cfg.workers+int(c.lent.Load())+p, max(1, min(p, c.cfg.maxBatch)/2)
 	c.refillAt.Store(int64(capacity - threshold))
 	return capacity, threshold
 }
@@ -1276,8 +1277,32 @@ func (c *Consumer) taskBack(next taskpool.Handler) taskpool.Handler {
 			f.restore(&t)
 		}
 		c.mu.Unlock()
-		return next.HandleTask(ctx, t)
+		return next.HandleTask(context.WithValue(ctx, consumerCtxKey{}, c), t)
 	})
+}
+
+// consumerCtxKey is the key of the value, the *Consumer, that marks the
+// contexts a consumer gives its handlers (lend).
+type consumerCtxKey struct{}
+
+// lend is taskpool.Lend for a handler of a consumer that waits for a
+// task's result (WaitResult): the local scheduler runs one worker more,
+// and the consumer holds one message more, until release is called, so
+// that handlers waiting for tasks they enqueued never leave the consumer
+// with no room to fetch and run those. With a ctx that is not a
+// consumer's handler's, it lends nothing.
+func lend(ctx context.Context) (release func()) {
+	c, _ := ctx.Value(consumerCtxKey{}).(*Consumer)
+	if c == nil {
+		return func() {}
+	}
+	local := taskpool.Lend(ctx)
+	c.lent.Add(1)
+	c.wake()
+	return func() {
+		c.lent.Add(-1)
+		local()
+	}
 }
 
 // finish settles a delivery from its task's outcome. out.Attempts is left

@@ -232,6 +232,12 @@ func resultKey(id string) string {
 // [taskpool.ErrInvalidTask] for an ID over [taskpool.MaxIDLength] bytes,
 // which no task has. A task ID names one task: waiting on an ID reused
 // after its result was stored returns that stored result.
+//
+// Called from a handler of a [Consumer] with the handler's ctx (or one
+// derived from it), WaitResult lends the handler's worker while it waits,
+// as [taskpool.Lend] says, and the consumer holds one message more
+// meanwhile: handlers that wait for tasks they enqueued never leave it
+// with no room to fetch and run those.
 func (p *Producer) WaitResult(ctx context.Context, id string) (Result, error) {
 	if id == "" {
 		return Result{}, invalid("task ID", `""`)
@@ -246,6 +252,8 @@ func (p *Producer) WaitResult(ctx context.Context, id string) (Result, error) {
 		return Result{}, fmt.Errorf("natsbroker: wait result %s: %w", id, err)
 	}
 	defer func() { _ = w.Stop() }()
+	release, lent := func() {}, false
+	defer func() { release() }()
 	for {
 		select {
 		case e, ok := <-w.Updates():
@@ -255,8 +263,17 @@ func (p *Producer) WaitResult(ctx context.Context, id string) (Result, error) {
 				}
 				return Result{}, fmt.Errorf("natsbroker: wait result %s: watch ended", id)
 			}
-			if e == nil || e.Operation() != jetstream.KeyValuePut {
-				continue // end of the initial values, or a delete
+			if e == nil {
+				// The end of the initial values, and no result: a
+				// handler of a consumer lends its worker and a message
+				// of capacity while it waits (lend).
+				if !lent {
+					release, lent = lend(ctx), true
+				}
+				continue
+			}
+			if e.Operation() != jetstream.KeyValuePut {
+				continue // a delete
 			}
 			var rec resultRecord
 			if err := json.Unmarshal(e.Value(), &rec); err != nil {

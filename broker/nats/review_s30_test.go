@@ -120,3 +120,52 @@ func TestReviewS30SettleHookPanicValueWhoseStringCallsGoexitIsLogged(t *testing.
 	assert.Equal(t, natsbroker.ActionAck, recvT(t, hooked, 10*time.Second, "the settle hook"))
 	stopsClean(t, cons)
 }
+
+// A consumer's handler that waits for a task it enqueued (Client.SubmitWait
+// with its ctx) lends its worker and a message of capacity meanwhile, as
+// in process: on a consumer of one worker that holds no message beyond
+// it, parents that each wait for a child all finish. (The child could not
+// be fetched while the parent held the only message: each wait ended with
+// the test's deadline.)
+func TestReviewS30ConsumerHandlerWaitingForItsOwnTaskLends(t *testing.T) {
+	t.Parallel()
+	js, ctx := startJetStream(t)
+	p := newProducer(t, ctx, js)
+	client := natsbroker.NewClient(p)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("child", func(_ context.Context, t taskpool.Task) error {
+		t.SetResult(t.Params)
+		return nil
+	}))
+	require.NoError(t, reg.HandleFunc("parent", func(ctx context.Context, t taskpool.Task) error {
+		v, err := client.SubmitWait(ctx, taskpool.Task{Type: "child", Params: t.Params})
+		if err != nil {
+			return err
+		}
+		n, err := taskpool.ResultAs[int](v)
+		t.SetResult(n * 10)
+		return err
+	}))
+	cons := startConsumer(t, js, reg, natsbroker.WithWorkers(1), natsbroker.WithPrefetch(natsbroker.NoPrefetch))
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	results := make(chan any, 2)
+	for i := range 2 {
+		go func() {
+			v, err := client.SubmitWait(wctx, taskpool.Task{Type: "parent", Params: i + 1})
+			if err != nil {
+				results <- err
+				return
+			}
+			n, err := taskpool.ResultAs[int](v)
+			if err != nil {
+				results <- err
+				return
+			}
+			results <- n
+		}()
+	}
+	got := []any{<-results, <-results}
+	assert.ElementsMatch(t, []any{10, 20}, got)
+	stopsClean(t, cons)
+}
