@@ -42,6 +42,13 @@
 // room, so there is never a goroutine per task and memory stays bounded
 // under load. Blocked Submit calls are admitted in the order they came.
 //
+// A handler may submit to its own scheduler and wait for what it
+// submitted: given the handler's context, [Future.Wait],
+// [Scheduler.SubmitWait] and a Submit that waits for room lend the
+// handler's worker (the scheduler runs one more meanwhile), and [Lend]
+// does so around any other such wait, so that fan-out inside handlers
+// cannot deadlock the pool.
+//
 // # Shutdown
 //
 // [Scheduler.Stop] stops accepting at once, runs every accepted task and
