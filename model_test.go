@@ -5,6 +5,7 @@ package taskpool_test
 // Pause, Resume, Requeue, SchedulePeriodic, Unschedule and Stop (with and
 // without a deadline), on the fake clock and on the real one, with handlers that succeed, fail, fail with
 // SkipRetry, panic, call runtime.Goexit, block until released or time out,
+// submit a child task and wait for it (lending their worker),
 // on types with concurrency limits, a rate limit and retries. Each program is checked
 // against a small reference model of the promises:
 //
@@ -113,10 +114,15 @@ const (
 	kBlock   // until released or its context ends
 	kTimeout // waits for its (short) timeout
 	kFlaky   // fails until attempt FailUntil, then succeeds
+	kFanOut  // submits a child task (plain, succeeds) and waits for it with its ctx: the wait lends its worker
 	numKinds
 )
 
-var kindNames = [numKinds]string{"succeed", "fail", "skip", "panic", "goexit", "block", "timeout", "flaky"}
+var kindNames = [numKinds]string{"succeed", "fail", "skip", "panic", "goexit", "block", "timeout", "flaky", "fan-out"}
+
+// childTokens are the tokens of the tasks fan-out handlers submit, above
+// any a program's ops use.
+const childTokens = 1 << 20
 
 var errModelFail = errors.New("model: handler failed")
 
@@ -206,7 +212,7 @@ func genProgram(name string, c *choices) program {
 			// A periodic task: no unique key (its activations' keys
 			// would be taken by tasks the model does not see accepted).
 			token++
-			kind := c.pick(8, 4, 1, 2, 1, 3, 1, 3)
+			kind := c.pick(8, 4, 1, 2, 1, 3, 1, 3, 2)
 			op.task = taskpool.Task{
 				Type:        modelTypes[c.n(len(modelTypes))],
 				Params:      modelParams{Token: token, Kind: kind, FailUntil: 1 + c.n(3)},
@@ -223,7 +229,7 @@ func genProgram(name string, c *choices) program {
 		case opSubmit, opTrySubmit, opSubmitFuture, opSubmitAt, opSubmitAfter:
 			token++
 			typ := modelTypes[c.n(len(modelTypes))]
-			kind := c.pick(8, 4, 1, 2, 1, 3, 1, 3)
+			kind := c.pick(8, 4, 1, 2, 1, 3, 1, 3, 2)
 			tk := taskpool.Task{
 				Type:        typ,
 				Params:      modelParams{Token: token, Kind: kind, FailUntil: 1 + c.n(3)},
@@ -323,9 +329,11 @@ type model struct {
 	actOuts  map[int][]taskpool.Outcome // token -> its activations' outcomes
 	requeued map[string]int             // activation ID -> Requeues that returned nil
 
-	now        func() time.Time // the scheduler's clock
-	limiter    *modelLimiter    // the rate type's
-	rateStarts []time.Time      // when the rate type's handlers started
+	s          *taskpool.Scheduler // for fan-out handlers
+	children   atomic.Int64        // child tokens handed out
+	now        func() time.Time    // the scheduler's clock
+	limiter    *modelLimiter       // the rate type's
+	rateStarts []time.Time         // when the rate type's handlers started
 }
 
 // modelLimiter is the rate type's RateLimiter: one start per gap, each
@@ -450,6 +458,21 @@ func (m *model) handle(ctx context.Context, tk taskpool.Task) error {
 	case kFlaky:
 		if tk.Attempt < p.FailUntil {
 			return errModelFail
+		}
+		return nil
+	case kFanOut:
+		child := taskpool.Task{Type: "plain", Params: modelParams{Token: childTokens + int(m.children.Add(1)), Kind: kSucceed}}
+		var f *taskpool.Future
+		m.submit(child, func() (*taskpool.Future, error) {
+			var err error
+			f, err = m.s.SubmitFuture(ctx, child)
+			return f, err
+		})
+		if f == nil {
+			return errModelFail // not accepted: Stop began, or ctx ended
+		}
+		if _, err := f.Wait(ctx); err != nil {
+			return errModelFail // ctx ended (Stop's deadline), or the child was not run
 		}
 		return nil
 	}
@@ -753,6 +776,7 @@ func runProgram(t *testing.T, p program) {
 	m.now = now
 	s, err := taskpool.New(m.registry(t), opts...)
 	require.NoError(t, err)
+	m.s = s
 	require.NoError(t, s.Start())
 
 	var pauseMu sync.Mutex
@@ -899,7 +923,7 @@ func runProgram(t *testing.T, p program) {
 		switch {
 		case out.Err == nil:
 			ok++
-			if kind != kSucceed && kind != kFlaky && kind != kBlock {
+			if kind != kSucceed && kind != kFlaky && kind != kBlock && kind != kFanOut {
 				fail("task #%d (%s): succeeded", tok, kindNames[kind])
 			}
 		case errors.Is(out.Err, taskpool.ErrCanceled):
