@@ -22,11 +22,14 @@ import (
 // worker more until release is called, as if Resize had been given one
 // more, and retires it once it is idle again. ctx is the handler's
 // context, or one derived from it; with any other, Lend lends nothing and
-// release does nothing. Call release once the handler no longer blocks;
-// later calls do nothing.
+// release does nothing. Call release once the handler no longer blocks,
+// and defer it too: a release never called (the handler panicked or
+// called runtime.Goexit before it) keeps the worker lent, for Lend cannot
+// tell when the handler that called it returns. Later calls do nothing.
 //
 //	release := taskpool.Lend(ctx)
-//	v := <-results // fed by tasks this handler submitted
+//	defer release() // given back even if the handler panics
+//	v := <-results  // fed by tasks this handler submitted
 //	release()
 //
 // [Scheduler.SubmitWait], [Future.Wait] and a [Scheduler.Submit] that

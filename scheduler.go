@@ -339,7 +339,9 @@ func (s *Scheduler) accepted() uint64 {
 
 // Resize sets the number of workers to n while the scheduler runs. Growing
 // starts workers at once. Shrinking retires workers as they become idle:
-// a running task is never interrupted and no task is lost. It returns an
+// a running task is never interrupted and no task is lost. A worker lent
+// by a handler that waits (see [Lend]) comes on top of n until its wait
+// returns. It returns an
 // error wrapping [ErrInvalidOption] for n < 1 or n > [MaxWorkers], and
 // [ErrNotStarted] or [ErrSchedulerClosed] when the scheduler is not
 // running.

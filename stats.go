@@ -39,8 +39,10 @@ type Stats struct {
 	// Canceled counts tasks removed by [Scheduler.Cancel].
 	Canceled uint64
 	// Workers is the number of worker goroutines: those asked for, and
-	// one more for each handler that waits for a task of its scheduler
-	// (see [Future.Wait]).
+	// one more for each handler that lends its worker while it waits
+	// for a task of its scheduler (see [Future.Wait]), for room in a
+	// full queue (see [Scheduler.Submit]), or between [Lend] and its
+	// release.
 	Workers int
 	// Paused reports whether [Scheduler.Pause] holds tasks back.
 	Paused bool
