@@ -20,7 +20,8 @@ import (
 // handler blocks on work that the scheduler itself must do (tasks it
 // submitted, a channel that other tasks feed): the scheduler runs one
 // worker more until release is called, as if Resize had been given one
-// more, and retires it once it is idle again. ctx is the handler's
+// more (up to [MaxWorkers] workers in all), and retires it once it is
+// idle again. ctx is the handler's
 // context, or one derived from it; with any other, Lend lends nothing and
 // release does nothing. Call release once the handler no longer blocks,
 // and defer it too: a release never called (the handler panicked or

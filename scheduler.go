@@ -341,10 +341,9 @@ func (s *Scheduler) accepted() uint64 {
 // starts workers at once. Shrinking retires workers as they become idle:
 // a running task is never interrupted and no task is lost. A worker lent
 // by a handler that waits (see [Lend]) comes on top of n until its wait
-// returns. It returns an
-// error wrapping [ErrInvalidOption] for n < 1 or n > [MaxWorkers], and
-// [ErrNotStarted] or [ErrSchedulerClosed] when the scheduler is not
-// running.
+// returns. It returns an error wrapping [ErrInvalidOption] for n < 1 or
+// n > [MaxWorkers], and [ErrNotStarted] or [ErrSchedulerClosed] when the
+// scheduler is not running.
 func (s *Scheduler) Resize(n int) error {
 	if n < 1 || n > MaxWorkers {
 		return invalid("workers", n)
