@@ -97,15 +97,14 @@ type Future struct {
 	// task is the record's own, which does not change once settled: the
 	// Future keeps no copy of it.
 	task     *Task
-	s        *Scheduler // whose handlers lend their worker while they wait (lend.go)
 	result   any
 	err      error
 	attempts int
 	status   OutcomeStatus
 }
 
-func (f *Future) init(s *Scheduler, t *Task) {
-	f.s, f.task = s, t
+func (f *Future) init(t *Task) {
+	f.task = t
 	f.wg.Add(1)
 }
 
@@ -114,15 +113,15 @@ func (f *Future) init(s *Scheduler, t *Task) {
 // the task itself goes on. A task that has finished gives its outcome
 // even to a ctx that has ended since.
 //
-// A handler that waits for a task of its own scheduler, with its ctx (or
-// one derived from it), lends its worker meanwhile: the scheduler runs one
-// worker more until Wait returns (Stats.Workers counts it), so handlers
-// that wait for the tasks they submitted never leave the pool with no
-// worker to run them. Waiting with another ctx, or on Done, lends nothing.
+// A handler that waits with its ctx (or one derived from it) lends its
+// worker meanwhile, as [Lend] says: its scheduler runs one worker more
+// until Wait returns (Stats.Workers counts it), so handlers that wait for
+// the tasks they submitted never leave the pool with no worker to run
+// them. Waiting with another ctx, or on Done, lends nothing.
 func (f *Future) Wait(ctx context.Context) (any, error) {
-	if f.s != nil && f.s.fromHandler(ctx) && !f.finished() {
-		f.s.lend()
-		defer f.s.unlend()
+	if s := handlerScheduler(ctx); s != nil && !f.finished() {
+		s.lend()
+		defer s.unlend()
 	}
 	if ctx.Done() == nil {
 		// No cancellation possible: wait without making a channel.

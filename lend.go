@@ -37,7 +37,7 @@ import (
 // waits for room lend by themselves, and so does the NATS broker's
 // Client.SubmitWait on a consumer's worker.
 func Lend(ctx context.Context) (release func()) {
-	s, _ := ctx.Value(handlerCtxKey{}).(*Scheduler)
+	s := handlerScheduler(ctx)
 	if s == nil {
 		return func() {}
 	}
@@ -49,22 +49,23 @@ func Lend(ctx context.Context) (release func()) {
 // blocked is the engine's Config.Blocked: a Submit from a handler that
 // waits for room lends the handler's worker until it returns.
 func (s *Scheduler) blocked(ctx context.Context) func() {
-	if !s.fromHandler(ctx) {
+	h := handlerScheduler(ctx)
+	if h == nil {
 		return nil
 	}
-	s.lend()
-	return s.unlend
+	h.lend()
+	return h.unlend
 }
 
 // handlerCtxKey is the key of the value, the *Scheduler, that marks the
 // contexts a scheduler gives its handlers.
 type handlerCtxKey struct{}
 
-// fromHandler reports whether ctx is (derived from) the context s gives
-// its handlers.
-func (s *Scheduler) fromHandler(ctx context.Context) bool {
-	v, _ := ctx.Value(handlerCtxKey{}).(*Scheduler)
-	return v == s
+// handlerScheduler returns the scheduler whose handler was given ctx (or
+// the context ctx derives from), nil if none.
+func handlerScheduler(ctx context.Context) *Scheduler {
+	s, _ := ctx.Value(handlerCtxKey{}).(*Scheduler)
+	return s
 }
 
 // lend adds a worker for a handler that waits for a task of s; unlend

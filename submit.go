@@ -61,7 +61,7 @@ func (s *Scheduler) TrySubmit(t Task) error {
 func (s *Scheduler) SubmitFuture(ctx context.Context, t Task) (*Future, error) {
 	r := new(record)
 	r.hasFuture = true
-	r.future.init(s, &r.task)
+	r.future.init(&r.task)
 	if err := s.submit(ctx, &t, r, true); err != nil {
 		return nil, err
 	}
@@ -75,8 +75,8 @@ func (s *Scheduler) SubmitFuture(ctx context.Context, t Task) (*Future, error) {
 // returns ctx's error; a task accepted by then goes on, and one that was
 // not (ctx had ended, or ended while Submit waited for room) is not
 // submitted. It returns the same errors as Submit for a task that is not
-// accepted. Called from a handler of s with the handler's ctx, it lends
-// the handler's worker while it waits, as [Future.Wait] says. It is
+// accepted. Called from a handler with the handler's ctx, it lends the
+// handler's worker while it waits, as [Future.Wait] says. It is
 // [Client.SubmitWait].
 func (s *Scheduler) SubmitWait(ctx context.Context, t Task) (any, error) {
 	f, err := s.SubmitFuture(ctx, t)
