@@ -347,3 +347,39 @@ func TestLendAroundAWaitOnAChannel(t *testing.T) {
 	release()
 	assert.Equal(t, 2, s.Stats().Workers)
 }
+
+// A handler that waits with its ctx lends its own scheduler's worker,
+// whatever it waits for: here a Future of another scheduler. Its
+// scheduler, of one worker, runs another task meanwhile.
+func TestWaitingOnAnotherSchedulersFutureLendsTheHandlersOwn(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	other := newStarted(t, registry(t, map[string]taskpool.HandlerFunc{
+		"slow": func(context.Context, taskpool.Task) error { <-release; return nil },
+	}), taskpool.WithWorkers(1))
+	ran := make(chan struct{})
+	s := newStarted(t, registry(t, map[string]taskpool.HandlerFunc{
+		"wait": func(ctx context.Context, _ taskpool.Task) error {
+			f, err := other.SubmitFuture(ctx, taskpool.Task{Type: "slow"})
+			if err != nil {
+				return err
+			}
+			_, err = f.Wait(ctx)
+			return err
+		},
+		"quick": func(context.Context, taskpool.Task) error { close(ran); return nil },
+	}), taskpool.WithWorkers(1))
+	ctx, cancel := context.WithTimeout(context.Background(), lendHang)
+	defer cancel()
+	f, err := s.SubmitFuture(ctx, taskpool.Task{Type: "wait"})
+	require.NoError(t, err)
+	require.NoError(t, s.Submit(ctx, taskpool.Task{Type: "quick"}))
+	select {
+	case <-ran:
+	case <-ctx.Done():
+		t.Fatal("the quick task waited behind the handler that waits")
+	}
+	close(release)
+	_, err = f.Wait(ctx)
+	require.NoError(t, err)
+}
