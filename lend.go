@@ -5,28 +5,29 @@ import (
 	"sync"
 )
 
-// Lending: a handler that waits for a task of its own scheduler
-// ([Scheduler.SubmitWait], [Future.Wait]), or for room in its queue (a
-// Submit at the bound), holds its worker while it waits.
-// With every worker waiting so, the tasks waited for would never start
-// (the pool deadlocked, pond #56). So the wait lends its worker: while it
-// lasts the scheduler runs one more worker, as if Resize had been called
-// with one more, and shrinks back once it returns (the extra worker is
-// retired when it is next idle, as Resize retires). Only a wait given the
-// handler's context, or one derived from it, is seen to come from a
-// handler: the context is how the scheduler knows.
+// Lending. A handler that waits for work of its own scheduler (a task it
+// submitted, with [Future.Wait] or [Scheduler.SubmitWait]; room in a full
+// queue, in [Scheduler.Submit]; anything else, between [Lend] and its
+// release) holds its worker while it waits. With every worker waiting so,
+// what they wait for would never run (the pool deadlocked, pond #56). So
+// the wait lends its worker: while it lasts the scheduler runs one more
+// worker, as if Resize had been given one more, and shrinks back once it
+// returns (the extra worker is retired when it is next idle, as Resize
+// retires). Only a wait given the handler's context, or one derived from
+// it, is seen to come from a handler: the context is how the scheduler
+// knows.
 
 // Lend lends the worker running a handler to its scheduler while the
 // handler blocks on work that the scheduler itself must do (tasks it
 // submitted, a channel that other tasks feed): the scheduler runs one
 // worker more until release is called, as if Resize had been given one
 // more (up to [MaxWorkers] workers in all), and retires it once it is
-// idle again. ctx is the handler's
-// context, or one derived from it; with any other, Lend lends nothing and
-// release does nothing. Call release once the handler no longer blocks,
-// and defer it too: a release never called (the handler panicked or
-// called runtime.Goexit before it) keeps the worker lent, for Lend cannot
-// tell when the handler that called it returns. Later calls do nothing.
+// idle again. ctx is the handler's context, or one derived from it; with
+// any other, Lend lends nothing and release does nothing. Call release
+// once the handler no longer blocks, and defer it too: a release never
+// called (the handler panicked or called runtime.Goexit before it) keeps
+// the worker lent, for Lend cannot tell when the handler that called it
+// returns. Later calls do nothing.
 //
 //	release := taskpool.Lend(ctx)
 //	defer release() // given back even if the handler panics
@@ -68,8 +69,8 @@ func handlerScheduler(ctx context.Context) *Scheduler {
 	return s
 }
 
-// lend adds a worker for a handler that waits for a task of s; unlend
-// takes it back. Before Start and after Stop has closed the engine, the
+// lend adds a worker for a handler of s that waits; unlend takes it
+// back. Before Start and after Stop has closed the engine, the
 // engine's Resize does nothing.
 func (s *Scheduler) lend() {
 	s.sizeMu.Lock()
