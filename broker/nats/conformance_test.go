@@ -3,6 +3,7 @@ package natsbroker_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -161,6 +162,22 @@ func conformanceRegistry(w *world) *taskpool.Registry {
 		t.Params = p // recorded decoded, for the comparison
 		w.ran(t)
 		return nil
+	}, taskpool.WithRetry(1, nil)))
+	// A handler that fans out: it waits for a conf.result task it submits
+	// through the transport's own client, with its ctx (which lends its
+	// worker), and returns that task's Sum plus its own Params.
+	must(reg.HandleFunc("conf.fanout", func(ctx context.Context, t taskpool.Task) error {
+		v, err := w.client.SubmitWait(ctx, taskpool.Task{Type: "conf.result"})
+		if err != nil {
+			return err
+		}
+		r, err := taskpool.ResultAs[confResult](v)
+		if err != nil {
+			return err
+		}
+		n, err := taskpool.ParamsAs[int](t)
+		t.SetResult(r.Sum + n)
+		return err
 	}, taskpool.WithRetry(1, nil)))
 	// Middleware given once, on the registry, runs on every transport,
 	// inside the scheduler-wide middleware (confSchedulerMW).
@@ -480,6 +497,35 @@ var scenarios = []struct {
 		cancel()
 		_, err = w.client.SubmitWait(short, taskpool.Task{ID: "res-canceled", Type: "conf.ok"})
 		assert.ErrorIs(t, err, context.Canceled)
+	}},
+	{"handlers that wait for tasks they submitted lend their workers", func(t *testing.T, w *world) {
+		// More parents than workers, all waiting at once: without the
+		// loans, the children would find no worker (or, on NATS, no room
+		// to be fetched).
+		ctx := ctxT(t)
+		n := 3 * runtime.GOMAXPROCS(0)
+		got := make(chan any, n)
+		for i := range n {
+			go func() {
+				v, err := w.client.SubmitWait(ctx, taskpool.Task{Type: "conf.fanout", Params: i})
+				if err != nil {
+					got <- err
+					return
+				}
+				r, err := taskpool.ResultAs[int](v)
+				if err != nil {
+					got <- err
+					return
+				}
+				got <- r
+			}()
+		}
+		var want, results []any
+		for i := range n {
+			want = append(want, 42+i)
+			results = append(results, <-got)
+		}
+		assert.ElementsMatch(t, want, results)
 	}},
 	{"periodic once per tick", func(t *testing.T, w *world) {
 		// t's own ID is not used: every tick is "<id>@<time>".
