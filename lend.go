@@ -15,7 +15,9 @@ import (
 // returns (the extra worker is retired when it is next idle, as Resize
 // retires). Only a wait given the handler's context, or one derived from
 // it, is seen to come from a handler: the context is how the scheduler
-// knows.
+// knows. (So a goroutine the handler started, waiting with its context,
+// lends a worker too, even after the handler has returned: one more
+// worker than needed, for as long as it waits.)
 
 // Lend lends the worker running a handler to its scheduler while the
 // handler blocks on work that the scheduler itself must do (tasks it
