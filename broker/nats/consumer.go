@@ -304,7 +304,11 @@ func (c *Consumer) Start() error {
 // tasks it holds run to completion and settles them as at any other time
 // (a handler's own error, even one wrapping context.Canceled, is retried
 // or dead-lettered, as in process), and returns nil once every goroutine
-// has exited and the acks are flushed to the server.
+// has exited and the acks are flushed to the server. A handler that waits
+// in [Producer.WaitResult] (or Client.SubmitWait) for a task this consumer
+// has not fetched keeps waiting: for another consumer to run that task,
+// or for ctx to end, which cancels the handler's context (unlike the
+// in-process scheduler's graceful Stop, which runs every task accepted).
 //
 // If ctx ends first, the local scheduler cancels the running handlers'
 // contexts; every task that did not finish is released (Nak, no delay) so
