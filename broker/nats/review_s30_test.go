@@ -169,3 +169,34 @@ func TestReviewS30ConsumerHandlerWaitingForItsOwnTaskLends(t *testing.T) {
 	assert.ElementsMatch(t, []any{10, 20}, got)
 	stopsClean(t, cons)
 }
+
+// A handler that waits for a task no consumer fetches (here, one enqueued
+// on another queue) keeps waiting through the consumer's Stop until
+// Stop's ctx ends: that cancels the handler's context, its wait returns
+// the context's error, and Stop returns a *taskpool.StopError.
+func TestReviewS30StopWithAHandlerWaitingForATaskNotFetched(t *testing.T) {
+	t.Parallel()
+	js, ctx := startJetStream(t)
+	other := natsbroker.NewClient(newProducer(t, ctx, js, natsbroker.WithQueue("nobody")))
+	waiting := make(chan struct{})
+	waitErr := make(chan error, 1)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("parent", func(ctx context.Context, _ taskpool.Task) error {
+		close(waiting)
+		_, err := other.SubmitWait(ctx, taskpool.Task{Type: "child"})
+		waitErr <- err
+		return err
+	}))
+	cons, err := natsbroker.NewConsumer(ctx, js, reg, natsbroker.WithWorkers(1))
+	require.NoError(t, err)
+	require.NoError(t, cons.Start())
+	mustEnqueue(t, ctx, newProducer(t, ctx, js), taskpool.Task{Type: "parent"})
+	recvT(t, waiting, 10*time.Second, "the parent waiting")
+
+	stopCtx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	err = cons.Stop(stopCtx)
+	var se *taskpool.StopError
+	require.ErrorAs(t, err, &se)
+	assert.ErrorIs(t, recvT(t, waitErr, 10*time.Second, "the wait's end"), context.Canceled)
+}
