@@ -38,7 +38,9 @@ import (
 //
 // [Scheduler.SubmitWait], [Future.Wait] and a [Scheduler.Submit] that
 // waits for room lend by themselves, and so does the NATS broker's
-// Client.SubmitWait on a consumer's worker.
+// Client.SubmitWait on a consumer's worker. On a NATS consumer's worker,
+// Lend (and that wait) also lends the consumer a message of capacity, so
+// that it fetches the tasks waited for (see [WithLendHook]).
 func Lend(ctx context.Context) (release func()) {
 	s := handlerScheduler(ctx)
 	if s == nil {
@@ -79,6 +81,9 @@ func (s *Scheduler) lend() {
 	s.lent++
 	s.e.Resize(min(s.size+s.lent, MaxWorkers))
 	s.sizeMu.Unlock()
+	for _, fn := range s.opts.onLend {
+		fn(1)
+	}
 }
 
 func (s *Scheduler) unlend() {
@@ -86,4 +91,7 @@ func (s *Scheduler) unlend() {
 	s.lent--
 	s.e.Resize(min(s.size+s.lent, MaxWorkers))
 	s.sizeMu.Unlock()
+	for _, fn := range s.opts.onLend {
+		fn(-1)
+	}
 }

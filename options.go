@@ -42,6 +42,7 @@ type options struct {
 	uniqueTTL     time.Duration
 	deadCap       int
 	onDead        func(Outcome)
+	onLend        []func(delta int) // WithLendHook
 }
 
 // Defaults and bounds.
@@ -222,6 +223,23 @@ func WithBaseContext(ctx context.Context) Option {
 			return invalid("base context", "nil")
 		}
 		o.baseContext = ctx
+		return nil
+	})
+}
+
+// WithLendHook adds fn to the functions told when a handler lends its
+// worker ([Lend], and the waits that lend by themselves) and when it gives
+// it back: fn(1) after the scheduler has grown by the lent worker, fn(-1)
+// after it has shrunk back. A broker's consumer that runs its tasks on a
+// scheduler uses it to hold one message more per lent worker. fn runs on
+// the handler's goroutine; it must be safe for concurrent use and return
+// quickly. A nil fn is invalid.
+func WithLendHook(fn func(delta int)) Option {
+	return optionFunc(func(o *options) error {
+		if fn == nil {
+			return invalid("lend hook", "nil")
+		}
+		o.onLend = append(o.onLend, fn)
 		return nil
 	})
 }

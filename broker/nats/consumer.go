@@ -58,7 +58,7 @@ type Consumer struct {
 	fetchRTT   ewma                                  // no-wait fetch round trip, messages dispatched
 	prefetchN  atomic.Int64                          // current prefetch, for Health and tests
 	fetchFails atomic.Int64                          // consecutive failed fetches
-	lent       atomic.Int32                          // handlers waiting in WaitResult: one message more each (lend)
+	lent       atomic.Int32                          // handlers lending their worker: one message more each (lendHook)
 	leaseBeat  atomic.Int64                          // unix nanoseconds of the lease keeper's last round
 	gates      map[string]*gate                      // by type: the global limits (globallimit.go)
 	gatedN     atomic.Int64                          // tasks waiting in the gates
@@ -154,6 +154,9 @@ func NewConsumer(ctx context.Context, js jetstream.JetStream, h taskpool.Handler
 		taskpool.WithQueueSize(cfg.workers+max(cfg.prefetch, DefaultMaxPrefetch)+numPriorities),
 		taskpool.WithCompletionHook(c.complete),
 		taskpool.WithMiddleware(c.measure), // innermost: the handler's own run time
+		// A handler that lends its worker (taskpool.Lend, WaitResult)
+		// lends a message of capacity too.
+		taskpool.WithLendHook(c.lendHook),
 	)
 	if c.sched, err = taskpool.New(h, sopts...); err != nil {
 		return nil, err
@@ -1291,22 +1294,24 @@ func (c *Consumer) taskBack(next taskpool.Handler) taskpool.Handler {
 type consumerCtxKey struct{}
 
 // lend is taskpool.Lend for a handler of a consumer that waits for a
-// task's result (WaitResult): the local scheduler runs one worker more,
-// and the consumer holds one message more, until release is called, so
-// that handlers waiting for tasks they enqueued never leave the consumer
-// with no room to fetch and run those. With a ctx that is not a
-// consumer's handler's, it lends nothing.
+// task's result (WaitResult). With a ctx that is not a consumer's
+// handler's, it lends nothing.
 func lend(ctx context.Context) (release func()) {
-	c, _ := ctx.Value(consumerCtxKey{}).(*Consumer)
-	if c == nil {
+	if c, _ := ctx.Value(consumerCtxKey{}).(*Consumer); c == nil {
 		return func() {}
 	}
-	local := taskpool.Lend(ctx)
-	c.lent.Add(1)
-	c.wake()
-	return func() {
-		c.lent.Add(-1)
-		local()
+	return taskpool.Lend(ctx)
+}
+
+// lendHook is the local scheduler's lend hook: while a handler lends its
+// worker (taskpool.Lend, or WaitResult through lend), the local scheduler
+// runs one worker more and the consumer holds one message more, so that
+// handlers waiting for tasks of the queue never leave the consumer with
+// no room to fetch and run those.
+func (c *Consumer) lendHook(delta int) {
+	c.lent.Add(int32(delta))
+	if delta > 0 {
+		c.wake()
 	}
 }
 

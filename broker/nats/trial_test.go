@@ -1,0 +1,51 @@
+package natsbroker_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/taskpool/taskpool"
+	natsbroker "github.com/taskpool/taskpool/broker/nats"
+)
+
+// A consumer's handler that waits around taskpool.Lend(ctx) for a channel
+// that other tasks of the queue feed (the README's use of Lend) lends its
+// worker and a message of capacity, as WaitResult does: on a consumer of
+// one worker with no prefetch, the part it waits for is fetched and run.
+func TestTrialConsumerHandlerLendsAroundAChannel(t *testing.T) {
+	t.Parallel()
+	js, ctx := startJetStream(t)
+	p := newProducer(t, ctx, js)
+	parts := make(chan int, 1)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("part", func(_ context.Context, t taskpool.Task) error {
+		n, err := taskpool.ParamsAs[int](t)
+		parts <- n
+		return err
+	}))
+	got := make(chan any, 1)
+	require.NoError(t, reg.HandleFunc("gather", func(ctx context.Context, _ taskpool.Task) error {
+		release := taskpool.Lend(ctx)
+		defer release()
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		select {
+		case n := <-parts:
+			got <- n
+		case <-wctx.Done():
+			got <- wctx.Err()
+		}
+		return nil
+	}))
+	cons := startConsumer(t, js, reg, natsbroker.WithWorkers(1), natsbroker.WithPrefetch(natsbroker.NoPrefetch))
+	mustEnqueue(t, ctx, p, taskpool.Task{ID: "gather", Type: "gather"})
+	// The gather task is running (the consumer holds it) before the part
+	// is enqueued, so the part must be fetched while gather waits.
+	require.Eventually(t, func() bool { return cons.Health().Held == 1 }, 10*time.Second, 5*time.Millisecond)
+	mustEnqueue(t, ctx, p, taskpool.Task{ID: "part", Type: "part", Params: 7})
+	assert.Equal(t, any(7), recvT(t, got, 20*time.Second, "the gather handler"))
+	stopsClean(t, cons)
+}
