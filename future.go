@@ -119,9 +119,9 @@ func (f *Future) init(t *Task) {
 // the tasks they submitted never leave the pool with no worker to run
 // them. Waiting with another ctx, or on Done, lends nothing.
 func (f *Future) Wait(ctx context.Context) (any, error) {
-	if s := handlerScheduler(ctx); s != nil && !f.finished() {
-		s.lend()
-		defer s.unlend()
+	if l := handlerLender(ctx); l != nil && !f.finished() {
+		l.lend()
+		defer l.unlend()
 	}
 	if ctx.Done() == nil {
 		// No cancellation possible: wait without making a channel.

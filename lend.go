@@ -15,21 +15,25 @@ import (
 // returns (the extra worker is retired when it is next idle, as Resize
 // retires). Only a wait given the handler's context, or one derived from
 // it, is seen to come from a handler: the context is how the scheduler
-// knows. (So a goroutine the handler started, waiting with its context,
-// lends a worker too, even after the handler has returned: one more
-// worker than needed, for as long as it waits.)
+// knows. A handler holds one worker, so it lends one, however many of its
+// waits overlap (waits in goroutines of its own, errgroup style): the
+// context each worker gives its handlers carries the worker's count of
+// waits. (So a goroutine the handler started, waiting with its context
+// after the handler has returned, counts as a wait of that worker.)
 
 // Lend lends the worker running a handler to its scheduler while the
 // handler blocks on work that the scheduler itself must do (tasks it
 // submitted, a channel that other tasks feed): the scheduler runs one
 // worker more until release is called, as if Resize had been given one
 // more (up to [MaxWorkers] workers in all), and retires it once it is
-// idle again. ctx is the handler's context, or one derived from it; with
-// any other, Lend lends nothing and release does nothing. Call release
-// once the handler no longer blocks, and defer it too: a release never
-// called (the handler panicked or called runtime.Goexit before it) keeps
-// the worker lent, for Lend cannot tell when the handler that called it
-// returns. Later calls do nothing.
+// idle again. A handler has one worker to lend: while one of its Lends
+// (or waits that lend) is unreleased, more of them, from goroutines of
+// its own, lend nothing more. ctx is the handler's context, or one
+// derived from it; with any other, Lend lends nothing and release does
+// nothing. Call release once the handler no longer blocks, and defer it
+// too: a release never called (the handler panicked or called
+// runtime.Goexit before it) keeps the worker lent, for Lend cannot tell
+// when the handler that called it returns. Later calls do nothing.
 //
 //	release := taskpool.Lend(ctx)
 //	defer release() // given back even if the handler panics
@@ -42,35 +46,71 @@ import (
 // Lend (and that wait) also lends the consumer a message of capacity, so
 // that it fetches the tasks waited for (see [WithLendHook]).
 func Lend(ctx context.Context) (release func()) {
-	s := handlerScheduler(ctx)
-	if s == nil {
+	l := handlerLender(ctx)
+	if l == nil {
 		return func() {}
 	}
-	s.lend()
+	l.lend()
 	var once sync.Once
-	return func() { once.Do(s.unlend) }
+	return func() { once.Do(l.unlend) }
 }
 
 // blocked is the engine's Config.Blocked: a Submit from a handler that
 // waits for room lends the handler's worker until it returns.
 func (s *Scheduler) blocked(ctx context.Context) func() {
-	h := handlerScheduler(ctx)
-	if h == nil {
+	l := handlerLender(ctx)
+	if l == nil {
 		return nil
 	}
-	h.lend()
-	return h.unlend
+	l.lend()
+	return l.unlend
 }
 
-// handlerCtxKey is the key of the value, the *Scheduler, that marks the
-// contexts a scheduler gives its handlers.
+// handlerCtxKey is the key of the value, the worker's *lender, that marks
+// the contexts a scheduler's worker gives its handlers.
 type handlerCtxKey struct{}
 
-// handlerScheduler returns the scheduler whose handler was given ctx (or
-// the context ctx derives from), nil if none.
-func handlerScheduler(ctx context.Context) *Scheduler {
-	s, _ := ctx.Value(handlerCtxKey{}).(*Scheduler)
-	return s
+// lender is a worker's lending state: its handler lends the worker once,
+// however many of its waits (from goroutines of its own) overlap, so that
+// a handler that fans out and waits from many goroutines grows the pool by
+// one worker, not by one per wait.
+type lender struct {
+	s  *Scheduler
+	mu sync.Mutex
+	n  int // under mu: the waits lending the worker now
+}
+
+func (l *lender) lend() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n++; l.n == 1 {
+		l.s.lend()
+	}
+}
+
+func (l *lender) unlend() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n--; l.n == 0 {
+		l.s.unlend()
+	}
+}
+
+// handlerLender returns the lender of the worker whose handler was given
+// ctx (or the context ctx derives from), nil if none.
+func handlerLender(ctx context.Context) *lender {
+	l, _ := ctx.Value(handlerCtxKey{}).(*lender)
+	return l
+}
+
+// handlerCtx returns the context the worker l gives its handlers: the
+// scheduler's base context, marked with the worker's lender (made once
+// per worker, so that a task costs no allocation).
+func (s *Scheduler) handlerCtx(l *local) context.Context {
+	if l.ctx == nil {
+		l.ctx = context.WithValue(s.baseCtx, handlerCtxKey{}, &lender{s: s})
+	}
+	return l.ctx
 }
 
 // lend adds a worker for a handler of s that waits; unlend takes it

@@ -185,7 +185,6 @@ func (s *Scheduler) Start() error {
 		parent = context.Background()
 	}
 	s.baseCtx, s.cancel = context.WithCancelCause(parent)
-	s.baseCtx = context.WithValue(s.baseCtx, handlerCtxKey{}, s)
 	s.sizeMu.Lock()
 	s.e.Start()
 	s.sizeMu.Unlock()

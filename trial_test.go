@@ -2,6 +2,7 @@ package taskpool_test
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -50,4 +51,79 @@ func TestTrialLendHook(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Equal(t, []int{1, -1}, deltas)
+}
+
+// A handler lends its one worker, however many of its waits overlap: a
+// handler that fans out and waits for its tasks from several goroutines
+// at once (errgroup style) grows the pool by one worker, not by one per
+// wait, so the pool stays bounded.
+func TestTrialLendOncePerHandler(t *testing.T) {
+	reg := taskpool.NewRegistry()
+	const fan = 10
+	gate := make(chan struct{})
+	workers := make(chan int, 1)
+	require.NoError(t, reg.HandleFunc("child", func(context.Context, taskpool.Task) error {
+		<-gate
+		return nil
+	}))
+	var s *taskpool.Scheduler
+	require.NoError(t, reg.HandleFunc("parent", func(ctx context.Context, _ taskpool.Task) error {
+		var releases []func()
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for range fan {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := taskpool.Lend(ctx)
+				mu.Lock()
+				releases = append(releases, r)
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		workers <- s.Stats().Workers
+		for _, r := range releases {
+			r()
+		}
+		return nil
+	}))
+	var err error
+	s, err = taskpool.New(reg, taskpool.WithWorkers(2))
+	require.NoError(t, err)
+	s.Start()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = s.SubmitWait(ctx, taskpool.Task{Type: "parent"})
+	require.NoError(t, err)
+	assert.Equal(t, 3, <-workers, "2 workers and the parent's, lent once")
+
+	// The same with waits on Futures, from goroutines of one handler.
+	peak := make(chan int, 1)
+	require.NoError(t, reg.HandleFunc("fanout", func(ctx context.Context, _ taskpool.Task) error {
+		var wg sync.WaitGroup
+		for range fan {
+			f, err := s.SubmitFuture(ctx, taskpool.Task{Type: "child"})
+			if err != nil {
+				return err
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _ = f.Wait(ctx)
+			}()
+		}
+		// Wait until the waits have lent what they lend, then look.
+		for s.Stats().Running < 2 {
+			runtime.Gosched()
+		}
+		peak <- s.Stats().Workers
+		close(gate)
+		wg.Wait()
+		return nil
+	}))
+	_, err = s.SubmitWait(ctx, taskpool.Task{Type: "fanout"})
+	require.NoError(t, err)
+	assert.LessOrEqual(t, <-peak, 3)
+	require.NoError(t, s.Stop(ctx))
 }

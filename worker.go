@@ -17,12 +17,13 @@ type runner struct{ s *Scheduler }
 type local struct {
 	ids   idGen
 	slot  resultSlot
-	stage uint8      // what the worker is doing with its job, for Exited
-	err   error      // under stageBackoff: the failed run's error
-	lim   *typeLimit // the concurrency slot the running task holds
-	id    string     // the generated ID of the running plain task
-	task  Task       // the running plain task, as its handler gets it
-	tag   uint64     // its number, for Begin: Inspect finds it there
+	stage uint8           // what the worker is doing with its job, for Exited
+	err   error           // under stageBackoff: the failed run's error
+	lim   *typeLimit      // the concurrency slot the running task holds
+	id    string          // the generated ID of the running plain task
+	task  Task            // the running plain task, as its handler gets it
+	tag   uint64          // its number, for Begin: Inspect finds it there
+	ctx   context.Context // the context its handlers get (handlerCtx)
 	c     counters
 	_     [64]byte // keep the next worker's state off this cache line
 }
@@ -165,7 +166,7 @@ func (s *Scheduler) tombstone(b *binding) {
 // the scheduler's default; negative: none). The caller has marked the task
 // begun (Worker.Begin), so that a wait in a Pause does not eat the timeout.
 func (s *Scheduler) invoke(l *local, h Handler, t *Task) error {
-	ctx := s.baseCtx
+	ctx := s.handlerCtx(l)
 	d := t.Timeout
 	if d == 0 {
 		d = s.opts.timeout
@@ -184,22 +185,23 @@ func (s *Scheduler) invoke(l *local, h Handler, t *Task) error {
 // callPlain is call for a plain job without a timeout, whose Task t is
 // the worker's.
 func (s *Scheduler) callPlain(l *local, j *job, t *Task) (err error) {
+	ctx := s.handlerCtx(l)
 	if s.opts.noRecover {
 		returned := false
 		defer l.crashing(&returned, &err)
 		if f := j.b.fn; f != nil {
-			err = f(s.baseCtx, *t)
+			err = f(ctx, *t)
 		} else {
-			err = j.b.h.HandleTask(s.baseCtx, *t)
+			err = j.b.h.HandleTask(ctx, *t)
 		}
 		returned = true
 		return err
 	}
 	defer recoverPanic(&err)
 	if f := j.b.fn; f != nil {
-		return inspectable(f(s.baseCtx, *t))
+		return inspectable(f(ctx, *t))
 	}
-	return inspectable(j.b.h.HandleTask(s.baseCtx, *t))
+	return inspectable(j.b.h.HandleTask(ctx, *t))
 }
 
 // plainTask is the Task of a plain job for its first run, whose result
