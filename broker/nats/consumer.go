@@ -24,7 +24,7 @@ import (
 // pull consumer per priority: the server hands each task to one of them
 // at a time. A Consumer fetches only as many tasks as it has room for
 // (workers plus [WithPrefetch], and one more for each of its handlers
-// that waits in [Producer.WaitResult]; a long poll of an idle priority
+// that waits in [Producer.WaitResult] or lends with taskpool.Lend; a long poll of an idle priority
 // that delivers while it is full adds one task per priority beyond that),
 // submits each to its local scheduler, and settles the message when the
 // task's outcome is known:

@@ -392,7 +392,7 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithWorkers sets the number of tasks a consumer runs at once: the local
 // scheduler's worker count, and one more for each handler that waits in
-// [Producer.WaitResult] meanwhile. The default is runtime.GOMAXPROCS(0); a
+// [Producer.WaitResult] (or lends with taskpool.Lend) meanwhile. The default is runtime.GOMAXPROCS(0); a
 // negative n or one above [taskpool.MaxWorkers] is refused with
 // [ErrInvalidOption]. Consumer only.
 func WithWorkers(n int) Option {
@@ -411,7 +411,7 @@ func WithWorkers(n int) Option {
 // that workers never wait for a fetch round trip. Held tasks keep their
 // lease alive like running ones. n = [NoPrefetch] holds none: no more
 // tasks in flight than workers (and those lent by handlers waiting in
-// [Producer.WaitResult]) but for the long polls of idle priorities:
+// [Producer.WaitResult] or lending with taskpool.Lend) but for the long polls of idle priorities:
 // one that delivers while the workers are busy adds its task, so up to one
 // per priority more (whatever n, the consumer may hold that many beyond
 // workers plus prefetch). The default (n = 0) adapts: enough tasks
