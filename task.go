@@ -3,6 +3,7 @@ package taskpool
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -106,11 +107,15 @@ type resultSlot struct{ v any }
 // returned as is; when it holds encoded bytes ([]byte, [json.RawMessage]
 // or string, as a broker delivers them), they are decoded as JSON into a T.
 // Any other mismatch, nil Params, or bytes that do not decode is an error
-// wrapping [ErrInvalidParams], never a panic.
+// wrapping [ErrInvalidParams], never a panic. A nil pointer, map or slice
+// is no params, as on the wire, where it travels as JSON null.
 func ParamsAs[T any](t Task) (T, error) {
 	var v T
 	switch p := t.Params.(type) {
 	case T:
+		if nilParams(p) {
+			return v, fmt.Errorf("%w: task %s: no params (a nil %T)", ErrInvalidParams, t.Type, p)
+		}
 		return p, nil
 	case json.RawMessage:
 		return v, decodeParams(t, p, &v)
@@ -123,6 +128,16 @@ func ParamsAs[T any](t Task) (T, error) {
 	default:
 		return v, fmt.Errorf("%w: task %s: params are %T, want %T", ErrInvalidParams, t.Type, t.Params, v)
 	}
+}
+
+// nilParams reports whether v is a nil pointer, map or slice: what JSON
+// encodes as null, which a broker delivers as no params.
+func nilParams(v any) bool {
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice:
+		return rv.IsNil()
+	}
+	return false
 }
 
 func decodeParams(t Task, b []byte, v any) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,4 +127,44 @@ func TestTrialLendOncePerHandler(t *testing.T) {
 	require.NoError(t, err)
 	assert.LessOrEqual(t, <-peak, 3)
 	require.NoError(t, s.Stop(ctx))
+}
+
+type trialPtrArgs struct{ N int }
+
+func (trialPtrArgs) Kind() string { return "trial-ptr-args" }
+
+// A nil *A travels the wire as JSON null, which is no params: a typed
+// handler of *A is not called and the task fails with ErrInvalidParams,
+// in process as through the wire (WithStrictCodec shows it). In process
+// the handler was called with the nil pointer.
+func TestTrialNilPointerParamsAreNoParams(t *testing.T) {
+	for _, strict := range []bool{false, true} {
+		reg := taskpool.NewRegistry()
+		var called atomic.Bool
+		require.NoError(t, taskpool.Handle(reg, func(_ context.Context, _ *trialPtrArgs, _ taskpool.Task) error {
+			called.Store(true)
+			return nil
+		}))
+		var opts []taskpool.Option
+		if strict {
+			opts = append(opts, taskpool.WithStrictCodec(nil))
+		}
+		s, err := taskpool.New(reg, opts...)
+		require.NoError(t, err)
+		s.Start()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = s.SubmitWait(ctx, taskpool.TaskOf((*trialPtrArgs)(nil)))
+		assert.ErrorIs(t, err, taskpool.ErrInvalidParams, "strict %v", strict)
+		assert.ErrorIs(t, err, taskpool.ErrSkipRetry, "strict %v", strict)
+		assert.False(t, called.Load(), "strict %v", strict)
+		require.NoError(t, s.Stop(ctx))
+		cancel()
+	}
+	_, err := taskpool.ParamsAs[*trialPtrArgs](taskpool.Task{Type: "x", Params: (*trialPtrArgs)(nil)})
+	assert.ErrorIs(t, err, taskpool.ErrInvalidParams)
+	_, err = taskpool.ParamsAs[map[string]int](taskpool.Task{Type: "x", Params: map[string]int(nil)})
+	assert.ErrorIs(t, err, taskpool.ErrInvalidParams)
+	got, err := taskpool.ParamsAs[*trialPtrArgs](taskpool.Task{Type: "x", Params: &trialPtrArgs{N: 1}})
+	require.NoError(t, err)
+	assert.Equal(t, 1, got.N)
 }

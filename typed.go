@@ -22,6 +22,8 @@ type Args interface {
 // [ParamsAs]. As an A and a *A encode alike on the wire, they are taken
 // alike in process: a handler of *A given an A gets a pointer to a copy,
 // and a handler of A given a non-nil *A gets a copy of what it points to.
+// A nil *A (or nil map or slice) is no params, for a handler of *A too, as
+// on the wire, where it travels as JSON null.
 // Params that are not a T and do not decode into one fail the task with an
 // error wrapping [ErrSkipRetry]: they would fail every attempt, so the
 // handler is not called and the task is not retried, whatever [WithRetry]
@@ -100,7 +102,7 @@ func kindOf[T Args]() (typ string, err error) {
 // argsOf is [ParamsAs] that also takes an A for a *A and a non-nil *A for
 // an A, as the wire does.
 func argsOf[T Args](t Task) (T, error) {
-	if v, ok := t.Params.(T); ok {
+	if v, ok := t.Params.(T); ok && !nilParams(v) {
 		return v, nil
 	}
 	if pv := reflect.ValueOf(t.Params); pv.IsValid() {
