@@ -49,3 +49,28 @@ func TestTrialConsumerHandlerLendsAroundAChannel(t *testing.T) {
 	assert.Equal(t, any(7), recvT(t, got, 20*time.Second, "the gather handler"))
 	stopsClean(t, cons)
 }
+
+type trialPtrArgs struct{ N int }
+
+func (trialPtrArgs) Kind() string { return "trial-ptr-args" }
+
+// A nil *A reaches a consumer as no params (it travels as JSON null): the
+// typed handler is not called and the task fails with ErrInvalidParams,
+// as in process.
+func TestTrialNilPointerParamsAreNoParams(t *testing.T) {
+	t.Parallel()
+	js, ctx := startJetStream(t)
+	p := newProducer(t, ctx, js)
+	client := natsbroker.NewClient(p)
+	reg := taskpool.NewRegistry()
+	called := make(chan struct{}, 1)
+	require.NoError(t, taskpool.Handle(reg, func(_ context.Context, _ *trialPtrArgs, _ taskpool.Task) error {
+		called <- struct{}{}
+		return nil
+	}))
+	cons := startConsumer(t, js, reg)
+	_, err := client.SubmitWait(ctx, taskpool.TaskOf((*trialPtrArgs)(nil)))
+	assert.ErrorIs(t, err, taskpool.ErrInvalidParams)
+	assert.Empty(t, called)
+	stopsClean(t, cons)
+}
