@@ -70,16 +70,19 @@ type Consumer struct {
 	held    atomic.Int64       // len(flights), read by the fetch loop
 	freed   chan struct{}      // capacity freed; buffered 1
 
-	stateMu  sync.Mutex
-	state    consumerState
-	quit     chan struct{} // closed by Stop: fetch no more
-	loopDone chan struct{}
-	tickQuit chan struct{}
-	tickDone chan struct{}
-	stopOnce sync.Once
-	stopCtx  atomic.Pointer[context.Context] // Stop's: once it ends, handlers are cut short
-	stopped  chan struct{}
-	stopErr  error
+	stateMu   sync.Mutex
+	state     consumerState
+	quit      chan struct{} // closed by Stop: fetch no more
+	loopDone  chan struct{}
+	tickQuit  chan struct{}
+	tickDone  chan struct{}
+	stopMu    sync.Mutex
+	firstStop context.Context                 // under stopMu: the first Stop's ctx, which a later Stop's end cuts short too
+	stopCut   context.CancelCauseFunc         // under stopMu: cuts firstStop short
+	cutLater  bool                            // under stopMu: a later Stop cut the first one short, and returns its error
+	stopCtx   atomic.Pointer[context.Context] // Stop's: once it ends, handlers are cut short
+	stopped   chan struct{}
+	stopErr   error
 }
 
 type consumerState int
@@ -321,12 +324,22 @@ func (c *Consumer) Start() error {
 // except where the connection is down: then the server redelivers the
 // tasks after AckWait.
 //
-// Stop is idempotent; a later call waits for the first one and returns
-// nil. Stop before Start marks the Consumer closed.
+// Stop is idempotent, as the in-process scheduler's: a later call waits
+// for the same shutdown, and if its ctx ends first, while the shutdown is
+// still graceful, it cuts it short as above and returns the
+// [*taskpool.StopError] (the first call then returns nil); otherwise a
+// later call returns nil. Stop before Start marks the Consumer closed.
 func (c *Consumer) Stop(ctx context.Context) error {
-	first := false
-	c.stopOnce.Do(func() {
-		first = true
+	c.stopMu.Lock()
+	if c.firstStop != nil {
+		c.stopMu.Unlock()
+		return c.stopLater(ctx)
+	}
+	ctx, cut := context.WithCancelCause(ctx)
+	defer cut(nil)
+	c.firstStop, c.stopCut = ctx, cut
+	c.stopMu.Unlock()
+	func() {
 		c.stateMu.Lock()
 		started := c.state == consumerRunning
 		c.state = consumerStopping
@@ -370,14 +383,17 @@ func (c *Consumer) Stop(ctx context.Context) error {
 			close(c.tickDone)
 		}
 		c.stopErr = c.sched.Stop(ctx)
+		var se *taskpool.StopError
+		if errors.As(c.stopErr, &se) {
+			se.Err = context.Cause(ctx) // a later Stop's ctx's error, when it cut this one short
+		}
 		if putBack > 0 {
 			// They did not run either: count them with the local
 			// scheduler's, which may have had nothing left to give up.
-			var se *taskpool.StopError
-			if errors.As(c.stopErr, &se) {
+			if se != nil {
 				se.NotRun += putBack
 			} else if c.stopErr == nil {
-				c.stopErr = &taskpool.StopError{NotRun: putBack, Err: ctx.Err()}
+				c.stopErr = &taskpool.StopError{NotRun: putBack, Err: context.Cause(ctx)}
 			}
 		}
 		if started {
@@ -396,9 +412,38 @@ func (c *Consumer) Stop(ctx context.Context) error {
 			cancel()
 		}
 		close(c.stopped)
-	})
+	}()
+	c.stopMu.Lock()
+	defer c.stopMu.Unlock()
+	if c.cutLater {
+		return nil
+	}
+	return c.stopErr
+}
+
+// stopLater is a Stop called once another has begun: it waits for that
+// one, and if its own ctx ends first, while that one is still graceful,
+// it cuts it short and returns its error.
+func (c *Consumer) stopLater(ctx context.Context) error {
+	select {
+	case <-c.stopped:
+		return nil
+	default:
+	}
+	select {
+	case <-c.stopped:
+		return nil
+	case <-ctx.Done():
+	}
+	c.stopMu.Lock()
+	cut := c.firstStop.Err() == nil
+	if cut {
+		c.cutLater = true
+		c.stopCut(context.Cause(ctx))
+	}
+	c.stopMu.Unlock()
 	<-c.stopped
-	if !first {
+	if !cut {
 		return nil
 	}
 	return c.stopErr

@@ -74,3 +74,40 @@ func TestTrialNilPointerParamsAreNoParams(t *testing.T) {
 	assert.Empty(t, called)
 	stopsClean(t, cons)
 }
+
+// A later Stop whose ctx ends while the first, graceful one still waits
+// cuts it short, as the in-process scheduler's later Stop does: the
+// running handler's ctx is cancelled, the later call returns the
+// *taskpool.StopError with its ctx's error, and the first returns nil.
+// (The later call waited for the first whatever its ctx said: with a
+// handler that waits for its ctx, for ever.)
+func TestTrialLaterStopWithADeadlineCutsTheFirstShort(t *testing.T) {
+	t.Parallel()
+	js, ctx := startJetStream(t)
+	p := newProducer(t, ctx, js)
+	reg := taskpool.NewRegistry()
+	started := make(chan struct{}, 1)
+	require.NoError(t, reg.HandleFunc("hang", func(ctx context.Context, _ taskpool.Task) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}))
+	cons, err := natsbroker.NewConsumer(ctx, js, reg, natsbroker.WithWorkers(1))
+	require.NoError(t, err)
+	require.NoError(t, cons.Start())
+	mustEnqueue(t, ctx, p, taskpool.Task{ID: "h", Type: "hang"})
+	recvT(t, started, 10*time.Second, "the handler")
+	first := make(chan error, 1)
+	go func() { first <- cons.Stop(context.Background()) }()
+	require.Eventually(t, func() bool { return !cons.Health().Consuming }, 10*time.Second, time.Millisecond)
+	sctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	second := make(chan error, 1)
+	go func() { second <- cons.Stop(sctx) }()
+	err = recvT(t, second, 10*time.Second, "the later Stop")
+	var se *taskpool.StopError
+	require.ErrorAs(t, err, &se)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.NoError(t, recvT(t, first, 10*time.Second, "the first Stop"))
+	assert.NoError(t, cons.Stop(context.Background()), "a Stop after the shutdown")
+}
