@@ -311,10 +311,15 @@ func WithDuplicateWindow(d time.Duration) Option {
 	})
 }
 
-// WithUniqueTTL sets the longest time a unique key is held: a key whose
-// task is lost for good (its dead letter purged by hand, say) is released
-// after it. The default is [DefaultUniqueTTL]. It applies when the bucket
-// is created (see [WithReplicas] for an existing queue).
+// WithUniqueTTL sets the longest time a unique key is held, counted from
+// the enqueue that took it: a key whose task is lost for good (its dead
+// letter purged by hand, say) is released after it, and so is the key of a
+// task still delayed or queued by then. The default is [DefaultUniqueTTL].
+// It applies when the bucket is created (see [WithReplicas] for an
+// existing queue). It is not the in-process taskpool.WithUniqueTTL, which
+// keeps a key taken for a while after its task finished: here a key is
+// released as its task succeeds or is dead-lettered, and nothing keeps it
+// longer.
 func WithUniqueTTL(d time.Duration) Option {
 	return optionFunc(func(c *config) error {
 		if d < 0 {

@@ -111,3 +111,37 @@ func TestTrialLaterStopWithADeadlineCutsTheFirstShort(t *testing.T) {
 	assert.NoError(t, recvT(t, first, 10*time.Second, "the first Stop"))
 	assert.NoError(t, cons.Stop(context.Background()), "a Stop after the shutdown")
 }
+
+// The two WithUniqueTTL options differ, as the README's "What differs"
+// says: in process a finished task's key stays taken for the TTL; on NATS
+// the TTL only bounds how long a key is held, and a key is released as
+// its task succeeds, so a duplicate arriving after it is accepted.
+func TestTrialUniqueTTLDiffers(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	reg, ran := idRegistry(t, "u", 4)
+
+	s, err := taskpool.New(reg, taskpool.WithUniqueTTL(time.Hour))
+	require.NoError(t, err)
+	s.Start()
+	_, err = s.SubmitWait(ctx, taskpool.Task{ID: "a", Type: "u", UniqueKey: "k"})
+	require.NoError(t, err)
+	assert.Equal(t, "a", <-ran)
+	assert.ErrorIs(t, s.Submit(ctx, taskpool.Task{ID: "b", Type: "u", UniqueKey: "k"}), taskpool.ErrDuplicateTask)
+	require.NoError(t, s.Stop(ctx))
+
+	js, _ := startJetStream(t)
+	p := newProducer(t, ctx, js, natsbroker.WithUniqueTTL(time.Hour))
+	client := natsbroker.NewClient(p)
+	cons := startConsumer(t, js, reg, natsbroker.WithUniqueTTL(time.Hour))
+	_, err = client.SubmitWait(ctx, taskpool.Task{ID: "a", Type: "u", UniqueKey: "k"})
+	require.NoError(t, err)
+	assert.Equal(t, "a", recvT(t, ran, 10*time.Second, "the first task"))
+	// The consumer releases the key after it stores the result that
+	// SubmitWait returned: a Submit in between may still find it taken.
+	require.Eventually(t, func() bool {
+		return client.Submit(ctx, taskpool.Task{ID: "b", Type: "u", UniqueKey: "k"}) == nil
+	}, 10*time.Second, 5*time.Millisecond)
+	assert.Equal(t, "b", recvT(t, ran, 10*time.Second, "the second task"))
+	stopsClean(t, cons)
+}
