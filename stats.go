@@ -40,9 +40,10 @@ type Stats struct {
 	Canceled uint64
 	// Workers is the number of worker goroutines: those asked for, and
 	// one more for each handler that lends its worker while it waits
-	// for a task of its scheduler (see [Future.Wait]), for room in a
-	// full queue (see [Scheduler.Submit]), or between [Lend] and its
-	// release.
+	// on a [Future] with its ctx (of this scheduler or another: see
+	// [Future.Wait]), for room in a full queue (see [Scheduler.Submit]),
+	// or between [Lend] and its release, however many of its waits
+	// overlap.
 	Workers int
 	// Paused reports whether [Scheduler.Pause] holds tasks back.
 	Paused bool
