@@ -2,6 +2,7 @@ package natsbroker_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -144,4 +145,55 @@ func TestTrialUniqueTTLDiffers(t *testing.T) {
 	}, 10*time.Second, 5*time.Millisecond)
 	assert.Equal(t, "b", recvT(t, ran, 10*time.Second, "the second task"))
 	stopsClean(t, cons)
+}
+
+// Sending a dead letter back differs for its unique key, as the README's
+// "What differs" says: in process Requeue takes the key again (a
+// duplicate is refused while the task waits to run); on NATS Resubmit
+// does not (a duplicate is accepted).
+func TestTrialRequeueTakesTheUniqueKeyResubmitDoesNot(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	fail := make(chan bool, 4)
+	fail <- true
+	ran := make(chan string, 4)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("u", func(_ context.Context, task taskpool.Task) error {
+		ran <- task.ID
+		if len(fail) > 0 && <-fail {
+			return taskpool.SkipRetry(errors.New("fails once"))
+		}
+		return nil
+	}))
+
+	s, err := taskpool.New(reg, taskpool.WithDeadLetters(4, nil))
+	require.NoError(t, err)
+	s.Start()
+	_, err = s.SubmitWait(ctx, taskpool.Task{ID: "a", Type: "u", UniqueKey: "k"})
+	require.Error(t, err)
+	assert.Equal(t, "a", <-ran)
+	require.NoError(t, s.Pause())
+	require.NoError(t, s.Requeue(ctx, "a"))
+	assert.ErrorIs(t, s.Submit(ctx, taskpool.Task{ID: "b", Type: "u", UniqueKey: "k"}), taskpool.ErrDuplicateTask)
+	require.NoError(t, s.Stop(ctx))
+	assert.Equal(t, "a", <-ran)
+
+	fail <- true
+	js, _ := startJetStream(t)
+	p := newProducer(t, ctx, js)
+	client := natsbroker.NewClient(p)
+	insp := newInspector(t, ctx, js)
+	cons := startConsumer(t, js, reg)
+	_, err = client.SubmitWait(ctx, taskpool.Task{ID: "a", Type: "u", UniqueKey: "k"})
+	require.Error(t, err)
+	assert.Equal(t, "a", recvT(t, ran, 10*time.Second, "the first run"))
+	var dls []natsbroker.DeadLetter
+	require.Eventually(t, func() bool {
+		dls, err = insp.DeadLetters(ctx, 0, 10)
+		return err == nil && len(dls) == 1
+	}, 10*time.Second, 5*time.Millisecond)
+	stopsClean(t, cons) // nothing runs the resubmitted task meanwhile
+	_, err = insp.Resubmit(ctx, dls[0].Sequence)
+	require.NoError(t, err)
+	assert.NoError(t, client.Submit(ctx, taskpool.Task{ID: "b", Type: "u", UniqueKey: "k"}))
 }
