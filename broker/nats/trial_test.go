@@ -3,6 +3,7 @@ package natsbroker_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -196,4 +197,53 @@ func TestTrialRequeueTakesTheUniqueKeyResubmitDoesNot(t *testing.T) {
 	_, err = insp.Resubmit(ctx, dls[0].Sequence)
 	require.NoError(t, err)
 	assert.NoError(t, client.Submit(ctx, taskpool.Task{ID: "b", Type: "u", UniqueKey: "k"}))
+}
+
+// A consumer's handler that fans out and waits for its tasks from
+// goroutines of its own lends its worker once: on a consumer of one
+// worker with no prefetch, the children are fetched through that one
+// message of capacity, one after the other, and all finish.
+func TestTrialConsumerFanOutLendsOnce(t *testing.T) {
+	t.Parallel()
+	js, ctx := startJetStream(t)
+	p := newProducer(t, ctx, js)
+	client := natsbroker.NewClient(p)
+	reg := taskpool.NewRegistry()
+	var cons *natsbroker.Consumer
+	workers := make(chan int, 8)
+	require.NoError(t, reg.HandleFunc("child", func(_ context.Context, t taskpool.Task) error {
+		workers <- cons.Stats().Workers
+		t.SetResult(t.Params)
+		return nil
+	}))
+	require.NoError(t, reg.HandleFunc("parent", func(ctx context.Context, t taskpool.Task) error {
+		var wg sync.WaitGroup
+		errs := make(chan error, 4)
+		for i := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := client.SubmitWait(ctx, taskpool.Task{Type: "child", Params: i})
+				errs <- err
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	cons = startConsumer(t, js, reg, natsbroker.WithWorkers(1), natsbroker.WithPrefetch(natsbroker.NoPrefetch))
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	_, err := client.SubmitWait(wctx, taskpool.Task{Type: "parent"})
+	require.NoError(t, err)
+	close(workers)
+	for n := range workers {
+		assert.Equal(t, 2, n, "the consumer's worker and the parent's, lent once")
+	}
+	stopsClean(t, cons)
 }
