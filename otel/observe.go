@@ -12,7 +12,9 @@ import (
 )
 
 // StatsReader is what [Observe] reads. A [*taskpool.Scheduler] is one, and
-// so is the NATS broker's *Consumer.
+// so is the NATS broker's *Consumer, whose Stats count deliveries: a
+// delivery the broker retries counts as failed, and retried stays 0 (see
+// its Stats method).
 type StatsReader interface {
 	Stats() taskpool.Stats
 }

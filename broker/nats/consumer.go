@@ -449,7 +449,14 @@ func (c *Consumer) stopLater(ctx context.Context) error {
 	return c.stopErr
 }
 
-// Stats returns the local scheduler's counters.
+// Stats returns the local scheduler's counters. They count deliveries,
+// not tasks: the local scheduler runs each delivery once, and the broker
+// retries a task as a new delivery. So a task that fails once and then
+// succeeds counts 2 in Submitted, 1 in Failed and 1 in Succeeded, where
+// an in-process scheduler counts 1 submitted, 1 retried and 1 succeeded:
+// Failed counts every failed delivery, retried by the broker or not,
+// and Retried stays 0. The settle hook ([WithSettleHook]) tells what
+// became of each delivery.
 func (c *Consumer) Stats() taskpool.Stats { return c.sched.Stats() }
 
 // Health is a Consumer's state for an orchestrator's liveness and

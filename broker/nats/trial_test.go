@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,4 +247,39 @@ func TestTrialConsumerFanOutLendsOnce(t *testing.T) {
 		assert.Equal(t, 2, n, "the consumer's worker and the parent's, lent once")
 	}
 	stopsClean(t, cons)
+}
+
+// A consumer's Stats count deliveries, as its doc says: a task that fails
+// once and then succeeds counts as two submitted, one failed, one
+// succeeded and none retried, where the in-process scheduler counts one
+// submitted, one retried, one succeeded.
+func TestTrialConsumerStatsCountDeliveries(t *testing.T) {
+	t.Parallel()
+	js, ctx := startJetStream(t)
+	client := natsbroker.NewClient(newProducer(t, ctx, js))
+	var runs atomic.Int32
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("f", func(context.Context, taskpool.Task) error {
+		if runs.Add(1) == 1 {
+			return errors.New("first run fails")
+		}
+		return nil
+	}, taskpool.WithRetry(3, taskpool.ConstantBackoff(10*time.Millisecond))))
+
+	s, err := taskpool.New(reg)
+	require.NoError(t, err)
+	s.Start()
+	_, err = s.SubmitWait(ctx, taskpool.Task{Type: "f"})
+	require.NoError(t, err)
+	require.NoError(t, s.Stop(ctx))
+	st := s.Stats()
+	assert.Equal(t, [4]uint64{1, 1, 0, 1}, [4]uint64{st.Submitted, st.Succeeded, st.Failed, st.Retried})
+
+	runs.Store(0)
+	cons := startConsumer(t, js, reg)
+	_, err = client.SubmitWait(ctx, taskpool.Task{Type: "f"})
+	require.NoError(t, err)
+	stopsClean(t, cons)
+	st = cons.Stats()
+	assert.Equal(t, [4]uint64{2, 1, 1, 0}, [4]uint64{st.Submitted, st.Succeeded, st.Failed, st.Retried})
 }
