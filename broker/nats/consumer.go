@@ -1337,26 +1337,12 @@ func (c *Consumer) taskBack(next taskpool.Handler) taskpool.Handler {
 			f.restore(&t)
 		}
 		c.mu.Unlock()
-		return next.HandleTask(context.WithValue(ctx, consumerCtxKey{}, c), t)
+		return next.HandleTask(ctx, t)
 	})
 }
 
-// consumerCtxKey is the key of the value, the *Consumer, that marks the
-// contexts a consumer gives its handlers (lend).
-type consumerCtxKey struct{}
-
-// lend is taskpool.Lend for a handler of a consumer that waits for a
-// task's result (WaitResult). With a ctx that is not a consumer's
-// handler's, it lends nothing.
-func lend(ctx context.Context) (release func()) {
-	if c, _ := ctx.Value(consumerCtxKey{}).(*Consumer); c == nil {
-		return func() {}
-	}
-	return taskpool.Lend(ctx)
-}
-
 // lendHook is the local scheduler's lend hook: while a handler lends its
-// worker (taskpool.Lend, or WaitResult through lend), the local scheduler
+// worker (taskpool.Lend, or WaitResult), the local scheduler
 // runs one worker more and the consumer holds one message more, so that
 // handlers waiting for tasks of the queue never leave the consumer with
 // no room to fetch and run those.

@@ -233,9 +233,9 @@ func resultKey(id string) string {
 // which no task has. A task ID names one task: waiting on an ID reused
 // after its result was stored returns that stored result.
 //
-// Called from a handler of a [Consumer] with the handler's ctx (or one
-// derived from it), WaitResult lends the handler's worker while it waits,
-// as [taskpool.Lend] says, and the consumer holds one message more
+// Called from a handler with the handler's ctx (or one derived from it),
+// WaitResult lends the handler's worker while it waits, as [taskpool.Lend]
+// says; on a [Consumer]'s worker, the consumer holds one message more
 // meanwhile: handlers that wait for tasks they enqueued never leave it
 // with no room to fetch and run those.
 func (p *Producer) WaitResult(ctx context.Context, id string) (Result, error) {
@@ -265,10 +265,10 @@ func (p *Producer) WaitResult(ctx context.Context, id string) (Result, error) {
 			}
 			if e == nil {
 				// The end of the initial values, and no result: a
-				// handler of a consumer lends its worker and a message
-				// of capacity while it waits (lend).
+				// handler lends its worker while it waits (and, on a
+				// consumer's worker, a message of capacity).
 				if !lent {
-					release, lent = lend(ctx), true
+					release, lent = taskpool.Lend(ctx), true
 				}
 				continue
 			}
