@@ -110,13 +110,18 @@ type resultSlot struct{ v any }
 // wrapping [ErrInvalidParams], never a panic. A nil pointer, map or slice
 // is no params, as on the wire, where it travels as JSON null.
 func ParamsAs[T any](t Task) (T, error) {
+	if p, ok := t.Params.(T); ok && !nilParams(t.Params) {
+		return p, nil // no allocation: the rest, whose v escapes, is apart
+	}
+	return decodedParams[T](t)
+}
+
+// decodedParams is ParamsAs for params that are not a T, or a nil one.
+func decodedParams[T any](t Task) (T, error) {
 	var v T
 	switch p := t.Params.(type) {
 	case T:
-		if nilParams(p) {
-			return v, fmt.Errorf("%w: task %s: no params (a nil %T)", ErrInvalidParams, t.Type, p)
-		}
-		return p, nil
+		return v, fmt.Errorf("%w: task %s: no params (a nil %T)", ErrInvalidParams, t.Type, p)
 	case json.RawMessage:
 		return v, decodeParams(t, p, &v)
 	case []byte:

@@ -62,3 +62,27 @@ func BenchmarkIDGen(b *testing.B) {
 	}
 	require.Positive(b, n)
 }
+
+// allocArgs are typed params for TestParamsAsDoesNotAllocate.
+type allocArgs struct{ X, Y, Z int }
+
+func (allocArgs) Kind() string { return "alloc" }
+
+// Reading params that are already a T (a value or a pointer) allocates
+// nothing, in ParamsAs as in the typed handlers' argsOf: only a decode
+// does. (ParamsAs's v escaped through the decode's pointer on every call:
+// one allocation per task of a typed handler.)
+func TestParamsAsDoesNotAllocate(t *testing.T) {
+	byValue := Task{Type: "alloc", Params: allocArgs{1, 2, 3}}
+	byPointer := Task{Type: "alloc", Params: &allocArgs{1, 2, 3}}
+	for name, f := range map[string]func(){
+		"ParamsAs value":   func() { _, _ = ParamsAs[allocArgs](byValue) },
+		"ParamsAs pointer": func() { _, _ = ParamsAs[*allocArgs](byPointer) },
+		"argsOf value":     func() { _, _ = argsOf[allocArgs](byValue) },
+		"argsOf pointer":   func() { _, _ = argsOf[*allocArgs](byPointer) },
+	} {
+		if n := testing.AllocsPerRun(100, f); n != 0 {
+			t.Errorf("%s: %v allocations", name, n)
+		}
+	}
+}

@@ -102,7 +102,7 @@ func kindOf[T Args]() (typ string, err error) {
 // argsOf is [ParamsAs] that also takes an A for a *A and a non-nil *A for
 // an A, as the wire does.
 func argsOf[T Args](t Task) (T, error) {
-	if v, ok := t.Params.(T); ok && !nilParams(v) {
+	if v, ok := t.Params.(T); ok && !nilParams(t.Params) {
 		return v, nil
 	}
 	if pv := reflect.ValueOf(t.Params); pv.IsValid() {
