@@ -73,6 +73,9 @@ func (s *Scheduler) DeadLetters() []Outcome {
 // if letters that came while Submit waited put the list over its
 // capacity, the oldest is dropped, as always, and that may be this one.
 func (s *Scheduler) Requeue(ctx context.Context, id string) error {
+	if ctx == nil {
+		return ErrNilContext
+	}
 	d := &s.dead
 	d.mu.Lock()
 	i := d.find(id)

@@ -17,6 +17,11 @@ var (
 	// ErrNilHandler reports a nil handler given to a registry or to [New].
 	ErrNilHandler = errors.New("taskpool: nil handler")
 
+	// ErrNilContext is returned by the methods that take a context when
+	// given a nil one (use context.Background or context.TODO): they do
+	// nothing else. [Lend] with a nil context lends nothing.
+	ErrNilContext = errors.New("taskpool: nil context")
+
 	// ErrDuplicateType reports a second registration of the same task type.
 	ErrDuplicateType = errors.New("taskpool: duplicate task type")
 

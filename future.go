@@ -119,6 +119,9 @@ func (f *Future) init(t *Task) {
 // the tasks they submitted never leave the pool with no worker to run
 // them. Waiting with another ctx, or on Done, lends nothing.
 func (f *Future) Wait(ctx context.Context) (any, error) {
+	if ctx == nil {
+		return nil, ErrNilContext
+	}
 	if l := handlerLender(ctx); l != nil && !f.finished() {
 		l.lend()
 		defer l.unlend()

@@ -99,6 +99,9 @@ func (l *lender) unlend() {
 // handlerLender returns the lender of the worker whose handler was given
 // ctx (or the context ctx derives from), nil if none.
 func handlerLender(ctx context.Context) *lender {
+	if ctx == nil {
+		return nil
+	}
 	l, _ := ctx.Value(handlerCtxKey{}).(*lender)
 	return l
 }

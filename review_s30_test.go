@@ -1,11 +1,14 @@
 package taskpool_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"github.com/taskpool/taskpool"
 )
 
@@ -36,3 +39,34 @@ func TestPanicErrorMadeElsewhereUnwrapsSafely(t *testing.T) {
 }
 
 func joinedEOF() error { return errors.Join(errors.New("read"), io.EOF) }
+
+// Every method that takes a context refuses a nil one with ErrNilContext
+// and does nothing else, never a panic; Lend with a nil one lends
+// nothing. (Each panicked with a nil dereference.)
+func TestNilContextIsRefused(t *testing.T) {
+	t.Parallel()
+	reg := registry(t, map[string]taskpool.HandlerFunc{"ok": nop})
+	s := newStarted(t, reg, taskpool.WithDeadLetters(4, nil))
+	var nilCtx context.Context
+	task := taskpool.Task{Type: "ok"}
+	assert.NotPanics(t, func() {
+		assert.ErrorIs(t, s.Submit(nilCtx, task), taskpool.ErrNilContext)
+		_, err := s.SubmitFuture(nilCtx, task)
+		assert.ErrorIs(t, err, taskpool.ErrNilContext)
+		_, err = s.SubmitWait(nilCtx, task)
+		assert.ErrorIs(t, err, taskpool.ErrNilContext)
+		assert.ErrorIs(t, s.SubmitAt(nilCtx, task, time.Now()), taskpool.ErrNilContext)
+		assert.ErrorIs(t, s.SubmitAfter(nilCtx, task, time.Second), taskpool.ErrNilContext)
+		assert.ErrorIs(t, s.Requeue(nilCtx, "x"), taskpool.ErrNilContext)
+		assert.ErrorIs(t, s.Stop(nilCtx), taskpool.ErrNilContext)
+		taskpool.Lend(nilCtx)()
+	})
+	f, err := s.SubmitFuture(context.Background(), task)
+	require.NoError(t, err, "the scheduler still runs: Stop(nil) stopped nothing")
+	_, err = f.Wait(nilCtx)
+	assert.ErrorIs(t, err, taskpool.ErrNilContext)
+	_, err = f.Wait(context.Background())
+	require.NoError(t, err)
+	st := s.Stats()
+	assert.EqualValues(t, 1, st.Submitted, "nothing was accepted with a nil ctx")
+}

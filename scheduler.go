@@ -216,6 +216,8 @@ func (s *Scheduler) Start() error {
 // every accepted task has its outcome, nothing is left to give up: Stop
 // waits for the goroutines to exit and returns nil.
 //
+// Stop with a nil ctx returns [ErrNilContext] and stops nothing.
+//
 // Stop is idempotent: a later call waits for the same shutdown. The first
 // call whose ctx ends while a task has no outcome gives it up as above and
 // returns the *StopError; every other call returns nil once the shutdown
@@ -229,6 +231,9 @@ func (s *Scheduler) Start() error {
 // never return, whatever ctx says. Call it there in a goroutine of its
 // own (go s.Stop(ctx)).
 func (s *Scheduler) Stop(ctx context.Context) error {
+	if ctx == nil {
+		return ErrNilContext
+	}
 	s.mu.Lock()
 	switch state(s.state.Load()) {
 	case stateNew:

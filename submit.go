@@ -37,8 +37,9 @@ type binding struct {
 // metadata a header cannot carry: the NATS broker's rules, applied here
 // too), [ErrDuplicateTask] when t.UniqueKey is taken,
 // [ErrNotStarted] before Start, [ErrSchedulerClosed] once Stop has begun,
-// or ctx's error. A nil error means the task was accepted: it gets exactly
-// one outcome, delivered to the completion hook and to its Future.
+// [ErrNilContext] for a nil ctx, or ctx's error. A nil error means the
+// task was accepted: it gets exactly one outcome, delivered to the
+// completion hook and to its Future.
 //
 // A handler may submit to its own scheduler, and wait: called with the
 // handler's ctx (or one derived from it), a Submit that waits for room
@@ -89,6 +90,9 @@ func (s *Scheduler) SubmitWait(ctx context.Context, t Task) (any, error) {
 // submit admits t into the engine. r is the task's record when the caller
 // already needs one (SubmitFuture), or nil.
 func (s *Scheduler) submit(ctx context.Context, t *Task, r *record, block bool) error {
+	if ctx == nil {
+		return ErrNilContext
+	}
 	b, err := s.check(t)
 	if err != nil {
 		return err

@@ -142,6 +142,9 @@ func (s *Scheduler) SubmitAfter(ctx context.Context, t Task, d time.Duration) er
 }
 
 func (s *Scheduler) submitAt(ctx context.Context, t *Task, at time.Time) error {
+	if ctx == nil {
+		return ErrNilContext
+	}
 	b, err := s.check(t)
 	if err != nil {
 		return err
