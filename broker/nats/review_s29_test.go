@@ -151,41 +151,39 @@ func TestReviewS29ErrorPanicValueWhoseStringCallsGoexitHasAText(t *testing.T) {
 	assert.Empty(t, told, "settled once")
 }
 
-// stringerPanics is the JSON codec and a handler with a Lookup, whose
-// Decode (for the payload "panic") and Lookup (for the type "panic")
-// panic with a value whose String method calls runtime.Goexit.
-type stringerPanics struct {
+// panicsWith is the JSON codec and a handler with a Lookup, whose Decode
+// (for the payload "panic") and Lookup (for the type "panic") panic with
+// value.
+type panicsWith struct {
 	natsbroker.JSONCodec
-	ran chan string
+	value any
+	ran   chan string
 }
 
-func (c stringerPanics) Decode(data []byte) (taskpool.Task, error) {
+func (c panicsWith) Decode(data []byte) (taskpool.Task, error) {
 	if string(data) == "panic" {
-		panic(goexitStringer{})
+		panic(c.value)
 	}
 	return c.JSONCodec.Decode(data)
 }
 
-func (c stringerPanics) HandleTask(_ context.Context, t taskpool.Task) error {
+func (c panicsWith) HandleTask(_ context.Context, t taskpool.Task) error {
 	c.ran <- t.ID
 	return nil
 }
 
-func (c stringerPanics) Lookup(typ string) (taskpool.Handler, bool) {
+func (c panicsWith) Lookup(typ string) (taskpool.Handler, bool) {
 	if typ == "panic" {
-		panic(goexitStringer{})
+		panic(c.value)
 	}
 	return c, typ == "ok"
 }
 
-// A Decode or Lookup that panics with a value whose String method calls
-// runtime.Goexit is a panic like any other: the delivery is dead-lettered
-// at once, with an error wrapping the *taskpool.PanicError, and the next
-// task runs. (The guard formatted the value, for its log and its error,
-// on the fetch loop: the Goexit ended the guard before it settled the
-// delivery, which came back after each ack wait, until MaxDeliveries.)
-func TestReviewS29FetchLoopPanicValueWhoseStringCallsGoexit(t *testing.T) {
-	t.Parallel()
+// fetchLoopPanicDeadLetters checks, for a Decode and then for a Lookup
+// that panic with value (panicsWith), that the delivery is dead-lettered
+// at once with an error wrapping the *taskpool.PanicError (check looks at
+// that error further), and that the next task runs and is acked.
+func fetchLoopPanicDeadLetters(t *testing.T, value any, check func(t *testing.T, err error)) {
 	tests := []struct {
 		name    string
 		give    func(p *natsbroker.Producer, publish func(string)) error
@@ -200,14 +198,13 @@ func TestReviewS29FetchLoopPanicValueWhoseStringCallsGoexit(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h := stringerPanics{ran: make(chan string, 8)}
+			h := panicsWith{value: value, ran: make(chan string, 8)}
 			cons, p, _, told, publish := callbackExitConsumer(t, h, natsbroker.WithCodec(h))
 			require.NoError(t, tt.give(p, publish))
-			s := nextSettled(t, told, "the delivery whose panic value cannot be formatted")
+			s := nextSettled(t, told, "the delivery whose Decode or Lookup panicked")
 			assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
 			assert.ErrorContains(t, s.out.Err, tt.wantErr)
-			var pe *taskpool.PanicError
-			assert.ErrorAs(t, s.out.Err, &pe)
+			check(t, s.out.Err)
 
 			mustEnqueue(t, ctxT(t), p, taskpool.Task{ID: "next", Type: "ok"})
 			s = nextSettled(t, told, "the next task")
@@ -217,6 +214,20 @@ func TestReviewS29FetchLoopPanicValueWhoseStringCallsGoexit(t *testing.T) {
 			assert.Empty(t, told, "no delivery settled twice")
 		})
 	}
+}
+
+// A Decode or Lookup that panics with a value whose String method calls
+// runtime.Goexit is a panic like any other: the delivery is dead-lettered
+// at once, with an error wrapping the *taskpool.PanicError, and the next
+// task runs. (The guard formatted the value, for its log and its error,
+// on the fetch loop: the Goexit ended the guard before it settled the
+// delivery, which came back after each ack wait, until MaxDeliveries.)
+func TestReviewS29FetchLoopPanicValueWhoseStringCallsGoexit(t *testing.T) {
+	t.Parallel()
+	fetchLoopPanicDeadLetters(t, goexitStringer{}, func(t *testing.T, err error) {
+		var pe *taskpool.PanicError
+		assert.ErrorAs(t, err, &pe)
+	})
 }
 
 // stringerPanicResult is a result whose MarshalJSON panics with a value

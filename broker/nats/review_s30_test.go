@@ -22,33 +22,6 @@ type chainPanicsError struct{ next error }
 func (*chainPanicsError) Error() string   { return "chain panics" }
 func (e *chainPanicsError) Unwrap() error { return e.next }
 
-// chainPanics is the JSON codec and a handler with a Lookup, whose Decode
-// (for the payload "panic") and Lookup (for the type "panic") panic with
-// a *chainPanicsError that is nil.
-type chainPanics struct {
-	natsbroker.JSONCodec
-	ran chan string
-}
-
-func (c chainPanics) Decode(data []byte) (taskpool.Task, error) {
-	if string(data) == "panic" {
-		panic((*chainPanicsError)(nil))
-	}
-	return c.JSONCodec.Decode(data)
-}
-
-func (c chainPanics) HandleTask(_ context.Context, t taskpool.Task) error {
-	c.ran <- t.ID
-	return nil
-}
-
-func (c chainPanics) Lookup(typ string) (taskpool.Handler, bool) {
-	if typ == "panic" {
-		panic((*chainPanicsError)(nil))
-	}
-	return c, typ == "ok"
-}
-
 // A Decode or Lookup that panics with an error whose chain panics when
 // walked is dead-lettered like any other panic, and the error the settle
 // hook gets can be inspected with errors.Is and errors.As: its
@@ -57,40 +30,13 @@ func (c chainPanics) Lookup(typ string) (taskpool.Handler, bool) {
 // value: errors.Is on the hook's error crashed.)
 func TestReviewS30FetchLoopPanicWithAnErrorWhoseChainPanics(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name    string
-		give    func(p *natsbroker.Producer, publish func(string)) error
-		wantErr string
-	}{
-		{"decode", func(_ *natsbroker.Producer, publish func(string)) error { publish("panic"); return nil }, "codec Decode panicked"},
-		{"lookup", func(p *natsbroker.Producer, _ func(string)) error {
-			_, err := p.Enqueue(context.Background(), taskpool.Task{ID: "bad", Type: "panic"})
-			return err
-		}, "Lookup(\"panic\") panicked"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			h := chainPanics{ran: make(chan string, 8)}
-			cons, p, _, told, publish := callbackExitConsumer(t, h, natsbroker.WithCodec(h))
-			require.NoError(t, tt.give(p, publish))
-			s := nextSettled(t, told, "the delivery whose panic value's chain panics")
-			assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
-			assert.ErrorContains(t, s.out.Err, tt.wantErr)
-			assert.NotPanics(t, func() {
-				var pe *taskpool.PanicError
-				assert.ErrorAs(t, s.out.Err, &pe)
-				assert.False(t, errors.Is(s.out.Err, io.EOF))
-			})
-
-			mustEnqueue(t, ctxT(t), p, taskpool.Task{ID: "next", Type: "ok"})
-			s = nextSettled(t, told, "the next task")
-			assert.Equal(t, natsbroker.ActionAck, s.a)
-			assert.Equal(t, "next", <-h.ran)
-			stopsClean(t, cons)
-			assert.Empty(t, told, "no delivery settled twice")
+	fetchLoopPanicDeadLetters(t, (*chainPanicsError)(nil), func(t *testing.T, err error) {
+		assert.NotPanics(t, func() {
+			var pe *taskpool.PanicError
+			assert.ErrorAs(t, err, &pe)
+			assert.False(t, errors.Is(err, io.EOF))
 		})
-	}
+	})
 }
 
 // A settle hook that panics with a value whose String method calls
