@@ -56,6 +56,26 @@ func fanOut(t *testing.T, s **taskpool.Scheduler, n int) *taskpool.Registry {
 	})
 }
 
+// submitAndWait submits n tasks of type typ as futures, all before it
+// waits for any, then waits for each, failing t on an error, and returns
+// their results in order.
+func submitAndWait(t *testing.T, ctx context.Context, s *taskpool.Scheduler, n int, typ string) []any {
+	t.Helper()
+	fs := make([]*taskpool.Future, n)
+	for i := range fs {
+		f, err := s.SubmitFuture(ctx, taskpool.Task{Type: typ})
+		require.NoError(t, err)
+		fs[i] = f
+	}
+	out := make([]any, n)
+	for i, f := range fs {
+		v, err := f.Wait(ctx)
+		require.NoError(t, err)
+		out[i] = v
+	}
+	return out
+}
+
 // A handler that waits for tasks it submitted to its own scheduler, with
 // its ctx, lends its worker meanwhile: on a pool of one worker, and with
 // every worker waiting, the tasks waited for run, and the pool shrinks
@@ -73,15 +93,7 @@ func TestHandlerWaitingForItsOwnTasksLendsItsWorker(t *testing.T) {
 
 			// As many parents as workers, and then some: every worker
 			// waits at once.
-			fs := make([]*taskpool.Future, 3*workers)
-			for i := range fs {
-				f, err := s.SubmitFuture(ctx, taskpool.Task{Type: "parent"})
-				require.NoError(t, err)
-				fs[i] = f
-			}
-			for _, f := range fs {
-				v, err := f.Wait(ctx)
-				require.NoError(t, err)
+			for _, v := range submitAndWait(t, ctx, s, 3*workers, "parent") {
 				assert.Equal(t, 28, v) // 0+1+...+7
 			}
 			v, err := s.SubmitWait(ctx, taskpool.Task{Type: "wait", Params: 5})
@@ -146,18 +158,9 @@ func TestHandlerBlockedOnAFullQueueLendsItsWorker(t *testing.T) {
 	s = newStarted(t, reg, taskpool.WithWorkers(1), taskpool.WithQueueSize(2), taskpool.WithBatchSize(1))
 	ctx, cancel := context.WithTimeout(context.Background(), lendHang)
 	defer cancel()
-	fs := make([]*taskpool.Future, 3)
-	for i := range fs {
-		f, err := s.SubmitFuture(ctx, taskpool.Task{Type: "parent"})
-		require.NoError(t, err)
-		fs[i] = f
-	}
-	for _, f := range fs {
-		_, err := f.Wait(ctx)
-		require.NoError(t, err)
-	}
+	submitAndWait(t, ctx, s, 3, "parent")
 	require.NoError(t, s.Stop(ctx))
-	assert.EqualValues(t, len(fs)*perParent, children.Load())
+	assert.EqualValues(t, 3*perParent, children.Load())
 }
 
 // Only the handler's ctx, or one derived from it, lends: a handler that
