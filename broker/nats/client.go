@@ -18,7 +18,9 @@ import (
 // bounded the same way; SubmitWait is Enqueue with
 // [KeepResult] and [Producer.WaitResult]. Give the producer
 // [WithKnownTypes] for Submit to reject unknown types with
-// [taskpool.ErrNoHandler] as the in-process scheduler does.
+// [taskpool.ErrNoHandler] as the in-process scheduler does. As in
+// process, Submit, SubmitAt, SubmitAfter and SubmitWait refuse a nil ctx
+// with an error wrapping [taskpool.ErrNilContext], and do nothing else.
 type Client struct {
 	// Producer is the producer submitted through.
 	Producer *Producer
@@ -40,6 +42,9 @@ func NewClient(p *Producer) *Client { return &Client{Producer: p} }
 // a Submit again with the same ID that returns it means the first was
 // stored.
 func (c *Client) Submit(ctx context.Context, t taskpool.Task) error {
+	if err := checkCtx(ctx, "Client.Submit"); err != nil {
+		return err
+	}
 	_, err := c.enqueue(ctx, t)
 	return err
 }
@@ -47,6 +52,9 @@ func (c *Client) Submit(ctx context.Context, t taskpool.Task) error {
 // SubmitAt enqueues t to be due at at; see [At]. A duplicate ID is
 // refused as by Submit.
 func (c *Client) SubmitAt(ctx context.Context, t taskpool.Task, at time.Time) error {
+	if err := checkCtx(ctx, "Client.SubmitAt"); err != nil {
+		return err
+	}
 	_, err := c.enqueue(ctx, t, At(at))
 	return err
 }
@@ -54,6 +62,9 @@ func (c *Client) SubmitAt(ctx context.Context, t taskpool.Task, at time.Time) er
 // SubmitAfter enqueues t to be due d from now; see [Delay]. A duplicate
 // ID is refused as by Submit.
 func (c *Client) SubmitAfter(ctx context.Context, t taskpool.Task, d time.Duration) error {
+	if err := checkCtx(ctx, "Client.SubmitAfter"); err != nil {
+		return err
+	}
 	_, err := c.enqueue(ctx, t, Delay(d))
 	return err
 }
@@ -80,6 +91,9 @@ func (c *Client) enqueue(ctx context.Context, t taskpool.Task, opts ...EnqueueOp
 // [Producer.WaitResult]'s for that ID. From a consumer's handler, with
 // its ctx, the wait lends the handler's worker, as WaitResult says.
 func (c *Client) SubmitWait(ctx context.Context, t taskpool.Task) (any, error) {
+	if err := checkCtx(ctx, "Client.SubmitWait"); err != nil {
+		return nil, err
+	}
 	r, err := c.enqueue(ctx, t, KeepResult())
 	if err != nil {
 		return nil, err

@@ -646,6 +646,26 @@ var scenarios = []struct {
 		require.NoError(t, w.wait(t, "uk-after").err)
 		assert.Empty(t, w.runsOf("uk-cancel"))
 	}},
+	{"a nil context is refused", func(t *testing.T, w *world) {
+		// Refused with ErrNilContext, and nothing else done, on both:
+		// never a panic.
+		var nilCtx context.Context
+		task := taskpool.Task{ID: "nil-ctx", Type: "conf.ok"}
+		assert.NotPanics(t, func() {
+			assert.ErrorIs(t, w.client.Submit(nilCtx, task), taskpool.ErrNilContext)
+			assert.ErrorIs(t, w.client.SubmitAt(nilCtx, task, time.Now().Add(time.Hour)), taskpool.ErrNilContext)
+			assert.ErrorIs(t, w.client.SubmitAfter(nilCtx, task, time.Hour), taskpool.ErrNilContext)
+			_, err := w.client.SubmitWait(nilCtx, task)
+			assert.ErrorIs(t, err, taskpool.ErrNilContext)
+		})
+		// No delayed task was stored, and the ID is free: a task with it
+		// runs once (on NATS a stored one would make this Submit a
+		// duplicate; in process it would run twice).
+		assert.ErrorIs(t, w.client.Cancel("nil-ctx"), taskpool.ErrTaskNotFound, "no delayed task stored")
+		require.NoError(t, w.client.Submit(context.Background(), task))
+		require.NoError(t, w.wait(t, "nil-ctx").err)
+		assert.Len(t, w.runsOf("nil-ctx"), 1)
+	}},
 }
 
 func TestConformance(t *testing.T) {

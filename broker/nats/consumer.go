@@ -128,8 +128,12 @@ func (f *flight) restore(t *taskpool.Task) {
 // use. It creates the queue's streams and its durable consumers if they do
 // not exist; ctx bounds that. It returns an error wrapping
 // [ErrInvalidOption] or [ErrInvalidQueue] for bad options or a nil js,
-// [taskpool.ErrNilHandler] for a nil h, or the server's error.
+// [taskpool.ErrNilHandler] for a nil h, [taskpool.ErrNilContext] for a
+// nil ctx, or the server's error.
 func NewConsumer(ctx context.Context, js jetstream.JetStream, h taskpool.Handler, opts ...Option) (*Consumer, error) {
+	if err := checkCtx(ctx, "NewConsumer"); err != nil {
+		return nil, err
+	}
 	if js == nil {
 		return nil, invalid("jetstream", "nil")
 	}
@@ -329,7 +333,13 @@ func (c *Consumer) Start() error {
 // still graceful, it cuts it short as above and returns the
 // [*taskpool.StopError] (the first call then returns nil); otherwise a
 // later call returns nil. Stop before Start marks the Consumer closed.
+//
+// A nil ctx is refused with an error wrapping [taskpool.ErrNilContext],
+// as in process: that Stop does nothing, and the Consumer runs on.
 func (c *Consumer) Stop(ctx context.Context) error {
+	if err := checkCtx(ctx, "Consumer.Stop"); err != nil {
+		return err
+	}
 	c.stopMu.Lock()
 	if c.firstStop != nil {
 		c.stopMu.Unlock()

@@ -15,6 +15,11 @@
 //	c.Start()
 //	defer c.Stop(ctx)
 //
+// Every function and method of the package that takes a context refuses
+// a nil one, as the core does: it returns an error wrapping
+// [taskpool.ErrNilContext] and does nothing else (no request to the
+// server, nothing enqueued, nothing stopped).
+//
 // # Queues
 //
 // A queue (see [WithQueue]) is a work-queue stream TASKPOOL_<queue> with

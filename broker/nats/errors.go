@@ -1,6 +1,7 @@
 package natsbroker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -107,6 +108,17 @@ var (
 	// second Start.
 	ErrConsumerClosed = errors.New("natsbroker: consumer closed or already started")
 )
+
+// checkCtx refuses a nil ctx, which every exported function that takes a
+// context checks first: the error wraps [taskpool.ErrNilContext], and the
+// function does nothing else (where it would otherwise dereference ctx,
+// in a request to the server or a wait). op names the function.
+func checkCtx(ctx context.Context, op string) error {
+	if ctx == nil {
+		return fmt.Errorf("natsbroker: %s: %w", op, taskpool.ErrNilContext)
+	}
+	return nil
+}
 
 // EnqueueError is returned by [Producer.Enqueue] when the server did not
 // store the task, or did not confirm it. Err tells which, with

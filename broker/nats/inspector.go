@@ -94,8 +94,12 @@ type DeadLetter struct {
 // NewInspector returns an Inspector for the queue chosen with [WithQueue],
 // creating the queue if it does not exist; ctx bounds that. It returns an
 // error wrapping [ErrInvalidOption] or [ErrInvalidQueue] for bad options
-// or a nil js, or the server's error.
+// or a nil js, [taskpool.ErrNilContext] for a nil ctx, or the server's
+// error.
 func NewInspector(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Inspector, error) {
+	if err := checkCtx(ctx, "NewInspector"); err != nil {
+		return nil, err
+	}
 	cfg, q, err := openQueue(ctx, js, opts, forInspector)
 	if err != nil {
 		return nil, err
@@ -105,6 +109,9 @@ func NewInspector(ctx context.Context, js jetstream.JetStream, opts ...Option) (
 
 // Queue returns the queue's depths and counts.
 func (i *Inspector) Queue(ctx context.Context) (QueueInfo, error) {
+	if err := checkCtx(ctx, "Inspector.Queue"); err != nil {
+		return QueueInfo{}, err
+	}
 	info := QueueInfo{Queue: i.cfg.queue}
 	// Count per literal subject: a wildcard filter would list every
 	// schedule subject (one per delayed task) in the reply.
@@ -161,6 +168,9 @@ func (i *Inspector) Queue(ctx context.Context) (QueueInfo, error) {
 // DeadLetters returns up to limit dead letters with a sequence greater than
 // after, oldest first. Pass the last Sequence seen as after to page.
 func (i *Inspector) DeadLetters(ctx context.Context, after uint64, limit int) ([]DeadLetter, error) {
+	if err := checkCtx(ctx, "Inspector.DeadLetters"); err != nil {
+		return nil, err
+	}
 	st, err := i.q.dlq.Info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("natsbroker: dead letters %s: %w", i.cfg.queue, err)
@@ -195,9 +205,13 @@ func (i *Inspector) DeadLetters(ctx context.Context, after uint64, limit int) ([
 // (a duplicate) keeps that. One that fails after its publish was
 // confirmed (the outcome or the dead letter not deleted) may have cleared
 // the outcome: the task is stored, and its run stores the next. It
-// returns [ErrNotFound] for an unknown seq, and [ErrPayloadDropped] for a
-// dead letter stored without its payload (see [HeaderDropped]).
+// returns [ErrNotFound] for an unknown seq, [ErrPayloadDropped] for a
+// dead letter stored without its payload (see [HeaderDropped]), and an
+// error wrapping [taskpool.ErrNilContext] for a nil ctx.
 func (i *Inspector) Resubmit(ctx context.Context, seq uint64) (Receipt, error) {
+	if err := checkCtx(ctx, "Inspector.Resubmit"); err != nil {
+		return Receipt{}, err
+	}
 	dl, err := i.deadLetter(ctx, seq)
 	if err != nil {
 		return Receipt{}, err
@@ -273,8 +287,12 @@ func (i *Inspector) Resubmit(ctx context.Context, seq uint64) (Receipt, error) {
 }
 
 // DeleteDeadLetter deletes dead letter seq. It returns [ErrNotFound] for
-// an unknown seq.
+// an unknown seq, and an error wrapping [taskpool.ErrNilContext] for a
+// nil ctx.
 func (i *Inspector) DeleteDeadLetter(ctx context.Context, seq uint64) error {
+	if err := checkCtx(ctx, "Inspector.DeleteDeadLetter"); err != nil {
+		return err
+	}
 	err := i.q.dlq.DeleteMsg(ctx, seq)
 	if err != nil && i.missing(ctx, seq) {
 		return fmt.Errorf("%w: dead letter %d", ErrNotFound, seq)
@@ -288,6 +306,9 @@ func (i *Inspector) DeleteDeadLetter(ctx context.Context, seq uint64) error {
 // PurgeDeadLetters deletes every dead letter and returns how many there
 // were.
 func (i *Inspector) PurgeDeadLetters(ctx context.Context) (uint64, error) {
+	if err := checkCtx(ctx, "Inspector.PurgeDeadLetters"); err != nil {
+		return 0, err
+	}
 	st, err := i.q.dlq.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("natsbroker: purge dead letters: %w", err)
@@ -361,6 +382,9 @@ type GlobalSlot struct {
 // GlobalSlots lists the global concurrency slots held now, by type and
 // slot. A queue that no consumer with a global limit has opened has none.
 func (i *Inspector) GlobalSlots(ctx context.Context) ([]GlobalSlot, error) {
+	if err := checkCtx(ctx, "Inspector.GlobalSlots"); err != nil {
+		return nil, err
+	}
 	kv, err := i.q.js.KeyValue(ctx, i.q.slotsBucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, nil

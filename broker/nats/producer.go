@@ -80,8 +80,12 @@ func At(t time.Time) EnqueueOption {
 // NewProducer returns a Producer for the queue chosen with [WithQueue]. It
 // creates the queue's streams and bucket if they do not exist yet; ctx
 // bounds that. It returns an error wrapping [ErrInvalidOption] or
-// [ErrInvalidQueue] for bad options or a nil js, or the server's error.
+// [ErrInvalidQueue] for bad options or a nil js,
+// [taskpool.ErrNilContext] for a nil ctx, or the server's error.
 func NewProducer(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Producer, error) {
+	if err := checkCtx(ctx, "NewProducer"); err != nil {
+		return nil, err
+	}
 	cfg, q, err := openQueue(ctx, js, opts, forProducer)
 	if err != nil {
 		return nil, err
@@ -120,8 +124,10 @@ func NewProducer(ctx context.Context, js jetstream.JetStream, opts ...Option) (*
 // type, [taskpool.ErrInvalidTask] for a task [taskpool.Task.Validate]
 // refuses (a negative Attempt or MaxAttempts, and the strings above, as
 // the in-process Submit), [ErrBadParams] for params the codec cannot
-// encode, [ErrDuplicateTask] when another task holds t.UniqueKey, and an
-// [*EnqueueError] when the task was not stored or not confirmed.
+// encode, [ErrDuplicateTask] when another task holds t.UniqueKey,
+// [taskpool.ErrNilContext] for a nil ctx (before anything else: no
+// middleware runs), and an [*EnqueueError] when the task was not stored
+// or not confirmed.
 //
 // Enqueue retries what may go away by itself (no answer in time, no
 // stream leader during an election, the connection down) with the same
@@ -135,6 +141,9 @@ func NewProducer(ctx context.Context, js jetstream.JetStream, opts ...Option) (*
 // this call; a retry that the server dropped as a duplicate of this call's
 // own unconfirmed attempt is reported as stored.
 func (p *Producer) Enqueue(ctx context.Context, t taskpool.Task, opts ...EnqueueOption) (Receipt, error) {
+	if err := checkCtx(ctx, "Producer.Enqueue"); err != nil {
+		return Receipt{}, err
+	}
 	var eo enqueueOptions
 	for _, o := range opts {
 		o.applyEnqueue(&eo)
@@ -190,8 +199,13 @@ func (p *Producer) Enqueue(ctx context.Context, t taskpool.Task, opts ...Enqueue
 // the receipts of the others are valid. Tasks whose publish failed with a
 // transient error are re-sent one by one, as Enqueue does, until ctx ends;
 // each task's error is classified as Enqueue's ([ErrNotConfirmed],
-// [ErrMaxPayload], [ErrRejected]).
+// [ErrMaxPayload], [ErrRejected]). A nil ctx is refused with an error
+// wrapping [taskpool.ErrNilContext] (not a BatchError, and no receipts):
+// no task is enqueued.
 func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]Receipt, error) {
+	if err := checkCtx(ctx, "Producer.EnqueueBatch"); err != nil {
+		return nil, err
+	}
 	receipts := make([]Receipt, len(tasks))
 	errs := make([]error, len(tasks))
 	failed := false
@@ -350,8 +364,12 @@ func (p *Producer) EnqueueBatch(ctx context.Context, tasks []taskpool.Task) ([]R
 // task: remove it (Cancel, of that version for an id over MaxIDLength)
 // and register it under a shorter id. Schedule returns
 // [ErrSchedulesUnsupported] when the server cannot run schedules or the
-// producer was given [WithClientSideDelays].
+// producer was given [WithClientSideDelays], and an error wrapping
+// [taskpool.ErrNilContext] for a nil ctx.
 func (p *Producer) Schedule(ctx context.Context, id, spec string, t taskpool.Task) error {
+	if err := checkCtx(ctx, "Producer.Schedule"); err != nil {
+		return err
+	}
 	if !p.q.schedules {
 		return ErrSchedulesUnsupported
 	}
@@ -511,12 +529,16 @@ func sameSchedule(have *jetstream.RawStreamMsg, msg *nats.Msg) bool {
 // a delayed task or schedule an earlier version stored under a longer one
 // is left, for that version's Cancel or a purge of its subject), and
 // [ErrSchedulesUnsupported] when delays use the client-side fallback,
-// whose delayed tasks cannot be cancelled. As in process, a cancelled
-// delayed task frees its unique key when Cancel returns nil, and one
-// enqueued with [KeepResult] gets its outcome: an error wrapping
-// [taskpool.ErrCanceled], with no attempt, which [Producer.WaitResult]
-// returns.
+// whose delayed tasks cannot be cancelled. A nil ctx is refused with an
+// error wrapping [taskpool.ErrNilContext], and nothing is removed. As in
+// process, a cancelled delayed task frees its unique key when Cancel
+// returns nil, and one enqueued with [KeepResult] gets its outcome: an
+// error wrapping [taskpool.ErrCanceled], with no attempt, which
+// [Producer.WaitResult] returns.
 func (p *Producer) Cancel(ctx context.Context, id string) error {
+	if err := checkCtx(ctx, "Producer.Cancel"); err != nil {
+		return err
+	}
 	return p.cancel(ctx, id, anyKind)
 }
 

@@ -230,7 +230,8 @@ func resultKey(id string) string {
 // has ended before the call gets its error even for a stored outcome,
 // which it cannot read without one), or the server's; an error wrapping
 // [taskpool.ErrInvalidTask] for an ID over [taskpool.MaxIDLength] bytes,
-// which no task has. A task ID names one task: waiting on an ID reused
+// which no task has; and one wrapping [taskpool.ErrNilContext] for a nil
+// ctx. A task ID names one task: waiting on an ID reused
 // after its result was stored returns that stored result.
 //
 // Called from a handler with the handler's ctx (or one derived from it),
@@ -239,6 +240,9 @@ func resultKey(id string) string {
 // meanwhile: handlers that wait for tasks they enqueued never leave it
 // with no room to fetch and run those.
 func (p *Producer) WaitResult(ctx context.Context, id string) (Result, error) {
+	if err := checkCtx(ctx, "Producer.WaitResult"); err != nil {
+		return Result{}, err
+	}
 	if id == "" {
 		return Result{}, invalid("task ID", `""`)
 	}

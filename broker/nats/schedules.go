@@ -63,6 +63,9 @@ type Schedule struct {
 // schedule: a queue holding many delayed tasks makes it slow, which is why
 // delayed tasks are asked for.
 func (i *Inspector) Schedules(ctx context.Context, delayed bool) ([]Schedule, error) {
+	if err := checkCtx(ctx, "Inspector.Schedules"); err != nil {
+		return nil, err
+	}
 	st, err := i.q.tasks.Info(ctx, jetstream.WithSubjectFilter(i.q.schedPrefix+">"))
 	if err != nil {
 		return nil, fmt.Errorf("natsbroker: schedules %s: %w", i.cfg.queue, err)
