@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"sync"
 )
 
@@ -190,7 +191,10 @@ func (f *Future) complete(out Outcome) {
 // ResultAs returns a task's result v (from [Future.Wait] or
 // [Client.SubmitWait]) as a T. When v already holds a T (in process), it is
 // returned as is; when it holds JSON ([json.RawMessage] or []byte, as a
-// broker returns results), it is decoded into a T. A nil v, any other
+// broker returns results), it is decoded into a T. As an A and a *A encode
+// alike, they are taken alike, as the wire takes them: a *A for an A gives
+// a copy of what it points to (the zero A for a nil one, which travels as
+// JSON null), and an A for a *A a pointer to a copy. A nil v, any other
 // mismatch, or JSON that does not decode is an error wrapping
 // [ErrInvalidResult], never a panic.
 func ResultAs[T any](v any) (T, error) {
@@ -204,9 +208,20 @@ func ResultAs[T any](v any) (T, error) {
 		return out, decodeResult(r, &out)
 	case nil:
 		return out, fmt.Errorf("%w: no result", ErrInvalidResult)
-	default:
-		return out, fmt.Errorf("%w: result is %T, want %T", ErrInvalidResult, v, out)
 	}
+	rv, rt := reflect.ValueOf(v), reflect.TypeFor[T]()
+	switch {
+	case rt.Kind() == reflect.Pointer && rv.Type() == rt.Elem():
+		p := reflect.New(rt.Elem())
+		p.Elem().Set(rv)
+		return p.Interface().(T), nil
+	case rv.Kind() == reflect.Pointer && rv.Type().Elem() == rt:
+		if rv.IsNil() {
+			return out, nil
+		}
+		return rv.Elem().Interface().(T), nil
+	}
+	return out, fmt.Errorf("%w: result is %T, want %T", ErrInvalidResult, v, out)
 }
 
 func decodeResult(b []byte, v any) error {

@@ -70,3 +70,38 @@ func TestNilContextIsRefused(t *testing.T) {
 	st := s.Stats()
 	assert.EqualValues(t, 1, st.Submitted, "nothing was accepted with a nil ctx")
 }
+
+// resultRec is a result type for TestResultAsTakesAAndPointerAlike.
+type resultRec struct{ N int }
+
+// ResultAs takes an A and a *A alike, as the wire does (where both are the
+// same JSON, and a nil *A is null): a result set as &A{} reads as an A,
+// one set as A{} as a *A, and a nil *A as the zero A. (In process each
+// was ErrInvalidResult, while a broker's client read them.)
+func TestResultAsTakesAAndPointerAlike(t *testing.T) {
+	t.Parallel()
+	v, err := taskpool.ResultAs[resultRec](&resultRec{N: 7})
+	require.NoError(t, err)
+	assert.Equal(t, resultRec{N: 7}, v)
+
+	p, err := taskpool.ResultAs[*resultRec](resultRec{N: 8})
+	require.NoError(t, err)
+	assert.Equal(t, &resultRec{N: 8}, p)
+
+	v, err = taskpool.ResultAs[resultRec]((*resultRec)(nil))
+	require.NoError(t, err)
+	assert.Equal(t, resultRec{}, v)
+
+	p, err = taskpool.ResultAs[*resultRec]((*resultRec)(nil))
+	require.NoError(t, err)
+	assert.Nil(t, p)
+
+	for _, give := range []any{nil, "x", 3, &struct{ N int }{1}} {
+		_, err := taskpool.ResultAs[resultRec](give)
+		assert.ErrorIs(t, err, taskpool.ErrInvalidResult, "%#v", give)
+	}
+	_, err = taskpool.ResultAs[error](errors.New("an error is a result too"))
+	assert.NoError(t, err)
+	_, err = taskpool.ResultAs[error](3)
+	assert.ErrorIs(t, err, taskpool.ErrInvalidResult)
+}

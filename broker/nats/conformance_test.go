@@ -163,6 +163,16 @@ func conformanceRegistry(w *world) *taskpool.Registry {
 		w.ran(t)
 		return nil
 	}, taskpool.WithRetry(1, nil)))
+	// Results set as a pointer: the Params says which.
+	must(reg.HandleFunc("conf.ptrresult", func(ctx context.Context, t taskpool.Task) error {
+		w.ran(t)
+		if which, _ := taskpool.ParamsAs[string](t); which == "nil" {
+			t.SetResult((*confResult)(nil))
+		} else {
+			t.SetResult(&confResult{Sum: 7, ID: t.ID})
+		}
+		return nil
+	}, taskpool.WithRetry(1, nil)))
 	// A handler that fans out: it waits for a conf.result task it submits
 	// through the transport's own client, with its ctx (which lends its
 	// worker), and returns that task's Sum plus its own Params.
@@ -526,6 +536,26 @@ var scenarios = []struct {
 			results = append(results, <-got)
 		}
 		assert.ElementsMatch(t, want, results)
+	}},
+	{"a result set as a pointer reads as a value, and the other way round", func(t *testing.T, w *world) {
+		ctx := ctxT(t)
+		v, err := w.client.SubmitWait(ctx, taskpool.Task{ID: "ptr", Type: "conf.ptrresult"})
+		require.NoError(t, err)
+		got, err := taskpool.ResultAs[confResult](v)
+		require.NoError(t, err)
+		assert.Equal(t, confResult{Sum: 7, ID: "ptr"}, got)
+		p, err := taskpool.ResultAs[*confResult](v)
+		require.NoError(t, err)
+		assert.Equal(t, &confResult{Sum: 7, ID: "ptr"}, p)
+
+		v, err = w.client.SubmitWait(ctx, taskpool.Task{ID: "nilptr", Type: "conf.ptrresult", Params: "nil"})
+		require.NoError(t, err)
+		got, err = taskpool.ResultAs[confResult](v)
+		require.NoError(t, err, "a nil pointer is JSON null: the zero value")
+		assert.Equal(t, confResult{}, got)
+		p, err = taskpool.ResultAs[*confResult](v)
+		require.NoError(t, err)
+		assert.Nil(t, p)
 	}},
 	{"periodic once per tick", func(t *testing.T, w *world) {
 		// t's own ID is not used: every tick is "<id>@<time>".
