@@ -34,7 +34,9 @@ const MetricSentMessages = "messaging.client.sent.messages"
 // context is what the task carries, so the spans of the task's runs
 // ([Middleware]) are its children. A refused task records the error on
 // the span. Each call counts in messaging.client.sent.messages, by type,
-// with error.type when refused.
+// with error.type when refused. A nil ctx is refused with
+// [taskpool.ErrNilContext] and nothing else: no span, no count, nothing
+// submitted.
 //
 // SubmitWait sends the same way and then waits (see [Client.SubmitWait]
 // for where its span ends); Cancel, SchedulePeriodic and Unschedule are
@@ -173,7 +175,12 @@ func (c *Client) SchedulePeriodic(id string, sched taskpool.Schedule, t taskpool
 // Unschedule removes the schedule through the wrapped client.
 func (c *Client) Unschedule(id string) error { return c.next.Unschedule(id) }
 
+// send submits t in a send span. A nil ctx is refused before the span,
+// as the wrapped client refuses it: with the error, and nothing else.
 func (c *Client) send(ctx context.Context, t taskpool.Task, due time.Time, submit func(context.Context, taskpool.Task) error) error {
+	if ctx == nil {
+		return taskpool.ErrNilContext
+	}
 	ctx, span := c.tracer.Start(ctx, "send "+t.Type, spanSend...)
 	defer span.End()
 	if span.IsRecording() {
