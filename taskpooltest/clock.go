@@ -108,8 +108,12 @@ func (c *Clock) Armed() <-chan struct{} { return c.armed }
 // scheduler has seen a task due then, so that Advance to by runs it. Call
 // it between SubmitAt (or SubmitAfter, a retry, a schedule) and Advance;
 // it returns ctx's error if ctx ends first. Any number of goroutines may
-// wait at once, and WaitArmed leaves Armed's signal to the test.
+// wait at once, and WaitArmed leaves Armed's signal to the test. A nil
+// ctx is refused with taskpool.ErrNilContext.
 func (c *Clock) WaitArmed(ctx context.Context, by time.Time) error {
+	if ctx == nil {
+		return taskpool.ErrNilContext
+	}
 	for {
 		c.mu.Lock()
 		for _, t := range c.timers {
