@@ -395,7 +395,7 @@ func (c *Consumer) Stop(ctx context.Context) error {
 		c.stopErr = c.sched.Stop(ctx)
 		var se *taskpool.StopError
 		if errors.As(c.stopErr, &se) {
-			se.Err = context.Cause(ctx) // a later Stop's ctx's error, when it cut this one short
+			se.Err = c.stopCtxErr(ctx) // a later Stop's ctx's error, when it cut this one short
 		}
 		if putBack > 0 {
 			// They did not run either: count them with the local
@@ -403,7 +403,7 @@ func (c *Consumer) Stop(ctx context.Context) error {
 			if se != nil {
 				se.NotRun += putBack
 			} else if c.stopErr == nil {
-				c.stopErr = &taskpool.StopError{NotRun: putBack, Err: context.Cause(ctx)}
+				c.stopErr = &taskpool.StopError{NotRun: putBack, Err: c.stopCtxErr(ctx)}
 			}
 		}
 		if started {
@@ -431,6 +431,20 @@ func (c *Consumer) Stop(ctx context.Context) error {
 	return c.stopErr
 }
 
+// stopCtxErr is the error of the first Stop's ctx (ctx, as derived there)
+// for its StopError: ctx.Err() of the Stop whose ctx ended, a later one's
+// when it cut this one short (its cause), else this one's own (not its
+// cause, which may be the caller's own error), as the local scheduler's
+// StopError has it.
+func (c *Consumer) stopCtxErr(ctx context.Context) error {
+	c.stopMu.Lock()
+	defer c.stopMu.Unlock()
+	if c.cutLater {
+		return context.Cause(ctx)
+	}
+	return ctx.Err()
+}
+
 // stopLater is a Stop called once another has begun: it waits for that
 // one, and if its own ctx ends first, while that one is still graceful,
 // it cuts it short and returns its error.
@@ -449,7 +463,7 @@ func (c *Consumer) stopLater(ctx context.Context) error {
 	cut := c.firstStop.Err() == nil
 	if cut {
 		c.cutLater = true
-		c.stopCut(context.Cause(ctx))
+		c.stopCut(ctx.Err())
 	}
 	c.stopMu.Unlock()
 	<-c.stopped
