@@ -124,9 +124,7 @@ func (s *Scheduler) lend() {
 	s.lent++
 	s.e.Resize(min(s.size+s.lent, MaxWorkers))
 	s.sizeMu.Unlock()
-	for _, fn := range s.opts.onLend {
-		fn(1)
-	}
+	s.tellLend(1)
 }
 
 func (s *Scheduler) unlend() {
@@ -134,7 +132,24 @@ func (s *Scheduler) unlend() {
 	s.lent--
 	s.e.Resize(min(s.size+s.lent, MaxWorkers))
 	s.sizeMu.Unlock()
+	s.tellLend(-1)
+}
+
+// tellLend tells the lend hooks (WithLendHook) of a loan (1) or its end
+// (-1). A hook that panics is logged, as the other hooks are, and stops
+// neither the others nor the loan: let through, the panic failed the
+// wait and left the lender's count taken (the worker lent for good).
+func (s *Scheduler) tellLend(delta int) {
 	for _, fn := range s.opts.onLend {
-		fn(-1)
+		s.lendHook(fn, delta)
 	}
+}
+
+func (s *Scheduler) lendHook(fn func(delta int), delta int) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.logPanic("lend hook", v)
+		}
+	}()
+	fn(delta)
 }

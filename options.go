@@ -233,7 +233,8 @@ func WithBaseContext(ctx context.Context) Option {
 // after it has shrunk back. A broker's consumer that runs its tasks on a
 // scheduler uses it to hold one message more per lent worker. fn runs on
 // the handler's goroutine; it must be safe for concurrent use and return
-// quickly. A nil fn is invalid.
+// quickly. A panic in fn is logged and stops neither the other hooks nor
+// the loan. A nil fn is invalid.
 func WithLendHook(fn func(delta int)) Option {
 	return optionFunc(func(o *options) error {
 		if fn == nil {
