@@ -138,10 +138,20 @@ func (s *Scheduler) unlend() {
 // tellLend tells the lend hooks (WithLendHook) of a loan (1) or its end
 // (-1). A hook that panics is logged, as the other hooks are, and stops
 // neither the others nor the loan: let through, the panic failed the
-// wait and left the lender's count taken (the worker lent for good).
+// wait and left the lender's count taken (the worker lent for good). The
+// hook runs on a goroutine of its own, which tellLend waits for: one that
+// calls runtime.Goexit ends only its own call, not the handler's wait
+// (inside the engine's, a Submit waiting for room, it left a waiter
+// queued whose Put had returned). A loan is rare (a wait that blocks), so
+// the goroutines cost nothing on the hot paths.
 func (s *Scheduler) tellLend(delta int) {
 	for _, fn := range s.opts.onLend {
-		s.lendHook(fn, delta)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.lendHook(fn, delta)
+		}()
+		<-done
 	}
 }
 

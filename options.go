@@ -232,9 +232,10 @@ func WithBaseContext(ctx context.Context) Option {
 // it back: fn(1) after the scheduler has grown by the lent worker, fn(-1)
 // after it has shrunk back. A broker's consumer that runs its tasks on a
 // scheduler uses it to hold one message more per lent worker. fn runs on
-// the handler's goroutine; it must be safe for concurrent use and return
-// quickly. A panic in fn is logged and stops neither the other hooks nor
-// the loan. A nil fn is invalid.
+// a goroutine of its own, which the lending handler waits for; it must be
+// safe for concurrent use, return quickly and not lend itself. A panic in
+// fn is logged, and neither a panic nor a runtime.Goexit in fn stops the
+// other hooks or the loan. A nil fn is invalid.
 func WithLendHook(fn func(delta int)) Option {
 	return optionFunc(func(o *options) error {
 		if fn == nil {

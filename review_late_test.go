@@ -2,7 +2,9 @@ package taskpool_test
 
 import (
 	"context"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,4 +52,47 @@ func TestReviewLateLendHookPanicIsLogged(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Equal(t, []int{1, -1, 1, -1}, deltas, "the other hook is told each loan")
+}
+
+// A lend hook that calls runtime.Goexit ends only its own call: the other
+// hooks are told, the wait goes on, and the loan is given back, for a
+// wait on a Future and for a Submit waiting for room in a full queue
+// (where the Goexit ran inside the engine's wait, with the Put's waiter
+// queued).
+func TestLendHookGoexitEndsOnlyItsCall(t *testing.T) {
+	var told atomic.Int64
+	var s *taskpool.Scheduler
+	reg := registry(t, map[string]taskpool.HandlerFunc{
+		"child": nop,
+		"parent": func(ctx context.Context, _ taskpool.Task) error {
+			_, err := s.SubmitWait(ctx, taskpool.Task{Type: "child"})
+			return err
+		},
+		"flood": func(ctx context.Context, _ taskpool.Task) error {
+			for range 6 { // more than the queue holds: a Submit waits for room
+				if err := s.Submit(ctx, taskpool.Task{Type: "child"}); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	})
+	var err error
+	s, err = taskpool.New(reg, taskpool.WithWorkers(1), taskpool.WithQueueSize(2), taskpool.WithBatchSize(1),
+		taskpool.WithLendHook(func(int) { runtime.Goexit() }),
+		taskpool.WithLendHook(func(int) { told.Add(1) }))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = s.SubmitWait(ctx, taskpool.Task{Type: "parent"})
+	require.NoError(t, err)
+	_, err = s.SubmitWait(ctx, taskpool.Task{Type: "flood"})
+	require.NoError(t, err)
+	require.NoError(t, s.Stop(ctx))
+	st := s.Stats()
+	assert.EqualValues(t, 2+1+6, st.Submitted)
+	assert.EqualValues(t, st.Submitted, st.Succeeded)
+	assert.Positive(t, told.Load())
+	assert.Zero(t, told.Load()%2, "each loan told, and its end")
 }
