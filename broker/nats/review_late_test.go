@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskpool/taskpool"
-	natsbroker "github.com/taskpool/taskpool/broker/nats"
 )
 
 var errLateCause = errors.New("test: the cause of a Stop's ctx")
@@ -28,20 +27,7 @@ func TestReviewLateStopErrorErrIsTheCtxsErrNotItsCause(t *testing.T) {
 		name := map[bool]string{false: "first", true: "later"}[later]
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			js, ctx := startJetStream(t)
-			p := newProducer(t, ctx, js)
-			reg := taskpool.NewRegistry()
-			started := make(chan struct{}, 1)
-			require.NoError(t, reg.HandleFunc("hang", func(ctx context.Context, _ taskpool.Task) error {
-				started <- struct{}{}
-				<-ctx.Done()
-				return ctx.Err()
-			}))
-			cons, err := natsbroker.NewConsumer(ctx, js, reg, natsbroker.WithWorkers(1))
-			require.NoError(t, err)
-			require.NoError(t, cons.Start())
-			mustEnqueue(t, ctx, p, taskpool.Task{ID: "h", Type: "hang"})
-			recvT(t, started, 10*time.Second, "the handler")
+			cons := hangingConsumer(t)
 
 			var first chan error
 			if later {
@@ -53,7 +39,7 @@ func TestReviewLateStopErrorErrIsTheCtxsErrNotItsCause(t *testing.T) {
 			defer cancel()
 			stopped := make(chan error, 1)
 			go func() { stopped <- cons.Stop(sctx) }()
-			err = recvT(t, stopped, 10*time.Second, "the Stop with a deadline")
+			err := recvT(t, stopped, 10*time.Second, "the Stop with a deadline")
 			var se *taskpool.StopError
 			require.ErrorAs(t, err, &se)
 			assert.Equal(t, context.DeadlineExceeded, se.Err)

@@ -86,8 +86,28 @@ func TestTrialNilPointerParamsAreNoParams(t *testing.T) {
 // handler that waits for its ctx, for ever.)
 func TestTrialLaterStopWithADeadlineCutsTheFirstShort(t *testing.T) {
 	t.Parallel()
+	cons := hangingConsumer(t)
+	first := make(chan error, 1)
+	go func() { first <- cons.Stop(context.Background()) }()
+	require.Eventually(t, func() bool { return !cons.Health().Consuming }, 10*time.Second, time.Millisecond)
+	sctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	second := make(chan error, 1)
+	go func() { second <- cons.Stop(sctx) }()
+	err := recvT(t, second, 10*time.Second, "the later Stop")
+	var se *taskpool.StopError
+	require.ErrorAs(t, err, &se)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.NoError(t, recvT(t, first, 10*time.Second, "the first Stop"))
+	assert.NoError(t, cons.Stop(context.Background()), "a Stop after the shutdown")
+}
+
+// hangingConsumer starts a consumer of one worker (which the test must
+// stop) and returns once its handler runs a task that returns only when
+// its context ends.
+func hangingConsumer(t *testing.T) *natsbroker.Consumer {
+	t.Helper()
 	js, ctx := startJetStream(t)
-	p := newProducer(t, ctx, js)
 	reg := taskpool.NewRegistry()
 	started := make(chan struct{}, 1)
 	require.NoError(t, reg.HandleFunc("hang", func(ctx context.Context, _ taskpool.Task) error {
@@ -98,21 +118,9 @@ func TestTrialLaterStopWithADeadlineCutsTheFirstShort(t *testing.T) {
 	cons, err := natsbroker.NewConsumer(ctx, js, reg, natsbroker.WithWorkers(1))
 	require.NoError(t, err)
 	require.NoError(t, cons.Start())
-	mustEnqueue(t, ctx, p, taskpool.Task{ID: "h", Type: "hang"})
+	mustEnqueue(t, ctx, newProducer(t, ctx, js), taskpool.Task{ID: "h", Type: "hang"})
 	recvT(t, started, 10*time.Second, "the handler")
-	first := make(chan error, 1)
-	go func() { first <- cons.Stop(context.Background()) }()
-	require.Eventually(t, func() bool { return !cons.Health().Consuming }, 10*time.Second, time.Millisecond)
-	sctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	second := make(chan error, 1)
-	go func() { second <- cons.Stop(sctx) }()
-	err = recvT(t, second, 10*time.Second, "the later Stop")
-	var se *taskpool.StopError
-	require.ErrorAs(t, err, &se)
-	assert.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.NoError(t, recvT(t, first, 10*time.Second, "the first Stop"))
-	assert.NoError(t, cons.Stop(context.Background()), "a Stop after the shutdown")
+	return cons
 }
 
 // The two WithUniqueTTL options differ, as the README's "What differs"
