@@ -229,8 +229,8 @@ func WithBaseContext(ctx context.Context) Option {
 
 // WithLendHook adds fn to the functions told when a handler lends its
 // worker ([Lend], and the waits that lend by themselves) and when it gives
-// it back: fn(1) after the scheduler has grown by the lent worker, fn(-1)
-// after it has shrunk back. A broker's consumer that runs its tasks on a
+// it back: fn(1) once the scheduler has grown by the lent worker, fn(-1)
+// once its size is set back (the extra worker retires when next idle). A broker's consumer that runs its tasks on a
 // scheduler uses it to hold one message more per lent worker. fn runs on
 // a goroutine of its own, which the lending handler waits for; it must be
 // safe for concurrent use, return quickly and not lend itself. A panic in
