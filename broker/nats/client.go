@@ -42,9 +42,6 @@ func NewClient(p *Producer) *Client { return &Client{Producer: p} }
 // a Submit again with the same ID that returns it means the first was
 // stored.
 func (c *Client) Submit(ctx context.Context, t taskpool.Task) error {
-	if err := checkCtx(ctx, "Client.Submit"); err != nil {
-		return err
-	}
 	_, err := c.enqueue(ctx, t)
 	return err
 }
@@ -52,9 +49,6 @@ func (c *Client) Submit(ctx context.Context, t taskpool.Task) error {
 // SubmitAt enqueues t to be due at at; see [At]. A duplicate ID is
 // refused as by Submit.
 func (c *Client) SubmitAt(ctx context.Context, t taskpool.Task, at time.Time) error {
-	if err := checkCtx(ctx, "Client.SubmitAt"); err != nil {
-		return err
-	}
 	_, err := c.enqueue(ctx, t, At(at))
 	return err
 }
@@ -62,9 +56,6 @@ func (c *Client) SubmitAt(ctx context.Context, t taskpool.Task, at time.Time) er
 // SubmitAfter enqueues t to be due d from now; see [Delay]. A duplicate
 // ID is refused as by Submit.
 func (c *Client) SubmitAfter(ctx context.Context, t taskpool.Task, d time.Duration) error {
-	if err := checkCtx(ctx, "Client.SubmitAfter"); err != nil {
-		return err
-	}
 	_, err := c.enqueue(ctx, t, Delay(d))
 	return err
 }
@@ -91,9 +82,6 @@ func (c *Client) enqueue(ctx context.Context, t taskpool.Task, opts ...EnqueueOp
 // [Producer.WaitResult]'s for that ID. From a consumer's handler, with
 // its ctx, the wait lends the handler's worker, as WaitResult says.
 func (c *Client) SubmitWait(ctx context.Context, t taskpool.Task) (any, error) {
-	if err := checkCtx(ctx, "Client.SubmitWait"); err != nil {
-		return nil, err
-	}
 	r, err := c.enqueue(ctx, t, KeepResult())
 	if err != nil {
 		return nil, err
