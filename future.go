@@ -209,17 +209,11 @@ func ResultAs[T any](v any) (T, error) {
 	case nil:
 		return out, fmt.Errorf("%w: no result", ErrInvalidResult)
 	}
-	rv, rt := reflect.ValueOf(v), reflect.TypeFor[T]()
-	switch {
-	case rt.Kind() == reflect.Pointer && rv.Type() == rt.Elem():
-		p := reflect.New(rt.Elem())
-		p.Elem().Set(rv)
-		return p.Interface().(T), nil
-	case rv.Kind() == reflect.Pointer && rv.Type().Elem() == rt:
-		if rv.IsNil() {
-			return out, nil
-		}
-		return rv.Elem().Interface().(T), nil
+	if r, ok := alike[T](v); ok {
+		return r, nil
+	}
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer && rv.IsNil() && rv.Type().Elem() == reflect.TypeFor[T]() {
+		return out, nil // a nil *A is JSON null: the zero A
 	}
 	return out, fmt.Errorf("%w: result is %T, want %T", ErrInvalidResult, v, out)
 }

@@ -145,6 +145,27 @@ func nilParams(v any) bool {
 	return false
 }
 
+// alike returns v as a T where T is a *A and v an A (a pointer to a
+// copy), or T is an A and v a non-nil *A (a copy of what it points to):
+// the two encode alike, and the wire takes either for the other.
+func alike[T any](v any) (T, bool) {
+	var out T
+	rv := reflect.ValueOf(v)
+	if !rv.IsValid() {
+		return out, false
+	}
+	rt := reflect.TypeFor[T]()
+	switch {
+	case rt.Kind() == reflect.Pointer && rv.Type() == rt.Elem():
+		p := reflect.New(rt.Elem())
+		p.Elem().Set(rv)
+		return p.Interface().(T), true
+	case rv.Kind() == reflect.Pointer && rv.Type().Elem() == rt && !rv.IsNil():
+		return rv.Elem().Interface().(T), true
+	}
+	return out, false
+}
+
 func decodeParams(t Task, b []byte, v any) error {
 	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("%w: task %s: decode: %w", ErrInvalidParams, t.Type, err)

@@ -105,16 +105,8 @@ func argsOf[T Args](t Task) (T, error) {
 	if v, ok := t.Params.(T); ok && !nilParams(t.Params) {
 		return v, nil
 	}
-	if pv := reflect.ValueOf(t.Params); pv.IsValid() {
-		rt := reflect.TypeFor[T]()
-		switch {
-		case rt.Kind() == reflect.Pointer && pv.Type() == rt.Elem():
-			p := reflect.New(rt.Elem())
-			p.Elem().Set(pv)
-			return p.Interface().(T), nil
-		case pv.Kind() == reflect.Pointer && pv.Type().Elem() == rt && !pv.IsNil():
-			return pv.Elem().Interface().(T), nil
-		}
+	if v, ok := alike[T](t.Params); ok {
+		return v, nil
 	}
 	return ParamsAs[T](t)
 }
