@@ -187,15 +187,7 @@ func (s *Scheduler) invoke(l *local, h Handler, t *Task) error {
 func (s *Scheduler) callPlain(l *local, j *job, t *Task) (err error) {
 	ctx := s.handlerCtx(l)
 	if s.opts.noRecover {
-		returned := false
-		defer l.crashing(&returned, &err)
-		if f := j.b.fn; f != nil {
-			err = f(ctx, *t)
-		} else {
-			err = j.b.h.HandleTask(ctx, *t)
-		}
-		returned = true
-		return err
+		return s.call(ctx, l, j.b.h, t)
 	}
 	defer recoverPanic(&err)
 	if f := j.b.fn; f != nil {
