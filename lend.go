@@ -55,17 +55,6 @@ func Lend(ctx context.Context) (release func()) {
 	return func() { once.Do(l.unlend) }
 }
 
-// blocked is the engine's Config.Blocked: a Submit from a handler that
-// waits for room lends the handler's worker until it returns.
-func (s *Scheduler) blocked(ctx context.Context) func() {
-	l := handlerLender(ctx)
-	if l == nil {
-		return nil
-	}
-	l.lend()
-	return l.unlend
-}
-
 // handlerCtxKey is the key of the value, the worker's *lender, that marks
 // the contexts a scheduler's worker gives its handlers.
 type handlerCtxKey struct{}
@@ -122,7 +111,7 @@ func (s *Scheduler) handlerCtx(l *local) context.Context {
 func (s *Scheduler) lend() {
 	s.sizeMu.Lock()
 	s.lent++
-	s.e.Resize(min(s.size+s.lent, MaxWorkers))
+	s.resizeLocked()
 	s.sizeMu.Unlock()
 	s.tellLend(1)
 }
@@ -130,9 +119,15 @@ func (s *Scheduler) lend() {
 func (s *Scheduler) unlend() {
 	s.sizeMu.Lock()
 	s.lent--
-	s.e.Resize(min(s.size+s.lent, MaxWorkers))
+	s.resizeLocked()
 	s.sizeMu.Unlock()
 	s.tellLend(-1)
+}
+
+// resizeLocked gives the engine the workers asked for and those lent.
+// The caller holds s.sizeMu.
+func (s *Scheduler) resizeLocked() {
+	s.e.Resize(min(s.size+s.lent, MaxWorkers))
 }
 
 // tellLend tells the lend hooks (WithLendHook) of a loan (1) or its end

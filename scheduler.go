@@ -159,7 +159,7 @@ func New(h Handler, opts ...Option) (*Scheduler, error) {
 		QueueSize: o.queueSize,
 		Weights:   o.weights,
 		Strict:    o.strict,
-		Blocked:   s.blocked,
+		Blocked:   Lend, // a Submit from a handler that waits for room lends its worker
 	}, runner{s})
 	s.size = o.workers
 	s.timers.init()
@@ -359,7 +359,7 @@ func (s *Scheduler) Resize(n int) error {
 	}
 	s.sizeMu.Lock()
 	s.size = n
-	s.e.Resize(min(n+s.lent, MaxWorkers))
+	s.resizeLocked()
 	s.sizeMu.Unlock()
 	return nil
 }
