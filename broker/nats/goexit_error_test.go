@@ -44,28 +44,40 @@ func TestHandlerErrorWhoseErrorCallsGoexitIsDeadLettered(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			js, ctx := startJetStream(t)
-			reg := taskpool.NewRegistry()
-			require.NoError(t, reg.HandleFunc("exit", func(context.Context, taskpool.Task) error { return tt.give }))
-			told := make(chan settledOutcome, 8)
-			cons := startConsumer(t, js, reg, natsbroker.WithMaxAttempts(1),
-				natsbroker.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
-				tellSettled(told))
-			p := newProducer(t, ctx, js)
-			insp := newInspector(t, ctx, js)
-
-			mustEnqueue(t, ctx, p, taskpool.Task{ID: "exit", Type: "exit"}, tt.giveOpts...)
-			s := nextSettled(t, told, "the task whose error calls Goexit")
-			assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
-			assert.Equal(t, 1, s.out.Task.Attempt, "at its first delivery")
-			dls, err := insp.DeadLetters(ctx, 0, 10)
-			require.NoError(t, err)
-			require.Len(t, dls, 1)
-			assert.Contains(t, dls[0].Error, "Goexit")
-			stopsClean(t, cons)
-			assert.Empty(t, told, "settled once")
+			text := deadLetteredOnce(t, "the task whose error calls Goexit",
+				func(context.Context, taskpool.Task) error { return tt.give },
+				[]natsbroker.Option{natsbroker.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))},
+				tt.giveOpts...)
+			assert.Contains(t, text, "Goexit")
 		})
 	}
+}
+
+// deadLetteredOnce runs one task of type "exit", enqueued with eopts, on a
+// consumer (one attempt, and opts) whose handler for it is h, checks that
+// it is dead-lettered at its first delivery, the settle hook told once,
+// and that Stop leaves nothing held, and returns the dead letter's error
+// text. what names the task in a failure.
+func deadLetteredOnce(t *testing.T, what string, h taskpool.HandlerFunc, opts []natsbroker.Option, eopts ...natsbroker.EnqueueOption) string {
+	t.Helper()
+	js, ctx := startJetStream(t)
+	reg := taskpool.NewRegistry()
+	require.NoError(t, reg.HandleFunc("exit", h))
+	told := make(chan settledOutcome, 8)
+	cons := startConsumer(t, js, reg, append(opts, natsbroker.WithMaxAttempts(1), tellSettled(told))...)
+	p := newProducer(t, ctx, js)
+	insp := newInspector(t, ctx, js)
+
+	mustEnqueue(t, ctx, p, taskpool.Task{ID: "exit", Type: "exit"}, eopts...)
+	s := nextSettled(t, told, what)
+	assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
+	assert.Equal(t, 1, s.out.Task.Attempt, "at its first delivery")
+	dls, err := insp.DeadLetters(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	stopsClean(t, cons)
+	assert.Empty(t, told, "settled once")
+	return dls[0].Error
 }
 
 // goexitOnError is a slog handler that calls runtime.Goexit for every

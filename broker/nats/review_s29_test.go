@@ -100,23 +100,8 @@ func (goexitStringer) String() string {
 // goroutine: Goexit ended the worker before it settled the delivery.)
 func TestReviewS29PanicValueWhoseStringCallsGoexitIsDeadLettered(t *testing.T) {
 	t.Parallel()
-	js, ctx := startJetStream(t)
-	reg := taskpool.NewRegistry()
-	require.NoError(t, reg.HandleFunc("exit", func(context.Context, taskpool.Task) error { panic(goexitStringer{}) }))
-	told := make(chan settledOutcome, 8)
-	cons := startConsumer(t, js, reg, natsbroker.WithMaxAttempts(1), tellSettled(told))
-	p := newProducer(t, ctx, js)
-	insp := newInspector(t, ctx, js)
-
-	mustEnqueue(t, ctx, p, taskpool.Task{ID: "exit", Type: "exit"}, natsbroker.KeepResult())
-	s := nextSettled(t, told, "the task whose panic value's String calls Goexit")
-	assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
-	assert.Equal(t, 1, s.out.Task.Attempt, "at its first delivery")
-	dls, err := insp.DeadLetters(ctx, 0, 10)
-	require.NoError(t, err)
-	require.Len(t, dls, 1)
-	stopsClean(t, cons)
-	assert.Empty(t, told, "settled once")
+	deadLetteredOnce(t, "the task whose panic value's String calls Goexit",
+		func(context.Context, taskpool.Task) error { panic(goexitStringer{}) }, nil, natsbroker.KeepResult())
 }
 
 // panicGoexitError is an error whose Error method panics with a value
@@ -132,23 +117,9 @@ func (panicGoexitError) Error() string { panic(goexitStringer{}) }
 // and the dead letter had no error.)
 func TestReviewS29ErrorPanicValueWhoseStringCallsGoexitHasAText(t *testing.T) {
 	t.Parallel()
-	js, ctx := startJetStream(t)
-	reg := taskpool.NewRegistry()
-	require.NoError(t, reg.HandleFunc("exit", func(context.Context, taskpool.Task) error { return panicGoexitError{} }))
-	told := make(chan settledOutcome, 8)
-	cons := startConsumer(t, js, reg, natsbroker.WithMaxAttempts(1), tellSettled(told))
-	p := newProducer(t, ctx, js)
-	insp := newInspector(t, ctx, js)
-
-	mustEnqueue(t, ctx, p, taskpool.Task{ID: "exit", Type: "exit"})
-	s := nextSettled(t, told, "the task whose error's Error panics")
-	assert.Equal(t, natsbroker.ActionDeadLetter, s.a)
-	dls, err := insp.DeadLetters(ctx, 0, 10)
-	require.NoError(t, err)
-	require.Len(t, dls, 1)
-	assert.Contains(t, dls[0].Error, "Error panicked")
-	stopsClean(t, cons)
-	assert.Empty(t, told, "settled once")
+	text := deadLetteredOnce(t, "the task whose error's Error panics",
+		func(context.Context, taskpool.Task) error { return panicGoexitError{} }, nil)
+	assert.Contains(t, text, "Error panicked")
 }
 
 // panicsWith is the JSON codec and a handler with a Lookup, whose Decode
