@@ -98,6 +98,9 @@ func TestTrialLendOncePerHandler(t *testing.T) {
 	_, err = s.SubmitWait(ctx, taskpool.Task{Type: "parent"})
 	require.NoError(t, err)
 	assert.Equal(t, 3, <-workers, "2 workers and the parent's, lent once")
+	// The lent worker gone (a retired worker's goroutine is counted
+	// until it exits), so that the next peak counts only the next loans.
+	require.Eventually(t, func() bool { return s.Stats().Workers == 2 }, 10*time.Second, time.Millisecond)
 
 	// The same with waits on Futures, from goroutines of one handler.
 	peak := make(chan int, 1)
